@@ -1,0 +1,109 @@
+//! Turning a bare initramfs into a usable userland: file systems, kernel modules, loopback.
+
+use super::sys;
+use std::collections::HashMap;
+use std::io;
+
+/// The host writes the modules to load, in dependency order, one path per line.
+const MODULE_LIST: &str = "/etc/provium/modules";
+
+pub fn mount_filesystems() {
+    let nosuid_nodev = libc::MS_NOSUID | libc::MS_NODEV;
+    let mounts: [(&str, &str, &str, libc::c_ulong); 7] = [
+        ("proc", "/proc", "proc", nosuid_nodev | libc::MS_NOEXEC),
+        ("sysfs", "/sys", "sysfs", nosuid_nodev | libc::MS_NOEXEC),
+        ("devtmpfs", "/dev", "devtmpfs", libc::MS_NOSUID),
+        ("tmpfs", "/tmp", "tmpfs", nosuid_nodev),
+        ("tmpfs", "/run", "tmpfs", nosuid_nodev),
+        ("devpts", "/dev/pts", "devpts", libc::MS_NOSUID | libc::MS_NOEXEC),
+        ("tmpfs", "/dev/shm", "tmpfs", nosuid_nodev),
+    ];
+    for (source, target, fstype, flags) in mounts {
+        if let Err(e) = sys::mount(source, target, fstype, flags) {
+            // devtmpfs may already be mounted by the kernel (CONFIG_DEVTMPFS_MOUNT).
+            if e.raw_os_error() != Some(libc::EBUSY) {
+                super::log(format_args!("mount {target}: {e}"));
+            }
+        }
+    }
+    // /tmp is world-writable with the sticky bit, as on any distribution, so that worker
+    // processes with other credentials behave as they would on a real system.
+    let _ = std::fs::set_permissions(
+        "/tmp",
+        std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+    );
+    let _ = sys::mount("cgroup2", "/sys/fs/cgroup", "cgroup2", 0);
+}
+
+/// Loads the modules the host listed. Returns one line per module that failed.
+pub fn load_modules() -> Vec<String> {
+    let Ok(list) = std::fs::read_to_string(MODULE_LIST) else {
+        return Vec::new();
+    };
+    let mut errors = Vec::new();
+    for path in list.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        match sys::finit_module(path) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+            Err(e) => errors.push(format!("{path}: {e}")),
+        }
+    }
+    errors
+}
+
+/// `provium.*` settings from the kernel command line.
+pub fn kernel_settings() -> HashMap<String, String> {
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    parse_settings(&cmdline)
+}
+
+fn parse_settings(cmdline: &str) -> HashMap<String, String> {
+    cmdline
+        .split_whitespace()
+        .filter_map(|word| word.strip_prefix("provium."))
+        .filter_map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, "1"));
+            Some((k.to_string(), v.to_string()))
+        })
+        .collect()
+}
+
+/// Brings `lo` up so that socket tests on 127.0.0.1 work.
+pub fn loopback_up() -> io::Result<()> {
+    // SAFETY: a plain socket; closed below.
+    let fd = sys::cvt(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: ifreq is plain old data.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in ifr.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: valid ifreq for SIOCGIFFLAGS/SIOCSIFFLAGS on an open socket.
+    let result = unsafe {
+        sys::cvt(libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut ifr)).and_then(|_| {
+            ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+            sys::cvt(libc::ioctl(fd, libc::SIOCSIFFLAGS, &ifr))
+        })
+    };
+    // SAFETY: closing the socket we opened.
+    unsafe { libc::close(fd) };
+    result.map(|_| ())
+}
+
+pub fn set_hostname(name: &str) {
+    // SAFETY: valid pointer and length.
+    unsafe { libc::sethostname(name.as_ptr() as *const libc::c_char, name.len()) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_come_from_provium_words_only() {
+        let s = parse_settings("console=ttyS0 provium.transport=vsock provium.port=5 quiet provium.debug");
+        assert_eq!(s.get("transport").map(String::as_str), Some("vsock"));
+        assert_eq!(s.get("port").map(String::as_str), Some("5"));
+        assert_eq!(s.get("debug").map(String::as_str), Some("1"));
+        assert_eq!(s.len(), 3);
+    }
+}

@@ -1,0 +1,74 @@
+//! Dropping an executor to a worker's credentials.
+
+use super::sys::cvt;
+use provium_agent::protocol::Credentials;
+use std::io;
+
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+const PR_CAP_AMBIENT: libc::c_int = 47;
+const PR_CAP_AMBIENT_RAISE: libc::c_ulong = 2;
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+/// Switches the calling process to `creds`, keeping exactly the listed capabilities.
+pub fn apply(creds: &Credentials) -> io::Result<()> {
+    let root = creds.uid == 0 && creds.gid == 0 && creds.caps.is_empty();
+    if root {
+        // Root worker with full capabilities: only the groups change.
+        // SAFETY: valid pointer and length.
+        cvt(unsafe { libc::setgroups(creds.groups.len(), creds.groups.as_ptr()) })?;
+        return Ok(());
+    }
+    // SAFETY: prctl/set*id with plain integer arguments; pointers are valid.
+    unsafe {
+        cvt(libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0))?;
+        cvt(libc::setgroups(creds.groups.len(), creds.groups.as_ptr()))?;
+        cvt(libc::setresgid(creds.gid, creds.gid, creds.gid))?;
+        cvt(libc::setresuid(creds.uid, creds.uid, creds.uid))?;
+    }
+    let mut data = [CapData::default(); 2];
+    for &cap in &creds.caps {
+        if cap >= 64 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("capability {cap} out of range"),
+            ));
+        }
+        let (word, bit) = ((cap / 32) as usize, 1u32 << (cap % 32));
+        data[word].effective |= bit;
+        data[word].permitted |= bit;
+        data[word].inheritable |= bit;
+    }
+    let mut header = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    // SAFETY: header and two data words as capset(2) requires for version 3.
+    let ret = unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    for &cap in &creds.caps {
+        // Ambient capabilities survive execve, so `exec` in a worker keeps them too.
+        // SAFETY: plain prctl.
+        cvt(unsafe { libc::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap as libc::c_ulong, 0, 0) })?;
+    }
+    // SAFETY: plain prctl.
+    unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) };
+    // A dumpable process lets /proc/self be owned by the worker, as for any user process.
+    // SAFETY: plain prctl.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) };
+    Ok(())
+}

@@ -1,0 +1,488 @@
+//! The wire protocol between the host runtime and the guest agent.
+//!
+//! Every message travels in a frame: a little-endian `u32` payload length followed by that many
+//! bytes of [postcard](https://docs.rs/postcard)-encoded data. Frames larger than [`MAX_FRAME`]
+//! are refused by both sides. The guest speaks first with a [`Hello`]; afterwards the host sends
+//! [`Envelope<Request>`] and the agent answers each with exactly one [`Envelope<Response>`]
+//! carrying the same id.
+//!
+//! The host must treat every byte that arrives from the guest as untrusted: a test may have
+//! crashed or corrupted the guest. Decoding errors are reported, never unwrapped.
+//!
+//! See `docs/protocol.md` for the full description.
+
+use serde::{Deserialize, Serialize};
+use std::io::{self, Read, Write};
+
+/// Bumped whenever a message changes shape. The host refuses an agent with another version.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The first four bytes of the hello payload, so that a host connected to something that is not
+/// a Provium agent (a console, a stale socket) fails with a clear message.
+pub const HELLO_MAGIC: [u8; 4] = *b"PRVM";
+
+/// The largest frame either side accepts: 64 MiB, enough for a 16 MiB buffer returned by a
+/// syscall plus its request, and small enough that garbage cannot exhaust host memory.
+pub const MAX_FRAME: usize = 64 << 20;
+
+/// The virtio-serial port name the agent looks for.
+pub const SERIAL_PORT_NAME: &str = "org.provium.agent";
+
+/// Default vsock port the agent connects to on the host (CID 2).
+pub const DEFAULT_VSOCK_PORT: u32 = 10_240;
+
+/// The file descriptor number the executor keeps its channel to PID 1 on; tests must not close it.
+pub const EXECUTOR_CHANNEL_FD: i32 = 1023;
+
+/// A guest address that is never mapped in the executor: below `vm.mmap_min_addr`, and not NULL,
+/// so that `EFAULT` paths are exercised rather than NULL checks.
+pub const BAD_POINTER: u64 = 0x1000;
+
+/// The first frame the agent sends. Its first two fields never change position, so that a host
+/// of any version can read the magic and protocol version before decoding the rest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    pub magic: [u8; 4],
+    pub protocol: u32,
+    pub agent_version: String,
+    /// `uname -r` of the guest kernel.
+    pub release: String,
+    /// `uname -m` of the guest kernel.
+    pub machine: String,
+    /// Which transport the agent found ("virtio-serial" or "vsock").
+    pub transport: String,
+    /// Guest monotonic time when the agent became ready, in microseconds since boot.
+    pub ready_us: u64,
+    /// Modules the agent could not load, with the errno name (empty when all loaded).
+    pub module_errors: Vec<String>,
+}
+
+/// The stable prefix of [`Hello`], decoded first to check the version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HelloPrefix {
+    pub magic: [u8; 4],
+    pub protocol: u32,
+}
+
+/// A request or response with the id that pairs them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope<T> {
+    pub id: u64,
+    pub body: T,
+}
+
+/// Which process in the guest carries out an operation: 0 is the root executor, other ids are
+/// workers created by [`Request::Spawn`].
+pub type WorkerId = u32;
+
+/// What the host asks of the agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// Answered with [`Response::Pong`]; used after a snapshot restore to resume the stream.
+    Ping,
+    /// An operation carried out by an executor process (never by PID 1).
+    Run { worker: WorkerId, op: Operation },
+    /// Fork a new executor with the given credentials.
+    Spawn(Credentials),
+    /// Kill a worker's executor and forget it.
+    KillWorker(WorkerId),
+    /// The kernel log (the `syslog(2)` ring buffer).
+    Dmesg,
+    /// Sync file systems and power off. Answered before the power-off.
+    Shutdown,
+    /// Set the guest's wall clock and mix host randomness into its entropy pool.
+    SyncClock { unix_ns: u64, seed: Vec<u8> },
+}
+
+/// Operations that run inside an executor, under its credentials.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Operation {
+    Syscall(SyscallCall),
+    /// Many syscalls in one round trip; the outcomes come back in order. An executor that dies
+    /// is restarted and the remaining calls still run.
+    Batch(Vec<SyscallCall>),
+    Exec(ExecCall),
+    ReadFile { path: String, max_len: u64 },
+    WriteFile { path: String, data: Vec<u8>, mode: u32, append: bool },
+}
+
+/// One raw system call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct SyscallCall {
+    pub nr: i64,
+    pub args: [i64; 6],
+    /// Guest memory to allocate for this call. A buffer bound to an argument replaces that
+    /// argument with its address.
+    pub buffers: Vec<Buffer>,
+    /// Addresses of buffers written inside other buffers (an iovec array, a struct's `char *`).
+    pub patches: Vec<PointerPatch>,
+    /// Kill the executor if the call has not returned after this long; 0 means no limit.
+    pub timeout_ms: u32,
+}
+
+/// A buffer in guest memory for the duration of one syscall.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Buffer {
+    /// The 0-based argument this buffer's address replaces, or `None` for a buffer only reached
+    /// through a [`PointerPatch`].
+    pub arg: Option<u8>,
+    /// Initial contents.
+    pub data: Vec<u8>,
+    /// Allocated size; bytes past `data` are zero. Never smaller than `data.len()`.
+    pub len: u32,
+    /// Whether the buffer's contents after the call are returned.
+    pub output: bool,
+}
+
+/// Write the guest address of `buffers[target]` (a little-endian u64) at `offset` in
+/// `buffers[buffer]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PointerPatch {
+    pub buffer: u32,
+    pub offset: u32,
+    pub target: u32,
+}
+
+/// A command run in the guest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ExecCall {
+    /// The program and its arguments. With `shell`, `argv[0]` is the script for `/bin/sh -c`.
+    pub argv: Vec<String>,
+    pub shell: bool,
+    pub env: Vec<(String, String)>,
+    pub cwd: Option<String>,
+    pub stdin: Vec<u8>,
+    /// 0 means no limit.
+    pub timeout_ms: u32,
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Termination {
+    Exited(i32),
+    Signaled(i32),
+}
+
+impl std::fmt::Display for Termination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Termination::Exited(code) => write!(f, "exited with status {code}"),
+            Termination::Signaled(sig) => write!(f, "killed by signal {sig}"),
+        }
+    }
+}
+
+/// What became of one syscall.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SyscallOutcome {
+    /// The kernel's raw return value (a negative errno on failure) and, for every buffer in
+    /// request order, its contents after the call when it was marked as output.
+    Returned {
+        ret: i64,
+        buffers: Vec<Option<Vec<u8>>>,
+    },
+    /// The executor process ended during the call (for example `exit_group`, or a fault). A new
+    /// executor has replaced it; file descriptors and memory of the old one are gone.
+    ExecutorDied(Termination),
+    /// The call did not return within its timeout; the executor was killed and replaced.
+    TimedOut,
+    /// The request could not be carried out (bad buffer index, allocation failure, …).
+    Rejected(String),
+}
+
+/// The result of an [`ExecCall`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecResult {
+    /// `None` when the command timed out and was killed.
+    pub termination: Option<Termination>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    /// True when output past the agent's cap was dropped.
+    pub truncated: bool,
+}
+
+/// Credentials of a worker executor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Credentials {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+    /// Capability numbers kept (permitted, effective, inheritable and ambient) after the switch.
+    pub caps: Vec<u8>,
+}
+
+/// What the agent answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    Pong,
+    Syscall(SyscallOutcome),
+    Batch(Vec<SyscallOutcome>),
+    Exec(ExecResult),
+    File(Vec<u8>),
+    Done,
+    Dmesg(String),
+    Worker(WorkerId),
+    Error(AgentError),
+}
+
+/// A request the agent could not carry out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorKind {
+    /// The frame did not decode, or the request was malformed.
+    BadRequest,
+    /// A system call made on the request's behalf failed with this errno.
+    Os(i32),
+    /// No worker with that id.
+    UnknownWorker,
+    /// The executor ended while carrying out the operation.
+    ExecutorDied(Termination),
+    /// The operation did not complete within its timeout.
+    TimedOut,
+}
+
+impl std::fmt::Display for AgentError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Errors reading or writing frames.
+#[derive(Debug)]
+pub enum FrameError {
+    Io(io::Error),
+    /// The peer announced a frame larger than [`MAX_FRAME`].
+    TooLarge(usize),
+    /// The payload did not decode as the expected message.
+    Decode(postcard::Error),
+    Encode(postcard::Error),
+}
+
+impl std::fmt::Display for FrameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FrameError::Io(e) => write!(f, "transport error: {e}"),
+            FrameError::TooLarge(n) => {
+                write!(f, "frame of {n} bytes exceeds the {MAX_FRAME}-byte limit")
+            }
+            FrameError::Decode(e) => write!(f, "undecodable message: {e}"),
+            FrameError::Encode(e) => write!(f, "cannot encode message: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for FrameError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            FrameError::Io(e) => Some(e),
+            FrameError::Decode(e) | FrameError::Encode(e) => Some(e),
+            FrameError::TooLarge(_) => None,
+        }
+    }
+}
+
+impl From<io::Error> for FrameError {
+    fn from(e: io::Error) -> Self {
+        FrameError::Io(e)
+    }
+}
+
+/// Encodes a message into a complete frame (length prefix included).
+pub fn encode_frame<T: Serialize>(msg: &T) -> Result<Vec<u8>, FrameError> {
+    let mut out = postcard::to_extend(msg, vec![0u8; 4]).map_err(FrameError::Encode)?;
+    let len = out.len() - 4;
+    if len > MAX_FRAME {
+        return Err(FrameError::TooLarge(len));
+    }
+    out[..4].copy_from_slice(&(len as u32).to_le_bytes());
+    Ok(out)
+}
+
+/// Writes one message as a frame.
+pub fn write_message<W: Write, T: Serialize>(w: &mut W, msg: &T) -> Result<(), FrameError> {
+    let frame = encode_frame(msg)?;
+    w.write_all(&frame)?;
+    w.flush()?;
+    Ok(())
+}
+
+/// Reads the next frame's payload. A frame over the limit is consumed and discarded, so that the
+/// stream stays in step, and reported as [`FrameError::TooLarge`].
+pub fn read_frame<R: Read>(r: &mut R) -> Result<Vec<u8>, FrameError> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len)?;
+    let len = u32::from_le_bytes(len) as usize;
+    if len > MAX_FRAME {
+        io::copy(&mut r.take(len as u64), &mut io::sink())?;
+        return Err(FrameError::TooLarge(len));
+    }
+    let mut payload = vec![0u8; len];
+    r.read_exact(&mut payload)?;
+    Ok(payload)
+}
+
+/// Decodes a payload; trailing bytes are an error, so that a corrupted frame is not half-read.
+pub fn decode<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, FrameError> {
+    let (value, rest) = postcard::take_from_bytes(payload).map_err(FrameError::Decode)?;
+    if !rest.is_empty() {
+        return Err(FrameError::Decode(postcard::Error::DeserializeBadEncoding));
+    }
+    Ok(value)
+}
+
+/// Reads and decodes one message.
+pub fn read_message<R: Read, T: for<'de> Deserialize<'de>>(r: &mut R) -> Result<T, FrameError> {
+    let payload = read_frame(r)?;
+    decode(&payload)
+}
+
+/// Checks a hello payload: magic first, then the version, then the rest.
+pub fn decode_hello(payload: &[u8]) -> Result<Hello, HelloError> {
+    let (prefix, _) = postcard::take_from_bytes::<HelloPrefix>(payload)
+        .map_err(|e| HelloError::NotAnAgent(e.to_string()))?;
+    if prefix.magic != HELLO_MAGIC {
+        return Err(HelloError::NotAnAgent(format!(
+            "bad magic {:02x?}",
+            prefix.magic
+        )));
+    }
+    if prefix.protocol != PROTOCOL_VERSION {
+        return Err(HelloError::VersionMismatch {
+            agent: prefix.protocol,
+            host: PROTOCOL_VERSION,
+        });
+    }
+    decode(payload).map_err(|e| HelloError::NotAnAgent(e.to_string()))
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HelloError {
+    NotAnAgent(String),
+    VersionMismatch { agent: u32, host: u32 },
+}
+
+impl std::fmt::Display for HelloError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HelloError::NotAnAgent(why) => {
+                write!(f, "the guest did not greet like a Provium agent ({why})")
+            }
+            HelloError::VersionMismatch { agent, host } => write!(
+                f,
+                "the guest agent speaks protocol version {agent}, this host speaks {host}: \
+                 rebuild the agent and the host from the same release"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for HelloError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hello(protocol: u32) -> Hello {
+        Hello {
+            magic: HELLO_MAGIC,
+            protocol,
+            agent_version: "0.1.0".into(),
+            release: "6.1.0".into(),
+            machine: "x86_64".into(),
+            transport: "virtio-serial".into(),
+            ready_us: 1,
+            module_errors: vec![],
+        }
+    }
+
+    #[test]
+    fn frames_round_trip() {
+        let req = Envelope {
+            id: 7,
+            body: Request::Run {
+                worker: 0,
+                op: Operation::Syscall(SyscallCall {
+                    nr: 39,
+                    ..Default::default()
+                }),
+            },
+        };
+        let frame = encode_frame(&req).unwrap();
+        assert_eq!(
+            u32::from_le_bytes(frame[..4].try_into().unwrap()) as usize,
+            frame.len() - 4
+        );
+        let back: Envelope<Request> = read_message(&mut &frame[..]).unwrap();
+        assert_eq!(back, req);
+    }
+
+    #[test]
+    fn oversized_frame_is_skipped_and_reported() {
+        let mut bytes = ((MAX_FRAME + 1) as u32).to_le_bytes().to_vec();
+        bytes.resize(4 + MAX_FRAME + 1, 0xaa);
+        bytes.extend(encode_frame(&Envelope { id: 1, body: Request::Ping }).unwrap());
+        let mut r = &bytes[..];
+        assert!(matches!(read_frame(&mut r), Err(FrameError::TooLarge(_))));
+        let next: Envelope<Request> = read_message(&mut r).unwrap();
+        assert_eq!(next.id, 1);
+    }
+
+    #[test]
+    fn trailing_bytes_are_rejected() {
+        let mut payload = postcard::to_allocvec(&Envelope { id: 1, body: Request::Ping }).unwrap();
+        payload.push(0);
+        assert!(decode::<Envelope<Request>>(&payload).is_err());
+    }
+
+    #[test]
+    fn hello_version_mismatch_is_named() {
+        let payload = postcard::to_allocvec(&hello(PROTOCOL_VERSION + 1)).unwrap();
+        let err = decode_hello(&payload).unwrap_err();
+        assert!(matches!(err, HelloError::VersionMismatch { .. }));
+        assert!(err.to_string().contains("protocol version"));
+    }
+
+    #[test]
+    fn hello_from_something_else_is_refused() {
+        assert!(matches!(
+            decode_hello(b"Linux version 6.1"),
+            Err(HelloError::NotAnAgent(_))
+        ));
+        let ok = postcard::to_allocvec(&hello(PROTOCOL_VERSION)).unwrap();
+        assert_eq!(decode_hello(&ok).unwrap().release, "6.1.0");
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        // A cheap deterministic fuzz: every prefix and a range of byte patterns.
+        let good = encode_frame(&Envelope {
+            id: 3,
+            body: Response::Syscall(SyscallOutcome::Returned {
+                ret: -9,
+                buffers: vec![Some(vec![1, 2, 3]), None],
+            }),
+        })
+        .unwrap();
+        for cut in 0..good.len() {
+            let _ = read_message::<_, Envelope<Response>>(&mut &good[..cut]);
+            let _ = decode::<Envelope<Response>>(&good[4..cut.max(4)]);
+        }
+        let mut x: u32 = 0x1234_5678;
+        for _ in 0..2000 {
+            let mut junk = vec![0u8; (x % 64) as usize];
+            for b in junk.iter_mut() {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                *b = x as u8;
+            }
+            let _ = decode::<Envelope<Response>>(&junk);
+            let _ = decode_hello(&junk);
+        }
+    }
+}
