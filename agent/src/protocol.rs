@@ -102,8 +102,16 @@ pub enum Operation {
     /// is restarted and the remaining calls still run.
     Batch(Vec<SyscallCall>),
     Exec(ExecCall),
-    ReadFile { path: String, max_len: u64 },
-    WriteFile { path: String, data: Vec<u8>, mode: u32, append: bool },
+    ReadFile {
+        path: String,
+        max_len: u64,
+    },
+    WriteFile {
+        path: String,
+        data: Vec<u8>,
+        mode: u32,
+        append: bool,
+    },
 }
 
 /// One raw system call.
@@ -425,7 +433,13 @@ mod tests {
     fn oversized_frame_is_skipped_and_reported() {
         let mut bytes = ((MAX_FRAME + 1) as u32).to_le_bytes().to_vec();
         bytes.resize(4 + MAX_FRAME + 1, 0xaa);
-        bytes.extend(encode_frame(&Envelope { id: 1, body: Request::Ping }).unwrap());
+        bytes.extend(
+            encode_frame(&Envelope {
+                id: 1,
+                body: Request::Ping,
+            })
+            .unwrap(),
+        );
         let mut r = &bytes[..];
         assert!(matches!(read_frame(&mut r), Err(FrameError::TooLarge(_))));
         let next: Envelope<Request> = read_message(&mut r).unwrap();
@@ -434,7 +448,11 @@ mod tests {
 
     #[test]
     fn trailing_bytes_are_rejected() {
-        let mut payload = postcard::to_allocvec(&Envelope { id: 1, body: Request::Ping }).unwrap();
+        let mut payload = postcard::to_allocvec(&Envelope {
+            id: 1,
+            body: Request::Ping,
+        })
+        .unwrap();
         payload.push(0);
         assert!(decode::<Envelope<Request>>(&payload).is_err());
     }

@@ -15,7 +15,12 @@ pub fn mount_filesystems() {
         ("devtmpfs", "/dev", "devtmpfs", libc::MS_NOSUID),
         ("tmpfs", "/tmp", "tmpfs", nosuid_nodev),
         ("tmpfs", "/run", "tmpfs", nosuid_nodev),
-        ("devpts", "/dev/pts", "devpts", libc::MS_NOSUID | libc::MS_NOEXEC),
+        (
+            "devpts",
+            "/dev/pts",
+            "devpts",
+            libc::MS_NOSUID | libc::MS_NOEXEC,
+        ),
         ("tmpfs", "/dev/shm", "tmpfs", nosuid_nodev),
     ];
     for (source, target, fstype, flags) in mounts {
@@ -28,10 +33,7 @@ pub fn mount_filesystems() {
     }
     // /tmp is world-writable with the sticky bit, as on any distribution, so that worker
     // processes with other credentials behave as they would on a real system.
-    let _ = std::fs::set_permissions(
-        "/tmp",
-        std::os::unix::fs::PermissionsExt::from_mode(0o1777),
-    );
+    let _ = std::fs::set_permissions("/tmp", std::os::unix::fs::PermissionsExt::from_mode(0o1777));
     let _ = sys::mount("cgroup2", "/sys/fs/cgroup", "cgroup2", 0);
 }
 
@@ -71,7 +73,8 @@ fn parse_settings(cmdline: &str) -> HashMap<String, String> {
 /// Brings `lo` up so that socket tests on 127.0.0.1 work.
 pub fn loopback_up() -> io::Result<()> {
     // SAFETY: a plain socket; closed below.
-    let fd = sys::cvt(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+    let fd =
+        sys::cvt(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
     // SAFETY: ifreq is plain old data.
     let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
     for (dst, src) in ifr.ifr_name.iter_mut().zip(b"lo\0") {
@@ -100,7 +103,9 @@ mod tests {
 
     #[test]
     fn settings_come_from_provium_words_only() {
-        let s = parse_settings("console=ttyS0 provium.transport=vsock provium.port=5 quiet provium.debug");
+        let s = parse_settings(
+            "console=ttyS0 provium.transport=vsock provium.port=5 quiet provium.debug",
+        );
         assert_eq!(s.get("transport").map(String::as_str), Some("vsock"));
         assert_eq!(s.get("port").map(String::as_str), Some("5"));
         assert_eq!(s.get("debug").map(String::as_str), Some("1"));

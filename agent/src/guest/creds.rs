@@ -63,7 +63,15 @@ pub fn apply(creds: &Credentials) -> io::Result<()> {
     for &cap in &creds.caps {
         // Ambient capabilities survive execve, so `exec` in a worker keeps them too.
         // SAFETY: plain prctl.
-        cvt(unsafe { libc::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap as libc::c_ulong, 0, 0) })?;
+        cvt(unsafe {
+            libc::prctl(
+                PR_CAP_AMBIENT,
+                PR_CAP_AMBIENT_RAISE,
+                cap as libc::c_ulong,
+                0,
+                0,
+            )
+        })?;
     }
     // SAFETY: plain prctl.
     unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) };

@@ -48,8 +48,14 @@ pub fn run(call: &ExecCall) -> io::Result<ExecResult> {
             let _ = s.write_all(&input);
         }
     });
-    let out = child.stdout.take().map(|s| std::thread::spawn(move || drain(s)));
-    let err = child.stderr.take().map(|s| std::thread::spawn(move || drain(s)));
+    let out = child
+        .stdout
+        .take()
+        .map(|s| std::thread::spawn(move || drain(s)));
+    let err = child
+        .stderr
+        .take()
+        .map(|s| std::thread::spawn(move || drain(s)));
 
     let timeout = (call.timeout_ms > 0).then(|| Duration::from_millis(call.timeout_ms as u64));
     let termination = match wait_with_timeout(&mut child, timeout)? {

@@ -65,12 +65,17 @@ fn open_serial_port() -> io::Result<File> {
             return std::fs::OpenOptions::new().read(true).write(true).open(dev);
         }
     }
-    Err(io::Error::new(io::ErrorKind::NotFound, "agent port not present yet"))
+    Err(io::Error::new(
+        io::ErrorKind::NotFound,
+        "agent port not present yet",
+    ))
 }
 
 fn connect_vsock(port: u32) -> io::Result<File> {
     // SAFETY: plain socket creation.
-    let fd = sys::cvt(unsafe { libc::socket(libc::AF_VSOCK, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) })?;
+    let fd = sys::cvt(unsafe {
+        libc::socket(libc::AF_VSOCK, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0)
+    })?;
     // SAFETY: we own the new descriptor; File closes it on every path.
     let file = unsafe { File::from_raw_fd(fd) };
     // SAFETY: sockaddr_vm is plain old data.

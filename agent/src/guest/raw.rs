@@ -54,7 +54,9 @@ struct GuestBuffer {
 impl GuestBuffer {
     fn new(len: usize, data: &[u8]) -> Result<Self, String> {
         if len > MAX_BUFFER {
-            return Err(format!("buffer of {len} bytes exceeds the {MAX_BUFFER}-byte limit"));
+            return Err(format!(
+                "buffer of {len} bytes exceeds the {MAX_BUFFER}-byte limit"
+            ));
         }
         // A zero-length buffer still gets a unique, valid address.
         let layout = Layout::from_size_align(len.max(1), BUFFER_ALIGN)
@@ -113,11 +115,15 @@ fn validate(call: &SyscallCall) -> Result<(), String> {
         }
     }
     for (i, p) in call.patches.iter().enumerate() {
-        let holder = call.buffers.get(p.buffer as usize).ok_or_else(|| {
-            format!("pointer patch {i}: no buffer {} to write into", p.buffer)
-        })?;
+        let holder = call
+            .buffers
+            .get(p.buffer as usize)
+            .ok_or_else(|| format!("pointer patch {i}: no buffer {} to write into", p.buffer))?;
         if call.buffers.get(p.target as usize).is_none() {
-            return Err(format!("pointer patch {i}: no buffer {} to point at", p.target));
+            return Err(format!(
+                "pointer patch {i}: no buffer {} to point at",
+                p.target
+            ));
         }
         if p.offset as u64 + 8 > holder.len as u64 {
             return Err(format!(
@@ -224,13 +230,36 @@ mod tests {
             nr: libc::SYS_writev,
             args: [w.as_raw_fd() as i64, 0, 2, 0, 0, 0],
             buffers: vec![
-                Buffer { arg: Some(1), len: 32, data: iov, output: false },
-                Buffer { arg: None, len: 3, data: b"abc".to_vec(), output: false },
-                Buffer { arg: None, len: 2, data: b"de".to_vec(), output: false },
+                Buffer {
+                    arg: Some(1),
+                    len: 32,
+                    data: iov,
+                    output: false,
+                },
+                Buffer {
+                    arg: None,
+                    len: 3,
+                    data: b"abc".to_vec(),
+                    output: false,
+                },
+                Buffer {
+                    arg: None,
+                    len: 2,
+                    data: b"de".to_vec(),
+                    output: false,
+                },
             ],
             patches: vec![
-                PointerPatch { buffer: 0, offset: 0, target: 1 },
-                PointerPatch { buffer: 0, offset: 16, target: 2 },
+                PointerPatch {
+                    buffer: 0,
+                    offset: 0,
+                    target: 1,
+                },
+                PointerPatch {
+                    buffer: 0,
+                    offset: 16,
+                    target: 2,
+                },
             ],
             timeout_ms: 0,
         };
@@ -245,20 +274,41 @@ mod tests {
     fn bad_requests_are_rejected_not_run() {
         let bad = [
             SyscallCall {
-                buffers: vec![Buffer { arg: Some(6), len: 1, ..Default::default() }],
+                buffers: vec![Buffer {
+                    arg: Some(6),
+                    len: 1,
+                    ..Default::default()
+                }],
                 ..Default::default()
             },
             SyscallCall {
-                buffers: vec![Buffer { arg: None, len: 1, data: vec![1, 2], output: false }],
+                buffers: vec![Buffer {
+                    arg: None,
+                    len: 1,
+                    data: vec![1, 2],
+                    output: false,
+                }],
                 ..Default::default()
             },
             SyscallCall {
-                buffers: vec![Buffer { arg: Some(0), len: 4, ..Default::default() }],
-                patches: vec![PointerPatch { buffer: 0, offset: 0, target: 0 }],
+                buffers: vec![Buffer {
+                    arg: Some(0),
+                    len: 4,
+                    ..Default::default()
+                }],
+                patches: vec![PointerPatch {
+                    buffer: 0,
+                    offset: 0,
+                    target: 0,
+                }],
                 ..Default::default()
             },
             SyscallCall {
-                buffers: vec![Buffer { arg: Some(0), len: u32::MAX, ..Default::default() }],
+                buffers: vec![Buffer {
+                    arg: Some(0),
+                    len: u32::MAX,
+                    ..Default::default()
+                }],
                 ..Default::default()
             },
         ];

@@ -4,9 +4,9 @@
 use super::{boot, executor, link, sys};
 use executor::Executor;
 use provium_agent::protocol::{
-    decode, read_frame, read_message, write_message, AgentError, Credentials, Envelope, ErrorKind, FrameError,
-    Hello, Operation, Request, Response, SyscallOutcome, Termination, WorkerId, HELLO_MAGIC,
-    PROTOCOL_VERSION,
+    decode, read_frame, read_message, write_message, AgentError, Credentials, Envelope, ErrorKind,
+    FrameError, Hello, Operation, Request, Response, SyscallOutcome, Termination, WorkerId,
+    HELLO_MAGIC, PROTOCOL_VERSION,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -75,7 +75,10 @@ pub fn run_as_init() -> ! {
     let file = match link::connect(&kind) {
         Ok(f) => f,
         Err(e) => {
-            super::log(format_args!("no {} transport to the host: {e}", kind.name()));
+            super::log(format_args!(
+                "no {} transport to the host: {e}",
+                kind.name()
+            ));
             sys::power_off();
         }
     };
@@ -327,7 +330,11 @@ impl Supervisor {
 
     /// Removes a worker's dead executor and returns how it ended.
     fn take_termination(&mut self, worker: WorkerId) -> Termination {
-        let Some(exe) = self.workers.get_mut(&worker).and_then(|w| w.executor.take()) else {
+        let Some(exe) = self
+            .workers
+            .get_mut(&worker)
+            .and_then(|w| w.executor.take())
+        else {
             return Termination::Exited(-1);
         };
         if let Some(t) = self.reaped.remove(&exe.pid) {
@@ -346,7 +353,9 @@ impl Supervisor {
         };
         if let Some(exe) = &w.executor {
             if let Some(t) = self.reaped.remove(&exe.pid) {
-                super::log(format_args!("worker {worker}'s executor {t} between requests"));
+                super::log(format_args!(
+                    "worker {worker}'s executor {t} between requests"
+                ));
                 w.executor = None;
             }
         }
@@ -510,7 +519,9 @@ fn sync_clock(unix_ns: u64, seed: &[u8]) -> io::Result<()> {
         info.extend_from_slice(&((seed.len() * 8) as i32).to_ne_bytes());
         info.extend_from_slice(&(seed.len() as i32).to_ne_bytes());
         info.extend_from_slice(seed);
-        let random = std::fs::OpenOptions::new().write(true).open("/dev/urandom")?;
+        let random = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/urandom")?;
         const RNDADDENTROPY: libc::c_ulong = 0x4008_5203;
         // SAFETY: the ioctl reads `info`, which is laid out as rand_pool_info.
         sys::cvt(unsafe { libc::ioctl(random.as_raw_fd(), RNDADDENTROPY, info.as_ptr()) })?;

@@ -74,7 +74,11 @@ pub fn uname() -> (String, String) {
         return ("unknown".into(), "unknown".into());
     }
     let field = |f: &[libc::c_char]| {
-        let bytes: Vec<u8> = f.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+        let bytes: Vec<u8> = f
+            .iter()
+            .take_while(|&&c| c != 0)
+            .map(|&c| c as u8)
+            .collect();
         String::from_utf8_lossy(&bytes).into_owned()
     };
     (field(&u.release), field(&u.machine))
@@ -99,7 +103,10 @@ pub fn termination(status: libc::c_int) -> Termination {
     }
 }
 
-pub fn waitpid(pid: libc::pid_t, flags: libc::c_int) -> io::Result<Option<(libc::pid_t, Termination)>> {
+pub fn waitpid(
+    pid: libc::pid_t,
+    flags: libc::c_int,
+) -> io::Result<Option<(libc::pid_t, Termination)>> {
     let mut status = 0;
     loop {
         // SAFETY: valid status pointer.

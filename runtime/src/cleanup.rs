@@ -1,0 +1,337 @@
+//! Nothing outlives the host process: child processes and run directories are registered here,
+//! killed and removed on drop, on Ctrl-C (SIGINT, SIGTERM, SIGHUP), and, for processes, by the
+//! kernel when the host dies (`PR_SET_PDEATHSIG`). Run directories of a host that was killed
+//! outright are swept by the next run: each holds a lock while its owner lives.
+
+use std::collections::{HashMap, HashSet};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus};
+use std::sync::mpsc;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+#[derive(Default)]
+struct Registry {
+    pids: HashSet<i32>,
+    dirs: HashMap<PathBuf, ()>,
+}
+
+fn registry() -> &'static Mutex<Registry> {
+    static REGISTRY: OnceLock<Mutex<Registry>> = OnceLock::new();
+    REGISTRY.get_or_init(Default::default)
+}
+
+fn with_registry<T>(f: impl FnOnce(&mut Registry) -> T) -> T {
+    let mut guard = match registry().lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    f(&mut guard)
+}
+
+/// Kills every registered process and removes every registered directory.
+pub fn cleanup_all() {
+    let (pids, dirs) = with_registry(|r| {
+        (
+            r.pids.drain().collect::<Vec<_>>(),
+            r.dirs.drain().map(|(d, _)| d).collect::<Vec<_>>(),
+        )
+    });
+    for pid in pids {
+        // SAFETY: signalling a child we started.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    for dir in dirs {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// Installs the Ctrl-C handler once: clean up, then exit with 130 as shells expect.
+pub fn install_signal_handler() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        let _ = ctrlc::set_handler(|| {
+            eprintln!("\nprovium: interrupted; stopping VMs");
+            cleanup_all();
+            std::process::exit(130);
+        });
+    });
+}
+
+/// `PR_SET_PDEATHSIG` fires when the *thread* that forked the child exits, not the process.
+/// Spawning every child from one long-lived thread ties the children to the process's life.
+fn spawn_from_keeper(cmd: Command) -> io::Result<Child> {
+    type Job = (Command, mpsc::Sender<io::Result<Child>>);
+    static KEEPER: OnceLock<Mutex<mpsc::Sender<Job>>> = OnceLock::new();
+    let sender = KEEPER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("provium-spawner".into())
+            .spawn(move || {
+                for (mut cmd, reply) in rx {
+                    let _ = reply.send(cmd.spawn());
+                }
+            })
+            .expect("cannot start the process-spawning thread");
+        Mutex::new(tx)
+    });
+    let (tx, rx) = mpsc::channel();
+    {
+        let guard = sender
+            .lock()
+            .map_err(|_| io::Error::other("spawner lock poisoned"))?;
+        guard
+            .send((cmd, tx))
+            .map_err(|_| io::Error::other("the spawner thread is gone"))?;
+    }
+    rx.recv()
+        .map_err(|_| io::Error::other("the spawner thread is gone"))?
+}
+
+/// A child process that dies with its handle.
+pub struct Supervised {
+    child: Child,
+    label: String,
+    status: Option<ExitStatus>,
+}
+
+impl Supervised {
+    pub fn spawn(mut cmd: Command, label: &str) -> io::Result<Supervised> {
+        // SAFETY: the closure only calls async-signal-safe functions (prctl, getppid, setpgid).
+        unsafe {
+            let parent = libc::getpid();
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                // The parent may have died before the prctl took effect.
+                if libc::getppid() != parent {
+                    return Err(io::Error::other("parent exited"));
+                }
+                // A process group of its own: a terminal's Ctrl-C reaches only the host, which
+                // then stops the VM in order.
+                libc::setpgid(0, 0);
+                Ok(())
+            });
+        }
+        let child = spawn_from_keeper(cmd)?;
+        with_registry(|r| r.pids.insert(child.id() as i32));
+        Ok(Supervised {
+            child,
+            label: label.to_string(),
+            status: None,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                self.exited(s);
+            }
+        }
+        self.status
+    }
+
+    fn exited(&mut self, status: ExitStatus) {
+        self.status = Some(status);
+        let pid = self.child.id() as i32;
+        with_registry(|r| r.pids.remove(&pid));
+    }
+
+    /// Waits up to `timeout` for the process to exit.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        if let Some(s) = self.try_wait() {
+            return Some(s);
+        }
+        // SAFETY: pidfd_open on our own child.
+        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, self.child.id() as i32, 0) };
+        if pidfd >= 0 {
+            let mut pfd = libc::pollfd {
+                fd: pidfd as i32,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+            // SAFETY: one valid pollfd; the pidfd is closed right after.
+            unsafe {
+                libc::poll(&mut pfd, 1, ms);
+                libc::close(pidfd as i32);
+            }
+            return self.try_wait();
+        }
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(s) = self.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.try_wait()
+    }
+
+    /// SIGTERM, then SIGKILL after `grace`.
+    pub fn terminate(&mut self, grace: Duration) -> Option<ExitStatus> {
+        if self.try_wait().is_none() {
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+            if self.wait_timeout(grace).is_none() {
+                self.kill();
+            }
+        }
+        self.status
+    }
+
+    pub fn kill(&mut self) {
+        if self.try_wait().is_none() {
+            let _ = self.child.kill();
+            if let Ok(s) = self.child.wait() {
+                self.exited(s);
+            }
+        }
+    }
+}
+
+impl Drop for Supervised {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A per-VM directory for sockets and logs, removed with its handle.
+pub struct RunDir {
+    path: PathBuf,
+    /// Holds an exclusive `flock` while the owner lives; see [`sweep_stale`].
+    _lock: std::fs::File,
+    keep: bool,
+}
+
+const RUN_DIR_PREFIX: &str = "provium-run-";
+
+impl RunDir {
+    pub fn create() -> io::Result<RunDir> {
+        let base = crate::paths::runtime_base();
+        std::fs::create_dir_all(&base)?;
+        let dir = tempfile::Builder::new()
+            .prefix(RUN_DIR_PREFIX)
+            .tempdir_in(&base)?
+            .keep();
+        let lock = std::fs::File::create(dir.join(".lock"))?;
+        // SAFETY: flock on an open file.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        with_registry(|r| r.dirs.insert(dir.clone(), ()));
+        Ok(RunDir {
+            path: dir,
+            _lock: lock,
+            keep: false,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Leaves the directory in place (for debugging with `--keep`).
+    pub fn keep(&mut self) {
+        self.keep = true;
+        with_registry(|r| r.dirs.remove(&self.path));
+    }
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_dir_all(&self.path);
+            with_registry(|r| r.dirs.remove(&self.path));
+        }
+    }
+}
+
+/// Removes run directories left by hosts that were killed outright (their lock is free).
+pub fn sweep_stale() -> usize {
+    let base = crate::paths::runtime_base();
+    let Ok(entries) = std::fs::read_dir(&base) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if !name.to_string_lossy().starts_with(RUN_DIR_PREFIX) {
+            continue;
+        }
+        let dir = entry.path();
+        let Ok(lock) = std::fs::File::open(dir.join(".lock")) else {
+            continue;
+        };
+        // SAFETY: flock on an open file; released when `lock` closes.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0
+            && std::fs::remove_dir_all(&dir).is_ok()
+        {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+/// Pids of live processes registered here (for tests of the cleanup itself).
+pub fn live_pids() -> Vec<i32> {
+    with_registry(|r| r.pids.iter().copied().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dropped_child_is_killed_and_unregistered() {
+        let mut cmd = Command::new("sleep");
+        cmd.arg("30");
+        let child = Supervised::spawn(cmd, "sleep").unwrap();
+        let pid = child.pid() as i32;
+        assert!(live_pids().contains(&pid));
+        drop(child);
+        assert!(!live_pids().contains(&pid));
+        // SAFETY: probing with signal 0.
+        assert_ne!(unsafe { libc::kill(pid, 0) }, 0, "the child was reaped");
+    }
+
+    #[test]
+    fn terminate_escalates() {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "trap '' TERM; sleep 30"]);
+        let mut child = Supervised::spawn(cmd, "stubborn").unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let status = child.terminate(Duration::from_millis(200));
+        assert!(status.is_some());
+    }
+
+    #[test]
+    fn run_dirs_are_removed_and_stale_ones_swept() {
+        let dir = RunDir::create().unwrap();
+        let path = dir.path().to_path_buf();
+        assert!(path.is_dir());
+        drop(dir);
+        assert!(!path.exists());
+
+        // A directory whose owner died: its lock file exists but nobody holds it.
+        let stale = crate::paths::runtime_base().join(format!("{RUN_DIR_PREFIX}stale-test"));
+        std::fs::create_dir_all(&stale).unwrap();
+        std::fs::write(stale.join(".lock"), b"").unwrap();
+        let live = RunDir::create().unwrap();
+        sweep_stale();
+        assert!(!stale.exists());
+        assert!(live.path().exists(), "a live directory is never swept");
+    }
+}

@@ -1,0 +1,299 @@
+//! Kernel images: reading a bzImage's setup header, cutting the uncompressed `vmlinux` out of it
+//! for PVH boots, and finding what the kernel supports.
+//!
+//! Under TCG, decompressing the kernel is most of a bzImage boot (6.5 s against 2.5 s measured on
+//! a Debian 6.1 kernel). The ELF `vmlinux` inside can be booted directly through the PVH entry
+//! point when the kernel has `CONFIG_PVH`; QEMU loads it with `-kernel` as it would a bzImage.
+
+use crate::paths;
+use anyhow::{bail, Context, Result};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// What a kernel image is and what it can do.
+#[derive(Debug, Clone)]
+pub struct KernelImage {
+    /// The image given in the profile.
+    pub path: PathBuf,
+    /// `uname -r` as embedded in the image, when it could be read.
+    pub release: Option<String>,
+    /// An uncompressed ELF kernel with a PVH entry point, ready for `-kernel`.
+    pub pvh_elf: Option<PathBuf>,
+    /// Why PVH is not used, when it is not.
+    pub pvh_unavailable: Option<String>,
+}
+
+const SETUP_HEADER_MAGIC: &[u8; 4] = b"HdrS";
+
+/// Fields of the x86 boot protocol's setup header that Provium reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetupHeader {
+    pub protocol: u16,
+    pub setup_sects: u8,
+    pub payload_offset: u32,
+    pub payload_length: u32,
+    pub version_string: Option<String>,
+}
+
+impl SetupHeader {
+    pub fn parse(image: &[u8]) -> Option<SetupHeader> {
+        let u16_at = |o: usize| Some(u16::from_le_bytes(image.get(o..o + 2)?.try_into().ok()?));
+        let u32_at = |o: usize| Some(u32::from_le_bytes(image.get(o..o + 4)?.try_into().ok()?));
+        if image.get(0x202..0x206)? != SETUP_HEADER_MAGIC {
+            return None;
+        }
+        let setup_sects = match *image.get(0x1f1)? {
+            0 => 4,
+            n => n,
+        };
+        let version_string = u16_at(0x20e).and_then(|ptr| {
+            let start = ptr as usize + 0x200;
+            let bytes = image.get(start..)?;
+            let end = bytes.iter().position(|&b| b == 0)?.min(256);
+            Some(String::from_utf8_lossy(&bytes[..end]).into_owned())
+        });
+        Some(SetupHeader {
+            protocol: u16_at(0x206)?,
+            setup_sects,
+            payload_offset: u32_at(0x248)?,
+            payload_length: u32_at(0x24c)?,
+            version_string,
+        })
+    }
+
+    /// The release (`uname -r`) is the first word of the version string.
+    pub fn release(&self) -> Option<String> {
+        self.version_string
+            .as_deref()
+            .and_then(|v| v.split_whitespace().next())
+            .map(str::to_string)
+    }
+
+    /// The compressed payload, located through the header (boot protocol 2.08 and later).
+    pub fn payload<'a>(&self, image: &'a [u8]) -> Option<&'a [u8]> {
+        if self.protocol < 0x0208 {
+            return None;
+        }
+        let start = (self.setup_sects as usize + 1) * 512 + self.payload_offset as usize;
+        image.get(start..start.checked_add(self.payload_length as usize)?)
+    }
+}
+
+/// Compression formats a kernel payload may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    Gzip,
+    Xz,
+    Lz4Legacy,
+    Zstd,
+    Other(&'static str),
+}
+
+impl Compression {
+    pub fn detect(payload: &[u8]) -> Compression {
+        match payload {
+            [0x1f, 0x8b, ..] => Compression::Gzip,
+            [0xfd, b'7', b'z', b'X', b'Z', 0, ..] => Compression::Xz,
+            [0x02, 0x21, 0x4c, 0x18, ..] => Compression::Lz4Legacy,
+            [0x28, 0xb5, 0x2f, 0xfd, ..] => Compression::Zstd,
+            [b'B', b'Z', b'h', ..] => Compression::Other("bzip2"),
+            [0x89, b'L', b'Z', b'O', ..] => Compression::Other("lzo"),
+            [0x5d, 0, 0, ..] => Compression::Other("lzma"),
+            _ => Compression::Other("unknown"),
+        }
+    }
+}
+
+/// Decompresses a kernel payload. The kernel build appends the uncompressed size as four bytes,
+/// which every decoder here tolerates.
+pub fn decompress(payload: &[u8]) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(payload.len() * 4);
+    match Compression::detect(payload) {
+        Compression::Gzip => {
+            flate2::read::GzDecoder::new(payload)
+                .read_to_end(&mut out)
+                .context("gzip payload")?;
+        }
+        Compression::Xz => {
+            lzma_rs::xz_decompress(&mut std::io::BufReader::new(payload), &mut out)
+                .map_err(|e| anyhow::anyhow!("xz payload: {e:?}"))?;
+        }
+        Compression::Zstd => {
+            let mut dec = ruzstd::decoding::StreamingDecoder::new(payload)
+                .map_err(|e| anyhow::anyhow!("zstd payload: {e}"))?;
+            // Trailing size bytes after the frame end the stream with an error once the frame is
+            // complete; what was decoded is kept and validated as ELF below.
+            let _ = dec.read_to_end(&mut out);
+        }
+        Compression::Lz4Legacy => decompress_lz4_legacy(payload, &mut out)?,
+        Compression::Other(name) => bail!("{name}-compressed kernels are not supported for PVH"),
+    }
+    if !out.starts_with(b"\x7fELF") {
+        bail!("the decompressed payload is not an ELF image");
+    }
+    Ok(out)
+}
+
+/// The kernel's "legacy" LZ4 format (`lz4 -l`): a magic, then blocks of at most 8 MiB, each
+/// preceded by its compressed size.
+fn decompress_lz4_legacy(payload: &[u8], out: &mut Vec<u8>) -> Result<()> {
+    const MAGIC: u32 = 0x184c_2102;
+    const BLOCK: usize = 8 << 20;
+    let mut rest = &payload[4..];
+    let mut block = vec![0u8; BLOCK];
+    while rest.len() > 4 {
+        let size = u32::from_le_bytes(rest[..4].try_into()?);
+        if size == MAGIC {
+            rest = &rest[4..];
+            continue;
+        }
+        let size = size as usize;
+        if size > rest.len() - 4 {
+            // The appended uncompressed-size word, or the end of the stream.
+            break;
+        }
+        let n = lz4_flex::block::decompress_into(&rest[4..4 + size], &mut block)
+            .context("lz4 block")?;
+        out.extend_from_slice(&block[..n]);
+        rest = &rest[4 + size..];
+    }
+    Ok(())
+}
+
+/// Whether an ELF kernel has a PVH entry point (`XEN_ELFNOTE_PHYS32_ENTRY`).
+pub fn has_pvh_note(elf: &[u8]) -> bool {
+    use object::read::elf::{ElfFile64, ProgramHeader};
+    const XEN_ELFNOTE_PHYS32_ENTRY: u32 = 18;
+    let Ok(file) = ElfFile64::<object::Endianness>::parse(elf) else {
+        return false;
+    };
+    let endian = file.endian();
+    for ph in file.elf_program_headers() {
+        let Ok(Some(mut notes)) = ph.notes(endian, elf) else {
+            continue;
+        };
+        while let Ok(Some(note)) = notes.next() {
+            if note.name() == b"Xen"
+                && note.n_type(endian) == object::elf::NoteType(XEN_ELFNOTE_PHYS32_ENTRY)
+            {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+impl KernelImage {
+    /// Inspects `path`. For a bzImage with a PVH-capable payload the `vmlinux` is extracted once
+    /// into the cache, keyed by the image's content hash.
+    pub fn open(path: &Path) -> Result<KernelImage> {
+        let image =
+            std::fs::read(path).with_context(|| format!("reading kernel {}", path.display()))?;
+        if image.starts_with(b"\x7fELF") {
+            let pvh = has_pvh_note(&image);
+            return Ok(KernelImage {
+                path: path.to_path_buf(),
+                release: None,
+                pvh_elf: pvh.then(|| path.to_path_buf()),
+                pvh_unavailable: (!pvh).then(|| "the ELF kernel has no PVH note".to_string()),
+            });
+        }
+        let header = SetupHeader::parse(&image).with_context(|| {
+            format!("{} is neither a bzImage nor an ELF kernel", path.display())
+        })?;
+        let release = header.release();
+        let hash = blake3::hash(&image).to_hex();
+        let cached = paths::vmlinux_cache().join(format!("{}.elf", &hash[..32]));
+        let (pvh_elf, pvh_unavailable) = if cached.exists() {
+            (Some(cached), None)
+        } else {
+            match extract_pvh_elf(&header, &image) {
+                Ok(elf) => {
+                    paths::write_atomically(&cached, &elf)
+                        .with_context(|| format!("caching {}", cached.display()))?;
+                    (Some(cached), None)
+                }
+                Err(why) => (None, Some(format!("{why:#}"))),
+            }
+        };
+        Ok(KernelImage {
+            path: path.to_path_buf(),
+            release,
+            pvh_elf,
+            pvh_unavailable,
+        })
+    }
+}
+
+fn extract_pvh_elf(header: &SetupHeader, image: &[u8]) -> Result<Vec<u8>> {
+    let payload = header
+        .payload(image)
+        .context("the boot protocol is too old to locate the payload")?;
+    let elf = decompress(payload)?;
+    if !has_pvh_note(&elf) {
+        bail!("the kernel was built without CONFIG_PVH");
+    }
+    Ok(elf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fake_bzimage(payload: &[u8]) -> Vec<u8> {
+        let mut img = vec![0u8; 0x1000];
+        img[0x1f1] = 1; // one setup sector: payload base is 1024
+        img[0x202..0x206].copy_from_slice(SETUP_HEADER_MAGIC);
+        img[0x206..0x208].copy_from_slice(&0x020fu16.to_le_bytes());
+        img[0x20e..0x210].copy_from_slice(&0x100u16.to_le_bytes());
+        img[0x300..0x310].copy_from_slice(b"6.1.0-test (x)\0\0");
+        img[0x248..0x24c].copy_from_slice(&16u32.to_le_bytes());
+        img[0x24c..0x250].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+        img.truncate(1024 + 16);
+        img.extend_from_slice(payload);
+        img
+    }
+
+    #[test]
+    fn header_locates_payload_and_release() {
+        let img = fake_bzimage(b"\x1f\x8bpayload");
+        let h = SetupHeader::parse(&img).unwrap();
+        assert_eq!(h.release().as_deref(), Some("6.1.0-test"));
+        assert_eq!(h.payload(&img).unwrap(), b"\x1f\x8bpayload");
+        assert_eq!(
+            Compression::detect(h.payload(&img).unwrap()),
+            Compression::Gzip
+        );
+    }
+
+    #[test]
+    fn garbage_is_not_a_bzimage() {
+        assert!(SetupHeader::parse(b"short").is_none());
+        assert!(SetupHeader::parse(&[0u8; 4096]).is_none());
+    }
+
+    #[test]
+    fn lz4_legacy_round_trip() {
+        let data: Vec<u8> = b"\x7fELF"
+            .iter()
+            .copied()
+            .chain((0..100_000u32).map(|i| (i % 251) as u8))
+            .collect();
+        let block = lz4_flex::block::compress(&data);
+        let mut payload = vec![0x02, 0x21, 0x4c, 0x18];
+        payload.extend_from_slice(&(block.len() as u32).to_le_bytes());
+        payload.extend_from_slice(&block);
+        payload.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        assert_eq!(decompress(&payload).unwrap(), data);
+    }
+
+    #[test]
+    fn gzip_round_trip_and_non_elf_rejected() {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(b"not an elf").unwrap();
+        let payload = enc.finish().unwrap();
+        let err = decompress(&payload).unwrap_err();
+        assert!(err.to_string().contains("not an ELF"));
+    }
+}

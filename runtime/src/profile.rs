@@ -1,0 +1,446 @@
+//! Profiles: which kernel to boot and how.
+//!
+//! The built-in profile `minimal` needs no configuration. `provium.toml` may define more under
+//! `[profile.NAME]`; a profile may `inherits` another (by default `minimal`), overriding only
+//! what it names. Relative paths are relative to the `provium.toml` that contains them.
+
+use crate::accel::Accel;
+use crate::paths;
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The machine type QEMU emulates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Machine {
+    /// microvm when the kernel boots through PVH and has virtio-mmio; q35 otherwise.
+    #[default]
+    Auto,
+    Microvm,
+    Q35,
+    Pc,
+}
+
+/// How the kernel is loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BootMethod {
+    /// PVH with the extracted `vmlinux` where the kernel supports it, else the bzImage.
+    #[default]
+    Auto,
+    Pvh,
+    Bzimage,
+}
+
+/// How the host talks to the agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum TransportChoice {
+    /// virtio-serial: works everywhere, fastest under TCG, and survives snapshots.
+    #[default]
+    Auto,
+    VirtioSerial,
+    Vsock,
+}
+
+impl std::str::FromStr for TransportChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "virtio-serial" | "serial" => Ok(Self::VirtioSerial),
+            "vsock" => Ok(Self::Vsock),
+            other => Err(format!(
+                "unknown transport `{other}` (expected auto, virtio-serial or vsock)"
+            )),
+        }
+    }
+}
+
+impl std::str::FromStr for Machine {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "microvm" => Ok(Self::Microvm),
+            "q35" => Ok(Self::Q35),
+            "pc" => Ok(Self::Pc),
+            other => Err(format!(
+                "unknown machine `{other}` (expected auto, microvm, q35 or pc)"
+            )),
+        }
+    }
+}
+
+/// A resolved profile.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Profile {
+    pub name: String,
+    /// `None` until resolved: the built-in kernel search runs only when a VM boots.
+    pub kernel: Option<PathBuf>,
+    pub modules: Option<PathBuf>,
+    /// Extra modules the agent loads at boot (dependencies are added).
+    pub load_modules: Vec<String>,
+    pub initramfs: Vec<PathBuf>,
+    /// Guest path → host path, copied into the initramfs.
+    pub files: BTreeMap<String, PathBuf>,
+    pub kernel_args: Vec<String>,
+    /// Add the kernel arguments that cut boot work (see `docs/profiles.md`).
+    pub fast_boot: bool,
+    pub memory_mib: u32,
+    pub cpus: u32,
+    /// `None`: detect.
+    pub accel: Option<Accel>,
+    pub machine: Machine,
+    pub boot: BootMethod,
+    pub transport: TransportChoice,
+    /// QEMU `-cpu` model; `None` picks `max` under TCG and `host` under KVM.
+    pub cpu: Option<String>,
+    /// Put the host's static busybox in the guest (for `exec` through a shell).
+    pub busybox: bool,
+    pub boot_timeout_s: u64,
+}
+
+impl Profile {
+    pub fn minimal() -> Profile {
+        Profile {
+            name: "minimal".into(),
+            kernel: None,
+            modules: None,
+            load_modules: Vec::new(),
+            initramfs: Vec::new(),
+            files: BTreeMap::new(),
+            kernel_args: Vec::new(),
+            fast_boot: true,
+            memory_mib: 256,
+            cpus: 1,
+            accel: None,
+            machine: Machine::Auto,
+            boot: BootMethod::Auto,
+            transport: TransportChoice::Auto,
+            cpu: None,
+            busybox: true,
+            boot_timeout_s: 60,
+        }
+    }
+
+    /// The kernel image and modules directory this profile boots.
+    pub fn resolve_kernel(&self) -> Result<(PathBuf, Option<PathBuf>)> {
+        if let Some(k) = &self.kernel {
+            return Ok((k.clone(), self.modules.clone()));
+        }
+        let found = find_default_kernel()?;
+        Ok((found.0, self.modules.clone().or(found.1)))
+    }
+}
+
+/// Where the default kernel comes from, in order: `PROVIUM_KERNEL` (with `PROVIUM_MODULES`), the
+/// kernel `scripts/setup` installed in the cache, the host's own `/boot/vmlinuz-$(uname -r)`.
+pub fn find_default_kernel() -> Result<(PathBuf, Option<PathBuf>)> {
+    if let Some(k) = std::env::var_os("PROVIUM_KERNEL").filter(|v| !v.is_empty()) {
+        let kernel = PathBuf::from(k);
+        if !kernel.is_file() {
+            bail!("PROVIUM_KERNEL={} is not a file", kernel.display());
+        }
+        let modules = std::env::var_os("PROVIUM_MODULES")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from);
+        return Ok((kernel, modules));
+    }
+    if let Some(found) = cached_kernel() {
+        return Ok(found);
+    }
+    let release = host_release();
+    let boot = PathBuf::from(format!("/boot/vmlinuz-{release}"));
+    if std::fs::File::open(&boot).is_ok() {
+        let modules = PathBuf::from(format!("/lib/modules/{release}"));
+        return Ok((boot, modules.is_dir().then_some(modules)));
+    }
+    bail!(
+        "no kernel found: run `scripts/setup` (installs a Debian kernel into {}), \
+         or set PROVIUM_KERNEL to a bzImage",
+        paths::kernels().display()
+    )
+}
+
+/// The kernel installed by `scripts/setup`: `kernels/default` names the release directory.
+pub fn cached_kernel() -> Option<(PathBuf, Option<PathBuf>)> {
+    let base = paths::kernels();
+    let release = std::fs::read_to_string(base.join("default"))
+        .ok()
+        .map(|s| s.trim().to_string())?;
+    let dir = base.join(&release);
+    let kernel = dir.join("boot").join(format!("vmlinuz-{release}"));
+    let modules = dir.join("lib/modules").join(&release);
+    kernel
+        .is_file()
+        .then(|| (kernel, modules.is_dir().then_some(modules)))
+}
+
+fn host_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Parses sizes like `512M`, `1G`, `256` (MiB) into MiB.
+pub fn parse_memory(text: &str) -> Result<u32, String> {
+    let t = text.trim();
+    let (num, mult) = match t.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((i, _)) => {
+            let unit = t[i..].to_ascii_uppercase();
+            let mult = match unit.trim_end_matches("IB").trim_end_matches('B') {
+                "M" => 1,
+                "G" => 1024,
+                _ => return Err(format!("bad memory size `{text}` (use M or G, e.g. 512M)")),
+            };
+            (&t[..i], mult)
+        }
+        None => (t, 1),
+    };
+    let n: u32 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad memory size `{text}` (e.g. 512M or 1G)"))?;
+    let mib = n
+        .checked_mul(mult)
+        .ok_or_else(|| format!("memory size `{text}` is too large"))?;
+    if mib < 64 {
+        return Err(format!(
+            "memory size `{text}` is below the 64M a kernel needs"
+        ));
+    }
+    Ok(mib)
+}
+
+/// `[profile.NAME]` in `provium.toml`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileConfig {
+    pub inherits: Option<String>,
+    pub kernel: Option<PathBuf>,
+    pub modules: Option<PathBuf>,
+    pub load_modules: Option<Vec<String>>,
+    pub initramfs: Option<Vec<PathBuf>>,
+    pub files: Option<BTreeMap<String, PathBuf>>,
+    pub kernel_args: Option<Vec<String>>,
+    pub fast_boot: Option<bool>,
+    pub memory: Option<String>,
+    pub cpus: Option<u32>,
+    pub accel: Option<String>,
+    pub machine: Option<Machine>,
+    pub boot: Option<BootMethod>,
+    pub transport: Option<TransportChoice>,
+    pub cpu: Option<String>,
+    pub busybox: Option<bool>,
+    pub boot_timeout: Option<u64>,
+}
+
+/// The parts of `provium.toml` this module reads; other tables belong to other modules.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ConfigFile {
+    #[serde(default)]
+    pub profile: BTreeMap<String, ProfileConfig>,
+}
+
+/// All profiles known in a project.
+#[derive(Debug, Clone)]
+pub struct Profiles {
+    configs: BTreeMap<String, ProfileConfig>,
+    base_dir: PathBuf,
+    pub source: Option<PathBuf>,
+}
+
+impl Profiles {
+    /// Only the built-in profiles.
+    pub fn builtin() -> Profiles {
+        Profiles {
+            configs: BTreeMap::new(),
+            base_dir: PathBuf::from("."),
+            source: None,
+        }
+    }
+
+    /// Reads `provium.toml` at `path`.
+    pub fn load(path: &Path) -> Result<Profiles> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let file: ConfigFile =
+            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        Ok(Profiles {
+            configs: file.profile,
+            base_dir: path.parent().unwrap_or(Path::new(".")).to_path_buf(),
+            source: Some(path.to_path_buf()),
+        })
+    }
+
+    /// Finds `provium.toml` in `start` or its ancestors; built-ins only when there is none.
+    pub fn discover(start: &Path) -> Result<Profiles> {
+        let mut dir = Some(start);
+        while let Some(d) = dir {
+            let candidate = d.join("provium.toml");
+            if candidate.is_file() {
+                return Profiles::load(&candidate);
+            }
+            dir = d.parent();
+        }
+        Ok(Profiles::builtin())
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = vec!["minimal".into()];
+        names.extend(self.configs.keys().filter(|k| *k != "minimal").cloned());
+        names
+    }
+
+    pub fn get(&self, name: &str) -> Result<Profile> {
+        self.resolve(name, 0)
+    }
+
+    fn resolve(&self, name: &str, depth: usize) -> Result<Profile> {
+        if depth > 16 {
+            bail!("profile `{name}`: `inherits` chain is too long (a cycle?)");
+        }
+        let Some(cfg) = self.configs.get(name) else {
+            if name == "minimal" {
+                return Ok(Profile::minimal());
+            }
+            let names = self.names();
+            let hint = crate::suggest::did_you_mean(name, names.iter().map(String::as_str));
+            bail!(
+                "unknown profile `{name}`{hint} (known: {})",
+                names.join(", ")
+            );
+        };
+        let parent = cfg.inherits.as_deref().unwrap_or("minimal");
+        let mut p = if parent == name {
+            Profile::minimal()
+        } else {
+            self.resolve(parent, depth + 1)?
+        };
+        p.name = name.to_string();
+        let abs = |path: &PathBuf| {
+            if path.is_absolute() {
+                path.clone()
+            } else {
+                self.base_dir.join(path)
+            }
+        };
+        if let Some(k) = &cfg.kernel {
+            p.kernel = Some(abs(k));
+        }
+        if let Some(m) = &cfg.modules {
+            p.modules = Some(abs(m));
+        }
+        if let Some(v) = &cfg.load_modules {
+            p.load_modules = v.clone();
+        }
+        if let Some(v) = &cfg.initramfs {
+            p.initramfs = v.iter().map(abs).collect();
+        }
+        if let Some(v) = &cfg.files {
+            p.files = v.iter().map(|(g, h)| (g.clone(), abs(h))).collect();
+        }
+        if let Some(v) = &cfg.kernel_args {
+            p.kernel_args = v.clone();
+        }
+        if let Some(v) = cfg.fast_boot {
+            p.fast_boot = v;
+        }
+        if let Some(m) = &cfg.memory {
+            p.memory_mib = parse_memory(m).map_err(|e| anyhow::anyhow!("profile `{name}`: {e}"))?;
+        }
+        if let Some(c) = cfg.cpus {
+            if c == 0 {
+                bail!("profile `{name}`: cpus must be at least 1");
+            }
+            p.cpus = c;
+        }
+        if let Some(a) = &cfg.accel {
+            p.accel = match a.as_str() {
+                "auto" => None,
+                other => Some(
+                    other
+                        .parse()
+                        .map_err(|e: String| anyhow::anyhow!("profile `{name}`: {e}"))?,
+                ),
+            };
+        }
+        if let Some(m) = cfg.machine {
+            p.machine = m;
+        }
+        if let Some(b) = cfg.boot {
+            p.boot = b;
+        }
+        if let Some(t) = cfg.transport {
+            p.transport = t;
+        }
+        if let Some(c) = &cfg.cpu {
+            p.cpu = Some(c.clone());
+        }
+        if let Some(b) = cfg.busybox {
+            p.busybox = b;
+        }
+        if let Some(t) = cfg.boot_timeout {
+            p.boot_timeout_s = t;
+        }
+        Ok(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_sizes() {
+        assert_eq!(parse_memory("512M"), Ok(512));
+        assert_eq!(parse_memory("1G"), Ok(1024));
+        assert_eq!(parse_memory("2GiB"), Ok(2048));
+        assert_eq!(parse_memory("256"), Ok(256));
+        assert!(parse_memory("12K").is_err());
+        assert!(parse_memory("32M").is_err());
+        assert!(parse_memory("lots").is_err());
+    }
+
+    #[test]
+    fn profiles_inherit_and_resolve_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let toml = dir.path().join("provium.toml");
+        std::fs::write(
+            &toml,
+            r#"
+[profile.base]
+kernel = "k/bzImage"
+memory = "512M"
+kernel_args = ["a=1"]
+
+[profile.child]
+inherits = "base"
+cpus = 2
+transport = "vsock"
+"#,
+        )
+        .unwrap();
+        let profiles = Profiles::load(&toml).unwrap();
+        let child = profiles.get("child").unwrap();
+        assert_eq!(child.kernel, Some(dir.path().join("k/bzImage")));
+        assert_eq!(child.memory_mib, 512);
+        assert_eq!(child.cpus, 2);
+        assert_eq!(child.transport, TransportChoice::Vsock);
+        assert_eq!(child.kernel_args, ["a=1"]);
+        let err = profiles.get("chlid").unwrap_err().to_string();
+        assert!(err.contains("did you mean `child`"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let toml = dir.path().join("provium.toml");
+        std::fs::write(&toml, "[profile.x]\nmemroy = \"1G\"\n").unwrap();
+        let err = Profiles::load(&toml).unwrap_err().to_string();
+        assert!(err.contains("memroy"), "{err}");
+    }
+}

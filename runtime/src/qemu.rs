@@ -1,0 +1,267 @@
+//! The QEMU command line.
+//!
+//! Choices measured under TCG on a Debian 6.1 kernel (see `BENCHMARKS.md`): PVH with the
+//! uncompressed kernel instead of a bzImage, microvm instead of q35/pc, `-nodefaults`, and kernel
+//! arguments that skip boot work. Each is a field here so the benchmark can compare them.
+
+use crate::accel::Accel;
+use anyhow::{bail, Result};
+use std::path::{Path, PathBuf};
+
+/// The concrete machine QEMU emulates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MachineKind {
+    Microvm,
+    Q35,
+    Pc,
+}
+
+impl MachineKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MachineKind::Microvm => "microvm",
+            MachineKind::Q35 => "q35",
+            MachineKind::Pc => "pc",
+        }
+    }
+
+    /// The virtio transport module the guest needs to see devices on this machine.
+    pub fn virtio_bus_module(self) -> &'static str {
+        match self {
+            MachineKind::Microvm => "virtio_mmio",
+            MachineKind::Q35 | MachineKind::Pc => "virtio_pci",
+        }
+    }
+}
+
+impl std::fmt::Display for MachineKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Guest RAM that lives in a shareable object rather than anonymous memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SharedMemory {
+    /// A memfd, for vhost-user back ends that map guest memory.
+    Memfd,
+    /// A file, so that snapshots keep RAM out of the state file. `share` is false for a
+    /// copy-on-write view of a snapshot's RAM.
+    File { path: PathBuf, share: bool },
+}
+
+/// Everything needed to start one VM.
+#[derive(Debug, Clone)]
+pub struct LaunchPlan {
+    pub qemu: PathBuf,
+    pub machine: MachineKind,
+    pub accel: Accel,
+    pub cpu: String,
+    pub cpus: u32,
+    pub memory_mib: u32,
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    pub cmdline: String,
+    pub console_log: PathBuf,
+    pub qmp_socket: Option<PathBuf>,
+    pub shared_memory: Option<SharedMemory>,
+    /// `-bios` for q35/pc (qboot boots PVH kernels faster than SeaBIOS).
+    pub firmware: Option<PathBuf>,
+    /// Device arguments from the transport.
+    pub devices: Vec<String>,
+    /// `-incoming` source, for resuming a snapshot.
+    pub incoming: Option<String>,
+}
+
+impl LaunchPlan {
+    pub fn args(&self) -> Vec<String> {
+        let mut machine = self.machine.as_str().to_string();
+        if self.shared_memory.is_some() {
+            machine.push_str(",memory-backend=mem0");
+        }
+        let mut a: Vec<String> = vec![
+            "-machine".into(),
+            machine,
+            "-accel".into(),
+            self.accel.as_str().into(),
+            "-cpu".into(),
+            self.cpu.clone(),
+            "-smp".into(),
+            self.cpus.to_string(),
+            "-m".into(),
+            format!("{}M", self.memory_mib),
+            "-nodefaults".into(),
+            "-no-user-config".into(),
+            "-display".into(),
+            "none".into(),
+            "-no-reboot".into(),
+            "-serial".into(),
+            format!("file:{}", self.console_log.display()),
+            "-kernel".into(),
+            self.kernel.display().to_string(),
+            "-initrd".into(),
+            self.initrd.display().to_string(),
+            "-append".into(),
+            self.cmdline.clone(),
+        ];
+        match &self.shared_memory {
+            Some(SharedMemory::Memfd) => a.extend([
+                "-object".into(),
+                format!(
+                    "memory-backend-memfd,id=mem0,size={}M,share=on",
+                    self.memory_mib
+                ),
+            ]),
+            Some(SharedMemory::File { path, share }) => a.extend([
+                "-object".into(),
+                format!(
+                    "memory-backend-file,id=mem0,size={}M,mem-path={},share={}",
+                    self.memory_mib,
+                    path.display(),
+                    if *share { "on" } else { "off" }
+                ),
+            ]),
+            None => {}
+        }
+        if let (Some(fw), MachineKind::Q35 | MachineKind::Pc) = (&self.firmware, self.machine) {
+            a.extend(["-bios".into(), fw.display().to_string()]);
+        }
+        if let Some(qmp) = &self.qmp_socket {
+            a.extend([
+                "-qmp".into(),
+                format!("unix:{},server=on,wait=off", qmp.display()),
+            ]);
+        }
+        a.extend(self.devices.iter().cloned());
+        if let Some(src) = &self.incoming {
+            a.extend(["-incoming".into(), src.clone()]);
+        }
+        a
+    }
+}
+
+/// Kernel arguments every Provium VM gets.
+pub fn base_kernel_args() -> Vec<String> {
+    [
+        "console=ttyS0",
+        // A panic ends the VM at once (with -no-reboot) instead of hanging until the timeout.
+        "panic=-1",
+        "reboot=t",
+        "rdinit=/init",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect()
+}
+
+/// Arguments that cut boot work, each measured (see `BENCHMARKS.md`).
+pub fn fast_kernel_args(machine: MachineKind, tsc_khz: Option<u64>) -> Vec<String> {
+    let mut args: Vec<String> = [
+        // Boot messages through an emulated UART are slow; the agent raises the console log
+        // level again once it runs, so oopses and panics during tests are printed in full.
+        "quiet",
+        // The crypto self-tests were the slowest boot step (about 0.5 s).
+        "cryptomgr.notests",
+        "mitigations=off",
+        "rodata=off",
+        "no_timer_check",
+        "tsc=reliable",
+        "8250.nr_uarts=1",
+        "audit=0",
+        "random.trust_cpu=on",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    if machine == MachineKind::Microvm {
+        // microvm has no HPET or PM timer: without the TSC frequency, calibration against the
+        // PIT hangs about one boot in four under TCG.
+        if let Some(khz) = tsc_khz {
+            args.push(format!("tsc_early_khz={khz}"));
+        }
+    }
+    args
+}
+
+/// The QEMU binary for the host architecture: `PROVIUM_QEMU`, or `qemu-system-<arch>` on PATH.
+pub fn find_qemu() -> Result<PathBuf> {
+    if let Some(q) = std::env::var_os("PROVIUM_QEMU").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(q));
+    }
+    let name = format!("qemu-system-{}", std::env::consts::ARCH);
+    match which::which(&name) {
+        Ok(p) => Ok(p),
+        Err(_) => bail!(
+            "{name} not found: install it (`sudo apt-get install qemu-system-x86`, or run \
+             scripts/setup), or set PROVIUM_QEMU"
+        ),
+    }
+}
+
+/// qboot, when the QEMU installation ships it.
+pub fn find_qboot(qemu: &Path) -> Option<PathBuf> {
+    let mut candidates = vec![PathBuf::from("/usr/share/qemu/qboot.rom")];
+    if let Some(prefix) = qemu.parent().and_then(Path::parent) {
+        candidates.push(prefix.join("share/qemu/qboot.rom"));
+    }
+    candidates.into_iter().find(|p| p.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan() -> LaunchPlan {
+        LaunchPlan {
+            qemu: "qemu-system-x86_64".into(),
+            machine: MachineKind::Microvm,
+            accel: Accel::Tcg,
+            cpu: "max".into(),
+            cpus: 1,
+            memory_mib: 256,
+            kernel: "/k".into(),
+            initrd: "/i".into(),
+            cmdline: "console=ttyS0".into(),
+            console_log: "/run/console.log".into(),
+            qmp_socket: None,
+            shared_memory: None,
+            firmware: Some("/qboot.rom".into()),
+            devices: vec!["-device".into(), "x".into()],
+            incoming: None,
+        }
+    }
+
+    #[test]
+    fn microvm_plan_has_no_firmware_and_keeps_devices() {
+        let args = plan().args();
+        assert!(!args.contains(&"-bios".to_string()));
+        assert!(args.windows(2).any(|w| w == ["-machine", "microvm"]));
+        assert!(args.ends_with(&["-device".to_string(), "x".to_string()]));
+        assert!(args.contains(&"-nodefaults".to_string()));
+    }
+
+    #[test]
+    fn shared_memory_is_wired_to_the_machine() {
+        let mut p = plan();
+        p.machine = MachineKind::Q35;
+        p.shared_memory = Some(SharedMemory::Memfd);
+        let args = p.args();
+        assert!(args
+            .windows(2)
+            .any(|w| w == ["-machine", "q35,memory-backend=mem0"]));
+        assert!(args
+            .iter()
+            .any(|a| a.starts_with("memory-backend-memfd,id=mem0,size=256M")));
+        assert!(args.windows(2).any(|w| w == ["-bios", "/qboot.rom"]));
+    }
+
+    #[test]
+    fn tsc_frequency_only_on_microvm() {
+        assert!(fast_kernel_args(MachineKind::Microvm, Some(2_000_000))
+            .contains(&"tsc_early_khz=2000000".to_string()));
+        assert!(!fast_kernel_args(MachineKind::Q35, Some(2_000_000))
+            .iter()
+            .any(|a| a.starts_with("tsc_early_khz")));
+    }
+}

@@ -1,0 +1,114 @@
+//! Transports between the host and the agent, behind one trait.
+//!
+//! - [`serial::VirtioSerial`]: a named virtserialport backed by a host unix socket. Works on
+//!   every host and kernel with `virtio_console`, is the fastest under TCG (about 180 µs per
+//!   round trip), and survives snapshots.
+//! - [`vsock::Vsock`]: AF_VSOCK. Through the kernel's `/dev/vhost-vsock` where it is usable,
+//!   otherwise through the userspace vhost-user backend `vhost-device-vsock` with guest memory
+//!   shared over a memfd.
+//!
+//! The guest always connects to the host (QEMU's chardev connects to the host's socket, the
+//! agent connects to CID 2), so nothing the agent sends early can be lost.
+
+pub mod connection;
+pub mod serial;
+pub mod vsock;
+
+pub use connection::{Connection, TransportError};
+
+use crate::qemu::MachineKind;
+use std::path::Path;
+use std::time::Instant;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TransportKind {
+    VirtioSerial,
+    Vsock,
+}
+
+impl TransportKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransportKind::VirtioSerial => "virtio-serial",
+            TransportKind::Vsock => "vsock",
+        }
+    }
+
+    /// Kernel modules the guest needs for this transport (dependencies are resolved later).
+    pub fn guest_modules(self) -> &'static [&'static str] {
+        match self {
+            TransportKind::VirtioSerial => &["virtio_console"],
+            TransportKind::Vsock => &["vmw_vsock_virtio_transport"],
+        }
+    }
+}
+
+impl std::fmt::Display for TransportKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One transport, prepared before QEMU starts and connected once it runs.
+pub trait Transport: Send {
+    fn kind(&self) -> TransportKind;
+
+    /// QEMU arguments that add the device.
+    fn qemu_args(&self, machine: MachineKind) -> Vec<String>;
+
+    /// `provium.*` kernel arguments that tell the agent where to look.
+    fn kernel_args(&self) -> Vec<String>;
+
+    /// Whether guest RAM must be a shared memfd (vhost-user backends map it).
+    fn needs_shared_memory(&self) -> bool {
+        false
+    }
+
+    /// Waits for the guest side to connect. `alive` is polled between short waits and returns
+    /// an error when QEMU has exited, so a dead VM never costs the whole timeout.
+    fn accept(
+        &mut self,
+        deadline: Instant,
+        alive: &mut dyn FnMut() -> anyhow::Result<()>,
+    ) -> anyhow::Result<Connection>;
+}
+
+/// Prepares a transport of `kind` in the VM's run directory.
+pub fn prepare(kind: TransportKind, run_dir: &Path) -> anyhow::Result<Box<dyn Transport>> {
+    Ok(match kind {
+        TransportKind::VirtioSerial => Box::new(serial::VirtioSerial::listen(run_dir)?),
+        TransportKind::Vsock => Box::new(vsock::Vsock::prepare(run_dir)?),
+    })
+}
+
+/// Accepts on a nonblocking unix listener in slices, checking `alive` between them.
+pub(crate) fn accept_unix(
+    listener: &std::os::unix::net::UnixListener,
+    deadline: Instant,
+    alive: &mut dyn FnMut() -> anyhow::Result<()>,
+    what: &str,
+) -> anyhow::Result<std::os::unix::net::UnixStream> {
+    use std::os::fd::AsRawFd;
+    listener.set_nonblocking(true)?;
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                stream.set_nonblocking(false)?;
+                return Ok(stream);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(anyhow::anyhow!("accepting the {what} connection: {e}")),
+        }
+        alive()?;
+        let slice = (Instant::now() + std::time::Duration::from_millis(50)).min(deadline);
+        match connection::wait(listener.as_raw_fd(), libc::POLLIN, Some(slice)) {
+            Ok(()) => {}
+            Err(TransportError::TimedOut) if Instant::now() < deadline => {}
+            Err(TransportError::TimedOut) => {
+                anyhow::bail!("timed out waiting for the {what} connection")
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}

@@ -1,0 +1,551 @@
+//! A running VM and the Rust API to it.
+//!
+//! ```no_run
+//! use provium::vm::{Vm, BootOptions};
+//! use provium::profile::Profiles;
+//!
+//! let profile = Profiles::builtin().get("minimal")?;
+//! let mut vm = Vm::boot(&profile, &BootOptions::default())?;
+//! assert_eq!(vm.syscall_args(3, &[-1])?, -9); // close(-1) = -EBADF
+//! vm.shutdown()?;
+//! # Ok::<(), anyhow::Error>(())
+//! ```
+
+pub mod console;
+pub mod plan;
+
+pub use plan::{BootOptions, BootPlan, LoadedAs};
+
+use crate::cleanup::{self, RunDir, Supervised};
+use crate::client::{AgentClient, ClientError};
+use crate::profile::Profile;
+use crate::qemu::{LaunchPlan, SharedMemory};
+use crate::transport::{self, Transport, TransportError};
+use provium_agent::protocol::{
+    decode_hello, AgentError, Credentials, ExecCall, ExecResult, Hello, Operation, Request,
+    Response, SyscallCall, SyscallOutcome, WorkerId,
+};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Extra time the host allows beyond the agent's own timeout before it declares the VM hung.
+const HOST_MARGIN: Duration = Duration::from_secs(15);
+const DEFAULT_SYSCALL_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_EXEC_TIMEOUT: Duration = Duration::from_secs(120);
+const CONSOLE_TAIL_LINES: usize = 40;
+
+/// What went wrong with a VM.
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    #[error("{0:#}")]
+    Setup(#[from] anyhow::Error),
+    #[error("the VM did not become ready: {reason}")]
+    Boot { reason: String, console: String },
+    #[error("the VM was lost: {reason}")]
+    Lost { reason: String, console: String },
+    #[error("{0}")]
+    Agent(AgentError),
+    #[error("unexpected answer from the agent: {0}")]
+    Protocol(String),
+    #[error("the VM is not running (it was shut down, killed or lost earlier)")]
+    NotRunning,
+}
+
+impl VmError {
+    /// The last lines of the guest console, when the error is about the VM itself.
+    pub fn console_tail(&self) -> Option<&str> {
+        match self {
+            VmError::Boot { console, .. } | VmError::Lost { console, .. } => Some(console),
+            _ => None,
+        }
+    }
+
+    /// True when the VM cannot be used any more.
+    pub fn is_fatal(&self) -> bool {
+        matches!(
+            self,
+            VmError::Boot { .. } | VmError::Lost { .. } | VmError::NotRunning
+        )
+    }
+}
+
+/// Facts about a running VM, reported with test results.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct VmInfo {
+    pub profile: String,
+    pub kernel_release: String,
+    pub arch: String,
+    pub accel: String,
+    pub transport: String,
+    pub machine: String,
+    pub loaded_as: LoadedAs,
+    /// Wall time from starting QEMU to the agent's hello.
+    pub boot_ms: u64,
+    /// Guest time (since kernel start) at which the agent was ready.
+    pub guest_ready_ms: u64,
+}
+
+enum State {
+    Running(AgentClient),
+    Stopped,
+}
+
+/// A booted VM with a ready agent.
+pub struct Vm {
+    state: State,
+    qemu: Supervised,
+    // Keeps the transport's listener and any back-end daemon alive with the VM.
+    _transport: Box<dyn Transport>,
+    console_log: PathBuf,
+    run_dir: RunDir,
+    info: VmInfo,
+    hello: Hello,
+    syscall_timeout: Duration,
+}
+
+impl Vm {
+    /// Boots `profile` and waits for the agent.
+    pub fn boot(profile: &Profile, opts: &BootOptions) -> Result<Vm, VmError> {
+        cleanup::install_signal_handler();
+        sweep_once();
+        let plan = plan::plan(profile, opts)?;
+        Vm::launch(&plan)
+    }
+
+    /// Starts QEMU for a decided plan.
+    pub fn launch(plan: &BootPlan) -> Result<Vm, VmError> {
+        let mut run_dir =
+            RunDir::create().map_err(|e| anyhow::anyhow!("creating a run directory: {e}"))?;
+        if plan.keep_run_dir {
+            run_dir.keep();
+        }
+        let dir = run_dir.path().to_path_buf();
+        let mut transport = transport::prepare(plan.transport, &dir)?;
+        let mut kernel_args = plan.kernel_args.clone();
+        kernel_args.extend(transport.kernel_args());
+        let console_log = dir.join("console.log");
+        let launch = LaunchPlan {
+            qemu: plan.qemu.clone(),
+            machine: plan.machine,
+            accel: plan.accel,
+            cpu: plan.cpu.clone(),
+            cpus: plan.cpus,
+            memory_mib: plan.memory_mib,
+            kernel: plan.boot_file.clone(),
+            initrd: plan.initrd.clone(),
+            cmdline: kernel_args.join(" "),
+            console_log: console_log.clone(),
+            qmp_socket: Some(dir.join("qmp.sock")),
+            shared_memory: transport
+                .needs_shared_memory()
+                .then_some(SharedMemory::Memfd),
+            firmware: plan.firmware.clone(),
+            devices: transport.qemu_args(plan.machine),
+            incoming: None,
+        };
+        let qemu_log = dir.join("qemu.log");
+        let stderr = std::fs::File::create(&qemu_log)
+            .map_err(|e| anyhow::anyhow!("creating {}: {e}", qemu_log.display()))?;
+        let mut cmd = Command::new(&plan.qemu);
+        cmd.args(launch.args())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr);
+        tracing::debug!(args = ?launch.args(), "starting QEMU");
+        let started = Instant::now();
+        let mut qemu = Supervised::spawn(cmd, "qemu")
+            .map_err(|e| anyhow::anyhow!("starting {}: {e}", plan.qemu.display()))?;
+        let deadline = started + plan.timeout;
+
+        let boot_failure = |qemu: &mut Supervised, reason: String| {
+            qemu.kill();
+            VmError::Boot {
+                reason: with_qemu_log(reason, &qemu_log),
+                console: console::tail(&console_log, CONSOLE_TAIL_LINES),
+            }
+        };
+        let alive = |q: &mut Supervised| -> anyhow::Result<()> {
+            match q.try_wait() {
+                Some(status) => anyhow::bail!("QEMU exited during boot ({status})"),
+                None => Ok(()),
+            }
+        };
+        let conn = {
+            let q = &mut qemu;
+            match transport.accept(deadline, &mut || alive(q)) {
+                Ok(c) => c,
+                Err(e) => return Err(boot_failure(&mut qemu, format!("{e:#}"))),
+            }
+        };
+        let mut client = AgentClient::new(conn);
+        let payload = loop {
+            let slice = (Instant::now() + Duration::from_millis(50)).min(deadline);
+            match client.connection().recv(Some(slice)) {
+                Ok(p) => break p,
+                Err(TransportError::TimedOut) if Instant::now() < deadline => {
+                    if let Err(e) = alive(&mut qemu) {
+                        return Err(boot_failure(&mut qemu, e.to_string()));
+                    }
+                }
+                Err(TransportError::TimedOut) => {
+                    let secs = plan.timeout.as_secs_f64();
+                    return Err(boot_failure(
+                        &mut qemu,
+                        format!("no hello from the agent within {secs:.0} s (boot timeout)"),
+                    ));
+                }
+                Err(e) => {
+                    std::thread::sleep(Duration::from_millis(100));
+                    let why = match qemu.try_wait() {
+                        Some(status) => format!("QEMU exited during boot ({status})"),
+                        None => format!("{e}"),
+                    };
+                    return Err(boot_failure(&mut qemu, why));
+                }
+            }
+        };
+        let boot_ms = started.elapsed().as_millis() as u64;
+        let hello = match decode_hello(&payload) {
+            Ok(h) => h,
+            Err(e) => return Err(boot_failure(&mut qemu, e.to_string())),
+        };
+        if !hello.module_errors.is_empty() {
+            tracing::warn!(errors = ?hello.module_errors, "guest modules failed to load");
+        }
+        let info = VmInfo {
+            profile: plan.profile.clone(),
+            kernel_release: hello.release.clone(),
+            arch: hello.machine.clone(),
+            accel: plan.accel.to_string(),
+            transport: hello.transport.clone(),
+            machine: plan.machine.to_string(),
+            loaded_as: plan.loaded_as,
+            boot_ms,
+            guest_ready_ms: hello.ready_us / 1000,
+        };
+        Ok(Vm {
+            state: State::Running(client),
+            qemu,
+            _transport: transport,
+            console_log,
+            run_dir,
+            info,
+            hello,
+            syscall_timeout: DEFAULT_SYSCALL_TIMEOUT,
+        })
+    }
+
+    pub fn info(&self) -> &VmInfo {
+        &self.info
+    }
+
+    pub fn hello(&self) -> &Hello {
+        &self.hello
+    }
+
+    pub fn is_running(&self) -> bool {
+        matches!(self.state, State::Running(_))
+    }
+
+    pub fn run_dir(&self) -> &Path {
+        self.run_dir.path()
+    }
+
+    pub fn console_log(&self) -> &Path {
+        &self.console_log
+    }
+
+    pub fn console_tail(&self, lines: usize) -> String {
+        console::tail(&self.console_log, lines)
+    }
+
+    pub fn qemu_pid(&self) -> u32 {
+        self.qemu.pid()
+    }
+
+    /// How long the agent lets one syscall block before it kills the executor.
+    pub fn set_syscall_timeout(&mut self, timeout: Duration) {
+        self.syscall_timeout = timeout;
+    }
+
+    pub fn syscall_timeout(&self) -> Duration {
+        self.syscall_timeout
+    }
+
+    /// Sends one request; a transport failure marks the VM lost, with the console tail.
+    pub fn request(&mut self, request: &Request, timeout: Duration) -> Result<Response, VmError> {
+        let State::Running(client) = &mut self.state else {
+            return Err(VmError::NotRunning);
+        };
+        match client.call(request, Some(Instant::now() + timeout)) {
+            Ok(Response::Error(e)) => Err(VmError::Agent(e)),
+            Ok(r) => Ok(r),
+            Err(e) => Err(self.lost(e)),
+        }
+    }
+
+    fn lost(&mut self, e: ClientError) -> VmError {
+        let reason = match self.qemu.wait_timeout(Duration::from_millis(300)) {
+            Some(status) => format!("QEMU exited ({status}); {e}"),
+            None => match e {
+                ClientError::Transport(TransportError::TimedOut) => {
+                    "the agent stopped answering (the guest hung); QEMU was killed".into()
+                }
+                other => format!("{other}; QEMU was killed"),
+            },
+        };
+        self.qemu.kill();
+        self.state = State::Stopped;
+        VmError::Lost {
+            reason,
+            console: console::tail(&self.console_log, CONSOLE_TAIL_LINES),
+        }
+    }
+
+    fn run(
+        &mut self,
+        worker: WorkerId,
+        op: Operation,
+        timeout: Duration,
+    ) -> Result<Response, VmError> {
+        self.request(&Request::Run { worker, op }, timeout)
+    }
+
+    pub fn ping(&mut self) -> Result<(), VmError> {
+        match self.request(&Request::Ping, HOST_MARGIN)? {
+            Response::Pong => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// One raw syscall in `worker` (0 is the VM's own executor).
+    pub fn syscall_in(
+        &mut self,
+        worker: WorkerId,
+        mut call: SyscallCall,
+    ) -> Result<SyscallOutcome, VmError> {
+        if call.timeout_ms == 0 {
+            call.timeout_ms = self.syscall_timeout.as_millis() as u32;
+        }
+        let timeout = Duration::from_millis(call.timeout_ms as u64) + HOST_MARGIN;
+        match self.run(worker, Operation::Syscall(call), timeout)? {
+            Response::Syscall(o) => Ok(o),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub fn syscall(&mut self, call: SyscallCall) -> Result<SyscallOutcome, VmError> {
+        self.syscall_in(0, call)
+    }
+
+    /// A syscall with integer arguments only; returns the raw return value. An executor death
+    /// or timeout is an error here; use [`Vm::syscall`] to observe them as outcomes.
+    pub fn syscall_args(&mut self, nr: i64, args: &[i64]) -> Result<i64, VmError> {
+        let mut a = [0i64; 6];
+        for (slot, v) in a.iter_mut().zip(args) {
+            *slot = *v;
+        }
+        match self.syscall(SyscallCall {
+            nr,
+            args: a,
+            ..Default::default()
+        })? {
+            SyscallOutcome::Returned { ret, .. } => Ok(ret),
+            other => Err(VmError::Protocol(format!("syscall {nr}: {other:?}"))),
+        }
+    }
+
+    /// Many syscalls in one round trip.
+    pub fn batch_in(
+        &mut self,
+        worker: WorkerId,
+        mut calls: Vec<SyscallCall>,
+    ) -> Result<Vec<SyscallOutcome>, VmError> {
+        let per_call = self.syscall_timeout.as_millis() as u32;
+        let mut budget = HOST_MARGIN;
+        for c in &mut calls {
+            if c.timeout_ms == 0 {
+                c.timeout_ms = per_call;
+            }
+            budget += Duration::from_millis(c.timeout_ms as u64);
+        }
+        let n = calls.len();
+        match self.run(worker, Operation::Batch(calls), budget)? {
+            Response::Batch(outcomes) if outcomes.len() == n => Ok(outcomes),
+            Response::Batch(outcomes) => Err(VmError::Protocol(format!(
+                "batch of {n} calls answered with {} outcomes",
+                outcomes.len()
+            ))),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub fn batch(&mut self, calls: Vec<SyscallCall>) -> Result<Vec<SyscallOutcome>, VmError> {
+        self.batch_in(0, calls)
+    }
+
+    pub fn exec_in(&mut self, worker: WorkerId, mut call: ExecCall) -> Result<ExecResult, VmError> {
+        if call.timeout_ms == 0 {
+            call.timeout_ms = DEFAULT_EXEC_TIMEOUT.as_millis() as u32;
+        }
+        let timeout = Duration::from_millis(call.timeout_ms as u64) + HOST_MARGIN;
+        match self.run(worker, Operation::Exec(call), timeout)? {
+            Response::Exec(r) => Ok(r),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub fn exec(&mut self, call: ExecCall) -> Result<ExecResult, VmError> {
+        self.exec_in(0, call)
+    }
+
+    /// Runs `script` through `/bin/sh -c` (busybox).
+    pub fn sh(&mut self, script: &str) -> Result<ExecResult, VmError> {
+        self.exec(ExecCall {
+            argv: vec![script.to_string()],
+            shell: true,
+            ..Default::default()
+        })
+    }
+
+    pub fn read_file_in(&mut self, worker: WorkerId, path: &str) -> Result<Vec<u8>, VmError> {
+        let op = Operation::ReadFile {
+            path: path.to_string(),
+            max_len: (provium_agent::protocol::MAX_FRAME - 4096) as u64,
+        };
+        match self.run(worker, op, HOST_MARGIN + self.syscall_timeout)? {
+            Response::File(data) => Ok(data),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub fn read_file(&mut self, path: &str) -> Result<Vec<u8>, VmError> {
+        self.read_file_in(0, path)
+    }
+
+    /// Writes a file; `mode` 0 means 0644 for a new file and unchanged for an existing one.
+    pub fn write_file_in(
+        &mut self,
+        worker: WorkerId,
+        path: &str,
+        data: &[u8],
+        mode: u32,
+    ) -> Result<(), VmError> {
+        let op = Operation::WriteFile {
+            path: path.to_string(),
+            data: data.to_vec(),
+            mode,
+            append: false,
+        };
+        match self.run(worker, op, HOST_MARGIN + self.syscall_timeout)? {
+            Response::Done => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub fn write_file(&mut self, path: &str, data: &[u8], mode: u32) -> Result<(), VmError> {
+        self.write_file_in(0, path, data, mode)
+    }
+
+    pub fn dmesg(&mut self) -> Result<String, VmError> {
+        match self.request(&Request::Dmesg, HOST_MARGIN)? {
+            Response::Dmesg(text) => Ok(text),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Starts a worker: a separate executor process with these credentials.
+    pub fn spawn_worker(&mut self, creds: Credentials) -> Result<WorkerId, VmError> {
+        match self.request(&Request::Spawn(creds), HOST_MARGIN)? {
+            Response::Worker(id) => Ok(id),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub fn kill_worker(&mut self, id: WorkerId) -> Result<(), VmError> {
+        match self.request(&Request::KillWorker(id), HOST_MARGIN)? {
+            Response::Done => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Sets the guest clock from the host's and reseeds its RNG.
+    pub fn sync_clock(&mut self) -> Result<(), VmError> {
+        let unix_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        let mut seed = vec![0u8; 32];
+        if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+            let _ = std::io::Read::read_exact(&mut f, &mut seed);
+        }
+        match self.request(&Request::SyncClock { unix_ns, seed }, HOST_MARGIN)? {
+            Response::Done => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Sends raw bytes as a frame and returns what the agent answered (robustness tests).
+    pub fn send_raw_frame(&mut self, payload: &[u8]) -> Result<Response, VmError> {
+        let State::Running(client) = &mut self.state else {
+            return Err(VmError::NotRunning);
+        };
+        match client.call_raw(payload, Some(Instant::now() + HOST_MARGIN)) {
+            Ok(r) => Ok(r),
+            Err(e) => Err(self.lost(e)),
+        }
+    }
+
+    /// Graceful shutdown: the agent syncs and powers off; QEMU is killed if it lingers.
+    pub fn shutdown(&mut self) -> Result<(), VmError> {
+        if !self.is_running() {
+            return Ok(());
+        }
+        let answered = self.request(&Request::Shutdown, HOST_MARGIN);
+        self.state = State::Stopped;
+        if self.qemu.wait_timeout(Duration::from_secs(5)).is_none() {
+            self.qemu.terminate(Duration::from_secs(1));
+        }
+        match answered {
+            Ok(_) | Err(VmError::Lost { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Stops the VM at once.
+    pub fn kill(&mut self) {
+        self.state = State::Stopped;
+        self.qemu.kill();
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn unexpected(r: Response) -> VmError {
+    VmError::Protocol(format!("{r:?}"))
+}
+
+fn with_qemu_log(reason: String, qemu_log: &Path) -> String {
+    let log = std::fs::read_to_string(qemu_log).unwrap_or_default();
+    let log = log.trim();
+    if log.is_empty() {
+        reason
+    } else {
+        format!("{reason}\nQEMU said:\n{log}")
+    }
+}
+
+fn sweep_once() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let n = cleanup::sweep_stale();
+        if n > 0 {
+            tracing::info!("removed {n} run directories left by killed runs");
+        }
+    });
+}

@@ -1,0 +1,236 @@
+//! From a profile and boot options to a concrete plan: which kernel file, machine, transport,
+//! accelerator, modules and initramfs.
+
+use crate::accel::{self, Accel};
+use crate::initramfs::{self, ExtraFile, InitramfsSpec};
+use crate::kernel::KernelImage;
+use crate::modules::ModuleTree;
+use crate::profile::{BootMethod, Machine, Profile, TransportChoice};
+use crate::qemu::{self, MachineKind};
+use crate::transport::TransportKind;
+use anyhow::{bail, Context, Result};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime};
+
+/// Per-boot overrides of a profile (the Lua `vm:boot{...}` table, CLI flags).
+#[derive(Debug, Clone, Default)]
+pub struct BootOptions {
+    pub memory_mib: Option<u32>,
+    pub cpus: Option<u32>,
+    pub accel: Option<Accel>,
+    pub transport: Option<TransportChoice>,
+    pub machine: Option<Machine>,
+    pub boot: Option<BootMethod>,
+    pub fast_boot: Option<bool>,
+    pub timeout: Option<Duration>,
+    pub kernel_args: Vec<String>,
+    /// Guest path → host path, added to the initramfs.
+    pub files: BTreeMap<String, PathBuf>,
+    /// Keep the run directory (console log, sockets) after the VM ends.
+    pub keep_run_dir: bool,
+}
+
+/// How the kernel is loaded, as decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LoadedAs {
+    Pvh,
+    Bzimage,
+}
+
+/// A decided boot.
+#[derive(Debug, Clone)]
+pub struct BootPlan {
+    pub profile: String,
+    pub qemu: PathBuf,
+    pub kernel_image: PathBuf,
+    pub kernel_release: Option<String>,
+    pub boot_file: PathBuf,
+    pub loaded_as: LoadedAs,
+    pub machine: MachineKind,
+    pub accel: Accel,
+    pub accel_reason: String,
+    pub cpu: String,
+    pub cpus: u32,
+    pub memory_mib: u32,
+    pub transport: TransportKind,
+    pub initrd: PathBuf,
+    pub kernel_args: Vec<String>,
+    pub firmware: Option<PathBuf>,
+    pub timeout: Duration,
+    pub keep_run_dir: bool,
+}
+
+type Memo<T> = Mutex<HashMap<(PathBuf, Option<SystemTime>), Arc<T>>>;
+
+/// Opening a kernel reads and hashes it, and a module tree is a directory walk: both are done
+/// once per process and file version.
+fn memoized<T>(
+    memo: &'static OnceLock<Memo<T>>,
+    path: &Path,
+    open: impl FnOnce() -> Result<T>,
+) -> Result<Arc<T>> {
+    let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    let key = (path.to_path_buf(), mtime);
+    let map = memo.get_or_init(Default::default);
+    if let Some(hit) = map.lock().ok().and_then(|m| m.get(&key).cloned()) {
+        return Ok(hit);
+    }
+    let value = Arc::new(open()?);
+    if let Ok(mut m) = map.lock() {
+        m.insert(key, value.clone());
+    }
+    Ok(value)
+}
+
+pub fn open_kernel(path: &Path) -> Result<Arc<KernelImage>> {
+    static MEMO: OnceLock<Memo<KernelImage>> = OnceLock::new();
+    memoized(&MEMO, path, || KernelImage::open(path))
+}
+
+pub fn open_modules(path: &Path) -> Result<Arc<ModuleTree>> {
+    static MEMO: OnceLock<Memo<ModuleTree>> = OnceLock::new();
+    memoized(&MEMO, path, || ModuleTree::open(path))
+}
+
+/// The modules directory for a kernel: the profile's, or `/lib/modules/<release>` beside it.
+fn modules_dir(given: Option<PathBuf>, release: Option<&str>) -> Option<PathBuf> {
+    given.or_else(|| {
+        let r = release?;
+        let p = PathBuf::from(format!("/lib/modules/{r}"));
+        p.is_dir().then_some(p)
+    })
+}
+
+pub fn plan(profile: &Profile, opts: &BootOptions) -> Result<BootPlan> {
+    let qemu = qemu::find_qemu()?;
+    let (kernel_path, modules) = profile.resolve_kernel()?;
+    let kernel = open_kernel(&kernel_path)?;
+    let modules = modules_dir(modules, kernel.release.as_deref());
+    let tree = match &modules {
+        Some(dir) => Some(open_modules(dir)?),
+        None => None,
+    };
+    let has_module = |name: &str| tree.as_ref().is_none_or(|t| t.has(name));
+
+    let boot = opts.boot.unwrap_or(profile.boot);
+    let loaded_as = match (boot, &kernel.pvh_elf) {
+        (BootMethod::Bzimage, _) => LoadedAs::Bzimage,
+        (_, Some(_)) => LoadedAs::Pvh,
+        (BootMethod::Pvh, None) => bail!(
+            "profile `{}` asks for a PVH boot, but {}: {}",
+            profile.name,
+            kernel_path.display(),
+            kernel
+                .pvh_unavailable
+                .as_deref()
+                .unwrap_or("no PVH entry point")
+        ),
+        (BootMethod::Auto, None) => LoadedAs::Bzimage,
+    };
+    let machine = match opts.machine.unwrap_or(profile.machine) {
+        Machine::Auto if loaded_as == LoadedAs::Pvh && has_module("virtio_mmio") => {
+            MachineKind::Microvm
+        }
+        Machine::Auto => MachineKind::Q35,
+        Machine::Microvm if loaded_as != LoadedAs::Pvh => {
+            bail!("microvm boots only PVH kernels, and this one is loaded as a bzImage")
+        }
+        Machine::Microvm => MachineKind::Microvm,
+        Machine::Q35 => MachineKind::Q35,
+        Machine::Pc => MachineKind::Pc,
+    };
+    let transport = match opts.transport.unwrap_or(profile.transport) {
+        TransportChoice::VirtioSerial => TransportKind::VirtioSerial,
+        TransportChoice::Vsock => TransportKind::Vsock,
+        TransportChoice::Auto if has_module("virtio_console") => TransportKind::VirtioSerial,
+        TransportChoice::Auto if has_module("vmw_vsock_virtio_transport") => TransportKind::Vsock,
+        TransportChoice::Auto => TransportKind::VirtioSerial,
+    };
+    let (accel, accel_reason) = match opts.accel.or(profile.accel) {
+        Some(a) => (a, "chosen by the profile or the command line".to_string()),
+        None => accel::detect(),
+    };
+    let cpu = profile.cpu.clone().unwrap_or_else(|| match accel {
+        Accel::Kvm => "host".into(),
+        Accel::Tcg => "max".into(),
+    });
+
+    let mut wanted: Vec<String> = vec![machine.virtio_bus_module().to_string()];
+    wanted.extend(transport.guest_modules().iter().map(|s| s.to_string()));
+    wanted.extend(profile.load_modules.iter().cloned());
+    let module_files = match &tree {
+        Some(t) => t
+            .resolve(&wanted)
+            .with_context(|| format!("resolving the modules profile `{}` needs", profile.name))?,
+        None => Vec::new(),
+    };
+
+    let agent = crate::agent_binary::bytes()?;
+    let mut files: Vec<ExtraFile> = Vec::new();
+    for (guest, host) in profile.files.iter().chain(&opts.files) {
+        if !guest.starts_with('/') {
+            bail!("guest path `{guest}` must be absolute");
+        }
+        files.push(ExtraFile {
+            guest: guest.clone(),
+            host: host.clone(),
+            mode: None,
+        });
+    }
+    let spec = InitramfsSpec {
+        agent: agent.into_owned(),
+        busybox: if profile.busybox {
+            initramfs::find_static_busybox()
+        } else {
+            None
+        },
+        modules: module_files,
+        files,
+        archives: profile.initramfs.clone(),
+    };
+    let initrd = initramfs::build_cached(&spec).context("building the initramfs")?;
+
+    let mut kernel_args = qemu::base_kernel_args();
+    if opts.fast_boot.unwrap_or(profile.fast_boot) {
+        kernel_args.extend(qemu::fast_kernel_args(machine, crate::tsc::host_tsc_khz()));
+    }
+    kernel_args.extend(profile.kernel_args.iter().cloned());
+    kernel_args.extend(opts.kernel_args.iter().cloned());
+
+    let boot_file = match loaded_as {
+        LoadedAs::Pvh => kernel
+            .pvh_elf
+            .clone()
+            .unwrap_or_else(|| kernel_path.clone()),
+        LoadedAs::Bzimage => kernel_path.clone(),
+    };
+    let firmware = match loaded_as {
+        LoadedAs::Pvh => qemu::find_qboot(&qemu),
+        LoadedAs::Bzimage => None,
+    };
+    Ok(BootPlan {
+        profile: profile.name.clone(),
+        qemu,
+        kernel_image: kernel_path,
+        kernel_release: kernel.release.clone(),
+        boot_file,
+        loaded_as,
+        machine,
+        accel,
+        accel_reason,
+        cpu,
+        cpus: opts.cpus.unwrap_or(profile.cpus),
+        memory_mib: opts.memory_mib.unwrap_or(profile.memory_mib),
+        transport,
+        initrd,
+        kernel_args,
+        firmware,
+        timeout: opts
+            .timeout
+            .unwrap_or(Duration::from_secs(profile.boot_timeout_s)),
+        keep_run_dir: opts.keep_run_dir,
+    })
+}
