@@ -63,9 +63,9 @@ fn parse_settings(cmdline: &str) -> HashMap<String, String> {
     cmdline
         .split_whitespace()
         .filter_map(|word| word.strip_prefix("provium."))
-        .filter_map(|kv| {
+        .map(|kv| {
             let (k, v) = kv.split_once('=').unwrap_or((kv, "1"));
-            Some((k.to_string(), v.to_string()))
+            (k.to_string(), v.to_string())
         })
         .collect()
 }
@@ -90,6 +90,13 @@ pub fn loopback_up() -> io::Result<()> {
     // SAFETY: closing the socket we opened.
     unsafe { libc::close(fd) };
     result.map(|_| ())
+}
+
+/// Sets the console log level (`dmesg -n`).
+pub fn console_loglevel(level: i32) {
+    const SYSLOG_ACTION_CONSOLE_LEVEL: libc::c_int = 8;
+    // SAFETY: CONSOLE_LEVEL takes no buffer.
+    unsafe { libc::klogctl(SYSLOG_ACTION_CONSOLE_LEVEL, std::ptr::null_mut(), level) };
 }
 
 pub fn set_hostname(name: &str) {

@@ -5,7 +5,8 @@
 //! time, answering each with a [`Response`]. If a syscall ends the process, PID 1 sees the
 //! channel close and reports the death.
 
-use super::{creds, exec, raw, sys};
+use super::control::Control;
+use super::{creds, exec, front, raw, sys};
 use provium_agent::protocol::{
     read_message, write_message, AgentError, Credentials, ErrorKind, FrameError, Operation,
     Response, SyscallOutcome, EXECUTOR_CHANNEL_FD,
@@ -20,9 +21,25 @@ pub struct Executor {
     pub chan: File,
 }
 
-/// Forks an executor with `creds`. `close_in_child` are descriptors (the host transport) the
-/// executor must not inherit.
-pub fn spawn(creds: &Credentials, close_in_child: &[RawFd]) -> io::Result<Executor> {
+/// File descriptors the front executor serves the host on.
+pub const LINK_READ_FD: RawFd = 1020;
+pub const LINK_WRITE_FD: RawFd = 1021;
+
+/// What the forked process becomes.
+pub enum Role<'a> {
+    /// A worker: operations arrive from PID 1 over the channel.
+    Worker(&'a Credentials),
+    /// The front executor: requests arrive straight from the host on `link`.
+    Front {
+        link: (RawFd, RawFd),
+        control: &'a Control,
+        serial: bool,
+    },
+}
+
+/// Forks an executor. The child keeps only its channel (and, for the front, the link), drops to
+/// the worker's credentials, reports success or failure over the channel, then serves.
+pub fn spawn(role: Role<'_>) -> io::Result<Executor> {
     let (parent_end, child_end) = sys::socketpair()?;
     // SAFETY: PID 1 is single-threaded, so the child may allocate and run ordinary code.
     let pid = unsafe { libc::fork() };
@@ -30,12 +47,8 @@ pub fn spawn(creds: &Credentials, close_in_child: &[RawFd]) -> io::Result<Execut
         return Err(io::Error::last_os_error());
     }
     if pid == 0 {
-        for &fd in close_in_child {
-            // SAFETY: closing inherited descriptors in the child only.
-            unsafe { libc::close(fd) };
-        }
         drop(parent_end);
-        let setup = prepare_child(child_end.into_raw_fd(), creds);
+        let setup = prepare_child(child_end.into_raw_fd(), &role);
         // SAFETY: the channel was moved to this fixed descriptor by prepare_child.
         let mut chan = unsafe { File::from_raw_fd(EXECUTOR_CHANNEL_FD) };
         let report = setup.as_ref().map_err(|e| e.to_string()).map(|_| ());
@@ -44,7 +57,12 @@ pub fn spawn(creds: &Credentials, close_in_child: &[RawFd]) -> io::Result<Execut
             // SAFETY: leaving the forked child without running PID 1's destructors.
             unsafe { libc::_exit(127) };
         }
-        serve(chan);
+        match role {
+            Role::Worker(_) => serve(chan),
+            Role::Front {
+                control, serial, ..
+            } => front::serve(chan, control, serial),
+        }
     }
     drop(child_end);
     let mut chan = File::from(parent_end);
@@ -62,13 +80,18 @@ pub fn spawn(creds: &Credentials, close_in_child: &[RawFd]) -> io::Result<Execut
     }
 }
 
-fn prepare_child(chan_fd: RawFd, creds: &Credentials) -> io::Result<()> {
+fn prepare_child(chan_fd: RawFd, role: &Role<'_>) -> io::Result<()> {
+    let mut keep = vec![EXECUTOR_CHANNEL_FD];
     // SAFETY: descriptor juggling in a freshly forked child.
     unsafe {
-        if chan_fd != EXECUTOR_CHANNEL_FD {
-            sys::cvt(libc::dup2(chan_fd, EXECUTOR_CHANNEL_FD))?;
-            libc::close(chan_fd);
+        move_fd(chan_fd, EXECUTOR_CHANNEL_FD)?;
+        if let Role::Front { link, .. } = role {
+            // The link's read and write ends may be one descriptor (a serial port).
+            sys::cvt(libc::dup2(link.0, LINK_READ_FD))?;
+            sys::cvt(libc::dup2(link.1, LINK_WRITE_FD))?;
+            keep.extend([LINK_READ_FD, LINK_WRITE_FD]);
         }
+        close_all_but(&keep);
         let null = sys::cvt(libc::open(c"/dev/null".as_ptr(), libc::O_RDWR))?;
         for fd in 0..3 {
             libc::dup2(null, fd);
@@ -76,14 +99,78 @@ fn prepare_child(chan_fd: RawFd, creds: &Credentials) -> io::Result<()> {
         if null > 2 {
             libc::close(null);
         }
+        reset_signals();
         // Its own session: a test's kill(0, …) or setpgid reaches only the executor.
         libc::setsid();
         libc::chdir(c"/".as_ptr());
     }
-    creds::apply(creds)
+    match role {
+        Role::Worker(creds) => creds::apply(creds),
+        Role::Front { .. } => Ok(()),
+    }
 }
 
-fn serve(mut chan: File) -> ! {
+/// Default dispositions and an empty mask, as a freshly exec'd process has: the Rust runtime's
+/// SIGSEGV/SIGBUS handlers would otherwise swallow a `kill(getpid(), SIGSEGV)`. SIGPIPE stays
+/// ignored so that writes to a broken pipe are observable as `EPIPE`.
+///
+/// # Safety
+/// Only in a freshly forked child.
+unsafe fn reset_signals() {
+    for sig in 1..libc::SIGRTMAX() {
+        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+            libc::signal(sig, libc::SIG_DFL);
+        }
+    }
+    libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    let mut set: libc::sigset_t = std::mem::zeroed();
+    libc::sigemptyset(&mut set);
+    libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    let disable = libc::stack_t {
+        ss_sp: std::ptr::null_mut(),
+        ss_flags: libc::SS_DISABLE,
+        ss_size: 0,
+    };
+    libc::sigaltstack(&disable, std::ptr::null_mut());
+}
+
+/// # Safety
+/// Only in a freshly forked child.
+unsafe fn move_fd(from: RawFd, to: RawFd) -> io::Result<()> {
+    if from != to {
+        sys::cvt(libc::dup2(from, to))?;
+        libc::close(from);
+    }
+    Ok(())
+}
+
+/// Closes every descriptor from 0 up except `keep` (stdio is reopened on /dev/null after).
+///
+/// # Safety
+/// Only in a freshly forked child.
+unsafe fn close_all_but(keep: &[RawFd]) {
+    let mut keep = keep.to_vec();
+    keep.sort_unstable();
+    let mut from: u32 = 3;
+    for &k in &keep {
+        if (k as u32) > from {
+            close_range(from, k as u32 - 1);
+        }
+        from = k as u32 + 1;
+    }
+    close_range(from, u32::MAX);
+}
+
+unsafe fn close_range(first: u32, last: u32) {
+    if libc::syscall(libc::SYS_close_range, first, last, 0) != 0 {
+        // Kernels before 5.9: close one by one up to the usual limit.
+        for fd in first..=last.min(4095) {
+            libc::close(fd as RawFd);
+        }
+    }
+}
+
+pub fn serve(mut chan: File) -> ! {
     let me = std::process::id();
     loop {
         let response = match read_message::<_, Operation>(&mut chan) {
@@ -117,7 +204,7 @@ fn os_error(context: &str, e: &io::Error) -> Response {
     })
 }
 
-fn run(op: Operation, me: u32) -> Response {
+pub fn run(op: Operation, me: u32) -> Response {
     match op {
         Operation::Syscall(call) => Response::Syscall(raw::perform(&call, me)),
         Operation::Batch(calls) => Response::Batch(

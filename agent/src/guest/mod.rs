@@ -1,9 +1,11 @@
 //! Everything that runs inside the guest.
 
 mod boot;
+mod control;
 mod creds;
 mod exec;
 mod executor;
+mod front;
 mod link;
 mod raw;
 mod supervisor;

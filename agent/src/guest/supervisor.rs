@@ -1,38 +1,37 @@
-//! PID 1's request loop: reads frames from the host, runs operations in executors, reports
-//! executor deaths as results, and never runs a test's syscall itself.
+//! PID 1: starts the front executor, handles what the front hands over (workers, dmesg, spawn,
+//! shutdown), answers for executors that die, and enforces call timeouts. It never runs a test's
+//! syscall itself.
 
-use super::{boot, executor, link, sys};
-use executor::Executor;
+use super::control::{self, Busy, Control};
+use super::executor::{self, Executor, Role};
+use super::{boot, front, link, sys};
 use provium_agent::protocol::{
     decode, read_frame, read_message, write_message, AgentError, Credentials, Envelope, ErrorKind,
-    FrameError, Hello, Operation, Request, Response, SyscallOutcome, Termination, WorkerId,
-    HELLO_MAGIC, PROTOCOL_VERSION,
+    Hello, Operation, Request, Response, SyscallOutcome, Termination, WorkerId, HELLO_MAGIC,
+    PROTOCOL_VERSION,
 };
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::time::Duration;
 
-/// Extra time PID 1 allows an executor beyond a command's own timeout before killing it.
+/// Extra time PID 1 allows a worker beyond a command's own timeout before killing it.
 const EXEC_GRACE: Duration = Duration::from_secs(5);
+/// How often PID 1 looks at the front's deadline while it is idle otherwise.
+const WATCHDOG_TICK_MS: u64 = 250;
 
 /// The connection to the host.
 struct Link {
     reader: File,
     writer: File,
+    /// `None` in `--stdio` mode, where a lost link ends the agent.
     kind: Option<link::Kind>,
 }
 
-impl Link {
-    fn raw_fds(&self) -> Vec<RawFd> {
-        vec![self.reader.as_raw_fd(), self.writer.as_raw_fd()]
-    }
-}
-
-struct Worker {
-    creds: Credentials,
-    executor: Option<Executor>,
+struct Front {
+    exe: Executor,
+    control: Control,
 }
 
 enum Failure {
@@ -43,26 +42,15 @@ enum Failure {
 
 struct Supervisor {
     link: Link,
-    workers: BTreeMap<WorkerId, Worker>,
+    front: Option<Front>,
+    workers: BTreeMap<WorkerId, (Credentials, Option<Executor>)>,
     next_worker: WorkerId,
-    /// Exit statuses collected by the orphan reaper before their executor was looked at.
-    reaped: HashMap<libc::pid_t, Termination>,
     hello: Hello,
 }
 
 pub fn run_as_init() -> ! {
     boot::mount_filesystems();
     let settings = boot::kernel_settings();
-    let mut workers = BTreeMap::new();
-    // Fork the root executor while modules load: it is needed at the first request anyway.
-    let root = executor::spawn(&Credentials::default(), &[]).ok();
-    workers.insert(
-        0,
-        Worker {
-            creds: Credentials::default(),
-            executor: root,
-        },
-    );
     let module_errors = boot::load_modules();
     for e in &module_errors {
         super::log(format_args!("module {e}"));
@@ -72,8 +60,8 @@ pub fn run_as_init() -> ! {
         super::log(format_args!("loopback: {e}"));
     }
     let kind = link::Kind::from_settings(&settings);
-    let file = match link::connect(&kind) {
-        Ok(f) => f,
+    let (reader, writer) = match link::connect(&kind).and_then(|f| Ok((f.try_clone()?, f))) {
+        Ok(pair) => pair,
         Err(e) => {
             super::log(format_args!(
                 "no {} transport to the host: {e}",
@@ -82,25 +70,21 @@ pub fn run_as_init() -> ! {
             sys::power_off();
         }
     };
-    let writer = match file.try_clone() {
-        Ok(w) => w,
-        Err(e) => {
-            super::log(format_args!("transport: {e}"));
-            sys::power_off();
-        }
-    };
     let hello = make_hello(kind.name(), module_errors);
-    let mut sup = Supervisor {
-        link: Link {
-            reader: file,
+    // Boot is quiet; from here on oopses and panics caused by tests are printed in full.
+    let level = settings
+        .get("loglevel")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(7);
+    boot::console_loglevel(level);
+    let mut sup = Supervisor::new(
+        Link {
+            reader,
             writer,
             kind: Some(kind),
         },
-        workers,
-        next_worker: 1,
-        reaped: HashMap::new(),
         hello,
-    };
+    );
     sup.greet();
     sup.serve();
     sys::power_off();
@@ -110,33 +94,17 @@ pub fn run_as_init() -> ! {
 pub fn run_on_stdio() {
     // SAFETY: stdin and stdout are open for the life of the process; File takes them over.
     let (reader, writer) = unsafe { (File::from_raw_fd(0), File::from_raw_fd(1)) };
-    let mut workers = BTreeMap::new();
-    workers.insert(
-        0,
-        Worker {
-            creds: Credentials::default(),
-            executor: None,
-        },
-    );
-    let mut sup = Supervisor {
-        link: Link {
+    let mut sup = Supervisor::new(
+        Link {
             reader,
             writer,
             kind: None,
         },
-        workers,
-        next_worker: 1,
-        reaped: HashMap::new(),
-        hello: make_hello("stdio", Vec::new()),
-    };
+        make_hello("stdio", Vec::new()),
+    );
     sup.greet();
     sup.serve();
-    for (_, w) in std::mem::take(&mut sup.workers) {
-        if let Some(e) = w.executor {
-            sys::kill(e.pid, libc::SIGKILL);
-            let _ = sys::waitpid(e.pid, 0);
-        }
-    }
+    sup.stop_all();
 }
 
 fn make_hello(transport: &str, module_errors: Vec<String>) -> Hello {
@@ -154,70 +122,179 @@ fn make_hello(transport: &str, module_errors: Vec<String>) -> Hello {
 }
 
 impl Supervisor {
+    fn new(link: Link, hello: Hello) -> Supervisor {
+        let mut workers = BTreeMap::new();
+        workers.insert(0, (Credentials::default(), None));
+        Supervisor {
+            link,
+            front: None,
+            workers,
+            next_worker: 1,
+            hello,
+        }
+    }
+
     fn greet(&mut self) {
         if let Err(e) = write_message(&mut self.link.writer, &self.hello) {
             super::log(format_args!("cannot greet the host: {e}"));
         }
     }
 
-    /// Returns when the host asks for a shutdown, or (stdio mode) when the host goes away.
+    fn start_front(&mut self) -> io::Result<()> {
+        let control = Control::new()?;
+        let serial = matches!(self.link.kind, Some(link::Kind::VirtioSerial));
+        let exe = executor::spawn(Role::Front {
+            link: (self.link.reader.as_raw_fd(), self.link.writer.as_raw_fd()),
+            control: &control,
+            serial,
+        })?;
+        self.front = Some(Front { exe, control });
+        Ok(())
+    }
+
+    /// Returns when the host asks for a shutdown, or when the link is gone for good.
     fn serve(&mut self) {
         loop {
-            let payload = match read_frame(&mut self.link.reader) {
-                Ok(p) => p,
-                Err(FrameError::Io(e)) => {
-                    if self.link.kind.is_none() || !self.relink(&e) {
+            if self.front.is_none() {
+                if let Err(e) = self.start_front() {
+                    super::log(format_args!("cannot start the executor: {e}"));
+                    std::thread::sleep(Duration::from_millis(100));
+                    continue;
+                }
+            }
+            let Some(front) = self.front.as_mut() else {
+                continue;
+            };
+            let tick = watchdog_wait(&front.control);
+            match sys::wait_readable(front.exe.chan.as_raw_fd(), Some(tick)) {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.watchdog();
+                    continue;
+                }
+                Err(_) => continue,
+            }
+            match read_frame(&mut front.exe.chan) {
+                Ok(payload) => {
+                    if self.handed_over(&payload) {
                         return;
                     }
-                    continue;
                 }
-                Err(e) => {
-                    self.reply(0, bad_request(e.to_string()));
-                    continue;
+                Err(_) => {
+                    if !self.front_died() {
+                        return;
+                    }
                 }
-            };
-            let envelope: Envelope<Request> = match decode(&payload) {
-                Ok(env) => env,
-                Err(e) => {
-                    self.reply(0, bad_request(e.to_string()));
-                    continue;
-                }
-            };
-            let shutdown = matches!(envelope.body, Request::Shutdown);
-            let response = self.handle(envelope.body);
-            self.reply(envelope.id, response);
-            if shutdown {
-                self.stop_workers();
-                return;
             }
-            self.reap_orphans();
-            self.respawn_missing();
         }
     }
 
-    /// After a lost connection: reconnect vsock, or wait for the serial port's host side to
-    /// come back (a restored snapshot reconnects it).
-    fn relink(&mut self, err: &io::Error) -> bool {
+    /// A request the front passed on. Returns true on shutdown.
+    fn handed_over(&mut self, payload: &[u8]) -> bool {
+        let envelope: Envelope<Request> = match decode(payload) {
+            Ok(e) => e,
+            Err(e) => {
+                self.reply(0, bad_request(e.to_string()));
+                self.ack_front();
+                return false;
+            }
+        };
+        let shutdown = matches!(envelope.body, Request::Shutdown);
+        let response = self.handle(envelope.body);
+        self.reply(envelope.id, response);
+        if shutdown {
+            self.stop_all();
+            return true;
+        }
+        self.reap_orphans();
+        self.ack_front();
+        false
+    }
+
+    fn ack_front(&mut self) {
+        if let Some(front) = self.front.as_mut() {
+            let _ = write_message(&mut front.exe.chan, &());
+        }
+    }
+
+    /// The front's channel closed: it died. Answer for what it was doing and replace it.
+    /// Returns false when the link to the host is gone for good.
+    fn front_died(&mut self) -> bool {
+        let Some(front) = self.front.take() else {
+            return true;
+        };
+        let status = match sys::waitpid(front.exe.pid, 0) {
+            Ok(Some((_, t))) => t,
+            _ => Termination::Exited(-1),
+        };
+        let state = front.control.state();
+        if state.request != 0 {
+            let timed_out = state.timed_out_seq != 0 && state.timed_out_seq == state.call_seq;
+            let response = match state.busy {
+                Busy::Syscall => Response::Syscall(if timed_out {
+                    SyscallOutcome::TimedOut
+                } else {
+                    SyscallOutcome::ExecutorDied(status)
+                }),
+                Busy::Batch => {
+                    // The outcomes before the fatal call, then the fatal call's. The host
+                    // resubmits the calls after it.
+                    let mut outcomes = front.control.logged();
+                    outcomes.push(if timed_out {
+                        SyscallOutcome::TimedOut
+                    } else {
+                        SyscallOutcome::ExecutorDied(status)
+                    });
+                    Response::Batch(outcomes)
+                }
+                Busy::Other | Busy::Idle => failed_operation(if timed_out {
+                    Failure::TimedOut
+                } else {
+                    Failure::Died(status)
+                }),
+            };
+            self.reply(state.request, response);
+        } else if status == Termination::Exited(front::EXIT_LINK_LOST) {
+            return self.relink();
+        } else {
+            super::log(format_args!("the executor {status} between requests"));
+        }
+        true
+    }
+
+    /// Kills the front if its current call overran its deadline.
+    fn watchdog(&mut self) {
+        let Some(front) = self.front.as_ref() else {
+            return;
+        };
+        let s = front.control.state();
+        if s.request == 0 || s.deadline_ms == 0 || control::monotonic_ms() < s.deadline_ms {
+            return;
+        }
+        // Re-read: the call may have finished between the two reads.
+        let again = front.control.state();
+        if again.call_seq == s.call_seq && again.deadline_ms != 0 {
+            front.control.mark_timed_out(s.call_seq);
+            sys::kill(front.exe.pid, libc::SIGKILL);
+        }
+    }
+
+    /// Reconnects a vsock link; in `--stdio` mode a lost link ends the agent.
+    fn relink(&mut self) -> bool {
         let Some(kind) = &self.link.kind else {
             return false;
         };
-        match kind {
-            link::Kind::VirtioSerial => {
-                // read() returns 0 while the host side is disconnected; do not spin.
-                std::thread::sleep(Duration::from_millis(5));
+        super::log(format_args!("{} link lost; reconnecting", kind.name()));
+        match link::connect(kind).and_then(|f| Ok((f.try_clone()?, f))) {
+            Ok((reader, writer)) => {
+                self.link.reader = reader;
+                self.link.writer = writer;
+                self.greet();
                 true
             }
-            link::Kind::Vsock { .. } => {
-                super::log(format_args!("vsock connection lost ({err}); reconnecting"));
-                match link::connect(kind).and_then(|f| Ok((f.try_clone()?, f))) {
-                    Ok((w, r)) => {
-                        self.link.reader = r;
-                        self.link.writer = w;
-                        self.greet();
-                        true
-                    }
-                    Err(_) => false,
-                }
+            Err(e) => {
+                super::log(format_args!("reconnecting failed: {e}"));
+                false
             }
         }
     }
@@ -225,14 +302,9 @@ impl Supervisor {
     fn reply(&mut self, id: u64, body: Response) {
         let envelope = Envelope { id, body };
         if let Err(e) = write_message(&mut self.link.writer, &envelope) {
-            // An answer too large for a frame is replaced by an error, so the host is not left
-            // waiting.
             let fallback = Envelope {
                 id,
-                body: Response::Error(AgentError {
-                    kind: ErrorKind::BadRequest,
-                    message: format!("cannot send the answer: {e}"),
-                }),
+                body: bad_request(format!("cannot send the answer: {e}")),
             };
             let _ = write_message(&mut self.link.writer, &fallback);
         }
@@ -241,7 +313,10 @@ impl Supervisor {
     fn handle(&mut self, request: Request) -> Response {
         match request {
             Request::Ping => Response::Pong,
-            Request::Run { worker, op } => self.run(worker, op),
+            Request::Run { worker: 0, .. } => {
+                bad_request("worker 0 runs in the front executor".into())
+            }
+            Request::Run { worker, op } => self.run_in_worker(worker, op),
             Request::Spawn(creds) => self.spawn_worker(creds),
             Request::KillWorker(id) => self.kill_worker(id),
             Request::Dmesg => match sys::kernel_log() {
@@ -256,7 +331,7 @@ impl Supervisor {
         }
     }
 
-    fn run(&mut self, worker: WorkerId, op: Operation) -> Response {
+    fn run_in_worker(&mut self, worker: WorkerId, op: Operation) -> Response {
         if !self.workers.contains_key(&worker) {
             return Response::Error(AgentError {
                 kind: ErrorKind::UnknownWorker,
@@ -266,28 +341,27 @@ impl Supervisor {
         match op {
             Operation::Syscall(call) => {
                 let timeout = ms(call.timeout_ms);
-                let op = Operation::Syscall(call);
-                match self.forward(worker, &op, timeout) {
+                match self.forward(worker, &Operation::Syscall(call), timeout) {
                     Ok(r) => r,
                     Err(f) => Response::Syscall(failed_syscall(f)),
                 }
             }
             Operation::Batch(calls) => {
-                // One executor round trip per call, so a call that kills the executor costs
-                // only its own result: the rest run in a fresh executor.
+                // One call at a time, so a call that kills the worker costs only its own result.
                 let mut outcomes = Vec::with_capacity(calls.len());
                 for call in calls {
                     let timeout = ms(call.timeout_ms);
-                    let outcome = match self.forward(worker, &Operation::Syscall(call), timeout) {
-                        Ok(Response::Syscall(o)) => o,
-                        Ok(other) => SyscallOutcome::Rejected(format!("unexpected {other:?}")),
-                        Err(f) => failed_syscall(f),
-                    };
-                    outcomes.push(outcome);
+                    outcomes.push(
+                        match self.forward(worker, &Operation::Syscall(call), timeout) {
+                            Ok(Response::Syscall(o)) => o,
+                            Ok(other) => SyscallOutcome::Rejected(format!("unexpected {other:?}")),
+                            Err(f) => failed_syscall(f),
+                        },
+                    );
                 }
                 Response::Batch(outcomes)
             }
-            op @ Operation::Exec(_) => {
+            op => {
                 let timeout = match &op {
                     Operation::Exec(c) => ms(c.timeout_ms).map(|t| t + EXEC_GRACE),
                     _ => None,
@@ -295,9 +369,6 @@ impl Supervisor {
                 self.forward(worker, &op, timeout)
                     .unwrap_or_else(failed_operation)
             }
-            op => self
-                .forward(worker, &op, None)
-                .unwrap_or_else(failed_operation),
         }
     }
 
@@ -308,19 +379,27 @@ impl Supervisor {
         op: &Operation,
         timeout: Option<Duration>,
     ) -> Result<Response, Failure> {
-        self.ensure_executor(worker)?;
-        let Some(w) = self.workers.get_mut(&worker) else {
+        let Some((creds, slot)) = self.workers.get_mut(&worker) else {
             return Err(Failure::Unavailable(format!("no worker {worker}")));
         };
-        let Some(exe) = w.executor.as_mut() else {
+        if slot.is_none() {
+            match executor::spawn(Role::Worker(creds)) {
+                Ok(e) => *slot = Some(e),
+                Err(e) => {
+                    return Err(Failure::Unavailable(format!(
+                        "cannot restart worker {worker}: {e}"
+                    )))
+                }
+            }
+        }
+        let Some(exe) = slot.as_mut() else {
             return Err(Failure::Unavailable("executor missing".into()));
         };
         let step = exchange(exe, op, timeout);
         match step {
             Step::Answer(response) => Ok(response),
             Step::Silent => {
-                let pid = exe.pid;
-                sys::kill(pid, libc::SIGKILL);
+                sys::kill(exe.pid, libc::SIGKILL);
                 let _ = self.take_termination(worker);
                 Err(Failure::TimedOut)
             }
@@ -328,79 +407,55 @@ impl Supervisor {
         }
     }
 
-    /// Removes a worker's dead executor and returns how it ended.
+    /// Removes a worker's dead executor and returns how it ended; the next operation on the
+    /// worker starts a fresh one with the same credentials.
     fn take_termination(&mut self, worker: WorkerId) -> Termination {
-        let Some(exe) = self
-            .workers
-            .get_mut(&worker)
-            .and_then(|w| w.executor.take())
-        else {
+        let Some(exe) = self.workers.get_mut(&worker).and_then(|w| w.1.take()) else {
             return Termination::Exited(-1);
         };
-        if let Some(t) = self.reaped.remove(&exe.pid) {
-            return t;
-        }
         match sys::waitpid(exe.pid, 0) {
             Ok(Some((_, t))) => t,
             _ => Termination::Exited(-1),
         }
     }
 
-    fn ensure_executor(&mut self, worker: WorkerId) -> Result<(), Failure> {
-        let fds = self.link.raw_fds();
-        let Some(w) = self.workers.get_mut(&worker) else {
-            return Err(Failure::Unavailable(format!("no worker {worker}")));
-        };
-        if let Some(exe) = &w.executor {
-            if let Some(t) = self.reaped.remove(&exe.pid) {
-                super::log(format_args!(
-                    "worker {worker}'s executor {t} between requests"
-                ));
-                w.executor = None;
-            }
-        }
-        if w.executor.is_none() {
-            match executor::spawn(&w.creds, &fds) {
-                Ok(e) => w.executor = Some(e),
-                Err(e) => return Err(Failure::Unavailable(format!("cannot start executor: {e}"))),
-            }
-        }
-        Ok(())
-    }
-
-    fn respawn_missing(&mut self) {
-        let ids: Vec<WorkerId> = self.workers.keys().copied().collect();
-        for id in ids {
-            let _ = self.ensure_executor(id);
-        }
-    }
-
-    /// Collects orphans re-parented to PID 1, remembering executors' statuses.
+    /// Collects orphans re-parented to PID 1 (executors are waited for by pid).
     fn reap_orphans(&mut self) {
-        let executors: Vec<libc::pid_t> = self
+        let mut executors: Vec<libc::pid_t> = self
             .workers
             .values()
-            .filter_map(|w| w.executor.as_ref().map(|e| e.pid))
+            .filter_map(|w| w.1.as_ref().map(|e| e.pid))
             .collect();
-        while let Ok(Some((pid, t))) = sys::waitpid(-1, libc::WNOHANG) {
-            if executors.contains(&pid) {
-                self.reaped.insert(pid, t);
+        executors.extend(self.front.as_ref().map(|f| f.exe.pid));
+        // Peek before reaping: waitpid(-1) could steal an executor's status, which its own
+        // handling needs.
+        loop {
+            // SAFETY: siginfo_t is plain old data; waitid with WNOWAIT only peeks.
+            let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+            // SAFETY: valid siginfo pointer.
+            let ret = unsafe {
+                libc::waitid(
+                    libc::P_ALL,
+                    0,
+                    &mut info,
+                    libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+                )
+            };
+            // SAFETY: si_pid is valid for child-state siginfo.
+            let pid = unsafe { info.si_pid() };
+            if ret != 0 || pid == 0 || executors.contains(&pid) {
+                return;
             }
+            let _ = sys::waitpid(pid, libc::WNOHANG);
         }
     }
 
     fn spawn_worker(&mut self, creds: Credentials) -> Response {
-        match executor::spawn(&creds, &self.link.raw_fds()) {
+        match executor::spawn(Role::Worker(&creds)) {
             Ok(exe) => {
                 let id = self.next_worker;
                 self.next_worker += 1;
-                self.workers.insert(
-                    id,
-                    Worker {
-                        creds,
-                        executor: Some(exe),
-                    },
-                );
+                self.workers.insert(id, (creds, Some(exe)));
                 Response::Worker(id)
             }
             Err(e) => os_error("spawn worker", &e),
@@ -409,18 +464,13 @@ impl Supervisor {
 
     fn kill_worker(&mut self, id: WorkerId) -> Response {
         if id == 0 {
-            return Response::Error(AgentError {
-                kind: ErrorKind::BadRequest,
-                message: "worker 0 is the VM's own executor and cannot be killed".into(),
-            });
+            return bad_request("worker 0 is the VM's own executor and cannot be killed".into());
         }
         match self.workers.remove(&id) {
-            Some(w) => {
-                if let Some(e) = w.executor {
+            Some((_, exe)) => {
+                if let Some(e) = exe {
                     sys::kill(e.pid, libc::SIGKILL);
-                    if self.reaped.remove(&e.pid).is_none() {
-                        let _ = sys::waitpid(e.pid, 0);
-                    }
+                    let _ = sys::waitpid(e.pid, 0);
                 }
                 Response::Done
             }
@@ -431,13 +481,28 @@ impl Supervisor {
         }
     }
 
-    fn stop_workers(&mut self) {
-        for (_, w) in std::mem::take(&mut self.workers) {
-            if let Some(e) = w.executor {
+    fn stop_all(&mut self) {
+        if let Some(front) = self.front.take() {
+            sys::kill(front.exe.pid, libc::SIGKILL);
+            let _ = sys::waitpid(front.exe.pid, 0);
+        }
+        for (_, (_, exe)) in std::mem::take(&mut self.workers) {
+            if let Some(e) = exe {
                 sys::kill(e.pid, libc::SIGKILL);
+                let _ = sys::waitpid(e.pid, 0);
             }
         }
     }
+}
+
+/// How long PID 1 may sleep before the front's current call would overrun.
+fn watchdog_wait(control: &Control) -> Duration {
+    let s = control.state();
+    if s.request != 0 && s.deadline_ms != 0 {
+        let left = s.deadline_ms.saturating_sub(control::monotonic_ms());
+        return Duration::from_millis(left.clamp(1, WATCHDOG_TICK_MS));
+    }
+    Duration::from_millis(WATCHDOG_TICK_MS)
 }
 
 enum Step {

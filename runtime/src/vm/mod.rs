@@ -370,14 +370,47 @@ impl Vm {
             }
             budget += Duration::from_millis(c.timeout_ms as u64);
         }
-        let n = calls.len();
-        match self.run(worker, Operation::Batch(calls), budget)? {
-            Response::Batch(outcomes) if outcomes.len() == n => Ok(outcomes),
-            Response::Batch(outcomes) => Err(VmError::Protocol(format!(
-                "batch of {n} calls answered with {} outcomes",
-                outcomes.len()
-            ))),
-            other => Err(unexpected(other)),
+        // An executor that dies mid-batch ends the agent's answer at the fatal call; the calls
+        // after it are sent again, to the fresh executor.
+        let mut results = Vec::with_capacity(calls.len());
+        let mut request = Request::Run {
+            worker,
+            op: Operation::Batch(calls),
+        };
+        loop {
+            let sent = match &request {
+                Request::Run {
+                    op: Operation::Batch(c),
+                    ..
+                } => c.len(),
+                _ => 0,
+            };
+            if sent == 0 {
+                return Ok(results);
+            }
+            let outcomes = match self.request(&request, budget)? {
+                Response::Batch(o) => o,
+                other => return Err(unexpected(other)),
+            };
+            let got = outcomes.len();
+            let cut_short = got < sent
+                && matches!(
+                    outcomes.last(),
+                    Some(SyscallOutcome::ExecutorDied(_) | SyscallOutcome::TimedOut)
+                );
+            if got > sent || (got < sent && !cut_short) {
+                return Err(VmError::Protocol(format!(
+                    "a batch of {sent} calls was answered with {got} outcomes"
+                )));
+            }
+            results.extend(outcomes);
+            if let Request::Run {
+                op: Operation::Batch(c),
+                ..
+            } = &mut request
+            {
+                c.drain(..got);
+            }
         }
     }
 

@@ -1,0 +1,142 @@
+//! The front executor: serves the host directly.
+//!
+//! Requests for the VM's own executor (worker 0) run right here, with no hop through PID 1: under
+//! TCG a process switch costs about as much as the virtio round trip, so the hop would double
+//! the cost of every syscall. Everything else (workers, dmesg, spawn, shutdown) is handed to
+//! PID 1 over the channel; PID 1 writes the answer to the host and then lets the front go on, so
+//! the two never write to the link at the same time.
+//!
+//! Before each call the front records in [`Control`] what it is running, so that if the call
+//! kills it PID 1 can answer for it.
+
+use super::control::{Busy, Control};
+use super::executor::{self, LINK_READ_FD, LINK_WRITE_FD};
+use super::raw;
+use provium_agent::protocol::{
+    decode, read_frame, read_message, write_message, AgentError, Envelope, ErrorKind, FrameError,
+    Operation, Request, Response,
+};
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::FromRawFd;
+use std::time::Duration;
+
+/// Exit status telling PID 1 that the link to the host is gone (vsock closed, stdio ended).
+pub const EXIT_LINK_LOST: i32 = 90;
+
+/// Slack PID 1's watchdog gives a command beyond its own timeout.
+const EXEC_GRACE_MS: u32 = 5000;
+
+pub fn serve(mut chan: File, control: &Control, serial: bool) -> ! {
+    // SAFETY: prepare_child put the link on these descriptors; nothing else owns them.
+    let (mut reader, mut writer) = unsafe {
+        (
+            File::from_raw_fd(LINK_READ_FD),
+            File::from_raw_fd(LINK_WRITE_FD),
+        )
+    };
+    let me = std::process::id();
+    loop {
+        let payload = match read_frame(&mut reader) {
+            Ok(p) => p,
+            Err(FrameError::Io(e)) => {
+                // A serial port reads EOF while the host side is disconnected (for example
+                // while a snapshot is taken); it comes back on the same port.
+                if serial && e.kind() == std::io::ErrorKind::UnexpectedEof {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                }
+                // SAFETY: leaving the child at once; PID 1 reconnects.
+                unsafe { libc::_exit(EXIT_LINK_LOST) }
+            }
+            Err(e) => {
+                reply(&mut writer, 0, bad_request(e.to_string()));
+                continue;
+            }
+        };
+        let envelope: Envelope<Request> = match decode(&payload) {
+            Ok(env) => env,
+            Err(e) => {
+                reply(&mut writer, 0, bad_request(e.to_string()));
+                continue;
+            }
+        };
+        match envelope.body {
+            Request::Run { worker: 0, op } => {
+                let response = run(op, envelope.id, control, me);
+                reply(&mut writer, envelope.id, response);
+            }
+            _ => hand_to_pid1(&mut chan, &payload),
+        }
+    }
+}
+
+fn hand_to_pid1(chan: &mut File, payload: &[u8]) {
+    let mut frame = (payload.len() as u32).to_le_bytes().to_vec();
+    frame.extend_from_slice(payload);
+    let sent = chan.write_all(&frame);
+    let acked = sent.is_ok() && read_message::<_, ()>(chan).is_ok();
+    if !acked {
+        // PID 1 is shutting the VM down or replacing this executor.
+        // SAFETY: immediate exit of the child.
+        unsafe { libc::_exit(0) }
+    }
+}
+
+fn run(op: Operation, id: u64, control: &Control, me: u32) -> Response {
+    match op {
+        Operation::Syscall(call) => {
+            control.begin(id, Busy::Syscall);
+            control.start_call(call.timeout_ms);
+            let outcome = raw::perform(&call, me);
+            control.end();
+            Response::Syscall(outcome)
+        }
+        Operation::Batch(calls) => {
+            control.begin(id, Busy::Batch);
+            let mut outcomes = Vec::with_capacity(calls.len());
+            for call in &calls {
+                control.start_call(call.timeout_ms);
+                let outcome = raw::perform(call, me);
+                control.end_call();
+                control.log(&outcome);
+                outcomes.push(outcome);
+            }
+            control.end();
+            Response::Batch(outcomes)
+        }
+        other => {
+            control.begin(id, Busy::Other);
+            let limit = match &other {
+                Operation::Exec(c) if c.timeout_ms > 0 => {
+                    c.timeout_ms.saturating_add(EXEC_GRACE_MS)
+                }
+                _ => 0,
+            };
+            control.start_call(limit);
+            let response = executor::run(other, me);
+            control.end();
+            response
+        }
+    }
+}
+
+fn reply(writer: &mut File, id: u64, body: Response) {
+    if let Err(e) = write_message(writer, &Envelope { id, body }) {
+        let fallback = Envelope {
+            id,
+            body: bad_request(format!("cannot send the answer: {e}")),
+        };
+        if write_message(writer, &fallback).is_err() {
+            // SAFETY: the link is gone; PID 1 reconnects.
+            unsafe { libc::_exit(EXIT_LINK_LOST) }
+        }
+    }
+}
+
+fn bad_request(message: String) -> Response {
+    Response::Error(AgentError {
+        kind: ErrorKind::BadRequest,
+        message,
+    })
+}

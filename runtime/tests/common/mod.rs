@@ -1,0 +1,111 @@
+//! Shared helpers for tests that boot the real kernel.
+#![allow(dead_code)]
+
+use provium::profile::{Profiles, TransportChoice};
+use provium::protocol::{Buffer, SyscallCall, SyscallOutcome};
+use provium::vm::{BootOptions, Vm};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+pub const AT_FDCWD: i64 = -100;
+
+pub fn boot(transport: TransportChoice) -> Vm {
+    boot_with(BootOptions {
+        transport: Some(transport),
+        ..Default::default()
+    })
+}
+
+pub fn boot_with(opts: BootOptions) -> Vm {
+    let profile = Profiles::builtin()
+        .get("minimal")
+        .expect("built-in profile");
+    match Vm::boot(&profile, &opts) {
+        Ok(vm) => vm,
+        Err(e) => panic!(
+            "boot failed: {e}\n--- console ---\n{}",
+            e.console_tail().unwrap_or("")
+        ),
+    }
+}
+
+/// One VM per transport, shared by the tests of a binary; rebooted if a test lost it.
+pub struct Shared {
+    slot: OnceLock<Mutex<Option<Vm>>>,
+    transport: TransportChoice,
+}
+
+impl Shared {
+    pub const fn new(transport: TransportChoice) -> Shared {
+        Shared {
+            slot: OnceLock::new(),
+            transport,
+        }
+    }
+
+    pub fn get(&self) -> VmGuard<'_> {
+        let m = self.slot.get_or_init(|| Mutex::new(None));
+        let mut guard = m.lock().unwrap_or_else(|p| p.into_inner());
+        if !guard.as_ref().is_some_and(|vm| vm.is_running()) {
+            *guard = Some(boot(self.transport));
+        }
+        VmGuard(guard)
+    }
+}
+
+pub struct VmGuard<'a>(MutexGuard<'a, Option<Vm>>);
+
+impl std::ops::Deref for VmGuard<'_> {
+    type Target = Vm;
+    fn deref(&self) -> &Vm {
+        self.0.as_ref().expect("booted")
+    }
+}
+
+impl std::ops::DerefMut for VmGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Vm {
+        self.0.as_mut().expect("booted")
+    }
+}
+
+pub fn cstr(s: &str) -> Vec<u8> {
+    let mut v = s.as_bytes().to_vec();
+    v.push(0);
+    v
+}
+
+pub fn input(arg: u8, data: Vec<u8>) -> Buffer {
+    Buffer {
+        arg: Some(arg),
+        len: data.len() as u32,
+        data,
+        output: false,
+    }
+}
+
+pub fn output(arg: u8, len: u32) -> Buffer {
+    Buffer {
+        arg: Some(arg),
+        data: vec![],
+        len,
+        output: true,
+    }
+}
+
+pub fn call(nr: i64, args: &[i64], buffers: Vec<Buffer>) -> SyscallCall {
+    let mut a = [0i64; 6];
+    a[..args.len()].copy_from_slice(args);
+    SyscallCall {
+        nr,
+        args: a,
+        buffers,
+        ..Default::default()
+    }
+}
+
+/// The return value and output buffers of a call that returned.
+pub fn returned(outcome: SyscallOutcome) -> (i64, Vec<Option<Vec<u8>>>) {
+    match outcome {
+        SyscallOutcome::Returned { ret, buffers } => (ret, buffers),
+        other => panic!("expected the call to return, got {other:?}"),
+    }
+}
