@@ -55,6 +55,8 @@ pub struct Hello {
     pub ready_us: u64,
     /// Modules the agent could not load, with the errno name (empty when all loaded).
     pub module_errors: Vec<String>,
+    /// Boot stages of the agent and the guest time (µs since boot) each ended at.
+    pub timeline: Vec<(String, u64)>,
 }
 
 /// The stable prefix of [`Hello`], decoded first to check the version.
@@ -91,7 +93,11 @@ pub enum Request {
     /// Sync file systems and power off. Answered before the power-off.
     Shutdown,
     /// Set the guest's wall clock and mix host randomness into its entropy pool.
-    SyncClock { unix_ns: u64, seed: Vec<u8> },
+    SyncClock {
+        unix_ns: u64,
+        #[serde(with = "serde_bytes")]
+        seed: Vec<u8>,
+    },
 }
 
 /// Operations that run inside an executor, under its credentials.
@@ -135,6 +141,7 @@ pub struct Buffer {
     /// through a [`PointerPatch`].
     pub arg: Option<u8>,
     /// Initial contents.
+    #[serde(with = "serde_bytes")]
     pub data: Vec<u8>,
     /// Allocated size; bytes past `data` are zero. Never smaller than `data.len()`.
     pub len: u32,
@@ -159,6 +166,7 @@ pub struct ExecCall {
     pub shell: bool,
     pub env: Vec<(String, String)>,
     pub cwd: Option<String>,
+    #[serde(with = "serde_bytes")]
     pub stdin: Vec<u8>,
     /// 0 means no limit.
     pub timeout_ms: u32,
@@ -187,6 +195,7 @@ pub enum SyscallOutcome {
     /// request order, its contents after the call when it was marked as output.
     Returned {
         ret: i64,
+        #[serde(with = "byte_buffers")]
         buffers: Vec<Option<Vec<u8>>>,
     },
     /// The executor process ended during the call (for example `exit_group`, or a fault). A new
@@ -203,7 +212,9 @@ pub enum SyscallOutcome {
 pub struct ExecResult {
     /// `None` when the command timed out and was killed.
     pub termination: Option<Termination>,
+    #[serde(with = "serde_bytes")]
     pub stdout: Vec<u8>,
+    #[serde(with = "serde_bytes")]
     pub stderr: Vec<u8>,
     /// True when output past the agent's cap was dropped.
     pub truncated: bool,
@@ -226,7 +237,7 @@ pub enum Response {
     Syscall(SyscallOutcome),
     Batch(Vec<SyscallOutcome>),
     Exec(ExecResult),
-    File(Vec<u8>),
+    File(#[serde(with = "serde_bytes")] Vec<u8>),
     Done,
     Dmesg(String),
     Worker(WorkerId),
@@ -297,6 +308,27 @@ impl std::error::Error for FrameError {
 impl From<io::Error> for FrameError {
     fn from(e: io::Error) -> Self {
         FrameError::Io(e)
+    }
+}
+
+/// Byte buffers encoded as byte strings rather than sequences of integers: a 1 MiB buffer is
+/// one copy instead of a million serializer calls.
+mod byte_buffers {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    struct Bytes(#[serde(with = "serde_bytes")] Vec<u8>);
+
+    #[derive(Serialize)]
+    struct BytesRef<'a>(#[serde(with = "serde_bytes")] &'a [u8]);
+
+    pub fn serialize<S: Serializer>(v: &[Option<Vec<u8>>], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(v.iter().map(|b| b.as_deref().map(BytesRef)))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Option<Vec<u8>>>, D::Error> {
+        let v: Vec<Option<Bytes>> = Vec::deserialize(d)?;
+        Ok(v.into_iter().map(|b| b.map(|b| b.0)).collect())
     }
 }
 
@@ -405,6 +437,7 @@ mod tests {
             transport: "virtio-serial".into(),
             ready_us: 1,
             module_errors: vec![],
+            timeline: vec![],
         }
     }
 

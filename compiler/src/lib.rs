@@ -1,1 +1,4 @@
+//! Provium's compiler: YAML specs to Lua chunks, and kernel header parsing.
 
+pub mod headers;
+pub mod linux;

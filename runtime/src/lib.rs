@@ -20,3 +20,5 @@ pub mod tsc;
 pub mod vm;
 
 pub use provium_agent::protocol;
+pub mod bench;
+pub mod cli;

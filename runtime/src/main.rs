@@ -1,3 +1,3 @@
-fn main() {
-    println!("provium");
+fn main() -> std::process::ExitCode {
+    provium::cli::main()
 }

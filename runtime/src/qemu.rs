@@ -142,8 +142,8 @@ impl LaunchPlan {
 }
 
 /// Kernel arguments every Provium VM gets.
-pub fn base_kernel_args() -> Vec<String> {
-    [
+pub fn base_kernel_args(machine: MachineKind, tsc_khz: Option<u64>) -> Vec<String> {
+    let mut args: Vec<String> = [
         "console=ttyS0",
         // A panic ends the VM at once (with -no-reboot) instead of hanging until the timeout.
         "panic=-1",
@@ -152,12 +152,20 @@ pub fn base_kernel_args() -> Vec<String> {
     ]
     .into_iter()
     .map(String::from)
-    .collect()
+    .collect();
+    if machine == MachineKind::Microvm {
+        // Not an optimisation but a necessity: microvm has no HPET or PM timer, and without the
+        // TSC frequency the PIT calibration hangs about one boot in four under TCG.
+        if let Some(khz) = tsc_khz {
+            args.push(format!("tsc_early_khz={khz}"));
+        }
+    }
+    args
 }
 
 /// Arguments that cut boot work, each measured (see `BENCHMARKS.md`).
-pub fn fast_kernel_args(machine: MachineKind, tsc_khz: Option<u64>) -> Vec<String> {
-    let mut args: Vec<String> = [
+pub fn fast_kernel_args() -> Vec<String> {
+    [
         // Boot messages through an emulated UART are slow; the agent raises the console log
         // level again once it runs, so oopses and panics during tests are printed in full.
         "quiet",
@@ -173,15 +181,7 @@ pub fn fast_kernel_args(machine: MachineKind, tsc_khz: Option<u64>) -> Vec<Strin
     ]
     .into_iter()
     .map(String::from)
-    .collect();
-    if machine == MachineKind::Microvm {
-        // microvm has no HPET or PM timer: without the TSC frequency, calibration against the
-        // PIT hangs about one boot in four under TCG.
-        if let Some(khz) = tsc_khz {
-            args.push(format!("tsc_early_khz={khz}"));
-        }
-    }
-    args
+    .collect()
 }
 
 /// The QEMU binary for the host architecture: `PROVIUM_QEMU`, or `qemu-system-<arch>` on PATH.
@@ -258,9 +258,9 @@ mod tests {
 
     #[test]
     fn tsc_frequency_only_on_microvm() {
-        assert!(fast_kernel_args(MachineKind::Microvm, Some(2_000_000))
+        assert!(base_kernel_args(MachineKind::Microvm, Some(2_000_000))
             .contains(&"tsc_early_khz=2000000".to_string()));
-        assert!(!fast_kernel_args(MachineKind::Q35, Some(2_000_000))
+        assert!(!base_kernel_args(MachineKind::Q35, Some(2_000_000))
             .iter()
             .any(|a| a.starts_with("tsc_early_khz")));
     }

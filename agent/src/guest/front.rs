@@ -62,6 +62,7 @@ pub fn serve(mut chan: File, control: &Control, serial: bool) -> ! {
             }
         };
         match envelope.body {
+            Request::Ping => reply(&mut writer, envelope.id, Response::Pong),
             Request::Run { worker: 0, op } => {
                 let response = run(op, envelope.id, control, me);
                 reply(&mut writer, envelope.id, response);

@@ -49,9 +49,12 @@ struct Supervisor {
 }
 
 pub fn run_as_init() -> ! {
+    let mut timeline = vec![("init".to_string(), sys::monotonic_us())];
     boot::mount_filesystems();
     let settings = boot::kernel_settings();
+    timeline.push(("mounted".into(), sys::monotonic_us()));
     let module_errors = boot::load_modules();
+    timeline.push(("modules".into(), sys::monotonic_us()));
     for e in &module_errors {
         super::log(format_args!("module {e}"));
     }
@@ -70,7 +73,9 @@ pub fn run_as_init() -> ! {
             sys::power_off();
         }
     };
-    let hello = make_hello(kind.name(), module_errors);
+    timeline.push(("link".into(), sys::monotonic_us()));
+    let mut hello = make_hello(kind.name(), module_errors);
+    hello.timeline = timeline;
     // Boot is quiet; from here on oopses and panics caused by tests are printed in full.
     let level = settings
         .get("loglevel")
@@ -118,6 +123,7 @@ fn make_hello(transport: &str, module_errors: Vec<String>) -> Hello {
         transport: transport.to_string(),
         ready_us: sys::monotonic_us(),
         module_errors,
+        timeline: Vec::new(),
     }
 }
 

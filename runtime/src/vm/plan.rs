@@ -24,6 +24,8 @@ pub struct BootOptions {
     pub machine: Option<Machine>,
     pub boot: Option<BootMethod>,
     pub fast_boot: Option<bool>,
+    /// QEMU `-cpu` model.
+    pub cpu: Option<String>,
     pub timeout: Option<Duration>,
     pub kernel_args: Vec<String>,
     /// Guest path → host path, added to the initramfs.
@@ -153,10 +155,14 @@ pub fn plan(profile: &Profile, opts: &BootOptions) -> Result<BootPlan> {
         Some(a) => (a, "chosen by the profile or the command line".to_string()),
         None => accel::detect(),
     };
-    let cpu = profile.cpu.clone().unwrap_or_else(|| match accel {
-        Accel::Kvm => "host".into(),
-        Accel::Tcg => "max".into(),
-    });
+    let cpu = opts
+        .cpu
+        .clone()
+        .or_else(|| profile.cpu.clone())
+        .unwrap_or_else(|| match accel {
+            Accel::Kvm => "host".into(),
+            Accel::Tcg => "max".into(),
+        });
 
     let mut wanted: Vec<String> = vec![machine.virtio_bus_module().to_string()];
     wanted.extend(transport.guest_modules().iter().map(|s| s.to_string()));
@@ -193,9 +199,9 @@ pub fn plan(profile: &Profile, opts: &BootOptions) -> Result<BootPlan> {
     };
     let initrd = initramfs::build_cached(&spec).context("building the initramfs")?;
 
-    let mut kernel_args = qemu::base_kernel_args();
+    let mut kernel_args = qemu::base_kernel_args(machine, crate::tsc::host_tsc_khz());
     if opts.fast_boot.unwrap_or(profile.fast_boot) {
-        kernel_args.extend(qemu::fast_kernel_args(machine, crate::tsc::host_tsc_khz()));
+        kernel_args.extend(qemu::fast_kernel_args());
     }
     kernel_args.extend(profile.kernel_args.iter().cloned());
     kernel_args.extend(opts.kernel_args.iter().cloned());

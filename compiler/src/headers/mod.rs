@@ -1,0 +1,4 @@
+//! Reading kernel headers: `#define`s, syscall numbers, errnos.
+
+pub mod defines;
+pub mod tables;

@@ -1,0 +1,117 @@
+//! Linux tables: syscall numbers per architecture and errno names, generated from kernel headers
+//! and checked in (see `headers::tables`), so that nothing at run time depends on the host's
+//! headers.
+
+mod errno_table;
+mod x86_64_syscalls;
+
+use std::fmt;
+use std::str::FromStr;
+
+/// A guest architecture. Syscall numbers differ per architecture; errnos do not (on the
+/// architectures Provium supports, which use `asm-generic/errno.h`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Arch {
+    #[default]
+    X86_64,
+}
+
+impl Arch {
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x86_64",
+        }
+    }
+
+    /// Syscall names and numbers, in number order.
+    pub fn syscalls(self) -> &'static [(&'static str, u32)] {
+        match self {
+            Arch::X86_64 => x86_64_syscalls::SYSCALLS,
+        }
+    }
+
+    pub fn syscall_number(self, name: &str) -> Option<u32> {
+        self.syscalls()
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, nr)| *nr)
+    }
+
+    pub fn syscall_name(self, nr: i64) -> Option<&'static str> {
+        self.syscalls()
+            .iter()
+            .find(|(_, n)| *n as i64 == nr)
+            .map(|(name, _)| *name)
+    }
+
+    /// The arch of the host this was compiled for, if Provium supports it.
+    pub fn host() -> Option<Arch> {
+        std::env::consts::ARCH.parse().ok()
+    }
+}
+
+impl fmt::Display for Arch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Arch {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Arch, String> {
+        match s {
+            "x86_64" | "amd64" => Ok(Arch::X86_64),
+            other => Err(format!(
+                "unsupported architecture `{other}` (supported: x86_64)"
+            )),
+        }
+    }
+}
+
+/// One errno as in the kernel's headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Errno {
+    pub name: &'static str,
+    pub number: i32,
+    pub description: &'static str,
+    pub alias_of: Option<&'static str>,
+}
+
+pub fn errnos() -> impl Iterator<Item = Errno> {
+    errno_table::ERRNOS
+        .iter()
+        .map(|&(name, number, description, alias_of)| Errno {
+            name,
+            number,
+            description,
+            alias_of,
+        })
+}
+
+pub fn errno_number(name: &str) -> Option<i32> {
+    errnos().find(|e| e.name == name).map(|e| e.number)
+}
+
+/// The canonical errno for a number (positive or negated): `EAGAIN`, never its alias.
+pub fn errno_for(number: i64) -> Option<Errno> {
+    let n = number.checked_abs()?;
+    errnos().find(|e| e.number as i64 == n && e.alias_of.is_none())
+}
+
+/// `-22` or `22` → `"EINVAL"`.
+pub fn errno_name(number: i64) -> Option<&'static str> {
+    errno_for(number).map(|e| e.name)
+}
+
+/// `"-22 (EINVAL)"` for negative errno-looking values, the plain number otherwise.
+pub fn describe_ret(ret: i64) -> String {
+    if (-4095..0).contains(&ret) {
+        if let Some(name) = errno_name(ret) {
+            return format!("{ret} ({name})");
+        }
+    }
+    ret.to_string()
+}
+
+#[cfg(test)]
+mod tests;

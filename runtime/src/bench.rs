@@ -1,0 +1,313 @@
+//! `provium bench`: performance measured against a baseline taken in the same run, so that the
+//! ratios hold on any machine.
+//!
+//! - `boot`: cold boot to a ready agent for each boot variant; the baseline is what a plain QEMU
+//!   script does (pc machine, compressed bzImage, no extra kernel arguments).
+//! - `roundtrip`: `getpid` latency, p50 and p99, against the agent's no-op ping (the floor set
+//!   by the transport).
+//! - `batch`: 1,000 `close(-1)` as single calls against one batch.
+//! - `buffer`: a 1 MiB buffer through `read(2)` against a 16-byte one.
+
+use crate::profile::{BootMethod, Machine, Profile, TransportChoice};
+use crate::protocol::{Buffer, SyscallCall};
+use crate::vm::{BootOptions, Vm};
+use anyhow::{Context, Result};
+use std::time::{Duration, Instant};
+
+/// One boot variant.
+#[derive(Debug, Clone)]
+pub struct BootVariant {
+    pub name: &'static str,
+    pub machine: Machine,
+    pub boot: BootMethod,
+    pub fast_boot: bool,
+    pub cpu: Option<&'static str>,
+}
+
+pub fn boot_variants() -> Vec<BootVariant> {
+    let v = |name, machine, boot, fast_boot, cpu| BootVariant {
+        name,
+        machine,
+        boot,
+        fast_boot,
+        cpu,
+    };
+    vec![
+        v(
+            "pc + bzImage (baseline)",
+            Machine::Pc,
+            BootMethod::Bzimage,
+            false,
+            None,
+        ),
+        v(
+            "pc + PVH vmlinux",
+            Machine::Pc,
+            BootMethod::Pvh,
+            false,
+            None,
+        ),
+        v(
+            "q35 + qboot + PVH",
+            Machine::Q35,
+            BootMethod::Pvh,
+            false,
+            None,
+        ),
+        v(
+            "microvm + PVH",
+            Machine::Microvm,
+            BootMethod::Pvh,
+            false,
+            None,
+        ),
+        v(
+            "q35 + qboot + PVH + fast args",
+            Machine::Q35,
+            BootMethod::Pvh,
+            true,
+            None,
+        ),
+        v(
+            "microvm + PVH + fast args, -cpu qemu64",
+            Machine::Microvm,
+            BootMethod::Pvh,
+            true,
+            Some("qemu64"),
+        ),
+        v(
+            "microvm + PVH + fast args (default)",
+            Machine::Microvm,
+            BootMethod::Pvh,
+            true,
+            None,
+        ),
+    ]
+}
+
+/// Median and spread of a set of durations.
+#[derive(Debug, Clone, Copy)]
+pub struct Stats {
+    pub p50: Duration,
+    pub p99: Duration,
+    pub min: Duration,
+    pub max: Duration,
+}
+
+pub fn stats(samples: &mut [Duration]) -> Stats {
+    samples.sort_unstable();
+    let pick = |q: f64| {
+        let i = ((samples.len() as f64 - 1.0) * q).round() as usize;
+        samples[i.min(samples.len() - 1)]
+    };
+    Stats {
+        p50: pick(0.5),
+        p99: pick(0.99),
+        min: samples[0],
+        max: samples[samples.len() - 1],
+    }
+}
+
+pub struct BootResult {
+    pub variant: BootVariant,
+    /// Boots that did not reach the agent (hung or crashed), out of the runs.
+    pub failed: usize,
+    pub wall: Stats,
+    /// Guest time from kernel start to the agent's hello.
+    pub guest_ready: Stats,
+}
+
+fn opts_for(v: &BootVariant, transport: TransportChoice) -> BootOptions {
+    BootOptions {
+        machine: Some(v.machine),
+        boot: Some(v.boot),
+        fast_boot: Some(v.fast_boot),
+        cpu: v.cpu.map(String::from),
+        transport: Some(transport),
+        ..Default::default()
+    }
+}
+
+/// Boots each variant `runs` times; wall time is from `Vm::boot` to the hello.
+pub fn boot(
+    profile: &Profile,
+    runs: usize,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Vec<BootResult>> {
+    let mut results = Vec::new();
+    for variant in boot_variants() {
+        let mut wall = Vec::new();
+        let mut guest = Vec::new();
+        let mut failed = 0;
+        let mut opts = opts_for(&variant, TransportChoice::VirtioSerial);
+        opts.timeout = Some(Duration::from_secs(30));
+        for i in 0..runs {
+            progress(&format!("{} ({}/{runs})", variant.name, i + 1));
+            let started = Instant::now();
+            match Vm::boot(profile, &opts) {
+                Ok(mut vm) => {
+                    wall.push(started.elapsed());
+                    guest.push(Duration::from_millis(vm.info().guest_ready_ms));
+                    vm.kill();
+                }
+                Err(e) if e.console_tail().is_some() => failed += 1,
+                Err(e) => {
+                    return Err(e).with_context(|| format!("booting variant `{}`", variant.name))
+                }
+            }
+        }
+        if wall.is_empty() {
+            anyhow::bail!("variant `{}`: all {runs} boots failed", variant.name);
+        }
+        results.push(BootResult {
+            failed,
+            variant,
+            wall: stats(&mut wall),
+            guest_ready: stats(&mut guest),
+        });
+    }
+    Ok(results)
+}
+
+pub struct RoundTrip {
+    pub transport: String,
+    pub ping: Stats,
+    pub getpid: Stats,
+    pub calls: usize,
+}
+
+pub fn roundtrip(vm: &mut Vm, calls: usize) -> Result<RoundTrip> {
+    let mut time = |f: &mut dyn FnMut(&mut Vm) -> Result<()>| -> Result<Stats> {
+        for _ in 0..100 {
+            f(vm)?;
+        }
+        let mut samples = Vec::with_capacity(calls);
+        for _ in 0..calls {
+            let t = Instant::now();
+            f(vm)?;
+            samples.push(t.elapsed());
+        }
+        Ok(stats(&mut samples))
+    };
+    let ping = time(&mut |vm| Ok(vm.ping()?))?;
+    let getpid = time(&mut |vm| {
+        vm.syscall_args(39, &[])?;
+        Ok(())
+    })?;
+    Ok(RoundTrip {
+        transport: vm.info().transport.clone(),
+        ping,
+        getpid,
+        calls,
+    })
+}
+
+pub struct BatchResult {
+    pub calls: usize,
+    pub single: Duration,
+    pub batched: Duration,
+}
+
+pub fn batch(vm: &mut Vm, calls: usize) -> Result<BatchResult> {
+    let close = || SyscallCall {
+        nr: 3,
+        args: [-1, 0, 0, 0, 0, 0],
+        ..Default::default()
+    };
+    let t = Instant::now();
+    for _ in 0..calls {
+        vm.syscall(close())?;
+    }
+    let single = t.elapsed();
+    let t = Instant::now();
+    let outcomes = vm.batch((0..calls).map(|_| close()).collect())?;
+    let batched = t.elapsed();
+    anyhow::ensure!(
+        outcomes.len() == calls,
+        "batch answered {} outcomes",
+        outcomes.len()
+    );
+    Ok(BatchResult {
+        calls,
+        single,
+        batched,
+    })
+}
+
+pub struct BufferResult {
+    pub small: Stats,
+    pub large: Stats,
+    pub large_bytes: usize,
+}
+
+/// `read(2)` from a file into a buffer of each size (the buffer travels both ways).
+pub fn buffer(vm: &mut Vm, runs: usize) -> Result<BufferResult> {
+    let large_bytes = 1 << 20;
+    let data = vec![0x5a; large_bytes];
+    vm.write_file("/tmp/bench-buffer", &data, 0o644)?;
+    let mut measure = |size: usize| -> Result<Stats> {
+        let mut samples = Vec::new();
+        for _ in 0..runs {
+            let call = SyscallCall {
+                nr: 17, // pread64(fd, buf, count, 0)
+                args: [0, 0, size as i64, 0, 0, 0],
+                buffers: vec![Buffer {
+                    arg: Some(1),
+                    data: vec![0; size],
+                    len: size as u32,
+                    output: true,
+                }],
+                ..Default::default()
+            };
+            let mut call = call;
+            call.args[0] = bench_fd(vm)?;
+            let t = Instant::now();
+            vm.syscall(call)?;
+            samples.push(t.elapsed());
+        }
+        Ok(stats(&mut samples))
+    };
+    let small = measure(16)?;
+    let large = measure(large_bytes)?;
+    Ok(BufferResult {
+        small,
+        large,
+        large_bytes,
+    })
+}
+
+/// An fd open on the benchmark file in the VM's executor (opened once, then reused).
+fn bench_fd(vm: &mut Vm) -> Result<i64> {
+    let mut path = b"/tmp/bench-buffer".to_vec();
+    path.push(0);
+    // F_GETFD on fd 100 tells whether it is already ours.
+    if vm.syscall_args(72, &[100, 1])? >= 0 {
+        return Ok(100);
+    }
+    let open = SyscallCall {
+        nr: 257,
+        args: [-100, 0, 0, 0, 0, 0],
+        buffers: vec![Buffer {
+            arg: Some(1),
+            len: path.len() as u32,
+            data: path,
+            output: false,
+        }],
+        ..Default::default()
+    };
+    let fd = match vm.syscall(open)? {
+        crate::protocol::SyscallOutcome::Returned { ret, .. } if ret >= 0 => ret,
+        other => anyhow::bail!("opening the benchmark file: {other:?}"),
+    };
+    anyhow::ensure!(vm.syscall_args(33, &[fd, 100])? == 100, "dup2 to fd 100");
+    vm.syscall_args(3, &[fd])?;
+    Ok(100)
+}
+
+pub fn ms(d: Duration) -> String {
+    format!("{:.0} ms", d.as_secs_f64() * 1000.0)
+}
+
+pub fn us(d: Duration) -> String {
+    format!("{:.0} µs", d.as_secs_f64() * 1e6)
+}

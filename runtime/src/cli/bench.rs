@@ -1,0 +1,158 @@
+//! `provium bench`: prints each measurement with its in-run baseline and the ratio.
+
+use super::style::{paint, BOLD, DIM};
+use crate::bench::{self, ms, us};
+use crate::profile::{Profiles, TransportChoice};
+use crate::vm::{BootOptions, Vm};
+use anyhow::Result;
+use std::io::Write;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// What to measure.
+    #[arg(value_enum, default_value = "all")]
+    what: What,
+    /// Boots per variant.
+    #[arg(long, default_value_t = 5)]
+    boots: usize,
+    /// Calls for the round-trip percentiles.
+    #[arg(long, default_value_t = 10_000)]
+    calls: usize,
+    /// Profile to boot.
+    #[arg(long, default_value = "minimal")]
+    profile: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum What {
+    All,
+    Boot,
+    Roundtrip,
+    Batch,
+    Buffer,
+}
+
+pub fn run(args: Args) -> Result<u8> {
+    let profiles = Profiles::discover(&std::env::current_dir()?)?;
+    let profile = profiles.get(&args.profile)?;
+    let mut out = anstream::stdout();
+    let all = args.what == What::All;
+    if all || args.what == What::Boot {
+        writeln!(
+            out,
+            "{}",
+            paint(
+                BOLD,
+                &format!("Cold boot to a ready agent (median of {})", args.boots)
+            )
+        )?;
+        let results = bench::boot(&profile, args.boots, &mut |step| {
+            eprint!("\r\x1b[2K  {}", paint(DIM, step));
+        });
+        eprint!("\r\x1b[2K");
+        let results = results?;
+        let baseline = results[0].wall.p50;
+        writeln!(
+            out,
+            "  {:<42} {:>9} {:>11} {:>12} {:>8} {:>6}",
+            "variant", "wall p50", "min–max", "guest ready", "speed-up", "hangs"
+        )?;
+        for r in &results {
+            writeln!(
+                out,
+                "  {:<42} {:>9} {:>11} {:>12} {:>7.2}× {:>6}",
+                r.variant.name,
+                ms(r.wall.p50),
+                format!(
+                    "{:.1}–{:.1}s",
+                    r.wall.min.as_secs_f64(),
+                    r.wall.max.as_secs_f64()
+                ),
+                ms(r.guest_ready.p50),
+                baseline.as_secs_f64() / r.wall.p50.as_secs_f64(),
+                format!("{}/{}", r.failed, args.boots)
+            )?;
+        }
+        writeln!(out)?;
+    }
+    for transport in [TransportChoice::VirtioSerial, TransportChoice::Vsock] {
+        if !(all || matches!(args.what, What::Roundtrip | What::Batch | What::Buffer)) {
+            break;
+        }
+        let opts = BootOptions {
+            transport: Some(transport),
+            ..Default::default()
+        };
+        let mut vm = match Vm::boot(&profile, &opts) {
+            Ok(vm) => vm,
+            Err(e) if transport == TransportChoice::Vsock => {
+                writeln!(out, "vsock: skipped ({e})")?;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let name = vm.info().transport.clone();
+        if all || args.what == What::Roundtrip {
+            let r = bench::roundtrip(&mut vm, args.calls)?;
+            writeln!(
+                out,
+                "{}",
+                paint(BOLD, &format!("Round trip over {name} ({} calls)", r.calls))
+            )?;
+            writeln!(
+                out,
+                "  ping (agent no-op, baseline)  p50 {:>7}  p99 {:>7}",
+                us(r.ping.p50),
+                us(r.ping.p99)
+            )?;
+            writeln!(
+                out,
+                "  getpid                        p50 {:>7}  p99 {:>7}  ({:.2}× the ping)",
+                us(r.getpid.p50),
+                us(r.getpid.p99),
+                r.getpid.p50.as_secs_f64() / r.ping.p50.as_secs_f64()
+            )?;
+        }
+        if all || args.what == What::Batch {
+            let b = bench::batch(&mut vm, 1000)?;
+            writeln!(
+                out,
+                "{}",
+                paint(
+                    BOLD,
+                    &format!("Batching over {name}: {} × close(-1)", b.calls)
+                )
+            )?;
+            writeln!(
+                out,
+                "  single calls {:>8}   one batch {:>8}   {:.1}× faster",
+                ms(b.single),
+                ms(b.batched),
+                b.single.as_secs_f64() / b.batched.as_secs_f64()
+            )?;
+        }
+        if all || args.what == What::Buffer {
+            let b = bench::buffer(&mut vm, 50)?;
+            let mib_s = (2 * b.large_bytes) as f64 / (1 << 20) as f64 / b.large.p50.as_secs_f64();
+            writeln!(
+                out,
+                "{}",
+                paint(
+                    BOLD,
+                    &format!("Buffers over {name}: pread into a buffer that travels both ways")
+                )
+            )?;
+            writeln!(
+                out,
+                "  16 B p50 {:>8}   1 MiB p50 {:>8}   ({:.0} MiB/s, {:.1}× the 16 B call)",
+                us(b.small.p50),
+                ms(b.large.p50),
+                mib_s,
+                b.large.p50.as_secs_f64() / b.small.p50.as_secs_f64()
+            )?;
+        }
+        vm.shutdown()?;
+        writeln!(out)?;
+    }
+    Ok(super::EXIT_OK)
+}

@@ -1,0 +1,274 @@
+//! `provium doctor`: what this host has, what is missing, and the command that fixes it.
+
+use super::style::{paint, BOLD, DIM, FAIL, OK, WARN};
+use crate::profile::Profiles;
+use crate::transport::vsock;
+use std::io::Write;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The profile to check (its kernel and modules).
+    #[arg(long, default_value = "minimal")]
+    profile: String,
+}
+
+#[derive(PartialEq)]
+enum Level {
+    Ok,
+    Warn,
+    Missing,
+}
+
+struct Finding {
+    what: &'static str,
+    level: Level,
+    detail: String,
+    fix: Option<String>,
+}
+
+fn ok(what: &'static str, detail: impl Into<String>) -> Finding {
+    Finding {
+        what,
+        level: Level::Ok,
+        detail: detail.into(),
+        fix: None,
+    }
+}
+
+fn bad(
+    what: &'static str,
+    level: Level,
+    detail: impl Into<String>,
+    fix: impl Into<String>,
+) -> Finding {
+    Finding {
+        what,
+        level,
+        detail: detail.into(),
+        fix: Some(fix.into()),
+    }
+}
+
+pub fn run(args: Args) -> anyhow::Result<u8> {
+    let findings = collect(&args);
+    let mut out = anstream::stdout();
+    for f in &findings {
+        let mark = match f.level {
+            Level::Ok => paint(OK, "ok     "),
+            Level::Warn => paint(WARN, "warn   "),
+            Level::Missing => paint(FAIL, "missing"),
+        };
+        writeln!(
+            out,
+            "{mark} {} {}",
+            paint(BOLD, &format!("{:<12}", f.what)),
+            f.detail
+        )?;
+        if let Some(fix) = &f.fix {
+            writeln!(out, "        {:<12} {} {fix}", "", paint(DIM, "fix:"))?;
+        }
+    }
+    let missing = findings
+        .iter()
+        .filter(|f| f.level == Level::Missing)
+        .count();
+    writeln!(out)?;
+    if missing == 0 {
+        writeln!(out, "{}", paint(OK, "Provium can boot VMs on this host."))?;
+        Ok(super::EXIT_OK)
+    } else {
+        writeln!(
+            out,
+            "{}",
+            paint(
+                FAIL,
+                &format!("{missing} problem(s); `scripts/setup` fixes the usual ones.")
+            )
+        )?;
+        Ok(super::EXIT_FAILED)
+    }
+}
+
+fn collect(args: &Args) -> Vec<Finding> {
+    let mut f = Vec::new();
+    f.push(match crate::qemu::find_qemu() {
+        Ok(path) => {
+            let version = std::process::Command::new(&path)
+                .arg("--version")
+                .output()
+                .ok()
+                .and_then(|o| String::from_utf8(o.stdout).ok())
+                .and_then(|s| s.lines().next().map(str::to_string))
+                .unwrap_or_default();
+            ok("qemu", format!("{} ({version})", path.display()))
+        }
+        Err(_) => bad(
+            "qemu",
+            Level::Missing,
+            "qemu-system-x86_64 not found",
+            "sudo apt-get install qemu-system-x86",
+        ),
+    });
+
+    let profiles = std::env::current_dir()
+        .ok()
+        .and_then(|d| Profiles::discover(&d).ok())
+        .unwrap_or_else(Profiles::builtin);
+    match profiles.get(&args.profile).and_then(|p| {
+        let (k, m) = p.resolve_kernel()?;
+        Ok((p, k, m))
+    }) {
+        Ok((profile, kernel, modules)) => kernel_findings(&mut f, &profile, &kernel, modules),
+        Err(e) => f.push(bad(
+            "kernel",
+            Level::Missing,
+            format!("{e:#}"),
+            "scripts/setup (fetches a Debian kernel into the cache), or PROVIUM_KERNEL=/path/to/bzImage",
+        )),
+    }
+
+    let (accel, why) = crate::accel::detect();
+    f.push(ok("accelerator", format!("{accel}: {why}")));
+
+    f.push(match vsock::detect_backend() {
+        Some(b) => ok("vsock", b.describe()),
+        None => bad(
+            "vsock",
+            Level::Warn,
+            "no /dev/vhost-vsock and no vhost-device-vsock (virtio-serial still works)",
+            "cargo install vhost-device-vsock   (or: sudo modprobe vhost_vsock)",
+        ),
+    });
+
+    f.push(match crate::initramfs::find_static_busybox() {
+        Some(p) => ok("busybox", format!("{} (static)", p.display())),
+        None => bad(
+            "busybox",
+            Level::Warn,
+            "no static busybox: exec works only with argv of programs in the initramfs",
+            "sudo apt-get install busybox-static",
+        ),
+    });
+
+    f.push(match crate::tsc::host_tsc_khz() {
+        Some(khz) => ok("tsc", format!("{khz} kHz (passed to microvm guests)")),
+        None => bad(
+            "tsc",
+            Level::Warn,
+            "TSC frequency unknown: microvm boots may hang under TCG",
+            "use `machine = \"q35\"` in the profile",
+        ),
+    });
+
+    match crate::agent_binary::bytes() {
+        Ok(bytes) => {
+            let tmp = tempfile::NamedTempFile::new().ok();
+            let is_static = tmp.as_ref().is_some_and(|t| {
+                std::fs::write(t.path(), &bytes).is_ok()
+                    && crate::initramfs::is_static_elf(t.path())
+            });
+            f.push(if is_static {
+                ok(
+                    "agent",
+                    format!("{} KiB, statically linked", bytes.len() / 1024),
+                )
+            } else {
+                bad(
+                    "agent",
+                    Level::Missing,
+                    "the agent is not a static binary",
+                    "rebuild: cargo build --release",
+                )
+            });
+        }
+        Err(e) => f.push(bad(
+            "agent",
+            Level::Missing,
+            format!("{e:#}"),
+            "unset PROVIUM_AGENT",
+        )),
+    }
+    f.push(ok("cache", crate::paths::home().display().to_string()));
+    f
+}
+
+fn kernel_findings(
+    f: &mut Vec<Finding>,
+    profile: &crate::profile::Profile,
+    kernel: &std::path::Path,
+    modules: Option<std::path::PathBuf>,
+) {
+    let image = match crate::vm::plan::open_kernel(kernel) {
+        Ok(i) => i,
+        Err(e) => {
+            f.push(bad(
+                "kernel",
+                Level::Missing,
+                format!("{e:#}"),
+                "point PROVIUM_KERNEL at a bzImage",
+            ));
+            return;
+        }
+    };
+    f.push(ok(
+        "kernel",
+        format!(
+            "{} ({}, profile `{}`)",
+            kernel.display(),
+            image.release.as_deref().unwrap_or("release unknown"),
+            profile.name
+        ),
+    ));
+    f.push(match &image.pvh_elf {
+        Some(p) => ok("pvh", format!("fast boot through {}", p.display())),
+        None => bad(
+            "pvh",
+            Level::Warn,
+            image.pvh_unavailable.clone().unwrap_or_default(),
+            "boots the bzImage instead (slower under TCG); a kernel with CONFIG_PVH=y boots faster",
+        ),
+    });
+    let dir = modules.or_else(|| {
+        image
+            .release
+            .as_ref()
+            .map(|r| std::path::PathBuf::from(format!("/lib/modules/{r}")))
+            .filter(|p| p.is_dir())
+    });
+    match dir.map(|d| (crate::vm::plan::open_modules(&d), d)) {
+        Some((Ok(tree), d)) => {
+            let needed = [
+                "virtio_mmio",
+                "virtio_pci",
+                "virtio_console",
+                "vmw_vsock_virtio_transport",
+            ];
+            let absent: Vec<&str> = needed.iter().copied().filter(|m| !tree.has(m)).collect();
+            f.push(if absent.is_empty() {
+                ok(
+                    "modules",
+                    format!("{} (virtio, console and vsock present)", d.display()),
+                )
+            } else {
+                bad(
+                    "modules",
+                    Level::Warn,
+                    format!("{}: missing {}", d.display(), absent.join(", ")),
+                    "use a kernel with these drivers built in or as modules",
+                )
+            });
+        }
+        Some((Err(e), _)) => f.push(bad(
+            "modules",
+            Level::Missing,
+            format!("{e:#}"),
+            "fix the profile's modules path",
+        )),
+        None => f.push(bad(
+            "modules",
+            Level::Warn,
+            "no modules directory: drivers must be built into the kernel",
+            "set `modules = \"/lib/modules/<release>\"` in the profile",
+        )),
+    }
+}

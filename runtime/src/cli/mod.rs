@@ -1,0 +1,73 @@
+//! The `provium` command.
+//!
+//! Exit codes (as cargo-nextest's): 0 success; 1 a test failed or errored (or `doctor` found a
+//! problem); 2 usage or configuration error; 130 interrupted.
+
+mod bench;
+mod doctor;
+mod style;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Tests Linux kernels where they run: raw syscalls in QEMU VMs, from YAML specs or Lua.
+#[derive(Debug, Parser)]
+#[command(name = "provium", version, about, long_about = None)]
+pub struct Cli {
+    /// More diagnostics (repeat for more).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check what Provium needs on this host, and say how to fix what is missing.
+    Doctor(doctor::Args),
+    /// Measure boot time, round trips, batching and buffers against in-run baselines.
+    Bench(bench::Args),
+}
+
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_FAILED: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { EXIT_OK });
+        }
+    };
+    init_tracing(cli.verbose);
+    crate::cleanup::install_signal_handler();
+    let result = match cli.command {
+        Command::Doctor(args) => doctor::run(args),
+        Command::Bench(args) => bench::run(args),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            style::error(&format!("{e:#}"));
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PROVIUM_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}

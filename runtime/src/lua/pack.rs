@@ -1,0 +1,271 @@
+//! `provium.pack(fmt, ...)` and `provium.unpack(fmt, data)`: little-endian binary layouts.
+//!
+//! A format is a list of fields separated by spaces:
+//!
+//! | field | bytes | packs / unpacks |
+//! |---|---|---|
+//! | `u8 i8 u16 i16 u32 i32 u64 i64` | 1–8 | an integer, range-checked |
+//! | `ptr` | 8 | an address (same as `u64`) |
+//! | `xN` | N (default 1) | zero padding; no value |
+//! | `cN` | N | a byte string, zero-padded on pack, returned as is |
+//! | `zN` | N | a C string, zero-padded on pack, cut at the first NUL on unpack |
+//!
+//! A count in brackets repeats a field: `u32[4]` is four `u32` values.
+
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    Int { bytes: usize, signed: bool },
+    Pad(usize),
+    Bytes(usize),
+    CString(usize),
+}
+
+impl Field {
+    pub fn size(self) -> usize {
+        match self {
+            Field::Int { bytes, .. } => bytes,
+            Field::Pad(n) | Field::Bytes(n) | Field::CString(n) => n,
+        }
+    }
+
+    fn name(self) -> String {
+        match self {
+            Field::Int { bytes, signed } => format!("{}{}", if signed { 'i' } else { 'u' }, bytes * 8),
+            Field::Pad(n) => format!("x{n}"),
+            Field::Bytes(n) => format!("c{n}"),
+            Field::CString(n) => format!("z{n}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FormatError(pub String);
+
+impl fmt::Display for FormatError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A value to pack, or an unpacked one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    Int(i64),
+    Bytes(Vec<u8>),
+}
+
+const MAX_FIELD: usize = 64 << 20;
+
+pub fn parse(fmt: &str) -> Result<Vec<Field>, FormatError> {
+    let mut fields = Vec::new();
+    for token in fmt.split_whitespace() {
+        let (base, repeat) = match token.split_once('[') {
+            Some((b, rest)) => {
+                let n = rest
+                    .strip_suffix(']')
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .ok_or_else(|| FormatError(format!("bad repeat count in `{token}` (e.g. u32[4])")))?;
+                (b, n)
+            }
+            None => (token, 1),
+        };
+        let field = match base {
+            "u8" => Field::Int { bytes: 1, signed: false },
+            "i8" => Field::Int { bytes: 1, signed: true },
+            "u16" => Field::Int { bytes: 2, signed: false },
+            "i16" => Field::Int { bytes: 2, signed: true },
+            "u32" => Field::Int { bytes: 4, signed: false },
+            "i32" => Field::Int { bytes: 4, signed: true },
+            "u64" | "ptr" => Field::Int { bytes: 8, signed: false },
+            "i64" => Field::Int { bytes: 8, signed: true },
+            other => {
+                let (kind, count) = other.split_at(1.min(other.len()));
+                let n = if count.is_empty() && kind == "x" {
+                    1
+                } else {
+                    count.parse::<usize>().map_err(|_| unknown(other))?
+                };
+                if n > MAX_FIELD {
+                    return Err(FormatError(format!("`{other}` is larger than {MAX_FIELD} bytes")));
+                }
+                match kind {
+                    "x" => Field::Pad(n),
+                    "c" => Field::Bytes(n),
+                    "z" => Field::CString(n),
+                    _ => return Err(unknown(other)),
+                }
+            }
+        };
+        if repeat > 4096 {
+            return Err(FormatError(format!("repeat count in `{token}` is over 4096")));
+        }
+        fields.extend(std::iter::repeat_n(field, repeat));
+    }
+    Ok(fields)
+}
+
+fn unknown(token: &str) -> FormatError {
+    FormatError(format!(
+        "unknown field `{token}` (expected u8 i8 u16 i16 u32 i32 u64 i64 ptr, xN, cN or zN)"
+    ))
+}
+
+/// The number of values a format takes and returns (padding has none).
+pub fn value_count(fields: &[Field]) -> usize {
+    fields.iter().filter(|f| !matches!(f, Field::Pad(_))).count()
+}
+
+pub fn size(fields: &[Field]) -> usize {
+    fields.iter().map(|f| f.size()).sum()
+}
+
+pub fn pack(fields: &[Field], values: &[Value]) -> Result<Vec<u8>, FormatError> {
+    let want = value_count(fields);
+    if values.len() != want {
+        return Err(FormatError(format!(
+            "the format has {want} value field(s) but {} value(s) were given",
+            values.len()
+        )));
+    }
+    let mut out = Vec::with_capacity(size(fields));
+    let mut values = values.iter().enumerate();
+    for &field in fields {
+        if let Field::Pad(n) = field {
+            out.resize(out.len() + n, 0);
+            continue;
+        }
+        let Some((i, value)) = values.next() else { break };
+        match (field, value) {
+            (Field::Int { bytes, signed }, Value::Int(v)) => {
+                check_range(*v, bytes, signed).map_err(|why| {
+                    FormatError(format!("value {} (argument {}) {why} for {}", v, i + 1, field.name()))
+                })?;
+                out.extend_from_slice(&v.to_le_bytes()[..bytes]);
+            }
+            (Field::Bytes(n) | Field::CString(n), Value::Bytes(b)) => {
+                if b.len() > n {
+                    return Err(FormatError(format!(
+                        "string of {} bytes (argument {}) does not fit {}",
+                        b.len(),
+                        i + 1,
+                        field.name()
+                    )));
+                }
+                out.extend_from_slice(b);
+                out.resize(out.len() + n - b.len(), 0);
+            }
+            (f, v) => {
+                return Err(FormatError(format!(
+                    "argument {} for {} must be {}, got {}",
+                    i + 1,
+                    f.name(),
+                    if matches!(f, Field::Int { .. }) { "an integer" } else { "a string" },
+                    match v {
+                        Value::Int(_) => "an integer",
+                        Value::Bytes(_) => "a string",
+                    }
+                )))
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn check_range(v: i64, bytes: usize, signed: bool) -> Result<(), &'static str> {
+    if bytes == 8 {
+        // u64 accepts negative Lua integers as their two's complement (Lua has no u64).
+        return Ok(());
+    }
+    let bits = bytes as u32 * 8;
+    let (lo, hi) = if signed {
+        (-(1i64 << (bits - 1)), (1i64 << (bits - 1)) - 1)
+    } else {
+        (0, (1i64 << bits) - 1)
+    };
+    if v < lo || v > hi {
+        Err("is out of range")
+    } else {
+        Ok(())
+    }
+}
+
+pub fn unpack(fields: &[Field], data: &[u8]) -> Result<Vec<Value>, FormatError> {
+    let need = size(fields);
+    if data.len() < need {
+        return Err(FormatError(format!(
+            "the format needs {need} bytes but the data has {}",
+            data.len()
+        )));
+    }
+    let mut at = 0;
+    let mut out = Vec::with_capacity(fields.len());
+    for &field in fields {
+        let n = field.size();
+        let chunk = &data[at..at + n];
+        at += n;
+        match field {
+            Field::Pad(_) => {}
+            Field::Int { bytes, signed } => {
+                let mut buf = [0u8; 8];
+                buf[..bytes].copy_from_slice(chunk);
+                let raw = u64::from_le_bytes(buf);
+                let v = if signed && bytes < 8 {
+                    let shift = 64 - bytes as u32 * 8;
+                    ((raw << shift) as i64) >> shift
+                } else {
+                    raw as i64
+                };
+                out.push(Value::Int(v));
+            }
+            Field::Bytes(_) => out.push(Value::Bytes(chunk.to_vec())),
+            Field::CString(_) => {
+                let end = chunk.iter().position(|&b| b == 0).unwrap_or(n);
+                out.push(Value::Bytes(chunk[..end].to_vec()));
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_with_padding_and_strings() {
+        let f = parse("u8 x3 i32 u16[2] z8 c4").unwrap();
+        assert_eq!(size(&f), 1 + 3 + 4 + 4 + 8 + 4);
+        let values = vec![
+            Value::Int(7),
+            Value::Int(-2),
+            Value::Int(1),
+            Value::Int(65535),
+            Value::Bytes(b"tmp".to_vec()),
+            Value::Bytes(b"ab".to_vec()),
+        ];
+        let bytes = pack(&f, &values).unwrap();
+        assert_eq!(&bytes[..8], &[7, 0, 0, 0, 0xfe, 0xff, 0xff, 0xff]);
+        let back = unpack(&f, &bytes).unwrap();
+        assert_eq!(back[..5], values[..5]);
+        assert_eq!(back[5], Value::Bytes(b"ab\0\0".to_vec()));
+    }
+
+    #[test]
+    fn errors_say_what_is_wrong() {
+        assert!(parse("u33").unwrap_err().0.contains("unknown field `u33`"));
+        let f = parse("u8").unwrap();
+        assert!(pack(&f, &[Value::Int(256)]).unwrap_err().0.contains("out of range for u8"));
+        assert!(pack(&f, &[]).unwrap_err().0.contains("1 value field"));
+        assert!(unpack(&parse("u32").unwrap(), &[1, 2]).unwrap_err().0.contains("needs 4 bytes"));
+        assert!(pack(&parse("z2").unwrap(), &[Value::Bytes(b"abc".to_vec())]).is_err());
+    }
+
+    #[test]
+    fn u64_holds_the_full_range() {
+        let f = parse("u64 i64").unwrap();
+        let b = pack(&f, &[Value::Int(-1), Value::Int(i64::MIN)]).unwrap();
+        assert_eq!(unpack(&f, &b).unwrap(), vec![Value::Int(-1), Value::Int(i64::MIN)]);
+    }
+}
