@@ -5,7 +5,8 @@
 
 mod bench;
 mod doctor;
-mod style;
+pub mod style;
+mod test;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -23,6 +24,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run Lua test files and YAML specs in VMs.
+    Test(test::Args),
     /// Check what Provium needs on this host, and say how to fix what is missing.
     Doctor(doctor::Args),
     /// Measure boot time, round trips, batching and buffers against in-run baselines.
@@ -44,6 +47,7 @@ pub fn main() -> ExitCode {
     init_tracing(cli.verbose);
     crate::cleanup::install_signal_handler();
     let result = match cli.command {
+        Command::Test(args) => test::run(args, cli.verbose > 0),
         Command::Doctor(args) => doctor::run(args),
         Command::Bench(args) => bench::run(args),
     };

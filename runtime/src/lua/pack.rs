@@ -32,7 +32,9 @@ impl Field {
 
     fn name(self) -> String {
         match self {
-            Field::Int { bytes, signed } => format!("{}{}", if signed { 'i' } else { 'u' }, bytes * 8),
+            Field::Int { bytes, signed } => {
+                format!("{}{}", if signed { 'i' } else { 'u' }, bytes * 8)
+            }
             Field::Pad(n) => format!("x{n}"),
             Field::Bytes(n) => format!("c{n}"),
             Field::CString(n) => format!("z{n}"),
@@ -66,20 +68,46 @@ pub fn parse(fmt: &str) -> Result<Vec<Field>, FormatError> {
                 let n = rest
                     .strip_suffix(']')
                     .and_then(|n| n.parse::<usize>().ok())
-                    .ok_or_else(|| FormatError(format!("bad repeat count in `{token}` (e.g. u32[4])")))?;
+                    .ok_or_else(|| {
+                        FormatError(format!("bad repeat count in `{token}` (e.g. u32[4])"))
+                    })?;
                 (b, n)
             }
             None => (token, 1),
         };
         let field = match base {
-            "u8" => Field::Int { bytes: 1, signed: false },
-            "i8" => Field::Int { bytes: 1, signed: true },
-            "u16" => Field::Int { bytes: 2, signed: false },
-            "i16" => Field::Int { bytes: 2, signed: true },
-            "u32" => Field::Int { bytes: 4, signed: false },
-            "i32" => Field::Int { bytes: 4, signed: true },
-            "u64" | "ptr" => Field::Int { bytes: 8, signed: false },
-            "i64" => Field::Int { bytes: 8, signed: true },
+            "u8" => Field::Int {
+                bytes: 1,
+                signed: false,
+            },
+            "i8" => Field::Int {
+                bytes: 1,
+                signed: true,
+            },
+            "u16" => Field::Int {
+                bytes: 2,
+                signed: false,
+            },
+            "i16" => Field::Int {
+                bytes: 2,
+                signed: true,
+            },
+            "u32" => Field::Int {
+                bytes: 4,
+                signed: false,
+            },
+            "i32" => Field::Int {
+                bytes: 4,
+                signed: true,
+            },
+            "u64" | "ptr" => Field::Int {
+                bytes: 8,
+                signed: false,
+            },
+            "i64" => Field::Int {
+                bytes: 8,
+                signed: true,
+            },
             other => {
                 let (kind, count) = other.split_at(1.min(other.len()));
                 let n = if count.is_empty() && kind == "x" {
@@ -88,7 +116,9 @@ pub fn parse(fmt: &str) -> Result<Vec<Field>, FormatError> {
                     count.parse::<usize>().map_err(|_| unknown(other))?
                 };
                 if n > MAX_FIELD {
-                    return Err(FormatError(format!("`{other}` is larger than {MAX_FIELD} bytes")));
+                    return Err(FormatError(format!(
+                        "`{other}` is larger than {MAX_FIELD} bytes"
+                    )));
                 }
                 match kind {
                     "x" => Field::Pad(n),
@@ -99,7 +129,9 @@ pub fn parse(fmt: &str) -> Result<Vec<Field>, FormatError> {
             }
         };
         if repeat > 4096 {
-            return Err(FormatError(format!("repeat count in `{token}` is over 4096")));
+            return Err(FormatError(format!(
+                "repeat count in `{token}` is over 4096"
+            )));
         }
         fields.extend(std::iter::repeat_n(field, repeat));
     }
@@ -114,7 +146,10 @@ fn unknown(token: &str) -> FormatError {
 
 /// The number of values a format takes and returns (padding has none).
 pub fn value_count(fields: &[Field]) -> usize {
-    fields.iter().filter(|f| !matches!(f, Field::Pad(_))).count()
+    fields
+        .iter()
+        .filter(|f| !matches!(f, Field::Pad(_)))
+        .count()
 }
 
 pub fn size(fields: &[Field]) -> usize {
@@ -136,11 +171,18 @@ pub fn pack(fields: &[Field], values: &[Value]) -> Result<Vec<u8>, FormatError> 
             out.resize(out.len() + n, 0);
             continue;
         }
-        let Some((i, value)) = values.next() else { break };
+        let Some((i, value)) = values.next() else {
+            break;
+        };
         match (field, value) {
             (Field::Int { bytes, signed }, Value::Int(v)) => {
                 check_range(*v, bytes, signed).map_err(|why| {
-                    FormatError(format!("value {} (argument {}) {why} for {}", v, i + 1, field.name()))
+                    FormatError(format!(
+                        "value {} (argument {}) {why} for {}",
+                        v,
+                        i + 1,
+                        field.name()
+                    ))
                 })?;
                 out.extend_from_slice(&v.to_le_bytes()[..bytes]);
             }
@@ -161,7 +203,11 @@ pub fn pack(fields: &[Field], values: &[Value]) -> Result<Vec<u8>, FormatError> 
                     "argument {} for {} must be {}, got {}",
                     i + 1,
                     f.name(),
-                    if matches!(f, Field::Int { .. }) { "an integer" } else { "a string" },
+                    if matches!(f, Field::Int { .. }) {
+                        "an integer"
+                    } else {
+                        "a string"
+                    },
                     match v {
                         Value::Int(_) => "an integer",
                         Value::Bytes(_) => "a string",
@@ -256,9 +302,15 @@ mod tests {
     fn errors_say_what_is_wrong() {
         assert!(parse("u33").unwrap_err().0.contains("unknown field `u33`"));
         let f = parse("u8").unwrap();
-        assert!(pack(&f, &[Value::Int(256)]).unwrap_err().0.contains("out of range for u8"));
+        assert!(pack(&f, &[Value::Int(256)])
+            .unwrap_err()
+            .0
+            .contains("out of range for u8"));
         assert!(pack(&f, &[]).unwrap_err().0.contains("1 value field"));
-        assert!(unpack(&parse("u32").unwrap(), &[1, 2]).unwrap_err().0.contains("needs 4 bytes"));
+        assert!(unpack(&parse("u32").unwrap(), &[1, 2])
+            .unwrap_err()
+            .0
+            .contains("needs 4 bytes"));
         assert!(pack(&parse("z2").unwrap(), &[Value::Bytes(b"abc".to_vec())]).is_err());
     }
 
@@ -266,6 +318,9 @@ mod tests {
     fn u64_holds_the_full_range() {
         let f = parse("u64 i64").unwrap();
         let b = pack(&f, &[Value::Int(-1), Value::Int(i64::MIN)]).unwrap();
-        assert_eq!(unpack(&f, &b).unwrap(), vec![Value::Int(-1), Value::Int(i64::MIN)]);
+        assert_eq!(
+            unpack(&f, &b).unwrap(),
+            vec![Value::Int(-1), Value::Int(i64::MIN)]
+        );
     }
 }

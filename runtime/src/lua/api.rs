@@ -1,0 +1,610 @@
+//! The `provium` module and the test globals (`test`, `skip`, `todo`, `assert*`).
+
+use super::errors::{self, caller, Raised};
+use super::pack;
+use super::session::Session;
+use super::vm::{LuaVm, VmSlot};
+use crate::run::model::{Location, Problem, Status, TestReport};
+use mlua::{Function, Lua, MultiValue, Table, Value};
+use provium_compiler::linux::{self, Arch};
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Instant;
+
+/// Lua helpers: `run(f)` calls `f` with a traceback captured at the error, and `output(s)` wraps
+/// command output with `contains`, `starts_with`, `ends_with`, `trim` and `lines`.
+const PRELUDE: &str = r#"
+local traceback = ...
+local run = function(f, ...)
+  local tb
+  local ok, err = xpcall(f, function(e)
+    tb = traceback(2)
+    return e
+  end, ...)
+  return ok, err, tb
+end
+
+local Output = {}
+Output.__index = Output
+Output.__tostring = function(self) return self.value end
+Output.__len = function(self) return #self.value end
+Output.__concat = function(a, b) return tostring(a) .. tostring(b) end
+Output.__eq = function(a, b) return tostring(a) == tostring(b) end
+function Output:contains(s) return string.find(self.value, s, 1, true) ~= nil end
+function Output:starts_with(s) return string.sub(self.value, 1, #s) == s end
+function Output:ends_with(s) return s == "" or string.sub(self.value, -#s) == s end
+function Output:trim() return (string.gsub(string.gsub(self.value, "^%s+", ""), "%s+$", "")) end
+function Output:lines()
+  local t = {}
+  for line in string.gmatch(self.value, "([^\n]*)\n?") do t[#t + 1] = line end
+  if t[#t] == "" then t[#t] = nil end
+  return t
+end
+local output = function(s) return setmetatable({ value = s }, Output) end
+return run, output, Output
+"#;
+
+pub fn install(lua: &Lua) -> mlua::Result<()> {
+    // The debug library is not loaded (scripts must not reach into the host), so tracebacks
+    // come from the Rust side.
+    let traceback = lua.create_function(|lua, level: usize| {
+        lua.traceback(None, level)
+            .map(|s| s.to_string_lossy().to_string())
+    })?;
+    let (run, output, output_mt): (Function, Function, Table) =
+        lua.load(PRELUDE).set_name("=provium").call(traceback)?;
+    lua.set_named_registry_value("provium.run", run)?;
+    lua.set_named_registry_value("provium.output", output)?;
+    lua.set_named_registry_value("provium.output_mt", output_mt)?;
+
+    let g = lua.globals();
+    g.set("provium", module(lua)?)?;
+    g.set("test", lua.create_function(test)?)?;
+    g.set(
+        "skip",
+        lua.create_function(|_, reason: Option<String>| -> mlua::Result<()> {
+            Err(mlua::Error::external(Raised::Skip {
+                reason: reason.unwrap_or_else(|| "skipped".into()),
+            }))
+        })?,
+    )?;
+    g.set(
+        "todo",
+        lua.create_function(|_, reason: Option<String>| -> mlua::Result<()> {
+            Err(mlua::Error::external(Raised::Skip {
+                reason: format!(
+                    "todo: {}",
+                    reason.unwrap_or_else(|| "not written yet".into())
+                ),
+            }))
+        })?,
+    )?;
+    g.set("assert", lua.create_function(assert)?)?;
+    g.set("assert_eq", lua.create_function(assert_eq)?)?;
+    g.set("assert_ne", lua.create_function(assert_ne)?)?;
+    g.set("assert_contains", lua.create_function(assert_contains)?)?;
+    g.set("assert_errno", lua.create_function(assert_errno)?)?;
+    g.set("assert_ok", lua.create_function(assert_ok)?)?;
+    g.set("print", lua.create_function(print)?)?;
+    Ok(())
+}
+
+fn module(lua: &Lua) -> mlua::Result<Table> {
+    let m = lua.create_table()?;
+    m.set("version", env!("CARGO_PKG_VERSION"))?;
+    m.set("arch", Arch::X86_64.name())?;
+    m.set(
+        "create",
+        lua.create_function(|lua, profile: Option<String>| {
+            let session = Session::get(lua);
+            let name = profile.unwrap_or_else(|| "minimal".into());
+            let profile = session
+                .profiles
+                .get(&name)
+                .map_err(|e| errors::error(lua, format!("provium.create: {e:#}")))?;
+            let slot = Rc::new(RefCell::new(VmSlot::new(profile, session.defaults.clone())));
+            session.vms.borrow_mut().push(slot.clone());
+            Ok(LuaVm(slot))
+        })?,
+    )?;
+    m.set(
+        "shutdown_all",
+        lua.create_function(|lua, ()| {
+            Session::get(lua).shutdown_all();
+            Ok(())
+        })?,
+    )?;
+    m.set("pack", lua.create_function(pack_fn)?)?;
+    m.set("unpack", lua.create_function(unpack_fn)?)?;
+    m.set(
+        "sizeof",
+        lua.create_function(|lua, fmt: String| {
+            let fields = pack::parse(&fmt)
+                .map_err(|e| errors::error(lua, format!("provium.sizeof: {e}")))?;
+            Ok(pack::size(&fields))
+        })?,
+    )?;
+    m.set(
+        "cstr",
+        lua.create_function(|lua, s: mlua::LuaString| {
+            let mut bytes = s.as_bytes().to_vec();
+            bytes.push(0);
+            lua.create_string(&bytes)
+        })?,
+    )?;
+
+    let errno = lua.create_table()?;
+    for e in linux::errnos() {
+        errno.set(e.name, e.number)?;
+    }
+    m.set("errno", errno)?;
+    m.set(
+        "strerror",
+        lua.create_function(|lua, n: Value| {
+            let n = super::convert::int(lua, &n, "provium.strerror")?;
+            Ok(linux::errno_name(n).map(str::to_string))
+        })?,
+    )?;
+    let nr = lua.create_table()?;
+    for (name, number) in Arch::X86_64.syscalls() {
+        nr.set(*name, *number)?;
+    }
+    m.set("nr", nr)?;
+    Ok(m)
+}
+
+fn pack_fn(lua: &Lua, args: MultiValue) -> mlua::Result<mlua::LuaString> {
+    let mut args = args.into_iter();
+    let fmt = match args.next() {
+        Some(Value::String(s)) => s.to_string_lossy().to_string(),
+        _ => {
+            return Err(errors::error(
+                lua,
+                "provium.pack(fmt, ...): fmt must be a string",
+            ))
+        }
+    };
+    let fields = pack::parse(&fmt).map_err(|e| errors::error(lua, format!("provium.pack: {e}")))?;
+    let mut values = Vec::new();
+    for (i, v) in args.enumerate() {
+        values.push(match v {
+            Value::String(s) => pack::Value::Bytes(s.as_bytes().to_vec()),
+            other => pack::Value::Int(super::convert::int(
+                lua,
+                &other,
+                &format!("provium.pack: value {}", i + 1),
+            )?),
+        });
+    }
+    let bytes = pack::pack(&fields, &values)
+        .map_err(|e| errors::error(lua, format!("provium.pack: {e}")))?;
+    lua.create_string(&bytes)
+}
+
+fn unpack_fn(lua: &Lua, (fmt, data): (String, mlua::LuaString)) -> mlua::Result<MultiValue> {
+    let fields =
+        pack::parse(&fmt).map_err(|e| errors::error(lua, format!("provium.unpack: {e}")))?;
+    let values = pack::unpack(&fields, &data.as_bytes())
+        .map_err(|e| errors::error(lua, format!("provium.unpack: {e}")))?;
+    values
+        .into_iter()
+        .map(|v| match v {
+            pack::Value::Int(i) => Ok(Value::Integer(i)),
+            pack::Value::Bytes(b) => lua.create_string(&b).map(Value::String),
+        })
+        .collect()
+}
+
+fn print(lua: &Lua, args: MultiValue) -> mlua::Result<()> {
+    let tostring: Function = lua.globals().get("tostring")?;
+    let mut parts = Vec::new();
+    for v in args {
+        parts.push(tostring.call::<String>(v)?);
+    }
+    let mut line = parts.join("\t");
+    line.push('\n');
+    Session::get(lua).print(&line);
+    Ok(())
+}
+
+fn test(lua: &Lua, (name, body): (Value, Value)) -> mlua::Result<()> {
+    let Value::String(name) = name else {
+        return Err(errors::error(
+            lua,
+            "test(name, fn): the name must be a string",
+        ));
+    };
+    let Value::Function(body) = body else {
+        return Err(errors::error(
+            lua,
+            "test(name, fn): the second argument must be a function",
+        ));
+    };
+    let session = Session::get(lua);
+    if session.current.borrow().is_some() {
+        return Err(errors::error(
+            lua,
+            "test() cannot be called inside another test",
+        ));
+    }
+    let location = caller(lua, 1).unwrap_or(Location {
+        file: session.file.clone(),
+        line: 0,
+    });
+    let name = session.unique_name(&name.to_string_lossy());
+    if !session.selected(&name) {
+        return Ok(());
+    }
+    if session.list_only {
+        session.report.borrow_mut().tests.push(TestReport {
+            name,
+            location,
+            status: Status::Skipped {
+                reason: "listed, not run".into(),
+            },
+            duration: Default::default(),
+            output: String::new(),
+        });
+        return Ok(());
+    }
+    *session.current.borrow_mut() = Some(String::new());
+    let started = Instant::now();
+    let run: Function = lua.named_registry_value("provium.run")?;
+    let result: mlua::Result<(bool, Value, Option<String>)> = run.call(body);
+    let duration = started.elapsed();
+    let output = session.current.borrow_mut().take().unwrap_or_default();
+    let status = match result {
+        Ok((true, _, _)) => Status::Passed,
+        Ok((false, err, traceback)) => classify(&err, traceback.as_deref()),
+        Err(e) => classify(&Value::Error(Box::new(e)), None),
+    };
+    let report = TestReport {
+        name,
+        location,
+        status,
+        duration,
+        output,
+    };
+    session.events.test_finished(&session.file, &report);
+    session.report.borrow_mut().tests.push(report);
+    Ok(())
+}
+
+/// Turns what a test (or a file) raised into a status.
+pub fn classify(err: &Value, traceback: Option<&str>) -> Status {
+    let traceback = traceback.map(clean_traceback).unwrap_or_default();
+    let join = |detail: &str| match (detail.is_empty(), traceback.is_empty()) {
+        (true, _) => traceback.clone(),
+        (false, true) => detail.to_string(),
+        (false, false) => format!("{detail}\n{traceback}"),
+    };
+    match err {
+        Value::Error(e) => match errors::raised(e) {
+            Some(Raised::Assertion {
+                message,
+                location,
+                detail,
+            }) => Status::Failed(Problem {
+                message: message.clone(),
+                location: location.clone(),
+                detail: join(detail),
+            }),
+            Some(Raised::Skip { reason }) => Status::Skipped {
+                reason: reason.clone(),
+            },
+            Some(Raised::Error {
+                message,
+                location,
+                detail,
+            }) => Status::Errored(Problem {
+                message: message.clone(),
+                location: location.clone(),
+                detail: join(detail),
+            }),
+            None => {
+                let (location, message) = errors::split_location(&errors::innermost(e));
+                Status::Errored(Problem {
+                    message,
+                    location,
+                    detail: join(""),
+                })
+            }
+        },
+        Value::String(s) => {
+            let (location, message) = errors::split_location(&s.to_string_lossy());
+            Status::Errored(Problem {
+                message,
+                location,
+                detail: join(""),
+            })
+        }
+        Value::Nil => Status::Errored(Problem {
+            message: "error(nil) was raised".into(),
+            location: None,
+            detail: join(""),
+        }),
+        other => Status::Errored(Problem {
+            message: format!("a {} was raised as an error", other.type_name()),
+            location: None,
+            detail: join(""),
+        }),
+    }
+}
+
+/// Drops the frames of Provium's own wrappers from a Lua traceback.
+fn clean_traceback(tb: &str) -> String {
+    tb.lines()
+        .filter(|l| {
+            let l = l.trim();
+            !(l.is_empty()
+                || l.starts_with("provium:")
+                || l.starts_with("[C]: in function 'xpcall'")
+                || l.starts_with("[C]: in ?")
+                || l.starts_with("[C]: in function 'test'")
+                || l == "(...tail calls...)")
+        })
+        .map(|l| l.replace('\t', "  "))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+// ---- assertions ------------------------------------------------------------------------------
+
+/// A value as a failure message shows it: errno-looking integers with their name, strings
+/// quoted, command output by its text.
+pub fn show(lua: &Lua, v: &Value) -> String {
+    match v {
+        Value::Nil => "nil".into(),
+        Value::Boolean(b) => b.to_string(),
+        Value::Integer(i) => linux::describe_ret(*i),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => quote(&s.as_bytes()),
+        Value::Table(t) => {
+            if let Some(text) = output_text(lua, v) {
+                return quote(text.as_bytes());
+            }
+            let items: Vec<String> = t
+                .clone()
+                .sequence_values::<Value>()
+                .take(16)
+                .filter_map(Result::ok)
+                .map(|v| show(lua, &v))
+                .collect();
+            format!("{{{}}}", items.join(", "))
+        }
+        other => format!("<{}>", other.type_name()),
+    }
+}
+
+fn quote(bytes: &[u8]) -> String {
+    let mut s = String::from("\"");
+    for &b in bytes.iter().take(256) {
+        match b {
+            b'"' => s.push_str("\\\""),
+            b'\\' => s.push_str("\\\\"),
+            b'\n' => s.push_str("\\n"),
+            b'\t' => s.push_str("\\t"),
+            0x20..=0x7e => s.push(b as char),
+            _ => s.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    if bytes.len() > 256 {
+        s.push_str(&format!("…\" ({} bytes)", bytes.len()));
+    } else {
+        s.push('"');
+    }
+    s
+}
+
+/// The text of an exec output object.
+fn output_text(lua: &Lua, v: &Value) -> Option<String> {
+    let Value::Table(t) = v else { return None };
+    let mt: Table = lua.named_registry_value("provium.output_mt").ok()?;
+    let own = t.metatable()?;
+    if own != mt {
+        return None;
+    }
+    t.get::<String>("value").ok()
+}
+
+fn normalized(lua: &Lua, v: Value) -> Value {
+    match output_text(lua, &v) {
+        Some(text) => lua.create_string(text).map(Value::String).unwrap_or(v),
+        None => v,
+    }
+}
+
+fn equal(a: &Value, b: &Value, depth: usize) -> bool {
+    match (a, b) {
+        (Value::Integer(x), Value::Number(y)) | (Value::Number(y), Value::Integer(x)) => {
+            (*x as f64) == *y
+        }
+        (Value::Table(x), Value::Table(y)) if depth < 8 => {
+            if x == y {
+                return true;
+            }
+            let pairs = |t: &Table| -> Vec<(Value, Value)> {
+                t.clone()
+                    .pairs::<Value, Value>()
+                    .filter_map(Result::ok)
+                    .collect()
+            };
+            let (px, py) = (pairs(x), pairs(y));
+            px.len() == py.len()
+                && px.iter().all(|(k, v)| {
+                    y.get::<Value>(k.clone())
+                        .map(|w| equal(v, &w, depth + 1))
+                        .unwrap_or(false)
+                })
+        }
+        _ => a == b,
+    }
+}
+
+fn with_message(msg: Option<String>, text: String) -> String {
+    match msg {
+        Some(m) if !m.is_empty() => format!("{m}: {text}"),
+        _ => text,
+    }
+}
+
+fn assert(lua: &Lua, args: MultiValue) -> mlua::Result<MultiValue> {
+    let cond = args.front().cloned().unwrap_or(Value::Nil);
+    if matches!(cond, Value::Nil | Value::Boolean(false)) {
+        let msg = match args.get(1) {
+            Some(Value::String(s)) => s.to_string_lossy().to_string(),
+            Some(other) if !other.is_nil() => show(lua, other),
+            _ => "assertion failed!".into(),
+        };
+        return Err(errors::assertion(lua, msg, ""));
+    }
+    Ok(args)
+}
+
+fn assert_eq(
+    lua: &Lua,
+    (expected, actual, msg): (Value, Value, Option<String>),
+) -> mlua::Result<()> {
+    let (e, a) = (normalized(lua, expected), normalized(lua, actual));
+    if equal(&e, &a, 0) {
+        return Ok(());
+    }
+    let (es, as_) = (show(lua, &e), show(lua, &a));
+    Err(errors::assertion(
+        lua,
+        with_message(msg, format!("expected {es}, got {as_}")),
+        format!("expected: {es}\n  actual: {as_}"),
+    ))
+}
+
+fn assert_ne(
+    lua: &Lua,
+    (unexpected, actual, msg): (Value, Value, Option<String>),
+) -> mlua::Result<()> {
+    let (u, a) = (normalized(lua, unexpected), normalized(lua, actual));
+    if !equal(&u, &a, 0) {
+        return Ok(());
+    }
+    Err(errors::assertion(
+        lua,
+        with_message(msg, format!("expected anything but {}", show(lua, &u))),
+        "",
+    ))
+}
+
+fn assert_contains(
+    lua: &Lua,
+    (haystack, needle, msg): (Value, Value, Option<String>),
+) -> mlua::Result<()> {
+    let (h, n) = (normalized(lua, haystack), normalized(lua, needle));
+    let found = match (&h, &n) {
+        (Value::String(h), Value::String(n)) => {
+            let (h, n) = (h.as_bytes(), n.as_bytes());
+            n.is_empty() || h.windows(n.len()).any(|w| w == &n[..])
+        }
+        (Value::Table(t), needle) => t
+            .clone()
+            .sequence_values::<Value>()
+            .filter_map(Result::ok)
+            .any(|v| equal(&normalized(lua, v), needle, 0)),
+        _ => {
+            return Err(errors::error(
+                lua,
+                format!(
+                    "assert_contains(haystack, needle): expected a string or a list, got {} and {}",
+                    h.type_name(),
+                    n.type_name()
+                ),
+            ))
+        }
+    };
+    if found {
+        return Ok(());
+    }
+    Err(errors::assertion(
+        lua,
+        with_message(
+            msg,
+            format!("{} does not contain {}", show(lua, &h), show(lua, &n)),
+        ),
+        "",
+    ))
+}
+
+/// The return value of a syscall result: an integer, or a `vm:call` outcome table.
+fn ret_of(lua: &Lua, v: &Value, what: &str) -> mlua::Result<i64> {
+    match v {
+        Value::Table(t) => match t.get::<Value>("ret")? {
+            Value::Nil => {
+                let why = if t.get::<bool>("died").unwrap_or(false) {
+                    "the executor died"
+                } else if t.get::<bool>("timed_out").unwrap_or(false) {
+                    "the call timed out"
+                } else {
+                    "no return value"
+                };
+                Err(errors::assertion(lua, format!("{what}: {why}"), ""))
+            }
+            r => super::convert::int(lua, &r, what),
+        },
+        other => super::convert::int(lua, other, what),
+    }
+}
+
+fn errno_value(lua: &Lua, v: &Value) -> mlua::Result<i64> {
+    match v {
+        Value::String(s) => {
+            let name = s.to_string_lossy();
+            linux::errno_number(&name).map(|n| n as i64).ok_or_else(|| {
+                let hint = crate::suggest::did_you_mean(&name, linux::errnos().map(|e| e.name));
+                errors::error(lua, format!("assert_errno: unknown errno `{name}`{hint}"))
+            })
+        }
+        other => super::convert::int(lua, other, "assert_errno: errno").map(|n| n.abs()),
+    }
+}
+
+fn assert_errno(
+    lua: &Lua,
+    (ret, expected, msg): (Value, Value, Option<String>),
+) -> mlua::Result<()> {
+    let ret = ret_of(lua, &ret, "assert_errno")?;
+    let wanted: Vec<i64> = match &expected {
+        Value::Table(t) => t
+            .clone()
+            .sequence_values::<Value>()
+            .map(|v| v.and_then(|v| errno_value(lua, &v)))
+            .collect::<mlua::Result<_>>()?,
+        other => vec![errno_value(lua, other)?],
+    };
+    if wanted.iter().any(|w| ret == -w) {
+        return Ok(());
+    }
+    let names: Vec<String> = wanted.iter().map(|w| linux::describe_ret(-w)).collect();
+    let expected = if names.len() == 1 {
+        names[0].clone()
+    } else {
+        format!("one of {}", names.join(", "))
+    };
+    let got = linux::describe_ret(ret);
+    Err(errors::assertion(
+        lua,
+        with_message(msg, format!("expected {expected}, got {got}")),
+        format!("expected: {expected}\n  actual: {got}"),
+    ))
+}
+
+fn assert_ok(lua: &Lua, (ret, msg): (Value, Option<String>)) -> mlua::Result<i64> {
+    let r = ret_of(lua, &ret, "assert_ok")?;
+    if r >= 0 {
+        return Ok(r);
+    }
+    Err(errors::assertion(
+        lua,
+        with_message(
+            msg,
+            format!("expected success (>= 0), got {}", linux::describe_ret(r)),
+        ),
+        "",
+    ))
+}

@@ -1,0 +1,125 @@
+//! The Provium Lua API (see `docs/lua-api.md`) and the running of one test file in its own Lua
+//! state.
+
+pub mod api;
+pub mod caps;
+pub mod convert;
+pub mod errors;
+pub mod pack;
+pub mod session;
+pub mod vm;
+
+use crate::run::model::{FileReport, Location, Problem, Status, TestReport};
+use mlua::{Function, Lua, Value};
+pub use session::{Events, Session, SessionConfig, Silent, TestFilter};
+use std::rc::Rc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// A script may not use more memory than this on the host.
+const LUA_MEMORY_LIMIT: usize = 2 << 30;
+
+/// Runs Lua `code` as the test file `config.file`. Errors never escape: they are in the report.
+/// `chunk_name` is what error messages and tracebacks call the code (the file's path, or the
+/// YAML spec a chunk was compiled from).
+pub fn run_chunk(config: SessionConfig, chunk_name: &str, code: &str) -> FileReport {
+    let started = Instant::now();
+    let started_at = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let session = Rc::new(Session::new(config));
+    let lua = Lua::new();
+    let _ = lua.set_memory_limit(LUA_MEMORY_LIMIT);
+    lua.set_app_data(session.clone());
+    let file_error = match api::install(&lua) {
+        Ok(()) => execute(&lua, &session, chunk_name, code),
+        Err(e) => Some(Problem {
+            message: format!("cannot set up the Lua API: {e}"),
+            location: None,
+            detail: String::new(),
+        }),
+    };
+    session.shutdown_all();
+    drop(lua);
+    let mut report = session.report.take();
+    if file_error.is_some() {
+        report.file_error = file_error;
+    }
+    report.duration = started.elapsed();
+    report.started_at = started_at;
+    report
+}
+
+/// Runs a `.lua` file.
+pub fn run_file(config: SessionConfig, path: &std::path::Path) -> FileReport {
+    match std::fs::read_to_string(path) {
+        Ok(code) => {
+            let name = config.file.clone();
+            run_chunk(config, &name, &code)
+        }
+        Err(e) => FileReport {
+            path: config.file.clone(),
+            file_error: Some(Problem {
+                message: format!("cannot read {}: {e}", path.display()),
+                location: None,
+                detail: String::new(),
+            }),
+            ..Default::default()
+        },
+    }
+}
+
+fn execute(lua: &Lua, session: &Rc<Session>, chunk_name: &str, code: &str) -> Option<Problem> {
+    let chunk = match lua
+        .load(code)
+        .set_name(format!("@{chunk_name}"))
+        .into_function()
+    {
+        Ok(f) => f,
+        Err(e) => {
+            let (location, message) = errors::split_location(&errors::innermost(&e));
+            return Some(Problem {
+                message: format!("syntax error: {message}"),
+                location,
+                detail: String::new(),
+            });
+        }
+    };
+    let run: Function = match lua.named_registry_value("provium.run") {
+        Ok(f) => f,
+        Err(e) => {
+            return Some(Problem {
+                message: e.to_string(),
+                location: None,
+                detail: String::new(),
+            })
+        }
+    };
+    let result: mlua::Result<(bool, Value, Option<String>)> = run.call(chunk);
+    let status = match result {
+        Ok((true, _, _)) => return None,
+        Ok((false, err, tb)) => api::classify(&err, tb.as_deref()),
+        Err(e) => api::classify(&Value::Error(Box::new(e)), None),
+    };
+    match status {
+        Status::Skipped { reason } => {
+            // skip() outside a test skips the rest of the file.
+            session.report.borrow_mut().tests.push(TestReport {
+                name: "(file)".into(),
+                location: Location {
+                    file: session.file.clone(),
+                    line: 0,
+                },
+                status: Status::Skipped { reason },
+                duration: Default::default(),
+                output: String::new(),
+            });
+            None
+        }
+        Status::Failed(p) | Status::Errored(p) => Some(p),
+        Status::Passed => None,
+    }
+}
+
+#[cfg(test)]
+mod tests;

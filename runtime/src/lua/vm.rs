@@ -1,0 +1,774 @@
+//! The `vm` and `worker` objects of the Lua API.
+
+use super::convert::{self, int, outcome_table, plain_call};
+use super::errors;
+use super::session::Session;
+use crate::profile::{parse_memory, Profile, TransportChoice};
+use crate::protocol::{Credentials, ExecCall, SyscallCall, SyscallOutcome, Termination, WorkerId};
+use crate::vm::{BootOptions, Vm, VmError};
+use mlua::{Lua, MultiValue, Table, UserData, UserDataMethods, Value};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::Duration;
+
+/// A VM handle's state, shared by the `vm` object and its workers.
+pub struct VmSlot {
+    pub profile: Profile,
+    pub defaults: BootOptions,
+    pub vm: Option<Vm>,
+    /// Why the VM cannot be used (lost, shut down); shown by every later call.
+    pub gone: Option<String>,
+}
+
+impl VmSlot {
+    pub fn new(profile: Profile, defaults: BootOptions) -> VmSlot {
+        VmSlot {
+            profile,
+            defaults,
+            vm: None,
+            gone: None,
+        }
+    }
+
+    /// Shuts the VM down if it runs (at the end of a file, or `provium.shutdown_all`).
+    pub fn shutdown(&mut self) {
+        if let Some(mut vm) = self.vm.take() {
+            let _ = vm.shutdown();
+        }
+        self.gone
+            .get_or_insert_with(|| "the VM was shut down".into());
+    }
+}
+
+/// Something syscalls can be sent to: the VM itself (worker 0) or a worker.
+pub trait Target {
+    fn slot(&self) -> &Rc<RefCell<VmSlot>>;
+    fn worker(&self) -> WorkerId;
+    fn label(&self) -> &'static str;
+}
+
+#[derive(Clone)]
+pub struct LuaVm(pub Rc<RefCell<VmSlot>>);
+
+impl Target for LuaVm {
+    fn slot(&self) -> &Rc<RefCell<VmSlot>> {
+        &self.0
+    }
+    fn worker(&self) -> WorkerId {
+        0
+    }
+    fn label(&self) -> &'static str {
+        "vm"
+    }
+}
+
+pub struct LuaWorker {
+    slot: Rc<RefCell<VmSlot>>,
+    id: WorkerId,
+    creds: Credentials,
+}
+
+impl Target for LuaWorker {
+    fn slot(&self) -> &Rc<RefCell<VmSlot>> {
+        &self.slot
+    }
+    fn worker(&self) -> WorkerId {
+        self.id
+    }
+    fn label(&self) -> &'static str {
+        "worker"
+    }
+}
+
+/// Runs `f` on the booted VM; a fatal VM error marks the VM gone and records its console.
+fn with_vm<T, R>(
+    lua: &Lua,
+    target: &T,
+    method: &str,
+    f: impl FnOnce(&mut Vm, WorkerId) -> Result<R, VmError>,
+) -> mlua::Result<R>
+where
+    T: Target + ?Sized,
+{
+    let label = target.label();
+    if Session::get(lua).list_only {
+        return Err(errors::error(
+            lua,
+            format!("{label}:{method}: --list does not boot VMs"),
+        ));
+    }
+    let mut slot = target.slot().borrow_mut();
+    let running = slot.vm.as_ref().is_some_and(|vm| vm.is_running());
+    if !running {
+        return Err(errors::error(
+            lua,
+            match &slot.gone {
+                Some(why) => format!("{label}:{method}: the VM is not available: {why}"),
+                None => format!("{label}:{method}: the VM is not booted; call vm:boot() first"),
+            },
+        ));
+    }
+    let Some(vm) = slot.vm.as_mut() else {
+        return Err(errors::error(
+            lua,
+            format!("{label}:{method}: the VM is gone"),
+        ));
+    };
+    match f(vm, target.worker()) {
+        Ok(r) => Ok(r),
+        Err(e) => {
+            let console = e.console_tail().map(str::to_string);
+            if e.is_fatal() {
+                slot.gone = Some(format!("it was lost earlier ({e})"));
+                if let Some(c) = &console {
+                    Session::get(lua).record_console(c);
+                }
+            }
+            Err(errors::error_with(
+                lua,
+                format!("{label}:{method}: {e}"),
+                console
+                    .map(|c| format!("console tail:\n{c}"))
+                    .unwrap_or_default(),
+            ))
+        }
+    }
+}
+
+fn syscall_label(nr: i64) -> String {
+    match provium_compiler::linux::Arch::X86_64.syscall_name(nr) {
+        Some(name) => format!("syscall {nr} ({name})"),
+        None => format!("syscall {nr}"),
+    }
+}
+
+/// A call's outcome when only a return is acceptable: death and timeouts are errors here.
+fn expect_returned(
+    lua: &Lua,
+    method: &str,
+    nr: i64,
+    outcome: SyscallOutcome,
+) -> mlua::Result<(i64, Vec<Option<Vec<u8>>>)> {
+    let what = syscall_label(nr);
+    match outcome {
+        SyscallOutcome::Returned { ret, buffers } => Ok((ret, buffers)),
+        SyscallOutcome::ExecutorDied(t) => Err(errors::error(
+            lua,
+            format!("{method}: {what} ended the executor ({t}); use vm:call to expect that"),
+        )),
+        SyscallOutcome::TimedOut => Err(errors::error(lua, format!("{method}: {what} timed out"))),
+        SyscallOutcome::Rejected(why) => {
+            Err(errors::error(lua, format!("{method}: {what}: {why}")))
+        }
+    }
+}
+
+fn run_call<T: Target + ?Sized>(
+    lua: &Lua,
+    target: &T,
+    method: &str,
+    call: SyscallCall,
+) -> mlua::Result<SyscallOutcome> {
+    with_vm(lua, target, method, |vm, w| vm.syscall_in(w, call))
+}
+
+fn strings(lua: &Lua, bufs: Vec<Vec<u8>>) -> mlua::Result<MultiValue> {
+    bufs.into_iter()
+        .map(|b| lua.create_string(&b).map(Value::String))
+        .collect()
+}
+
+fn add_target_methods<T: Target + UserData + 'static, M: UserDataMethods<T>>(methods: &mut M) {
+    methods.add_method("syscall", |lua, this, args: MultiValue| {
+        let mut args = args.into_iter();
+        let nr = args.next().unwrap_or(Value::Nil);
+        let rest: Vec<Value> = args.collect();
+        let call = plain_call(lua, "syscall", &nr, &rest)?;
+        let n = call.nr;
+        let (ret, _) = expect_returned(lua, "syscall", n, run_call(lua, this, "syscall", call)?)?;
+        Ok(ret)
+    });
+
+    methods.add_method("syscall_buf", |lua, this, args: MultiValue| {
+        let args: Vec<Value> = args.into_iter().collect();
+        if args.len() < 3 {
+            return Err(errors::error(
+                lua,
+                "syscall_buf(nr, buf_arg_index, data, args...): too few arguments",
+            ));
+        }
+        let idx = int(lua, &args[1], "syscall_buf: buffer index")?;
+        let mut call = plain_call(lua, "syscall_buf", &args[0], &args[3..])?;
+        let bufs = lua.create_table()?;
+        bufs.set(idx, args[2].clone())?;
+        convert::add_indexed_buffers(lua, "syscall_buf", &mut call, &bufs)?;
+        let nr = call.nr;
+        let c = call.clone();
+        let (ret, buffers) = expect_returned(
+            lua,
+            "syscall_buf",
+            nr,
+            run_call(lua, this, "syscall_buf", call)?,
+        )?;
+        let mut out = vec![Value::Integer(ret)];
+        out.extend(strings(lua, convert::arg_buffers(&c, &buffers))?);
+        Ok(MultiValue::from_vec(out))
+    });
+
+    methods.add_method("syscall_bufs", |lua, this, args: MultiValue| {
+        let args: Vec<Value> = args.into_iter().collect();
+        let Some(Value::Table(bufs)) = args.get(1).cloned() else {
+            return Err(errors::error(
+                lua,
+                "syscall_bufs(nr, {[idx]=data, ...}, args...): the second argument must be a table",
+            ));
+        };
+        let mut call = plain_call(lua, "syscall_bufs", &args[0], &args[2..])?;
+        convert::add_indexed_buffers(lua, "syscall_bufs", &mut call, &bufs)?;
+        let nr = call.nr;
+        let c = call.clone();
+        let (ret, buffers) = expect_returned(
+            lua,
+            "syscall_bufs",
+            nr,
+            run_call(lua, this, "syscall_bufs", call)?,
+        )?;
+        let mut out = vec![Value::Integer(ret)];
+        out.extend(strings(lua, convert::arg_buffers(&c, &buffers))?);
+        Ok(MultiValue::from_vec(out))
+    });
+
+    methods.add_method("syscall_ptr", |lua, this, args: MultiValue| {
+        let args: Vec<Value> = args.into_iter().collect();
+        let (Some(Value::Table(bufs)), Some(Value::Table(ptrs))) =
+            (args.get(1).cloned(), args.get(2).cloned())
+        else {
+            return Err(errors::error(
+                lua,
+                "syscall_ptr(nr, bufs, ptrs, args...): bufs and ptrs must be tables",
+            ));
+        };
+        let mut call = plain_call(lua, "syscall_ptr", &args[0], &args[3..])?;
+        convert::add_indexed_buffers(lua, "syscall_ptr", &mut call, &bufs)?;
+        let outputs = convert::add_pointer_specs(lua, "syscall_ptr", &mut call, &ptrs)?;
+        let nr = call.nr;
+        let c = call.clone();
+        let (ret, buffers) = expect_returned(
+            lua,
+            "syscall_ptr",
+            nr,
+            run_call(lua, this, "syscall_ptr", call)?,
+        )?;
+        let mut out = vec![Value::Integer(ret)];
+        out.extend(strings(lua, convert::arg_buffers(&c, &buffers))?);
+        let subs: Vec<Vec<u8>> = outputs
+            .iter()
+            .map(|&i| buffers.get(i).cloned().flatten().unwrap_or_default())
+            .collect();
+        out.extend(strings(lua, subs)?);
+        Ok(MultiValue::from_vec(out))
+    });
+
+    methods.add_method(
+        "ioctl",
+        |lua, this, (fd, cmd, data): (Value, Value, Value)| {
+            let nr = Value::Integer(16);
+            let fd = int(lua, &fd, "ioctl: fd")?;
+            let cmd = int(lua, &cmd, "ioctl: request")?;
+            let mut call = plain_call(
+                lua,
+                "ioctl",
+                &nr,
+                &[Value::Integer(fd), Value::Integer(cmd)],
+            )?;
+            let has_buffer = matches!(data, Value::String(_));
+            match &data {
+                Value::String(_) => {
+                    let bufs = lua.create_table()?;
+                    bufs.set(2, data.clone())?;
+                    convert::add_indexed_buffers(lua, "ioctl", &mut call, &bufs)?;
+                }
+                Value::Nil => {}
+                other => call.args[2] = int(lua, other, "ioctl: argument")?,
+            }
+            let c = call.clone();
+            let (ret, buffers) =
+                expect_returned(lua, "ioctl", 16, run_call(lua, this, "ioctl", call)?)?;
+            let mut out = vec![Value::Integer(ret)];
+            if has_buffer {
+                out.extend(strings(lua, convert::arg_buffers(&c, &buffers))?);
+            }
+            Ok(MultiValue::from_vec(out))
+        },
+    );
+
+    methods.add_method(
+        "ioctl_buf",
+        |lua, this, (fd, cmd, data, ptrs): (Value, Value, Value, Option<Table>)| {
+            let fd = int(lua, &fd, "ioctl_buf: fd")?;
+            let cmd = int(lua, &cmd, "ioctl_buf: request")?;
+            let mut call = plain_call(
+                lua,
+                "ioctl_buf",
+                &Value::Integer(16),
+                &[Value::Integer(fd), Value::Integer(cmd)],
+            )?;
+            let bufs = lua.create_table()?;
+            bufs.set(2, data)?;
+            convert::add_indexed_buffers(lua, "ioctl_buf", &mut call, &bufs)?;
+            let outputs = match ptrs {
+                Some(p) => convert::add_pointer_specs(lua, "ioctl_buf", &mut call, &p)?,
+                None => Vec::new(),
+            };
+            let c = call.clone();
+            let (ret, buffers) = expect_returned(
+                lua,
+                "ioctl_buf",
+                16,
+                run_call(lua, this, "ioctl_buf", call)?,
+            )?;
+            let mut out = vec![Value::Integer(ret)];
+            out.extend(strings(lua, convert::arg_buffers(&c, &buffers))?);
+            let subs: Vec<Vec<u8>> = outputs
+                .iter()
+                .map(|&i| buffers.get(i).cloned().flatten().unwrap_or_default())
+                .collect();
+            out.extend(strings(lua, subs)?);
+            Ok(MultiValue::from_vec(out))
+        },
+    );
+
+    methods.add_method("call", |lua, this, spec: Value| {
+        let Value::Table(spec) = spec else {
+            return Err(errors::error(
+                lua,
+                "call{nr=, args=, bufs=, ptrs=, timeout=}: expected a table",
+            ));
+        };
+        let (call, outputs) = convert::call_from_table(lua, "call", &spec)?;
+        let c = call.clone();
+        let outcome = run_call(lua, this, "call", call)?;
+        outcome_table(lua, &c, &outcome, &outputs)
+    });
+
+    methods.add_method("batch", |lua, this, calls: Value| {
+        let Value::Table(calls) = calls else {
+            return Err(errors::error(
+                lua,
+                "batch{ {nr, args...}, ... }: expected a list of calls",
+            ));
+        };
+        let mut built = Vec::new();
+        for (i, c) in calls.sequence_values::<Value>().enumerate() {
+            let Value::Table(t) = c? else {
+                return Err(errors::error(
+                    lua,
+                    format!("batch: call {} must be a table", i + 1),
+                ));
+            };
+            built.push(convert::call_from_table(
+                lua,
+                &format!("batch: call {}", i + 1),
+                &t,
+            )?);
+        }
+        let requests: Vec<SyscallCall> = built.iter().map(|(c, _)| c.clone()).collect();
+        let outcomes = with_vm(lua, this, "batch", |vm, w| vm.batch_in(w, requests))?;
+        let results = lua.create_table()?;
+        for ((call, outputs), outcome) in built.iter().zip(&outcomes) {
+            results.push(outcome_table(lua, call, outcome, outputs)?)?;
+        }
+        Ok(results)
+    });
+
+    methods.add_method("exec", |lua, this, (cmd, opts): (Value, Option<Table>)| {
+        let call = exec_call(lua, &cmd, opts.as_ref())?;
+        let result = with_vm(lua, this, "exec", |vm, w| vm.exec_in(w, call))?;
+        exec_result(lua, result)
+    });
+
+    methods.add_method("read_file", |lua, this, path: String| {
+        let data = with_vm(lua, this, "read_file", |vm, w| vm.read_file_in(w, &path))?;
+        lua.create_string(&data)
+    });
+
+    methods.add_method(
+        "write_file",
+        |lua, this, (path, data, mode): (String, mlua::LuaString, Option<i64>)| {
+            let data = data.as_bytes().to_vec();
+            let mode = mode.unwrap_or(0) as u32;
+            with_vm(lua, this, "write_file", |vm, w| {
+                vm.write_file_in(w, &path, &data, mode)
+            })
+        },
+    );
+}
+
+impl UserData for LuaVm {
+    fn add_fields<F: mlua::UserDataFields<Self>>(fields: &mut F) {
+        fields.add_field_method_get("info", |lua, this| {
+            let slot = this.0.borrow();
+            match slot.vm.as_ref() {
+                Some(vm) => lua.to_value(vm.info()),
+                None => Ok(Value::Nil),
+            }
+        });
+        fields.add_field_method_get("profile", |_, this| {
+            Ok(this.0.borrow().profile.name.clone())
+        });
+    }
+
+    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
+        add_target_methods(methods);
+
+        methods.add_method("boot", |lua, this, opts: Option<Table>| {
+            let mut slot = this.0.borrow_mut();
+            if slot.vm.as_ref().is_some_and(|vm| vm.is_running()) {
+                return Err(errors::error(lua, "vm:boot: the VM is already booted"));
+            }
+            let mut options = slot.defaults.clone();
+            if let Some(t) = &opts {
+                apply_boot_options(lua, t, &mut options)?;
+            }
+            let session = Session::get(lua);
+            if session.list_only {
+                return Ok(());
+            }
+            session.events.boot_started(&slot.profile.name);
+            let result = Vm::boot(&slot.profile, &options);
+            session.events.boot_finished();
+            match result {
+                Ok(vm) => {
+                    session.record_vm(vm.info().clone());
+                    slot.vm = Some(vm);
+                    slot.gone = None;
+                    Ok(())
+                }
+                Err(e) => {
+                    let console = e.console_tail().map(str::to_string);
+                    if let Some(c) = &console {
+                        session.record_console(c);
+                    }
+                    slot.gone = Some(format!("its boot failed ({e})"));
+                    Err(errors::error_with(
+                        lua,
+                        format!("vm:boot: {e}"),
+                        console
+                            .map(|c| format!("console tail:\n{c}"))
+                            .unwrap_or_default(),
+                    ))
+                }
+            }
+        });
+
+        methods.add_method("is_booted", |_, this, ()| {
+            Ok(this
+                .0
+                .borrow()
+                .vm
+                .as_ref()
+                .is_some_and(|vm| vm.is_running()))
+        });
+
+        methods.add_method("dmesg", |lua, this, pattern: Option<String>| {
+            let log = with_vm(lua, this, "dmesg", |vm, _| vm.dmesg())?;
+            let Some(pattern) = pattern else {
+                return lua.create_string(&log);
+            };
+            let find: mlua::Function = lua.globals().get::<Table>("string")?.get("find")?;
+            let mut kept = Vec::new();
+            for line in log.lines() {
+                let hit: Value = find.call((line, pattern.as_str()))?;
+                if !hit.is_nil() {
+                    kept.push(line);
+                }
+            }
+            lua.create_string(kept.join("\n"))
+        });
+
+        methods.add_method("console", |lua, this, lines: Option<usize>| {
+            let slot = this.0.borrow();
+            let text = slot
+                .vm
+                .as_ref()
+                .map(|vm| vm.console_tail(lines.unwrap_or(40)))
+                .unwrap_or_default();
+            lua.create_string(text)
+        });
+
+        methods.add_method("spawn", |lua, this, opts: Option<Table>| {
+            let creds = credentials(lua, opts.as_ref())?;
+            let c = creds.clone();
+            let id = with_vm(lua, this, "spawn", |vm, _| vm.spawn_worker(c))?;
+            Ok(LuaWorker {
+                slot: this.0.clone(),
+                id,
+                creds,
+            })
+        });
+
+        methods.add_method("shutdown", |_, this, ()| {
+            this.0.borrow_mut().shutdown();
+            Ok(())
+        });
+
+        methods.add_method("kill", |_, this, ()| {
+            let mut slot = this.0.borrow_mut();
+            if let Some(mut vm) = slot.vm.take() {
+                vm.kill();
+            }
+            slot.gone = Some("the VM was killed".into());
+            Ok(())
+        });
+    }
+}
+
+impl UserData for LuaWorker {
+    fn add_fields<F: mlua::UserDataFields<Self>>(fields: &mut F) {
+        fields.add_field_method_get("id", |_, this| Ok(this.id));
+        fields.add_field_method_get("uid", |_, this| Ok(this.creds.uid));
+        fields.add_field_method_get("gid", |_, this| Ok(this.creds.gid));
+    }
+
+    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
+        add_target_methods(methods);
+        methods.add_method("kill", |lua, this, ()| {
+            with_vm(lua, this, "kill", |vm, w| vm.kill_worker(w))
+        });
+    }
+}
+
+fn apply_boot_options(lua: &Lua, t: &Table, o: &mut BootOptions) -> mlua::Result<()> {
+    for pair in t.pairs::<String, Value>() {
+        let (key, value) = pair?;
+        match key.as_str() {
+            "memory" => {
+                let mib = match &value {
+                    Value::Integer(n) => parse_memory(&n.to_string()),
+                    Value::String(s) => parse_memory(&s.to_string_lossy()),
+                    other => Err(format!(
+                        "expected \"512M\" or a number of MiB, got {}",
+                        other.type_name()
+                    )),
+                };
+                o.memory_mib =
+                    Some(mib.map_err(|e| errors::error(lua, format!("vm:boot: memory: {e}")))?);
+            }
+            "cpus" => {
+                let n = int(lua, &value, "vm:boot: cpus")?;
+                if !(1..=64).contains(&n) {
+                    return Err(errors::error(
+                        lua,
+                        format!("vm:boot: cpus must be 1 to 64, got {n}"),
+                    ));
+                }
+                o.cpus = Some(n as u32);
+            }
+            "timeout" => {
+                let secs: f64 = lua.unpack(value)?;
+                o.timeout = Some(Duration::from_secs_f64(secs.max(0.1)));
+            }
+            "files" => {
+                let Value::Table(files) = value else {
+                    return Err(errors::error(
+                        lua,
+                        "vm:boot: files must be a table {guest_path = host_path}",
+                    ));
+                };
+                for pair in files.pairs::<String, String>() {
+                    let (guest, host) = pair?;
+                    let host = PathBuf::from(host);
+                    if !host.is_file() {
+                        return Err(errors::error(
+                            lua,
+                            format!("vm:boot: files: {} does not exist", host.display()),
+                        ));
+                    }
+                    o.files.insert(guest, host);
+                }
+            }
+            "transport" => {
+                let s: String = lua.unpack(value)?;
+                o.transport = Some(
+                    s.parse::<TransportChoice>()
+                        .map_err(|e| errors::error(lua, format!("vm:boot: {e}")))?,
+                );
+            }
+            "accel" => {
+                let s: String = lua.unpack(value)?;
+                o.accel = Some(
+                    s.parse()
+                        .map_err(|e: String| errors::error(lua, format!("vm:boot: {e}")))?,
+                );
+            }
+            "machine" => {
+                let s: String = lua.unpack(value)?;
+                o.machine = Some(
+                    s.parse()
+                        .map_err(|e: String| errors::error(lua, format!("vm:boot: {e}")))?,
+                );
+            }
+            "kernel_args" => {
+                let args: Vec<String> = lua.unpack(value)?;
+                o.kernel_args.extend(args);
+            }
+            other => {
+                let known = [
+                    "memory",
+                    "cpus",
+                    "timeout",
+                    "files",
+                    "transport",
+                    "accel",
+                    "machine",
+                    "kernel_args",
+                ];
+                let hint = crate::suggest::did_you_mean(other, known);
+                return Err(errors::error(
+                    lua,
+                    format!("vm:boot: unknown option `{other}`{hint}"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn credentials(lua: &Lua, opts: Option<&Table>) -> mlua::Result<Credentials> {
+    let mut c = Credentials::default();
+    let Some(t) = opts else { return Ok(c) };
+    for pair in t.pairs::<String, Value>() {
+        let (key, value) = pair?;
+        match key.as_str() {
+            "uid" => c.uid = int(lua, &value, "spawn: uid")? as u32,
+            "gid" => c.gid = int(lua, &value, "spawn: gid")? as u32,
+            "groups" => {
+                let groups: Vec<i64> = lua.unpack(value)?;
+                c.groups = groups.into_iter().map(|g| g as u32).collect();
+            }
+            "caps" => {
+                let Value::Table(caps) = value else {
+                    return Err(errors::error(
+                        lua,
+                        "spawn: caps must be a list of names (\"CAP_NET_ADMIN\") or numbers",
+                    ));
+                };
+                for cap in caps.sequence_values::<Value>() {
+                    let n = match cap? {
+                        Value::String(s) => {
+                            let name = s.to_string_lossy().to_ascii_uppercase();
+                            let full = if name.starts_with("CAP_") {
+                                name
+                            } else {
+                                format!("CAP_{name}")
+                            };
+                            super::caps::number(&full).ok_or_else(|| {
+                                let hint =
+                                    crate::suggest::did_you_mean(&full, super::caps::names());
+                                errors::error(
+                                    lua,
+                                    format!("spawn: unknown capability `{full}`{hint}"),
+                                )
+                            })?
+                        }
+                        other => int(lua, &other, "spawn: capability")? as u8,
+                    };
+                    c.caps.push(n);
+                }
+            }
+            other => {
+                let hint = crate::suggest::did_you_mean(other, ["uid", "gid", "groups", "caps"]);
+                return Err(errors::error(
+                    lua,
+                    format!("spawn: unknown option `{other}`{hint}"),
+                ));
+            }
+        }
+    }
+    if c.gid == 0 && c.uid != 0 && !t.contains_key("gid")? {
+        c.gid = c.uid;
+    }
+    Ok(c)
+}
+
+fn exec_call(lua: &Lua, cmd: &Value, opts: Option<&Table>) -> mlua::Result<ExecCall> {
+    let mut call = match cmd {
+        Value::String(s) => ExecCall {
+            argv: vec![s.to_string_lossy().to_string()],
+            shell: true,
+            ..Default::default()
+        },
+        Value::Table(t) => {
+            let argv: Vec<String> = t.sequence_values::<String>().collect::<mlua::Result<_>>()?;
+            if argv.is_empty() {
+                return Err(errors::error(lua, "exec: argv is empty"));
+            }
+            ExecCall {
+                argv,
+                ..Default::default()
+            }
+        }
+        other => {
+            return Err(errors::error(
+                lua,
+                format!(
+                    "exec: expected a shell command (string) or argv (list), got {}",
+                    other.type_name()
+                ),
+            ))
+        }
+    };
+    if let Some(o) = opts {
+        if let Some(env) = o.get::<Option<Table>>("env")? {
+            let mut vars: BTreeMap<String, String> = BTreeMap::new();
+            for pair in env.pairs::<String, String>() {
+                let (k, v) = pair?;
+                vars.insert(k, v);
+            }
+            call.env = vars.into_iter().collect();
+        }
+        if let Some(stdin) = o.get::<Option<mlua::LuaString>>("stdin")? {
+            call.stdin = stdin.as_bytes().to_vec();
+        }
+        if let Some(t) = o.get::<Option<f64>>("timeout")? {
+            call.timeout_ms = (t * 1000.0).clamp(1.0, u32::MAX as f64) as u32;
+        }
+        call.cwd = o.get::<Option<String>>("cwd")?;
+    }
+    Ok(call)
+}
+
+fn exec_result(lua: &Lua, r: crate::protocol::ExecResult) -> mlua::Result<Table> {
+    let t = lua.create_table()?;
+    let output: mlua::Function = lua.named_registry_value("provium.output")?;
+    t.set(
+        "stdout",
+        output.call::<Value>(lua.create_string(&r.stdout)?)?,
+    )?;
+    t.set(
+        "stderr",
+        output.call::<Value>(lua.create_string(&r.stderr)?)?,
+    )?;
+    t.set("truncated", r.truncated)?;
+    match r.termination {
+        Some(Termination::Exited(code)) => {
+            t.set("ok", code == 0)?;
+            t.set("exit_code", code)?;
+            t.set("timed_out", false)?;
+        }
+        Some(Termination::Signaled(sig)) => {
+            t.set("ok", false)?;
+            t.set("signal", sig)?;
+            t.set("timed_out", false)?;
+        }
+        None => {
+            t.set("ok", false)?;
+            t.set("timed_out", true)?;
+        }
+    }
+    Ok(t)
+}
+
+use mlua::LuaSerdeExt;

@@ -1,0 +1,126 @@
+//! JUnit XML, as Jenkins, GitLab and GitHub test reporters read it.
+//!
+//! quick-junit (cargo-nextest's writer) rather than junit-report: it has suite `<properties>`,
+//! suite-level `skipped` counts, extra attributes for `file` and `line` on test cases, and a
+//! reader that `provium junit merge` uses.
+//!
+//! - one `<testsuite>` per file, named by its path; one `<testcase>` per test, `classname` the
+//!   file's path, names unique within the suite;
+//! - `<failure>` for assertion failures, `<error>` for errors and crashes (with the traceback as
+//!   the element text), `<skipped>` with the reason;
+//! - suite properties: kernel release, arch, accelerator, transport, profile, machine;
+//! - the console tail in the suite's `<system-out>` when a VM failed;
+//! - an error outside any test is a test case named `(file)` with an `<error>`.
+
+use crate::run::model::{FileReport, Problem, Status};
+use crate::run::Summary;
+use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
+use std::time::Duration;
+
+pub fn report(summary: &Summary) -> Report {
+    let mut report = Report::new("provium");
+    report.set_time(summary.duration);
+    for file in &summary.reports {
+        report.add_test_suite(suite(file));
+    }
+    report
+}
+
+fn problem_status(kind: NonSuccessKind, ty: &str, p: &Problem) -> TestCaseStatus {
+    let mut status = TestCaseStatus::non_success(kind);
+    let message = match &p.location {
+        Some(l) => format!("{} ({l})", p.message),
+        None => p.message.clone(),
+    };
+    status.set_message(message);
+    status.set_type(ty);
+    let mut text = p.message.clone();
+    if let Some(l) = &p.location {
+        text.push_str(&format!("\nat {l}"));
+    }
+    if !p.detail.is_empty() {
+        text.push('\n');
+        text.push_str(&p.detail);
+    }
+    status.set_description(text);
+    status
+}
+
+fn suite(file: &FileReport) -> TestSuite {
+    let mut suite = TestSuite::new(file.path.as_str());
+    suite.set_time(file.duration);
+    if let Some(ts) = timestamp(file.started_at) {
+        suite.set_timestamp(ts);
+    }
+    if let Some(vm) = file.vms.first() {
+        suite.add_properties([
+            Property::new("kernel.release", vm.kernel_release.as_str()),
+            Property::new("arch", vm.arch.as_str()),
+            Property::new("accelerator", vm.accel.as_str()),
+            Property::new("transport", vm.transport.as_str()),
+            Property::new("profile", vm.profile.as_str()),
+            Property::new("machine", vm.machine.as_str()),
+            Property::new("boot.ms", vm.boot_ms.to_string()),
+        ]);
+    }
+    for t in &file.tests {
+        let status = match &t.status {
+            Status::Passed => TestCaseStatus::success(),
+            Status::Failed(p) => problem_status(NonSuccessKind::Failure, "assertion", p),
+            Status::Errored(p) => problem_status(NonSuccessKind::Error, "error", p),
+            Status::Skipped { reason } => {
+                let mut s = TestCaseStatus::skipped();
+                s.set_message(reason.as_str());
+                s
+            }
+        };
+        let mut case = TestCase::new(t.name.as_str(), status);
+        case.set_classname(file.path.as_str());
+        case.set_time(t.duration);
+        case.extra
+            .insert("file".into(), t.location.file.as_str().into());
+        case.extra
+            .insert("line".into(), t.location.line.to_string().into());
+        if !t.output.is_empty() {
+            case.set_system_out(t.output.as_str());
+        }
+        suite.add_test_case(case);
+    }
+    if let Some(p) = &file.file_error {
+        let mut case = TestCase::new("(file)", problem_status(NonSuccessKind::Error, "error", p));
+        case.set_classname(file.path.as_str());
+        case.set_time(Duration::ZERO);
+        case.extra.insert("file".into(), file.path.as_str().into());
+        let line = p.location.as_ref().map(|l| l.line).unwrap_or(0);
+        case.extra.insert("line".into(), line.to_string().into());
+        suite.add_test_case(case);
+    }
+    let mut out = String::new();
+    if !file.output.is_empty() {
+        out.push_str(&file.output);
+    }
+    if let Some(console) = &file.console {
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str("--- guest console (tail) ---\n");
+        out.push_str(console);
+    }
+    if !out.is_empty() {
+        suite.set_system_out(out);
+    }
+    suite
+}
+
+fn timestamp(unix: u64) -> Option<chrono::DateTime<chrono::FixedOffset>> {
+    chrono::DateTime::from_timestamp(unix as i64, 0).map(|t| t.fixed_offset())
+}
+
+/// Writes the report to `path` (atomically, so a reader never sees half a file).
+pub fn write(summary: &Summary, path: &std::path::Path) -> anyhow::Result<()> {
+    let xml = report(summary)
+        .to_string()
+        .map_err(|e| anyhow::anyhow!("serializing JUnit XML: {e}"))?;
+    crate::paths::write_atomically(path, xml.as_bytes())
+        .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))
+}
