@@ -82,8 +82,61 @@ impl Target for LuaWorker {
     }
 }
 
+/// What a VM call returns in `--list` mode, where files run without VMs: neutral values, so that
+/// top-level set-up code does not stop the listing.
+pub trait DryRun {
+    fn dry() -> Self;
+}
+
+impl DryRun for () {
+    fn dry() {}
+}
+impl DryRun for i64 {
+    fn dry() -> i64 {
+        0
+    }
+}
+impl DryRun for u32 {
+    fn dry() -> u32 {
+        0
+    }
+}
+impl DryRun for String {
+    fn dry() -> String {
+        String::new()
+    }
+}
+impl DryRun for Vec<u8> {
+    fn dry() -> Vec<u8> {
+        Vec::new()
+    }
+}
+impl DryRun for Vec<SyscallOutcome> {
+    fn dry() -> Vec<SyscallOutcome> {
+        Vec::new()
+    }
+}
+impl DryRun for SyscallOutcome {
+    fn dry() -> SyscallOutcome {
+        SyscallOutcome::Returned {
+            ret: 0,
+            buffers: Vec::new(),
+        }
+    }
+}
+impl DryRun for crate::protocol::ExecResult {
+    fn dry() -> Self {
+        crate::protocol::ExecResult {
+            termination: Some(Termination::Exited(0)),
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            truncated: false,
+        }
+    }
+}
+
 /// Runs `f` on the booted VM; a fatal VM error marks the VM gone and records its console.
-fn with_vm<T, R>(
+fn with_vm<T, R: DryRun>(
     lua: &Lua,
     target: &T,
     method: &str,
@@ -94,10 +147,7 @@ where
 {
     let label = target.label();
     if Session::get(lua).list_only {
-        return Err(errors::error(
-            lua,
-            format!("{label}:{method}: --list does not boot VMs"),
-        ));
+        return Ok(R::dry());
     }
     let mut slot = target.slot().borrow_mut();
     let running = slot.vm.as_ref().is_some_and(|vm| vm.is_running());
@@ -538,6 +588,28 @@ impl UserData for LuaWorker {
             with_vm(lua, this, "kill", |vm, w| vm.kill_worker(w))
         });
     }
+}
+
+/// A file mode: an integer (`tonumber("600", 8)`), or an octal string (`"600"`, `"0o600"`).
+fn file_mode(lua: &Lua, v: &Value) -> mlua::Result<u32> {
+    let mode = match v {
+        Value::Nil => return Ok(0),
+        Value::String(s) => {
+            let text = s.to_string_lossy();
+            let digits = text.trim_start_matches("0o");
+            u32::from_str_radix(digits, 8).map_err(|_| {
+                errors::error(lua, format!("write_file: mode `{text}` is not octal"))
+            })?
+        }
+        other => int(lua, other, "write_file: mode")? as u32,
+    };
+    if mode > 0o7777 {
+        return Err(errors::error(
+            lua,
+            format!("write_file: mode {mode:o} is above 7777"),
+        ));
+    }
+    Ok(mode)
 }
 
 fn apply_boot_options(lua: &Lua, t: &Table, o: &mut BootOptions) -> mlua::Result<()> {

@@ -31,9 +31,9 @@ pub struct Problem {
 pub enum Status {
     Passed,
     /// An assertion failed: the kernel did not behave as expected.
-    Failed(Problem),
+    Failed(#[serde(rename = "problem")] Problem),
     /// Anything else went wrong: a Lua error, a lost VM, a bad argument.
-    Errored(Problem),
+    Errored(#[serde(rename = "problem")] Problem),
     Skipped {
         reason: String,
     },
@@ -59,6 +59,7 @@ pub struct TestReport {
     pub name: String,
     /// Where the test is defined (the `test(...)` call, or the spec case).
     pub location: Location,
+    #[serde(flatten)]
     pub status: Status,
     #[serde(with = "secs")]
     pub duration: Duration,

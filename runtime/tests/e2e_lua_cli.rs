@@ -1,0 +1,159 @@
+//! `provium test` on Lua files against the real kernel: the issue's example passes, a failing
+//! assertion names both values at its line, a syntax error does not stop the other files, and
+//! the JUnit report validates with junitparser.
+
+use std::path::Path;
+use std::process::Command;
+
+fn provium() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_provium"))
+}
+
+fn write(dir: &Path, name: &str, text: &str) {
+    std::fs::write(dir.join(name), text).unwrap();
+}
+
+const EXAMPLE: &str = include_str!("../../examples/syscalls.lua");
+
+#[test]
+fn a_run_with_a_pass_a_failure_and_a_syntax_error() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "a_example.lua", EXAMPLE);
+    write(
+        dir.path(),
+        "b_failing.lua",
+        "local vm = provium.create()\nvm:boot()\n\ntest(\"close(-1)\", function()\n  local ret = vm:syscall(3, -1)\n  assert_eq(-22, ret, \"close(-1)\")\nend)\n\ntest(\"still runs\", function() assert(true) end)\n",
+    );
+    write(
+        dir.path(),
+        "c_broken.lua",
+        "test('x', function()\n  local = 1\nend)\n",
+    );
+    let junit = dir.path().join("report.xml");
+    let out = provium()
+        .current_dir(dir.path())
+        .args(["test", ".", "--junit"])
+        .arg(&junit)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "exit code\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        "PASS",
+        "a_example.lua::pipe round trip",
+        "FAIL",
+        "b_failing.lua::close(-1)",
+        "close(-1): expected -22 (EINVAL), got -9 (EBADF)",
+        "at b_failing.lua:6",
+        "b_failing.lua::still runs",
+        "ERROR",
+        "c_broken.lua",
+        "syntax error",
+        "at c_broken.lua:2",
+        "7 tests run: 5 passed, 1 failed, 1 errored",
+    ] {
+        assert!(stdout.contains(line), "missing {line:?} in:\n{stdout}");
+    }
+    let expected = serde_json::json!({
+        "a_example.lua": {"tests": 4, "failures": 0, "errors": 0, "skipped": 0, "vm": ["kernel.release", "arch", "accelerator", "transport", "profile"],
+            "cases": {"getpid is positive": "passed", "pipe round trip": "passed"}},
+        "b_failing.lua": {"tests": 2, "failures": 1, "errors": 0, "skipped": 0,
+            "cases": {"close(-1)": "failure", "still runs": "passed"}},
+        "c_broken.lua": {"tests": 1, "failures": 0, "errors": 1, "skipped": 0, "cases": {"(file)": "error"}},
+    });
+    let check = Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/validate_junit.py"
+        ))
+        .arg(&junit)
+        .arg(expected.to_string())
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "junitparser rejected the report:\n{}{}\n{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr),
+        std::fs::read_to_string(&junit).unwrap()
+    );
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(
+        xml.contains(r#"line="6""#) || xml.contains("b_failing.lua:6"),
+        "{xml}"
+    );
+}
+
+#[test]
+fn the_examples_pass() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let out = provium()
+        .current_dir(root)
+        .args(["test", "examples", "-j", "2"])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("examples/workers.lua::uid 1000 gets EACCES"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn list_and_filter_do_not_boot() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let started = std::time::Instant::now();
+    let out = provium()
+        .current_dir(root)
+        .args(["test", "examples", "--list", "--filter", "pipe"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert_eq!(stdout.trim(), "examples/syscalls.lua::pipe round trip");
+    assert!(started.elapsed().as_secs() < 5, "listing must not boot VMs");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let out = provium().args(["test", "/no/such/dir"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no such file or directory"));
+    let out = provium().args(["test", "--no-such-flag"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn json_lines_for_tools() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "t.lua",
+        "test('a', function() end)\ntest('b', function() skip('later') end)\n",
+    );
+    let out = provium()
+        .current_dir(dir.path())
+        .args(["test", "t.lua", "--format", "json"])
+        .output()
+        .unwrap();
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["status"], "passed");
+    assert_eq!(lines[1]["status"], "skipped");
+    assert_eq!(lines[2]["type"], "summary");
+}
