@@ -25,3 +25,8 @@ test("a capability is enough", function()
   local admin = vm:spawn{uid = 1000, caps = {"CAP_SYS_ADMIN"}}
   assert_eq(0, admin:syscall(provium.nr.sethostname, "provium", 7))
 end)
+
+test("write_file sets the mode it is given", function()
+  local st = vm:exec("stat -c %a /tmp/secret")
+  assert_eq("600", st.stdout:trim())
+end)

@@ -446,9 +446,9 @@ fn add_target_methods<T: Target + UserData + 'static, M: UserDataMethods<T>>(met
 
     methods.add_method(
         "write_file",
-        |lua, this, (path, data, mode): (String, mlua::LuaString, Option<i64>)| {
+        |lua, this, (path, data, mode): (String, mlua::LuaString, Value)| {
             let data = data.as_bytes().to_vec();
-            let mode = mode.unwrap_or(0) as u32;
+            let mode = file_mode(lua, &mode)?;
             with_vm(lua, this, "write_file", |vm, w| {
                 vm.write_file_in(w, &path, &data, mode)
             })
