@@ -441,11 +441,22 @@ fn equal(a: &Value, b: &Value, depth: usize) -> bool {
     }
 }
 
-fn with_message(msg: Option<String>, text: String) -> String {
+/// The optional message of an assertion. Only a string counts: in `assert_eq(n,
+/// vm:syscall_buf(...))` Lua passes the returned buffer in this position too.
+fn with_message(msg: Value, text: String) -> String {
     match msg {
-        Some(m) if !m.is_empty() => format!("{m}: {text}"),
+        Value::String(m) if is_message(&m.as_bytes()) => {
+            format!("{}: {text}", m.to_string_lossy())
+        }
         _ => text,
     }
+}
+
+/// Text, not a binary buffer that happened to land in the message position.
+fn is_message(bytes: &[u8]) -> bool {
+    !bytes.is_empty()
+        && std::str::from_utf8(bytes).is_ok()
+        && !bytes.iter().any(|&b| b < 0x20 && b != b'\t' && b != b'\n')
 }
 
 fn assert(lua: &Lua, args: MultiValue) -> mlua::Result<MultiValue> {
@@ -461,10 +472,7 @@ fn assert(lua: &Lua, args: MultiValue) -> mlua::Result<MultiValue> {
     Ok(args)
 }
 
-fn assert_eq(
-    lua: &Lua,
-    (expected, actual, msg): (Value, Value, Option<String>),
-) -> mlua::Result<()> {
+fn assert_eq(lua: &Lua, (expected, actual, msg): (Value, Value, Value)) -> mlua::Result<()> {
     let (e, a) = (normalized(lua, expected), normalized(lua, actual));
     if equal(&e, &a, 0) {
         return Ok(());
@@ -477,10 +485,7 @@ fn assert_eq(
     ))
 }
 
-fn assert_ne(
-    lua: &Lua,
-    (unexpected, actual, msg): (Value, Value, Option<String>),
-) -> mlua::Result<()> {
+fn assert_ne(lua: &Lua, (unexpected, actual, msg): (Value, Value, Value)) -> mlua::Result<()> {
     let (u, a) = (normalized(lua, unexpected), normalized(lua, actual));
     if !equal(&u, &a, 0) {
         return Ok(());
@@ -492,10 +497,7 @@ fn assert_ne(
     ))
 }
 
-fn assert_contains(
-    lua: &Lua,
-    (haystack, needle, msg): (Value, Value, Option<String>),
-) -> mlua::Result<()> {
+fn assert_contains(lua: &Lua, (haystack, needle, msg): (Value, Value, Value)) -> mlua::Result<()> {
     let (h, n) = (normalized(lua, haystack), normalized(lua, needle));
     let found = match (&h, &n) {
         (Value::String(h), Value::String(n)) => {
@@ -564,10 +566,7 @@ fn errno_value(lua: &Lua, v: &Value) -> mlua::Result<i64> {
     }
 }
 
-fn assert_errno(
-    lua: &Lua,
-    (ret, expected, msg): (Value, Value, Option<String>),
-) -> mlua::Result<()> {
+fn assert_errno(lua: &Lua, (ret, expected, msg): (Value, Value, Value)) -> mlua::Result<()> {
     let ret = ret_of(lua, &ret, "assert_errno")?;
     let wanted: Vec<i64> = match &expected {
         Value::Table(t) => t
@@ -594,7 +593,7 @@ fn assert_errno(
     ))
 }
 
-fn assert_ok(lua: &Lua, (ret, msg): (Value, Option<String>)) -> mlua::Result<i64> {
+fn assert_ok(lua: &Lua, (ret, msg): (Value, Value)) -> mlua::Result<i64> {
     let r = ret_of(lua, &ret, "assert_ok")?;
     if r >= 0 {
         return Ok(r);

@@ -225,3 +225,68 @@ test("bufs", function() vm:syscall_bufs(0, {[7] = "x"}) end)
         msg(2)
     );
 }
+
+#[test]
+fn binary_buffers_in_the_message_position_are_ignored() {
+    // As in `assert_eq(n, vm:syscall_buf(...))`, where Lua passes the buffer as the message.
+    let r = run("test('t', function() assert_eq(1, 2, '\\1\\0\\0\\0') end)\n");
+    assert_eq!(problem(&r.tests[0].status).message, "expected 1, got 2");
+}
+
+#[test]
+fn the_type_stubs_cover_the_api() {
+    let stubs = include_str!("../../lua-types/provium.lua");
+    let r = run(r#"
+local keys = {}
+for k in pairs(provium) do keys[#keys + 1] = k end
+table.sort(keys)
+print(table.concat(keys, " "))
+"#);
+    for key in r.output.split_whitespace() {
+        assert!(
+            stubs.contains(&format!("function provium.{key}("))
+                || stubs.contains(&format!("---@field {key} ")),
+            "provium.{key} is missing from lua-types/provium.lua"
+        );
+    }
+    for method in [
+        "syscall",
+        "syscall_buf",
+        "syscall_bufs",
+        "syscall_ptr",
+        "ioctl",
+        "ioctl_buf",
+        "call",
+        "batch",
+        "exec",
+        "read_file",
+        "write_file",
+        "boot",
+        "is_booted",
+        "dmesg",
+        "console",
+        "spawn",
+        "shutdown",
+        "kill",
+    ] {
+        assert!(
+            stubs.contains(&format!(":{method}(")),
+            "method {method} missing from the stubs"
+        );
+    }
+    for global in [
+        "test",
+        "skip",
+        "todo",
+        "assert_eq",
+        "assert_ne",
+        "assert_contains",
+        "assert_errno",
+        "assert_ok",
+    ] {
+        assert!(
+            stubs.contains(&format!("function {global}(")),
+            "{global} missing from the stubs"
+        );
+    }
+}

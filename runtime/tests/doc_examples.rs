@@ -1,0 +1,100 @@
+//! Runs every Lua example in the docs against the real kernel. In the generated files each
+//! example keeps its line number from the document, so a failure points at the doc's line.
+//!
+//! - ```` ```lua ```` blocks become tests in one file that boots one VM as `vm`;
+//! - ```` ```lua standalone ```` blocks are whole files.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+struct Block {
+    start: usize,
+    standalone: bool,
+    lines: Vec<String>,
+}
+
+fn blocks(doc: &str) -> Vec<Block> {
+    let mut out = Vec::new();
+    let mut current: Option<Block> = None;
+    for (i, line) in doc.lines().enumerate() {
+        let trimmed = line.trim();
+        match &mut current {
+            None => {
+                if let Some(info) = trimmed.strip_prefix("```lua") {
+                    current = Some(Block {
+                        start: i + 1,
+                        standalone: info.trim() == "standalone",
+                        lines: Vec::new(),
+                    });
+                }
+            }
+            Some(b) => {
+                if trimmed == "```" {
+                    out.extend(current.take());
+                } else {
+                    b.lines.push(line.to_string());
+                }
+            }
+        }
+    }
+    assert!(current.is_none(), "unterminated code block");
+    out
+}
+
+/// Writes the runnable files for one document into `dir`.
+fn generate(doc_path: &Path, dir: &Path) -> usize {
+    let doc = std::fs::read_to_string(doc_path).unwrap();
+    let name = doc_path.file_name().unwrap().to_string_lossy().to_string();
+    let total = doc.lines().count();
+    let blocks = blocks(&doc);
+    let mut shared = vec![String::new(); total + 1];
+    shared[0] = "local vm = provium.create(); vm:boot()".into();
+    let mut count = 0;
+    for b in &blocks {
+        count += 1;
+        if b.standalone {
+            let mut text = "\n".repeat(b.start);
+            text.push_str(&b.lines.join("\n"));
+            text.push('\n');
+            std::fs::write(dir.join(format!("{name}.line{:04}.lua", b.start)), text).unwrap();
+            continue;
+        }
+        // The fence line opens the test, the closing fence ends it: lines stay in place.
+        shared[b.start - 1] = format!("test(\"{name}:{}\", function()", b.start);
+        for (k, l) in b.lines.iter().enumerate() {
+            shared[b.start + k] = l.clone();
+        }
+        shared[b.start + b.lines.len()] = "end)".into();
+    }
+    shared.push("vm:shutdown()".into());
+    std::fs::write(dir.join(format!("{name}.lua")), shared.join("\n")).unwrap();
+    count
+}
+
+fn run_docs(doc: &str) {
+    let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+    let dir = tempfile::tempdir().unwrap();
+    let n = generate(&root.join(doc), dir.path());
+    assert!(n > 0, "{doc} has no examples");
+    let out = Command::new(env!("CARGO_BIN_EXE_provium"))
+        .current_dir(dir.path())
+        .args(["test", ".", "-j", "2"])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "examples in {doc} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !stdout.contains("SKIP") || doc.contains("lua-api"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn lua_api_examples_run() {
+    run_docs("docs/lua-api.md");
+}
