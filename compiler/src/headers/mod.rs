@@ -1,4 +1,5 @@
 //! Reading kernel headers: `#define`s, syscall numbers, errnos.
 
+pub mod constants;
 pub mod defines;
 pub mod tables;

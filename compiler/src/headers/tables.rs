@@ -120,3 +120,136 @@ mod tests {
         assert_eq!(e[0].description, "Try again");
     }
 }
+
+/// Headers whose constants specs can use by name without listing them, in include order.
+pub const BUILTIN_HEADERS: &[&str] = &[
+    "asm-generic/fcntl.h",
+    "linux/fcntl.h",
+    "linux/openat2.h",
+    "linux/stat.h",
+    "asm-generic/mman-common.h",
+    "asm-generic/mman.h",
+    "linux/mman.h",
+    "linux/memfd.h",
+    "linux/fs.h",
+    "asm/signal.h",
+    "linux/sched.h",
+    "asm-generic/socket.h",
+    "bits/socket.h",
+    "linux/in.h",
+    "linux/wait.h",
+    "asm-generic/resource.h",
+    "linux/prctl.h",
+    "linux/capability.h",
+    "linux/eventpoll.h",
+    "linux/inotify.h",
+    "linux/xattr.h",
+    "linux/limits.h",
+    "linux/falloc.h",
+    "linux/close_range.h",
+    "linux/mount.h",
+    "linux/futex.h",
+    "linux/time.h",
+    "linux/random.h",
+    "asm-generic/ioctl.h",
+    "asm-generic/ioctls.h",
+    "linux/pidfd.h",
+    "linux/signalfd.h",
+    "linux/userfaultfd.h",
+    "linux/keyctl.h",
+    "linux/seccomp.h",
+    "linux/fanotify.h",
+    "linux/utsname.h",
+];
+
+/// Socket types live in an enum in glibc's headers, not in a uapi `#define`; their values are
+/// part of the syscall ABI.
+pub const SOCKET_TYPES: &[(&str, i64)] = &[
+    ("SOCK_STREAM", 1),
+    ("SOCK_DGRAM", 2),
+    ("SOCK_RAW", 3),
+    ("SOCK_RDM", 4),
+    ("SOCK_SEQPACKET", 5),
+    ("SOCK_NONBLOCK", 0o4000),
+    ("SOCK_CLOEXEC", 0o2000000),
+];
+
+/// Finds a header under an include root, looking in the multiarch directory for `asm/` and
+/// `bits/` as the compiler does.
+pub fn find_header(
+    root: &std::path::Path,
+    arch_triple: &str,
+    header: &str,
+) -> Option<std::path::PathBuf> {
+    [root.join(arch_triple).join(header), root.join(header)]
+        .into_iter()
+        .find(|p| p.is_file())
+}
+
+/// Every constant of [`BUILTIN_HEADERS`] that evaluates, with the header it comes from.
+pub fn builtin_constants(
+    root: &std::path::Path,
+    arch_triple: &str,
+) -> Result<Vec<(String, i64, String)>, String> {
+    let mut table = super::constants::MacroTable::default();
+    let mut sources: Vec<(String, Vec<String>)> = Vec::new();
+    for header in BUILTIN_HEADERS {
+        let path = find_header(root, arch_triple, header)
+            .ok_or_else(|| format!("{header} not found under {}", root.display()))?;
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let defs = super::defines::parse(&text);
+        sources.push((
+            header.to_string(),
+            defs.iter().map(|d| d.name.clone()).collect(),
+        ));
+        table.add(header, defs);
+    }
+    let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let none = |_: &str| None;
+    for (header, names) in &sources {
+        for name in names {
+            let public = name
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+                && !name.starts_with('_')
+                && !name.ends_with("_H")
+                && name.len() > 1;
+            if !public || !seen.insert(name.clone()) {
+                continue;
+            }
+            if table
+                .get(name)
+                .is_some_and(|(d, src)| d.params.is_some() || src != header)
+            {
+                continue;
+            }
+            if let Ok(v) = table.eval(name, &none) {
+                out.push((name.clone(), v, header.clone()));
+            }
+        }
+    }
+    for (name, v) in SOCKET_TYPES {
+        if seen.insert(name.to_string()) {
+            out.push((name.to_string(), *v, "linux/net.h (enum sock_type)".into()));
+        }
+    }
+    Ok(out)
+}
+
+/// The Rust source of the built-in constant table.
+pub fn render_constants(table: &[(String, i64, String)]) -> String {
+    let mut s = String::from(
+        "// Generated from the kernel's uapi headers (see headers::tables::BUILTIN_HEADERS).\n\
+         // Do not edit: `cargo test -p provium-compiler` checks it against the system headers,\n\
+         // and PROVIUM_BLESS=1 regenerates it.\n\n\
+         /// Name, value, and the header that defines it.\n\
+         pub const CONSTANTS: &[(&str, i64, &str)] = &[\n",
+    );
+    for (name, v, header) in table {
+        s.push_str(&format!("    (\"{name}\", {v}, \"{header}\"),\n"));
+    }
+    s.push_str("];\n");
+    s
+}

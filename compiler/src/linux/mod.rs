@@ -3,6 +3,7 @@
 //! headers.
 
 mod errno_table;
+mod uapi_constants;
 mod x86_64_syscalls;
 
 use std::fmt;
@@ -101,6 +102,19 @@ pub fn errno_for(number: i64) -> Option<Errno> {
 /// `-22` or `22` → `"EINVAL"`.
 pub fn errno_name(number: i64) -> Option<&'static str> {
     errno_for(number).map(|e| e.name)
+}
+
+/// A constant from the kernel's uapi headers (`O_CREAT`, `AT_FDCWD`, `FIONREAD`, …).
+pub fn constant(name: &str) -> Option<i64> {
+    uapi_constants::CONSTANTS
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map(|(_, v, _)| *v)
+}
+
+/// Every built-in constant: name, value, header.
+pub fn constants() -> &'static [(&'static str, i64, &'static str)] {
+    uapi_constants::CONSTANTS
 }
 
 /// `"-22 (EINVAL)"` for negative errno-looking values, the plain number otherwise.

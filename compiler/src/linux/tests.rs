@@ -68,3 +68,37 @@ fn lookups() {
     assert_eq!(describe_ret(5), "5");
     assert_eq!(errno_for(i64::MIN), None);
 }
+
+#[test]
+fn constant_table_matches_system_headers() {
+    let table = tables::builtin_constants(Path::new("/usr/include"), "x86_64-linux-gnu")
+        .expect("kernel headers: install linux-libc-dev (scripts/setup does)");
+    assert!(table.len() > 500, "only {} constants", table.len());
+    check_or_bless(
+        "src/linux/uapi_constants.rs",
+        &tables::render_constants(&table),
+    );
+}
+
+#[test]
+fn well_known_constants() {
+    for (name, value) in [
+        ("AT_FDCWD", -100),
+        ("O_CREAT", 0o100),
+        ("O_RDWR", 2),
+        ("O_CLOEXEC", 0o2000000),
+        ("O_DIRECTORY", 0o200000),
+        ("RESOLVE_BENEATH", 8),
+        ("PROT_READ", 1),
+        ("MAP_PRIVATE", 2),
+        ("CLONE_NEWNS", 0x20000),
+        ("FIONREAD", 0x541b),
+        ("SOCK_STREAM", 1),
+        ("AF_INET", 2),
+        ("SIGKILL", 9),
+        ("EPOLL_CLOEXEC", 0o2000000),
+        ("PATH_MAX", 4096),
+    ] {
+        assert_eq!(constant(name), Some(value), "{name}");
+    }
+}
