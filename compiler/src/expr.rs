@@ -349,11 +349,14 @@ fn truncate(v: i64, (bits, signed): (u32, bool)) -> i64 {
     }
 }
 
+/// Expands a function-like macro invocation to its value.
+pub type MacroCall<'a> = dyn FnMut(&str, &[Expr]) -> Result<i64, EvalError> + 'a;
+
 /// Evaluates with `lookup` for names; function-like macros go to `call`.
 pub fn eval(
     e: &Expr,
     lookup: &mut dyn FnMut(&str) -> Option<i64>,
-    call: &mut dyn FnMut(&str, &[Expr]) -> Result<i64, EvalError>,
+    call: &mut MacroCall<'_>,
 ) -> Result<i64, EvalError> {
     Ok(match e {
         Expr::Num(n) => *n,
