@@ -94,33 +94,6 @@ pub fn render_errnos(source: &str, table: &[Errno]) -> String {
     s
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn syscalls_sorted_by_number() {
-        let t = syscalls("#define __NR_write 1\n#define __NR_read 0\n#define __X 5\n");
-        assert_eq!(t, vec![("read".to_string(), 0), ("write".to_string(), 1)]);
-    }
-
-    #[test]
-    fn errno_aliases_resolve() {
-        let base = "#define\tEAGAIN\t\t11\t/* Try again */\n";
-        let more = "#define\tEWOULDBLOCK\tEAGAIN\t/* Operation would block */\n#define EDEADLOCK EDEADLK\n";
-        let e = errnos(&[base, more]);
-        assert_eq!(
-            e.len(),
-            2,
-            "EDEADLOCK's target is unknown here and is skipped"
-        );
-        assert_eq!(e[1].name, "EWOULDBLOCK");
-        assert_eq!(e[1].number, 11);
-        assert_eq!(e[1].alias_of.as_deref(), Some("EAGAIN"));
-        assert_eq!(e[0].description, "Try again");
-    }
-}
-
 /// Headers whose constants specs can use by name without listing them, in include order.
 pub const BUILTIN_HEADERS: &[&str] = &[
     "asm-generic/fcntl.h",
@@ -252,4 +225,31 @@ pub fn render_constants(table: &[(String, i64, String)]) -> String {
     }
     s.push_str("];\n");
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syscalls_sorted_by_number() {
+        let t = syscalls("#define __NR_write 1\n#define __NR_read 0\n#define __X 5\n");
+        assert_eq!(t, vec![("read".to_string(), 0), ("write".to_string(), 1)]);
+    }
+
+    #[test]
+    fn errno_aliases_resolve() {
+        let base = "#define\tEAGAIN\t\t11\t/* Try again */\n";
+        let more = "#define\tEWOULDBLOCK\tEAGAIN\t/* Operation would block */\n#define EDEADLOCK EDEADLK\n";
+        let e = errnos(&[base, more]);
+        assert_eq!(
+            e.len(),
+            2,
+            "EDEADLOCK's target is unknown here and is skipped"
+        );
+        assert_eq!(e[1].name, "EWOULDBLOCK");
+        assert_eq!(e[1].number, 11);
+        assert_eq!(e[1].alias_of.as_deref(), Some("EAGAIN"));
+        assert_eq!(e[0].description, "Try again");
+    }
 }
