@@ -1,5 +1,50 @@
-//! Provium's compiler: YAML specs to Lua chunks, and kernel header parsing.
+//! Provium's compiler: YAML specs → checked model → Lua chunk; and kernel header parsing.
+//!
+//! ```
+//! let spec = "cases:\n  - name: close(-1) is EBADF\n    syscall: close\n    args: [-1]\n    expect: EBADF\n";
+//! let compiled = provium_compiler::compile(spec, &provium_compiler::Options::new("close.yaml")).unwrap();
+//! assert!(compiled.lua.contains("expect("));
+//! ```
 
+pub mod check;
+pub mod diag;
+pub mod emit;
 pub mod expr;
 pub mod headers;
+pub mod layout;
 pub mod linux;
+pub mod lua;
+pub mod model;
+pub mod spec;
+pub mod template;
+
+pub use check::{HeaderProvider, HeaderSet, Options};
+pub use diag::Diagnostic;
+
+/// A compiled spec.
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    pub model: model::Model,
+    pub lua: String,
+}
+
+/// Checks and compiles a spec.
+pub fn compile(source: &str, opts: &Options) -> Result<Compiled, Vec<Diagnostic>> {
+    let model = check::check(source, opts)?;
+    let lua = emit::emit(&model).map_err(|e| {
+        let mut d = Diagnostic::new(spec::node::Pos { line: 1, col: 1 }, e);
+        d.file = opts.file.clone();
+        vec![d]
+    })?;
+    Ok(Compiled { model, lua })
+}
+
+/// The JSON Schema of the spec format (`schemas/spec.schema.json`), for editors.
+pub fn schema() -> String {
+    let settings = schemars::generate::SchemaSettings::draft07();
+    let generator = settings.into_generator();
+    let schema = generator.into_root_schema_for::<spec::types::Spec>();
+    let mut text = serde_json::to_string_pretty(&schema).unwrap_or_default();
+    text.push('\n');
+    text
+}

@@ -2,8 +2,13 @@
 //! and checked in (see `headers::tables`), so that nothing at run time depends on the host's
 //! headers.
 
+mod caps;
+// Generated tables: rustfmt must not reflow them, or they stop matching their generator.
+#[rustfmt::skip]
 mod errno_table;
+#[rustfmt::skip]
 mod uapi_constants;
+#[rustfmt::skip]
 mod x86_64_syscalls;
 
 use std::fmt;
@@ -102,6 +107,15 @@ pub fn errno_for(number: i64) -> Option<Errno> {
 /// `-22` or `22` → `"EINVAL"`.
 pub fn errno_name(number: i64) -> Option<&'static str> {
     errno_for(number).map(|e| e.name)
+}
+
+/// A capability's number by name (`CAP_NET_ADMIN` → 12).
+pub fn capability(name: &str) -> Option<u8> {
+    caps::number(name)
+}
+
+pub fn capabilities() -> impl Iterator<Item = &'static str> {
+    caps::names()
 }
 
 /// A constant from the kernel's uapi headers (`O_CREAT`, `AT_FDCWD`, `FIONREAD`, …).

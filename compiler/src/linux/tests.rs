@@ -102,3 +102,22 @@ fn well_known_constants() {
         assert_eq!(constant(name), Some(value), "{name}");
     }
 }
+
+/// `schemas/spec.schema.json` is generated from the spec types; a stale copy fails here.
+#[test]
+fn spec_schema_is_current() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/spec.schema.json");
+    let generated = crate::schema();
+    if std::env::var_os("PROVIUM_BLESS").is_some() {
+        std::fs::write(&path, &generated).unwrap();
+        return;
+    }
+    let current = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        current == generated,
+        "schemas/spec.schema.json is stale; run `PROVIUM_BLESS=1 cargo test -p provium-compiler`"
+    );
+    let v: serde_json::Value = serde_json::from_str(&generated).unwrap();
+    assert_eq!(v["title"], "Provium spec");
+    assert!(v["properties"]["cases"].is_object());
+}

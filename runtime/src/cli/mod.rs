@@ -4,6 +4,7 @@
 //! problem); 2 usage or configuration error; 130 interrupted.
 
 mod bench;
+mod check;
 mod doctor;
 pub mod style;
 mod test;
@@ -26,6 +27,10 @@ pub struct Cli {
 pub enum Command {
     /// Run Lua test files and YAML specs in VMs.
     Test(test::Args),
+    /// Validate specs (and Lua syntax) without booting anything.
+    Check(check::CheckArgs),
+    /// Print the Lua test a spec compiles to.
+    Compile(check::CompileArgs),
     /// Check what Provium needs on this host, and say how to fix what is missing.
     Doctor(doctor::Args),
     /// Measure boot time, round trips, batching and buffers against in-run baselines.
@@ -48,6 +53,8 @@ pub fn main() -> ExitCode {
     crate::cleanup::install_signal_handler();
     let result = match cli.command {
         Command::Test(args) => test::run(args, cli.verbose > 0),
+        Command::Check(args) => check::check(args),
+        Command::Compile(args) => check::compile(args),
         Command::Doctor(args) => doctor::run(args),
         Command::Bench(args) => bench::run(args),
     };

@@ -84,7 +84,7 @@ pub fn run(args: Args, verbose: bool) -> Result<u8> {
         fail_fast: args.fail_fast,
         profiles,
         defaults,
-        compile: None,
+        compile: Some(crate::specs::compiler()),
     };
     if args.list {
         return list(files, &config);

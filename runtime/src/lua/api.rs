@@ -86,6 +86,8 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
     g.set("assert_errno", lua.create_function(assert_errno)?)?;
     g.set("assert_ok", lua.create_function(assert_ok)?)?;
     g.set("print", lua.create_function(print)?)?;
+    g.set("expect", lua.create_function(super::expect::expect)?)?;
+    g.set("xfail", lua.create_function(super::expect::xfail)?)?;
     Ok(())
 }
 
@@ -122,6 +124,22 @@ fn module(lua: &Lua) -> mlua::Result<Table> {
             let fields = pack::parse(&fmt)
                 .map_err(|e| errors::error(lua, format!("provium.sizeof: {e}")))?;
             Ok(pack::size(&fields))
+        })?,
+    )?;
+    m.set("bad_ptr", crate::protocol::BAD_POINTER as i64)?;
+    m.set("requires", lua.create_function(super::expect::requires)?)?;
+    m.set(
+        "pad",
+        lua.create_function(|lua, (s, len): (mlua::LuaString, i64)| {
+            let mut bytes = s.as_bytes().to_vec();
+            if len < bytes.len() as i64 || len > 256 << 20 {
+                return Err(errors::error(
+                    lua,
+                    format!("provium.pad: cannot pad {} bytes to {len}", bytes.len()),
+                ));
+            }
+            bytes.resize(len as usize, 0);
+            lua.create_string(&bytes)
         })?,
     )?;
     m.set(
@@ -253,11 +271,12 @@ fn test(lua: &Lua, (name, body): (Value, Value)) -> mlua::Result<()> {
     let result: mlua::Result<(bool, Value, Option<String>)> = run.call(body);
     let duration = started.elapsed();
     let output = session.current.borrow_mut().take().unwrap_or_default();
-    let status = match result {
+    let mut status = match result {
         Ok((true, _, _)) => Status::Passed,
         Ok((false, err, traceback)) => classify(&err, traceback.as_deref()),
         Err(e) => classify(&Value::Error(Box::new(e)), None),
     };
+    session.map_status(&mut status);
     let report = TestReport {
         name,
         location,

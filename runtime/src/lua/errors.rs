@@ -58,9 +58,13 @@ pub fn caller(lua: &Lua, level: usize) -> Option<Location> {
         })?;
         if let (what, Some(src), Some(line)) = found {
             if what != "C" {
-                return Some(Location {
+                let loc = Location {
                     file: chunk_file(&src),
                     line: line as u32,
+                };
+                return Some(match lua.app_data_ref::<std::rc::Rc<super::Session>>() {
+                    Some(s) => s.map_location(loc),
+                    None => loc,
                 });
             }
         }

@@ -2,16 +2,16 @@
 //! state.
 
 pub mod api;
-pub mod caps;
 pub mod convert;
 pub mod errors;
+pub mod expect;
 pub mod pack;
 pub mod session;
 pub mod vm;
 
 use crate::run::model::{FileReport, Location, Problem, Status, TestReport};
 use mlua::{Function, Lua, Value};
-pub use session::{Events, Session, SessionConfig, Silent, TestFilter};
+pub use session::{Events, Session, SessionConfig, Silent, SourceMap, TestFilter};
 use std::rc::Rc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -96,11 +96,12 @@ fn execute(lua: &Lua, session: &Rc<Session>, chunk_name: &str, code: &str) -> Op
         }
     };
     let result: mlua::Result<(bool, Value, Option<String>)> = run.call(chunk);
-    let status = match result {
+    let mut status = match result {
         Ok((true, _, _)) => return None,
         Ok((false, err, tb)) => api::classify(&err, tb.as_deref()),
         Err(e) => api::classify(&Value::Error(Box::new(e)), None),
     };
+    session.map_status(&mut status);
     match status {
         Status::Skipped { reason } => {
             // skip() outside a test skips the rest of the file.

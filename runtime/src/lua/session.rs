@@ -33,6 +33,7 @@ pub struct Session {
     pub list_only: bool,
     pub profiles: Profiles,
     pub defaults: BootOptions,
+    pub source_map: Option<SourceMap>,
     pub report: RefCell<FileReport>,
     pub vms: RefCell<Vec<Rc<RefCell<VmSlot>>>>,
     /// The output of the running test; `None` outside tests.
@@ -49,6 +50,8 @@ pub struct SessionConfig {
     pub list_only: bool,
     pub profiles: Profiles,
     pub defaults: BootOptions,
+    /// For a compiled spec: how the chunk's lines map to the spec's.
+    pub source_map: Option<SourceMap>,
 }
 
 impl Session {
@@ -65,6 +68,7 @@ impl Session {
             list_only: c.list_only,
             profiles: c.profiles,
             defaults: c.defaults,
+            source_map: c.source_map,
             vms: RefCell::new(Vec::new()),
             current: RefCell::new(None),
             names: RefCell::new(HashMap::new()),
@@ -97,6 +101,23 @@ impl Session {
         }
     }
 
+    pub fn map_location(&self, loc: crate::run::model::Location) -> crate::run::model::Location {
+        match &self.source_map {
+            Some(m) => m.map(loc),
+            None => loc,
+        }
+    }
+
+    pub fn map_status(&self, status: &mut crate::run::model::Status) {
+        if let (
+            Some(m),
+            crate::run::model::Status::Failed(p) | crate::run::model::Status::Errored(p),
+        ) = (&self.source_map, status)
+        {
+            m.map_problem(p);
+        }
+    }
+
     pub fn selected(&self, name: &str) -> bool {
         self.filter.as_ref().is_none_or(|f| f(name))
     }
@@ -118,5 +139,126 @@ impl Session {
         for slot in self.vms.borrow().iter() {
             slot.borrow_mut().shutdown();
         }
+    }
+}
+
+/// Maps lines of a compiled spec's Lua chunk back to the spec, through the `-- file:LINE`
+/// markers the compiler writes at the end of statements. A line without a marker takes the
+/// nearest marker above it.
+#[derive(Debug, Clone)]
+pub struct SourceMap {
+    pub chunk: String,
+    pub file: String,
+    lines: Vec<Option<u32>>,
+}
+
+impl SourceMap {
+    pub fn from_markers(chunk: &str, file: &str, code: &str) -> SourceMap {
+        let marker = format!("-- {file}:");
+        let mut last = None;
+        let mut lines = vec![None];
+        for line in code.lines() {
+            if let Some(at) = line.rfind(&marker) {
+                if let Ok(n) = line[at + marker.len()..].trim().parse::<u32>() {
+                    last = Some(n);
+                }
+            }
+            lines.push(last);
+        }
+        SourceMap {
+            chunk: chunk.to_string(),
+            file: file.to_string(),
+            lines,
+        }
+    }
+
+    pub fn line(&self, chunk_line: u32) -> Option<u32> {
+        self.lines.get(chunk_line as usize).copied().flatten()
+    }
+
+    pub fn map(&self, loc: crate::run::model::Location) -> crate::run::model::Location {
+        if loc.file != self.chunk {
+            return loc;
+        }
+        match self.line(loc.line) {
+            Some(line) => crate::run::model::Location {
+                file: self.file.clone(),
+                line,
+            },
+            None => loc,
+        }
+    }
+
+    /// Rewrites `chunk:N` in messages and tracebacks to `file:M`.
+    pub fn map_text(&self, text: &str) -> String {
+        let needle = format!("{}:", self.chunk);
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(at) = rest.find(&needle) {
+            out.push_str(&rest[..at]);
+            let after = &rest[at + needle.len()..];
+            let digits: String = after.chars().take_while(|c| c.is_ascii_digit()).collect();
+            match digits.parse::<u32>().ok().and_then(|n| self.line(n)) {
+                Some(line) => out.push_str(&format!("{}:{line}", self.file)),
+                None => out.push_str(&format!("{needle}{digits}")),
+            }
+            rest = &after[digits.len()..];
+        }
+        out.push_str(rest);
+        out
+    }
+
+    /// Maps a problem's location and text. Traceback frames inside the generated chunk are
+    /// dropped: they show the compiler's scaffolding, not the spec. Frames in the spec's own
+    /// `lua:` blocks stay.
+    pub fn map_problem(&self, p: &mut crate::run::model::Problem) {
+        if let Some(l) = p.location.take() {
+            p.location = Some(self.map(l));
+        }
+        p.message = self.map_text(&p.message);
+        let generated = format!("{}:", self.chunk);
+        let kept: Vec<&str> = p
+            .detail
+            .lines()
+            .filter(|l| {
+                let t = l.trim();
+                !(t.contains(&generated) || (t.starts_with("[C]:") && !t.contains("'error'")))
+            })
+            .collect();
+        let only_header = kept
+            .iter()
+            .all(|l| l.trim() == "stack traceback:" || l.trim().is_empty());
+        let kept: Vec<&str> = if only_header {
+            kept.into_iter()
+                .filter(|l| l.trim() != "stack traceback:")
+                .collect()
+        } else {
+            kept
+        };
+        p.detail = self.map_text(&kept.join("\n"));
+    }
+}
+
+#[cfg(test)]
+mod source_map_tests {
+    use super::SourceMap;
+    use crate::run::model::Location;
+
+    #[test]
+    fn lines_follow_the_nearest_marker_above() {
+        let code = "local vm = x  -- s.yaml:3\nfoo()\nbar()  -- s.yaml:10\n";
+        let m = SourceMap::from_markers("s.yaml.lua", "s.yaml", code);
+        assert_eq!(m.line(1), Some(3));
+        assert_eq!(m.line(2), Some(3));
+        assert_eq!(m.line(3), Some(10));
+        let loc = m.map(Location {
+            file: "s.yaml.lua".into(),
+            line: 2,
+        });
+        assert_eq!(loc.to_string(), "s.yaml:3");
+        assert_eq!(
+            m.map_text("s.yaml.lua:3: in function <s.yaml.lua:1>"),
+            "s.yaml:10: in function <s.yaml:3>"
+        );
     }
 }

@@ -14,6 +14,7 @@ fn run(code: &str) -> FileReport {
         list_only: false,
         profiles: Profiles::builtin(),
         defaults: BootOptions::default(),
+        source_map: None,
     };
     run_chunk(config, "t.lua", code)
 }

@@ -736,9 +736,11 @@ fn credentials(lua: &Lua, opts: Option<&Table>) -> mlua::Result<Credentials> {
                             } else {
                                 format!("CAP_{name}")
                             };
-                            super::caps::number(&full).ok_or_else(|| {
-                                let hint =
-                                    crate::suggest::did_you_mean(&full, super::caps::names());
+                            provium_compiler::linux::capability(&full).ok_or_else(|| {
+                                let hint = crate::suggest::did_you_mean(
+                                    &full,
+                                    provium_compiler::linux::capabilities(),
+                                );
                                 errors::error(
                                     lua,
                                     format!("spawn: unknown capability `{full}`{hint}"),

@@ -100,7 +100,7 @@ pub fn run_file(file: &TestFile, config: &RunConfig, events: Rc<dyn Events>) -> 
         let display = file.display.clone();
         Rc::new(move |name: &str| f.matches(&display, name)) as lua::TestFilter
     });
-    let session = SessionConfig {
+    let mut session = SessionConfig {
         file: file.display.clone(),
         events,
         capture: config.capture,
@@ -108,21 +108,32 @@ pub fn run_file(file: &TestFile, config: &RunConfig, events: Rc<dyn Events>) -> 
         list_only: config.list_only,
         profiles: config.profiles.clone(),
         defaults: config.defaults.clone(),
+        source_map: None,
     };
     match file.kind {
         FileKind::Lua => lua::run_file(session, &file.path),
         FileKind::Spec => match &config.compile {
             Some(compile) => match compile(file) {
-                Ok(code) => lua::run_chunk(session, &file.display, &code),
-                Err(message) => FileReport {
-                    path: file.display.clone(),
-                    file_error: Some(model::Problem {
-                        message,
-                        location: None,
-                        detail: String::new(),
-                    }),
-                    ..Default::default()
-                },
+                Ok(code) => {
+                    let chunk = format!("{}.lua", file.display);
+                    session.source_map =
+                        Some(lua::SourceMap::from_markers(&chunk, &file.display, &code));
+                    lua::run_chunk(session, &chunk, &code)
+                }
+                Err(text) => {
+                    // The first line is `file:line:col: message`; the rest shows the source.
+                    let first = text.lines().next().unwrap_or("").to_string();
+                    let (location, message) = split_spec_location(&first);
+                    FileReport {
+                        path: file.display.clone(),
+                        file_error: Some(model::Problem {
+                            message,
+                            location,
+                            detail: text.lines().skip(1).collect::<Vec<_>>().join("\n"),
+                        }),
+                        ..Default::default()
+                    }
+                }
             },
             None => FileReport {
                 path: file.display.clone(),
@@ -135,6 +146,25 @@ pub fn run_file(file: &TestFile, config: &RunConfig, events: Rc<dyn Events>) -> 
             },
         },
     }
+}
+
+/// `file:line:col: message` → the location and the message.
+fn split_spec_location(line: &str) -> (Option<model::Location>, String) {
+    let mut parts = line.splitn(4, ':');
+    if let (Some(f), Some(l), Some(_col), Some(msg)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    {
+        if let Ok(l) = l.parse::<u32>() {
+            return (
+                Some(model::Location {
+                    file: f.to_string(),
+                    line: l,
+                }),
+                msg.trim().to_string(),
+            );
+        }
+    }
+    (None, line.to_string())
 }
 
 /// Runs `files` with up to `config.jobs` files at a time. Events reach the reporter file by file,

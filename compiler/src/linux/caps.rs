@@ -1,4 +1,4 @@
-//! Capability names (`linux/capability.h`), for `vm:spawn{caps = {"CAP_NET_ADMIN"}}`.
+//! Capability names (`linux/capability.h`), for workers (`as: {caps: [CAP_NET_ADMIN]}`).
 
 const CAPS: [&str; 41] = [
     "CAP_CHOWN",

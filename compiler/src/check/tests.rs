@@ -1,0 +1,209 @@
+use super::*;
+
+fn compile(src: &str) -> Result<crate::Compiled, Vec<Diagnostic>> {
+    crate::compile(src, &Options::new("t.yaml"))
+}
+
+fn errors(src: &str) -> Vec<String> {
+    match compile(src) {
+        Ok(c) => panic!("expected errors, compiled:\n{}", c.lua),
+        Err(d) => d.iter().map(|d| d.headline()).collect(),
+    }
+}
+
+fn lua(src: &str) -> String {
+    match compile(src) {
+        Ok(c) => c.lua,
+        Err(d) => panic!(
+            "{}",
+            d.iter()
+                .map(|d| d.render(src, false))
+                .collect::<Vec<_>>()
+                .join("\n")
+        ),
+    }
+}
+
+#[test]
+fn the_tour_compiles() {
+    let out = lua(include_str!("../../../examples/tour.yaml"));
+    assert!(
+        out.contains("provium.pack(\"u64 u64 u64\", 0, 0, 0x80000000)"),
+        "{out}"
+    );
+    assert!(out.contains("test(\"close on fd -1 is EBADF\""), "{out}");
+    assert!(out.contains("test(\"fsync on fd 9999 is EBADF\""), "{out}");
+    assert!(out.contains("vm:spawn{uid = 1000, gid = 1000}"), "{out}");
+    assert!(
+        out.contains("vm:batch{"),
+        "independent cases are batched:\n{out}"
+    );
+}
+
+#[test]
+fn typos_get_positions_and_suggestions() {
+    let e = errors("cases:\n  - name: x\n    syscall: clsoe\n    args: [-1]\n    expect: EINVLA\n");
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert!(
+        e[0].starts_with("t.yaml:3:14: unknown syscall `clsoe`")
+            && e[0].contains("did you mean `close`?"),
+        "{}",
+        e[0]
+    );
+    assert!(
+        e[1].starts_with("t.yaml:5:13: unknown errno `EINVLA`")
+            && e[1].contains("did you mean `EINVAL`?"),
+        "{}",
+        e[1]
+    );
+    let e = errors("cases:\n  - name: x\n    syscall: close\n    args: [-1]\n    expct: EBADF\n");
+    assert!(
+        e[0].starts_with("t.yaml:5:5: unknown field `expct`")
+            && e[0].contains("did you mean `expect`?"),
+        "{}",
+        e[0]
+    );
+    let e = errors("cases:\n  - name: x\n    syscall: openat\n    args: [AT_FDCWD, {cstr: /}, \"O_RDONLY|O_DIRECTROY\"]\n    expect: ok\n");
+    assert!(
+        e[0].starts_with("t.yaml:4:43: unknown constant `O_DIRECTROY`")
+            && e[0].contains("O_DIRECTORY"),
+        "{}",
+        e[0]
+    );
+}
+
+#[test]
+fn values_out_of_range_and_bad_forms() {
+    let e = errors("structs:\n  h: [{kind: u8}]\ncases:\n  - name: x\n    syscall: write\n    args: [1, {struct: h, set: {kind: 300}}, 1]\n    expect: ok\n");
+    assert!(
+        e[0].contains("300 is out of range for u8 field `h.kind`"),
+        "{e:?}"
+    );
+    let e = errors("structs:\n  h: [{kind: u8}]\ncases:\n  - name: x\n    syscall: write\n    args: [1, {struct: h, set: {knd: 1}}, 1]\n    expect: ok\n");
+    assert!(
+        e[0].contains("struct `h` has no field `knd`") && e[0].contains("did you mean `kind`"),
+        "{e:?}"
+    );
+    let e = errors(
+        "cases:\n  - name: x\n    syscall: chmod\n    args: [{cstr: /}, 0600]\n    expect: ok\n",
+    );
+    assert!(e[0].contains("0o600"), "a 0600 gets the octal hint: {e:?}");
+    let e = errors("cases:\n  - name: x\n    syscall: close\n    args: [$fd]\n    expect: ok\n");
+    assert!(e[0].contains("`$fd` is never saved"), "{e:?}");
+    let e = errors(
+        "cases:\n  - name: x\n    syscall: write\n    args: [1, {cstring: x}, 1]\n    expect: ok\n",
+    );
+    assert!(
+        e[0].contains("unknown argument form `cstring`") && e[0].contains("did you mean `cstr`"),
+        "{e:?}"
+    );
+    let e = errors("cases:\n  - name: \"{{ cal }}\"\n    table: [{call: close}]\n    syscall: close\n    expect: ok\n");
+    assert!(
+        e[0].contains("unknown column `cal`") && e[0].contains("did you mean `call`"),
+        "{e:?}"
+    );
+    let e = errors("requires: {kernel: \"~5\"}\ncases:\n  - {name: x, syscall: close, args: [-1], expect: EBADF}\n");
+    assert!(e[0].contains("bad kernel version `~5`"), "{e:?}");
+    let e = errors("cases:\n  - name: x\n    syscall: close\n    args: [-1]\n");
+    assert!(e[0].contains("has no `expect:`"), "{e:?}");
+    let e = errors("cases:\n  - name: x\n    as: {uid: 1, caps: [CAP_NET_ADMN]}\n    syscall: close\n    args: [-1]\n    expect: EBADF\n");
+    assert!(
+        e[0].contains("unknown capability") && e[0].contains("CAP_NET_ADMIN"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn layouts_nested_structs_and_pointers() {
+    let out = lua(r#"
+structs:
+  iovec: [{base: ptr}, {len: u64}]
+  msg:
+    - name: ptr
+    - namelen: u32
+    - iov: ptr
+    - iovlen: u64
+cases:
+  - name: sendmsg with nested pointers
+    syscall: sendmsg
+    args: [-1, {struct: msg, set: {iov: {struct: iovec, set: {base: {cstr: hello}, len: 5}}, iovlen: 1}}, 0]
+    expect: EBADF
+"#);
+    assert!(
+        out.contains("provium.pack(\"ptr u32 x4 ptr u64\", 0, 0, 0, 1)"),
+        "{out}"
+    );
+    assert!(out.contains("ptrs = {{buf_idx = 1, ptr_offset = 16, data = provium.pack(\"ptr u64\", 0, 5)}, {ptr = 1, ptr_offset = 0, data = \"hello\\0\"}}"), "{out}");
+}
+
+#[test]
+fn matrix_rows_and_saved_values() {
+    let out = lua(r#"
+setup:
+  - {syscall: pipe2, args: [{out: 8}, 0], save: {rfd: {out: 0, at: 0, type: i32}, wfd: {out: 0, at: 4, type: i32}}}
+cases:
+  - name: "{{ call }}"
+    matrix: {call: [close, fsync], fd: [-1, 9999]}
+    syscall: "{{ call }}"
+    args: ["{{ fd }}"]
+    expect: EBADF
+  - name: write to the pipe
+    syscall: write
+    args: [$wfd, {str: abc}, 3]
+    expect: 3
+    save: written
+  - name: read it back
+    syscall: read
+    args: ["$rfd", {out: 8}, "$written"]
+    expect: {ret: 3, out: {1: {starts_with: abc}}}
+"#);
+    for name in [
+        "close [call=close, fd=-1]",
+        "close [call=close, fd=9999]",
+        "fsync [call=fsync, fd=-1]",
+    ] {
+        let _ = name;
+    }
+    assert!(out.contains("test(\"close\", function()"), "{out}");
+    assert!(
+        out.contains("test(\"close (2)\", function()"),
+        "duplicates are made unique:\n{out}"
+    );
+    assert!(
+        out.contains("saved.rfd = provium.unpack(\"i32\", r.bufs[0])"),
+        "{out}"
+    );
+    assert!(
+        out.contains("saved.wfd = provium.unpack(\"x4 i32\", r.bufs[0])"),
+        "{out}"
+    );
+    assert!(
+        out.contains("args = {saved.rfd, 0, saved.written}"),
+        "{out}"
+    );
+}
+
+#[test]
+fn ten_thousand_cases_compile_quickly() {
+    let mut src = String::from("cases:\n  - name: \"close {{ fd }}\"\n    syscall: close\n    args: [\"{{ fd }}\"]\n    expect: EBADF\n    table:\n");
+    for i in 0..10_000 {
+        src.push_str(&format!("      - {{fd: {}}}\n", -1 - i));
+    }
+    let started = std::time::Instant::now();
+    let c = compile(&src).unwrap();
+    assert_eq!(c.model.cases.len(), 10_000);
+    assert_eq!(
+        c.lua.matches("vm:batch{").count(),
+        5,
+        "2,000 calls per round trip"
+    );
+    // Generous even for a debug build; `provium bench compile` measures the release build.
+    assert!(started.elapsed().as_secs() < 20, "{:?}", started.elapsed());
+}
+
+#[test]
+fn version_ranges() {
+    assert!(parse_version_range(">=5.6, <6.2").is_ok());
+    assert!(parse_version_range("6.1").is_ok());
+    assert!(parse_version_range(">= five").is_err());
+}

@@ -1,0 +1,231 @@
+//! Errors in specs: `file:line:col`, what was expected, a "did you mean" where it helps, and the
+//! source line with the spot marked (rendered by miette).
+
+use crate::spec::node::Pos;
+use miette::{
+    Diagnostic as MietteDiagnostic, GraphicalReportHandler, GraphicalTheme, NamedSource, SourceSpan,
+};
+use std::fmt;
+
+/// One problem in a spec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub file: String,
+    pub pos: Pos,
+    /// Length of the marked text (at least 1).
+    pub len: usize,
+    pub message: String,
+    pub help: Option<String>,
+}
+
+impl Diagnostic {
+    pub fn new(pos: Pos, message: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            file: String::new(),
+            pos,
+            len: 1,
+            message: message.into(),
+            help: None,
+        }
+    }
+
+    pub fn help(mut self, help: impl Into<String>) -> Diagnostic {
+        let h = help.into();
+        if !h.is_empty() {
+            self.help = Some(h);
+        }
+        self
+    }
+
+    pub fn len(mut self, len: usize) -> Diagnostic {
+        self.len = len.max(1);
+        self
+    }
+
+    /// `file:line:col: message (help)`, one line.
+    pub fn headline(&self) -> String {
+        let help = self
+            .help
+            .as_deref()
+            .map(|h| format!(" ({h})"))
+            .unwrap_or_default();
+        format!(
+            "{}:{}:{}: {}{help}",
+            self.file, self.pos.line, self.pos.col, self.message
+        )
+    }
+
+    /// The headline, then the source with the spot marked.
+    pub fn render(&self, source: &str, color: bool) -> String {
+        let offset = byte_offset(source, self.pos);
+        let len = self
+            .len
+            .min(source.len().saturating_sub(offset))
+            .max(if offset < source.len() { 1 } else { 0 });
+        let report = Report {
+            message: self.message.clone(),
+            help: self.help.clone(),
+            src: NamedSource::new(&self.file, source.to_string()),
+            span: (offset, len).into(),
+        };
+        let theme = if color {
+            GraphicalTheme::unicode()
+        } else {
+            GraphicalTheme::unicode_nocolor()
+        };
+        let mut out = String::new();
+        let handler = GraphicalReportHandler::new_themed(theme).with_context_lines(1);
+        if handler.render_report(&mut out, &report).is_err() {
+            return self.headline();
+        }
+        format!("{}\n{out}", self.headline())
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.headline())
+    }
+}
+
+impl std::error::Error for Diagnostic {}
+
+#[derive(Debug, thiserror::Error, MietteDiagnostic)]
+#[error("{message}")]
+struct Report {
+    message: String,
+    #[help]
+    help: Option<String>,
+    #[source_code]
+    src: NamedSource<String>,
+    #[label("here")]
+    span: SourceSpan,
+}
+
+/// The byte offset of a 1-based line and column (columns count characters).
+pub fn byte_offset(source: &str, pos: Pos) -> usize {
+    let mut offset = 0;
+    for (i, line) in source.split_inclusive('\n').enumerate() {
+        if i + 1 == pos.line as usize {
+            let col = (pos.col.max(1) - 1) as usize;
+            return offset
+                + line
+                    .char_indices()
+                    .nth(col)
+                    .map(|(b, _)| b)
+                    .unwrap_or(line.trim_end_matches('\n').len());
+        }
+        offset += line.len();
+    }
+    source.len()
+}
+
+/// `did you mean `x``, for the closest candidate when it is close enough.
+pub fn did_you_mean<'a>(
+    typed: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
+    let lower = typed.to_ascii_lowercase();
+    candidates
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(&lower, &c.to_ascii_lowercase()), c))
+        .filter(|(s, _)| *s > 0.84)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| format!("did you mean `{c}`?"))
+}
+
+/// Turns a serde-saphyr error into a diagnostic, adding a suggestion for unknown fields.
+pub fn from_yaml_error(file: &str, err: &serde_saphyr::Error) -> Diagnostic {
+    let pos = err
+        .location()
+        .map(|l| Pos {
+            line: l.line() as u32,
+            col: l.column() as u32,
+        })
+        .unwrap_or(Pos { line: 1, col: 1 });
+    let full = err.to_string();
+    // serde-saphyr prefixes "error: line L column C: " and may append a snippet.
+    let first = full.lines().next().unwrap_or(&full);
+    let message = first
+        .split_once(": ")
+        .map(|(head, rest)| {
+            if head.starts_with("error") {
+                rest
+            } else {
+                first
+            }
+        })
+        .unwrap_or(first);
+    let message = strip_position(message).to_string();
+    let mut d = Diagnostic::new(pos, message.clone());
+    d.file = file.to_string();
+    if let Some((field, expected)) = unknown_field(&message) {
+        d.len = field.len();
+        if let Some(h) = did_you_mean(&field, expected.iter().map(String::as_str)) {
+            d.help = Some(h);
+        }
+    }
+    d
+}
+
+fn strip_position(m: &str) -> &str {
+    // "line 4 column 3: unknown field ..." → "unknown field ..."
+    if m.starts_with("line ") {
+        if let Some((_, rest)) = m.split_once(": ") {
+            return rest;
+        }
+    }
+    m
+}
+
+/// `unknown field `expct`, expected one of `a`, `b`` → ("expct", ["a", "b"]).
+fn unknown_field(message: &str) -> Option<(String, Vec<String>)> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (field, rest) = rest.split_once('`')?;
+    let expected = rest
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .map(|w| w.trim_matches('`'))
+        .filter(|w| !w.is_empty() && *w != "expected" && *w != "one" && *w != "of")
+        .map(String::from)
+        .collect();
+    Some((field.to_string(), expected))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_follow_lines_and_columns() {
+        let src = "a: 1\nbb: 2\n";
+        assert_eq!(byte_offset(src, Pos { line: 2, col: 1 }), 5);
+        assert_eq!(byte_offset(src, Pos { line: 2, col: 3 }), 7);
+    }
+
+    #[test]
+    fn unknown_fields_get_a_suggestion() {
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct C {
+            name: String,
+            expect: Option<i64>,
+        }
+        let src = "name: x\nexpct: 1\n";
+        let err = serde_saphyr::from_str::<C>(src).unwrap_err();
+        let d = from_yaml_error("t.yaml", &err);
+        assert_eq!(d.pos, Pos { line: 2, col: 1 });
+        assert!(
+            d.message.starts_with("unknown field `expct`"),
+            "{}",
+            d.message
+        );
+        assert_eq!(d.help.as_deref(), Some("did you mean `expect`?"));
+        let text = d.render(src, false);
+        assert!(
+            text.starts_with("t.yaml:2:1: unknown field `expct`"),
+            "{text}"
+        );
+        assert!(text.contains("expct: 1"), "{text}");
+    }
+}

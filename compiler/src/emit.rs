@@ -1,0 +1,392 @@
+//! The checked model as a Lua chunk: the frame comes from `templates/spec.lua.j2` (minijinja),
+//! the statements from here. Every statement that can fail carries a `-- file:LINE` marker;
+//! the runtime maps the chunk's lines back to the spec through them.
+//!
+//! Consecutive independent cases run in one `vm:batch`, so a table of 1,000 rows costs one round
+//! trip, not 1,000; each case then checks its own outcome.
+
+use crate::lua;
+use crate::model::{Body, Call, Case, Creds, LuaBlock, Model, Requires, Step, StepKind};
+use minijinja::{context, Environment};
+
+const TEMPLATE: &str = include_str!("../templates/spec.lua.j2");
+
+/// Calls per `vm:batch` round trip.
+const BATCH_LIMIT: usize = 2000;
+
+/// Lines of generated Lua with their spec lines.
+struct Out {
+    file: String,
+    text: String,
+}
+
+impl Out {
+    fn new(file: &str) -> Out {
+        Out {
+            file: file.to_string(),
+            text: String::new(),
+        }
+    }
+
+    /// A statement with its marker.
+    fn line(&mut self, indent: usize, code: &str, spec_line: u32) {
+        self.text.push_str(&"  ".repeat(indent));
+        self.text.push_str(code);
+        if spec_line > 0 {
+            self.text
+                .push_str(&format!("  -- {}:{spec_line}", self.file));
+        }
+        self.text.push('\n');
+    }
+
+    /// Raw text (a Lua block's code): no markers may go inside a string literal.
+    fn raw(&mut self, text: &str) {
+        self.text.push_str(text);
+    }
+}
+
+pub fn emit(model: &Model) -> Result<String, String> {
+    let file = &model.file;
+    let mut setup = Out::new(file);
+    for s in &model.setup {
+        step(&mut setup, 1, s, "setup");
+    }
+    let mut teardown = Out::new(file);
+    for s in &model.teardown {
+        step(&mut teardown, 1, s, "teardown");
+    }
+    let mut cases = Out::new(file);
+    emit_cases(&mut cases, model);
+
+    let mut env = Environment::new();
+    let syntax = minijinja::syntax::SyntaxConfig::builder()
+        .keep_trailing_newline(true)
+        .build()
+        .map_err(|e| format!("template syntax: {e}"))?;
+    env.set_syntax(syntax);
+    let marker_file = file.clone();
+    env.add_function("marker", move |line: u32| {
+        if line == 0 {
+            String::new()
+        } else {
+            format!("  -- {marker_file}:{line}")
+        }
+    });
+    env.add_template("spec.lua", TEMPLATE)
+        .map_err(|e| format!("the Lua template is broken: {e}"))?;
+    let tmpl = env
+        .get_template("spec.lua")
+        .map_err(|e| format!("the Lua template is missing: {e}"))?;
+    tmpl.render(context! {
+        version => env!("CARGO_PKG_VERSION"),
+        file => file,
+        profile => lua::str(&model.profile),
+        fixture => model.fixture.as_deref().map(lua::str),
+        requires => requires_expr(model.requires.as_ref()),
+        requires_line => model.requires.as_ref().map(|r| r.line).unwrap_or(0),
+        setup => setup.text,
+        teardown => teardown.text,
+        cases => cases.text,
+    })
+    .map_err(|e| format!("rendering the Lua chunk: {e}"))
+}
+
+fn requires_table(r: &Requires) -> String {
+    let mut parts = Vec::new();
+    if let Some(k) = &r.kernel {
+        parts.push(format!("kernel = {}", lua::str(k)));
+    }
+    if let Some(a) = &r.arch {
+        parts.push(format!("arch = {}", lua::str(a)));
+    }
+    if !r.syscalls.is_empty() {
+        let s: Vec<String> = r
+            .syscalls
+            .iter()
+            .map(|(n, nr)| format!("{{{}, {nr}}}", lua::str(n)))
+            .collect();
+        parts.push(format!("syscalls = {{{}}}", s.join(", ")));
+    }
+    if let Some(root) = r.root {
+        parts.push(format!("root = {root}"));
+    }
+    format!("{{{}}}", parts.join(", "))
+}
+
+fn requires_expr(r: Option<&Requires>) -> String {
+    match r {
+        Some(r) => format!("provium.requires(vm, {})", requires_table(r)),
+        None => "nil".into(),
+    }
+}
+
+fn creds_table(c: &Creds) -> String {
+    let mut parts = vec![format!("uid = {}", c.uid), format!("gid = {}", c.gid)];
+    if !c.groups.is_empty() {
+        let g: Vec<String> = c.groups.iter().map(u32::to_string).collect();
+        parts.push(format!("groups = {{{}}}", g.join(", ")));
+    }
+    if !c.caps.is_empty() {
+        let caps: Vec<String> = c.caps.iter().map(|c| lua::str(c)).collect();
+        parts.push(format!("caps = {{{}}}", caps.join(", ")));
+    }
+    format!("{{{}}}", parts.join(", "))
+}
+
+/// A case can join a batch when it is one plain call whose inputs are known before the batch.
+fn batchable(case: &Case, saved_in_segment: &[String]) -> bool {
+    match &case.body {
+        Body::Call(c) => {
+            case.creds.is_none()
+                && case.requires.is_none()
+                && case.skip.is_none()
+                && !c.reads.iter().any(|r| saved_in_segment.contains(r))
+        }
+        _ => false,
+    }
+}
+
+fn emit_cases(out: &mut Out, model: &Model) {
+    let mut i = 0;
+    let mut batch_no = 0;
+    let cases = &model.cases;
+    while i < cases.len() {
+        // Gather a segment of batchable cases.
+        let mut saved_in_segment: Vec<String> = Vec::new();
+        let mut j = i;
+        while j < cases.len() && j - i < BATCH_LIMIT && batchable(&cases[j], &saved_in_segment) {
+            if let Body::Call(c) = &cases[j].body {
+                saved_in_segment.extend(c.saves.iter().map(|s| s.name.clone()));
+            }
+            j += 1;
+        }
+        if j - i >= 2 {
+            batch_no += 1;
+            let var = format!("B{batch_no}");
+            let first = cases[i].line;
+            let last = cases[j - 1].line;
+            out.line(
+                1,
+                &format!("-- cases at lines {first}-{last} run in one round trip"),
+                0,
+            );
+            out.line(
+                1,
+                &format!("local {var} = SKIP and {{}} or vm:batch{{"),
+                first,
+            );
+            for c in &cases[i..j] {
+                if let Body::Call(call) = &c.body {
+                    out.line(2, &format!("{},", call.lua_table()), call.line);
+                }
+            }
+            out.line(1, "}", 0);
+            for (k, c) in cases[i..j].iter().enumerate() {
+                if let Body::Call(call) = &c.body {
+                    if !call.saves.is_empty() {
+                        let assigns: Vec<String> = call
+                            .saves
+                            .iter()
+                            .map(|s| format!("saved.{} = {}", s.name, s.value))
+                            .collect();
+                        out.line(
+                            1,
+                            &format!(
+                                "do local r = {var}[{}] or {{}}; {} end",
+                                k + 1,
+                                assigns.join("; ")
+                            ),
+                            call.line,
+                        );
+                    }
+                }
+            }
+            for (k, c) in cases[i..j].iter().enumerate() {
+                let outcome = format!("{var}[{}]", k + 1);
+                test_open(out, c);
+                if let Body::Call(call) = &c.body {
+                    check(out, 2, call, &outcome, c.xfail.as_deref());
+                }
+                out.line(1, "end)", 0);
+            }
+            i = j;
+        } else {
+            single_case(out, &cases[i]);
+            i += 1;
+        }
+    }
+}
+
+fn test_open(out: &mut Out, c: &Case) {
+    out.line(
+        1,
+        &format!("test({}, function()", lua::str(&c.name)),
+        c.line,
+    );
+    out.line(2, "if SKIP then skip(SKIP) end", 0);
+}
+
+fn single_case(out: &mut Out, c: &Case) {
+    test_open(out, c);
+    if let Some(reason) = &c.skip {
+        out.line(2, &format!("skip({})", lua::str(reason)), c.line);
+    }
+    if let Some(r) = &c.requires {
+        out.line(
+            2,
+            &format!("local unmet = provium.requires(vm, {})", requires_table(r)),
+            r.line,
+        );
+        out.line(2, "if unmet then skip(unmet) end", r.line);
+    }
+    let (indent, close_xfail) = match &c.xfail {
+        Some(reason) => {
+            out.line(
+                2,
+                &format!("xfail({}, function()", lua::str(reason)),
+                c.line,
+            );
+            (3, true)
+        }
+        None => (2, false),
+    };
+    match &c.body {
+        Body::Call(call) => {
+            let target = match &c.creds {
+                Some(cr) => {
+                    out.line(
+                        indent,
+                        &format!("local w = vm:spawn{}", creds_table(cr)),
+                        c.line,
+                    );
+                    "w"
+                }
+                None => "vm",
+            };
+            out.line(
+                indent,
+                &format!("local r = {target}:call{}", call.lua_table()),
+                call.line,
+            );
+            if c.creds.is_some() {
+                out.line(indent, "w:kill()", 0);
+            }
+            check(out, indent, call, "r", None);
+            saves(out, indent, call);
+        }
+        Body::Steps(steps) => {
+            for s in steps {
+                let creds = s.creds.as_ref().or(c.creds.as_ref());
+                step_with(out, indent, s, creds, "step");
+            }
+        }
+        Body::Lua(block) => lua_block(out, indent, block, c.creds.as_ref()),
+    }
+    if close_xfail {
+        out.line(2, "end)", 0);
+    }
+    out.line(1, "end)", 0);
+}
+
+fn check(out: &mut Out, indent: usize, call: &Call, outcome: &str, xfail: Option<&str>) {
+    let Some(e) = &call.expect else { return };
+    let stmt = format!("expect({outcome}, {})", e.table);
+    match xfail {
+        Some(reason) => out.line(
+            indent,
+            &format!("xfail({}, function() {stmt} end)", lua::str(reason)),
+            e.line,
+        ),
+        None => out.line(indent, &stmt, e.line),
+    }
+}
+
+fn saves(out: &mut Out, indent: usize, call: &Call) {
+    for s in &call.saves {
+        out.line(
+            indent,
+            &format!("saved.{} = {}", s.name, s.value),
+            call.line,
+        );
+    }
+}
+
+fn step(out: &mut Out, indent: usize, s: &Step, what: &str) {
+    step_with(out, indent, s, s.creds.as_ref(), what);
+}
+
+fn step_with(out: &mut Out, indent: usize, s: &Step, creds: Option<&Creds>, _what: &str) {
+    if let Some(label) = &s.label {
+        out.line(indent, &format!("-- {label}"), 0);
+    }
+    match &s.kind {
+        StepKind::Call(call) => {
+            let target = match creds {
+                Some(cr) => {
+                    out.line(
+                        indent,
+                        &format!("local w = vm:spawn{}", creds_table(cr)),
+                        s.line,
+                    );
+                    "w"
+                }
+                None => "vm",
+            };
+            out.line(indent, "do", 0);
+            out.line(
+                indent + 1,
+                &format!("local r = {target}:call{}", call.lua_table()),
+                call.line,
+            );
+            if creds.is_some() {
+                out.line(indent + 1, "w:kill()", 0);
+            }
+            check(out, indent + 1, call, "r", None);
+            saves(out, indent + 1, call);
+            out.line(indent, "end", 0);
+        }
+        StepKind::Lua(block) => lua_block(out, indent, block, creds),
+        StepKind::Exec(cmd) => {
+            out.line(indent, "do", 0);
+            out.line(
+                indent + 1,
+                &format!("local x = vm:exec({})", lua::str(cmd)),
+                s.line,
+            );
+            out.line(
+                indent + 1,
+                &format!(
+                    "assert(x.ok, {} .. tostring(x.exit_code or x.signal) .. \": \" .. x.stderr.value)",
+                    lua::str(&format!("`{cmd}` exited "))
+                ),
+                s.line,
+            );
+            out.line(indent, "end", 0);
+        }
+    }
+}
+
+/// Inline Lua runs as its own chunk named after the spec, padded so that its line numbers are
+/// the spec's: errors in it point at the YAML directly.
+fn lua_block(out: &mut Out, indent: usize, block: &LuaBlock, creds: Option<&Creds>) {
+    let pad = block.first_line.saturating_sub(1);
+    let worker = match creds {
+        Some(cr) => format!("vm:spawn{}", creds_table(cr)),
+        None => "nil".into(),
+    };
+    out.line(
+        indent,
+        &format!(
+            "local env = setmetatable({{vm = vm, saved = saved, worker = {worker}}}, {{__index = _G}})"
+        ),
+        block.first_line,
+    );
+    // The code goes in as written: no marker may land inside the string literal.
+    out.raw(&format!(
+        "{}local chunk = assert(load((\"\\n\"):rep({pad}) .. {}, {}, \"t\", env))\n",
+        "  ".repeat(indent),
+        lua::long_string(&block.code),
+        lua::str(&format!("@{}", out.file)),
+    ));
+    out.line(indent, "chunk()", block.first_line);
+}

@@ -1,0 +1,318 @@
+//! C struct layouts for x86_64: natural alignment, tail padding, `packed` and explicit `align`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FieldType {
+    Int {
+        bytes: usize,
+        signed: bool,
+    },
+    /// `char[N]`: a string, zero-padded.
+    Chars(usize),
+    Array(Box<FieldType>, usize),
+    Struct(String),
+    /// An address; set from a buffer, which the agent allocates and patches in.
+    Ptr,
+}
+
+impl fmt::Display for FieldType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FieldType::Int { bytes, signed } => {
+                write!(f, "{}{}", if *signed { 'i' } else { 'u' }, bytes * 8)
+            }
+            FieldType::Chars(n) => write!(f, "char[{n}]"),
+            FieldType::Array(t, n) => write!(f, "{t}[{n}]"),
+            FieldType::Struct(s) => f.write_str(s),
+            FieldType::Ptr => f.write_str("ptr"),
+        }
+    }
+}
+
+/// Parses a field type. `known` says whether a name is a struct.
+pub fn parse_type(text: &str, known: &dyn Fn(&str) -> bool) -> Result<FieldType, String> {
+    let t = text.trim();
+    if let Some(open) = t.rfind('[') {
+        let inner = &t[..open];
+        let n: usize = t[open + 1..]
+            .strip_suffix(']')
+            .and_then(|n| n.trim().parse().ok())
+            .ok_or_else(|| format!("bad array size in `{t}` (expected TYPE[N])"))?;
+        if n > 1 << 20 {
+            return Err(format!("array `{t}` is too large"));
+        }
+        return Ok(match inner.trim() {
+            "char" | "u8_str" => FieldType::Chars(n),
+            other => FieldType::Array(Box::new(parse_type(other, known)?), n),
+        });
+    }
+    let int = |bytes, signed| Ok(FieldType::Int { bytes, signed });
+    match t {
+        "u8" | "__u8" | "unsigned char" => int(1, false),
+        "i8" | "__s8" | "s8" | "char" => int(1, true),
+        "u16" | "__u16" | "unsigned short" => int(2, false),
+        "i16" | "__s16" | "s16" | "short" => int(2, true),
+        "u32" | "__u32" | "unsigned int" | "unsigned" => int(4, false),
+        "i32" | "__s32" | "s32" | "int" => int(4, true),
+        "u64" | "__u64" | "__aligned_u64" | "unsigned long" | "size_t" => int(8, false),
+        "i64" | "__s64" | "s64" | "long" | "ssize_t" => int(8, true),
+        "ptr" | "void*" | "void *" => Ok(FieldType::Ptr),
+        name if known(name) => Ok(FieldType::Struct(name.to_string())),
+        other => Err(format!(
+            "unknown type `{other}` (expected u8..u64, i8..i64, char[N], T[N], ptr, or a struct name)"
+        )),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Field {
+    pub name: String,
+    pub ty: FieldType,
+    pub offset: usize,
+    pub size: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    pub name: String,
+    pub size: usize,
+    pub align: usize,
+    pub packed: bool,
+    pub fields: Vec<Field>,
+}
+
+impl Layout {
+    pub fn field(&self, name: &str) -> Option<&Field> {
+        self.fields.iter().find(|f| f.name == name)
+    }
+}
+
+/// A struct as declared: its fields in order, packing and alignment.
+#[derive(Debug, Clone)]
+pub struct StructDecl {
+    pub name: String,
+    pub fields: Vec<(String, FieldType)>,
+    pub packed: bool,
+    pub align: Option<usize>,
+}
+
+/// All layouts of a spec, computed in dependency order.
+#[derive(Debug, Clone, Default)]
+pub struct Layouts {
+    map: BTreeMap<String, Layout>,
+}
+
+impl Layouts {
+    pub fn get(&self, name: &str) -> Option<&Layout> {
+        self.map.get(name)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.map.keys().map(String::as_str)
+    }
+
+    pub fn insert(&mut self, layout: Layout) {
+        self.map.insert(layout.name.clone(), layout);
+    }
+
+    /// Size and alignment of a type.
+    pub fn size_align(&self, ty: &FieldType, packed: bool) -> Result<(usize, usize), String> {
+        let (size, align) = match ty {
+            FieldType::Int { bytes, .. } => (*bytes, *bytes),
+            FieldType::Chars(n) => (*n, 1),
+            FieldType::Ptr => (8, 8),
+            FieldType::Array(t, n) => {
+                let (s, a) = self.size_align(t, packed)?;
+                (s * n, a)
+            }
+            FieldType::Struct(name) => {
+                let l = self
+                    .map
+                    .get(name)
+                    .ok_or_else(|| format!("struct `{name}` is used before it is laid out"))?;
+                (l.size, l.align)
+            }
+        };
+        Ok((size, if packed { 1 } else { align }))
+    }
+
+    /// Lays out declarations, nested structs first. Errors name the struct.
+    pub fn build(decls: &[StructDecl]) -> Result<Layouts, (String, String)> {
+        let mut layouts = Layouts::default();
+        let mut pending: Vec<&StructDecl> = decls.iter().collect();
+        while !pending.is_empty() {
+            let before = pending.len();
+            let mut rest = Vec::new();
+            for d in pending {
+                let ready = d.fields.iter().all(|(_, t)| deps_ready(t, &layouts));
+                if ready {
+                    let l = layouts.lay_out(d).map_err(|e| (d.name.clone(), e))?;
+                    layouts.insert(l);
+                } else {
+                    rest.push(d);
+                }
+            }
+            if rest.len() == before {
+                let names: Vec<&str> = rest.iter().map(|d| d.name.as_str()).collect();
+                return Err((
+                    names[0].to_string(),
+                    format!(
+                        "structs contain each other without a pointer: {}",
+                        names.join(", ")
+                    ),
+                ));
+            }
+            pending = rest;
+        }
+        Ok(layouts)
+    }
+
+    fn lay_out(&self, d: &StructDecl) -> Result<Layout, String> {
+        let mut offset = 0usize;
+        let mut max_align = 1usize;
+        let mut fields = Vec::new();
+        for (name, ty) in &d.fields {
+            let (size, align) = self.size_align(ty, d.packed)?;
+            offset = offset.div_ceil(align) * align;
+            max_align = max_align.max(align);
+            fields.push(Field {
+                name: name.clone(),
+                ty: ty.clone(),
+                offset,
+                size,
+            });
+            offset += size;
+        }
+        let align = match d.align {
+            Some(a) if !a.is_power_of_two() => {
+                return Err(format!("align {a} is not a power of two"))
+            }
+            Some(a) => a.max(if d.packed { 1 } else { max_align }),
+            None => max_align,
+        };
+        let size = offset.div_ceil(align) * align;
+        Ok(Layout {
+            name: d.name.clone(),
+            size,
+            align,
+            packed: d.packed,
+            fields,
+        })
+    }
+}
+
+fn deps_ready(t: &FieldType, layouts: &Layouts) -> bool {
+    match t {
+        FieldType::Struct(n) => layouts.get(n).is_some(),
+        FieldType::Array(inner, _) => deps_ready(inner, layouts),
+        _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decl(
+        name: &str,
+        fields: &[(&str, &str)],
+        packed: bool,
+        align: Option<usize>,
+        known: &[&str],
+    ) -> StructDecl {
+        StructDecl {
+            name: name.into(),
+            fields: fields
+                .iter()
+                .map(|(n, t)| {
+                    (
+                        n.to_string(),
+                        parse_type(t, &|s| known.contains(&s)).unwrap(),
+                    )
+                })
+                .collect(),
+            packed,
+            align,
+        }
+    }
+
+    #[test]
+    fn c_rules() {
+        let ls = Layouts::build(&[
+            decl(
+                "open_how",
+                &[("flags", "u64"), ("mode", "u64"), ("resolve", "u64")],
+                false,
+                None,
+                &[],
+            ),
+            decl(
+                "mixed",
+                &[("a", "u8"), ("b", "u32"), ("c", "u16")],
+                false,
+                None,
+                &[],
+            ),
+            decl(
+                "wire_hdr",
+                &[("kind", "u8"), ("len", "u32"), ("name", "char[8]")],
+                true,
+                None,
+                &[],
+            ),
+            decl(
+                "outer",
+                &[("x", "u8"), ("inner", "mixed"), ("tail", "u8[3]")],
+                false,
+                None,
+                &["mixed"],
+            ),
+            decl("aligned", &[("a", "u8")], false, Some(16), &[]),
+            decl(
+                "epoll_event",
+                &[("events", "u32"), ("data", "u64")],
+                true,
+                None,
+                &[],
+            ),
+        ])
+        .unwrap();
+        assert_eq!(ls.get("open_how").unwrap().size, 24);
+        let m = ls.get("mixed").unwrap();
+        assert_eq!((m.size, m.align), (12, 4));
+        assert_eq!(m.field("c").unwrap().offset, 8);
+        let w = ls.get("wire_hdr").unwrap();
+        assert_eq!(w.size, 13);
+        assert_eq!(w.field("len").unwrap().offset, 1);
+        let o = ls.get("outer").unwrap();
+        assert_eq!(o.field("inner").unwrap().offset, 4);
+        assert_eq!(o.field("tail").unwrap().offset, 16);
+        assert_eq!(o.size, 20);
+        assert_eq!(ls.get("aligned").unwrap().size, 16);
+        assert_eq!(ls.get("epoll_event").unwrap().size, 12);
+    }
+
+    #[test]
+    fn cycles_and_bad_types_are_errors() {
+        let known = |s: &str| s == "a" || s == "b";
+        let a = StructDecl {
+            name: "a".into(),
+            fields: vec![("b".into(), parse_type("b", &known).unwrap())],
+            packed: false,
+            align: None,
+        };
+        let b = StructDecl {
+            name: "b".into(),
+            fields: vec![("a".into(), parse_type("a", &known).unwrap())],
+            packed: false,
+            align: None,
+        };
+        assert!(Layouts::build(&[a, b]).is_err());
+        assert!(parse_type("u33", &|_| false)
+            .unwrap_err()
+            .contains("unknown type `u33`"));
+        assert!(parse_type("u8[x]", &|_| false).is_err());
+    }
+}

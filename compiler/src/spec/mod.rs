@@ -1,0 +1,4 @@
+//! The spec as written in YAML.
+
+pub mod node;
+pub mod types;

@@ -1,0 +1,276 @@
+//! `table:` and `matrix:` rows, and `{{ column }}` templates in a case (minijinja).
+//!
+//! A string that is exactly `{{ column }}` takes the row's value as it is, so `fd: -1` stays an
+//! integer and keeps the row's position for error messages. Other strings are rendered as text.
+
+use crate::diag::{did_you_mean, Diagnostic};
+use crate::spec::node::{At, Node, Pos, Value};
+use crate::spec::types;
+use minijinja::{Environment, UndefinedBehavior};
+
+/// One row of values.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub pos: Pos,
+    pub values: Vec<(String, Node)>,
+    /// `call=close, fd=-1`, for names without templates.
+    pub label: String,
+}
+
+fn label(values: &[(String, Node)]) -> String {
+    values
+        .iter()
+        .map(|(k, v)| format!("{k}={}", v.scalar_text().unwrap_or_else(|| "…".into())))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The case's rows, or `None` when it has no `table` or `matrix`.
+pub fn rows(case: &types::Case, pos: Pos) -> Result<Option<Vec<Row>>, Diagnostic> {
+    match (&case.table, &case.matrix) {
+        (Some(_), Some(_)) => Err(Diagnostic::new(
+            pos,
+            "a case has `table` or `matrix`, not both",
+        )),
+        (Some(table), None) => {
+            let mut rows = Vec::new();
+            for r in table {
+                let Some(m) = r.as_map() else {
+                    return Err(Diagnostic::new(
+                        r.pos,
+                        "a table row is a map of column values: `- {call: close, fd: -1}`",
+                    ));
+                };
+                let mut values = Vec::new();
+                for (k, v) in m {
+                    let Some(key) = k.as_str() else {
+                        return Err(Diagnostic::new(k.pos, "a column name is a string"));
+                    };
+                    values.push((key.to_string(), v.clone()));
+                }
+                let label = label(&values);
+                rows.push(Row {
+                    pos: r.pos,
+                    values,
+                    label,
+                });
+            }
+            if rows.is_empty() {
+                return Err(Diagnostic::new(pos, "the table has no rows"));
+            }
+            Ok(Some(rows))
+        }
+        (None, Some(matrix)) => {
+            let mut rows: Vec<Vec<(String, Node)>> = vec![Vec::new()];
+            for (name, values) in &matrix.0 {
+                if values.is_empty() {
+                    return Err(Diagnostic::new(
+                        name.pos,
+                        format!("matrix column `{}` has no values", name.value),
+                    ));
+                }
+                let mut next = Vec::with_capacity(rows.len() * values.len());
+                for r in &rows {
+                    for v in values {
+                        let mut row = r.clone();
+                        row.push((name.value.clone(), v.clone()));
+                        next.push(row);
+                    }
+                }
+                rows = next;
+                if rows.len() > 100_000 {
+                    return Err(Diagnostic::new(
+                        name.pos,
+                        "the matrix has more than 100,000 combinations",
+                    ));
+                }
+            }
+            let pos = matrix.0.first().map(|(n, _)| n.pos).unwrap_or(pos);
+            Ok(Some(
+                rows.into_iter()
+                    .map(|values| Row {
+                        pos,
+                        label: label(&values),
+                        values,
+                    })
+                    .collect(),
+            ))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+fn to_value(n: &Node) -> minijinja::Value {
+    match &n.value {
+        Value::Null => minijinja::Value::from(()),
+        Value::Bool(b) => minijinja::Value::from(*b),
+        Value::Int(i) => minijinja::Value::from(*i),
+        Value::Float(f) => minijinja::Value::from(*f),
+        Value::Str(s) => minijinja::Value::from(s.clone()),
+        Value::Seq(items) => minijinja::Value::from(items.iter().map(to_value).collect::<Vec<_>>()),
+        Value::Map(m) => minijinja::Value::from(
+            m.iter()
+                .map(|(k, v)| (k.scalar_text().unwrap_or_default(), to_value(v)))
+                .collect::<std::collections::BTreeMap<String, minijinja::Value>>(),
+        ),
+    }
+}
+
+struct Renderer<'a> {
+    env: Environment<'static>,
+    row: &'a Row,
+    ctx: minijinja::Value,
+}
+
+impl Renderer<'_> {
+    fn text(&self, template: &str, pos: Pos) -> Result<String, Diagnostic> {
+        self.env.render_str(template, &self.ctx).map_err(|e| {
+            let mut d = Diagnostic::new(
+                pos,
+                format!("in `{template}`: {}", e.detail().unwrap_or(&e.to_string())),
+            );
+            if e.kind() == minijinja::ErrorKind::UndefinedError {
+                let columns: Vec<&str> = self.row.values.iter().map(|(k, _)| k.as_str()).collect();
+                // The first name used inside `{{ }}` that the row lacks.
+                let word = template
+                    .split("{{")
+                    .skip(1)
+                    .filter_map(|part| part.split("}}").next())
+                    .flat_map(|inner| inner.split(|c: char| !c.is_ascii_alphanumeric() && c != '_'))
+                    .find(|w| {
+                        !w.is_empty()
+                            && !w.chars().all(|c| c.is_ascii_digit())
+                            && !columns.contains(w)
+                    })
+                    .unwrap_or("");
+                d.message = format!(
+                    "unknown column `{word}` in `{template}` (the row has {})",
+                    columns.join(", ")
+                );
+                d.help = did_you_mean(word, columns.iter().copied());
+            }
+            d
+        })
+    }
+
+    fn node(&self, n: &Node) -> Result<Node, Diagnostic> {
+        Ok(match &n.value {
+            Value::Str(s) if s.contains("{{") || s.contains("{%") => {
+                let inner = s
+                    .trim()
+                    .strip_prefix("{{")
+                    .and_then(|r| r.strip_suffix("}}"))
+                    .map(str::trim);
+                if let Some(var) =
+                    inner.filter(|v| v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+                {
+                    if let Some((_, value)) = self.row.values.iter().find(|(k, _)| k == var) {
+                        return Ok(value.clone());
+                    }
+                }
+                Node::new(Value::Str(self.text(s, n.pos)?), self.row.pos)
+            }
+            Value::Seq(items) => Node::new(
+                Value::Seq(
+                    items
+                        .iter()
+                        .map(|i| self.node(i))
+                        .collect::<Result<_, _>>()?,
+                ),
+                n.pos,
+            ),
+            Value::Map(m) => Node::new(
+                Value::Map(
+                    m.iter()
+                        .map(|(k, v)| Ok((k.clone(), self.node(v)?)))
+                        .collect::<Result<_, Diagnostic>>()?,
+                ),
+                n.pos,
+            ),
+            _ => n.clone(),
+        })
+    }
+
+    fn opt(&self, n: &Option<Node>) -> Result<Option<Node>, Diagnostic> {
+        n.as_ref().map(|n| self.node(n)).transpose()
+    }
+
+    fn at(&self, a: &Option<At<String>>) -> Result<Option<At<String>>, Diagnostic> {
+        a.as_ref()
+            .map(|a| {
+                Ok(At {
+                    value: self.text(&a.value, a.pos)?,
+                    pos: a.pos,
+                })
+            })
+            .transpose()
+    }
+
+    fn step(&self, s: &At<types::Step>) -> Result<At<types::Step>, Diagnostic> {
+        let v = &s.value;
+        Ok(At {
+            pos: s.pos,
+            value: types::Step {
+                name: self.at(&v.name)?,
+                syscall: self.opt(&v.syscall)?,
+                args: v
+                    .args
+                    .iter()
+                    .map(|a| self.node(a))
+                    .collect::<Result<_, _>>()?,
+                expect: self.opt(&v.expect)?,
+                save: self.opt(&v.save)?,
+                as_: v.as_.clone(),
+                timeout: v.timeout.clone(),
+                exec: self.at(&v.exec)?,
+                lua: self.at(&v.lua)?,
+            },
+        })
+    }
+}
+
+/// The case with one row's values filled in.
+pub fn render_case(case: &types::Case, row: &Row) -> Result<types::Case, Diagnostic> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    let ctx = minijinja::Value::from(
+        row.values
+            .iter()
+            .map(|(k, v)| (k.clone(), to_value(v)))
+            .collect::<std::collections::BTreeMap<String, minijinja::Value>>(),
+    );
+    let r = Renderer { env, row, ctx };
+    let templated = case.name.value.contains("{{") || case.name.value.contains("{%");
+    let name = if templated {
+        r.text(&case.name.value, case.name.pos)?
+    } else {
+        format!("{} [{}]", case.name.value, row.label)
+    };
+    Ok(types::Case {
+        name: At {
+            value: name,
+            pos: row.pos,
+        },
+        syscall: r.opt(&case.syscall)?,
+        args: case
+            .args
+            .iter()
+            .map(|a| r.node(a))
+            .collect::<Result<_, _>>()?,
+        expect: r.opt(&case.expect)?,
+        save: r.opt(&case.save)?,
+        as_: case.as_.clone(),
+        requires: case.requires.clone(),
+        xfail: r.at(&case.xfail)?,
+        skip: r.at(&case.skip)?,
+        timeout: case.timeout.clone(),
+        table: None,
+        matrix: None,
+        steps: case
+            .steps
+            .as_ref()
+            .map(|s| s.iter().map(|st| r.step(st)).collect::<Result<_, _>>())
+            .transpose()?,
+        lua: r.at(&case.lua)?,
+    })
+}

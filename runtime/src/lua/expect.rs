@@ -1,0 +1,381 @@
+//! `expect(outcome, spec)`, `xfail(reason, fn)` and `provium.requires(vm, req)`: the checks that
+//! compiled specs use, public for Lua tests too.
+
+use super::api::show;
+use super::errors::{self, Raised};
+use mlua::{Function, Lua, ObjectLike, Table, Value};
+use provium_compiler::linux;
+
+fn describe(ret: i64) -> String {
+    linux::describe_ret(ret)
+}
+
+/// `-22 (EINVAL)`, or `one of -22 (EINVAL), -1 (EPERM)`.
+fn errno_list(names: &[String]) -> String {
+    let shown: Vec<String> = names
+        .iter()
+        .map(|n| match linux::errno_number(n) {
+            Some(e) => format!("-{e} ({n})"),
+            None => n.clone(),
+        })
+        .collect();
+    match shown.as_slice() {
+        [one] => one.clone(),
+        many => format!("one of {}", many.join(", ")),
+    }
+}
+
+fn cmp_ok(op: &str, actual: i64, want: i64) -> bool {
+    match op {
+        "eq" => actual == want,
+        "ne" => actual != want,
+        "lt" => actual < want,
+        "le" => actual <= want,
+        "gt" => actual > want,
+        "ge" => actual >= want,
+        _ => false,
+    }
+}
+
+fn cmp_text(op: &str) -> &'static str {
+    match op {
+        "eq" => "==",
+        "ne" => "!=",
+        "lt" => "<",
+        "le" => "<=",
+        "gt" => ">",
+        _ => ">=",
+    }
+}
+
+const OPS: [&str; 6] = ["eq", "ne", "lt", "le", "gt", "ge"];
+
+/// Checks every comparison in `t` against `actual`; the first that fails is described.
+fn comparisons(t: &Table, actual: i64, what: &str) -> mlua::Result<Option<String>> {
+    for op in OPS {
+        if let Some(want) = t.get::<Option<i64>>(op)? {
+            if !cmp_ok(op, actual, want) {
+                return Ok(Some(format!(
+                    "expected {what} {} {}, got {}",
+                    cmp_text(op),
+                    describe(want),
+                    describe(actual)
+                )));
+            }
+        }
+    }
+    Ok(None)
+}
+
+fn termination(outcome: &Table) -> mlua::Result<String> {
+    Ok(
+        match (
+            outcome.get::<Option<i64>>("exit_code")?,
+            outcome.get::<Option<i64>>("signal")?,
+        ) {
+            (Some(code), _) => format!("exited with status {code}"),
+            (None, Some(sig)) => format!("was killed by signal {sig}"),
+            _ => "died".into(),
+        },
+    )
+}
+
+pub fn expect(lua: &Lua, (outcome, spec): (Value, Table)) -> mlua::Result<()> {
+    let Value::Table(outcome) = outcome else {
+        return Err(errors::error(
+            lua,
+            format!(
+                "expect: no outcome to check (got {}); did the call run?",
+                outcome.type_name()
+            ),
+        ));
+    };
+    if let Some(why) = outcome.get::<Option<String>>("rejected")? {
+        return Err(errors::error(
+            lua,
+            format!("the agent rejected the call: {why}"),
+        ));
+    }
+    let died = outcome.get::<Option<bool>>("died")?.unwrap_or(false);
+    let timed_out = outcome.get::<Option<bool>>("timed_out")?.unwrap_or(false);
+    let fail = |message: String| Err(errors::assertion(lua, message, ""));
+
+    if spec.get::<Option<bool>>("died")?.unwrap_or(false) {
+        if !died {
+            let got = match outcome.get::<Option<i64>>("ret")? {
+                Some(r) => format!("the call returned {}", describe(r)),
+                None => "the call did not end the executor".into(),
+            };
+            return fail(format!("expected the call to end the executor, but {got}"));
+        }
+        for key in ["exit_code", "signal"] {
+            if let Some(want) = spec.get::<Option<i64>>(key)? {
+                let got = outcome.get::<Option<i64>>(key)?;
+                if got != Some(want) {
+                    return fail(format!(
+                        "expected the executor to end with {key} {want}, but it {}",
+                        termination(&outcome)?
+                    ));
+                }
+            }
+        }
+        return Ok(());
+    }
+    if spec.get::<Option<bool>>("timed_out")?.unwrap_or(false) {
+        if !timed_out {
+            return fail("expected the call to block until its timeout, but it returned".into());
+        }
+        return Ok(());
+    }
+    if died {
+        return fail(format!(
+            "the call ended the executor: it {}",
+            termination(&outcome)?
+        ));
+    }
+    if timed_out {
+        return fail("the call blocked until its timeout".into());
+    }
+    let Some(ret) = outcome.get::<Option<i64>>("ret")? else {
+        return fail("the call has no return value".into());
+    };
+    if spec.get::<Option<bool>>("ok")?.unwrap_or(false) && ret < 0 {
+        return fail(format!("expected success (>= 0), got {}", describe(ret)));
+    }
+    if let Some(errnos) = spec.get::<Option<Vec<String>>>("errno")? {
+        let matched = errnos
+            .iter()
+            .any(|n| linux::errno_number(n).is_some_and(|e| ret == -(e as i64)));
+        if !matched {
+            let got = if ret >= 0 {
+                format!("{ret} (success)")
+            } else {
+                describe(ret)
+            };
+            return fail(format!("expected {}, got {got}", errno_list(&errnos)));
+        }
+    }
+    if let Some(cmp) = spec.get::<Option<Table>>("ret")? {
+        if let Some(m) = comparisons(&cmp, ret, "ret")? {
+            return fail(m);
+        }
+    }
+    if let Some(out) = spec.get::<Option<Table>>("out")? {
+        let bufs: Table = outcome.get("bufs")?;
+        for pair in out.pairs::<i64, Table>() {
+            let (idx, checks) = pair?;
+            let Some(data) = bufs.get::<Option<mlua::LuaString>>(idx)? else {
+                return fail(format!(
+                    "buffer {idx}: the call has no buffer at argument {idx}"
+                ));
+            };
+            let data = data.as_bytes().to_vec();
+            for check in checks.sequence_values::<Table>() {
+                if let Some(m) = buffer_check(lua, idx, &data, &check?)? {
+                    return fail(m);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn buffer_check(lua: &Lua, idx: i64, data: &[u8], check: &Table) -> mlua::Result<Option<String>> {
+    let shown = |bytes: &[u8]| -> mlua::Result<String> {
+        Ok(show(lua, &Value::String(lua.create_string(bytes)?)))
+    };
+    if let Some(prefix) = check.get::<Option<mlua::LuaString>>("starts_with")? {
+        let p = prefix.as_bytes();
+        if !data.starts_with(&p) {
+            let got = &data[..data.len().min(p.len().max(16))];
+            return Ok(Some(format!(
+                "buffer {idx}: expected it to start with {}, got {}",
+                shown(&p)?,
+                shown(got)?
+            )));
+        }
+    }
+    if let Some(needle) = check.get::<Option<mlua::LuaString>>("contains")? {
+        let n = needle.as_bytes();
+        if !n.is_empty() && !data.windows(n.len()).any(|w| w == &n[..]) {
+            return Ok(Some(format!(
+                "buffer {idx}: expected it to contain {}, got {}",
+                shown(&n)?,
+                shown(data)?
+            )));
+        }
+    }
+    if let Some(exact) = check.get::<Option<mlua::LuaString>>("equals")? {
+        let e = exact.as_bytes();
+        let got = &data[..data.len().min(e.len())];
+        let rest_zero = data[got.len()..].iter().all(|&b| b == 0);
+        if got != &e[..] || !rest_zero {
+            return Ok(Some(format!(
+                "buffer {idx}: expected {}, got {}",
+                shown(&e)?,
+                shown(data)?
+            )));
+        }
+    }
+    if let Some(field) = check.get::<Option<String>>("field")? {
+        let at: usize = check.get("at")?;
+        let ty: String = check.get("type")?;
+        let fields = super::pack::parse(&ty).map_err(|e| errors::error(lua, e.to_string()))?;
+        let size = super::pack::size(&fields);
+        let Some(bytes) = data.get(at..at + size) else {
+            return Ok(Some(format!(
+                "buffer {idx}: field {field} at offset {at} is past its {} bytes",
+                data.len()
+            )));
+        };
+        let value = match super::pack::unpack(&fields, bytes) {
+            Ok(v) => match v.first() {
+                Some(super::pack::Value::Int(i)) => *i,
+                _ => 0,
+            },
+            Err(e) => return Err(errors::error(lua, e.to_string())),
+        };
+        return comparisons(
+            check,
+            value,
+            &format!("{field} (buffer {idx}, offset {at})"),
+        );
+    }
+    Ok(None)
+}
+
+/// Runs `f`; an assertion failure inside becomes a skip ("known bug"), a pass becomes a failure.
+pub fn xfail(lua: &Lua, (reason, f): (String, Function)) -> mlua::Result<()> {
+    match f.call::<()>(()) {
+        Ok(()) => Err(errors::assertion(
+            lua,
+            format!("expected to fail (xfail: {reason}), but it passed: remove `xfail` if the bug is fixed"),
+            "",
+        )),
+        Err(e) => match errors::raised(&e) {
+            Some(Raised::Assertion { message, .. }) => Err(mlua::Error::external(Raised::Skip {
+                reason: format!("xfail: {reason} ({message})"),
+            })),
+            _ => Err(e),
+        },
+    }
+}
+
+/// `5.6`, `6.1.0-48-cloud-amd64` → `[5, 6]`, `[6, 1, 0]`.
+fn version(text: &str) -> Vec<u32> {
+    text.split(|c: char| !c.is_ascii_digit() && c != '.')
+        .next()
+        .unwrap_or("")
+        .split('.')
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+fn compare(a: &[u32], b: &[u32]) -> std::cmp::Ordering {
+    let n = a.len().max(b.len());
+    (0..n)
+        .map(|i| a.get(i).unwrap_or(&0).cmp(b.get(i).unwrap_or(&0)))
+        .find(|o| o.is_ne())
+        .unwrap_or(std::cmp::Ordering::Equal)
+}
+
+/// Whether `release` is in `range` (`>=5.6, <6.2`).
+pub fn kernel_in_range(release: &str, range: &str) -> Result<bool, String> {
+    let have = version(release);
+    for (op, want) in provium_compiler::check::parse_version_range(range)? {
+        let o = compare(&have, &want);
+        let ok = match op.as_str() {
+            "<" => o.is_lt(),
+            "<=" => o.is_le(),
+            ">" => o.is_gt(),
+            ">=" => o.is_ge(),
+            _ => o.is_eq(),
+        };
+        if !ok {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// `nil` when `req` holds on `vm`, else the reason (for `skip`).
+pub fn requires(lua: &Lua, (vm, req): (mlua::AnyUserData, Table)) -> mlua::Result<Option<String>> {
+    let call: Function = vm.get("call")?;
+    let info: Value = vm.get("info")?;
+    let info = match info {
+        Value::Table(t) => Some(t),
+        _ => None,
+    };
+    if let Some(range) = req.get::<Option<String>>("kernel")? {
+        let release: String = info
+            .as_ref()
+            .map(|i| i.get::<String>("kernel_release"))
+            .transpose()?
+            .unwrap_or_default();
+        if release.is_empty() {
+            return Ok(None);
+        }
+        match kernel_in_range(&release, &range) {
+            Ok(true) => {}
+            Ok(false) => return Ok(Some(format!("needs kernel {range}, running {release}"))),
+            Err(e) => return Err(errors::error(lua, e)),
+        }
+    }
+    if let Some(arch) = req.get::<Option<String>>("arch")? {
+        let have: String = info
+            .as_ref()
+            .map(|i| i.get::<String>("arch"))
+            .transpose()?
+            .unwrap_or_default();
+        if !have.is_empty() && have != arch {
+            return Ok(Some(format!("needs arch {arch}, running {have}")));
+        }
+    }
+    if let Some(syscalls) = req.get::<Option<Table>>("syscalls")? {
+        for s in syscalls.sequence_values::<Table>() {
+            let s = s?;
+            let name: String = s.get(1)?;
+            let nr: i64 = s.get(2)?;
+            // All-minus-one arguments are invalid for every syscall, so a present one answers
+            // with an error other than ENOSYS (or ends the executor, which is replaced).
+            let probe = lua.create_table()?;
+            probe.set("nr", nr)?;
+            probe.set("args", vec![-1i64; 6])?;
+            probe.set("timeout", 2.0)?;
+            let outcome: Table = call.call((vm.clone(), probe))?;
+            if outcome.get::<Option<i64>>("ret")? == Some(-38) {
+                return Ok(Some(format!(
+                    "needs syscall {name} ({nr}), which this kernel lacks"
+                )));
+            }
+        }
+    }
+    if let Some(root) = req.get::<Option<bool>>("root")? {
+        let syscall: Function = vm.get("syscall")?;
+        let euid: i64 = syscall.call((vm.clone(), 107))?;
+        if root != (euid == 0) {
+            return Ok(Some(if root {
+                "needs root".into()
+            } else {
+                "needs a non-root user".into()
+            }));
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_ranges() {
+        assert!(kernel_in_range("6.1.0-48-cloud-amd64", ">=5.6").unwrap());
+        assert!(!kernel_in_range("6.1.0-48-cloud-amd64", ">=6.2").unwrap());
+        assert!(kernel_in_range("6.1.0", ">=5.6, <6.2").unwrap());
+        assert!(kernel_in_range("5.6.0", ">=5.6").unwrap());
+        assert!(!kernel_in_range("5.5.19", ">=5.6").unwrap());
+        assert!(kernel_in_range("6.1.0", "==6.1").unwrap());
+        assert!(kernel_in_range("6.1", "nonsense").is_err());
+    }
+}
