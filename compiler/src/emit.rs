@@ -275,9 +275,24 @@ fn single_case(out: &mut Out, c: &Case) {
             saves(out, indent, call);
         }
         Body::Steps(steps) => {
+            // One worker for the whole case, so its steps share a process (rlimits, fds).
+            if let Some(cr) = &c.creds {
+                out.line(
+                    indent,
+                    &format!("local cw = vm:spawn{}", creds_table(cr)),
+                    c.line,
+                );
+            }
             for s in steps {
-                let creds = s.creds.as_ref().or(c.creds.as_ref());
-                step_with(out, indent, s, creds, "step");
+                let who = match (&s.creds, &c.creds) {
+                    (Some(own), _) => Who::Spawn(own),
+                    (None, Some(_)) => Who::Worker("cw"),
+                    (None, None) => Who::Vm,
+                };
+                step_with(out, indent, s, who);
+            }
+            if c.creds.is_some() {
+                out.line(indent, "cw:kill()", 0);
             }
         }
         Body::Lua(block) => lua_block(out, indent, block, c.creds.as_ref()),
@@ -311,18 +326,35 @@ fn saves(out: &mut Out, indent: usize, call: &Call) {
     }
 }
 
-fn step(out: &mut Out, indent: usize, s: &Step, what: &str) {
-    step_with(out, indent, s, s.creds.as_ref(), what);
+fn step(out: &mut Out, indent: usize, s: &Step, _what: &str) {
+    let who = match &s.creds {
+        Some(c) => Who::Spawn(c),
+        None => Who::Vm,
+    };
+    step_with(out, indent, s, who);
 }
 
-fn step_with(out: &mut Out, indent: usize, s: &Step, creds: Option<&Creds>, _what: &str) {
+/// Where a step runs.
+enum Who<'a> {
+    Vm,
+    /// A worker the case already spawned.
+    Worker(&'a str),
+    /// A worker of its own, spawned for the step.
+    Spawn(&'a Creds),
+}
+
+fn step_with(out: &mut Out, indent: usize, s: &Step, who: Who<'_>) {
     if let Some(label) = &s.label {
         out.line(indent, &format!("-- {label}"), 0);
     }
+    let creds = match &who {
+        Who::Spawn(c) => Some(*c),
+        _ => None,
+    };
     match &s.kind {
         StepKind::Call(call) => {
-            let target = match creds {
-                Some(cr) => {
+            let target = match &who {
+                Who::Spawn(cr) => {
                     out.line(
                         indent,
                         &format!("local w = vm:spawn{}", creds_table(cr)),
@@ -330,7 +362,8 @@ fn step_with(out: &mut Out, indent: usize, s: &Step, creds: Option<&Creds>, _wha
                     );
                     "w"
                 }
-                None => "vm",
+                Who::Worker(name) => name,
+                Who::Vm => "vm",
             };
             out.line(indent, "do", 0);
             out.line(

@@ -229,6 +229,39 @@ impl Renderer<'_> {
     }
 }
 
+/// Whether any string of the case is a template (outside tables too: `{{ "a" * 300 }}`).
+pub fn has_templates(case: &types::Case) -> bool {
+    fn node(n: &Node) -> bool {
+        match &n.value {
+            Value::Str(s) => s.contains("{{") || s.contains("{%"),
+            Value::Seq(items) => items.iter().any(node),
+            Value::Map(m) => m.iter().any(|(_, v)| node(v)),
+            _ => false,
+        }
+    }
+    let opt = |n: &Option<Node>| n.as_ref().is_some_and(node);
+    let text = |s: &Option<At<String>>| s.as_ref().is_some_and(|a| a.value.contains("{{"));
+    case.name.value.contains("{{")
+        || opt(&case.syscall)
+        || case.args.iter().any(node)
+        || opt(&case.expect)
+        || text(&case.lua)
+        || case.steps.as_ref().is_some_and(|steps| {
+            steps.iter().any(|s| {
+                opt(&s.value.syscall) || s.value.args.iter().any(node) || opt(&s.value.expect)
+            })
+        })
+}
+
+/// A row with no values, for templates outside tables.
+pub fn empty_row(pos: Pos) -> Row {
+    Row {
+        pos,
+        values: Vec::new(),
+        label: String::new(),
+    }
+}
+
 /// The case with one row's values filled in.
 pub fn render_case(case: &types::Case, row: &Row) -> Result<types::Case, Diagnostic> {
     let mut env = Environment::new();
@@ -243,6 +276,8 @@ pub fn render_case(case: &types::Case, row: &Row) -> Result<types::Case, Diagnos
     let templated = case.name.value.contains("{{") || case.name.value.contains("{%");
     let name = if templated {
         r.text(&case.name.value, case.name.pos)?
+    } else if row.values.is_empty() {
+        case.name.value.clone()
     } else {
         format!("{} [{}]", case.name.value, row.label)
     };

@@ -1534,6 +1534,18 @@ impl<'a> Checker<'a> {
             }
         };
         let Some(rows) = rows else {
+            if template::has_templates(&case.value) {
+                return match template::render_case(&case.value, &template::empty_row(case.pos)) {
+                    Ok(rendered) => self
+                        .one_case(&rendered, case.pos.line)
+                        .into_iter()
+                        .collect(),
+                    Err(d) => {
+                        self.diags.push(d);
+                        Vec::new()
+                    }
+                };
+            }
             return self
                 .one_case(&case.value, case.pos.line)
                 .into_iter()

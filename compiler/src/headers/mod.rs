@@ -2,4 +2,5 @@
 
 pub mod constants;
 pub mod defines;
+pub mod enums;
 pub mod tables;

@@ -133,6 +133,7 @@ pub const BUILTIN_HEADERS: &[&str] = &[
     "linux/seccomp.h",
     "linux/fanotify.h",
     "linux/utsname.h",
+    "linux/if_ether.h",
 ];
 
 /// Socket types live in an enum in glibc's headers, not in a uapi `#define`; their values are
@@ -171,11 +172,13 @@ pub fn builtin_constants(
             .ok_or_else(|| format!("{header} not found under {}", root.display()))?;
         let text =
             std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        // Enumerators first: they give self-referring defines (`#define X X`) their value.
+        let enums = super::enums::parse(&text);
         let defs = super::defines::parse(&text);
-        sources.push((
-            header.to_string(),
-            defs.iter().map(|d| d.name.clone()).collect(),
-        ));
+        let mut names: Vec<String> = enums.iter().map(|d| d.name.clone()).collect();
+        names.extend(defs.iter().map(|d| d.name.clone()));
+        sources.push((header.to_string(), names));
+        table.add(header, enums);
         table.add(header, defs);
     }
     let mut out = Vec::new();
