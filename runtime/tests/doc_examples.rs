@@ -98,3 +98,47 @@ fn run_docs(doc: &str) {
 fn lua_api_examples_run() {
     run_docs("docs/lua-api.md");
 }
+
+/// The spec-language reference shows the files under examples/specs verbatim (the examples
+/// test runs them); a block that drifts from its file fails here.
+#[test]
+fn spec_language_examples_are_the_example_files() {
+    let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+    let doc = std::fs::read_to_string(root.join("docs/spec-language.md")).unwrap();
+    let mut checked = 0;
+    let mut lines = doc.lines().peekable();
+    while let Some(line) = lines.next() {
+        let Some(path) = line
+            .strip_prefix("<!-- example: ")
+            .and_then(|r| r.strip_suffix(" -->"))
+        else {
+            continue;
+        };
+        assert_eq!(
+            lines.next(),
+            Some("```yaml"),
+            "{path}: a yaml block follows the marker"
+        );
+        let mut block = String::new();
+        for l in lines.by_ref() {
+            if l == "```" {
+                break;
+            }
+            block.push_str(l);
+            block.push('\n');
+        }
+        let file = std::fs::read_to_string(root.join(path)).unwrap();
+        assert_eq!(
+            block, file,
+            "docs/spec-language.md shows {path} differently from the file"
+        );
+        checked += 1;
+    }
+    let examples = std::fs::read_dir(root.join("examples/specs"))
+        .unwrap()
+        .count();
+    assert_eq!(
+        checked, examples,
+        "every example spec is shown in the reference"
+    );
+}

@@ -1,0 +1,190 @@
+//! The spec language end to end: Provium's own suite passes with a JUnit case per case and row,
+//! a wrong expectation fails at its YAML line, typos are caught without booting, and compiled
+//! Lua can be taken over by hand.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn provium() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_provium"));
+    c.env("NO_COLOR", "1");
+    c
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+fn cases_in(dir: &Path) -> usize {
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let src = std::fs::read_to_string(&path).unwrap();
+            let display = path.strip_prefix(root()).unwrap().display().to_string();
+            n += provium_compiler::compile(&src, &provium_compiler::Options::new(display))
+                .unwrap_or_else(|d| panic!("{}", d[0]))
+                .model
+                .cases
+                .len();
+        }
+    }
+    n
+}
+
+#[test]
+fn the_bundled_specs_pass_with_one_junit_case_per_case() {
+    let dir = tempfile::tempdir().unwrap();
+    let junit = dir.path().join("out.xml");
+    let out = provium()
+        .current_dir(root())
+        .args(["test", "specs/", "-j", "2", "--junit"])
+        .arg(&junit)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let expected = cases_in(&root().join("specs"));
+    assert!(expected >= 150, "the suite has {expected} cases");
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert_eq!(
+        xml.matches("<testcase ").count(),
+        expected,
+        "one JUnit case per case and row"
+    );
+    let script = r#"
+import sys
+from junitparser import JUnitXml
+r = JUnitXml.fromfile(sys.argv[1])
+names = set()
+for s in r:
+    for c in s:
+        assert (s.name, c.name) not in names, c.name
+        names.add((s.name, c.name))
+        assert c._elem.get("file", "").endswith(".yaml"), c._elem.get("file")
+        assert int(c._elem.get("line")) > 0
+print(r.tests, r.failures, r.errors)
+"#;
+    let check = Command::new("python3")
+        .args(["-c", script])
+        .arg(&junit)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&check.stdout).trim(),
+        format!("{expected} 0 0")
+    );
+}
+
+#[test]
+fn a_wrong_expectation_fails_at_its_yaml_line_naming_both_errnos() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("wrong.yaml"),
+        "suite: wrong\ncases:\n  - name: close(-1) is EINVAL\n    syscall: close\n    args: [-1]\n    expect: EINVAL\n  - name: fine\n    syscall: close\n    args: [-1]\n    expect: EBADF\n",
+    )
+    .unwrap();
+    let junit = dir.path().join("w.xml");
+    let out = provium()
+        .current_dir(dir.path())
+        .args(["test", "wrong.yaml", "--junit"])
+        .arg(&junit)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("expected -22 (EINVAL), got -9 (EBADF)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("at wrong.yaml:6"), "{stdout}");
+    assert!(stdout.contains("1 passed, 1 failed"), "{stdout}");
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains(r#"file="wrong.yaml" line="3""#), "{xml}");
+    assert!(
+        xml.contains("expected -22 (EINVAL), got -9 (EBADF) (wrong.yaml:6)"),
+        "{xml}"
+    );
+}
+
+#[test]
+fn typos_are_rejected_without_booting() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = [
+        (
+            "errno.yaml",
+            "cases:\n  - name: x\n    syscall: close\n    args: [-1]\n    expect: EINVLA\n",
+            "errno.yaml:5:13: unknown errno `EINVLA`",
+            "did you mean `EINVAL`?",
+        ),
+        (
+            "syscall.yaml",
+            "cases:\n  - name: x\n    syscall: clsoe\n    args: [-1]\n    expect: EBADF\n",
+            "syscall.yaml:3:14: unknown syscall `clsoe`",
+            "did you mean `close`?",
+        ),
+        (
+            "key.yaml",
+            "cases:\n  - name: x\n    syscall: close\n    args: [-1]\n    expcet: EBADF\n",
+            "key.yaml:5:5: unknown field `expcet`",
+            "did you mean `expect`?",
+        ),
+    ];
+    for (name, text, headline, hint) in bad {
+        std::fs::write(dir.path().join(name), text).unwrap();
+        let started = std::time::Instant::now();
+        let out = provium()
+            .current_dir(dir.path())
+            .args(["check", name])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(headline), "{name}: {stderr}");
+        assert!(stderr.contains(hint), "{name}: {stderr}");
+        assert!(started.elapsed().as_secs() < 5, "check must not boot");
+        // `provium test` reports the same problem as a file error, and boots nothing for it.
+        let out = provium()
+            .current_dir(dir.path())
+            .args(["test", name])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(stdout.contains(hint), "{stdout}");
+    }
+}
+
+#[test]
+fn compiled_lua_can_be_taken_over_by_hand() {
+    let out = provium()
+        .current_dir(root())
+        .args(["compile", "specs/close.yaml"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let lua = String::from_utf8(out.stdout).unwrap();
+    assert!(lua.contains("-- specs/close.yaml:"), "markers");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("close_by_hand.lua"), &lua).unwrap();
+    let run = provium()
+        .current_dir(dir.path())
+        .args(["test", "close_by_hand.lua"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("close_by_hand.lua::close(-1) is EBADF"),
+        "{stdout}"
+    );
+}
