@@ -311,3 +311,121 @@ pub fn ms(d: Duration) -> String {
 pub fn us(d: Duration) -> String {
     format!("{:.0} µs", d.as_secs_f64() * 1e6)
 }
+
+/// The spec language's costs: compiling 10,000 cases, and a case's cost in the guest, batched
+/// and one by one, against a static C program making the same syscall in the same kind of guest.
+pub struct SpecBench {
+    pub compiled: usize,
+    pub compile: Duration,
+    pub cases: usize,
+    pub batched_per_case: Duration,
+    pub single_per_case: Duration,
+    /// `None` when gcc is not available to build the C baseline.
+    pub c_per_call: Option<Duration>,
+}
+
+fn table_spec(rows: usize, batched: bool) -> String {
+    let mut s = String::from("suite: bench\ncases:\n  - name: \"close {{ fd }}\"\n    syscall: close\n    args: [\"{{ fd }}\"]\n    expect: EBADF\n");
+    if !batched {
+        // A case with its own condition is not batched: one round trip each.
+        s.push_str("    requires: { arch: x86_64 }\n");
+    }
+    s.push_str("    table:\n");
+    for i in 0..rows {
+        s.push_str(&format!("      - {{ fd: {} }}\n", -1 - i as i64));
+    }
+    s
+}
+
+fn run_spec_file(profile: &Profile, dir: &std::path::Path, name: &str, text: &str) -> Result<crate::run::model::FileReport> {
+    let path = dir.join(name);
+    std::fs::write(&path, text)?;
+    let file = crate::run::discover::TestFile {
+        path: path.clone(),
+        display: name.to_string(),
+        kind: crate::run::discover::FileKind::Spec,
+    };
+    let mut profiles = crate::profile::Profiles::builtin();
+    let _ = &mut profiles;
+    let config = crate::run::RunConfig {
+        filter: None,
+        capture: true,
+        list_only: false,
+        jobs: 1,
+        fail_fast: false,
+        profiles,
+        defaults: BootOptions::default(),
+        compile: Some(crate::specs::compiler()),
+    };
+    let _ = profile;
+    let report = crate::run::run_file(&file, &config, std::rc::Rc::new(crate::lua::Silent));
+    anyhow::ensure!(!report.is_bad(), "the benchmark spec failed: {:?}", report.file_error);
+    Ok(report)
+}
+
+const C_BASELINE: &str = r#"
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+int main(int argc, char **argv) {
+    long n = argc > 1 ? atol(argv[1]) : 100000;
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    for (long i = 0; i < n; i++) syscall(SYS_close, -1 - i);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    printf("%ld\n", ((b.tv_sec - a.tv_sec) * 1000000000L + (b.tv_nsec - a.tv_nsec)) / n);
+    return 0;
+}
+"#;
+
+fn c_baseline(profile: &Profile, dir: &std::path::Path, calls: usize) -> Result<Option<Duration>> {
+    let src = dir.join("close_loop.c");
+    let bin = dir.join("close_loop");
+    std::fs::write(&src, C_BASELINE)?;
+    let built = std::process::Command::new("gcc")
+        .args(["-O2", "-static", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .status();
+    if !built.map(|s| s.success()).unwrap_or(false) {
+        return Ok(None);
+    }
+    let mut opts = BootOptions::default();
+    opts.files.insert("/opt/close_loop".into(), bin);
+    let mut vm = Vm::boot(profile, &opts)?;
+    let r = vm.exec(crate::protocol::ExecCall {
+        argv: vec!["/opt/close_loop".into(), calls.to_string()],
+        ..Default::default()
+    })?;
+    vm.shutdown()?;
+    let ns: u64 = String::from_utf8_lossy(&r.stdout)
+        .trim()
+        .parse()
+        .context("reading the C baseline's result")?;
+    Ok(Some(Duration::from_nanos(ns)))
+}
+
+pub fn spec(profile: &Profile, cases: usize) -> Result<SpecBench> {
+    let compiled = 10_000;
+    let text = table_spec(compiled, true);
+    let started = Instant::now();
+    let c = provium_compiler::compile(&text, &provium_compiler::Options::new("bench.yaml"))
+        .map_err(|d| anyhow::anyhow!("{}", d[0]))?;
+    let compile = started.elapsed();
+    anyhow::ensure!(c.model.cases.len() == compiled);
+
+    let dir = tempfile::tempdir()?;
+    let batched = run_spec_file(profile, dir.path(), "batched.yaml", &table_spec(cases, true))?;
+    let single = run_spec_file(profile, dir.path(), "single.yaml", &table_spec(cases, false))?;
+    let per = |r: &crate::run::model::FileReport| r.after_boot.unwrap_or_default() / cases as u32;
+    Ok(SpecBench {
+        compiled,
+        compile,
+        cases,
+        batched_per_case: per(&batched),
+        single_per_case: per(&single),
+        c_per_call: c_baseline(profile, dir.path(), 100_000)?,
+    })
+}

@@ -30,6 +30,7 @@ enum What {
     Roundtrip,
     Batch,
     Buffer,
+    Spec,
 }
 
 pub fn run(args: Args) -> Result<u8> {
@@ -72,6 +73,28 @@ pub fn run(args: Args) -> Result<u8> {
                 baseline.as_secs_f64() / r.wall.p50.as_secs_f64(),
                 format!("{}/{}", r.failed, args.boots)
             )?;
+        }
+        writeln!(out)?;
+    }
+    if all || args.what == What::Spec {
+        let s = bench::spec(&profile, 2000)?;
+        writeln!(out, "{}", paint(BOLD, "Specs"))?;
+        writeln!(
+            out,
+            "  compiling {} cases       {:>8}",
+            s.compiled,
+            ms(s.compile)
+        )?;
+        writeln!(out, "  per case, batched        {:>8}   ({} cases of close(-1))", us(s.batched_per_case), s.cases)?;
+        writeln!(out, "  per case, one by one     {:>8}   ({:.1}× the batched case)", us(s.single_per_case), s.single_per_case.as_secs_f64() / s.batched_per_case.as_secs_f64())?;
+        match s.c_per_call {
+            Some(c) => writeln!(
+                out,
+                "  static C, same syscall   {:>8}   (baseline: a batched case costs {:.1}× a C call)",
+                format!("{:.2} µs", c.as_secs_f64() * 1e6),
+                s.batched_per_case.as_secs_f64() / c.as_secs_f64()
+            )?,
+            None => writeln!(out, "  static C baseline skipped: gcc with static libc is not available")?,
         }
         writeln!(out)?;
     }

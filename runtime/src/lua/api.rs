@@ -277,6 +277,7 @@ fn test(lua: &Lua, (name, body): (Value, Value)) -> mlua::Result<()> {
         Err(e) => classify(&Value::Error(Box::new(e)), None),
     };
     session.map_status(&mut status);
+    session.last_test_end.set(Some(Instant::now()));
     let report = TestReport {
         name,
         location,

@@ -46,6 +46,9 @@ pub fn run_chunk(config: SessionConfig, chunk_name: &str, code: &str) -> FileRep
         report.file_error = file_error;
     }
     report.duration = started.elapsed();
+    if let (Some(b), Some(e)) = (session.booted_at.get(), session.last_test_end.get()) {
+        report.after_boot = Some(e.saturating_duration_since(b));
+    }
     report.started_at = started_at;
     report
 }

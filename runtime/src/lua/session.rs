@@ -38,6 +38,9 @@ pub struct Session {
     pub vms: RefCell<Vec<Rc<RefCell<VmSlot>>>>,
     /// The output of the running test; `None` outside tests.
     pub current: RefCell<Option<String>>,
+    /// When the first VM became ready, and when the last test ended.
+    pub booted_at: std::cell::Cell<Option<std::time::Instant>>,
+    pub last_test_end: std::cell::Cell<Option<std::time::Instant>>,
     names: RefCell<HashMap<String, usize>>,
 }
 
@@ -71,6 +74,8 @@ impl Session {
             source_map: c.source_map,
             vms: RefCell::new(Vec::new()),
             current: RefCell::new(None),
+            booted_at: Default::default(),
+            last_test_end: Default::default(),
             names: RefCell::new(HashMap::new()),
         }
     }
@@ -86,6 +91,9 @@ impl Session {
     }
 
     pub fn record_vm(&self, info: VmInfo) {
+        if self.booted_at.get().is_none() {
+            self.booted_at.set(Some(std::time::Instant::now()));
+        }
         self.report.borrow_mut().vms.push(info);
     }
 

@@ -84,6 +84,10 @@ pub struct FileReport {
     pub output: String,
     /// Unix time (seconds) when the file started.
     pub started_at: u64,
+    /// From the first VM being ready to the end of the last test: what the tests cost without
+    /// the boot.
+    #[serde(skip)]
+    pub after_boot: Option<Duration>,
 }
 
 impl FileReport {
