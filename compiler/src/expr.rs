@@ -197,10 +197,14 @@ fn atom(input: &str) -> IResult<&str, Expr> {
         map(preceded(char('$'), ident), |n: &str| {
             Expr::Saved(n.to_string())
         }),
-        map(pair(ident, opt(call_args)), |(n, args)| match args {
-            Some(a) => Expr::Call(n.to_string(), a),
-            None => Expr::Name(n.to_string()),
-        }),
+        // C allows space between a macro's name and its arguments: `_IO ('$', 0)`.
+        map(
+            pair(ident, opt(preceded(multispace0, call_args))),
+            |(n, args)| match args {
+                Some(a) => Expr::Call(n.to_string(), a),
+                None => Expr::Name(n.to_string()),
+            },
+        ),
         delimited(char('('), expr, ws(char(')'))),
     )))
     .parse(input)

@@ -337,7 +337,12 @@ fn table_spec(rows: usize, batched: bool) -> String {
     s
 }
 
-fn run_spec_file(profile: &Profile, dir: &std::path::Path, name: &str, text: &str) -> Result<crate::run::model::FileReport> {
+fn run_spec_file(
+    profile: &Profile,
+    dir: &std::path::Path,
+    name: &str,
+    text: &str,
+) -> Result<crate::run::model::FileReport> {
     let path = dir.join(name);
     std::fs::write(&path, text)?;
     let file = crate::run::discover::TestFile {
@@ -359,7 +364,11 @@ fn run_spec_file(profile: &Profile, dir: &std::path::Path, name: &str, text: &st
     };
     let _ = profile;
     let report = crate::run::run_file(&file, &config, std::rc::Rc::new(crate::lua::Silent));
-    anyhow::ensure!(!report.is_bad(), "the benchmark spec failed: {:?}", report.file_error);
+    anyhow::ensure!(
+        !report.is_bad(),
+        "the benchmark spec failed: {:?}",
+        report.file_error
+    );
     Ok(report)
 }
 
@@ -417,8 +426,18 @@ pub fn spec(profile: &Profile, cases: usize) -> Result<SpecBench> {
     anyhow::ensure!(c.model.cases.len() == compiled);
 
     let dir = tempfile::tempdir()?;
-    let batched = run_spec_file(profile, dir.path(), "batched.yaml", &table_spec(cases, true))?;
-    let single = run_spec_file(profile, dir.path(), "single.yaml", &table_spec(cases, false))?;
+    let batched = run_spec_file(
+        profile,
+        dir.path(),
+        "batched.yaml",
+        &table_spec(cases, true),
+    )?;
+    let single = run_spec_file(
+        profile,
+        dir.path(),
+        "single.yaml",
+        &table_spec(cases, false),
+    )?;
     let per = |r: &crate::run::model::FileReport| r.after_boot.unwrap_or_default() / cases as u32;
     Ok(SpecBench {
         compiled,

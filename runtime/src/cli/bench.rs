@@ -85,8 +85,18 @@ pub fn run(args: Args) -> Result<u8> {
             s.compiled,
             ms(s.compile)
         )?;
-        writeln!(out, "  per case, batched        {:>8}   ({} cases of close(-1))", us(s.batched_per_case), s.cases)?;
-        writeln!(out, "  per case, one by one     {:>8}   ({:.1}× the batched case)", us(s.single_per_case), s.single_per_case.as_secs_f64() / s.batched_per_case.as_secs_f64())?;
+        writeln!(
+            out,
+            "  per case, batched        {:>8}   ({} cases of close(-1))",
+            us(s.batched_per_case),
+            s.cases
+        )?;
+        writeln!(
+            out,
+            "  per case, one by one     {:>8}   ({:.1}× the batched case)",
+            us(s.single_per_case),
+            s.single_per_case.as_secs_f64() / s.batched_per_case.as_secs_f64()
+        )?;
         match s.c_per_call {
             Some(c) => writeln!(
                 out,
