@@ -347,7 +347,6 @@ fn const_eval_with(
 /// The base type a specifier list names (before pointers and arrays).
 struct Base {
     ty: CType,
-    packed: bool,
     align: Option<usize>,
 }
 
@@ -395,11 +394,7 @@ impl CTypes {
         for s in specs {
             match s {
                 T::Void => {
-                    return Base {
-                        ty: CType::Void,
-                        packed,
-                        align,
-                    }
+                    return Base { ty: CType::Void, align }
                 }
                 T::Char => kind = Some("char"),
                 T::Short => kind = Some("short"),
@@ -413,14 +408,12 @@ impl CTypes {
                             size: 1,
                             signed: false,
                         },
-                        packed,
                         align,
                     }
                 }
                 T::Float => {
                     return Base {
                         ty: CType::Float { size: 4, align: 4 },
-                        packed,
                         align,
                     }
                 }
@@ -433,7 +426,7 @@ impl CTypes {
                     } else {
                         CType::Float { size: 8, align: 8 }
                     };
-                    return Base { ty, packed, align };
+                    return Base { ty, align };
                 }
                 T::Struct(st) => {
                     let id = self.record(
@@ -444,11 +437,7 @@ impl CTypes {
                         lines,
                         root,
                     );
-                    return Base {
-                        ty: CType::Record(id),
-                        packed: false,
-                        align: None,
-                    };
+                    return Base { ty: CType::Record(id), align: None };
                 }
                 T::Enum(_) => {
                     return Base {
@@ -456,7 +445,6 @@ impl CTypes {
                             size: 4,
                             signed: true,
                         },
-                        packed,
                         align,
                     }
                 }
@@ -470,7 +458,6 @@ impl CTypes {
                     ));
                     return Base {
                         ty,
-                        packed,
                         align: align.or(talign),
                     };
                 }
@@ -485,7 +472,6 @@ impl CTypes {
         };
         Base {
             ty: CType::Int { size, signed },
-            packed,
             align,
         }
     }
