@@ -1,9 +1,96 @@
-//! Kernel headers for specs that name them (`headers: [linux/openat2.h]`).
+//! Kernel headers on this host: where they are, and the provider specs use for `headers:`.
+//!
+//! The userspace include tree is, in order: `--include DIR` (`PROVIUM_INCLUDE`), the spec's
+//! profile's `include` setting, `/usr/include`. The kernel tree (for syscall signatures) is
+//! `--kernel-headers DIR` (`PROVIUM_KERNEL_HEADERS`), or the `linux-headers-*-common` tree that
+//! `scripts/setup` unpacked beside the default kernel in the cache.
 
-use provium_compiler::HeaderProvider;
-use std::sync::Arc;
+use provium_compiler::headers::tree::HeaderTree;
+use provium_compiler::{HeaderProvider, HeaderSet};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
-/// The provider specs use, if kernel headers are available on this host.
+pub fn include_root() -> PathBuf {
+    std::env::var_os("PROVIUM_INCLUDE")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/include"))
+}
+
+/// The kernel headers tree with `include/linux/syscalls.h`, if one is known.
+pub fn kernel_tree() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("PROVIUM_KERNEL_HEADERS").filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(p));
+    }
+    let base = crate::paths::kernels();
+    let release = std::fs::read_to_string(base.join("default")).ok()?;
+    let src = base.join(release.trim()).join("usr/src");
+    std::fs::read_dir(&src)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().ends_with("-common"))
+                && p.join("include/linux/syscalls.h").is_file()
+        })
+}
+
+pub fn tree() -> HeaderTree {
+    let mut t = HeaderTree::new(include_root());
+    t.kernel = kernel_tree();
+    t
+}
+
+/// Loads headers for specs, once per include tree and header list.
+#[derive(Debug, Default)]
+struct Provider {
+    cache: Mutex<HashMap<(PathBuf, Vec<String>), HeaderSet>>,
+}
+
+fn root_for(profile: &str) -> PathBuf {
+    if std::env::var_os("PROVIUM_INCLUDE").is_some() {
+        return include_root();
+    }
+    let profiles = std::env::current_dir()
+        .ok()
+        .and_then(|d| crate::profile::Profiles::discover(&d).ok());
+    profiles
+        .and_then(|p| p.get(profile).ok())
+        .and_then(|p| p.include)
+        .unwrap_or_else(include_root)
+}
+
+impl HeaderProvider for Provider {
+    fn load(&self, profile: &str, names: &[String]) -> Result<HeaderSet, String> {
+        let root = root_for(profile);
+        let key = (root.clone(), names.to_vec());
+        if let Some(hit) = self.cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
+            return Ok(hit);
+        }
+        let parsed = HeaderTree::new(&root).parse(names)?;
+        let mut set = HeaderSet::default();
+        for c in parsed.constants() {
+            if let Ok(v) = c.value {
+                set.constants.insert(c.name, v);
+            }
+        }
+        for name in parsed.types.layouts().keys() {
+            if let Some(l) = parsed.types.spec_layout(name) {
+                set.layouts.push(l);
+            }
+        }
+        if let Ok(mut c) = self.cache.lock() {
+            c.insert(key, set.clone());
+        }
+        Ok(set)
+    }
+}
+
+/// The provider specs use.
 pub fn provider() -> Option<Arc<dyn HeaderProvider>> {
-    None
+    static PROVIDER: std::sync::OnceLock<Arc<Provider>> = std::sync::OnceLock::new();
+    let p: Arc<dyn HeaderProvider> = PROVIDER.get_or_init(|| Arc::new(Provider::default())).clone();
+    Some(p)
 }

@@ -101,6 +101,8 @@ pub struct Profile {
     /// Put the host's static busybox in the guest (for `exec` through a shell).
     pub busybox: bool,
     pub boot_timeout_s: u64,
+    /// The userspace include tree for specs that name `headers:` (default `/usr/include`).
+    pub include: Option<PathBuf>,
 }
 
 impl Profile {
@@ -123,6 +125,7 @@ impl Profile {
             cpu: None,
             busybox: true,
             boot_timeout_s: 60,
+            include: None,
         }
     }
 
@@ -236,6 +239,7 @@ pub struct ProfileConfig {
     pub cpu: Option<String>,
     pub busybox: Option<bool>,
     pub boot_timeout: Option<u64>,
+    pub include: Option<PathBuf>,
 }
 
 /// The parts of `provium.toml` this module reads; other tables belong to other modules.
@@ -385,6 +389,9 @@ impl Profiles {
         }
         if let Some(t) = cfg.boot_timeout {
             p.boot_timeout_s = t;
+        }
+        if let Some(i) = &cfg.include {
+            p.include = Some(abs(i));
         }
         Ok(p)
     }

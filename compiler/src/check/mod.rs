@@ -36,7 +36,8 @@ impl Options {
 /// Kernel headers as a source of constants and struct layouts (see `headers::`).
 pub trait HeaderProvider: std::fmt::Debug + Send + Sync {
     /// Loads headers by include name; an error is reported at the `headers:` entry.
-    fn load(&self, names: &[String]) -> Result<HeaderSet, String>;
+    /// `profile` is the spec's profile, which may name its own include tree.
+    fn load(&self, profile: &str, names: &[String]) -> Result<HeaderSet, String>;
 }
 
 /// What a spec's `headers:` made available.
@@ -96,6 +97,7 @@ struct Checker<'a> {
     saved: BTreeSet<String>,
     /// Reads of saved values, to check that something saves them.
     reads: Vec<(String, Pos)>,
+    profile: String,
 }
 
 /// Checks a spec; all problems found are returned together.
@@ -114,6 +116,7 @@ pub fn check(source: &str, opts: &Options) -> Result<Model, Vec<Diagnostic>> {
         layouts: Layouts::default(),
         saved: BTreeSet::new(),
         reads: Vec::new(),
+        profile: "minimal".into(),
     };
     let model = c.spec(spec);
     let mut diags = c.diags;
@@ -158,6 +161,11 @@ impl<'a> Checker<'a> {
 
     fn spec(&mut self, spec: types::Spec) -> Option<Model> {
         if !spec.headers.is_empty() {
+            self.profile = spec
+                .profile
+                .as_ref()
+                .map(|p| p.value.clone())
+                .unwrap_or_else(|| "minimal".into());
             self.headers(&spec.headers);
         }
         self.constants(&spec.constants);
@@ -240,7 +248,7 @@ impl<'a> Checker<'a> {
             return;
         };
         let names: Vec<String> = headers.iter().map(|h| h.value.clone()).collect();
-        match provider.load(&names) {
+        match provider.load(&self.profile, &names) {
             Ok(set) => {
                 for (k, v) in set.constants {
                     self.constants.entry(k).or_insert(v);

@@ -59,7 +59,8 @@ fn classify(ty: &str, name: &str) -> (Role, Option<String>) {
         .skip_while(|w| *w != "struct")
         .nth(1)
         .map(String::from);
-    let role = if ty.contains("__user") {
+    // Every pointer a syscall takes points into user memory, marked `__user` or not.
+    let role = if ty.contains("__user") || ty.contains('*') {
         Role::UserPtr
     } else if name.contains("flag") {
         Role::Flags

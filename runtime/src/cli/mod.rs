@@ -6,6 +6,7 @@
 mod bench;
 mod check;
 mod doctor;
+mod headers;
 pub mod style;
 mod test;
 
@@ -31,6 +32,8 @@ pub enum Command {
     Check(check::CheckArgs),
     /// Print the Lua test a spec compiles to.
     Compile(check::CompileArgs),
+    /// Print what the header parser reads: syscalls, errnos, constants, structs, signatures.
+    Headers(headers::Args),
     /// Check what Provium needs on this host, and say how to fix what is missing.
     Doctor(doctor::Args),
     /// Measure boot time, round trips, batching and buffers against in-run baselines.
@@ -56,6 +59,7 @@ pub fn main() -> ExitCode {
         Command::Check(args) => check::check(args),
         Command::Compile(args) => check::compile(args),
         Command::Doctor(args) => doctor::run(args),
+        Command::Headers(args) => headers::run(args),
         Command::Bench(args) => bench::run(args),
     };
     match result {
