@@ -10,11 +10,13 @@ pub mod check;
 pub mod diag;
 pub mod emit;
 pub mod expr;
+pub mod gen;
 pub mod headers;
 pub mod layout;
 pub mod linux;
 pub mod lua;
 pub mod model;
+pub mod record;
 pub mod spec;
 pub mod template;
 

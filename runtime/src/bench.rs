@@ -360,6 +360,7 @@ fn run_spec_file(
         fail_fast: false,
         profiles,
         defaults: BootOptions::default(),
+        record: false,
         compile: Some(crate::specs::compiler()),
     };
     let _ = profile;

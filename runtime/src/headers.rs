@@ -91,6 +91,8 @@ impl HeaderProvider for Provider {
 /// The provider specs use.
 pub fn provider() -> Option<Arc<dyn HeaderProvider>> {
     static PROVIDER: std::sync::OnceLock<Arc<Provider>> = std::sync::OnceLock::new();
-    let p: Arc<dyn HeaderProvider> = PROVIDER.get_or_init(|| Arc::new(Provider::default())).clone();
+    let p: Arc<dyn HeaderProvider> = PROVIDER
+        .get_or_init(|| Arc::new(Provider::default()))
+        .clone();
     Some(p)
 }

@@ -53,3 +53,49 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod header_tests {
+    fn compile(src: &str) -> Result<provium_compiler::Compiled, Vec<provium_compiler::Diagnostic>> {
+        provium_compiler::compile(src, &super::options("h.yaml"))
+    }
+
+    #[test]
+    fn header_constants_and_structs_are_usable_by_name() {
+        let c = compile(
+            "headers: [linux/openat2.h]\ncases:\n  - name: x\n    syscall: openat2\n    args: [AT_FDCWD, {cstr: /}, {struct: open_how, set: {resolve: RESOLVE_CACHED}}, {sizeof: open_how}]\n    expect: ok\n",
+        )
+        .unwrap_or_else(|d| panic!("{}", d[0]));
+        assert!(
+            c.lua.contains("provium.pack(\"u64 u64 u64\", 0, 0, 32)"),
+            "{}",
+            c.lua
+        );
+    }
+
+    #[test]
+    fn a_struct_that_disagrees_with_its_header_names_the_field() {
+        let err = compile(
+            "headers: [linux/openat2.h]\nstructs:\n  open_how:\n    - flags: u64\n    - resolve: u64\n    - mode: u64\ncases:\n  - {name: x, syscall: close, args: [-1], expect: EBADF}\n",
+        )
+        .unwrap_err();
+        let text: Vec<String> = err.iter().map(|d| d.headline()).collect();
+        assert!(
+            text.iter()
+                .any(|t| t.contains("field `mode` is at offset 16")
+                    && t.contains("at 8 with size 8 in the header")),
+            "{text:?}"
+        );
+    }
+
+    #[test]
+    fn a_missing_header_is_reported_at_the_headers_line() {
+        let err = compile("headers: [linux/nope.h]\ncases:\n  - {name: x, syscall: close, args: [-1], expect: EBADF}\n").unwrap_err();
+        assert!(err[0].headline().starts_with("h.yaml:1:"), "{}", err[0]);
+        assert!(
+            err[0].message.contains("linux/nope.h not found"),
+            "{}",
+            err[0]
+        );
+    }
+}

@@ -56,7 +56,10 @@ pub fn run(args: Args) -> Result<u8> {
         What::Syscalls => {
             let table = tree.syscalls().map_err(anyhow::Error::msg)?;
             if json {
-                let v: Vec<_> = table.iter().map(|(n, nr)| serde_json::json!({"name": n, "nr": nr})).collect();
+                let v: Vec<_> = table
+                    .iter()
+                    .map(|(n, nr)| serde_json::json!({"name": n, "nr": nr}))
+                    .collect();
                 writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
             } else {
                 for (n, nr) in &table {
@@ -74,7 +77,13 @@ pub fn run(args: Args) -> Result<u8> {
                 writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
             } else {
                 for e in &table {
-                    writeln!(out, "{:>4}  {:<16} {}", e.number, e.name, paint(DIM, &e.description))?;
+                    writeln!(
+                        out,
+                        "{:>4}  {:<16} {}",
+                        e.number,
+                        e.name,
+                        paint(DIM, &e.description)
+                    )?;
                 }
             }
         }
@@ -85,16 +94,32 @@ pub fn run(args: Args) -> Result<u8> {
                 let v: Vec<_> = constants
                     .iter()
                     .map(|c| match &c.value {
-                        Ok(v) => serde_json::json!({"name": c.name, "value": v, "origin": c.origin}),
-                        Err(e) => serde_json::json!({"name": c.name, "error": e, "origin": c.origin}),
+                        Ok(v) => {
+                            serde_json::json!({"name": c.name, "value": v, "origin": c.origin})
+                        }
+                        Err(e) => {
+                            serde_json::json!({"name": c.name, "error": e, "origin": c.origin})
+                        }
                     })
                     .collect();
                 writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
             } else {
                 for c in &constants {
                     match &c.value {
-                        Ok(v) => writeln!(out, "{:<40} {:>20}  {}", c.name, format!("{v:#x}"), paint(DIM, &c.origin))?,
-                        Err(e) => writeln!(out, "{:<40} {:>20}  {}", c.name, paint(DIM, "?"), paint(DIM, &format!("{e} ({})", c.origin)))?,
+                        Ok(v) => writeln!(
+                            out,
+                            "{:<40} {:>20}  {}",
+                            c.name,
+                            format!("{v:#x}"),
+                            paint(DIM, &c.origin)
+                        )?,
+                        Err(e) => writeln!(
+                            out,
+                            "{:<40} {:>20}  {}",
+                            c.name,
+                            paint(DIM, "?"),
+                            paint(DIM, &format!("{e} ({})", c.origin))
+                        )?,
                     }
                 }
             }
@@ -119,10 +144,28 @@ pub fn run(args: Args) -> Result<u8> {
                 writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
             } else {
                 for l in layouts.values() {
-                    writeln!(out, "{} {}: size {}, align {}  {}", paint(BOLD, &format!("{:?}", l.kind).to_lowercase()), l.name, l.size, l.align, paint(DIM, &l.origin))?;
+                    writeln!(
+                        out,
+                        "{} {}: size {}, align {}  {}",
+                        paint(BOLD, &format!("{:?}", l.kind).to_lowercase()),
+                        l.name,
+                        l.size,
+                        l.align,
+                        paint(DIM, &l.origin)
+                    )?;
                     for f in &l.fields {
-                        let bits = f.bits.map(|(b, w)| format!(" bits {}+{w}", b % 8)).unwrap_or_default();
-                        writeln!(out, "  {:>6} {:>5}  {}{}", f.offset, f.size, f.name, paint(DIM, &bits))?;
+                        let bits = f
+                            .bits
+                            .map(|(b, w)| format!(" bits {}+{w}", b % 8))
+                            .unwrap_or_default();
+                        writeln!(
+                            out,
+                            "  {:>6} {:>5}  {}{}",
+                            f.offset,
+                            f.size,
+                            f.name,
+                            paint(DIM, &bits)
+                        )?;
                     }
                 }
             }
@@ -136,8 +179,18 @@ pub fn run(args: Args) -> Result<u8> {
                 writeln!(out, "{}", serde_json::to_string_pretty(&sigs)?)?;
             } else {
                 for s in &sigs {
-                    let params: Vec<String> = s.params.iter().map(|p| format!("{} {}", p.ty, p.name)).collect();
-                    writeln!(out, "{}({})  {}", s.name, params.join(", "), paint(DIM, &s.origin))?;
+                    let params: Vec<String> = s
+                        .params
+                        .iter()
+                        .map(|p| format!("{} {}", p.ty, p.name))
+                        .collect();
+                    writeln!(
+                        out,
+                        "{}({})  {}",
+                        s.name,
+                        params.join(", "),
+                        paint(DIM, &s.origin)
+                    )?;
                 }
             }
         }

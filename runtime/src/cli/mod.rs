@@ -6,6 +6,7 @@
 mod bench;
 mod check;
 mod doctor;
+mod gen;
 mod headers;
 pub mod style;
 mod test;
@@ -32,6 +33,10 @@ pub enum Command {
     Check(check::CheckArgs),
     /// Print the Lua test a spec compiles to.
     Compile(check::CompileArgs),
+    /// Write probing specs from kernel headers (one per syscall).
+    Gen(gen::GenArgs),
+    /// Run specs and write what the kernel answered into them as expectations.
+    Record(gen::RecordArgs),
     /// Print what the header parser reads: syscalls, errnos, constants, structs, signatures.
     Headers(headers::Args),
     /// Check what Provium needs on this host, and say how to fix what is missing.
@@ -60,6 +65,8 @@ pub fn main() -> ExitCode {
         Command::Compile(args) => check::compile(args),
         Command::Doctor(args) => doctor::run(args),
         Command::Headers(args) => headers::run(args),
+        Command::Gen(args) => gen::gen(args),
+        Command::Record(args) => gen::record(args),
         Command::Bench(args) => bench::run(args),
     };
     match result {

@@ -84,6 +84,7 @@ pub fn run(args: Args, verbose: bool) -> Result<u8> {
         fail_fast: args.fail_fast,
         profiles,
         defaults,
+        record: false,
         compile: Some(crate::specs::compiler()),
     };
     if args.list {

@@ -34,6 +34,7 @@ pub struct Session {
     pub profiles: Profiles,
     pub defaults: BootOptions,
     pub source_map: Option<SourceMap>,
+    pub record: bool,
     pub report: RefCell<FileReport>,
     pub vms: RefCell<Vec<Rc<RefCell<VmSlot>>>>,
     /// The output of the running test; `None` outside tests.
@@ -55,6 +56,8 @@ pub struct SessionConfig {
     pub defaults: BootOptions,
     /// For a compiled spec: how the chunk's lines map to the spec's.
     pub source_map: Option<SourceMap>,
+    /// Record outcomes instead of checking them (`provium record`).
+    pub record: bool,
 }
 
 impl Session {
@@ -72,6 +75,7 @@ impl Session {
             profiles: c.profiles,
             defaults: c.defaults,
             source_map: c.source_map,
+            record: c.record,
             vms: RefCell::new(Vec::new()),
             current: RefCell::new(None),
             booted_at: Default::default(),

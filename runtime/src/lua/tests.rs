@@ -15,6 +15,7 @@ fn run(code: &str) -> FileReport {
         profiles: Profiles::builtin(),
         defaults: BootOptions::default(),
         source_map: None,
+        record: false,
     };
     run_chunk(config, "t.lua", code)
 }

@@ -30,6 +30,8 @@ pub struct RunConfig {
     pub fail_fast: bool,
     pub profiles: Profiles,
     pub defaults: BootOptions,
+    /// Record outcomes instead of checking them (`provium record`).
+    pub record: bool,
     /// Compiles a YAML spec into (chunk name, Lua code); absent until specs are supported.
     pub compile: Option<SpecCompiler>,
 }
@@ -109,6 +111,7 @@ pub fn run_file(file: &TestFile, config: &RunConfig, events: Rc<dyn Events>) -> 
         profiles: config.profiles.clone(),
         defaults: config.defaults.clone(),
         source_map: None,
+        record: config.record,
     };
     match file.kind {
         FileKind::Lua => lua::run_file(session, &file.path),

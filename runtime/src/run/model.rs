@@ -88,6 +88,9 @@ pub struct FileReport {
     /// the boot.
     #[serde(skip)]
     pub after_boot: Option<Duration>,
+    /// In record mode: what each `expect` saw, by spec line, as an expectation.
+    #[serde(skip)]
+    pub observations: Vec<(u32, String)>,
 }
 
 impl FileReport {

@@ -394,7 +394,10 @@ impl CTypes {
         for s in specs {
             match s {
                 T::Void => {
-                    return Base { ty: CType::Void, align }
+                    return Base {
+                        ty: CType::Void,
+                        align,
+                    }
                 }
                 T::Char => kind = Some("char"),
                 T::Short => kind = Some("short"),
@@ -437,7 +440,10 @@ impl CTypes {
                         lines,
                         root,
                     );
-                    return Base { ty: CType::Record(id), align: None };
+                    return Base {
+                        ty: CType::Record(id),
+                        align: None,
+                    };
                 }
                 T::Enum(_) => {
                     return Base {

@@ -1,0 +1,218 @@
+//! `provium gen` (probing specs from headers) and `provium record` (observed outcomes written
+//! into specs as expectations).
+
+use super::style::{paint, BOLD, DIM, OK, WARN};
+use crate::profile::Profiles;
+use crate::run::discover::{self, FileKind};
+use crate::run::{self, Reporter, RunConfig};
+use crate::vm::BootOptions;
+use anyhow::{bail, Context, Result};
+use provium_compiler::gen::{self, GenOptions};
+use provium_compiler::headers::tree::HeaderTree;
+use std::io::Write;
+use std::path::PathBuf;
+
+#[derive(Debug, clap::Args)]
+pub struct GenArgs {
+    /// Where to write the specs (one per syscall).
+    #[arg(long, short, default_value = "specs/gen")]
+    out: PathBuf,
+    /// Only these syscalls (comma-separated); default: every syscall not denied.
+    #[arg(long, value_delimiter = ',')]
+    syscalls: Vec<String>,
+    /// Take these off the deny list.
+    #[arg(long, value_delimiter = ',')]
+    allow: Vec<String>,
+    /// Add these to the deny list.
+    #[arg(long, value_delimiter = ',')]
+    deny: Vec<String>,
+    /// The userspace include tree (default: /usr/include).
+    #[arg(long, value_name = "DIR", env = "PROVIUM_INCLUDE")]
+    include: Option<PathBuf>,
+    /// A kernel headers tree with include/linux/syscalls.h (default: the one in the cache).
+    #[arg(long, value_name = "DIR", env = "PROVIUM_KERNEL_HEADERS")]
+    kernel_headers: Option<PathBuf>,
+    /// Seconds each probe may block before it is killed.
+    #[arg(long, default_value_t = 2.0)]
+    timeout: f64,
+    /// Probe only what changed between two include trees: new syscalls, new flags, grown
+    /// structs.
+    #[arg(long, num_args = 2, value_names = ["OLD_INCLUDE", "NEW_INCLUDE"])]
+    diff: Option<Vec<PathBuf>>,
+    /// Print the deny list and exit.
+    #[arg(long)]
+    list_denied: bool,
+}
+
+pub fn gen(args: GenArgs) -> Result<u8> {
+    let mut out = anstream::stdout();
+    if args.list_denied {
+        for (name, why) in gen::DENY {
+            writeln!(out, "{name:<18} {}", paint(DIM, why))?;
+        }
+        return Ok(super::EXIT_OK);
+    }
+    let mut tree = crate::headers::tree();
+    if let Some(i) = &args.include {
+        tree.root = i.clone();
+    }
+    if let Some(k) = &args.kernel_headers {
+        tree.kernel = Some(k.clone());
+    }
+    let signatures = tree.signatures().map_err(anyhow::Error::msg)?;
+    let opts = GenOptions {
+        only: args.syscalls.clone(),
+        allow: args.allow.clone(),
+        deny: args.deny.clone(),
+        include: tree.root.display().to_string(),
+        timeout: args.timeout,
+    };
+    let headers: Vec<String> = gen::GEN_HEADERS.iter().map(|h| h.to_string()).collect();
+    let started = std::time::Instant::now();
+    let (specs, skipped) = match &args.diff {
+        Some(trees) => {
+            let old = HeaderTree::new(&trees[0]);
+            let new = HeaderTree::new(&trees[1]);
+            let diff = provium_compiler::gen::diff::compare(&old, &new, &headers)
+                .map_err(anyhow::Error::msg)?;
+            for line in diff.describe() {
+                writeln!(out, "{} {line}", paint(DIM, "changed:"))?;
+            }
+            let parsed = new.parse(&headers).map_err(anyhow::Error::msg)?;
+            let numbers = new.syscalls().map_err(anyhow::Error::msg)?;
+            let mut o = opts.clone();
+            o.include = trees[1].display().to_string();
+            (
+                provium_compiler::gen::diff::generate(&diff, &signatures, &numbers, &parsed, &o),
+                Vec::new(),
+            )
+        }
+        None => {
+            let parsed = tree.parse(&headers).map_err(anyhow::Error::msg)?;
+            let numbers = tree.syscalls().map_err(anyhow::Error::msg)?;
+            gen::generate(&signatures, &numbers, &parsed, &opts)
+        }
+    };
+    if specs.is_empty() {
+        bail!("nothing to generate (check --syscalls, or the headers given to --diff)");
+    }
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let mut cases = 0;
+    for (name, text) in &specs {
+        cases += text.matches("\n  - name:").count();
+        let path = args.out.join(name);
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    for (name, why) in &skipped {
+        writeln!(
+            out,
+            "{} {name}: {}",
+            paint(WARN, "  denied"),
+            paint(DIM, why)
+        )?;
+    }
+    writeln!(
+        out,
+        "{} {} specs, {cases} cases in {} ({} ms); next: provium record {} --update",
+        paint(OK, "generated"),
+        specs.len(),
+        args.out.display(),
+        started.elapsed().as_millis(),
+        args.out.display()
+    )?;
+    Ok(super::EXIT_OK)
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RecordArgs {
+    /// Specs and directories to record.
+    paths: Vec<PathBuf>,
+    /// Write the observed outcomes into the specs (default: only show what would change).
+    #[arg(long)]
+    update: bool,
+    /// Files run at the same time.
+    #[arg(short, long, default_value_t = 1)]
+    jobs: usize,
+    #[arg(long, value_parser = ["kvm", "tcg"])]
+    accel: Option<String>,
+}
+
+struct Quiet;
+impl Reporter for Quiet {}
+
+pub fn record(args: RecordArgs) -> Result<u8> {
+    let mut files = discover::discover(&args.paths)?;
+    files.retain(|f| f.kind == FileKind::Spec);
+    if files.is_empty() {
+        bail!("no specs under {:?}", args.paths);
+    }
+    let mut defaults = BootOptions::default();
+    if let Some(a) = &args.accel {
+        defaults.accel = Some(a.parse().map_err(anyhow::Error::msg)?);
+    }
+    let config = RunConfig {
+        filter: None,
+        capture: true,
+        list_only: false,
+        jobs: args.jobs.max(1),
+        fail_fast: false,
+        profiles: Profiles::discover(&std::env::current_dir()?)?,
+        defaults,
+        record: true,
+        compile: Some(crate::specs::compiler()),
+    };
+    let started = std::time::Instant::now();
+    let summary = run::run(files.clone(), &config, &mut Quiet);
+    let mut out = anstream::stdout();
+    let mut total_changed = 0;
+    let mut problems = 0;
+    for (file, report) in files.iter().zip(&summary.reports) {
+        if let Some(p) = &report.file_error {
+            problems += 1;
+            writeln!(
+                out,
+                "{} {}: {}",
+                paint(WARN, "   error"),
+                file.display,
+                p.message
+            )?;
+            continue;
+        }
+        let source = std::fs::read_to_string(&file.path)?;
+        let (text, changed) = provium_compiler::record::apply(&source, &report.observations);
+        total_changed += changed.len();
+        if changed.is_empty() {
+            continue;
+        }
+        writeln!(
+            out,
+            "{} {} ({} expectation{})",
+            paint(BOLD, if args.update { "recorded" } else { "  differs" }),
+            file.display,
+            changed.len(),
+            if changed.len() == 1 { "" } else { "s" }
+        )?;
+        if args.update {
+            crate::paths::write_atomically(&file.path, text.as_bytes())?;
+        }
+    }
+    writeln!(
+        out,
+        "{} {} specs, {total_changed} expectation{} {} in {:.1} s",
+        paint(OK, "recorded"),
+        files.len(),
+        if total_changed == 1 { "" } else { "s" },
+        if args.update {
+            "written"
+        } else {
+            "would change (run with --update)"
+        },
+        started.elapsed().as_secs_f64()
+    )?;
+    Ok(if problems > 0 {
+        super::EXIT_FAILED
+    } else {
+        super::EXIT_OK
+    })
+}
