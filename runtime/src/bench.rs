@@ -449,3 +449,156 @@ pub fn spec(profile: &Profile, cases: usize) -> Result<SpecBench> {
         c_per_call: c_baseline(profile, dir.path(), 100_000)?,
     })
 }
+
+/// The header work: parsing a whole include tree, generating the suite, recording it.
+pub struct HeadersBench {
+    pub headers: usize,
+    pub parsed_ok: usize,
+    pub parse: Duration,
+    pub structs: usize,
+    pub constants: usize,
+    pub gen: Duration,
+    pub gen_specs: usize,
+    pub gen_cases: usize,
+    pub recorded_specs: usize,
+    pub recorded_cases: usize,
+    pub record: Duration,
+    pub jobs: usize,
+}
+
+/// Parses every header under `<root>/linux` (each on its own, as a program would include it),
+/// generates the whole suite, and records `record_syscalls` of it.
+pub fn headers(record_syscalls: &[&str], jobs: usize) -> Result<HeadersBench> {
+    use provium_compiler::headers::tree::{linux_headers, HeaderTree};
+    let tree = crate::headers::tree();
+    let all = linux_headers(&tree.root);
+    let started = Instant::now();
+    let mut parsed_ok = 0;
+    let mut structs = 0;
+    let mut constants = 0;
+    for h in &all {
+        if let Ok(p) = HeaderTree::new(&tree.root).parse(std::slice::from_ref(h)) {
+            parsed_ok += 1;
+            structs += p.types.layouts().len();
+            constants += p.constants().len();
+        }
+    }
+    let parse = started.elapsed();
+
+    let signatures = tree.signatures().map_err(anyhow::Error::msg)?;
+    let started = Instant::now();
+    let hs: Vec<String> = provium_compiler::gen::GEN_HEADERS
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let parsed = tree.parse(&hs).map_err(anyhow::Error::msg)?;
+    let numbers = tree.syscalls().map_err(anyhow::Error::msg)?;
+    let opts = provium_compiler::gen::GenOptions {
+        include: tree.root.display().to_string(),
+        timeout: 2.0,
+        ..Default::default()
+    };
+    let (specs, _) = provium_compiler::gen::generate(&signatures, &numbers, &parsed, &opts);
+    let gen = started.elapsed();
+    let gen_cases = specs
+        .values()
+        .map(|t| t.matches("\n  - name:").count())
+        .sum();
+
+    let dir = tempfile::tempdir()?;
+    let mut files = Vec::new();
+    let mut recorded_cases = 0;
+    for name in record_syscalls {
+        let key = format!("{name}.yaml");
+        let Some(text) = specs.get(&key) else {
+            continue;
+        };
+        let path = dir.path().join(&key);
+        std::fs::write(&path, text)?;
+        recorded_cases += text.matches("\n  - name:").count();
+        files.push(crate::run::discover::TestFile {
+            path,
+            display: key,
+            kind: crate::run::discover::FileKind::Spec,
+        });
+    }
+    let config = crate::run::RunConfig {
+        filter: None,
+        capture: true,
+        list_only: false,
+        jobs,
+        fail_fast: false,
+        profiles: crate::profile::Profiles::builtin(),
+        defaults: BootOptions::default(),
+        record: true,
+        compile: Some(crate::specs::compiler()),
+    };
+    struct Quiet;
+    impl crate::run::Reporter for Quiet {}
+    let started = Instant::now();
+    let summary = crate::run::run(files.clone(), &config, &mut Quiet);
+    let record = started.elapsed();
+    anyhow::ensure!(
+        summary.reports.iter().all(|r| r.file_error.is_none()),
+        "recording failed: {:?}",
+        summary.reports.iter().find_map(|r| r.file_error.as_ref())
+    );
+    Ok(HeadersBench {
+        headers: all.len(),
+        parsed_ok,
+        parse,
+        structs,
+        constants,
+        gen,
+        gen_specs: specs.len(),
+        gen_cases,
+        recorded_specs: files.len(),
+        recorded_cases,
+        record,
+        jobs,
+    })
+}
+
+/// The syscalls `provium bench headers` records: 40 common ones.
+pub const RECORDED: &[&str] = &[
+    "read",
+    "write",
+    "close",
+    "fstat",
+    "lseek",
+    "pread64",
+    "pwrite64",
+    "readv",
+    "writev",
+    "dup",
+    "dup2",
+    "dup3",
+    "pipe2",
+    "openat",
+    "openat2",
+    "mkdirat",
+    "unlinkat",
+    "renameat2",
+    "linkat",
+    "symlinkat",
+    "readlinkat",
+    "fchmodat",
+    "faccessat",
+    "faccessat2",
+    "statx",
+    "getcwd",
+    "chdir",
+    "fchdir",
+    "ftruncate",
+    "truncate",
+    "fcntl",
+    "ioctl",
+    "flock",
+    "fsync",
+    "fdatasync",
+    "epoll_create1",
+    "eventfd2",
+    "memfd_create",
+    "getrandom",
+    "close_range",
+];

@@ -142,3 +142,52 @@ fn spec_language_examples_are_the_example_files() {
         "every example spec is shown in the reference"
     );
 }
+
+/// Shell blocks marked ```` ```sh test ```` run command by command (`provium` is this build).
+#[test]
+fn shell_examples_run() {
+    let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+    let mut ran = 0;
+    for doc in ["docs/regression-suites.md", "docs/ci.md", "README.md"] {
+        let Ok(text) = std::fs::read_to_string(root.join(doc)) else {
+            continue;
+        };
+        let mut in_block = false;
+        for (i, line) in text.lines().enumerate() {
+            let t = line.trim();
+            if t == "```sh test" {
+                in_block = true;
+                continue;
+            }
+            if in_block && t == "```" {
+                in_block = false;
+                continue;
+            }
+            if !in_block || t.is_empty() || t.starts_with('#') {
+                continue;
+            }
+            let cmd = t.split(" # ").next().unwrap_or(t).trim();
+            let args: Vec<&str> = cmd.split_whitespace().collect();
+            assert_eq!(
+                args[0],
+                "provium",
+                "{doc}:{}: only provium commands run here",
+                i + 1
+            );
+            let out = Command::new(env!("CARGO_BIN_EXE_provium"))
+                .args(&args[1..])
+                .current_dir(&root)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{doc}:{}: `{cmd}` failed:\n{}{}",
+                i + 1,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            ran += 1;
+        }
+    }
+    assert!(ran >= 6, "only {ran} commands ran");
+}

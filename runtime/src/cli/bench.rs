@@ -31,6 +31,7 @@ enum What {
     Batch,
     Buffer,
     Spec,
+    Headers,
 }
 
 pub fn run(args: Args) -> Result<u8> {
@@ -74,6 +75,35 @@ pub fn run(args: Args) -> Result<u8> {
                 format!("{}/{}", r.failed, args.boots)
             )?;
         }
+        writeln!(out)?;
+    }
+    if all || args.what == What::Headers {
+        let jobs = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        let h = bench::headers(bench::RECORDED, jobs)?;
+        writeln!(out, "{}", paint(BOLD, "Headers"))?;
+        writeln!(
+            out,
+            "  parsing linux/*.h one by one      {:>8}   ({} of {} headers; {} structs, {} constants)",
+            ms(h.parse), h.parsed_ok, h.headers, h.structs, h.constants
+        )?;
+        writeln!(
+            out,
+            "  generating the suite              {:>8}   ({} specs, {} cases)",
+            ms(h.gen),
+            h.gen_specs,
+            h.gen_cases
+        )?;
+        writeln!(
+            out,
+            "  recording {} syscalls (-j{})       {:>8}   ({} cases, {:.1} s per spec with its boot)",
+            h.recorded_specs,
+            h.jobs,
+            ms(h.record),
+            h.recorded_cases,
+            h.record.as_secs_f64() * h.jobs as f64 / h.recorded_specs.max(1) as f64
+        )?;
         writeln!(out)?;
     }
     if all || args.what == What::Spec {
