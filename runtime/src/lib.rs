@@ -16,6 +16,7 @@ pub mod modules;
 pub mod paths;
 pub mod profile;
 pub mod qemu;
+pub mod qmp;
 pub mod report;
 pub mod run;
 pub mod specs;

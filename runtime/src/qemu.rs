@@ -9,7 +9,7 @@ use anyhow::{bail, Result};
 use std::path::{Path, PathBuf};
 
 /// The concrete machine QEMU emulates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MachineKind {
     Microvm,
@@ -42,7 +42,7 @@ impl std::fmt::Display for MachineKind {
 }
 
 /// Guest RAM that lives in a shareable object rather than anonymous memory.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum SharedMemory {
     /// A memfd, for vhost-user back ends that map guest memory.
     Memfd,
@@ -52,7 +52,7 @@ pub enum SharedMemory {
 }
 
 /// Everything needed to start one VM.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct LaunchPlan {
     pub qemu: PathBuf,
     pub machine: MachineKind,

@@ -71,7 +71,7 @@ impl VmError {
 }
 
 /// Facts about a running VM, reported with test results.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct VmInfo {
     pub profile: String,
     pub kernel_release: String,
@@ -102,6 +102,19 @@ pub struct Vm {
     info: VmInfo,
     hello: Hello,
     syscall_timeout: Duration,
+    /// How QEMU was started, for snapshots.
+    launch: LaunchPlan,
+}
+
+/// A snapshot of a booted VM: guest RAM in a file, device state in another, and how to start a
+/// QEMU that resumes it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Snapshot {
+    pub launch: LaunchPlan,
+    pub hello: Hello,
+    pub info: VmInfo,
+    pub ram: PathBuf,
+    pub state: PathBuf,
 }
 
 impl Vm {
@@ -137,9 +150,15 @@ impl Vm {
             cmdline: kernel_args.join(" "),
             console_log: console_log.clone(),
             qmp_socket: Some(dir.join("qmp.sock")),
-            shared_memory: transport
-                .needs_shared_memory()
-                .then_some(SharedMemory::Memfd),
+            shared_memory: match &plan.snapshot_memory {
+                Some(path) => Some(SharedMemory::File {
+                    path: path.clone(),
+                    share: true,
+                }),
+                None => transport
+                    .needs_shared_memory()
+                    .then_some(SharedMemory::Memfd),
+            },
             firmware: plan.firmware.clone(),
             devices: transport.qemu_args(plan.machine),
             incoming: None,
@@ -233,7 +252,143 @@ impl Vm {
             info,
             hello,
             syscall_timeout: DEFAULT_SYSCALL_TIMEOUT,
+            launch,
         })
+    }
+
+    /// Saves the running VM into `dir` (its RAM must already live there: boot it with
+    /// `snapshot_memory`). The VM is stopped afterwards. Only device state is written (about
+    /// 60 KB): RAM stays in the file.
+    pub fn snapshot(&mut self, dir: &Path) -> Result<Snapshot, VmError> {
+        let Some(SharedMemory::File { path: ram, .. }) = self.launch.shared_memory.clone() else {
+            return Err(anyhow::anyhow!(
+                "the VM was not booted for a snapshot (its RAM is not in a file)"
+            )
+            .into());
+        };
+        let qmp_path = self
+            .launch
+            .qmp_socket
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("the VM has no QMP socket"))?;
+        let state = dir.join("state");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let result = (|| -> anyhow::Result<()> {
+            let mut qmp = crate::qmp::Qmp::connect(&qmp_path, deadline)?;
+            qmp.execute(
+                "migrate-set-capabilities",
+                serde_json::json!({"capabilities": [{"capability": "x-ignore-shared", "state": true}]}),
+            )?;
+            qmp.execute(
+                "migrate-set-parameters",
+                serde_json::json!({"max-bandwidth": 8u64 << 30}),
+            )?;
+            // QEMU 7.2 rejects `file:` URIs; `exec:` works (and the path has no shell specials).
+            qmp.execute(
+                "migrate",
+                serde_json::json!({"uri": format!("exec:cat > '{}'", state.display())}),
+            )?;
+            qmp.wait_migration(deadline)
+        })();
+        self.kill();
+        result.map_err(|e| VmError::Setup(e.context("taking the snapshot")))?;
+        Ok(Snapshot {
+            launch: self.launch.clone(),
+            hello: self.hello.clone(),
+            info: self.info.clone(),
+            ram,
+            state,
+        })
+    }
+
+    /// Starts a VM from a snapshot. The guest RAM file is mapped copy-on-write: the snapshot is
+    /// never changed, and every resume is independent of the others.
+    pub fn resume(snapshot: &Snapshot) -> Result<Vm, VmError> {
+        cleanup::install_signal_handler();
+        sweep_once();
+        let run_dir =
+            RunDir::create().map_err(|e| anyhow::anyhow!("creating a run directory: {e}"))?;
+        let dir = run_dir.path().to_path_buf();
+        let mut transport =
+            transport::prepare(crate::transport::TransportKind::VirtioSerial, &dir)?;
+        let console_log = dir.join("console.log");
+        let mut launch = snapshot.launch.clone();
+        launch.console_log = console_log.clone();
+        launch.qmp_socket = Some(dir.join("qmp.sock"));
+        launch.devices = transport.qemu_args(launch.machine);
+        launch.shared_memory = Some(SharedMemory::File {
+            path: snapshot.ram.clone(),
+            share: false,
+        });
+        launch.incoming = Some("defer".into());
+        let qemu_log = dir.join("qemu.log");
+        let stderr = std::fs::File::create(&qemu_log)
+            .map_err(|e| anyhow::anyhow!("creating {}: {e}", qemu_log.display()))?;
+        let mut cmd = Command::new(&launch.qemu);
+        cmd.args(launch.args())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr);
+        let started = Instant::now();
+        let mut qemu = Supervised::spawn(cmd, "qemu")
+            .map_err(|e| anyhow::anyhow!("starting {}: {e}", launch.qemu.display()))?;
+        let deadline = started + Duration::from_secs(60);
+        let failure = |qemu: &mut Supervised, reason: String| {
+            qemu.kill();
+            VmError::Boot {
+                reason: with_qemu_log(format!("resuming the snapshot: {reason}"), &qemu_log),
+                console: console::tail(&console_log, CONSOLE_TAIL_LINES),
+            }
+        };
+        let incoming = (|| -> anyhow::Result<()> {
+            let qmp_path = launch.qmp_socket.clone().unwrap_or_default();
+            let mut qmp = crate::qmp::Qmp::connect(&qmp_path, deadline)?;
+            qmp.execute(
+                "migrate-set-capabilities",
+                serde_json::json!({"capabilities": [{"capability": "x-ignore-shared", "state": true}]}),
+            )?;
+            qmp.execute(
+                "migrate-incoming",
+                serde_json::json!({"uri": format!("exec:cat '{}'", snapshot.state.display())}),
+            )?;
+            Ok(())
+        })();
+        if let Err(e) = incoming {
+            return Err(failure(&mut qemu, format!("{e:#}")));
+        }
+        let alive = |q: &mut Supervised| -> anyhow::Result<()> {
+            match q.try_wait() {
+                Some(status) => anyhow::bail!("QEMU exited while resuming ({status})"),
+                None => Ok(()),
+            }
+        };
+        let conn = {
+            let q = &mut qemu;
+            match transport.accept(deadline, &mut || alive(q)) {
+                Ok(c) => c,
+                Err(e) => return Err(failure(&mut qemu, format!("{e:#}"))),
+            }
+        };
+        let mut info = snapshot.info.clone();
+        info.boot_ms = started.elapsed().as_millis() as u64;
+        let mut vm = Vm {
+            state: State::Running(AgentClient::new(conn)),
+            qemu,
+            _transport: transport,
+            console_log,
+            run_dir,
+            info,
+            hello: snapshot.hello.clone(),
+            syscall_timeout: DEFAULT_SYSCALL_TIMEOUT,
+            launch,
+        };
+        // The agent is blocked in a read on the port: a ping resumes the conversation.
+        vm.ping()?;
+        // The guest's wall clock stopped with the snapshot and its RNG state is shared by every
+        // resume: set the clock (never backwards) and mix in fresh host randomness.
+        vm.sync_clock()?;
+        vm.info.boot_ms = started.elapsed().as_millis() as u64;
+        Ok(vm)
     }
 
     pub fn info(&self) -> &VmInfo {

@@ -32,10 +32,12 @@ pub struct BootOptions {
     pub files: BTreeMap<String, PathBuf>,
     /// Keep the run directory (console log, sockets) after the VM ends.
     pub keep_run_dir: bool,
+    /// Back guest RAM with this file, shared, so the VM can be snapshotted (fixtures).
+    pub snapshot_memory: Option<PathBuf>,
 }
 
 /// How the kernel is loaded, as decided.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LoadedAs {
     Pvh,
@@ -63,6 +65,7 @@ pub struct BootPlan {
     pub firmware: Option<PathBuf>,
     pub timeout: Duration,
     pub keep_run_dir: bool,
+    pub snapshot_memory: Option<PathBuf>,
 }
 
 type Memo<T> = Mutex<HashMap<(PathBuf, Option<SystemTime>), Arc<T>>>;
@@ -145,6 +148,8 @@ pub fn plan(profile: &Profile, opts: &BootOptions) -> Result<BootPlan> {
         Machine::Pc => MachineKind::Pc,
     };
     let transport = match opts.transport.unwrap_or(profile.transport) {
+        // Only virtio-serial survives a snapshot (QEMU 7.2 cannot migrate vhost-user-vsock).
+        _ if opts.snapshot_memory.is_some() => TransportKind::VirtioSerial,
         TransportChoice::VirtioSerial => TransportKind::VirtioSerial,
         TransportChoice::Vsock => TransportKind::Vsock,
         TransportChoice::Auto if has_module("virtio_console") => TransportKind::VirtioSerial,
@@ -238,5 +243,6 @@ pub fn plan(profile: &Profile, opts: &BootOptions) -> Result<BootPlan> {
             .timeout
             .unwrap_or(Duration::from_secs(profile.boot_timeout_s)),
         keep_run_dir: opts.keep_run_dir,
+        snapshot_memory: opts.snapshot_memory.clone(),
     })
 }

@@ -1,0 +1,61 @@
+//! Snapshots of a booted VM, and resumes from them: copy-on-write, independent, fast.
+
+mod common;
+
+use provium::vm::{BootOptions, Vm};
+use std::time::Instant;
+
+#[test]
+fn a_snapshot_resumes_twice_independently() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut vm = common::boot_with(BootOptions {
+        snapshot_memory: Some(dir.path().join("ram")),
+        ..Default::default()
+    });
+    vm.write_file("/tmp/prepared", b"by the fixture", 0)
+        .unwrap();
+    let snap = vm.snapshot(dir.path()).expect("snapshot");
+    assert!(!vm.is_running());
+    let ram_before = std::fs::read(dir.path().join("ram")).unwrap();
+    assert!(
+        std::fs::metadata(&snap.state).unwrap().len() < 1 << 20,
+        "RAM stays out of the state file"
+    );
+
+    let started = Instant::now();
+    let mut a =
+        Vm::resume(&snap).unwrap_or_else(|e| panic!("{e}\n{}", e.console_tail().unwrap_or("")));
+    let resume_time = started.elapsed();
+    let mut b = Vm::resume(&snap).unwrap();
+    for vm in [&mut a, &mut b] {
+        assert_eq!(vm.read_file("/tmp/prepared").unwrap(), b"by the fixture");
+        assert_eq!(vm.syscall_args(3, &[-1]).unwrap(), -9);
+        assert_eq!(
+            String::from_utf8_lossy(&vm.sh("echo hi").unwrap().stdout).trim(),
+            "hi"
+        );
+    }
+    a.write_file("/tmp/mine", b"a", 0).unwrap();
+    assert!(
+        b.read_file("/tmp/mine").is_err(),
+        "b does not see a's writes"
+    );
+    // The guest clock was set forward to the host's.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let guest: u64 = String::from_utf8_lossy(&a.sh("date +%s").unwrap().stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(guest + 5 >= now, "guest clock {guest} vs host {now}");
+    drop(a);
+    drop(b);
+    assert_eq!(
+        std::fs::read(dir.path().join("ram")).unwrap(),
+        ram_before,
+        "the snapshot never changes"
+    );
+    eprintln!("resume to ready: {resume_time:?}");
+}
