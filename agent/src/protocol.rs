@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use std::io::{self, Read, Write};
 
 /// Bumped whenever a message changes shape. The host refuses an agent with another version.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The first four bytes of the hello payload, so that a host connected to something that is not
 /// a Provium agent (a console, a stale socket) fails with a clear message.
@@ -117,6 +117,19 @@ pub enum Operation {
         data: Vec<u8>,
         mode: u32,
         append: bool,
+    },
+    /// Start a command in the background; answered with [`Response::Job`]. The job belongs to
+    /// the guest, not to the executor: it survives an executor that dies.
+    Background(ExecCall),
+    /// Wait up to `timeout_ms` (0: do not wait) for a job to end; answered with
+    /// [`Response::Exec`], whose `termination` is `None` while the job runs.
+    JobWait {
+        job: u32,
+        timeout_ms: u32,
+    },
+    /// Kill a job's process group; answered with [`Response::Done`].
+    JobKill {
+        job: u32,
     },
 }
 
@@ -241,6 +254,7 @@ pub enum Response {
     Done,
     Dmesg(String),
     Worker(WorkerId),
+    Job(u32),
     Error(AgentError),
 }
 

@@ -82,6 +82,7 @@ pub fn emit(model: &Model) -> Result<String, String> {
         file => file,
         profile => lua::str(&model.profile),
         fixture => model.fixture.as_deref().map(lua::str),
+        timeout => model.timeout.map(|t| format!("{t}")),
         requires => requires_expr(model.requires.as_ref()),
         requires_line => model.requires.as_ref().map(|r| r.line).unwrap_or(0),
         setup => setup.text,

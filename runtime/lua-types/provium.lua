@@ -35,6 +35,12 @@ function ProviumOutput:lines() end
 ---@field timeout number|nil seconds
 ---@field cwd string|nil
 
+---@class ProviumJobResult: ProviumExecResult
+---@field running boolean the job had not ended when the wait returned
+
+---@class ProviumJob
+---@field id integer
+
 ---@class ProviumPointerSpec
 ---@field buf_idx integer|nil argument index of the buffer to patch
 ---@field ptr integer|nil 1-based index of an earlier spec whose sub-buffer to patch
@@ -108,6 +114,24 @@ function Executor:batch(calls) end
 ---@param opts ProviumExecOptions|nil
 ---@return ProviumExecResult
 function Executor:exec(cmd, opts) end
+---Starts a command in the background (its output is collected in the guest).
+---@param cmd string|string[]
+---@param opts ProviumExecOptions|nil
+---@return ProviumJob
+function Executor:background(cmd, opts) end
+---Waits for a job; `running` is true if it had not ended after `timeout` seconds.
+---@param job ProviumJob|integer
+---@param timeout number|nil seconds, default 30; 0 does not wait
+---@return ProviumJobResult
+function Executor:job_wait(job, timeout) end
+---Kills a job's process group.
+---@param job ProviumJob|integer
+function Executor:job_kill(job) end
+---Runs a command and parses its stdout as JSON (null becomes nil).
+---@param cmd string|string[]
+---@param opts ProviumExecOptions|nil
+---@return any
+function Executor:json(cmd, opts) end
 ---@param path string
 ---@return string
 function Executor:read_file(path) end
@@ -143,6 +167,7 @@ function Worker:kill() end
 ---@field loaded_as string
 ---@field boot_ms integer
 ---@field guest_ready_ms integer
+---@field fixture string|nil the fixture the VM was resumed from
 
 ---@class ProviumVm: ProviumExecutor
 ---@field info ProviumVmInfo|nil
@@ -161,6 +186,15 @@ function Vm:console(lines) end
 ---@param creds {uid: integer|nil, gid: integer|nil, groups: integer[]|nil, caps: (string|integer)[]|nil}|nil
 ---@return ProviumWorker
 function Vm:spawn(creds) end
+---Mounts debugfs, tracefs, securityfs, configfs, bpf, pstore, mqueue, hugetlbfs and
+---binfmt_misc; returns mount point -> "mounted", "already mounted" or an errno name.
+---@return table<string, string>
+function Vm:mount_vfs() end
+---Calls `fn` until it returns a true value (returned), or raises after `timeout` seconds.
+---@param fn fun(): any
+---@param opts {timeout: number|nil, interval: number|nil}|nil defaults 10 s and 0.1 s
+---@return any
+function Vm:wait_until(fn, opts) end
 function Vm:shutdown() end
 function Vm:kill() end
 
@@ -174,6 +208,13 @@ provium = {}
 ---@return ProviumVm
 function provium.create(profile) end
 function provium.shutdown_all() end
+---A booted, prepared VM resumed from fixture `name` (fixtures/NAME.lua or [fixture.NAME]).
+---@param name string
+---@return ProviumVm
+function provium.fixture(name) end
+---Sets this file's timeout in seconds (default 300, or `provium test --timeout`).
+---@param seconds number
+function provium.timeout(seconds) end
 ---@param fmt string
 ---@param ... integer|string
 ---@return string

@@ -362,9 +362,11 @@ fn run_spec_file(
         defaults: BootOptions::default(),
         record: false,
         compile: Some(crate::specs::compiler()),
+        fixtures: None,
+        timeout: crate::run::control::DEFAULT_FILE_TIMEOUT,
     };
     let _ = profile;
-    let report = crate::run::run_file(&file, &config, std::rc::Rc::new(crate::lua::Silent));
+    let report = crate::run::run_file(&file, &config, std::rc::Rc::new(crate::lua::Silent), None);
     anyhow::ensure!(
         !report.is_bad(),
         "the benchmark spec failed: {:?}",
@@ -532,6 +534,8 @@ pub fn headers(record_syscalls: &[&str], jobs: usize) -> Result<HeadersBench> {
         defaults: BootOptions::default(),
         record: true,
         compile: Some(crate::specs::compiler()),
+        fixtures: None,
+        timeout: crate::run::control::DEFAULT_FILE_TIMEOUT,
     };
     struct Quiet;
     impl crate::run::Reporter for Quiet {}

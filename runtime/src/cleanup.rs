@@ -3,7 +3,8 @@
 //! kernel when the host dies (`PR_SET_PDEATHSIG`). Run directories of a host that was killed
 //! outright are swept by the next run: each holds a lock while its owner lives.
 
-use std::collections::{HashMap, HashSet};
+use std::cell::Cell;
+use std::collections::HashMap;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
@@ -15,7 +16,8 @@ use std::time::{Duration, Instant};
 
 #[derive(Default)]
 struct Registry {
-    pids: HashSet<i32>,
+    /// Live children, with the run group (test file) that started them.
+    pids: HashMap<i32, u64>,
     dirs: HashMap<PathBuf, ()>,
 }
 
@@ -36,7 +38,7 @@ fn with_registry<T>(f: impl FnOnce(&mut Registry) -> T) -> T {
 pub fn cleanup_all() {
     let (pids, dirs) = with_registry(|r| {
         (
-            r.pids.drain().collect::<Vec<_>>(),
+            r.pids.drain().map(|(p, _)| p).collect::<Vec<_>>(),
             r.dirs.drain().map(|(d, _)| d).collect::<Vec<_>>(),
         )
     });
@@ -47,6 +49,36 @@ pub fn cleanup_all() {
     for dir in dirs {
         let _ = std::fs::remove_dir_all(dir);
     }
+}
+
+thread_local! {
+    static GROUP: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Tags the processes this thread starts from now on with `group` (the runner gives each test
+/// file its own), so that [`kill_group`] can stop one file's VMs and nothing else.
+pub fn set_group(group: u64) {
+    GROUP.with(|g| g.set(group));
+}
+
+/// The calling thread's group (0 when none was set).
+pub fn group() -> u64 {
+    GROUP.with(|g| g.get())
+}
+
+/// Kills the live processes started by `group`; their owners see them exit. Returns how many.
+pub fn kill_group(group: u64) -> usize {
+    with_registry(|r| {
+        let mut n = 0;
+        for (&pid, &g) in &r.pids {
+            if g == group {
+                // SAFETY: a registered child is not yet reaped, so its pid is still ours.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                n += 1;
+            }
+        }
+        n
+    })
 }
 
 /// Installs the Ctrl-C handler once: clean up, then exit with 130 as shells expect.
@@ -118,7 +150,8 @@ impl Supervised {
             });
         }
         let child = spawn_from_keeper(cmd)?;
-        with_registry(|r| r.pids.insert(child.id() as i32));
+        let g = group();
+        with_registry(|r| r.pids.insert(child.id() as i32, g));
         Ok(Supervised {
             child,
             label: label.to_string(),
@@ -287,7 +320,7 @@ pub fn sweep_stale() -> usize {
 
 /// Pids of live processes registered here (for tests of the cleanup itself).
 pub fn live_pids() -> Vec<i32> {
-    with_registry(|r| r.pids.iter().copied().collect())
+    with_registry(|r| r.pids.keys().copied().collect())
 }
 
 #[cfg(test)]
@@ -305,6 +338,25 @@ mod tests {
         assert!(!live_pids().contains(&pid));
         // SAFETY: probing with signal 0.
         assert_ne!(unsafe { libc::kill(pid, 0) }, 0, "the child was reaped");
+    }
+
+    #[test]
+    fn kill_group_stops_only_that_group() {
+        let spawn = |group| {
+            let mut cmd = Command::new("sleep");
+            cmd.arg("30");
+            std::thread::spawn(move || {
+                set_group(group);
+                Supervised::spawn(cmd, "sleep").unwrap()
+            })
+            .join()
+            .unwrap()
+        };
+        let mut a = spawn(9_001);
+        let mut b = spawn(9_002);
+        assert_eq!(kill_group(9_001), 1);
+        assert!(a.wait_timeout(Duration::from_secs(5)).is_some());
+        assert!(b.try_wait().is_none(), "the other group's process lives");
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod accel;
 pub mod agent_binary;
 pub mod cleanup;
 pub mod client;
+pub mod fixture;
 pub mod headers;
 pub mod initramfs;
 pub mod kernel;

@@ -10,7 +10,8 @@ use std::time::Duration;
 /// Each stream keeps at most this much; the rest is counted as truncated.
 const OUTPUT_CAP: usize = 16 << 20;
 
-pub fn run(call: &ExecCall) -> io::Result<ExecResult> {
+/// The command `call` describes, with its environment and working directory (stdio not set).
+pub fn command(call: &ExecCall) -> io::Result<Command> {
     let mut cmd = if call.shell {
         let script = call.argv.first().map(String::as_str).unwrap_or("");
         if !std::path::Path::new("/bin/sh").exists() {
@@ -32,13 +33,18 @@ pub fn run(call: &ExecCall) -> io::Result<ExecResult> {
         c
     };
     cmd.env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .envs(call.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .envs(call.env.iter().map(|(k, v)| (k, v)));
     if let Some(cwd) = &call.cwd {
         cmd.current_dir(cwd);
     }
+    Ok(cmd)
+}
+
+pub fn run(call: &ExecCall) -> io::Result<ExecResult> {
+    let mut cmd = command(call)?;
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = cmd.spawn()?;
     let stdin = child.stdin.take();
     let input = call.stdin.clone();
@@ -103,7 +109,7 @@ fn drain(mut r: impl Read) -> (Vec<u8>, bool) {
 }
 
 /// Waits through a pidfd so that a timeout costs no polling; `None` means it timed out.
-fn wait_with_timeout(
+pub fn wait_with_timeout(
     child: &mut std::process::Child,
     timeout: Option<Duration>,
 ) -> io::Result<Option<std::process::ExitStatus>> {

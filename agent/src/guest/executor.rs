@@ -6,7 +6,7 @@
 //! channel close and reports the death.
 
 use super::control::Control;
-use super::{creds, exec, front, raw, sys};
+use super::{creds, exec, front, jobs, raw, sys};
 use provium_agent::protocol::{
     read_message, write_message, AgentError, Credentials, ErrorKind, FrameError, Operation,
     Response, SyscallOutcome, EXECUTOR_CHANNEL_FD,
@@ -229,6 +229,20 @@ pub fn run(op: Operation, me: u32) -> Response {
         } => match write_file(&path, &data, mode, append) {
             Ok(()) => Response::Done,
             Err(e) => os_error(&format!("write {path}"), &e),
+        },
+        Operation::Background(call) => match jobs::start(&call) {
+            Ok(job) => Response::Job(job),
+            Err(e) => os_error(&format!("background {:?}", call.argv.first()), &e),
+        },
+        Operation::JobWait { job, timeout_ms } => {
+            match jobs::wait(job, std::time::Duration::from_millis(timeout_ms as u64)) {
+                Ok(r) => Response::Exec(r),
+                Err(e) => os_error(&format!("job {job}"), &e),
+            }
+        }
+        Operation::JobKill { job } => match jobs::kill(job) {
+            Ok(()) => Response::Done,
+            Err(e) => os_error(&format!("job {job}"), &e),
         },
     }
 }

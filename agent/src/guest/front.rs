@@ -112,6 +112,7 @@ fn run(op: Operation, id: u64, control: &Control, me: u32) -> Response {
                 Operation::Exec(c) if c.timeout_ms > 0 => {
                     c.timeout_ms.saturating_add(EXEC_GRACE_MS)
                 }
+                Operation::JobWait { timeout_ms, .. } => timeout_ms.saturating_add(EXEC_GRACE_MS),
                 _ => 0,
             };
             control.start_call(limit);

@@ -6,6 +6,7 @@ mod creds;
 mod exec;
 mod executor;
 mod front;
+mod jobs;
 mod link;
 mod raw;
 mod supervisor;
@@ -23,8 +24,11 @@ pub fn main() {
     }
     if std::process::id() == 1 {
         install_pid1_panic_hook();
+        jobs::set_root("/run/provium/jobs");
         supervisor::run_as_init();
     } else if args.iter().any(|a| a == "--stdio") {
+        let dir = std::env::temp_dir().join(format!("provium-agent-jobs-{}", std::process::id()));
+        jobs::set_root(&dir.to_string_lossy());
         supervisor::run_on_stdio();
     } else {
         eprintln!(

@@ -370,6 +370,9 @@ impl Supervisor {
             op => {
                 let timeout = match &op {
                     Operation::Exec(c) => ms(c.timeout_ms).map(|t| t + EXEC_GRACE),
+                    Operation::JobWait { timeout_ms, .. } => {
+                        Some(Duration::from_millis(*timeout_ms as u64) + EXEC_GRACE)
+                    }
                     _ => None,
                 };
                 self.forward(worker, &op, timeout)

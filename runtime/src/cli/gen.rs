@@ -2,6 +2,7 @@
 //! into specs as expectations).
 
 use super::style::{paint, BOLD, DIM, OK, WARN};
+use crate::fixture::FixtureUse;
 use crate::profile::Profiles;
 use crate::run::discover::{self, FileKind};
 use crate::run::{self, Reporter, RunConfig};
@@ -151,16 +152,20 @@ pub fn record(args: RecordArgs) -> Result<u8> {
     if let Some(a) = &args.accel {
         defaults.accel = Some(a.parse().map_err(anyhow::Error::msg)?);
     }
+    let cwd = std::env::current_dir()?;
+    let profiles = Profiles::discover(&cwd)?;
     let config = RunConfig {
         filter: None,
         capture: true,
         list_only: false,
         jobs: args.jobs.max(1),
         fail_fast: false,
-        profiles: Profiles::discover(&std::env::current_dir()?)?,
+        fixtures: Some(FixtureUse::discover(&cwd, profiles.clone(), true)?),
+        profiles,
         defaults,
         record: true,
         compile: Some(crate::specs::compiler()),
+        timeout: crate::run::control::DEFAULT_FILE_TIMEOUT,
     };
     let started = std::time::Instant::now();
     let summary = run::run(files.clone(), &config, &mut Quiet);

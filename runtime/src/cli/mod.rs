@@ -6,8 +6,10 @@
 mod bench;
 mod check;
 mod doctor;
+mod fixture;
 mod gen;
 mod headers;
+mod junit;
 pub mod style;
 mod test;
 
@@ -31,6 +33,10 @@ pub enum Command {
     Test(test::Args),
     /// Validate specs (and Lua syntax) without booting anything.
     Check(check::CheckArgs),
+    /// Fixtures: list, build, clean, and find stale snapshots.
+    Fixture(fixture::Args),
+    /// Work with JUnit reports (merge shard reports).
+    Junit(junit::Args),
     /// Print the Lua test a spec compiles to.
     Compile(check::CompileArgs),
     /// Write probing specs from kernel headers (one per syscall).
@@ -68,6 +74,8 @@ pub fn main() -> ExitCode {
         Command::Gen(args) => gen::gen(args),
         Command::Record(args) => gen::record(args),
         Command::Bench(args) => bench::run(args),
+        Command::Fixture(args) => fixture::run(args),
+        Command::Junit(args) => junit::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -1,14 +1,19 @@
 //! `provium test PATHS...`: runs Lua test files and YAML specs.
 
+use crate::fixture::FixtureUse;
 use crate::profile::{Profiles, TransportChoice};
 use crate::report::{json::Json, junit, terminal::Terminal, Tee};
 use crate::run::discover::{self, TestFile};
 use crate::run::filter::Filter;
+use crate::run::last_run::LastRun;
+use crate::run::partition::Partition;
 use crate::run::{self, Reporter, RunConfig};
+use crate::vm::gate;
 use crate::vm::BootOptions;
 use anyhow::{Context, Result};
 use std::io::Write;
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -27,9 +32,21 @@ pub struct Args {
     /// Show what tests print as it happens instead of with failures.
     #[arg(long)]
     no_capture: bool,
-    /// Files run at the same time.
-    #[arg(short, long, value_name = "N", default_value_t = 1)]
-    jobs: usize,
+    /// Files run at the same time (default: one per CPU, as far as memory allows).
+    #[arg(short, long, value_name = "N")]
+    jobs: Option<usize>,
+    /// Boot every VM instead of resuming fixture snapshots.
+    #[arg(long)]
+    cold: bool,
+    /// Seconds a file may run before its VMs are killed (a file or spec can set its own).
+    #[arg(long, value_name = "SECS", default_value_t = 300.0)]
+    timeout: f64,
+    /// Run one shard of the files: `count:K/N` (round-robin) or `hash:K/N` (by path).
+    #[arg(long, value_name = "KIND:K/N")]
+    partition: Option<Partition>,
+    /// Run only what failed (or did not run) in the last run here.
+    #[arg(long)]
+    rerun_failed: bool,
     /// Stop starting new files after the first failure.
     #[arg(long)]
     fail_fast: bool,
@@ -57,14 +74,31 @@ pub fn run(args: Args, verbose: bool) -> Result<u8> {
     let cwd = std::env::current_dir()?;
     let profiles = Profiles::discover(&cwd)?;
     let mut files = discover::discover(&args.paths)?;
-    let filter = args
+    let mut filter = args
         .filter
         .as_deref()
         .map(Filter::new)
         .transpose()
         .map_err(anyhow::Error::msg)?;
+    if args.rerun_failed {
+        let last = LastRun::load(&cwd)?;
+        if last.is_clean() {
+            anstream::eprintln!("provium: nothing failed in the last run");
+            return Ok(super::EXIT_OK);
+        }
+        filter = Some(match filter {
+            Some(f) => Filter::Both(Box::new(f), Box::new(last.filter())),
+            None => last.filter(),
+        });
+    }
     if let Some(f) = &filter {
         files.retain(|file| f.may_match_file(&file.display));
+    }
+    if let Some(p) = &args.partition {
+        files = p.select(files);
+    }
+    if !(args.timeout > 0.0 && args.timeout.is_finite()) {
+        anyhow::bail!("--timeout must be a positive number of seconds");
     }
     let mut defaults = BootOptions {
         keep_run_dir: args.keep,
@@ -76,16 +110,29 @@ pub fn run(args: Args, verbose: bool) -> Result<u8> {
     if let Some(t) = &args.transport {
         defaults.transport = Some(t.parse::<TransportChoice>().map_err(anyhow::Error::msg)?);
     }
+    let jobs = match args.jobs {
+        Some(j) => j.max(1),
+        None => gate::default_jobs(profiles.get("minimal").map(|p| p.memory_mib).unwrap_or(256)),
+    };
+    if !args.list {
+        // Files wait for room rather than overcommit the host.
+        let memory = gate::host_available_mib()
+            .map(|m| m * 9 / 10)
+            .unwrap_or(u64::MAX);
+        gate::set_budget(Some((memory, gate::host_cpus().max(jobs as u32))));
+    }
     let config = RunConfig {
         filter,
         capture: !args.no_capture,
         list_only: args.list,
-        jobs: args.jobs.max(1),
+        jobs,
         fail_fast: args.fail_fast,
+        fixtures: Some(FixtureUse::discover(&cwd, profiles.clone(), !args.cold)?),
         profiles,
         defaults,
         record: false,
         compile: Some(crate::specs::compiler()),
+        timeout: Duration::from_secs_f64(args.timeout),
     };
     if args.list {
         return list(files, &config);
@@ -96,7 +143,11 @@ pub fn run(args: Args, verbose: bool) -> Result<u8> {
         Format::Json => reporters.push(Box::new(Json::new())),
     }
     let mut tee = Tee(reporters);
+    let selected: Vec<String> = files.iter().map(|f| f.display.clone()).collect();
     let summary = run::run(files, &config, &mut tee);
+    if let Err(e) = LastRun::from_summary(&summary, &selected).save(&cwd) {
+        tracing::warn!("cannot record the run for --rerun-failed: {e:#}");
+    }
     if let Some(path) = &args.junit {
         junit::write(&summary, path).with_context(|| format!("writing {}", path.display()))?;
     }

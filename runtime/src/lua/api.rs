@@ -109,6 +109,22 @@ fn module(lua: &Lua) -> mlua::Result<Table> {
             Ok(LuaVm(slot))
         })?,
     )?;
+    m.set("fixture", lua.create_function(super::fixture::fixture)?)?;
+    m.set(
+        "timeout",
+        lua.create_function(|lua, secs: f64| {
+            if !(secs > 0.0 && secs.is_finite()) {
+                return Err(errors::error(
+                    lua,
+                    format!("provium.timeout: expected a positive number of seconds, got {secs}"),
+                ));
+            }
+            if let Some(control) = &Session::get(lua).control {
+                control.set_timeout(std::time::Duration::from_secs_f64(secs));
+            }
+            Ok(())
+        })?,
+    )?;
     m.set(
         "shutdown_all",
         lua.create_function(|lua, ()| {
@@ -265,12 +281,37 @@ fn test(lua: &Lua, (name, body): (Value, Value)) -> mlua::Result<()> {
         });
         return Ok(());
     }
+    if let Some(control) = session.control.as_ref().filter(|c| c.is_cancelled()) {
+        let report = TestReport {
+            name,
+            location,
+            status: Status::Errored(Problem {
+                message: format!(
+                    "not run: the file timed out after {:.0} s",
+                    control.timeout().as_secs_f64()
+                ),
+                location: None,
+                detail: String::new(),
+            }),
+            duration: Default::default(),
+            output: String::new(),
+        };
+        session.events.test_finished(&session.file, &report);
+        session.report.borrow_mut().tests.push(report);
+        return Ok(());
+    }
     *session.current.borrow_mut() = Some(String::new());
+    if let Some(control) = &session.control {
+        control.set_current(Some(&name));
+    }
     let started = Instant::now();
     let run: Function = lua.named_registry_value("provium.run")?;
     let result: mlua::Result<(bool, Value, Option<String>)> = run.call(body);
     let duration = started.elapsed();
     let output = session.current.borrow_mut().take().unwrap_or_default();
+    if let Some(control) = &session.control {
+        control.set_current(None);
+    }
     let mut status = match result {
         Ok((true, _, _)) => Status::Passed,
         Ok((false, err, traceback)) => classify(&err, traceback.as_deref()),

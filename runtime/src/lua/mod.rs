@@ -5,6 +5,7 @@ pub mod api;
 pub mod convert;
 pub mod errors;
 pub mod expect;
+pub mod fixture;
 pub mod pack;
 pub mod session;
 pub mod vm;
@@ -31,6 +32,9 @@ pub fn run_chunk(config: SessionConfig, chunk_name: &str, code: &str) -> FileRep
     let lua = Lua::new();
     let _ = lua.set_memory_limit(LUA_MEMORY_LIMIT);
     lua.set_app_data(session.clone());
+    if let Some(control) = session.control.clone() {
+        install_cancel_hook(&lua, control);
+    }
     let file_error = match api::install(&lua) {
         Ok(()) => execute(&lua, &session, chunk_name, code),
         Err(e) => Some(Problem {
@@ -51,6 +55,33 @@ pub fn run_chunk(config: SessionConfig, chunk_name: &str, code: &str) -> FileRep
     }
     report.started_at = started_at;
     report
+}
+
+/// A file that ran out of time stops at its next Lua instruction inside a test; the tests it
+/// has not reached are reported as not run. Outside tests, code gets a moment to reach the next
+/// `test()` call, then stops too (an endless loop at the top level must end).
+fn install_cancel_hook(lua: &Lua, control: std::sync::Arc<crate::run::control::FileControl>) {
+    const OUTSIDE_TESTS_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+    let triggers = mlua::HookTriggers::new().every_nth_instruction(1000);
+    let _ = lua.set_hook(triggers, move |lua, _| {
+        if !control.is_cancelled() {
+            return Ok(mlua::VmState::Continue);
+        }
+        let in_test = lua
+            .app_data_ref::<Rc<Session>>()
+            .and_then(|s| s.current.try_borrow().ok().map(|c| c.is_some()))
+            .unwrap_or(true);
+        let late = control
+            .cancelled_for()
+            .is_some_and(|d| d > OUTSIDE_TESTS_GRACE);
+        if in_test || late {
+            return Err(mlua::Error::RuntimeError(format!(
+                "the file timed out after {:.0} s",
+                control.timeout().as_secs_f64()
+            )));
+        }
+        Ok(mlua::VmState::Continue)
+    });
 }
 
 /// Runs a `.lua` file.

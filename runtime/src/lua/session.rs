@@ -1,13 +1,17 @@
 //! One test file's run: its report in progress, its VMs, its captured output.
 
 use super::vm::VmSlot;
+use crate::fixture::FixtureUse;
 use crate::profile::Profiles;
+use crate::run::control::FileControl;
 use crate::run::model::{FileReport, TestReport};
 use crate::vm::{BootOptions, VmInfo};
 use mlua::Lua;
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::rc::Rc;
+use std::sync::Arc;
 
 /// What the runner wants to hear about while a file runs.
 pub trait Events {
@@ -35,6 +39,9 @@ pub struct Session {
     pub defaults: BootOptions,
     pub source_map: Option<SourceMap>,
     pub record: bool,
+    pub fixtures: Option<FixtureUse>,
+    pub snapshot_dir: Option<PathBuf>,
+    pub control: Option<Arc<FileControl>>,
     pub report: RefCell<FileReport>,
     pub vms: RefCell<Vec<Rc<RefCell<VmSlot>>>>,
     /// The output of the running test; `None` outside tests.
@@ -58,6 +65,12 @@ pub struct SessionConfig {
     pub source_map: Option<SourceMap>,
     /// Record outcomes instead of checking them (`provium record`).
     pub record: bool,
+    /// Fixture definitions, and whether to resume snapshots of them (off with `--cold`).
+    pub fixtures: Option<FixtureUse>,
+    /// When building a fixture: where VMs keep their RAM, so that one can be saved.
+    pub snapshot_dir: Option<PathBuf>,
+    /// The runner's handle on the file (timeouts).
+    pub control: Option<Arc<FileControl>>,
 }
 
 impl Session {
@@ -76,6 +89,9 @@ impl Session {
             defaults: c.defaults,
             source_map: c.source_map,
             record: c.record,
+            fixtures: c.fixtures,
+            snapshot_dir: c.snapshot_dir,
+            control: c.control,
             vms: RefCell::new(Vec::new()),
             current: RefCell::new(None),
             booted_at: Default::default(),

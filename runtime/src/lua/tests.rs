@@ -16,6 +16,9 @@ fn run(code: &str) -> FileReport {
         defaults: BootOptions::default(),
         source_map: None,
         record: false,
+        fixtures: None,
+        snapshot_dir: None,
+        control: None,
     };
     run_chunk(config, "t.lua", code)
 }
@@ -270,6 +273,12 @@ print(table.concat(keys, " "))
         "spawn",
         "shutdown",
         "kill",
+        "background",
+        "job_wait",
+        "job_kill",
+        "json",
+        "mount_vfs",
+        "wait_until",
     ] {
         assert!(
             stubs.contains(&format!(":{method}(")),

@@ -20,6 +20,8 @@ pub struct VmSlot {
     pub vm: Option<Vm>,
     /// Why the VM cannot be used (lost, shut down); shown by every later call.
     pub gone: Option<String>,
+    /// Host files put into the VM at boot (a fixture's cache key covers their content).
+    pub pushed: Vec<PathBuf>,
 }
 
 impl VmSlot {
@@ -29,6 +31,7 @@ impl VmSlot {
             defaults,
             vm: None,
             gone: None,
+            pushed: Vec::new(),
         }
     }
 
@@ -122,6 +125,11 @@ impl DryRun for SyscallOutcome {
             ret: 0,
             buffers: Vec::new(),
         }
+    }
+}
+impl DryRun for Vec<crate::vm::VfsMount> {
+    fn dry() -> Self {
+        Vec::new()
     }
 }
 impl DryRun for crate::protocol::ExecResult {
@@ -439,6 +447,73 @@ fn add_target_methods<T: Target + UserData + 'static, M: UserDataMethods<T>>(met
         exec_result(lua, result)
     });
 
+    methods.add_method(
+        "background",
+        |lua, this, (cmd, opts): (Value, Option<Table>)| {
+            let call = exec_call(lua, &cmd, opts.as_ref())?;
+            let id = with_vm(lua, this, "background", |vm, w| vm.background_in(w, call))?;
+            Ok(LuaJob {
+                id,
+                worker: this.worker(),
+            })
+        },
+    );
+
+    methods.add_method(
+        "job_wait",
+        |lua, this, (job, timeout): (Value, Option<f64>)| {
+            let id = job_id(lua, "job_wait", &job)?;
+            let timeout = Duration::from_secs_f64(timeout.unwrap_or(30.0).clamp(0.0, 86_400.0));
+            let result = with_vm(lua, this, "job_wait", |vm, w| {
+                vm.job_wait_in(w, id, timeout)
+            })?;
+            let running = result.termination.is_none();
+            let t = exec_result(lua, result)?;
+            t.set("running", running)?;
+            Ok(t)
+        },
+    );
+
+    methods.add_method("job_kill", |lua, this, job: Value| {
+        let id = job_id(lua, "job_kill", &job)?;
+        with_vm(lua, this, "job_kill", |vm, w| vm.job_kill_in(w, id))
+    });
+
+    methods.add_method("json", |lua, this, (cmd, opts): (Value, Option<Table>)| {
+        let call = exec_call(lua, &cmd, opts.as_ref())?;
+        let shown = call.argv.join(" ");
+        let r = with_vm(lua, this, "json", |vm, w| vm.exec_in(w, call))?;
+        if Session::get(lua).list_only {
+            return Ok(Value::Nil);
+        }
+        if r.termination != Some(Termination::Exited(0)) {
+            return Err(errors::error_with(
+                lua,
+                format!(
+                    "json: `{shown}` {}",
+                    match r.termination {
+                        Some(t) => t.to_string(),
+                        None => "timed out".into(),
+                    }
+                ),
+                String::from_utf8_lossy(&r.stderr).trim().to_string(),
+            ));
+        }
+        let parsed: serde_json::Value = serde_json::from_slice(&r.stdout).map_err(|e| {
+            let text = String::from_utf8_lossy(&r.stdout);
+            let preview: String = text.chars().take(200).collect();
+            errors::error_with(
+                lua,
+                format!("json: `{shown}` did not print JSON: {e}"),
+                format!("stdout: {preview}"),
+            )
+        })?;
+        let options = mlua::serde::SerializeOptions::new()
+            .serialize_none_to_null(false)
+            .serialize_unit_to_null(false);
+        lua.to_value_with(&parsed, options)
+    });
+
     methods.add_method("read_file", |lua, this, path: String| {
         let data = with_vm(lua, this, "read_file", |vm, w| vm.read_file_in(w, &path))?;
         lua.create_string(&data)
@@ -486,11 +561,29 @@ impl UserData for LuaVm {
             if session.list_only {
                 return Ok(());
             }
+            if let Some(resumed) =
+                super::fixture::resume_plain_boot(lua, &session, &slot.profile, &options)
+            {
+                slot.vm = Some(resumed?);
+                slot.gone = None;
+                return Ok(());
+            }
+            if let Some(dir) = &session.snapshot_dir {
+                static NEXT: std::sync::atomic::AtomicUsize =
+                    std::sync::atomic::AtomicUsize::new(0);
+                let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                options.snapshot_memory = Some(dir.join(format!("ram-{n}")));
+            }
+            slot.pushed = slot.profile.files.values().cloned().collect();
+            slot.pushed.extend(options.files.values().cloned());
             session.events.boot_started(&slot.profile.name);
             let result = Vm::boot(&slot.profile, &options);
             session.events.boot_finished();
             match result {
                 Ok(vm) => {
+                    if let Some(control) = &session.control {
+                        control.watch(&vm);
+                    }
                     session.record_vm(vm.info().clone());
                     slot.vm = Some(vm);
                     slot.gone = None;
@@ -548,6 +641,84 @@ impl UserData for LuaVm {
             lua.create_string(text)
         });
 
+        methods.add_method("mount_vfs", |lua, this, ()| {
+            let results = with_vm(lua, this, "mount_vfs", |vm, _| vm.mount_vfs())?;
+            let t = lua.create_table()?;
+            for (target, result) in results {
+                let v = match result {
+                    Ok(true) => "mounted".to_string(),
+                    Ok(false) => "already mounted".to_string(),
+                    Err(errno) => provium_compiler::linux::errno_name(errno)
+                        .map(str::to_string)
+                        .unwrap_or_else(|| format!("errno {errno}")),
+                };
+                t.set(target, v)?;
+            }
+            Ok(t)
+        });
+
+        methods.add_method(
+            "wait_until",
+            |lua, _this, (condition, opts): (mlua::Function, Option<Table>)| {
+                let mut timeout = 10.0f64;
+                let mut interval = 0.1f64;
+                if let Some(o) = &opts {
+                    for pair in o.pairs::<String, Value>() {
+                        let (k, v) = pair?;
+                        match k.as_str() {
+                            "timeout" => timeout = lua.unpack(v)?,
+                            "interval" => interval = lua.unpack(v)?,
+                            other => {
+                                let hint =
+                                    crate::suggest::did_you_mean(other, ["timeout", "interval"]);
+                                return Err(errors::error(
+                                    lua,
+                                    format!("wait_until: unknown option `{other}`{hint}"),
+                                ));
+                            }
+                        }
+                    }
+                }
+                if Session::get(lua).list_only {
+                    return Ok(MultiValue::new());
+                }
+                let deadline =
+                    std::time::Instant::now() + Duration::from_secs_f64(timeout.clamp(0.0, 86_400.0));
+                let interval = Duration::from_secs_f64(interval.clamp(0.001, 60.0));
+                let mut attempts = 0u32;
+                let mut last_error;
+                loop {
+                    attempts += 1;
+                    match condition.call::<MultiValue>(()) {
+                        Ok(values) => {
+                            let truthy = values
+                                .front()
+                                .is_some_and(|v| !matches!(v, Value::Nil | Value::Boolean(false)));
+                            if truthy {
+                                return Ok(values);
+                            }
+                            last_error = None;
+                        }
+                        // A condition that raises is not met yet (the file may not exist yet);
+                        // the last error is shown if time runs out.
+                        Err(e) => last_error = Some(errors::innermost(&e)),
+                    }
+                    if std::time::Instant::now() >= deadline {
+                        let why = last_error
+                            .map(|e| format!("; the last attempt raised: {e}"))
+                            .unwrap_or_default();
+                        return Err(errors::error(
+                            lua,
+                            format!(
+                                "wait_until: the condition was not met within {timeout} s ({attempts} attempts){why}"
+                            ),
+                        ));
+                    }
+                    std::thread::sleep(interval);
+                }
+            },
+        );
+
         methods.add_method("spawn", |lua, this, opts: Option<Table>| {
             let creds = credentials(lua, opts.as_ref())?;
             let c = creds.clone();
@@ -587,6 +758,40 @@ impl UserData for LuaWorker {
         methods.add_method("kill", |lua, this, ()| {
             with_vm(lua, this, "kill", |vm, w| vm.kill_worker(w))
         });
+    }
+}
+
+/// A background job started by `vm:background` (or a worker's).
+pub struct LuaJob {
+    pub id: u32,
+    pub worker: WorkerId,
+}
+
+impl UserData for LuaJob {
+    fn add_fields<F: mlua::UserDataFields<Self>>(fields: &mut F) {
+        fields.add_field_method_get("id", |_, this| Ok(this.id));
+    }
+    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
+        methods.add_meta_method(mlua::MetaMethod::ToString, |_, this, ()| {
+            Ok(format!("job {}", this.id))
+        });
+    }
+}
+
+fn job_id(lua: &Lua, method: &str, v: &Value) -> mlua::Result<u32> {
+    match v {
+        Value::UserData(ud) => match ud.borrow::<LuaJob>() {
+            Ok(job) => Ok(job.id),
+            Err(_) => Err(errors::error(
+                lua,
+                format!("{method}: expected a job from vm:background()"),
+            )),
+        },
+        other => {
+            let n = int(lua, other, &format!("{method}: job"))?;
+            u32::try_from(n)
+                .map_err(|_| errors::error(lua, format!("{method}: bad job number {n}")))
+        }
     }
 }
 

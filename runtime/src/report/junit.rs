@@ -62,6 +62,9 @@ fn suite(file: &FileReport) -> TestSuite {
             Property::new("machine", vm.machine.as_str()),
             Property::new("boot.ms", vm.boot_ms.to_string()),
         ]);
+        if let Some(f) = &vm.fixture {
+            suite.add_property(Property::new("fixture", f.as_str()));
+        }
     }
     for t in &file.tests {
         let status = match &t.status {
@@ -114,6 +117,58 @@ fn suite(file: &FileReport) -> TestSuite {
 
 fn timestamp(unix: u64) -> Option<chrono::DateTime<chrono::FixedOffset>> {
     chrono::DateTime::from_timestamp(unix as i64, 0).map(|t| t.fixed_offset())
+}
+
+/// Combines the reports of shards (`provium junit merge`): suites of the same name (one file
+/// split over runs) are joined, suites are sorted by name as one run would order them, and the
+/// run's time is the slowest shard's (shards run side by side).
+pub fn merge(inputs: &[std::path::PathBuf]) -> anyhow::Result<Report> {
+    let mut suites: std::collections::BTreeMap<String, TestSuite> = Default::default();
+    let mut time = Duration::ZERO;
+    let mut timestamp = None;
+    for path in inputs {
+        let file = std::fs::File::open(path)
+            .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+        let shard = Report::deserialize(std::io::BufReader::new(file))
+            .map_err(|e| anyhow::anyhow!("{}: not a JUnit report: {e}", path.display()))?;
+        time = time.max(shard.time.unwrap_or_default());
+        timestamp = match (timestamp, shard.timestamp) {
+            (Some(a), Some(b)) => Some(std::cmp::min(a, b)),
+            (a, b) => a.or(b),
+        };
+        for s in shard.test_suites {
+            match suites.get_mut(s.name.as_str()) {
+                Some(existing) => {
+                    existing.add_test_cases(s.test_cases);
+                    for p in s.properties {
+                        if !existing.properties.iter().any(|q| q.name == p.name) {
+                            existing.add_property(p);
+                        }
+                    }
+                    let t = existing.time.unwrap_or_default() + s.time.unwrap_or_default();
+                    existing.set_time(t);
+                }
+                None => {
+                    suites.insert(s.name.to_string(), s);
+                }
+            }
+        }
+    }
+    let mut report = Report::new("provium");
+    report.set_time(time);
+    if let Some(ts) = timestamp {
+        report.set_timestamp(ts);
+    }
+    report.add_test_suites(suites.into_values());
+    Ok(report)
+}
+
+pub fn write_report(report: &Report, path: &std::path::Path) -> anyhow::Result<()> {
+    let xml = report
+        .to_string()
+        .map_err(|e| anyhow::anyhow!("serializing JUnit XML: {e}"))?;
+    crate::paths::write_atomically(path, xml.as_bytes())
+        .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))
 }
 
 /// Writes the report to `path` (atomically, so a reader never sees half a file).

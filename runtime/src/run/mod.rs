@@ -1,13 +1,17 @@
 //! Running test files: discovery, filtering, scheduling on worker threads, and handing events to
 //! a reporter in a deterministic order.
 
+pub mod control;
 pub mod discover;
 pub mod filter;
+pub mod last_run;
 pub mod model;
+pub mod partition;
 
 use crate::lua::{self, Events, SessionConfig};
 use crate::profile::Profiles;
 use crate::vm::BootOptions;
+use control::FileControl;
 use discover::{FileKind, TestFile};
 use filter::Filter;
 use model::{Counts, FileReport, TestReport};
@@ -34,6 +38,10 @@ pub struct RunConfig {
     pub record: bool,
     /// Compiles a YAML spec into (chunk name, Lua code); absent until specs are supported.
     pub compile: Option<SpecCompiler>,
+    /// Fixture definitions and whether snapshots are resumed.
+    pub fixtures: Option<crate::fixture::FixtureUse>,
+    /// How long a file may run unless it says otherwise (`provium.timeout`, a spec's `timeout:`).
+    pub timeout: Duration,
 }
 
 /// What happens during a run, in an order that does not depend on scheduling.
@@ -65,12 +73,25 @@ impl Summary {
 }
 
 enum Event {
-    FileStarted(usize),
+    FileStarted(usize, Option<Arc<FileControl>>),
     BootStarted(usize, String),
     BootFinished(usize),
     Test(usize, TestReport),
     Output(usize, String),
     FileDone(usize, FileReport),
+}
+
+impl Event {
+    fn index(&self) -> usize {
+        match self {
+            Event::FileStarted(i, _)
+            | Event::BootStarted(i, _)
+            | Event::BootFinished(i)
+            | Event::Test(i, _)
+            | Event::Output(i, _)
+            | Event::FileDone(i, _) => *i,
+        }
+    }
 }
 
 /// Forwards a session's events to the main thread.
@@ -97,7 +118,12 @@ impl Events for ChannelEvents {
 }
 
 /// Runs one file on the current thread.
-pub fn run_file(file: &TestFile, config: &RunConfig, events: Rc<dyn Events>) -> FileReport {
+pub fn run_file(
+    file: &TestFile,
+    config: &RunConfig,
+    events: Rc<dyn Events>,
+    control: Option<Arc<FileControl>>,
+) -> FileReport {
     let filter = config.filter.clone().map(|f| {
         let display = file.display.clone();
         Rc::new(move |name: &str| f.matches(&display, name)) as lua::TestFilter
@@ -112,6 +138,9 @@ pub fn run_file(file: &TestFile, config: &RunConfig, events: Rc<dyn Events>) -> 
         defaults: config.defaults.clone(),
         source_map: None,
         record: config.record,
+        fixtures: config.fixtures.clone(),
+        snapshot_dir: None,
+        control,
     };
     match file.kind {
         FileKind::Lua => lua::run_file(session, &file.path),
@@ -170,67 +199,176 @@ fn split_spec_location(line: &str) -> (Option<model::Location>, String) {
     (None, line.to_string())
 }
 
-/// Runs `files` with up to `config.jobs` files at a time. Events reach the reporter file by file,
-/// in the order of `files`, whatever order the files finish in.
-pub fn run(files: Vec<TestFile>, config: &RunConfig, reporter: &mut dyn Reporter) -> Summary {
-    let started = Instant::now();
-    reporter.run_started(&files);
-    let files = Arc::new(files);
-    let (tx, rx) = mpsc::channel::<Event>();
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let jobs = config.jobs.max(1).min(files.len().max(1));
-    let mut handles = Vec::new();
-    for _ in 0..jobs {
+/// How long a cancelled file's thread gets to wind down before its report is written without it.
+const ABANDON_AFTER: Duration = Duration::from_secs(10);
+const CONSOLE_TAIL_LINES: usize = 40;
+
+/// Run groups tag each file's processes; unique within the process.
+fn next_group() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The state shared by the worker threads.
+struct Pool {
+    files: Arc<Vec<TestFile>>,
+    config: RunConfig,
+    tx: mpsc::Sender<Event>,
+    next: Arc<std::sync::atomic::AtomicUsize>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Pool {
+    /// A worker takes files until none are left or the run stops.
+    fn spawn_worker(&self) -> std::thread::JoinHandle<()> {
         let (files, tx, next, stop, config) = (
-            files.clone(),
-            tx.clone(),
-            next.clone(),
-            stop.clone(),
-            config.clone(),
+            self.files.clone(),
+            self.tx.clone(),
+            self.next.clone(),
+            self.stop.clone(),
+            self.config.clone(),
         );
-        handles.push(std::thread::spawn(move || loop {
+        std::thread::spawn(move || loop {
             if stop.load(std::sync::atomic::Ordering::SeqCst) {
                 break;
             }
             let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let Some(file) = files.get(i) else { break };
-            let _ = tx.send(Event::FileStarted(i));
+            let group = next_group();
+            crate::cleanup::set_group(group);
+            let control = Arc::new(FileControl::new(group, config.timeout));
+            let _ = tx.send(Event::FileStarted(i, Some(control.clone())));
             let events = Rc::new(ChannelEvents {
                 index: i,
                 tx: tx.clone(),
             });
-            let report = run_file(file, &config, events);
+            let report = run_file(file, &config, events, Some(control.clone()));
             let _ = tx.send(Event::FileDone(i, report));
-        }));
+            crate::cleanup::set_group(0);
+            // Another worker took this one's place when it was given up on.
+            if control.is_abandoned() {
+                break;
+            }
+        })
     }
-    drop(tx);
+}
 
-    let mut order = Ordered::new(files.len());
+/// A file that ran out of time.
+struct Overdue {
+    timeout: Duration,
+    console: Option<String>,
+}
+
+/// Runs `files` with up to `config.jobs` files at a time. Events reach the reporter file by file,
+/// in the order of `files`, whatever order the files finish in. A file that exceeds its timeout
+/// has its VMs killed and its remaining tests reported as not run; the other files go on.
+pub fn run(files: Vec<TestFile>, config: &RunConfig, reporter: &mut dyn Reporter) -> Summary {
+    let started = Instant::now();
+    reporter.run_started(&files);
+    let n = files.len();
+    let (tx, rx) = mpsc::channel::<Event>();
+    let pool = Pool {
+        files: Arc::new(files),
+        config: config.clone(),
+        tx,
+        next: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+        stop: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+    };
+    let jobs = config.jobs.max(1).min(n.max(1));
+    let mut handles: Vec<_> = (0..jobs).map(|_| pool.spawn_worker()).collect();
+
+    let mut order = Ordered::new(n);
     let mut summary = Summary::default();
-    let mut done = vec![false; files.len()];
-    for event in rx {
-        let index = match &event {
-            Event::FileStarted(i)
-            | Event::BootStarted(i, _)
-            | Event::BootFinished(i)
-            | Event::Test(i, _)
-            | Event::Output(i, _)
-            | Event::FileDone(i, _) => *i,
+    let mut done = vec![false; n];
+    let mut controls: Vec<Option<Arc<FileControl>>> = vec![None; n];
+    let mut overdue: BTreeMap<usize, Overdue> = BTreeMap::new();
+    let mut seen: Vec<Vec<TestReport>> = vec![Vec::new(); n];
+    let mut finished_count = 0;
+    while finished_count < n {
+        let event = match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(e) => Some(e),
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
         };
-        if let Event::FileDone(_, report) = &event {
-            done[index] = true;
-            if config.fail_fast && report.is_bad() {
-                stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let mut ready = Vec::new();
+        if let Some(mut event) = event {
+            let index = event.index();
+            if done[index] {
+                // The late words of a file whose report was already written.
+                continue;
+            }
+            match &mut event {
+                Event::FileStarted(i, control) => controls[*i] = control.take(),
+                Event::Test(i, t) => seen[*i].push(t.clone()),
+                Event::FileDone(i, report) => {
+                    if let Some(o) = overdue.remove(i) {
+                        mark_timed_out(report, &o);
+                    }
+                    controls[*i] = None;
+                }
+                _ => {}
+            }
+            ready.push(event);
+        }
+        // Deadlines: cancel the file and kill its VMs; write its report if it does not stop.
+        for (i, slot) in controls.iter_mut().enumerate() {
+            let Some(control) = slot.as_ref() else {
+                continue;
+            };
+            if !control.is_cancelled() && Instant::now() >= control.deadline() {
+                let console = control.console_tail(CONSOLE_TAIL_LINES);
+                control.cancel();
+                crate::cleanup::kill_group(control.group);
+                overdue.insert(
+                    i,
+                    Overdue {
+                        timeout: control.timeout(),
+                        console,
+                    },
+                );
+            } else if control.cancelled_for().is_some_and(|d| d >= ABANDON_AFTER) {
+                crate::cleanup::kill_group(control.group);
+                control.abandon();
+                let mut report = FileReport {
+                    path: pool.files[i].display.clone(),
+                    tests: std::mem::take(&mut seen[i]),
+                    ..Default::default()
+                };
+                if let Some(o) = overdue.remove(&i) {
+                    mark_timed_out(&mut report, &o);
+                }
+                *slot = None;
+                ready.push(Event::FileDone(i, report));
+                // Its thread is stuck; another takes its place.
+                handles.push(pool.spawn_worker());
             }
         }
-        order.push(index, event);
+        for event in ready {
+            let index = event.index();
+            if let Event::FileDone(_, report) = &event {
+                done[index] = true;
+                finished_count += 1;
+                if config.fail_fast && report.is_bad() {
+                    pool.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+            order.push(index, event);
+        }
         while let Some(ev) = order.pop_ready() {
-            deliver(ev, &files, reporter, &mut summary);
+            deliver(ev, &pool.files, reporter, &mut summary);
+        }
+        if pool.stop.load(std::sync::atomic::Ordering::SeqCst)
+            && controls.iter().all(Option::is_none)
+            && finished_count + pool_unstarted(&pool, n) >= n
+        {
+            break;
         }
     }
+    drop(pool.tx);
     for h in handles {
-        let _ = h.join();
+        if h.is_finished() {
+            let _ = h.join();
+        }
     }
     summary.not_run = done.iter().filter(|d| !**d).count();
     summary.duration = started.elapsed();
@@ -238,9 +376,33 @@ pub fn run(files: Vec<TestFile>, config: &RunConfig, reporter: &mut dyn Reporter
     summary
 }
 
+/// Files no worker has taken.
+fn pool_unstarted(pool: &Pool, n: usize) -> usize {
+    n.saturating_sub(pool.next.load(std::sync::atomic::Ordering::SeqCst).min(n))
+}
+
+fn mark_timed_out(report: &mut FileReport, o: &Overdue) {
+    let mut detail = String::new();
+    if let Some(previous) = report.file_error.take() {
+        detail.push_str(&format!("then: {}\n", previous.message));
+    }
+    if let Some(c) = &o.console {
+        detail.push_str(&format!("console tail:\n{c}"));
+        report.console = Some(c.clone());
+    }
+    report.file_error = Some(model::Problem {
+        message: format!(
+            "the file timed out after {:.0} s; its VMs were killed",
+            o.timeout.as_secs_f64()
+        ),
+        location: None,
+        detail,
+    });
+}
+
 fn deliver(ev: Event, files: &[TestFile], reporter: &mut dyn Reporter, summary: &mut Summary) {
     match ev {
-        Event::FileStarted(i) => reporter.file_started(&files[i]),
+        Event::FileStarted(i, _) => reporter.file_started(&files[i]),
         Event::BootStarted(i, p) => reporter.boot_started(&files[i], &p),
         Event::BootFinished(i) => reporter.boot_finished(&files[i]),
         Event::Test(i, t) => reporter.test_finished(&files[i], &t),

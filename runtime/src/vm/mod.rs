@@ -12,6 +12,7 @@
 //! ```
 
 pub mod console;
+pub mod gate;
 pub mod plan;
 
 pub use plan::{BootOptions, BootPlan, LoadedAs};
@@ -70,6 +71,9 @@ impl VmError {
     }
 }
 
+/// A mount point of [`Vm::mount_vfs`]: mounted now (`true`), already (`false`), or an errno.
+pub type VfsMount = (&'static str, Result<bool, i64>);
+
 /// Facts about a running VM, reported with test results.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct VmInfo {
@@ -84,6 +88,9 @@ pub struct VmInfo {
     pub boot_ms: u64,
     /// Guest time (since kernel start) at which the agent was ready.
     pub guest_ready_ms: u64,
+    /// The fixture this VM was resumed from; `boot_ms` is then the resume time.
+    #[serde(default)]
+    pub fixture: Option<String>,
 }
 
 enum State {
@@ -104,6 +111,8 @@ pub struct Vm {
     syscall_timeout: Duration,
     /// How QEMU was started, for snapshots.
     launch: LaunchPlan,
+    // The VM's share of the host's memory and CPUs while it runs.
+    _ticket: gate::Ticket,
 }
 
 /// A snapshot of a booted VM: guest RAM in a file, device state in another, and how to start a
@@ -128,6 +137,7 @@ impl Vm {
 
     /// Starts QEMU for a decided plan.
     pub fn launch(plan: &BootPlan) -> Result<Vm, VmError> {
+        let ticket = gate::admit(plan.memory_mib, plan.cpus);
         let mut run_dir =
             RunDir::create().map_err(|e| anyhow::anyhow!("creating a run directory: {e}"))?;
         if plan.keep_run_dir {
@@ -242,6 +252,7 @@ impl Vm {
             loaded_as: plan.loaded_as,
             boot_ms,
             guest_ready_ms: hello.ready_us / 1000,
+            fixture: None,
         };
         Ok(Vm {
             state: State::Running(client),
@@ -253,6 +264,7 @@ impl Vm {
             hello,
             syscall_timeout: DEFAULT_SYSCALL_TIMEOUT,
             launch,
+            _ticket: ticket,
         })
     }
 
@@ -260,9 +272,14 @@ impl Vm {
     /// `snapshot_memory`). The VM is stopped afterwards. Only device state is written (about
     /// 60 KB): RAM stays in the file.
     pub fn snapshot(&mut self, dir: &Path) -> Result<Snapshot, VmError> {
-        let Some(SharedMemory::File { path: ram, .. }) = self.launch.shared_memory.clone() else {
+        let Some(SharedMemory::File {
+            path: ram,
+            share: true,
+        }) = self.launch.shared_memory.clone()
+        else {
             return Err(anyhow::anyhow!(
-                "the VM was not booted for a snapshot (its RAM is not in a file)"
+                "the VM cannot be snapshotted: it was not booted for one (a VM resumed from a \
+                 fixture cannot be saved again; boot it in the fixture script instead)"
             )
             .into());
         };
@@ -306,6 +323,7 @@ impl Vm {
     pub fn resume(snapshot: &Snapshot) -> Result<Vm, VmError> {
         cleanup::install_signal_handler();
         sweep_once();
+        let ticket = gate::admit(snapshot.launch.memory_mib, snapshot.launch.cpus);
         let run_dir =
             RunDir::create().map_err(|e| anyhow::anyhow!("creating a run directory: {e}"))?;
         let dir = run_dir.path().to_path_buf();
@@ -381,6 +399,7 @@ impl Vm {
             hello: snapshot.hello.clone(),
             syscall_timeout: DEFAULT_SYSCALL_TIMEOUT,
             launch,
+            _ticket: ticket,
         };
         // The agent is blocked in a read on the port: a ping resumes the conversation.
         vm.ping()?;
@@ -393,6 +412,11 @@ impl Vm {
 
     pub fn info(&self) -> &VmInfo {
         &self.info
+    }
+
+    /// Marks the VM as resumed from (or prepared as) fixture `name`, for reports.
+    pub fn set_fixture(&mut self, name: &str) {
+        self.info.fixture = Some(name.to_string());
     }
 
     pub fn hello(&self) -> &Hello {
@@ -634,6 +658,94 @@ impl Vm {
 
     pub fn write_file(&mut self, path: &str, data: &[u8], mode: u32) -> Result<(), VmError> {
         self.write_file_in(0, path, data, mode)
+    }
+
+    /// Starts a command in the background in `worker`; returns the job number.
+    pub fn background_in(&mut self, worker: WorkerId, call: ExecCall) -> Result<u32, VmError> {
+        match self.run(worker, Operation::Background(call), HOST_MARGIN)? {
+            Response::Job(job) => Ok(job),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Waits up to `timeout` for a job; the result's `termination` is `None` while it runs.
+    pub fn job_wait_in(
+        &mut self,
+        worker: WorkerId,
+        job: u32,
+        timeout: Duration,
+    ) -> Result<ExecResult, VmError> {
+        let timeout_ms = timeout.as_millis().min(u32::MAX as u128) as u32;
+        match self.run(
+            worker,
+            Operation::JobWait { job, timeout_ms },
+            timeout + HOST_MARGIN,
+        )? {
+            Response::Exec(r) => Ok(r),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Kills a job's process group.
+    pub fn job_kill_in(&mut self, worker: WorkerId, job: u32) -> Result<(), VmError> {
+        match self.run(worker, Operation::JobKill { job }, HOST_MARGIN)? {
+            Response::Done => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Mounts the virtual file systems the agent does not mount at boot (debugfs, tracefs,
+    /// securityfs, configfs, bpf, pstore, mqueue, hugetlbfs, binfmt_misc). Returns, for each
+    /// mount point, `Ok(true)` when mounted now, `Ok(false)` when it already was, or the errno
+    /// (`ENODEV`: the kernel lacks that file system).
+    pub fn mount_vfs(&mut self) -> Result<Vec<VfsMount>, VmError> {
+        const VFS: [(&str, &str); 9] = [
+            ("debugfs", "/sys/kernel/debug"),
+            ("tracefs", "/sys/kernel/tracing"),
+            ("securityfs", "/sys/kernel/security"),
+            ("configfs", "/sys/kernel/config"),
+            ("bpf", "/sys/fs/bpf"),
+            ("pstore", "/sys/fs/pstore"),
+            ("mqueue", "/dev/mqueue"),
+            ("hugetlbfs", "/dev/hugepages"),
+            ("binfmt_misc", "/proc/sys/fs/binfmt_misc"),
+        ];
+        let mounts = String::from_utf8_lossy(&self.read_file("/proc/self/mounts")?).to_string();
+        let mounted = |target: &str| mounts.lines().any(|l| l.split(' ').nth(1) == Some(target));
+        let cstr = |arg: u8, s: &str| provium_agent::protocol::Buffer {
+            arg: Some(arg),
+            data: [s.as_bytes(), b"\0"].concat(),
+            len: s.len() as u32 + 1,
+            output: false,
+        };
+        let mut out = Vec::new();
+        for (fstype, target) in VFS {
+            if mounted(target) {
+                out.push((target, Ok(false)));
+                continue;
+            }
+            // mkdir(target, 0755); EEXIST is fine (sysfs provides most of these directories).
+            let _ = self.syscall(SyscallCall {
+                nr: 83,
+                args: [0, 0o755, 0, 0, 0, 0],
+                buffers: vec![cstr(0, target)],
+                ..Default::default()
+            })?;
+            // mount(fstype, target, fstype, MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL)
+            let outcome = self.syscall(SyscallCall {
+                nr: 165,
+                args: [0, 0, 0, 0x2 | 0x4 | 0x8, 0, 0],
+                buffers: vec![cstr(0, fstype), cstr(1, target), cstr(2, fstype)],
+                ..Default::default()
+            })?;
+            let result = match outcome {
+                SyscallOutcome::Returned { ret: 0, .. } => Ok(true),
+                SyscallOutcome::Returned { ret, .. } => Err(-ret),
+                other => return Err(VmError::Protocol(format!("mount {target}: {other:?}"))),
+            };
+            out.push((target, result));
+        }
+        Ok(out)
     }
 
     pub fn dmesg(&mut self) -> Result<String, VmError> {

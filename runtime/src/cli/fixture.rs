@@ -1,0 +1,158 @@
+//! `provium fixture list|build|clean|stale`: the fixtures of the project and their cached
+//! snapshots.
+
+use super::style::{paint, BOLD, DIM, OK, WARN};
+use crate::fixture::Fixtures;
+use crate::profile::Profiles;
+use anyhow::Result;
+use std::io::Write;
+use std::time::Instant;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Fixtures defined here (fixtures/*.lua, [fixture.NAME]) and whether a current build exists.
+    List,
+    /// Build fixtures now (all defined ones if none are named); current builds are kept.
+    Build {
+        names: Vec<String>,
+        /// Rebuild even when a current build exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Remove cached builds (all of them if no fixture is named).
+    Clean {
+        names: Vec<String>,
+        /// Remove only builds that no longer match their definition.
+        #[arg(long)]
+        stale: bool,
+    },
+    /// List cached builds that no longer match their definition (they are never resumed).
+    Stale,
+}
+
+pub fn run(args: Args) -> Result<u8> {
+    let cwd = std::env::current_dir()?;
+    let fixtures = Fixtures::discover(&cwd, Profiles::discover(&cwd)?)?;
+    let mut out = anstream::stdout();
+    match args.command {
+        Command::List => {
+            let names = fixtures.names();
+            if names.is_empty() {
+                writeln!(
+                    out,
+                    "no fixtures defined in {} (fixtures/NAME.lua or [fixture.NAME] in provium.toml)",
+                    fixtures.root.display()
+                )?;
+            }
+            for name in names {
+                let def = fixtures.find(&name)?;
+                let state = match fixtures.cached(&def) {
+                    Ok(Some((dir, _))) => paint(OK, &format!("built  {}", dir.display())),
+                    Ok(None) => paint(DIM, "not built (built on first use)"),
+                    Err(e) => paint(WARN, &format!("cannot tell: {e:#}")),
+                };
+                writeln!(out, "{:<20} {:<8} {state}", paint(BOLD, &name), def.kind())?;
+            }
+            // Profiles' own fixtures, built for plain `vm:boot()` calls.
+            let defined = fixtures.names();
+            for (name, _, dir, current) in fixtures.built() {
+                if defined.contains(&name) {
+                    continue;
+                }
+                let state = if current {
+                    paint(OK, &format!("built  {}", dir.display()))
+                } else {
+                    paint(WARN, &format!("stale  {}", dir.display()))
+                };
+                writeln!(out, "{:<20} {:<8} {state}", paint(BOLD, &name), "boot")?;
+            }
+            Ok(super::EXIT_OK)
+        }
+        Command::Build { names, force } => {
+            let names = if names.is_empty() {
+                fixtures.names()
+            } else {
+                names
+            };
+            for name in names {
+                let def = fixtures.find(&name)?;
+                if force {
+                    for (n, _, dir, _) in fixtures.built() {
+                        if n == name {
+                            std::fs::remove_dir_all(&dir)?;
+                        }
+                    }
+                }
+                let started = Instant::now();
+                let was_built = fixtures.cached(&def)?.is_some();
+                let meta = fixtures.ensure(&def).map_err(|e| {
+                    let tail = e
+                        .console_tail()
+                        .map(|c| format!("\nconsole tail:\n{c}"))
+                        .unwrap_or_default();
+                    anyhow::anyhow!("fixture `{name}`: {e}{tail}")
+                })?;
+                let what = if was_built { "current" } else { "built" };
+                writeln!(
+                    out,
+                    "{} {name} ({:.1} s) {}",
+                    paint(OK, what),
+                    started.elapsed().as_secs_f64(),
+                    paint(DIM, &meta.key)
+                )?;
+            }
+            Ok(super::EXIT_OK)
+        }
+        Command::Clean { names, stale } => {
+            let mut removed = 0;
+            for (name, _, dir, current) in fixtures.built() {
+                if (!names.is_empty() && !names.contains(&name)) || (stale && current) {
+                    continue;
+                }
+                std::fs::remove_dir_all(&dir)?;
+                removed += 1;
+            }
+            if names.is_empty() && !stale {
+                removed += fixtures_leftovers(&fixtures.cache())?;
+            }
+            writeln!(
+                out,
+                "removed {removed} fixture build(s) from {}",
+                fixtures.cache().display()
+            )?;
+            Ok(super::EXIT_OK)
+        }
+        Command::Stale => {
+            let stale: Vec<_> = fixtures.built().into_iter().filter(|b| !b.3).collect();
+            if stale.is_empty() {
+                writeln!(out, "no stale fixture builds")?;
+            }
+            for (name, key, dir, _) in stale {
+                writeln!(out, "{name:<20} {} {}", paint(DIM, &key), dir.display())?;
+            }
+            Ok(super::EXIT_OK)
+        }
+    }
+}
+
+/// Half-built fixtures and lock files left by killed runs.
+fn fixtures_leftovers(dir: &std::path::Path) -> Result<usize> {
+    let mut n = 0;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(0);
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if name.starts_with('.') && name.contains(".building-") {
+            std::fs::remove_dir_all(e.path())?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}

@@ -1,0 +1,567 @@
+//! Fixtures: booted, prepared VMs saved once and resumed by every file that uses them.
+//!
+//! A fixture is defined by `fixtures/NAME.lua` (a script that creates, boots and prepares a VM
+//! and returns it), by `[fixture.NAME]` in `provium.toml` (a profile, files and shell commands),
+//! or implicitly by a profile's name (a plain boot). It is built lazily on first use, under a
+//! lock so that parallel runs build it once, and cached under `$PROVIUM_HOME/fixtures` by the
+//! content hash of everything it depends on: the definition, the profiles, the kernel image, the
+//! agent, busybox, QEMU, and the host files it pushes. A change rebuilds it; nothing stale is
+//! ever resumed. Each resume is a copy-on-write view of the snapshot.
+
+use crate::profile::Profiles;
+use crate::vm::{BootOptions, Snapshot, Vm, VmError};
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+/// Bumped when the snapshot layout changes.
+const FORMAT: &str = "provium-fixture-1";
+
+/// `[fixture.NAME]` in `provium.toml`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FixtureTable {
+    #[serde(default = "minimal")]
+    pub profile: String,
+    /// Guest path → host path, put in the initramfs.
+    #[serde(default)]
+    pub files: BTreeMap<String, PathBuf>,
+    /// Shell commands run in the guest after boot; each must exit 0.
+    #[serde(default)]
+    pub setup: Vec<String>,
+    pub memory: Option<String>,
+    pub cpus: Option<u32>,
+}
+
+fn minimal() -> String {
+    "minimal".into()
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+struct ConfigFile {
+    #[serde(default)]
+    fixture: BTreeMap<String, FixtureTable>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Source {
+    Script {
+        path: PathBuf,
+        text: String,
+    },
+    Table(FixtureTable),
+    /// A plain boot of a profile, with boot options (used for default `vm:boot()`).
+    Profile {
+        profile: String,
+        opts: BootOptions,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Definition {
+    pub name: String,
+    pub source: Source,
+}
+
+impl Definition {
+    /// Where the fixture is defined, in a word.
+    pub fn kind(&self) -> &'static str {
+        match &self.source {
+            Source::Script { .. } => "script",
+            Source::Table(_) => "table",
+            Source::Profile { .. } => "profile",
+        }
+    }
+
+    /// The profile the fixture boots (a script's is known only once it runs: `minimal`).
+    pub fn profile_name(&self) -> &str {
+        match &self.source {
+            Source::Profile { profile, .. } => profile,
+            Source::Table(t) => &t.profile,
+            Source::Script { .. } => "minimal",
+        }
+    }
+}
+
+/// How a run uses fixtures.
+#[derive(Debug, Clone)]
+pub struct FixtureUse {
+    pub fixtures: std::sync::Arc<Fixtures>,
+    /// Resume snapshots (the default); `false` (`--cold`) boots and prepares every time.
+    pub snapshots: bool,
+}
+
+impl FixtureUse {
+    pub fn discover(start: &Path, profiles: Profiles, snapshots: bool) -> Result<FixtureUse> {
+        Ok(FixtureUse {
+            fixtures: std::sync::Arc::new(Fixtures::discover(start, profiles)?),
+            snapshots,
+        })
+    }
+}
+
+/// What a built fixture records beside its snapshot.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Meta {
+    pub format: String,
+    pub name: String,
+    pub key: String,
+    /// The environment part of the key (see [`Fixtures::environment_hash`]).
+    pub environment: String,
+    pub snapshot: Snapshot,
+    /// Host files pushed into the guest, with their content hashes.
+    pub files: BTreeMap<PathBuf, String>,
+    pub built_unix: u64,
+}
+
+/// Fixtures of a project.
+#[derive(Debug, Clone)]
+pub struct Fixtures {
+    /// The directory holding `fixtures/` and `provium.toml`.
+    pub root: PathBuf,
+    pub profiles: Profiles,
+    tables: BTreeMap<String, FixtureTable>,
+}
+
+pub fn cache_dir() -> PathBuf {
+    crate::paths::home().join("fixtures")
+}
+
+fn hash_file(path: &Path) -> Result<String> {
+    let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(blake3::hash(&data).to_hex()[..32].to_string())
+}
+
+/// A stable key for a file without reading it again while unchanged (path, size, mtime).
+fn file_identity(path: &Path) -> String {
+    match std::fs::metadata(path) {
+        Ok(m) => format!(
+            "{}:{}:{:?}",
+            path.display(),
+            m.len(),
+            m.modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        ),
+        Err(_) => format!("{}:missing", path.display()),
+    }
+}
+
+impl Fixtures {
+    pub fn discover(start: &Path, profiles: Profiles) -> Result<Fixtures> {
+        let root = profiles
+            .source
+            .as_ref()
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+            .unwrap_or_else(|| start.to_path_buf());
+        let tables = match &profiles.source {
+            Some(toml_path) => {
+                let text = std::fs::read_to_string(toml_path)?;
+                let cfg: ConfigFile = toml::from_str(&text)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", toml_path.display()))?;
+                cfg.fixture
+            }
+            None => BTreeMap::new(),
+        };
+        Ok(Fixtures {
+            root,
+            profiles,
+            tables,
+        })
+    }
+
+    /// Fixture names defined by scripts and `provium.toml`.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.tables.keys().cloned().collect();
+        if let Ok(entries) = std::fs::read_dir(self.root.join("fixtures")) {
+            for e in entries.flatten() {
+                let p = e.path();
+                if p.extension().is_some_and(|x| x == "lua") {
+                    if let Some(stem) = p.file_stem() {
+                        names.push(stem.to_string_lossy().into());
+                    }
+                }
+            }
+        }
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    pub fn find(&self, name: &str) -> Result<Definition> {
+        let script = self.root.join("fixtures").join(format!("{name}.lua"));
+        if script.is_file() {
+            let text = std::fs::read_to_string(&script)?;
+            return Ok(Definition {
+                name: name.into(),
+                source: Source::Script { path: script, text },
+            });
+        }
+        if let Some(t) = self.tables.get(name) {
+            return Ok(Definition {
+                name: name.into(),
+                source: Source::Table(t.clone()),
+            });
+        }
+        if self.profiles.names().iter().any(|p| p == name) {
+            return Ok(Definition {
+                name: name.into(),
+                source: Source::Profile {
+                    profile: name.into(),
+                    opts: BootOptions::default(),
+                },
+            });
+        }
+        let mut known = self.names();
+        known.extend(self.profiles.names());
+        let hint = crate::suggest::did_you_mean(name, known.iter().map(String::as_str));
+        bail!(
+            "unknown fixture `{name}`{hint}: define fixtures/{name}.lua or [fixture.{name}] in provium.toml"
+        )
+    }
+
+    /// The content hash a fixture's snapshot is cached under: its definition's and its
+    /// environment's.
+    pub fn key(&self, def: &Definition) -> Result<String> {
+        Ok(combine(&[&definition_hash(def), &self.environment_hash()?]))
+    }
+
+    /// Everything a fixture depends on beside its definition: the profiles, every profile's
+    /// kernel by content (a rebuilt kernel at the same path is another kernel) and modules, the
+    /// agent, busybox and QEMU.
+    pub fn environment_hash(&self) -> Result<String> {
+        let mut parts = vec![
+            FORMAT.to_string(),
+            env!("CARGO_PKG_VERSION").to_string(),
+            format!("{:?}", self.profiles),
+        ];
+        for name in self.profiles.names() {
+            let kernel = self.profiles.get(&name).and_then(|p| p.resolve_kernel());
+            match kernel {
+                Ok((kernel, modules)) => {
+                    parts.push(kernel_hash(&kernel)?);
+                    parts.push(format!("{modules:?}"));
+                }
+                // A profile that cannot boot here changes nothing that could be resumed.
+                Err(e) => parts.push(format!("{name}: {e}")),
+            }
+        }
+        parts.push(
+            blake3::hash(&crate::agent_binary::bytes()?)
+                .to_hex()
+                .to_string(),
+        );
+        if let Some(bb) = crate::initramfs::find_static_busybox() {
+            parts.push(file_identity(&bb));
+        }
+        parts.push(file_identity(&crate::qemu::find_qemu()?));
+        let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+        Ok(combine(&refs))
+    }
+
+    fn dir_for(&self, def: &Definition, key: &str) -> PathBuf {
+        self.cache().join(format!("{}-{key}", dir_name(&def.name)))
+    }
+
+    /// A built, current fixture's metadata, if there is one.
+    pub fn cached(&self, def: &Definition) -> Result<Option<(PathBuf, Meta)>> {
+        let key = self.key(def)?;
+        let dir = self.dir_for(def, &key);
+        Ok(read_meta(&dir).filter(fresh).map(|m| (dir, m)))
+    }
+
+    /// This project's fixture builds: projects do not share (or see) each other's fixtures.
+    pub fn cache(&self) -> PathBuf {
+        let root = self
+            .root
+            .canonicalize()
+            .unwrap_or_else(|_| self.root.clone());
+        let base = root
+            .file_name()
+            .map(|n| dir_name(&n.to_string_lossy()))
+            .unwrap_or_else(|| "root".into());
+        let id = blake3::hash(root.to_string_lossy().as_bytes()).to_hex();
+        cache_dir().join(format!("{base}-{}", &id[..12]))
+    }
+
+    /// A path as the user wrote it: relative to the project when inside it.
+    pub fn display_path(&self, path: &Path) -> String {
+        path.strip_prefix(&self.root)
+            .unwrap_or(path)
+            .display()
+            .to_string()
+    }
+
+    /// Resumes a fixture, building it first if needed.
+    pub fn resume(&self, name: &str) -> Result<Vm, VmError> {
+        let def = self.find(name)?;
+        self.resume_def(&def)
+    }
+
+    pub fn resume_def(&self, def: &Definition) -> Result<Vm, VmError> {
+        let meta = self.ensure(def)?;
+        Vm::resume(&meta.snapshot)
+    }
+
+    /// Boots and prepares the fixture's VM: for a snapshot when `snapshot_dir` is given (its
+    /// RAM then lives there), or to use directly (`--cold`). Returns the VM and the host files
+    /// it was given.
+    pub fn materialize(
+        &self,
+        def: &Definition,
+        snapshot_dir: Option<&Path>,
+    ) -> Result<(Vm, Vec<PathBuf>), VmError> {
+        let ram = snapshot_dir.map(|d| d.join("ram"));
+        // Snapshots are resumed over virtio-serial, so they are taken over it.
+        let transport = Some(crate::profile::TransportChoice::VirtioSerial);
+        match &def.source {
+            Source::Profile { profile, opts } => {
+                let p = self.profiles.get(profile)?;
+                let o = BootOptions {
+                    snapshot_memory: ram,
+                    transport,
+                    ..opts.clone()
+                };
+                let mut files: Vec<PathBuf> = p.files.values().cloned().collect();
+                files.extend(o.files.values().cloned());
+                Ok((Vm::boot(&p, &o)?, files))
+            }
+            Source::Table(t) => {
+                let p = self.profiles.get(&t.profile)?;
+                let mut o = BootOptions {
+                    snapshot_memory: ram,
+                    transport,
+                    files: t.files.clone(),
+                    cpus: t.cpus,
+                    ..Default::default()
+                };
+                if let Some(m) = &t.memory {
+                    o.memory_mib = Some(
+                        crate::profile::parse_memory(m)
+                            .map_err(|e| anyhow::anyhow!("fixture `{}`: {e}", def.name))?,
+                    );
+                }
+                let mut vm = Vm::boot(&p, &o)?;
+                for cmd in &t.setup {
+                    let r = vm.sh(cmd)?;
+                    if r.termination != Some(crate::protocol::Termination::Exited(0)) {
+                        return Err(anyhow::anyhow!(
+                            "fixture `{}`: setup command `{cmd}` failed ({}): {}",
+                            def.name,
+                            match r.termination {
+                                Some(t) => t.to_string(),
+                                None => "timed out".into(),
+                            },
+                            String::from_utf8_lossy(&r.stderr).trim()
+                        )
+                        .into());
+                    }
+                }
+                let mut files: Vec<PathBuf> = p.files.values().cloned().collect();
+                files.extend(t.files.values().cloned());
+                Ok((vm, files))
+            }
+            Source::Script { path, text } => {
+                crate::lua::fixture::run_script(self, path, text, snapshot_dir)
+            }
+        }
+    }
+
+    /// Builds the fixture unless a current build exists. Parallel callers wait on a lock and
+    /// find the build done.
+    pub fn ensure(&self, def: &Definition) -> Result<Meta, VmError> {
+        let key = self.key(def)?;
+        let dir = self.dir_for(def, &key);
+        if let Some(m) = read_meta(&dir).filter(fresh) {
+            return Ok(m);
+        }
+        std::fs::create_dir_all(self.cache()).map_err(anyhow::Error::from)?;
+        let lock_path = self.cache().join(format!("{}.lock", dir_name(&def.name)));
+        let lock = std::fs::File::create(&lock_path).map_err(anyhow::Error::from)?;
+        // SAFETY: flock on an open file; released when `lock` is dropped.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(anyhow::anyhow!(
+                "locking {}: {}",
+                lock_path.display(),
+                std::io::Error::last_os_error()
+            )
+            .into());
+        }
+        if let Some(m) = read_meta(&dir).filter(fresh) {
+            return Ok(m);
+        }
+        tracing::info!(fixture = %def.name, "building the fixture");
+        let meta = self.build(def, &key, &dir)?;
+        drop(lock);
+        // Older builds of this fixture are never resumed again.
+        for (name, _, old, current) in self.built() {
+            if name == def.name && !current && old != dir {
+                let _ = std::fs::remove_dir_all(&old);
+            }
+        }
+        Ok(meta)
+    }
+
+    fn build(&self, def: &Definition, key: &str, dir: &Path) -> Result<Meta, VmError> {
+        let building = self.cache().join(format!(
+            ".{}-{key}.building-{}",
+            dir_name(&def.name),
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&building);
+        std::fs::create_dir_all(&building).map_err(anyhow::Error::from)?;
+        let built = self
+            .materialize(def, Some(&building))
+            .and_then(|(mut vm, files)| Ok((vm.snapshot(&building)?, files)));
+        let (snapshot, files) = match built {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&building);
+                return Err(e);
+            }
+        };
+        // A fixture script may have booted other VMs on the way; only the saved one's RAM stays.
+        if let Ok(entries) = std::fs::read_dir(&building) {
+            for e in entries.flatten() {
+                let p = e.path();
+                let is_ram = p
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("ram"));
+                if is_ram && p != snapshot.ram {
+                    let _ = std::fs::remove_file(&p);
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::rename(&building, dir).map_err(anyhow::Error::from)?;
+        // The RAM file keeps its name; only its directory moved.
+        let mut snapshot = snapshot;
+        let ram_name = snapshot
+            .ram
+            .file_name()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| "ram".into());
+        snapshot.ram = dir.join(&ram_name);
+        snapshot.state = dir.join("state");
+        if let Some(crate::qemu::SharedMemory::File { path, .. }) =
+            &mut snapshot.launch.shared_memory
+        {
+            *path = snapshot.ram.clone();
+        }
+        let mut hashes = BTreeMap::new();
+        for f in files {
+            hashes.insert(f.clone(), hash_file(&f)?);
+        }
+        let meta = Meta {
+            format: FORMAT.into(),
+            name: def.name.clone(),
+            key: key.to_string(),
+            environment: self.environment_hash()?,
+            snapshot,
+            files: hashes,
+            built_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+        };
+        let text = serde_json::to_vec_pretty(&meta).map_err(anyhow::Error::from)?;
+        crate::paths::write_atomically(&dir.join("meta.json"), &text)
+            .map_err(anyhow::Error::from)?;
+        Ok(meta)
+    }
+
+    /// Built fixture directories: (name, key, directory, current?).
+    pub fn built(&self) -> Vec<(String, String, PathBuf, bool)> {
+        let mut out = Vec::new();
+        let Ok(entries) = std::fs::read_dir(self.cache()) else {
+            return out;
+        };
+        let env = self.environment_hash().ok();
+        for e in entries.flatten() {
+            let dir = e.path();
+            let Some(meta) = read_meta(&dir) else {
+                continue;
+            };
+            let current = fresh(&meta)
+                && match self.find(&meta.name) {
+                    // A profile's fixture is built per set of boot options: any of them is
+                    // current while the environment is.
+                    Ok(d) if matches!(d.source, Source::Profile { .. }) => {
+                        env.as_deref() == Some(meta.environment.as_str())
+                    }
+                    Ok(d) => self.key(&d).ok().as_deref() == Some(meta.key.as_str()),
+                    Err(_) => false,
+                };
+            out.push((meta.name.clone(), meta.key.clone(), dir, current));
+        }
+        out.sort();
+        out
+    }
+}
+
+fn definition_hash(def: &Definition) -> String {
+    match &def.source {
+        Source::Script { text, .. } => combine(&["script", &def.name, text]),
+        Source::Table(t) => combine(&["table", &def.name, &format!("{t:?}")]),
+        Source::Profile { profile, opts } => {
+            combine(&["profile", &def.name, profile, &format!("{opts:?}")])
+        }
+    }
+}
+
+/// A hash of length-prefixed parts (so that ["ab", "c"] and ["a", "bc"] differ).
+fn combine(parts: &[&str]) -> String {
+    let mut h = blake3::Hasher::new();
+    for p in parts {
+        h.update(&(p.len() as u64).to_le_bytes());
+        h.update(p.as_bytes());
+    }
+    h.finalize().to_hex()[..24].to_string()
+}
+
+fn dir_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+fn read_meta(dir: &Path) -> Option<Meta> {
+    let text = std::fs::read(dir.join("meta.json")).ok()?;
+    let meta: Meta = serde_json::from_slice(&text).ok()?;
+    (meta.format == FORMAT).then_some(meta)
+}
+
+/// Everything the snapshot needs is still there, and the pushed host files are unchanged.
+fn fresh(m: &Meta) -> bool {
+    let s = &m.snapshot;
+    s.ram.is_file()
+        && s.state.is_file()
+        && s.launch.kernel.is_file()
+        && s.launch.initrd.is_file()
+        && m.files
+            .iter()
+            .all(|(p, h)| hash_file(p).ok().as_deref() == Some(h.as_str()))
+}
+
+fn kernel_hash(path: &Path) -> Result<String> {
+    static MEMO: std::sync::OnceLock<std::sync::Mutex<BTreeMap<String, String>>> =
+        std::sync::OnceLock::new();
+    let id = file_identity(path);
+    let memo = MEMO.get_or_init(Default::default);
+    if let Some(h) = memo.lock().ok().and_then(|m| m.get(&id).cloned()) {
+        return Ok(h);
+    }
+    let h = hash_file(path)?;
+    if let Ok(mut m) = memo.lock() {
+        m.insert(id, h.clone());
+    }
+    Ok(h)
+}

@@ -1,0 +1,188 @@
+//! `provium.fixture(name)`, the automatic resume of plain `vm:boot()`, and the running of fixture
+//! scripts (`fixtures/NAME.lua`) when a fixture is built.
+
+use super::errors;
+use super::session::{Session, SessionConfig, Silent};
+use super::vm::{LuaVm, VmSlot};
+use crate::fixture::{Definition, FixtureUse, Fixtures, Source};
+use crate::profile::{Profile, TransportChoice};
+use crate::vm::{BootOptions, Vm, VmError};
+use mlua::{Lua, Value};
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
+
+/// The fixtures a session uses: the runner's, or the ones around the working directory.
+fn fixture_use(session: &Session) -> Result<FixtureUse, anyhow::Error> {
+    if let Some(f) = &session.fixtures {
+        return Ok(f.clone());
+    }
+    let cwd = std::env::current_dir()?;
+    Ok(FixtureUse {
+        fixtures: Arc::new(Fixtures::discover(&cwd, session.profiles.clone())?),
+        snapshots: false,
+    })
+}
+
+/// Boots or resumes `def` for a session, with the spinner events around it.
+fn start(session: &Session, uses: &FixtureUse, def: &Definition) -> Result<Vm, VmError> {
+    session
+        .events
+        .boot_started(&format!("fixture {}", def.name));
+    let result = if uses.snapshots {
+        uses.fixtures.resume_def(def)
+    } else {
+        uses.fixtures.materialize(def, None).map(|(vm, _)| vm)
+    };
+    session.events.boot_finished();
+    let mut vm = result?;
+    vm.set_fixture(&def.name);
+    if let Some(control) = &session.control {
+        control.watch(&vm);
+    }
+    session.record_vm(vm.info().clone());
+    Ok(vm)
+}
+
+fn failed(lua: &Lua, session: &Session, what: &str, e: VmError) -> mlua::Error {
+    let console = e.console_tail().map(str::to_string);
+    if let Some(c) = &console {
+        session.record_console(c);
+    }
+    errors::error_with(
+        lua,
+        format!("{what}: {e}"),
+        console
+            .map(|c| format!("console tail:\n{c}"))
+            .unwrap_or_default(),
+    )
+}
+
+/// `provium.fixture(name)`: a booted, prepared VM resumed from the fixture's snapshot.
+pub fn fixture(lua: &Lua, name: String) -> mlua::Result<LuaVm> {
+    let session = Session::get(lua);
+    let what = format!("provium.fixture(\"{name}\")");
+    let uses = fixture_use(&session).map_err(|e| errors::error(lua, format!("{what}: {e:#}")))?;
+    let def = uses
+        .fixtures
+        .find(&name)
+        .map_err(|e| errors::error(lua, format!("{what}: {e:#}")))?;
+    let profile = session
+        .profiles
+        .get(def.profile_name())
+        .or_else(|_| session.profiles.get("minimal"))
+        .map_err(|e| errors::error(lua, format!("{what}: {e:#}")))?;
+    let slot = Rc::new(RefCell::new(VmSlot::new(profile, session.defaults.clone())));
+    session.vms.borrow_mut().push(slot.clone());
+    if session.list_only {
+        return Ok(LuaVm(slot));
+    }
+    match start(&session, &uses, &def) {
+        Ok(vm) => slot.borrow_mut().vm = Some(vm),
+        Err(e) => {
+            slot.borrow_mut().gone = Some(format!("its fixture failed ({e})"));
+            return Err(failed(lua, &session, &what, e));
+        }
+    }
+    Ok(LuaVm(slot))
+}
+
+/// A plain `vm:boot()` is the same VM every time: it is resumed from the profile's own fixture
+/// unless fixtures are off (`--cold`) or the boot is one of a kind (files, kernel arguments,
+/// vsock, a kept run directory). `None` means: boot normally.
+pub fn resume_plain_boot(
+    lua: &Lua,
+    session: &Session,
+    profile: &Profile,
+    options: &BootOptions,
+) -> Option<mlua::Result<Vm>> {
+    let uses = session.fixtures.as_ref().filter(|f| f.snapshots)?;
+    let vsock = |t: Option<TransportChoice>| t == Some(TransportChoice::Vsock);
+    if !options.files.is_empty()
+        || !options.kernel_args.is_empty()
+        || options.keep_run_dir
+        || options.snapshot_memory.is_some()
+        || vsock(options.transport)
+        || profile.transport == TransportChoice::Vsock
+    {
+        return None;
+    }
+    // The boot timeout only bounds the build; it does not make another VM.
+    let opts = BootOptions {
+        timeout: None,
+        ..options.clone()
+    };
+    let def = Definition {
+        name: profile.name.clone(),
+        source: Source::Profile {
+            profile: profile.name.clone(),
+            opts,
+        },
+    };
+    Some(start(session, uses, &def).map_err(|e| failed(lua, session, "vm:boot", e)))
+}
+
+/// Runs a fixture script and takes the VM it returns. With `snapshot_dir`, every VM the script
+/// boots keeps its RAM in a file there, so that the returned one can be saved.
+pub fn run_script(
+    fixtures: &Fixtures,
+    path: &Path,
+    text: &str,
+    snapshot_dir: Option<&Path>,
+) -> Result<(Vm, Vec<PathBuf>), VmError> {
+    let name = fixtures.display_path(path);
+    let session = Rc::new(Session::new(SessionConfig {
+        file: name.clone(),
+        events: Rc::new(Silent),
+        capture: true,
+        filter: None,
+        list_only: false,
+        profiles: fixtures.profiles.clone(),
+        defaults: BootOptions {
+            // Snapshots are resumed over virtio-serial.
+            transport: Some(TransportChoice::VirtioSerial),
+            ..Default::default()
+        },
+        source_map: None,
+        record: false,
+        fixtures: None,
+        snapshot_dir: snapshot_dir.map(Path::to_path_buf),
+        control: None,
+    }));
+    let lua = Lua::new();
+    lua.set_app_data(session.clone());
+    let result = (|| -> Result<(Vm, Vec<PathBuf>), String> {
+        super::api::install(&lua).map_err(|e| e.to_string())?;
+        let value: Value = lua
+            .load(text)
+            .set_name(format!("@{name}"))
+            .call(())
+            .map_err(|e| errors::innermost(&e))?;
+        let taken = match &value {
+            Value::UserData(ud) => ud.borrow::<LuaVm>().ok().map(|vm| {
+                let mut slot = vm.0.borrow_mut();
+                (slot.vm.take(), slot.pushed.clone())
+            }),
+            _ => None,
+        };
+        match taken {
+            Some((Some(vm), pushed)) => Ok((vm, pushed)),
+            Some((None, _)) => Err("the VM it returns is not booted".into()),
+            None => Err(format!(
+                "it must return the VM it prepared (`return vm`), not {}",
+                value.type_name()
+            )),
+        }
+    })();
+    session.shutdown_all();
+    drop(lua);
+    result.map_err(|why| {
+        let output = session.report.borrow().output.clone();
+        let mut msg = format!("fixture script {name}: {why}");
+        if !output.trim().is_empty() {
+            msg.push_str(&format!("\nits output:\n{}", output.trim_end()));
+        }
+        VmError::Setup(anyhow::anyhow!(msg))
+    })
+}
