@@ -203,6 +203,7 @@ function Vm:kill() end
 ---@field arch string
 ---@field errno table<string, integer>
 ---@field nr table<string, integer>
+---@field bad_ptr integer an address that is never mapped (for EFAULT)
 provium = {}
 ---@param profile string|nil default "minimal"
 ---@return ProviumVm
@@ -232,6 +233,16 @@ function provium.cstr(s) end
 ---@param n integer
 ---@return string|nil
 function provium.strerror(n) end
+---Zero-pads `s` to `len` bytes.
+---@param s string
+---@param len integer
+---@return string
+function provium.pad(s, len) end
+---Checks conditions against a booted VM: nil when met, else the reason (for `skip`).
+---@param vm ProviumVm
+---@param conditions {kernel: string|nil, arch: string|nil, syscall: string|string[]|nil, root: boolean|nil}
+---@return string|nil
+function provium.requires(vm, conditions) end
 
 ---@param name string
 ---@param fn fun()
