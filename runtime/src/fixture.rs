@@ -261,8 +261,18 @@ impl Fixtures {
         Ok(combine(&refs))
     }
 
+    /// Where a fixture's builds live: a profile's plain boot is the same in every project and
+    /// shared by all; scripts and tables belong to their project.
+    fn cache_for(&self, def: &Definition) -> PathBuf {
+        match def.source {
+            Source::Profile { .. } => boot_cache(),
+            _ => self.cache(),
+        }
+    }
+
     fn dir_for(&self, def: &Definition, key: &str) -> PathBuf {
-        self.cache().join(format!("{}-{key}", dir_name(&def.name)))
+        self.cache_for(def)
+            .join(format!("{}-{key}", dir_name(&def.name)))
     }
 
     /// A built, current fixture's metadata, if there is one.
@@ -377,8 +387,9 @@ impl Fixtures {
         if let Some(m) = read_meta(&dir).filter(fresh) {
             return Ok(m);
         }
-        std::fs::create_dir_all(self.cache()).map_err(anyhow::Error::from)?;
-        let lock_path = self.cache().join(format!("{}.lock", dir_name(&def.name)));
+        let cache = self.cache_for(def);
+        std::fs::create_dir_all(&cache).map_err(anyhow::Error::from)?;
+        let lock_path = cache.join(format!("{}.lock", dir_name(&def.name)));
         let lock = std::fs::File::create(&lock_path).map_err(anyhow::Error::from)?;
         // SAFETY: flock on an open file; released when `lock` is dropped.
         if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
@@ -397,15 +408,18 @@ impl Fixtures {
         drop(lock);
         // Older builds of this fixture are never resumed again.
         for (name, _, old, current) in self.built() {
-            if name == def.name && !current && old != dir {
+            if name == def.name && !current && old != dir && old.starts_with(self.cache()) {
                 let _ = std::fs::remove_dir_all(&old);
             }
+        }
+        if matches!(def.source, Source::Profile { .. }) {
+            collect_old_boot_builds();
         }
         Ok(meta)
     }
 
     fn build(&self, def: &Definition, key: &str, dir: &Path) -> Result<Meta, VmError> {
-        let building = self.cache().join(format!(
+        let building = self.cache_for(def).join(format!(
             ".{}-{key}.building-{}",
             dir_name(&def.name),
             std::process::id()
@@ -475,10 +489,11 @@ impl Fixtures {
     /// Built fixture directories: (name, key, directory, current?).
     pub fn built(&self) -> Vec<(String, String, PathBuf, bool)> {
         let mut out = Vec::new();
-        let Ok(entries) = std::fs::read_dir(self.cache()) else {
-            return out;
-        };
         let env = self.environment_hash().ok();
+        let entries = [self.cache(), boot_cache()]
+            .into_iter()
+            .filter_map(|d| std::fs::read_dir(d).ok())
+            .flatten();
         for e in entries.flatten() {
             let dir = e.path();
             let Some(meta) = read_meta(&dir) else {
@@ -531,6 +546,31 @@ fn dir_name(name: &str) -> String {
             }
         })
         .collect()
+}
+
+/// The shared builds of profiles' plain boots.
+fn boot_cache() -> PathBuf {
+    cache_dir().join("boot")
+}
+
+/// Shared boot builds are used by any project, so none can tell when one is garbage; builds
+/// older than a week go (a rebuild costs one boot).
+fn collect_old_boot_builds() {
+    const MAX_AGE_SECS: u64 = 7 * 24 * 3600;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let Ok(entries) = std::fs::read_dir(boot_cache()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if let Some(meta) = read_meta(&e.path()) {
+            if now.saturating_sub(meta.built_unix) > MAX_AGE_SECS {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
 }
 
 fn read_meta(dir: &Path) -> Option<Meta> {

@@ -22,7 +22,8 @@ fn cases_in(dir: &Path) -> usize {
         if path.extension().is_some_and(|e| e == "yaml") {
             let src = std::fs::read_to_string(&path).unwrap();
             let display = path.strip_prefix(root()).unwrap().display().to_string();
-            n += provium_compiler::compile(&src, &provium_compiler::Options::new(display))
+            // The runtime's options: specs may read kernel headers (`headers:`).
+            n += provium_compiler::compile(&src, &provium::specs::options(&display))
                 .unwrap_or_else(|d| panic!("{}", d[0]))
                 .model
                 .cases
