@@ -292,6 +292,34 @@ impl Drop for RunDir {
     }
 }
 
+/// A directory being built elsewhere (a fixture): removed on drop and on Ctrl-C unless it was
+/// moved away first.
+pub struct PendingDir {
+    path: PathBuf,
+}
+
+impl PendingDir {
+    pub fn create(path: &Path) -> io::Result<PendingDir> {
+        let _ = std::fs::remove_dir_all(path);
+        std::fs::create_dir_all(path)?;
+        with_registry(|r| r.dirs.insert(path.to_path_buf(), ()));
+        Ok(PendingDir {
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for PendingDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+        with_registry(|r| r.dirs.remove(&self.path));
+    }
+}
+
 /// Removes run directories left by hosts that were killed outright (their lock is free).
 pub fn sweep_stale() -> usize {
     let base = crate::paths::runtime_base();

@@ -419,23 +419,28 @@ impl Fixtures {
     }
 
     fn build(&self, def: &Definition, key: &str, dir: &Path) -> Result<Meta, VmError> {
-        let building = self.cache_for(def).join(format!(
-            ".{}-{key}.building-{}",
-            dir_name(&def.name),
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&building);
-        std::fs::create_dir_all(&building).map_err(anyhow::Error::from)?;
+        let cache = self.cache_for(def);
+        // The caller holds this fixture's lock: any half-built directory of it belongs to a
+        // run that was killed.
+        let prefix = format!(".{}-", dir_name(&def.name));
+        if let Ok(entries) = std::fs::read_dir(&cache) {
+            for e in entries.flatten() {
+                let n = e.file_name().to_string_lossy().to_string();
+                if n.starts_with(&prefix) && n.contains(".building-") {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        let pending = crate::cleanup::PendingDir::create(
+            &cache.join(format!("{prefix}{key}.building-{}", std::process::id())),
+        )
+        .map_err(anyhow::Error::from)?;
+        let building = pending.path().to_path_buf();
         let built = self
             .materialize(def, Some(&building))
             .and_then(|(mut vm, files)| Ok((vm.snapshot(&building)?, files)));
-        let (snapshot, files) = match built {
-            Ok(b) => b,
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(&building);
-                return Err(e);
-            }
-        };
+        // On failure, dropping `pending` removes the half-built directory.
+        let (snapshot, files) = built?;
         // A fixture script may have booted other VMs on the way; only the saved one's RAM stays.
         if let Ok(entries) = std::fs::read_dir(&building) {
             for e in entries.flatten() {

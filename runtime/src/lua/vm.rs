@@ -176,6 +176,16 @@ where
     };
     match f(vm, target.worker()) {
         Ok(r) => Ok(r),
+        Err(e) if e.is_fatal() && timed_out(lua).is_some() => {
+            slot.gone = Some("the file timed out".into());
+            Err(errors::error(
+                lua,
+                format!(
+                    "{label}:{method}: the file timed out after {:.0} s; its VM was killed",
+                    timed_out(lua).unwrap_or_default().as_secs_f64()
+                ),
+            ))
+        }
         Err(e) => {
             let console = e.console_tail().map(str::to_string);
             if e.is_fatal() {
@@ -193,6 +203,15 @@ where
             ))
         }
     }
+}
+
+/// The file's timeout, if the runner cancelled the file for exceeding it.
+fn timed_out(lua: &Lua) -> Option<Duration> {
+    Session::get(lua)
+        .control
+        .as_ref()
+        .filter(|c| c.is_cancelled())
+        .map(|c| c.timeout())
 }
 
 fn syscall_label(nr: i64) -> String {

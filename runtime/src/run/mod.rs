@@ -257,6 +257,8 @@ impl Pool {
 struct Overdue {
     timeout: Duration,
     console: Option<String>,
+    /// Processes (QEMU, back-ends) killed with the file.
+    killed: usize,
 }
 
 /// Runs `files` with up to `config.jobs` files at a time. Events reach the reporter file by file,
@@ -318,12 +320,13 @@ pub fn run(files: Vec<TestFile>, config: &RunConfig, reporter: &mut dyn Reporter
             if !control.is_cancelled() && Instant::now() >= control.deadline() {
                 let console = control.console_tail(CONSOLE_TAIL_LINES);
                 control.cancel();
-                crate::cleanup::kill_group(control.group);
+                let killed = crate::cleanup::kill_group(control.group);
                 overdue.insert(
                     i,
                     Overdue {
                         timeout: control.timeout(),
                         console,
+                        killed,
                     },
                 );
             } else if control.cancelled_for().is_some_and(|d| d >= ABANDON_AFTER) {
@@ -382,19 +385,19 @@ fn pool_unstarted(pool: &Pool, n: usize) -> usize {
 }
 
 fn mark_timed_out(report: &mut FileReport, o: &Overdue) {
-    let mut detail = String::new();
-    if let Some(previous) = report.file_error.take() {
-        detail.push_str(&format!("then: {}\n", previous.message));
-    }
+    let detail = match report.file_error.take() {
+        Some(previous) => format!("then: {}", previous.message),
+        None => String::new(),
+    };
     if let Some(c) = &o.console {
-        detail.push_str(&format!("console tail:\n{c}"));
         report.console = Some(c.clone());
     }
+    let mut message = format!("the file timed out after {:.0} s", o.timeout.as_secs_f64());
+    if o.killed > 0 {
+        message.push_str("; its VMs were killed");
+    }
     report.file_error = Some(model::Problem {
-        message: format!(
-            "the file timed out after {:.0} s; its VMs were killed",
-            o.timeout.as_secs_f64()
-        ),
+        message,
         location: None,
         detail,
     });

@@ -1,0 +1,208 @@
+//! Fixtures against the real kernel: a fixture's writes are seen by every file that resumes it,
+//! each resume is private, a resumed VM answers syscalls, commands and file operations, and an
+//! edited fixture script is rebuilt.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn provium(dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_provium"));
+    c.current_dir(dir).env("NO_COLOR", "1");
+    c
+}
+
+fn write(dir: &Path, name: &str, text: &str) {
+    let path = dir.join(name);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+fn show(out: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Removes the project's fixture builds however the test ends.
+struct Cleanup<'a>(&'a Path);
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        let _ = provium(self.0).args(["fixture", "clean"]).output();
+    }
+}
+
+const FIXTURE: &str = r#"
+-- A VM prepared once: a file written, a directory made, a worker-visible mode.
+local vm = provium.create()
+vm:boot()
+vm:write_file("/srv/marker", "VERSION\n")
+local r = vm:exec("mkdir -p /srv/data && echo hello > /srv/data/greeting")
+assert(r.ok, r.stderr.value)
+return vm
+"#;
+
+fn resumer(me: &str, other: &str) -> String {
+    format!(
+        r#"
+local vm = provium.fixture("base")
+test("sees the fixture's files", function()
+  assert_eq("v1\n", vm:read_file("/srv/marker"))
+  assert_eq("hello", vm:exec("cat /srv/data/greeting").stdout:trim())
+end)
+test("writes its own file", function()
+  vm:write_file("/srv/{me}", "{me}")
+  assert_eq("{me}", vm:read_file("/srv/{me}"))
+end)
+test("never sees the other file's writes", function()
+  local r = vm:exec("ls /srv")
+  assert(r.ok)
+  assert(not r.stdout:contains("{other}"), "saw {other}'s write: " .. r.stdout.value)
+end)
+test("answers syscalls", function()
+  assert_errno(vm:syscall(provium.nr.close, -1), "EBADF")
+  assert(vm:syscall(provium.nr.getpid) > 0)
+end)
+test("was resumed", function()
+  assert_eq("base", vm.info.fixture)
+end)
+"#
+    )
+}
+
+#[test]
+fn a_fixture_is_built_once_and_each_file_resumes_its_own_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let _cleanup = Cleanup(dir.path());
+    write(
+        dir.path(),
+        "fixtures/base.lua",
+        &FIXTURE.replace("VERSION", "v1"),
+    );
+    write(dir.path(), "a.lua", &resumer("only-a", "only-b"));
+    write(dir.path(), "b.lua", &resumer("only-b", "only-a"));
+
+    let out = provium(dir.path())
+        .args(["test", "-j", "2", "-v"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("10 tests run: 10 passed"), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.matches("building the fixture").count(),
+        1,
+        "two parallel files build the fixture once\n{}",
+        show(&out)
+    );
+
+    let list = provium(dir.path())
+        .args(["fixture", "list"])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&list.stdout).to_string();
+    assert!(
+        listed.contains("base") && listed.contains("built"),
+        "{listed}"
+    );
+
+    // The cached fixture was not changed by the files' writes: a third run sees none of them.
+    let again = provium(dir.path()).args(["test", "-v"]).output().unwrap();
+    assert!(again.status.success(), "{}", show(&again));
+    assert!(
+        !String::from_utf8_lossy(&again.stderr).contains("building the fixture"),
+        "a current fixture is resumed, not rebuilt\n{}",
+        show(&again)
+    );
+
+    // Editing the script rebuilds the fixture, and the files see the new version.
+    write(
+        dir.path(),
+        "fixtures/base.lua",
+        &FIXTURE.replace("VERSION", "v2"),
+    );
+    let stale = provium(dir.path())
+        .args(["fixture", "list"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&stale.stdout).contains("not built"),
+        "{}",
+        show(&stale)
+    );
+    for f in ["a.lua", "b.lua"] {
+        let text = std::fs::read_to_string(dir.path().join(f)).unwrap();
+        write(dir.path(), f, &text.replace("v1", "v2"));
+    }
+    let rebuilt = provium(dir.path()).args(["test", "-v"]).output().unwrap();
+    assert!(rebuilt.status.success(), "{}", show(&rebuilt));
+    assert!(
+        String::from_utf8_lossy(&rebuilt.stderr).contains("building the fixture"),
+        "{}",
+        show(&rebuilt)
+    );
+    let stale = provium(dir.path())
+        .args(["fixture", "stale"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&stale.stdout).contains("no stale fixture builds"),
+        "the old build was removed\n{}",
+        show(&stale)
+    );
+}
+
+#[test]
+fn cold_runs_prepare_the_fixture_without_snapshots_and_bad_fixtures_say_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let _cleanup = Cleanup(dir.path());
+    write(
+        dir.path(),
+        "provium.toml",
+        r#"
+[fixture.prepared]
+profile = "minimal"
+setup = ["mkdir -p /srv && echo table > /srv/from-table"]
+
+[fixture.broken]
+setup = ["exit 3"]
+"#,
+    );
+    write(
+        dir.path(),
+        "fixtures/noreturn.lua",
+        "local vm = provium.create()\nvm:boot()\n",
+    );
+    write(
+        dir.path(),
+        "t.lua",
+        r#"
+local vm = provium.fixture("prepared")
+test("table fixture", function()
+  assert_eq("table", vm:exec("cat /srv/from-table").stdout:trim())
+end)
+test("unknown fixture", function()
+  local ok, err = pcall(provium.fixture, "prepraed")
+  assert(not ok)
+  assert_contains(tostring(err), "did you mean `prepared`")
+end)
+test("failing setup", function()
+  local ok, err = pcall(provium.fixture, "broken")
+  assert(not ok)
+  assert_contains(tostring(err), "`exit 3` failed (exited with status 3)")
+end)
+test("script that returns no VM", function()
+  local ok, err = pcall(provium.fixture, "noreturn")
+  assert(not ok)
+  assert_contains(tostring(err), "must return the VM it prepared")
+end)
+"#,
+    );
+    for mode in [&["test"][..], &["test", "--cold"][..]] {
+        let out = provium(dir.path()).args(mode).output().unwrap();
+        assert!(out.status.success(), "{mode:?}\n{}", show(&out));
+    }
+}

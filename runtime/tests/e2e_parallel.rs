@@ -1,0 +1,241 @@
+//! Parallel and sharded runs against the real kernel: `-j2` reports what `-j1` reports, shards
+//! cover every file once and merge back into the whole, a file that hangs is killed at its
+//! timeout while the others complete, and `--rerun-failed` runs only what failed.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn provium(dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_provium"));
+    c.current_dir(dir).env("NO_COLOR", "1");
+    c
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+fn show(out: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A JUnit report without what legitimately differs between runs: times, timestamps and the
+/// boot (or resume) time property.
+fn normalized(path: &Path) -> String {
+    let xml = std::fs::read_to_string(path).unwrap();
+    let mut out = String::new();
+    let mut rest = xml.as_str();
+    for attr in [" time=\"", " timestamp=\""] {
+        out.clear();
+        while let Some(at) = rest.find(attr) {
+            out.push_str(&rest[..at]);
+            let after = &rest[at + attr.len()..];
+            let end = after.find('"').unwrap();
+            rest = &after[end + 1..];
+        }
+        out.push_str(rest);
+        let owned = out.clone();
+        rest = Box::leak(owned.into_boxed_str());
+    }
+    out.lines()
+        .filter(|l| !l.contains("name=\"boot.ms\""))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn two_jobs_report_what_one_job_reports_and_shards_merge_into_the_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str], junit: &str| {
+        let path = dir.path().join(junit);
+        let out = provium(&root())
+            .args(["test", "specs/", "--junit"])
+            .arg(&path)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}\n{}", show(&out));
+        path
+    };
+    let one = normalized(&run(&["-j", "1"], "j1.xml"));
+    let two = normalized(&run(&["-j", "2"], "j2.xml"));
+    assert!(one.matches("<testcase ").count() >= 150);
+    assert_eq!(one, two, "-j2 and -j1 produce the same JUnit content");
+
+    let a = run(&["-j", "2", "--partition", "count:1/2"], "a.xml");
+    let b = run(&["-j", "2", "--partition", "count:2/2"], "b.xml");
+    let merged = dir.path().join("merged.xml");
+    let out = provium(dir.path())
+        .args(["junit", "merge"])
+        .arg(&merged)
+        .args([&b, &a])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(
+        normalized(&merged),
+        one,
+        "the merged shards are the whole run"
+    );
+}
+
+fn listed_files(args: &[&str]) -> Vec<String> {
+    let out = provium(&root())
+        .args(["test", "specs/", "--list"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let files: BTreeSet<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split("::").next())
+        .map(str::to_string)
+        .collect();
+    files.into_iter().collect()
+}
+
+#[test]
+fn partitions_cover_every_file_exactly_once() {
+    let all = listed_files(&[]);
+    assert!(all.len() >= 10, "{all:?}");
+    for kind in ["count", "hash"] {
+        let mut seen = Vec::new();
+        for k in 1..=3 {
+            let shard = listed_files(&["--partition", &format!("{kind}:{k}/3")]);
+            if kind == "count" {
+                assert!(!shard.is_empty(), "count shards are never empty here");
+            }
+            seen.extend(shard);
+        }
+        seen.sort();
+        assert_eq!(seen, all, "{kind}: every file in exactly one shard");
+    }
+    let out = provium(&root())
+        .args(["test", "specs/", "--list", "--partition", "count:4/3"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("count:K/N"));
+}
+
+#[test]
+fn a_hanging_file_is_killed_at_its_timeout_while_the_others_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+    write(
+        "a_hangs.lua",
+        r#"
+local vm = provium.create()
+vm:boot()
+test("first passes", function() assert_errno(vm:syscall(provium.nr.close, -1), "EBADF") end)
+test("pause blocks", function()
+  print("about to block")
+  vm:call{nr = provium.nr.pause, timeout = 600}
+end)
+test("never reached", function() assert(true) end)
+"#,
+    );
+    write(
+        "b_spins.lua",
+        r#"
+provium.timeout(2)
+test("spins in Lua", function() while true do end end)
+test("after the spin", function() assert(true) end)
+"#,
+    );
+    write(
+        "c_passes.lua",
+        r#"
+local vm = provium.create()
+vm:boot()
+test("works", function() assert(vm:syscall(provium.nr.getpid) > 0) end)
+"#,
+    );
+    let junit = dir.path().join("out.xml");
+    let started = std::time::Instant::now();
+    let out = provium(dir.path())
+        .args(["test", "-j", "2", "--timeout", "6", "--junit"])
+        .arg(&junit)
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    for line in [
+        "PASS [",
+        "a_hangs.lua::first passes",
+        "a_hangs.lua::pause blocks",
+        "the file timed out after 6 s; its VMs were killed",
+        "a_hangs.lua::never reached",
+        "not run: the file timed out after 6 s",
+        "b_spins.lua::spins in Lua",
+        "the file timed out after 2 s",
+        "b_spins.lua::after the spin",
+        "c_passes.lua::works",
+    ] {
+        assert!(stdout.contains(line), "missing {line:?}\n{}", show(&out));
+    }
+    // The agent's own limit for the pause was 600 s: only the file timeout can have ended it.
+    assert!(
+        took.as_secs() < 120,
+        "the run took {took:?}\n{}",
+        show(&out)
+    );
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(
+        xml.contains("guest console (tail)"),
+        "the console tail is in the report\n{xml}"
+    );
+    let passed = xml.contains("name=\"works\"")
+        && !xml.contains("c_passes.lua\" tests=\"1\" failures=\"1\"");
+    assert!(passed, "{xml}");
+}
+
+#[test]
+fn rerun_failed_runs_only_what_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+    write(
+        "t.lua",
+        r#"
+test("passes", function() assert(true) end)
+test("fails", function() assert_eq(1, 2) end)
+"#,
+    );
+    write("u.lua", "test('also passes', function() end)\n");
+    let first = provium(dir.path()).args(["test"]).output().unwrap();
+    assert_eq!(first.status.code(), Some(1), "{}", show(&first));
+    let again = provium(dir.path())
+        .args(["test", "--rerun-failed"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    assert_eq!(again.status.code(), Some(1), "{}", show(&again));
+    assert!(
+        stdout.contains("1 test run: 0 passed, 1 failed") || stdout.contains("1 tests run"),
+        "{}",
+        show(&again)
+    );
+    assert!(!stdout.contains("also passes"), "{}", show(&again));
+    write(
+        "t.lua",
+        "test('passes', function() end)\ntest('fails', function() end)\n",
+    );
+    let fixed = provium(dir.path())
+        .args(["test", "--rerun-failed"])
+        .output()
+        .unwrap();
+    assert!(fixed.status.success(), "{}", show(&fixed));
+    let clean = provium(dir.path())
+        .args(["test", "--rerun-failed"])
+        .output()
+        .unwrap();
+    assert!(clean.status.success());
+    assert!(String::from_utf8_lossy(&clean.stderr).contains("nothing failed in the last run"));
+}
