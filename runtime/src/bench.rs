@@ -7,6 +7,9 @@
 //!   by the transport).
 //! - `batch`: 1,000 `close(-1)` as single calls against one batch.
 //! - `buffer`: a 1 MiB buffer through `read(2)` against a 16-byte one.
+//! - `fixture`: resuming a fixture against a cold boot of the same VM.
+//! - `suite`: the project's spec suite, cold at `-j1` (the baseline), with fixtures at `-j1`
+//!   and at `-jN`.
 
 use crate::profile::{BootMethod, Machine, Profile, TransportChoice};
 use crate::protocol::{Buffer, SyscallCall};
@@ -606,3 +609,125 @@ pub const RECORDED: &[&str] = &[
     "getrandom",
     "close_range",
 ];
+
+pub struct FixtureBench {
+    pub runs: usize,
+    /// Building the fixture: one boot plus the snapshot.
+    pub build: Duration,
+    pub cold: Stats,
+    pub resume: Stats,
+}
+
+/// Cold boots against resumes of the same VM from a fixture, both until the VM is ready for
+/// requests: the agent's hello for a boot; for a resume, the answers to a ping and to the
+/// clock and RNG refresh.
+pub fn fixture(
+    profile: &Profile,
+    runs: usize,
+    progress: &mut dyn FnMut(&str),
+) -> Result<FixtureBench> {
+    use crate::fixture::{Definition, Fixtures, Source};
+    let runs = runs.max(1);
+    let profiles = crate::profile::Profiles::discover(&std::env::current_dir()?)?;
+    let fixtures = Fixtures::discover(&std::env::current_dir()?, profiles)?;
+    let opts = BootOptions {
+        transport: Some(TransportChoice::VirtioSerial),
+        ..Default::default()
+    };
+    let def = Definition {
+        name: format!("bench-{}", profile.name),
+        source: Source::Profile {
+            profile: profile.name.clone(),
+            opts: opts.clone(),
+        },
+    };
+    // A fresh build each time: its cost is part of the figure.
+    if let Some((dir, _)) = fixtures.cached(&def)? {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    progress("building the fixture");
+    let started = Instant::now();
+    let meta = fixtures.ensure(&def)?;
+    let build = started.elapsed();
+    let mut cold = Vec::new();
+    let mut resume = Vec::new();
+    // Interleaved, so that a change in host load affects both alike.
+    for i in 0..runs {
+        progress(&format!("cold boot {}/{runs}", i + 1));
+        let started = Instant::now();
+        let mut vm = Vm::boot(profile, &opts)?;
+        cold.push(started.elapsed());
+        vm.kill();
+        progress(&format!("resume {}/{runs}", i + 1));
+        let started = Instant::now();
+        let mut vm = Vm::resume(&meta.snapshot)?;
+        resume.push(started.elapsed());
+        vm.kill();
+    }
+    Ok(FixtureBench {
+        runs,
+        build,
+        cold: stats(&mut cold),
+        resume: stats(&mut resume),
+    })
+}
+
+pub struct SuiteRun {
+    pub label: String,
+    pub wall: Duration,
+    pub tests: usize,
+}
+
+/// The project's own spec suite (`specs/`): `-j1` booting every VM, `-j1` resuming fixtures,
+/// and `-jN` resuming fixtures. Every run must pass.
+pub fn suite(dir: &std::path::Path, jobs: usize) -> Result<Vec<SuiteRun>> {
+    let cwd = std::env::current_dir()?;
+    let profiles = crate::profile::Profiles::discover(&cwd)?;
+    let files = crate::run::discover::discover(&[dir.to_path_buf()])?;
+    anyhow::ensure!(!files.is_empty(), "no specs under {}", dir.display());
+    struct Quiet;
+    impl crate::run::Reporter for Quiet {}
+    let mut out = Vec::new();
+    // The fixture is built before the timed runs: its one-off cost is not a per-run cost.
+    let uses = crate::fixture::FixtureUse::discover(&cwd, profiles.clone(), true)?;
+    for (label, jobs, snapshots) in [
+        ("-j1, every VM booted (--cold)".to_string(), 1, false),
+        ("-j1, fixtures resumed".to_string(), 1, true),
+        (format!("-j{jobs}, fixtures resumed"), jobs, true),
+    ] {
+        let config = crate::run::RunConfig {
+            filter: None,
+            capture: true,
+            list_only: false,
+            jobs,
+            fail_fast: false,
+            fixtures: Some(crate::fixture::FixtureUse {
+                fixtures: uses.fixtures.clone(),
+                snapshots,
+            }),
+            profiles: profiles.clone(),
+            defaults: BootOptions::default(),
+            record: false,
+            compile: Some(crate::specs::compiler()),
+            timeout: crate::run::control::DEFAULT_FILE_TIMEOUT,
+        };
+        if snapshots && out.len() == 1 {
+            // Warm-up: builds the profile's fixture.
+            crate::run::run(files[..1].to_vec(), &config, &mut Quiet);
+        }
+        let started = Instant::now();
+        let summary = crate::run::run(files.clone(), &config, &mut Quiet);
+        let wall = started.elapsed();
+        anyhow::ensure!(
+            summary.is_success(),
+            "the suite failed in the `{label}` run: {:?}",
+            summary.counts
+        );
+        out.push(SuiteRun {
+            label,
+            wall,
+            tests: summary.counts.run(),
+        });
+    }
+    Ok(out)
+}

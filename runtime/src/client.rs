@@ -55,6 +55,40 @@ impl AgentClient {
         Ok(envelope.body)
     }
 
+    /// Sends all `requests` at once, then reads their answers in order: one wait for the guest
+    /// instead of one per request.
+    pub fn call_pipelined(
+        &mut self,
+        requests: &[Request],
+        deadline: Option<Instant>,
+    ) -> Result<Vec<Response>, ClientError> {
+        let first = self.next_id;
+        let mut frames = Vec::new();
+        for request in requests {
+            let id = self.next_id;
+            self.next_id += 1;
+            frames.extend(
+                encode_frame(&Envelope { id, body: request })
+                    .map_err(|e| ClientError::Encode(e.to_string()))?,
+            );
+        }
+        self.conn.send(&frames, deadline)?;
+        let mut answers = Vec::with_capacity(requests.len());
+        for i in 0..requests.len() as u64 {
+            let payload = self.conn.recv(deadline)?;
+            let envelope: Envelope<Response> =
+                decode(&payload).map_err(|e| ClientError::Garbage(e.to_string()))?;
+            if envelope.id != first + i {
+                return Err(ClientError::WrongId {
+                    expected: first + i,
+                    got: envelope.id,
+                });
+            }
+            answers.push(envelope.body);
+        }
+        Ok(answers)
+    }
+
     /// Sends raw bytes as one frame (for robustness tests) and returns the agent's answer.
     pub fn call_raw(
         &mut self,

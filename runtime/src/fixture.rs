@@ -110,6 +110,10 @@ pub struct Meta {
     pub key: String,
     /// The environment part of the key (see [`Fixtures::environment_hash`]).
     pub environment: String,
+    /// The profiles it was built with: shared boot builds are judged only by projects with the
+    /// same profiles.
+    #[serde(default)]
+    pub profiles: String,
     pub snapshot: Snapshot,
     /// Host files pushed into the guest, with their content hashes.
     pub files: BTreeMap<PathBuf, String>,
@@ -226,6 +230,10 @@ impl Fixtures {
     /// environment's.
     pub fn key(&self, def: &Definition) -> Result<String> {
         Ok(combine(&[&definition_hash(def), &self.environment_hash()?]))
+    }
+
+    fn profiles_hash(&self) -> String {
+        combine(&[&format!("{:?}", self.profiles)])
     }
 
     /// Everything a fixture depends on beside its definition: the profiles, every profile's
@@ -478,6 +486,7 @@ impl Fixtures {
             name: def.name.clone(),
             key: key.to_string(),
             environment: self.environment_hash()?,
+            profiles: self.profiles_hash(),
             snapshot,
             files: hashes,
             built_unix: std::time::SystemTime::now()
@@ -504,6 +513,10 @@ impl Fixtures {
             let Some(meta) = read_meta(&dir) else {
                 continue;
             };
+            // Another project's plain boot: not this project's to judge or remove.
+            if dir.starts_with(boot_cache()) && meta.profiles != self.profiles_hash() {
+                continue;
+            }
             let current = fresh(&meta)
                 && match self.find(&meta.name) {
                     // A profile's fixture is built per set of boot options: any of them is

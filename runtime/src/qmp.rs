@@ -28,7 +28,7 @@ impl Qmp {
                 Ok(s) => break s,
                 Err(e) if Instant::now() < deadline => {
                     let _ = e;
-                    std::thread::sleep(Duration::from_millis(2));
+                    std::thread::sleep(Duration::from_micros(500));
                 }
                 Err(e) => {
                     return Err(e)
@@ -59,6 +59,34 @@ impl Qmp {
             bail!("QEMU closed the QMP connection");
         }
         serde_json::from_str(&line).with_context(|| format!("QMP sent invalid JSON: {line:.200}"))
+    }
+
+    /// Sends several commands at once and waits for all their answers, in order: one trip
+    /// through QEMU's main loop instead of one per command.
+    pub fn execute_pipelined(&mut self, commands: &[(&str, Value)]) -> Result<Vec<Value>> {
+        let mut text = String::new();
+        for (command, arguments) in commands {
+            text.push_str(&json!({ "execute": command, "arguments": arguments }).to_string());
+            text.push('\n');
+        }
+        self.writer.write_all(text.as_bytes())?;
+        let mut answers = Vec::with_capacity(commands.len());
+        for (command, _) in commands {
+            loop {
+                let v = self.read()?;
+                if let Some(r) = v.get("return") {
+                    answers.push(r.clone());
+                    break;
+                }
+                if let Some(e) = v.get("error") {
+                    bail!(
+                        "QMP {command}: {}",
+                        e.get("desc").and_then(Value::as_str).unwrap_or("error")
+                    );
+                }
+            }
+        }
+        Ok(answers)
     }
 
     /// Runs a command; its error is an error here.

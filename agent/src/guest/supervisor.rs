@@ -571,7 +571,7 @@ fn os_error(context: &str, e: &io::Error) -> Response {
 }
 
 /// Sets the wall clock (never backwards) and mixes `seed` into the entropy pool.
-fn sync_clock(unix_ns: u64, seed: &[u8]) -> io::Result<()> {
+pub(super) fn sync_clock(unix_ns: u64, seed: &[u8]) -> io::Result<()> {
     let mut now = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,

@@ -21,6 +21,15 @@ pub struct Args {
     /// Profile to boot.
     #[arg(long, default_value = "minimal")]
     profile: String,
+    /// Cold boots and resumes for `fixture`.
+    #[arg(long, default_value_t = 10)]
+    resumes: usize,
+    /// The spec suite for `suite`.
+    #[arg(long, default_value = "specs")]
+    suite: std::path::PathBuf,
+    /// Jobs for the parallel `suite` run (default: the CPU count).
+    #[arg(short, long)]
+    jobs: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -32,6 +41,8 @@ enum What {
     Buffer,
     Spec,
     Headers,
+    Fixture,
+    Suite,
 }
 
 pub fn run(args: Args) -> Result<u8> {
@@ -73,6 +84,71 @@ pub fn run(args: Args) -> Result<u8> {
                 ms(r.guest_ready.p50),
                 baseline.as_secs_f64() / r.wall.p50.as_secs_f64(),
                 format!("{}/{}", r.failed, args.boots)
+            )?;
+        }
+        writeln!(out)?;
+    }
+    if all || args.what == What::Fixture {
+        let f = bench::fixture(&profile, args.resumes, &mut |step| {
+            eprint!("\r\x1b[2K  {}", paint(DIM, step));
+        });
+        eprint!("\r\x1b[2K");
+        let f = f?;
+        writeln!(
+            out,
+            "{}",
+            paint(
+                BOLD,
+                &format!("Fixture resume against a cold boot (median of {})", f.runs)
+            )
+        )?;
+        writeln!(
+            out,
+            "  cold boot to ready (baseline)  p50 {:>8}   min–max {}–{}",
+            ms(f.cold.p50),
+            ms(f.cold.min),
+            ms(f.cold.max)
+        )?;
+        writeln!(
+            out,
+            "  resume to ready                p50 {:>8}   min–max {}–{}   {:.1}× faster",
+            ms(f.resume.p50),
+            ms(f.resume.min),
+            ms(f.resume.max),
+            f.cold.p50.as_secs_f64() / f.resume.p50.as_secs_f64()
+        )?;
+        writeln!(
+            out,
+            "  building the fixture (once)        {:>8}",
+            ms(f.build)
+        )?;
+        writeln!(out)?;
+    }
+    if all || args.what == What::Suite {
+        let jobs = args
+            .jobs
+            .unwrap_or_else(|| crate::vm::gate::host_cpus() as usize);
+        let runs = bench::suite(&args.suite, jobs)?;
+        writeln!(
+            out,
+            "{}",
+            paint(
+                BOLD,
+                &format!(
+                    "The spec suite ({}, {} tests)",
+                    args.suite.display(),
+                    runs[0].tests
+                )
+            )
+        )?;
+        let base = runs[0].wall;
+        for r in &runs {
+            writeln!(
+                out,
+                "  {:<34} {:>9}   {:.1}×",
+                r.label,
+                ms(r.wall),
+                base.as_secs_f64() / r.wall.as_secs_f64()
             )?;
         }
         writeln!(out)?;

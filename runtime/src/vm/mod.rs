@@ -289,6 +289,10 @@ impl Vm {
             .clone()
             .ok_or_else(|| anyhow::anyhow!("the VM has no QMP socket"))?;
         let state = dir.join("state");
+        // A round trip first: the agent is then in its steady state, blocked reading the next
+        // request. Saved in the middle of its start-up instead, every resume would finish that
+        // work with a cold translation cache (78 ms to ready instead of 42 ms under TCG).
+        self.ping()?;
         let deadline = Instant::now() + Duration::from_secs(60);
         let result = (|| -> anyhow::Result<()> {
             let mut qmp = crate::qmp::Qmp::connect(&qmp_path, deadline)?;
@@ -342,14 +346,32 @@ impl Vm {
         let qemu_log = dir.join("qemu.log");
         let stderr = std::fs::File::create(&qemu_log)
             .map_err(|e| anyhow::anyhow!("creating {}: {e}", qemu_log.display()))?;
+        // QEMU reads the device state from an inherited descriptor (`fd:`), which spares the
+        // shell and `cat` that `exec:` costs.
+        let state = std::fs::File::open(&snapshot.state).map_err(|e| {
+            anyhow::anyhow!("opening the snapshot {}: {e}", snapshot.state.display())
+        })?;
+        let state_fd = std::os::fd::AsRawFd::as_raw_fd(&state);
         let mut cmd = Command::new(&launch.qemu);
         cmd.args(launch.args())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr);
+        // SAFETY: fcntl on a descriptor that stays open until QEMU has started.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+                if libc::fcntl(state_fd, libc::F_SETFD, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         let started = Instant::now();
-        let mut qemu = Supervised::spawn(cmd, "qemu")
-            .map_err(|e| anyhow::anyhow!("starting {}: {e}", launch.qemu.display()))?;
+        let spawned = Supervised::spawn(cmd, "qemu");
+        drop(state);
+        let mut qemu =
+            spawned.map_err(|e| anyhow::anyhow!("starting {}: {e}", launch.qemu.display()))?;
+        tracing::debug!(ms = started.elapsed().as_secs_f64() * 1e3, args = ?launch.args(), "resume: QEMU spawned");
         let deadline = started + Duration::from_secs(60);
         let failure = |qemu: &mut Supervised, reason: String| {
             qemu.kill();
@@ -361,19 +383,25 @@ impl Vm {
         let incoming = (|| -> anyhow::Result<()> {
             let qmp_path = launch.qmp_socket.clone().unwrap_or_default();
             let mut qmp = crate::qmp::Qmp::connect(&qmp_path, deadline)?;
-            qmp.execute(
-                "migrate-set-capabilities",
-                serde_json::json!({"capabilities": [{"capability": "x-ignore-shared", "state": true}]}),
-            )?;
-            qmp.execute(
-                "migrate-incoming",
-                serde_json::json!({"uri": format!("exec:cat '{}'", snapshot.state.display())}),
-            )?;
+            qmp.execute_pipelined(&[
+                (
+                    "migrate-set-capabilities",
+                    serde_json::json!({"capabilities": [{"capability": "x-ignore-shared", "state": true}]}),
+                ),
+                (
+                    "migrate-incoming",
+                    serde_json::json!({"uri": format!("fd:{state_fd}")}),
+                ),
+            ])?;
             Ok(())
         })();
         if let Err(e) = incoming {
             return Err(failure(&mut qemu, format!("{e:#}")));
         }
+        tracing::debug!(
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "resume: incoming started"
+        );
         let alive = |q: &mut Supervised| -> anyhow::Result<()> {
             match q.try_wait() {
                 Some(status) => anyhow::bail!("QEMU exited while resuming ({status})"),
@@ -387,6 +415,10 @@ impl Vm {
                 Err(e) => return Err(failure(&mut qemu, format!("{e:#}"))),
             }
         };
+        tracing::debug!(
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "resume: transport accepted"
+        );
         let mut info = snapshot.info.clone();
         info.boot_ms = started.elapsed().as_millis() as u64;
         let mut vm = Vm {
@@ -401,11 +433,23 @@ impl Vm {
             launch,
             _ticket: ticket,
         };
-        // The agent is blocked in a read on the port: a ping resumes the conversation.
-        vm.ping()?;
-        // The guest's wall clock stopped with the snapshot and its RNG state is shared by every
-        // resume: set the clock (never backwards) and mix in fresh host randomness.
-        vm.sync_clock()?;
+        // The agent is blocked in a read on the port: a ping resumes the conversation. The
+        // guest's wall clock stopped with the snapshot and its RNG state is shared by every
+        // resume: the clock is set (never backwards) and fresh host randomness mixed in, in the
+        // same trip.
+        let answers = {
+            let sync = clock_request();
+            let State::Running(client) = &mut vm.state else {
+                return Err(VmError::NotRunning);
+            };
+            client.call_pipelined(&[Request::Ping, sync], Some(Instant::now() + HOST_MARGIN))
+        };
+        match answers {
+            Ok(a) if matches!(a.as_slice(), [Response::Pong, Response::Done]) => {}
+            Ok(a) => return Err(VmError::Protocol(format!("resume: {a:?}"))),
+            Err(e) => return Err(vm.lost(e)),
+        }
+        tracing::debug!(ms = started.elapsed().as_secs_f64() * 1e3, "resume: ready");
         vm.info.boot_ms = started.elapsed().as_millis() as u64;
         Ok(vm)
     }
@@ -772,15 +816,7 @@ impl Vm {
 
     /// Sets the guest clock from the host's and reseeds its RNG.
     pub fn sync_clock(&mut self) -> Result<(), VmError> {
-        let unix_ns = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0);
-        let mut seed = vec![0u8; 32];
-        if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-            let _ = std::io::Read::read_exact(&mut f, &mut seed);
-        }
-        match self.request(&Request::SyncClock { unix_ns, seed }, HOST_MARGIN)? {
+        match self.request(&clock_request(), HOST_MARGIN)? {
             Response::Done => Ok(()),
             other => Err(unexpected(other)),
         }
@@ -824,6 +860,19 @@ impl Drop for Vm {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The host's time and 32 fresh random bytes, for the guest.
+fn clock_request() -> Request {
+    let unix_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let mut seed = vec![0u8; 32];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        let _ = std::io::Read::read_exact(&mut f, &mut seed);
+    }
+    Request::SyncClock { unix_ns, seed }
 }
 
 fn unexpected(r: Response) -> VmError {
