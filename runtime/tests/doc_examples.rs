@@ -2,14 +2,25 @@
 //! example keeps its line number from the document, so a failure points at the doc's line.
 //!
 //! - ```` ```lua ```` blocks become tests in one file that boots one VM as `vm`;
-//! - ```` ```lua standalone ```` blocks are whole files.
+//! - ```` ```lua standalone ```` blocks are whole files;
+//! - ```` ```lua fixture NAME ```` blocks are saved as `fixtures/NAME.lua`;
+//! - ```` ```toml provium.toml ```` blocks are saved as the project's `provium.toml`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+#[derive(PartialEq)]
+enum Kind {
+    /// A test in the shared file, with `vm` booted.
+    Shared,
+    Standalone,
+    Fixture(String),
+    Config,
+}
+
 struct Block {
     start: usize,
-    standalone: bool,
+    kind: Kind,
     lines: Vec<String>,
 }
 
@@ -20,10 +31,22 @@ fn blocks(doc: &str) -> Vec<Block> {
         let trimmed = line.trim();
         match &mut current {
             None => {
-                if let Some(info) = trimmed.strip_prefix("```lua") {
+                let kind = if let Some(info) = trimmed.strip_prefix("```lua") {
+                    let info = info.trim();
+                    match info.strip_prefix("fixture ") {
+                        Some(name) => Some(Kind::Fixture(name.trim().to_string())),
+                        None if info == "standalone" => Some(Kind::Standalone),
+                        None => Some(Kind::Shared),
+                    }
+                } else if trimmed == "```toml provium.toml" {
+                    Some(Kind::Config)
+                } else {
+                    None
+                };
+                if let Some(kind) = kind {
                     current = Some(Block {
                         start: i + 1,
-                        standalone: info.trim() == "standalone",
+                        kind,
                         lines: Vec::new(),
                     });
                 }
@@ -50,14 +73,32 @@ fn generate(doc_path: &Path, dir: &Path) -> usize {
     let mut shared = vec![String::new(); total + 1];
     shared[0] = "local vm = provium.create(); vm:boot()".into();
     let mut count = 0;
+    let mut shared_tests = 0;
     for b in &blocks {
         count += 1;
-        if b.standalone {
+        let padded = || {
             let mut text = "\n".repeat(b.start);
             text.push_str(&b.lines.join("\n"));
             text.push('\n');
-            std::fs::write(dir.join(format!("{name}.line{:04}.lua", b.start)), text).unwrap();
-            continue;
+            text
+        };
+        match &b.kind {
+            Kind::Standalone => {
+                std::fs::write(dir.join(format!("{name}.line{:04}.lua", b.start)), padded())
+                    .unwrap();
+                continue;
+            }
+            Kind::Fixture(fixture) => {
+                std::fs::create_dir_all(dir.join("fixtures")).unwrap();
+                std::fs::write(dir.join("fixtures").join(format!("{fixture}.lua")), padded())
+                    .unwrap();
+                continue;
+            }
+            Kind::Config => {
+                std::fs::write(dir.join("provium.toml"), b.lines.join("\n")).unwrap();
+                continue;
+            }
+            Kind::Shared => shared_tests += 1,
         }
         // The fence line opens the test, the closing fence ends it: lines stay in place.
         shared[b.start - 1] = format!("test(\"{name}:{}\", function()", b.start);
@@ -67,7 +108,9 @@ fn generate(doc_path: &Path, dir: &Path) -> usize {
         shared[b.start + b.lines.len()] = "end)".into();
     }
     shared.push("vm:shutdown()".into());
-    std::fs::write(dir.join(format!("{name}.lua")), shared.join("\n")).unwrap();
+    if shared_tests > 0 {
+        std::fs::write(dir.join(format!("{name}.lua")), shared.join("\n")).unwrap();
+    }
     count
 }
 
@@ -82,6 +125,13 @@ fn run_docs(doc: &str) {
         .env("NO_COLOR", "1")
         .output()
         .unwrap();
+    // The temporary project's own fixture builds go with it (plain-boot builds are shared).
+    if dir.path().join("provium.toml").exists() || dir.path().join("fixtures").exists() {
+        let _ = Command::new(env!("CARGO_BIN_EXE_provium"))
+            .current_dir(dir.path())
+            .args(["fixture", "clean"])
+            .output();
+    }
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -97,6 +147,11 @@ fn run_docs(doc: &str) {
 #[test]
 fn lua_api_examples_run() {
     run_docs("docs/lua-api.md");
+}
+
+#[test]
+fn fixture_examples_run() {
+    run_docs("docs/fixtures.md");
 }
 
 /// The spec-language reference shows the files under examples/specs verbatim (the examples
