@@ -90,8 +90,11 @@ fn generate(doc_path: &Path, dir: &Path) -> usize {
             }
             Kind::Fixture(fixture) => {
                 std::fs::create_dir_all(dir.join("fixtures")).unwrap();
-                std::fs::write(dir.join("fixtures").join(format!("{fixture}.lua")), padded())
-                    .unwrap();
+                std::fs::write(
+                    dir.join("fixtures").join(format!("{fixture}.lua")),
+                    padded(),
+                )
+                .unwrap();
                 continue;
             }
             Kind::Config => {

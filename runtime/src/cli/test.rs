@@ -161,15 +161,22 @@ pub fn run(args: Args, verbose: bool) -> Result<u8> {
 fn list(files: Vec<TestFile>, config: &RunConfig) -> Result<u8> {
     let summary = run::run(files, config, &mut NoReport);
     let mut out = std::io::stdout().lock();
+    let mut unlisted = 0;
     for r in &summary.reports {
         for t in &r.tests {
             writeln!(out, "{}::{}", r.path, t.name)?;
         }
         if let Some(p) = &r.file_error {
-            writeln!(out, "{} (cannot list: {})", r.path, p.message)?;
+            // On stderr: stdout stays a clean list for tools.
+            anstream::eprintln!("{}: cannot list its tests: {}", r.path, p.message);
+            unlisted += 1;
         }
     }
-    Ok(super::EXIT_OK)
+    Ok(if unlisted == 0 {
+        super::EXIT_OK
+    } else {
+        super::EXIT_FAILED
+    })
 }
 
 struct NoReport;
