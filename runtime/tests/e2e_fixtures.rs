@@ -83,6 +83,25 @@ fn a_fixture_is_built_once_and_each_file_resumes_its_own_copy() {
     );
     write(dir.path(), "a.lua", &resumer("only-a", "only-b"));
     write(dir.path(), "b.lua", &resumer("only-b", "only-a"));
+    // A spec selects the fixture too (and sets its own timeout).
+    write(
+        dir.path(),
+        "c.yaml",
+        r#"
+fixture: base
+timeout: 120
+cases:
+  - name: the fixture's file opens
+    steps:
+      - exec: "test -s /srv/marker && test -s /srv/data/greeting"
+      - { syscall: openat, args: [AT_FDCWD, {cstr: /srv/marker}, O_RDONLY], save: fd, expect: ok }
+      - { syscall: close, args: [$fd], expect: 0 }
+  - name: close(-1) is EBADF in a resumed VM
+    syscall: close
+    args: [-1]
+    expect: EBADF
+"#,
+    );
 
     let out = provium(dir.path())
         .args(["test", "-j", "2", "-v"])
@@ -90,7 +109,7 @@ fn a_fixture_is_built_once_and_each_file_resumes_its_own_copy() {
         .unwrap();
     assert!(out.status.success(), "{}", show(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("10 tests run: 10 passed"), "{}", show(&out));
+    assert!(stdout.contains("12 tests run: 12 passed"), "{}", show(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
         stderr.matches("building the fixture").count(),
