@@ -238,7 +238,7 @@ impl Fixtures {
 
     /// Everything a fixture depends on beside its definition: the profiles, every profile's
     /// kernel by content (a rebuilt kernel at the same path is another kernel) and modules, the
-    /// agent, busybox and QEMU.
+    /// agent, busybox, QEMU and the accelerator.
     pub fn environment_hash(&self) -> Result<String> {
         let mut parts = vec![
             FORMAT.to_string(),
@@ -265,6 +265,9 @@ impl Fixtures {
             parts.push(file_identity(&bb));
         }
         parts.push(file_identity(&crate::qemu::find_qemu()?));
+        // A snapshot resumes only under the accelerator it was taken with; KVM can come and go
+        // (permissions, a module unloaded).
+        parts.push(crate::accel::detect().0.to_string());
         let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
         Ok(combine(&refs))
     }
