@@ -626,3 +626,60 @@ fn kernel_hash(path: &Path) -> Result<String> {
     }
     Ok(h)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn script(name: &str, text: &str) -> Definition {
+        Definition {
+            name: name.into(),
+            source: Source::Script {
+                path: format!("fixtures/{name}.lua").into(),
+                text: text.into(),
+            },
+        }
+    }
+
+    #[test]
+    fn a_definition_change_is_another_fixture() {
+        let a = definition_hash(&script("base", "return vm"));
+        assert_eq!(a, definition_hash(&script("base", "return vm")));
+        assert_ne!(a, definition_hash(&script("base", "return  vm")));
+        assert_ne!(a, definition_hash(&script("other", "return vm")));
+        let boot = |memory| Definition {
+            name: "minimal".into(),
+            source: Source::Profile {
+                profile: "minimal".into(),
+                opts: BootOptions {
+                    memory_mib: memory,
+                    ..Default::default()
+                },
+            },
+        };
+        assert_ne!(
+            definition_hash(&boot(None)),
+            definition_hash(&boot(Some(512)))
+        );
+    }
+
+    #[test]
+    fn parts_are_length_prefixed() {
+        assert_ne!(combine(&["ab", "c"]), combine(&["a", "bc"]));
+    }
+
+    #[test]
+    fn unknown_fixtures_suggest_a_defined_one() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("fixtures")).unwrap();
+        std::fs::write(dir.path().join("fixtures/webroot.lua"), "return nil").unwrap();
+        let f = Fixtures::discover(dir.path(), Profiles::builtin()).unwrap();
+        assert_eq!(f.names(), ["webroot"]);
+        let e = f.find("webrot").unwrap_err().to_string();
+        assert!(e.contains("did you mean `webroot`"), "{e}");
+        assert!(matches!(
+            f.find("minimal").unwrap().source,
+            Source::Profile { .. }
+        ));
+    }
+}

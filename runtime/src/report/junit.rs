@@ -179,3 +179,90 @@ pub fn write(summary: &Summary, path: &std::path::Path) -> anyhow::Result<()> {
     crate::paths::write_atomically(path, xml.as_bytes())
         .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::model::{Location, TestReport};
+
+    fn file(path: &str, tests: &[(&str, Status)]) -> FileReport {
+        FileReport {
+            path: path.into(),
+            tests: tests
+                .iter()
+                .map(|(name, status)| TestReport {
+                    name: name.to_string(),
+                    location: Location {
+                        file: path.into(),
+                        line: 1,
+                    },
+                    status: status.clone(),
+                    duration: Duration::from_millis(3),
+                    output: String::new(),
+                })
+                .collect(),
+            duration: Duration::from_millis(10),
+            ..Default::default()
+        }
+    }
+
+    fn failed() -> Status {
+        Status::Failed(Problem {
+            message: "expected 1, got 2".into(),
+            location: None,
+            detail: String::new(),
+        })
+    }
+
+    #[test]
+    fn merging_shards_gives_one_sorted_report_with_summed_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let shard = |name: &str, files: Vec<FileReport>| {
+            let summary = Summary {
+                reports: files,
+                duration: Duration::from_secs(1),
+                ..Default::default()
+            };
+            let path = dir.path().join(name);
+            write(&summary, &path).unwrap();
+            path
+        };
+        let a = shard(
+            "a.xml",
+            vec![file("b.lua", &[("x", Status::Passed), ("y", failed())])],
+        );
+        let b = shard(
+            "b.xml",
+            vec![
+                file("a.lua", &[("z", Status::Passed)]),
+                file(
+                    "c.lua",
+                    &[(
+                        "s",
+                        Status::Skipped {
+                            reason: "needs 6.2".into(),
+                        },
+                    )],
+                ),
+            ],
+        );
+        let merged = merge(&[a, b]).unwrap();
+        let names: Vec<&str> = merged.test_suites.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["a.lua", "b.lua", "c.lua"]);
+        assert_eq!(
+            (merged.tests, merged.failures, merged.errors, merged.skipped),
+            (4, 1, 0, 1)
+        );
+        let text = merged.to_string().unwrap();
+        assert!(text.contains("expected 1, got 2"), "{text}");
+    }
+
+    #[test]
+    fn a_file_that_is_not_junit_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("bad.xml");
+        std::fs::write(&bad, "not xml at all").unwrap();
+        let e = merge(&[bad]).unwrap_err().to_string();
+        assert!(e.contains("bad.xml"), "{e}");
+    }
+}

@@ -81,3 +81,59 @@ impl LastRun {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::model::{FileReport, Location, Problem, Status, TestReport};
+
+    #[test]
+    fn what_failed_or_did_not_run_is_selected_again() {
+        let test = |name: &str, status: Status| TestReport {
+            name: name.into(),
+            location: Location {
+                file: "t.lua".into(),
+                line: 1,
+            },
+            status,
+            duration: Default::default(),
+            output: String::new(),
+        };
+        let problem = Problem {
+            message: "boom".into(),
+            location: None,
+            detail: String::new(),
+        };
+        let summary = Summary {
+            reports: vec![
+                FileReport {
+                    path: "t.lua".into(),
+                    tests: vec![
+                        test("ok", Status::Passed),
+                        test("bad", Status::Failed(problem.clone())),
+                    ],
+                    ..Default::default()
+                },
+                FileReport {
+                    path: "broken.lua".into(),
+                    file_error: Some(problem),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        let selected = ["t.lua", "broken.lua", "later.lua"].map(String::from);
+        let last = LastRun::from_summary(&summary, &selected);
+        let dir = tempfile::tempdir().unwrap();
+        last.save(dir.path()).unwrap();
+        let f = LastRun::load(dir.path()).unwrap().filter();
+        assert!(f.matches("t.lua", "bad"));
+        assert!(!f.matches("t.lua", "ok"));
+        assert!(f.matches("broken.lua", "anything"));
+        assert!(
+            f.matches("later.lua", "anything"),
+            "not run: selected again"
+        );
+        assert!(!f.may_match_file("other.lua"));
+    }
+}
