@@ -77,6 +77,8 @@ pub fn main() -> ExitCode {
         Command::Fixture(args) => fixture::run(args),
         Command::Junit(args) => junit::run(args),
     };
+    // Whatever a file abandoned at its timeout still holds (a run directory, a process) goes now.
+    crate::cleanup::cleanup_all();
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
