@@ -239,3 +239,28 @@ test("fails", function() assert_eq(1, 2) end)
     assert!(clean.status.success());
     assert!(String::from_utf8_lossy(&clean.stderr).contains("nothing failed in the last run"));
 }
+
+#[test]
+fn fail_fast_starts_no_file_after_the_first_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+    write(
+        "a.lua",
+        "local vm = provium.create()\nvm:boot()\ntest('fails', function() assert_errno(vm:syscall(provium.nr.close, -1), 'EINVAL') end)\n",
+    );
+    write("b.lua", "test('b', function() end)\n");
+    write("c.lua", "test('c', function() end)\n");
+    let out = provium(dir.path())
+        .args(["test", "-j", "1", "--fail-fast"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(stdout.contains("a.lua::fails"), "{}", show(&out));
+    assert!(!stdout.contains("b.lua::b"), "{}", show(&out));
+    assert!(
+        stdout.contains("2 files not run (--fail-fast)"),
+        "{}",
+        show(&out)
+    );
+}

@@ -178,7 +178,11 @@ impl Reporter for Terminal {
         if s.not_run > 0 {
             parts.push(paint(
                 WARN,
-                &format!("{} files not run (--fail-fast)", s.not_run),
+                &format!(
+                    "{} file{} not run (--fail-fast)",
+                    s.not_run,
+                    if s.not_run == 1 { "" } else { "s" }
+                ),
             ));
         }
         let label = if s.is_success() {

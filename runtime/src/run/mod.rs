@@ -243,6 +243,11 @@ impl Pool {
                 tx: tx.clone(),
             });
             let report = run_file(file, &config, events, Some(control.clone()));
+            // Set here, before this worker takes another file; the main thread hears of the
+            // failure only later.
+            if config.fail_fast && report.is_bad() {
+                stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
             let _ = tx.send(Event::FileDone(i, report));
             crate::cleanup::set_group(0);
             // Another worker took this one's place when it was given up on.
