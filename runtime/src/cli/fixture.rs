@@ -120,6 +120,7 @@ pub fn run(args: Args) -> Result<u8> {
             }
             if names.is_empty() && !stale {
                 removed += fixtures_leftovers(&fixtures.cache())?;
+                remove_if_idle(&fixtures.cache());
             }
             writeln!(
                 out,
@@ -139,6 +140,30 @@ pub fn run(args: Args) -> Result<u8> {
             Ok(super::EXIT_OK)
         }
     }
+}
+
+/// Removes the project's cache directory once nothing is left in it but lock files nobody
+/// holds, so that temporary projects leave nothing behind.
+fn remove_if_idle(dir: &std::path::Path) {
+    use std::os::fd::AsRawFd;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.extension().is_none_or(|x| x != "lock") {
+            return;
+        }
+        let Ok(f) = std::fs::File::open(&p) else {
+            return;
+        };
+        // SAFETY: flock on an open file, released when `f` closes.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return;
+        }
+        let _ = std::fs::remove_file(&p);
+    }
+    let _ = std::fs::remove_dir(dir);
 }
 
 /// Half-built fixtures and lock files left by killed runs.
