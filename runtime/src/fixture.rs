@@ -169,6 +169,15 @@ impl Fixtures {
             }
             None => BTreeMap::new(),
         };
+        // Host paths in a table are relative to provium.toml, as in profiles.
+        let mut tables = tables;
+        for t in tables.values_mut() {
+            for host in t.files.values_mut() {
+                if host.is_relative() {
+                    *host = root.join(&*host);
+                }
+            }
+        }
         Ok(Fixtures {
             root,
             profiles,
