@@ -189,7 +189,42 @@ fn collect(args: &Args) -> Vec<Finding> {
         )),
     }
     f.push(ok("cache", crate::paths::home().display().to_string()));
+    let (builds, bytes) = fixture_cache_usage(&crate::fixture::cache_dir());
+    f.push(ok(
+        "fixtures",
+        format!(
+            "{builds} snapshot(s), {} MiB on disk in {} (`provium fixture clean` in a project frees its own)",
+            bytes >> 20,
+            crate::fixture::cache_dir().display()
+        ),
+    ));
     f
+}
+
+/// Fixture builds (directories with a `meta.json`) under `dir`, and their disk usage.
+fn fixture_cache_usage(dir: &std::path::Path) -> (usize, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let mut builds = 0;
+    let mut bytes = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let Ok(m) = e.metadata() else { continue };
+            if m.is_dir() {
+                if e.path().join("meta.json").is_file() {
+                    builds += 1;
+                }
+                stack.push(e.path());
+            } else {
+                // Blocks actually used: RAM files are sparse.
+                bytes += m.blocks() * 512;
+            }
+        }
+    }
+    (builds, bytes)
 }
 
 fn kernel_findings(
