@@ -157,3 +157,33 @@ fn json_lines_for_tools() {
     assert_eq!(lines[1]["status"], "skipped");
     assert_eq!(lines[2]["type"], "summary");
 }
+
+#[test]
+fn doctor_reports_what_this_host_has() {
+    let out = provium()
+        .args(["doctor"])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    for item in [
+        "qemu",
+        "kernel",
+        "accelerator",
+        "busybox",
+        "agent",
+        "fixtures",
+    ] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with("ok") && l.contains(item)),
+            "no `ok {item}` line in:\n{stdout}"
+        );
+    }
+    assert!(
+        stdout.contains("Provium can boot VMs on this host."),
+        "{stdout}"
+    );
+}
