@@ -224,4 +224,22 @@ end)
         let out = provium(dir.path()).args(mode).output().unwrap();
         assert!(out.status.success(), "{mode:?}\n{}", show(&out));
     }
+    // The run above built `prepared`; `build` keeps a current build, `--force` replaces it.
+    let build = |args: &[&str]| {
+        let out = provium(dir.path())
+            .args(["fixture", "build"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", show(&out));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    assert!(build(&["prepared"]).contains("current prepared"));
+    assert!(build(&["--force", "prepared"]).contains("built prepared"));
+    let out = provium(dir.path())
+        .args(["fixture", "build", "broken"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`exit 3` failed"));
 }

@@ -80,6 +80,7 @@ pub fn run(args: Args) -> Result<u8> {
             } else {
                 names
             };
+            let mut failed = 0;
             for name in names {
                 let def = fixtures.find(&name)?;
                 if force {
@@ -91,13 +92,20 @@ pub fn run(args: Args) -> Result<u8> {
                 }
                 let started = Instant::now();
                 let was_built = fixtures.cached(&def)?.is_some();
-                let meta = fixtures.ensure(&def).map_err(|e| {
-                    let tail = e
-                        .console_tail()
-                        .map(|c| format!("\nconsole tail:\n{c}"))
-                        .unwrap_or_default();
-                    anyhow::anyhow!("fixture `{name}`: {e}{tail}")
-                })?;
+                let meta = match fixtures.ensure(&def) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        // A fixture that does not build is a failure, like a test's; the
+                        // others are still built.
+                        let tail = e
+                            .console_tail()
+                            .map(|c| format!("\nconsole tail:\n{c}"))
+                            .unwrap_or_default();
+                        super::style::error(&format!("fixture `{name}`: {e}{tail}"));
+                        failed += 1;
+                        continue;
+                    }
+                };
                 let what = if was_built { "current" } else { "built" };
                 writeln!(
                     out,
@@ -107,7 +115,11 @@ pub fn run(args: Args) -> Result<u8> {
                     paint(DIM, &meta.key)
                 )?;
             }
-            Ok(super::EXIT_OK)
+            Ok(if failed == 0 {
+                super::EXIT_OK
+            } else {
+                super::EXIT_FAILED
+            })
         }
         Command::Clean { names, stale } => {
             let mut removed = 0;
