@@ -127,15 +127,24 @@ pub struct Fixtures {
     pub root: PathBuf,
     pub profiles: Profiles,
     tables: BTreeMap<String, FixtureTable>,
+    /// The environment hash, computed once: every resume needs it, and it reads the agent,
+    /// /proc/cpuinfo and every profile's kernel. A run does not see its environment change.
+    environment: std::sync::OnceLock<String>,
 }
 
 pub fn cache_dir() -> PathBuf {
     crate::paths::home().join("fixtures")
 }
 
+/// A file's content hash, read once per process and file version (pushed files are checked
+/// before every resume).
 fn hash_file(path: &Path) -> Result<String> {
-    let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(blake3::hash(&data).to_hex()[..32].to_string())
+    static MEMO: std::sync::OnceLock<crate::vm::plan::Memo<String>> = std::sync::OnceLock::new();
+    let hash = crate::vm::plan::memoized(&MEMO, path, || {
+        let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        Ok(blake3::hash(&data).to_hex()[..32].to_string())
+    })?;
+    Ok(hash.to_string())
 }
 
 /// A stable key for a file without reading it again while unchanged (path, size, mtime).
@@ -182,6 +191,7 @@ impl Fixtures {
             root,
             profiles,
             tables,
+            environment: std::sync::OnceLock::new(),
         })
     }
 
@@ -249,6 +259,14 @@ impl Fixtures {
     /// kernel by content (a rebuilt kernel at the same path is another kernel) and modules, the
     /// agent, busybox, QEMU and the accelerator.
     pub fn environment_hash(&self) -> Result<String> {
+        if let Some(h) = self.environment.get() {
+            return Ok(h.clone());
+        }
+        let h = self.compute_environment_hash()?;
+        Ok(self.environment.get_or_init(|| h).clone())
+    }
+
+    fn compute_environment_hash(&self) -> Result<String> {
         let mut parts = vec![
             FORMAT.to_string(),
             env!("CARGO_PKG_VERSION").to_string(),
@@ -258,7 +276,7 @@ impl Fixtures {
             let kernel = self.profiles.get(&name).and_then(|p| p.resolve_kernel());
             match kernel {
                 Ok((kernel, modules)) => {
-                    parts.push(kernel_hash(&kernel)?);
+                    parts.push(crate::vm::plan::open_kernel(&kernel)?.content_hash.clone());
                     parts.push(format!("{modules:?}"));
                 }
                 // A profile that cannot boot here changes nothing that could be resumed.
@@ -619,21 +637,6 @@ fn fresh(m: &Meta) -> bool {
         && m.files
             .iter()
             .all(|(p, h)| hash_file(p).ok().as_deref() == Some(h.as_str()))
-}
-
-fn kernel_hash(path: &Path) -> Result<String> {
-    static MEMO: std::sync::OnceLock<std::sync::Mutex<BTreeMap<String, String>>> =
-        std::sync::OnceLock::new();
-    let id = file_identity(path);
-    let memo = MEMO.get_or_init(Default::default);
-    if let Some(h) = memo.lock().ok().and_then(|m| m.get(&id).cloned()) {
-        return Ok(h);
-    }
-    let h = hash_file(path)?;
-    if let Ok(mut m) = memo.lock() {
-        m.insert(id, h.clone());
-    }
-    Ok(h)
 }
 
 #[cfg(test)]

@@ -21,6 +21,8 @@ pub struct KernelImage {
     pub pvh_elf: Option<PathBuf>,
     /// Why PVH is not used, when it is not.
     pub pvh_unavailable: Option<String>,
+    /// The image's content hash (hex): a rebuilt kernel at the same path is another kernel.
+    pub content_hash: String,
 }
 
 const SETUP_HEADER_MAGIC: &[u8; 4] = b"HdrS";
@@ -189,6 +191,7 @@ impl KernelImage {
     pub fn open(path: &Path) -> Result<KernelImage> {
         let image =
             std::fs::read(path).with_context(|| format!("reading kernel {}", path.display()))?;
+        let hash = blake3::hash(&image).to_hex();
         if image.starts_with(b"\x7fELF") {
             let pvh = has_pvh_note(&image);
             return Ok(KernelImage {
@@ -196,13 +199,13 @@ impl KernelImage {
                 release: None,
                 pvh_elf: pvh.then(|| path.to_path_buf()),
                 pvh_unavailable: (!pvh).then(|| "the ELF kernel has no PVH note".to_string()),
+                content_hash: hash.to_string(),
             });
         }
         let header = SetupHeader::parse(&image).with_context(|| {
             format!("{} is neither a bzImage nor an ELF kernel", path.display())
         })?;
         let release = header.release();
-        let hash = blake3::hash(&image).to_hex();
         let cached = paths::vmlinux_cache().join(format!("{}.elf", &hash[..32]));
         let (pvh_elf, pvh_unavailable) = if cached.exists() {
             (Some(cached), None)
@@ -221,6 +224,7 @@ impl KernelImage {
             release,
             pvh_elf,
             pvh_unavailable,
+            content_hash: hash.to_string(),
         })
     }
 }

@@ -68,11 +68,11 @@ pub struct BootPlan {
     pub snapshot_memory: Option<PathBuf>,
 }
 
-type Memo<T> = Mutex<HashMap<(PathBuf, Option<SystemTime>), Arc<T>>>;
+pub(crate) type Memo<T> = Mutex<HashMap<(PathBuf, Option<SystemTime>), Arc<T>>>;
 
 /// Opening a kernel reads and hashes it, and a module tree is a directory walk: both are done
 /// once per process and file version.
-fn memoized<T>(
+pub(crate) fn memoized<T>(
     memo: &'static OnceLock<Memo<T>>,
     path: &Path,
     open: impl FnOnce() -> Result<T>,
