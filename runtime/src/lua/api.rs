@@ -101,10 +101,14 @@ fn module(lua: &Lua) -> mlua::Result<Table> {
             let session = Session::get(lua);
             let name = profile.unwrap_or_else(|| "minimal".into());
             let profile = session
+                .config
                 .profiles
                 .get(&name)
                 .map_err(|e| errors::error(lua, format!("provium.create: {e:#}")))?;
-            let slot = Rc::new(RefCell::new(VmSlot::new(profile, session.defaults.clone())));
+            let slot = Rc::new(RefCell::new(VmSlot::new(
+                profile,
+                session.config.defaults.clone(),
+            )));
             session.vms.borrow_mut().push(slot.clone());
             Ok(LuaVm(slot))
         })?,
@@ -119,7 +123,7 @@ fn module(lua: &Lua) -> mlua::Result<Table> {
                     format!("provium.timeout: expected a positive number of seconds, got {secs}"),
                 ));
             }
-            if let Some(control) = &Session::get(lua).control {
+            if let Some(control) = &Session::get(lua).config.control {
                 control.set_timeout(std::time::Duration::from_secs_f64(secs));
             }
             Ok(())
@@ -262,14 +266,14 @@ fn test(lua: &Lua, (name, body): (Value, Value)) -> mlua::Result<()> {
         ));
     }
     let location = caller(lua, 1).unwrap_or(Location {
-        file: session.file.clone(),
+        file: session.config.file.clone(),
         line: 0,
     });
     let name = session.unique_name(&name.to_string_lossy());
     if !session.selected(&name) {
         return Ok(());
     }
-    if session.list_only {
+    if session.config.list_only {
         session.report.borrow_mut().tests.push(TestReport {
             name,
             location,
@@ -281,7 +285,7 @@ fn test(lua: &Lua, (name, body): (Value, Value)) -> mlua::Result<()> {
         });
         return Ok(());
     }
-    if let Some(control) = session.control.as_ref().filter(|c| c.is_cancelled()) {
+    if let Some(control) = session.config.control.as_ref().filter(|c| c.is_cancelled()) {
         let report = TestReport {
             name,
             location,
@@ -296,12 +300,15 @@ fn test(lua: &Lua, (name, body): (Value, Value)) -> mlua::Result<()> {
             duration: Default::default(),
             output: String::new(),
         };
-        session.events.test_finished(&session.file, &report);
+        session
+            .config
+            .events
+            .test_finished(&session.config.file, &report);
         session.report.borrow_mut().tests.push(report);
         return Ok(());
     }
     *session.current.borrow_mut() = Some(String::new());
-    if let Some(control) = &session.control {
+    if let Some(control) = &session.config.control {
         control.set_current(Some(&name));
     }
     let started = Instant::now();
@@ -309,7 +316,7 @@ fn test(lua: &Lua, (name, body): (Value, Value)) -> mlua::Result<()> {
     let result: mlua::Result<(bool, Value, Option<String>)> = run.call(body);
     let duration = started.elapsed();
     let output = session.current.borrow_mut().take().unwrap_or_default();
-    if let Some(control) = &session.control {
+    if let Some(control) = &session.config.control {
         control.set_current(None);
     }
     let mut status = match result {
@@ -326,7 +333,10 @@ fn test(lua: &Lua, (name, body): (Value, Value)) -> mlua::Result<()> {
         duration,
         output,
     };
-    session.events.test_finished(&session.file, &report);
+    session
+        .config
+        .events
+        .test_finished(&session.config.file, &report);
     session.report.borrow_mut().tests.push(report);
     Ok(())
 }

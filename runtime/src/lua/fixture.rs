@@ -3,7 +3,7 @@
 
 use super::errors;
 use super::session::{Session, SessionConfig, Silent};
-use super::vm::{LuaVm, VmSlot};
+use super::vm::{vm_error, LuaVm, VmSlot};
 use crate::fixture::{Definition, FixtureUse, Fixtures, Source};
 use crate::profile::{Profile, TransportChoice};
 use crate::vm::{BootOptions, Vm, VmError};
@@ -15,12 +15,12 @@ use std::sync::Arc;
 
 /// The fixtures a session uses: the runner's, or the ones around the working directory.
 fn fixture_use(session: &Session) -> Result<FixtureUse, anyhow::Error> {
-    if let Some(f) = &session.fixtures {
+    if let Some(f) = &session.config.fixtures {
         return Ok(f.clone());
     }
     let cwd = std::env::current_dir()?;
     Ok(FixtureUse {
-        fixtures: Arc::new(Fixtures::discover(&cwd, session.profiles.clone())?),
+        fixtures: Arc::new(Fixtures::discover(&cwd, session.config.profiles.clone())?),
         snapshots: false,
     })
 }
@@ -28,6 +28,7 @@ fn fixture_use(session: &Session) -> Result<FixtureUse, anyhow::Error> {
 /// Boots or resumes `def` for a session, with the spinner events around it.
 fn start(session: &Session, uses: &FixtureUse, def: &Definition) -> Result<Vm, VmError> {
     session
+        .config
         .events
         .boot_started(&format!("fixture {}", def.name));
     let result = if uses.snapshots {
@@ -35,28 +36,11 @@ fn start(session: &Session, uses: &FixtureUse, def: &Definition) -> Result<Vm, V
     } else {
         uses.fixtures.materialize(def, None).map(|(vm, _)| vm)
     };
-    session.events.boot_finished();
+    session.config.events.boot_finished();
     let mut vm = result?;
     vm.set_fixture(&def.name);
-    if let Some(control) = &session.control {
-        control.watch(&vm);
-    }
-    session.record_vm(vm.info().clone());
+    session.record_vm(&vm);
     Ok(vm)
-}
-
-fn failed(lua: &Lua, session: &Session, what: &str, e: VmError) -> mlua::Error {
-    let console = e.console_tail().map(str::to_string);
-    if let Some(c) = &console {
-        session.record_console(c);
-    }
-    errors::error_with(
-        lua,
-        format!("{what}: {e}"),
-        console
-            .map(|c| format!("console tail:\n{c}"))
-            .unwrap_or_default(),
-    )
 }
 
 /// `provium.fixture(name)`: a booted, prepared VM resumed from the fixture's snapshot.
@@ -69,20 +53,24 @@ pub fn fixture(lua: &Lua, name: String) -> mlua::Result<LuaVm> {
         .find(&name)
         .map_err(|e| errors::error(lua, format!("{what}: {e:#}")))?;
     let profile = session
+        .config
         .profiles
         .get(def.profile_name())
-        .or_else(|_| session.profiles.get("minimal"))
+        .or_else(|_| session.config.profiles.get("minimal"))
         .map_err(|e| errors::error(lua, format!("{what}: {e:#}")))?;
-    let slot = Rc::new(RefCell::new(VmSlot::new(profile, session.defaults.clone())));
+    let slot = Rc::new(RefCell::new(VmSlot::new(
+        profile,
+        session.config.defaults.clone(),
+    )));
     session.vms.borrow_mut().push(slot.clone());
-    if session.list_only {
+    if session.config.list_only {
         return Ok(LuaVm(slot));
     }
     match start(&session, &uses, &def) {
         Ok(vm) => slot.borrow_mut().vm = Some(vm),
         Err(e) => {
             slot.borrow_mut().gone = Some(format!("its fixture failed ({e})"));
-            return Err(failed(lua, &session, &what, e));
+            return Err(vm_error(lua, &what, &e));
         }
     }
     Ok(LuaVm(slot))
@@ -97,7 +85,7 @@ pub fn resume_plain_boot(
     profile: &Profile,
     options: &BootOptions,
 ) -> Option<mlua::Result<Vm>> {
-    let uses = session.fixtures.as_ref().filter(|f| f.snapshots)?;
+    let uses = session.config.fixtures.as_ref().filter(|f| f.snapshots)?;
     let vsock = |t: Option<TransportChoice>| t == Some(TransportChoice::Vsock);
     if !options.files.is_empty()
         || !options.kernel_args.is_empty()
@@ -120,7 +108,7 @@ pub fn resume_plain_boot(
             opts,
         },
     };
-    Some(start(session, uses, &def).map_err(|e| failed(lua, session, "vm:boot", e)))
+    Some(start(session, uses, &def).map_err(|e| vm_error(lua, "vm:boot", &e)))
 }
 
 /// Runs a fixture script and takes the VM it returns. With `snapshot_dir`, every VM the script

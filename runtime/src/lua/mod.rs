@@ -32,7 +32,7 @@ pub fn run_chunk(config: SessionConfig, chunk_name: &str, code: &str) -> FileRep
     let lua = Lua::new();
     let _ = lua.set_memory_limit(LUA_MEMORY_LIMIT);
     lua.set_app_data(session.clone());
-    if let Some(control) = session.control.clone() {
+    if let Some(control) = session.config.control.clone() {
         install_cancel_hook(&lua, control);
     }
     let file_error = match api::install(&lua) {
@@ -142,7 +142,7 @@ fn execute(lua: &Lua, session: &Rc<Session>, chunk_name: &str, code: &str) -> Op
             session.report.borrow_mut().tests.push(TestReport {
                 name: "(file)".into(),
                 location: Location {
-                    file: session.file.clone(),
+                    file: session.config.file.clone(),
                     line: 0,
                 },
                 status: Status::Skipped { reason },

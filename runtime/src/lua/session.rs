@@ -5,7 +5,7 @@ use crate::fixture::FixtureUse;
 use crate::profile::Profiles;
 use crate::run::control::FileControl;
 use crate::run::model::{FileReport, TestReport};
-use crate::vm::{BootOptions, VmInfo};
+use crate::vm::{BootOptions, Vm};
 use mlua::Lua;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -30,18 +30,8 @@ impl Events for Silent {}
 pub type TestFilter = Rc<dyn Fn(&str) -> bool>;
 
 pub struct Session {
-    pub file: String,
-    pub events: Rc<dyn Events>,
-    pub capture: bool,
-    pub filter: Option<TestFilter>,
-    pub list_only: bool,
-    pub profiles: Profiles,
-    pub defaults: BootOptions,
-    pub source_map: Option<SourceMap>,
-    pub record: bool,
-    pub fixtures: Option<FixtureUse>,
-    pub snapshot_dir: Option<PathBuf>,
-    pub control: Option<Arc<FileControl>>,
+    /// How the file runs, as the runner asked.
+    pub config: SessionConfig,
     pub report: RefCell<FileReport>,
     pub vms: RefCell<Vec<Rc<RefCell<VmSlot>>>>,
     /// The output of the running test; `None` outside tests.
@@ -80,18 +70,7 @@ impl Session {
                 path: c.file.clone(),
                 ..Default::default()
             }),
-            file: c.file,
-            events: c.events,
-            capture: c.capture,
-            filter: c.filter,
-            list_only: c.list_only,
-            profiles: c.profiles,
-            defaults: c.defaults,
-            source_map: c.source_map,
-            record: c.record,
-            fixtures: c.fixtures,
-            snapshot_dir: c.snapshot_dir,
-            control: c.control,
+            config: c,
             vms: RefCell::new(Vec::new()),
             current: RefCell::new(None),
             booted_at: Default::default(),
@@ -110,11 +89,16 @@ impl Session {
         self.report.borrow_mut().console = Some(console.to_string());
     }
 
-    pub fn record_vm(&self, info: VmInfo) {
+    /// A VM of the file became ready: the report lists it, and the runner watches its console
+    /// (shown if the file times out).
+    pub fn record_vm(&self, vm: &Vm) {
         if self.booted_at.get().is_none() {
             self.booted_at.set(Some(std::time::Instant::now()));
         }
-        self.report.borrow_mut().vms.push(info);
+        if let Some(control) = &self.config.control {
+            control.watch(vm);
+        }
+        self.report.borrow_mut().vms.push(vm.info().clone());
     }
 
     /// Test names are unique within a file (GitLab keeps only the first of equal names).
@@ -130,7 +114,7 @@ impl Session {
     }
 
     pub fn map_location(&self, loc: crate::run::model::Location) -> crate::run::model::Location {
-        match &self.source_map {
+        match &self.config.source_map {
             Some(m) => m.map(loc),
             None => loc,
         }
@@ -140,21 +124,21 @@ impl Session {
         if let (
             Some(m),
             crate::run::model::Status::Failed(p) | crate::run::model::Status::Errored(p),
-        ) = (&self.source_map, status)
+        ) = (&self.config.source_map, status)
         {
             m.map_problem(p);
         }
     }
 
     pub fn selected(&self, name: &str) -> bool {
-        self.filter.as_ref().is_none_or(|f| f(name))
+        self.config.filter.as_ref().is_none_or(|f| f(name))
     }
 
     /// Printed text goes to the running test's capture, the file's, or (`--no-capture`) the
     /// terminal.
     pub fn print(&self, text: &str) {
-        if !self.capture {
-            self.events.output(&self.file, text);
+        if !self.config.capture {
+            self.config.events.output(&self.config.file, text);
         }
         match self.current.borrow_mut().as_mut() {
             Some(buf) => buf.push_str(text),

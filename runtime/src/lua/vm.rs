@@ -154,7 +154,7 @@ where
     T: Target + ?Sized,
 {
     let label = target.label();
-    if Session::get(lua).list_only {
+    if Session::get(lua).config.list_only {
         return Ok(R::dry());
     }
     let mut slot = target.slot().borrow_mut();
@@ -187,27 +187,34 @@ where
             ))
         }
         Err(e) => {
-            let console = e.console_tail().map(str::to_string);
             if e.is_fatal() {
                 slot.gone = Some(format!("it was lost earlier ({e})"));
-                if let Some(c) = &console {
-                    Session::get(lua).record_console(c);
-                }
             }
-            Err(errors::error_with(
-                lua,
-                format!("{label}:{method}: {e}"),
-                console
-                    .map(|c| format!("console tail:\n{c}"))
-                    .unwrap_or_default(),
-            ))
+            Err(vm_error(lua, &format!("{label}:{method}"), &e))
         }
     }
+}
+
+/// A VM error as a Lua error, with the console tail; a VM that is gone leaves its console in
+/// the file's report too.
+pub fn vm_error(lua: &Lua, what: &str, e: &VmError) -> mlua::Error {
+    let console = e.console_tail().map(str::to_string);
+    if let (true, Some(c)) = (e.is_fatal(), &console) {
+        Session::get(lua).record_console(c);
+    }
+    errors::error_with(
+        lua,
+        format!("{what}: {e}"),
+        console
+            .map(|c| format!("console tail:\n{c}"))
+            .unwrap_or_default(),
+    )
 }
 
 /// The file's timeout, if the runner cancelled the file for exceeding it.
 fn timed_out(lua: &Lua) -> Option<Duration> {
     Session::get(lua)
+        .config
         .control
         .as_ref()
         .filter(|c| c.is_cancelled())
@@ -248,7 +255,7 @@ fn run_call<T: Target + ?Sized>(
     method: &str,
     call: SyscallCall,
 ) -> mlua::Result<SyscallOutcome> {
-    if Session::get(lua).list_only {
+    if Session::get(lua).config.list_only {
         return Ok(dry_outcome(&call));
     }
     with_vm(lua, target, method, |vm, w| vm.syscall_in(w, call))
@@ -265,6 +272,28 @@ fn dry_outcome(call: &SyscallCall) -> SyscallOutcome {
             .map(|b| b.output.then(|| vec![0; b.len as usize]))
             .collect(),
     }
+}
+
+/// Runs a call that must return, and answers what the buffer methods return: the return value,
+/// the argument buffers in argument order, then the sub-buffers at `outputs` (pointer specs).
+fn call_with_buffers<T: Target + ?Sized>(
+    lua: &Lua,
+    target: &T,
+    method: &str,
+    call: SyscallCall,
+    outputs: &[usize],
+) -> mlua::Result<MultiValue> {
+    let nr = call.nr;
+    let c = call.clone();
+    let (ret, buffers) = expect_returned(lua, method, nr, run_call(lua, target, method, call)?)?;
+    let mut out = vec![Value::Integer(ret)];
+    out.extend(strings(lua, convert::arg_buffers(&c, &buffers))?);
+    let subs: Vec<Vec<u8>> = outputs
+        .iter()
+        .map(|&i| buffers.get(i).cloned().flatten().unwrap_or_default())
+        .collect();
+    out.extend(strings(lua, subs)?);
+    Ok(MultiValue::from_vec(out))
 }
 
 fn strings(lua: &Lua, bufs: Vec<Vec<u8>>) -> mlua::Result<MultiValue> {
@@ -297,17 +326,7 @@ fn add_target_methods<T: Target + UserData + 'static, M: UserDataMethods<T>>(met
         let bufs = lua.create_table()?;
         bufs.set(idx, args[2].clone())?;
         convert::add_indexed_buffers(lua, "syscall_buf", &mut call, &bufs)?;
-        let nr = call.nr;
-        let c = call.clone();
-        let (ret, buffers) = expect_returned(
-            lua,
-            "syscall_buf",
-            nr,
-            run_call(lua, this, "syscall_buf", call)?,
-        )?;
-        let mut out = vec![Value::Integer(ret)];
-        out.extend(strings(lua, convert::arg_buffers(&c, &buffers))?);
-        Ok(MultiValue::from_vec(out))
+        call_with_buffers(lua, this, "syscall_buf", call, &[])
     });
 
     methods.add_method("syscall_bufs", |lua, this, args: MultiValue| {
@@ -320,17 +339,7 @@ fn add_target_methods<T: Target + UserData + 'static, M: UserDataMethods<T>>(met
         };
         let mut call = plain_call(lua, "syscall_bufs", &args[0], &args[2..])?;
         convert::add_indexed_buffers(lua, "syscall_bufs", &mut call, &bufs)?;
-        let nr = call.nr;
-        let c = call.clone();
-        let (ret, buffers) = expect_returned(
-            lua,
-            "syscall_bufs",
-            nr,
-            run_call(lua, this, "syscall_bufs", call)?,
-        )?;
-        let mut out = vec![Value::Integer(ret)];
-        out.extend(strings(lua, convert::arg_buffers(&c, &buffers))?);
-        Ok(MultiValue::from_vec(out))
+        call_with_buffers(lua, this, "syscall_bufs", call, &[])
     });
 
     methods.add_method("syscall_ptr", |lua, this, args: MultiValue| {
@@ -346,22 +355,7 @@ fn add_target_methods<T: Target + UserData + 'static, M: UserDataMethods<T>>(met
         let mut call = plain_call(lua, "syscall_ptr", &args[0], &args[3..])?;
         convert::add_indexed_buffers(lua, "syscall_ptr", &mut call, &bufs)?;
         let outputs = convert::add_pointer_specs(lua, "syscall_ptr", &mut call, &ptrs)?;
-        let nr = call.nr;
-        let c = call.clone();
-        let (ret, buffers) = expect_returned(
-            lua,
-            "syscall_ptr",
-            nr,
-            run_call(lua, this, "syscall_ptr", call)?,
-        )?;
-        let mut out = vec![Value::Integer(ret)];
-        out.extend(strings(lua, convert::arg_buffers(&c, &buffers))?);
-        let subs: Vec<Vec<u8>> = outputs
-            .iter()
-            .map(|&i| buffers.get(i).cloned().flatten().unwrap_or_default())
-            .collect();
-        out.extend(strings(lua, subs)?);
-        Ok(MultiValue::from_vec(out))
+        call_with_buffers(lua, this, "syscall_ptr", call, &outputs)
     });
 
     methods.add_method(
@@ -376,7 +370,6 @@ fn add_target_methods<T: Target + UserData + 'static, M: UserDataMethods<T>>(met
                 &nr,
                 &[Value::Integer(fd), Value::Integer(cmd)],
             )?;
-            let has_buffer = matches!(data, Value::String(_));
             match &data {
                 Value::String(_) => {
                     let bufs = lua.create_table()?;
@@ -386,14 +379,8 @@ fn add_target_methods<T: Target + UserData + 'static, M: UserDataMethods<T>>(met
                 Value::Nil => {}
                 other => call.args[2] = int(lua, other, "ioctl: argument")?,
             }
-            let c = call.clone();
-            let (ret, buffers) =
-                expect_returned(lua, "ioctl", 16, run_call(lua, this, "ioctl", call)?)?;
-            let mut out = vec![Value::Integer(ret)];
-            if has_buffer {
-                out.extend(strings(lua, convert::arg_buffers(&c, &buffers))?);
-            }
-            Ok(MultiValue::from_vec(out))
+            // Without a buffer there are no argument buffers: only the return value comes back.
+            call_with_buffers(lua, this, "ioctl", call, &[])
         },
     );
 
@@ -415,21 +402,7 @@ fn add_target_methods<T: Target + UserData + 'static, M: UserDataMethods<T>>(met
                 Some(p) => convert::add_pointer_specs(lua, "ioctl_buf", &mut call, &p)?,
                 None => Vec::new(),
             };
-            let c = call.clone();
-            let (ret, buffers) = expect_returned(
-                lua,
-                "ioctl_buf",
-                16,
-                run_call(lua, this, "ioctl_buf", call)?,
-            )?;
-            let mut out = vec![Value::Integer(ret)];
-            out.extend(strings(lua, convert::arg_buffers(&c, &buffers))?);
-            let subs: Vec<Vec<u8>> = outputs
-                .iter()
-                .map(|&i| buffers.get(i).cloned().flatten().unwrap_or_default())
-                .collect();
-            out.extend(strings(lua, subs)?);
-            Ok(MultiValue::from_vec(out))
+            call_with_buffers(lua, this, "ioctl_buf", call, &outputs)
         },
     );
 
@@ -468,7 +441,7 @@ fn add_target_methods<T: Target + UserData + 'static, M: UserDataMethods<T>>(met
             )?);
         }
         let requests: Vec<SyscallCall> = built.iter().map(|(c, _)| c.clone()).collect();
-        let outcomes = if Session::get(lua).list_only {
+        let outcomes = if Session::get(lua).config.list_only {
             requests.iter().map(dry_outcome).collect()
         } else {
             with_vm(lua, this, "batch", |vm, w| vm.batch_in(w, requests))?
@@ -522,7 +495,7 @@ fn add_target_methods<T: Target + UserData + 'static, M: UserDataMethods<T>>(met
         let call = exec_call(lua, &cmd, opts.as_ref())?;
         let shown = call.argv.join(" ");
         let r = with_vm(lua, this, "json", |vm, w| vm.exec_in(w, call))?;
-        if Session::get(lua).list_only {
+        if Session::get(lua).config.list_only {
             return Ok(Value::Nil);
         }
         if r.termination != Some(Termination::Exited(0)) {
@@ -597,7 +570,7 @@ impl UserData for LuaVm {
                 apply_boot_options(lua, t, &mut options)?;
             }
             let session = Session::get(lua);
-            if session.list_only {
+            if session.config.list_only {
                 return Ok(());
             }
             if let Some(resumed) =
@@ -607,7 +580,7 @@ impl UserData for LuaVm {
                 slot.gone = None;
                 return Ok(());
             }
-            if let Some(dir) = &session.snapshot_dir {
+            if let Some(dir) = &session.config.snapshot_dir {
                 static NEXT: std::sync::atomic::AtomicUsize =
                     std::sync::atomic::AtomicUsize::new(0);
                 let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -615,32 +588,19 @@ impl UserData for LuaVm {
             }
             slot.pushed = slot.profile.files.values().cloned().collect();
             slot.pushed.extend(options.files.values().cloned());
-            session.events.boot_started(&slot.profile.name);
+            session.config.events.boot_started(&slot.profile.name);
             let result = Vm::boot(&slot.profile, &options);
-            session.events.boot_finished();
+            session.config.events.boot_finished();
             match result {
                 Ok(vm) => {
-                    if let Some(control) = &session.control {
-                        control.watch(&vm);
-                    }
-                    session.record_vm(vm.info().clone());
+                    session.record_vm(&vm);
                     slot.vm = Some(vm);
                     slot.gone = None;
                     Ok(())
                 }
                 Err(e) => {
-                    let console = e.console_tail().map(str::to_string);
-                    if let Some(c) = &console {
-                        session.record_console(c);
-                    }
                     slot.gone = Some(format!("its boot failed ({e})"));
-                    Err(errors::error_with(
-                        lua,
-                        format!("vm:boot: {e}"),
-                        console
-                            .map(|c| format!("console tail:\n{c}"))
-                            .unwrap_or_default(),
-                    ))
+                    Err(vm_error(lua, "vm:boot", &e))
                 }
             }
         });
@@ -718,7 +678,7 @@ impl UserData for LuaVm {
                         }
                     }
                 }
-                if Session::get(lua).list_only {
+                if Session::get(lua).config.list_only {
                     return Ok(MultiValue::new());
                 }
                 let deadline =
