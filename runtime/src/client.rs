@@ -43,6 +43,11 @@ impl AgentClient {
         let frame = encode_frame(&Envelope { id, body: request })
             .map_err(|e| ClientError::Encode(e.to_string()))?;
         self.conn.send(&frame, deadline)?;
+        self.answer(id, deadline)
+    }
+
+    /// Reads the next answer, which must carry `id`.
+    fn answer(&mut self, id: u64, deadline: Option<Instant>) -> Result<Response, ClientError> {
         let payload = self.conn.recv(deadline)?;
         let envelope: Envelope<Response> =
             decode(&payload).map_err(|e| ClientError::Garbage(e.to_string()))?;
@@ -73,20 +78,9 @@ impl AgentClient {
             );
         }
         self.conn.send(&frames, deadline)?;
-        let mut answers = Vec::with_capacity(requests.len());
-        for i in 0..requests.len() as u64 {
-            let payload = self.conn.recv(deadline)?;
-            let envelope: Envelope<Response> =
-                decode(&payload).map_err(|e| ClientError::Garbage(e.to_string()))?;
-            if envelope.id != first + i {
-                return Err(ClientError::WrongId {
-                    expected: first + i,
-                    got: envelope.id,
-                });
-            }
-            answers.push(envelope.body);
-        }
-        Ok(answers)
+        (first..self.next_id)
+            .map(|id| self.answer(id, deadline))
+            .collect()
     }
 
     /// Sends raw bytes as one frame (for robustness tests) and returns the agent's answer.

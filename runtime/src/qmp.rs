@@ -84,6 +84,7 @@ impl Qmp {
                         e.get("desc").and_then(Value::as_str).unwrap_or("error")
                     );
                 }
+                // Anything else is an asynchronous event.
             }
         }
         Ok(answers)
@@ -91,21 +92,10 @@ impl Qmp {
 
     /// Runs a command; its error is an error here.
     pub fn execute(&mut self, command: &str, arguments: Value) -> Result<Value> {
-        let msg = json!({ "execute": command, "arguments": arguments });
-        writeln!(self.writer, "{msg}")?;
-        loop {
-            let v = self.read()?;
-            if let Some(r) = v.get("return") {
-                return Ok(r.clone());
-            }
-            if let Some(e) = v.get("error") {
-                bail!(
-                    "QMP {command}: {}",
-                    e.get("desc").and_then(Value::as_str).unwrap_or("error")
-                );
-            }
-            // Anything else is an asynchronous event.
-        }
+        let mut answers = self.execute_pipelined(&[(command, arguments)])?;
+        answers
+            .pop()
+            .ok_or_else(|| anyhow::anyhow!("QMP {command}: no answer"))
     }
 
     /// Waits for `query-migrate` to report `completed` (or fail).
