@@ -2,13 +2,13 @@
 //! partitions, and its shard and merge commands, run for real against `specs/`, produce a merged
 //! report with every test of the suite exactly once.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
-fn root() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-}
+use common::root;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
 
 fn yaml_blocks() -> Vec<String> {
     let doc = std::fs::read_to_string(root().join("docs/ci.md")).unwrap();

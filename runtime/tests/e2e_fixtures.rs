@@ -2,28 +2,16 @@
 //! each resume is private, a resumed VM answers syscalls, commands and file operations, and an
 //! edited fixture script is rebuilt.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
 
-fn provium(dir: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_provium"));
-    c.current_dir(dir).env("NO_COLOR", "1");
-    c
-}
+use common::{provium_in as provium, show};
+
+use std::path::Path;
 
 fn write(dir: &Path, name: &str, text: &str) {
     let path = dir.join(name);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, text).unwrap();
-}
-
-fn show(out: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// Removes the project's fixture builds however the test ends.

@@ -2,28 +2,12 @@
 //! cover every file once and merge back into the whole, a file that hangs is killed at its
 //! timeout while the others complete, and `--rerun-failed` runs only what failed.
 
+mod common;
+
+use common::{provium_in as provium, root, show};
+
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn provium(dir: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_provium"));
-    c.current_dir(dir).env("NO_COLOR", "1");
-    c
-}
-
-fn root() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-}
-
-fn show(out: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+use std::path::Path;
 
 /// A JUnit report without what legitimately differs between runs: times, timestamps and the
 /// boot (or resume) time property.

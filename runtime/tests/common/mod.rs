@@ -109,3 +109,25 @@ pub fn returned(outcome: SyscallOutcome) -> (i64, Vec<Option<Vec<u8>>>) {
         other => panic!("expected the call to return, got {other:?}"),
     }
 }
+
+/// The repository's root (where `specs/` and `docs/` are).
+pub fn root() -> std::path::PathBuf {
+    std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+/// This build's `provium`, run in `dir`, without colours.
+pub fn provium_in(dir: &std::path::Path) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_provium"));
+    c.current_dir(dir).env("NO_COLOR", "1");
+    c
+}
+
+/// A command's exit code and output, for assertion messages.
+pub fn show(out: &std::process::Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
