@@ -342,12 +342,6 @@ impl Fixtures {
             .to_string()
     }
 
-    /// Resumes a fixture, building it first if needed.
-    pub fn resume(&self, name: &str) -> Result<Vm, VmError> {
-        let def = self.find(name)?;
-        self.resume_def(&def)
-    }
-
     pub fn resume_def(&self, def: &Definition) -> Result<Vm, VmError> {
         let meta = self.ensure(def)?;
         Vm::resume(&meta.snapshot)
@@ -372,9 +366,7 @@ impl Fixtures {
                     transport,
                     ..opts.clone()
                 };
-                let mut files: Vec<PathBuf> = p.files.values().cloned().collect();
-                files.extend(o.files.values().cloned());
-                Ok((Vm::boot(&p, &o)?, files))
+                Ok((Vm::boot(&p, &o)?, o.host_files(&p)))
             }
             Source::Table(t) => {
                 let p = self.profiles.get(&t.profile)?;
@@ -407,9 +399,7 @@ impl Fixtures {
                         .into());
                     }
                 }
-                let mut files: Vec<PathBuf> = p.files.values().cloned().collect();
-                files.extend(t.files.values().cloned());
-                Ok((vm, files))
+                Ok((vm, o.host_files(&p)))
             }
             Source::Script { path, text } => {
                 crate::lua::fixture::run_script(self, path, text, snapshot_dir)

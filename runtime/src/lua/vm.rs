@@ -586,8 +586,7 @@ impl UserData for LuaVm {
                 let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 options.snapshot_memory = Some(dir.join(format!("ram-{n}")));
             }
-            slot.pushed = slot.profile.files.values().cloned().collect();
-            slot.pushed.extend(options.files.values().cloned());
+            slot.pushed = options.host_files(&slot.profile);
             session.config.events.boot_started(&slot.profile.name);
             let result = Vm::boot(&slot.profile, &options);
             session.config.events.boot_finished();

@@ -286,12 +286,10 @@ pub fn run(files: Vec<TestFile>, config: &RunConfig, reporter: &mut dyn Reporter
 
     let mut order = Ordered::new(n);
     let mut summary = Summary::default();
-    let mut done = vec![false; n];
     let mut controls: Vec<Option<Arc<FileControl>>> = vec![None; n];
     let mut overdue: BTreeMap<usize, Overdue> = BTreeMap::new();
     let mut seen: Vec<Vec<TestReport>> = vec![Vec::new(); n];
-    let mut finished_count = 0;
-    while finished_count < n {
+    while order.finished_count() < n {
         let event = match rx.recv_timeout(Duration::from_millis(100)) {
             Ok(e) => Some(e),
             Err(mpsc::RecvTimeoutError::Timeout) => None,
@@ -300,7 +298,7 @@ pub fn run(files: Vec<TestFile>, config: &RunConfig, reporter: &mut dyn Reporter
         let mut ready = Vec::new();
         if let Some(mut event) = event {
             let index = event.index();
-            if done[index] {
+            if order.is_finished(index) {
                 // The late words of a file whose report was already written.
                 continue;
             }
@@ -354,8 +352,8 @@ pub fn run(files: Vec<TestFile>, config: &RunConfig, reporter: &mut dyn Reporter
         for event in ready {
             let index = event.index();
             if let Event::FileDone(_, report) = &event {
-                done[index] = true;
-                finished_count += 1;
+                // Workers stop themselves on a failure; a report written without its worker
+                // (an abandoned file) stops the run here.
                 if config.fail_fast && report.is_bad() {
                     pool.stop.store(true, std::sync::atomic::Ordering::SeqCst);
                 }
@@ -365,10 +363,9 @@ pub fn run(files: Vec<TestFile>, config: &RunConfig, reporter: &mut dyn Reporter
         while let Some(ev) = order.pop_ready() {
             deliver(ev, &pool.files, reporter, &mut summary);
         }
-        if pool.stop.load(std::sync::atomic::Ordering::SeqCst)
-            && controls.iter().all(Option::is_none)
-            && finished_count + pool_unstarted(&pool, n) >= n
-        {
+        // After --fail-fast, the run ends when every file a worker took has its report.
+        let taken = pool.next.load(std::sync::atomic::Ordering::SeqCst).min(n);
+        if pool.stop.load(std::sync::atomic::Ordering::SeqCst) && order.finished_count() >= taken {
             break;
         }
     }
@@ -378,15 +375,10 @@ pub fn run(files: Vec<TestFile>, config: &RunConfig, reporter: &mut dyn Reporter
             let _ = h.join();
         }
     }
-    summary.not_run = done.iter().filter(|d| !**d).count();
+    summary.not_run = n - order.finished_count();
     summary.duration = started.elapsed();
     reporter.run_finished(&summary);
     summary
-}
-
-/// Files no worker has taken.
-fn pool_unstarted(pool: &Pool, n: usize) -> usize {
-    n.saturating_sub(pool.next.load(std::sync::atomic::Ordering::SeqCst).min(n))
 }
 
 fn mark_timed_out(report: &mut FileReport, o: &Overdue) {
@@ -429,6 +421,7 @@ struct Ordered {
     front: usize,
     queues: BTreeMap<usize, Vec<Event>>,
     finished: Vec<bool>,
+    finished_count: usize,
     ready: std::collections::VecDeque<Event>,
 }
 
@@ -438,6 +431,7 @@ impl Ordered {
             front: 0,
             queues: BTreeMap::new(),
             finished: vec![false; n],
+            finished_count: 0,
             ready: Default::default(),
         }
     }
@@ -449,8 +443,9 @@ impl Ordered {
         } else {
             self.queues.entry(index).or_default().push(ev);
         }
-        if last {
+        if last && !self.finished[index] {
             self.finished[index] = true;
+            self.finished_count += 1;
         }
         // Advance past finished files, releasing the next file's backlog.
         while self.front < self.finished.len() && self.finished[self.front] {
@@ -463,5 +458,14 @@ impl Ordered {
 
     fn pop_ready(&mut self) -> Option<Event> {
         self.ready.pop_front()
+    }
+
+    /// Whether the file's report has been pushed (its later events are stale).
+    fn is_finished(&self, index: usize) -> bool {
+        self.finished[index]
+    }
+
+    fn finished_count(&self) -> usize {
+        self.finished_count
     }
 }

@@ -36,6 +36,18 @@ pub struct BootOptions {
     pub snapshot_memory: Option<PathBuf>,
 }
 
+impl BootOptions {
+    /// The host files a boot puts into the guest: the profile's, then these options'.
+    pub fn host_files(&self, profile: &Profile) -> Vec<PathBuf> {
+        profile
+            .files
+            .values()
+            .chain(self.files.values())
+            .cloned()
+            .collect()
+    }
+}
+
 /// How the kernel is loaded, as decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
