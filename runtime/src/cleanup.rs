@@ -27,11 +27,7 @@ fn registry() -> &'static Mutex<Registry> {
 }
 
 fn with_registry<T>(f: impl FnOnce(&mut Registry) -> T) -> T {
-    let mut guard = match registry().lock() {
-        Ok(g) => g,
-        Err(poisoned) => poisoned.into_inner(),
-    };
-    f(&mut guard)
+    f(&mut crate::sync::lock(registry()))
 }
 
 /// Kills every registered process and removes every registered directory.

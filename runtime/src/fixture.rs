@@ -450,18 +450,12 @@ impl Fixtures {
         let cache = self.cache_for(def);
         // The caller holds this fixture's lock: any half-built directory of it belongs to a
         // run that was killed.
-        let prefix = format!(".{}-", dir_name(&def.name));
-        if let Ok(entries) = std::fs::read_dir(&cache) {
-            for e in entries.flatten() {
-                let n = e.file_name().to_string_lossy().to_string();
-                if n.starts_with(&prefix) && n.contains(".building-") {
-                    let _ = std::fs::remove_dir_all(e.path());
-                }
-            }
-        }
-        let pending = crate::cleanup::PendingDir::create(
-            &cache.join(format!("{prefix}{key}.building-{}", std::process::id())),
-        )
+        remove_half_built(&cache, Some(&def.name));
+        let pending = crate::cleanup::PendingDir::create(&cache.join(format!(
+            ".{}-{key}.building-{}",
+            dir_name(&def.name),
+            std::process::id()
+        )))
         .map_err(anyhow::Error::from)?;
         let building = pending.path().to_path_buf();
         let built = self
@@ -572,6 +566,27 @@ fn combine(parts: &[&str]) -> String {
         h.update(p.as_bytes());
     }
     h.finalize().to_hex()[..24].to_string()
+}
+
+/// Removes the half-built directories (`.NAME-KEY.building-PID`) of fixture `name`, or of all
+/// fixtures, in `cache`; returns how many. Only safe where no build can be running: under the
+/// fixture's lock, or when the user asks (`provium fixture clean`).
+pub fn remove_half_built(cache: &Path, name: Option<&str>) -> usize {
+    let prefix = match name {
+        Some(n) => format!(".{}-", dir_name(n)),
+        None => ".".to_string(),
+    };
+    let Ok(entries) = std::fs::read_dir(cache) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().to_string();
+            n.starts_with(&prefix) && n.contains(".building-")
+        })
+        .filter(|e| std::fs::remove_dir_all(e.path()).is_ok())
+        .count()
 }
 
 fn dir_name(name: &str) -> String {

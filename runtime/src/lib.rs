@@ -22,6 +22,7 @@ pub mod report;
 pub mod run;
 pub mod specs;
 pub mod suggest;
+pub mod sync;
 pub mod transport;
 pub mod tsc;
 pub mod vm;

@@ -131,7 +131,7 @@ pub fn run(args: Args) -> Result<u8> {
                 removed += 1;
             }
             if names.is_empty() && !stale {
-                removed += fixtures_leftovers(&fixtures.cache())?;
+                removed += crate::fixture::remove_half_built(&fixtures.cache(), None);
                 remove_if_idle(&fixtures.cache());
             }
             writeln!(
@@ -176,20 +176,4 @@ fn remove_if_idle(dir: &std::path::Path) {
         let _ = std::fs::remove_file(&p);
     }
     let _ = std::fs::remove_dir(dir);
-}
-
-/// Half-built fixtures and lock files left by killed runs.
-fn fixtures_leftovers(dir: &std::path::Path) -> Result<usize> {
-    let mut n = 0;
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Ok(0);
-    };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().to_string();
-        if name.starts_with('.') && name.contains(".building-") {
-            std::fs::remove_dir_all(e.path())?;
-            n += 1;
-        }
-    }
-    Ok(n)
 }

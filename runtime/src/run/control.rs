@@ -1,6 +1,7 @@
 //! What the runner can do to a running file from outside its thread: know its VMs' consoles,
 //! know which test runs, change its deadline (`provium.timeout`), and cancel it.
 
+use crate::sync::lock;
 use crate::vm::Vm;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,13 +22,6 @@ pub struct FileControl {
     abandoned: AtomicBool,
     consoles: Mutex<Vec<PathBuf>>,
     current: Mutex<Option<String>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
 }
 
 impl FileControl {

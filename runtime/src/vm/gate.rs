@@ -34,10 +34,7 @@ fn gate() -> &'static Gate {
 }
 
 fn lock() -> std::sync::MutexGuard<'static, State> {
-    match gate().state.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
+    crate::sync::lock(&gate().state)
 }
 
 /// Sets the budget VMs are admitted within; `None` admits everything (the library default).
@@ -70,10 +67,10 @@ pub fn admit(memory_mib: u32, cpus: u32) -> Ticket {
         if fits || idle || holds {
             break;
         }
-        s = match gate().freed.wait(s) {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        s = gate()
+            .freed
+            .wait(s)
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
     }
     s.used_mib += mib;
     s.used_cpus += cpus;
