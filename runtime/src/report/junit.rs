@@ -173,11 +173,7 @@ pub fn write_report(report: &Report, path: &std::path::Path) -> anyhow::Result<(
 
 /// Writes the report to `path` (atomically, so a reader never sees half a file).
 pub fn write(summary: &Summary, path: &std::path::Path) -> anyhow::Result<()> {
-    let xml = report(summary)
-        .to_string()
-        .map_err(|e| anyhow::anyhow!("serializing JUnit XML: {e}"))?;
-    crate::paths::write_atomically(path, xml.as_bytes())
-        .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))
+    write_report(&report(summary), path)
 }
 
 #[cfg(test)]

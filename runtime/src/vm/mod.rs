@@ -174,32 +174,14 @@ impl Vm {
             incoming: None,
         };
         let qemu_log = dir.join("qemu.log");
-        let stderr = std::fs::File::create(&qemu_log)
-            .map_err(|e| anyhow::anyhow!("creating {}: {e}", qemu_log.display()))?;
-        let mut cmd = Command::new(&plan.qemu);
-        cmd.args(launch.args())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr);
-        tracing::debug!(args = ?launch.args(), "starting QEMU");
         let started = Instant::now();
-        let mut qemu = Supervised::spawn(cmd, "qemu")
-            .map_err(|e| anyhow::anyhow!("starting {}: {e}", plan.qemu.display()))?;
+        let mut qemu = spawn_qemu(&launch, &qemu_log, |_| {})?;
         let deadline = started + plan.timeout;
 
         let boot_failure = |qemu: &mut Supervised, reason: String| {
-            qemu.kill();
-            VmError::Boot {
-                reason: with_qemu_log(reason, &qemu_log),
-                console: console::tail(&console_log, CONSOLE_TAIL_LINES),
-            }
+            failed_start(qemu, reason, &qemu_log, &console_log)
         };
-        let alive = |q: &mut Supervised| -> anyhow::Result<()> {
-            match q.try_wait() {
-                Some(status) => anyhow::bail!("QEMU exited during boot ({status})"),
-                None => Ok(()),
-            }
-        };
+        let alive = |q: &mut Supervised| exited(q, "during boot");
         let conn = {
             let q = &mut qemu;
             match transport.accept(deadline, &mut || alive(q)) {
@@ -344,41 +326,38 @@ impl Vm {
         });
         launch.incoming = Some("defer".into());
         let qemu_log = dir.join("qemu.log");
-        let stderr = std::fs::File::create(&qemu_log)
-            .map_err(|e| anyhow::anyhow!("creating {}: {e}", qemu_log.display()))?;
         // QEMU reads the device state from an inherited descriptor (`fd:`), which spares the
         // shell and `cat` that `exec:` costs.
         let state = std::fs::File::open(&snapshot.state).map_err(|e| {
             anyhow::anyhow!("opening the snapshot {}: {e}", snapshot.state.display())
         })?;
         let state_fd = std::os::fd::AsRawFd::as_raw_fd(&state);
-        let mut cmd = Command::new(&launch.qemu);
-        cmd.args(launch.args())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr);
-        // SAFETY: fcntl on a descriptor that stays open until QEMU has started.
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
-                if libc::fcntl(state_fd, libc::F_SETFD, 0) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
         let started = Instant::now();
-        let spawned = Supervised::spawn(cmd, "qemu");
+        let spawned = spawn_qemu(&launch, &qemu_log, |cmd| {
+            // SAFETY: fcntl on a descriptor that stays open until QEMU has started.
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(cmd, move || {
+                    if libc::fcntl(state_fd, libc::F_SETFD, 0) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        });
         drop(state);
-        let mut qemu =
-            spawned.map_err(|e| anyhow::anyhow!("starting {}: {e}", launch.qemu.display()))?;
-        tracing::debug!(ms = started.elapsed().as_secs_f64() * 1e3, args = ?launch.args(), "resume: QEMU spawned");
+        let mut qemu = spawned?;
+        tracing::debug!(
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "resume: QEMU spawned"
+        );
         let deadline = started + Duration::from_secs(60);
         let failure = |qemu: &mut Supervised, reason: String| {
-            qemu.kill();
-            VmError::Boot {
-                reason: with_qemu_log(format!("resuming the snapshot: {reason}"), &qemu_log),
-                console: console::tail(&console_log, CONSOLE_TAIL_LINES),
-            }
+            failed_start(
+                qemu,
+                format!("resuming the snapshot: {reason}"),
+                &qemu_log,
+                &console_log,
+            )
         };
         let incoming = (|| -> anyhow::Result<()> {
             let qmp_path = launch.qmp_socket.clone().unwrap_or_default();
@@ -402,12 +381,7 @@ impl Vm {
             ms = started.elapsed().as_secs_f64() * 1e3,
             "resume: incoming started"
         );
-        let alive = |q: &mut Supervised| -> anyhow::Result<()> {
-            match q.try_wait() {
-                Some(status) => anyhow::bail!("QEMU exited while resuming ({status})"),
-                None => Ok(()),
-            }
-        };
+        let alive = |q: &mut Supervised| exited(q, "while resuming");
         let conn = {
             let q = &mut qemu;
             match transport.accept(deadline, &mut || alive(q)) {
@@ -877,6 +851,43 @@ fn clock_request() -> Request {
 
 fn unexpected(r: Response) -> VmError {
     VmError::Protocol(format!("{r:?}"))
+}
+
+/// Starts QEMU for `launch` with stdio closed and stderr in `qemu_log`; `configure` adjusts
+/// the command first (descriptors to inherit).
+fn spawn_qemu(
+    launch: &LaunchPlan,
+    qemu_log: &Path,
+    configure: impl FnOnce(&mut Command),
+) -> Result<Supervised, VmError> {
+    let stderr = std::fs::File::create(qemu_log)
+        .map_err(|e| anyhow::anyhow!("creating {}: {e}", qemu_log.display()))?;
+    let mut cmd = Command::new(&launch.qemu);
+    cmd.args(launch.args())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr);
+    configure(&mut cmd);
+    tracing::debug!(args = ?launch.args(), "starting QEMU");
+    Ok(Supervised::spawn(cmd, "qemu")
+        .map_err(|e| anyhow::anyhow!("starting {}: {e}", launch.qemu.display()))?)
+}
+
+/// An error if QEMU has exited (`when`: "during boot", "while resuming").
+fn exited(qemu: &mut Supervised, when: &str) -> anyhow::Result<()> {
+    match qemu.try_wait() {
+        Some(status) => anyhow::bail!("QEMU exited {when} ({status})"),
+        None => Ok(()),
+    }
+}
+
+/// A VM that did not start: QEMU is stopped, and the error carries what QEMU and the guest said.
+fn failed_start(qemu: &mut Supervised, reason: String, qemu_log: &Path, console: &Path) -> VmError {
+    qemu.kill();
+    VmError::Boot {
+        reason: with_qemu_log(reason, qemu_log),
+        console: console::tail(console, CONSOLE_TAIL_LINES),
+    }
 }
 
 fn with_qemu_log(reason: String, qemu_log: &Path) -> String {
