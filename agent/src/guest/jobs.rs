@@ -151,23 +151,19 @@ pub fn wait(job: u32, timeout: Duration) -> io::Result<ExecResult> {
         pause = (pause * 2).min(Duration::from_millis(10));
     };
     let termination = match status.as_deref().map(str::trim) {
-        None | Some("timeout") => None,
+        None => None,
+        // Killed at its own timeout: that is how the job ended.
+        Some("timeout") => Some(Termination::Signaled(libc::SIGKILL)),
         Some(s) => Some(parse_status(s)?),
     };
-    let timed_out = status.as_deref().map(str::trim) == Some("timeout");
     let (stdout, t1) = read_capped(&dir.join("stdout"))?;
     let (stderr, t2) = read_capped(&dir.join("stderr"))?;
-    let mut result = ExecResult {
+    Ok(ExecResult {
         termination,
         stdout,
         stderr,
         truncated: t1 || t2,
-    };
-    if timed_out {
-        // Killed at its own timeout: report it as killed by SIGKILL, as the job's end.
-        result.termination = Some(Termination::Signaled(libc::SIGKILL));
-    }
-    Ok(result)
+    })
 }
 
 fn parse_status(s: &str) -> io::Result<Termination> {
