@@ -341,7 +341,6 @@ fn table_spec(rows: usize, batched: bool) -> String {
 }
 
 fn run_spec_file(
-    profile: &Profile,
     dir: &std::path::Path,
     name: &str,
     text: &str,
@@ -353,22 +352,7 @@ fn run_spec_file(
         display: name.to_string(),
         kind: crate::run::discover::FileKind::Spec,
     };
-    let mut profiles = crate::profile::Profiles::builtin();
-    let _ = &mut profiles;
-    let config = crate::run::RunConfig {
-        filter: None,
-        capture: true,
-        list_only: false,
-        jobs: 1,
-        fail_fast: false,
-        profiles,
-        defaults: BootOptions::default(),
-        record: false,
-        compile: Some(crate::specs::compiler()),
-        fixtures: None,
-        timeout: crate::run::control::DEFAULT_FILE_TIMEOUT,
-    };
-    let _ = profile;
+    let config = crate::run::RunConfig::new(crate::profile::Profiles::builtin());
     let report = crate::run::run_file(&file, &config, std::rc::Rc::new(crate::lua::Silent), None);
     anyhow::ensure!(
         !report.is_bad(),
@@ -432,18 +416,8 @@ pub fn spec(profile: &Profile, cases: usize) -> Result<SpecBench> {
     anyhow::ensure!(c.model.cases.len() == compiled);
 
     let dir = tempfile::tempdir()?;
-    let batched = run_spec_file(
-        profile,
-        dir.path(),
-        "batched.yaml",
-        &table_spec(cases, true),
-    )?;
-    let single = run_spec_file(
-        profile,
-        dir.path(),
-        "single.yaml",
-        &table_spec(cases, false),
-    )?;
+    let batched = run_spec_file(dir.path(), "batched.yaml", &table_spec(cases, true))?;
+    let single = run_spec_file(dir.path(), "single.yaml", &table_spec(cases, false))?;
     let per = |r: &crate::run::model::FileReport| r.after_boot.unwrap_or_default() / cases as u32;
     Ok(SpecBench {
         compiled,
@@ -528,22 +502,12 @@ pub fn headers(record_syscalls: &[&str], jobs: usize) -> Result<HeadersBench> {
         });
     }
     let config = crate::run::RunConfig {
-        filter: None,
-        capture: true,
-        list_only: false,
         jobs,
-        fail_fast: false,
-        profiles: crate::profile::Profiles::builtin(),
-        defaults: BootOptions::default(),
         record: true,
-        compile: Some(crate::specs::compiler()),
-        fixtures: None,
-        timeout: crate::run::control::DEFAULT_FILE_TIMEOUT,
+        ..crate::run::RunConfig::new(crate::profile::Profiles::builtin())
     };
-    struct Quiet;
-    impl crate::run::Reporter for Quiet {}
     let started = Instant::now();
-    let summary = crate::run::run(files.clone(), &config, &mut Quiet);
+    let summary = crate::run::run(files.clone(), &config, &mut crate::run::Quiet);
     let record = started.elapsed();
     anyhow::ensure!(
         summary.reports.iter().all(|r| r.file_error.is_none()),
@@ -685,8 +649,6 @@ pub fn suite(dir: &std::path::Path, jobs: usize) -> Result<Vec<SuiteRun>> {
     let profiles = crate::profile::Profiles::discover(&cwd)?;
     let files = crate::run::discover::discover(&[dir.to_path_buf()])?;
     anyhow::ensure!(!files.is_empty(), "no specs under {}", dir.display());
-    struct Quiet;
-    impl crate::run::Reporter for Quiet {}
     let mut out = Vec::new();
     // The fixture is built before the timed runs: its one-off cost is not a per-run cost.
     let uses = crate::fixture::FixtureUse::discover(&cwd, profiles.clone(), true)?;
@@ -696,27 +658,19 @@ pub fn suite(dir: &std::path::Path, jobs: usize) -> Result<Vec<SuiteRun>> {
         (format!("-j{jobs}, fixtures resumed"), jobs, true),
     ] {
         let config = crate::run::RunConfig {
-            filter: None,
-            capture: true,
-            list_only: false,
             jobs,
-            fail_fast: false,
             fixtures: Some(crate::fixture::FixtureUse {
                 fixtures: uses.fixtures.clone(),
                 snapshots,
             }),
-            profiles: profiles.clone(),
-            defaults: BootOptions::default(),
-            record: false,
-            compile: Some(crate::specs::compiler()),
-            timeout: crate::run::control::DEFAULT_FILE_TIMEOUT,
+            ..crate::run::RunConfig::new(profiles.clone())
         };
         if snapshots && out.len() == 1 {
             // Warm-up: builds the profile's fixture.
-            crate::run::run(files[..1].to_vec(), &config, &mut Quiet);
+            crate::run::run(files[..1].to_vec(), &config, &mut crate::run::Quiet);
         }
         let started = Instant::now();
-        let summary = crate::run::run(files.clone(), &config, &mut Quiet);
+        let summary = crate::run::run(files.clone(), &config, &mut crate::run::Quiet);
         let wall = started.elapsed();
         anyhow::ensure!(
             summary.is_success(),

@@ -5,7 +5,7 @@ use super::style::{paint, BOLD, DIM, OK, WARN};
 use crate::fixture::FixtureUse;
 use crate::profile::Profiles;
 use crate::run::discover::{self, FileKind};
-use crate::run::{self, Reporter, RunConfig};
+use crate::run::{self, RunConfig};
 use crate::vm::BootOptions;
 use anyhow::{bail, Context, Result};
 use provium_compiler::gen::{self, GenOptions};
@@ -139,9 +139,6 @@ pub struct RecordArgs {
     accel: Option<String>,
 }
 
-struct Quiet;
-impl Reporter for Quiet {}
-
 pub fn record(args: RecordArgs) -> Result<u8> {
     let mut files = discover::discover(&args.paths)?;
     files.retain(|f| f.kind == FileKind::Spec);
@@ -155,20 +152,14 @@ pub fn record(args: RecordArgs) -> Result<u8> {
     let cwd = std::env::current_dir()?;
     let profiles = Profiles::discover(&cwd)?;
     let config = RunConfig {
-        filter: None,
-        capture: true,
-        list_only: false,
         jobs: args.jobs.max(1),
-        fail_fast: false,
         fixtures: Some(FixtureUse::discover(&cwd, profiles.clone(), true)?),
-        profiles,
         defaults,
         record: true,
-        compile: Some(crate::specs::compiler()),
-        timeout: crate::run::control::DEFAULT_FILE_TIMEOUT,
+        ..RunConfig::new(profiles)
     };
     let started = std::time::Instant::now();
-    let summary = run::run(files.clone(), &config, &mut Quiet);
+    let summary = run::run(files.clone(), &config, &mut run::Quiet);
     let mut out = anstream::stdout();
     let mut total_changed = 0;
     let mut problems = 0;

@@ -159,7 +159,7 @@ pub fn run(args: Args, verbose: bool) -> Result<u8> {
 }
 
 fn list(files: Vec<TestFile>, config: &RunConfig) -> Result<u8> {
-    let summary = run::run(files, config, &mut NoReport);
+    let summary = run::run(files, config, &mut run::Quiet);
     let mut out = std::io::stdout().lock();
     let mut unlisted = 0;
     for r in &summary.reports {
@@ -178,6 +178,3 @@ fn list(files: Vec<TestFile>, config: &RunConfig) -> Result<u8> {
         super::EXIT_FAILED
     })
 }
-
-struct NoReport;
-impl Reporter for NoReport {}

@@ -44,6 +44,30 @@ pub struct RunConfig {
     pub timeout: Duration,
 }
 
+impl RunConfig {
+    /// A run with `profiles` and the defaults: one file at a time, output captured, specs
+    /// compiled, no fixtures, the default file timeout.
+    pub fn new(profiles: Profiles) -> RunConfig {
+        RunConfig {
+            filter: None,
+            capture: true,
+            list_only: false,
+            jobs: 1,
+            fail_fast: false,
+            profiles,
+            defaults: BootOptions::default(),
+            record: false,
+            compile: Some(crate::specs::compiler()),
+            fixtures: None,
+            timeout: control::DEFAULT_FILE_TIMEOUT,
+        }
+    }
+}
+
+/// A reporter that says nothing, for callers that read the summary.
+pub struct Quiet;
+impl Reporter for Quiet {}
+
 /// What happens during a run, in an order that does not depend on scheduling.
 pub trait Reporter {
     fn run_started(&mut self, _files: &[TestFile]) {}
