@@ -434,9 +434,10 @@ impl Fixtures {
         tracing::info!(fixture = %def.name, "building the fixture");
         let meta = self.build(def, &key, &dir)?;
         drop(lock);
-        // Older builds of this fixture are never resumed again.
+        // Older builds of this fixture are never resumed again (`built` lists only this
+        // project's builds and the shared boot builds made with the same profiles).
         for (name, _, old, current) in self.built() {
-            if name == def.name && !current && old != dir && old.starts_with(self.cache()) {
+            if name == def.name && !current && old != dir {
                 let _ = std::fs::remove_dir_all(&old);
             }
         }
