@@ -17,7 +17,7 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 /// Bumped when the snapshot layout changes.
-const FORMAT: &str = "provium-fixture-1";
+const FORMAT: &str = "provium-fixture-2";
 
 /// `[fixture.NAME]` in `provium.toml`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -461,7 +461,13 @@ impl Fixtures {
         let building = pending.path().to_path_buf();
         let built = self
             .materialize(def, Some(&building))
-            .and_then(|(mut vm, files)| Ok((vm.snapshot(&building)?, files)));
+            .and_then(|(mut vm, files)| {
+                let snapshot = vm.snapshot(&building)?;
+                // Resumed VMs show this boot log before their own console output.
+                std::fs::copy(vm.console_log(), building.join("console.log"))
+                    .map_err(|e| anyhow::anyhow!("saving the fixture's boot console: {e}"))?;
+                Ok((snapshot, files))
+            });
         // On failure, dropping `pending` removes the half-built directory.
         let (snapshot, files) = built?;
         // A fixture script may have booted other VMs on the way; only the saved one's RAM stays.
@@ -487,6 +493,8 @@ impl Fixtures {
             .unwrap_or_else(|| "ram".into());
         snapshot.ram = dir.join(&ram_name);
         snapshot.state = dir.join("state");
+        snapshot.boot_console = Some(dir.join("console.log"));
+        snapshot.info.fixture = Some(def.name.clone());
         if let Some(crate::qemu::SharedMemory::File { path, .. }) =
             &mut snapshot.launch.shared_memory
         {

@@ -96,8 +96,14 @@ impl LaunchPlan {
             "-display".into(),
             "none".into(),
             "-no-reboot".into(),
+            // Appended to, not truncated: a resumed VM's log starts with its fixture's boot log.
+            "-chardev".into(),
+            format!(
+                "file,id=console,append=on,path={}",
+                qemu_escape(&self.console_log.display().to_string())
+            ),
             "-serial".into(),
-            format!("file:{}", self.console_log.display()),
+            "chardev:console".into(),
             "-kernel".into(),
             self.kernel.display().to_string(),
             "-initrd".into(),
@@ -264,4 +270,9 @@ mod tests {
             .iter()
             .any(|a| a.starts_with("tsc_early_khz")));
     }
+}
+
+/// A value inside a QEMU option list: commas are doubled.
+pub fn qemu_escape(value: &str) -> String {
+    value.replace(',', ",,")
 }

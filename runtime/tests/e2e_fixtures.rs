@@ -29,6 +29,7 @@ vm:boot()
 vm:write_file("/srv/marker", "VERSION\n")
 local r = vm:exec("mkdir -p /srv/data && echo hello > /srv/data/greeting")
 assert(r.ok, r.stderr.value)
+assert(vm:exec("echo base-console-mark > /dev/console").ok)
 return vm
 "#;
 
@@ -55,6 +56,14 @@ test("answers syscalls", function()
 end)
 test("was resumed", function()
   assert_eq("base", vm.info.fixture)
+end)
+test("has the fixture's boot console, then its own", function()
+  vm:exec("echo after-resume-{me} > /dev/console")
+  local console = vm:console(1000)
+  local boot = console:find("base-console-mark", 1, true)
+  local resumed = console:find("resumed from the snapshot of `base`", 1, true)
+  local own = console:find("after-resume-{me}", 1, true)
+  assert(boot and resumed and own and boot < resumed and resumed < own, console)
 end)
 "#
     )
@@ -97,7 +106,7 @@ cases:
         .unwrap();
     assert!(out.status.success(), "{}", show(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("12 tests run: 12 passed"), "{}", show(&out));
+    assert!(stdout.contains("14 tests run: 14 passed"), "{}", show(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
         stderr.matches("building the fixture").count(),

@@ -124,6 +124,10 @@ pub struct Snapshot {
     pub info: VmInfo,
     pub ram: PathBuf,
     pub state: PathBuf,
+    /// The console log of the boot the snapshot was taken from: a resumed VM's log starts
+    /// with it, so that its console evidence is the same as a booted VM's.
+    #[serde(default)]
+    pub boot_console: Option<PathBuf>,
 }
 
 impl Vm {
@@ -301,6 +305,7 @@ impl Vm {
             info: self.info.clone(),
             ram,
             state,
+            boot_console: None,
         })
     }
 
@@ -325,6 +330,7 @@ impl Vm {
             share: false,
         });
         launch.incoming = Some("defer".into());
+        seed_console(&console_log, snapshot)?;
         let qemu_log = dir.join("qemu.log");
         // QEMU reads the device state from an inherited descriptor (`fd:`), which spares the
         // shell and `cat` that `exec:` costs.
@@ -834,6 +840,28 @@ impl Drop for Vm {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Starts a resumed VM's console log with the boot log of its snapshot and a line that marks
+/// the resume; QEMU appends what the guest prints from then on.
+fn seed_console(console_log: &Path, snapshot: &Snapshot) -> Result<(), VmError> {
+    let mut text = match &snapshot.boot_console {
+        Some(p) => std::fs::read(p).unwrap_or_default(),
+        None => Vec::new(),
+    };
+    if !text.is_empty() && !text.ends_with(b"\n") {
+        text.push(b'\n');
+    }
+    let name = snapshot
+        .info
+        .fixture
+        .as_deref()
+        .unwrap_or(&snapshot.info.profile);
+    text.extend_from_slice(
+        format!("--- provium: resumed from the snapshot of `{name}` ---\n").as_bytes(),
+    );
+    std::fs::write(console_log, text)
+        .map_err(|e| VmError::Setup(anyhow::anyhow!("writing {}: {e}", console_log.display())))
 }
 
 /// The host's time and 32 fresh random bytes, for the guest.
