@@ -15,24 +15,26 @@ use serde::{Deserialize, Serialize};
 use std::io::{self, Read, Write};
 
 /// Bumped whenever a message changes shape. The host refuses an agent with another version.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The first four bytes of the hello payload, so that a host connected to something that is not
 /// a Provium agent (a console, a stale socket) fails with a clear message.
 pub const HELLO_MAGIC: [u8; 4] = *b"PRVM";
 
 /// The largest frame either side accepts: 64 MiB, enough for a 16 MiB buffer returned by a
-/// syscall plus its request, and small enough that garbage cannot exhaust host memory.
+/// syscall plus its request, and small enough that garbage cannot exhaust host memory. The host
+/// refuses to send a request whose frame, or whose answer's output buffers, would exceed it.
 pub const MAX_FRAME: usize = 64 << 20;
+
+/// The largest single buffer the agent allocates for a call. A buffer may be this large when
+/// little of it travels (an input buffer given only a size); what does travel fits in a frame.
+pub const MAX_BUFFER: usize = 256 << 20;
 
 /// The virtio-serial port name the agent looks for.
 pub const SERIAL_PORT_NAME: &str = "org.provium.agent";
 
 /// Default vsock port the agent connects to on the host (CID 2).
 pub const DEFAULT_VSOCK_PORT: u32 = 10_240;
-
-/// The file descriptor number the executor keeps its channel to PID 1 on; tests must not close it.
-pub const EXECUTOR_CHANNEL_FD: i32 = 1023;
 
 /// A guest address that is never mapped in the executor: below `vm.mmap_min_addr`, and not NULL,
 /// so that `EFAULT` paths are exercised rather than NULL checks.
@@ -218,6 +220,10 @@ pub enum SyscallOutcome {
     TimedOut,
     /// The request could not be carried out (bad buffer index, allocation failure, …).
     Rejected(String),
+    /// The call closed, replaced or changed one of the descriptors the agent keeps in the
+    /// executor (its link to the host, its channel to PID 1); the string says which and how.
+    /// The call's own effects on the kernel happened; the executor was replaced.
+    ExecutorBroken(String),
 }
 
 /// The result of an [`ExecCall`].

@@ -14,7 +14,8 @@ pub enum ClientError {
     WrongId { expected: u64, got: u64 },
     #[error("undecodable answer from the agent: {0}")]
     Garbage(String),
-    #[error("cannot encode the request: {0}")]
+    /// The request was not sent (it could not be encoded, or is over the frame limit).
+    #[error("cannot send the request: {0}")]
     Encode(String),
 }
 

@@ -214,6 +214,11 @@ pub fn find_qboot(qemu: &Path) -> Option<PathBuf> {
     candidates.into_iter().find(|p| p.is_file())
 }
 
+/// A value inside a QEMU option list: commas are doubled.
+pub fn qemu_escape(value: &str) -> String {
+    value.replace(',', ",,")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,9 +275,4 @@ mod tests {
             .iter()
             .any(|a| a.starts_with("tsc_early_khz")));
     }
-}
-
-/// A value inside a QEMU option list: commas are doubled.
-pub fn qemu_escape(value: &str) -> String {
-    value.replace(',', ",,")
 }

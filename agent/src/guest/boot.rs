@@ -7,6 +7,23 @@ use std::io;
 /// The host writes the modules to load, in dependency order, one path per line.
 const MODULE_LIST: &str = "/etc/provium/modules";
 
+/// Makes room at the top of the descriptor table for the agent's own descriptors: the hard
+/// limit becomes at least 4096 (the kernel's default for init), the soft limit stays 1024, where
+/// tests allocate from.
+pub fn raise_descriptor_limit() {
+    let mut l = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: valid rlimit pointers; PID 1 may raise its hard limit.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) == 0 && l.rlim_max < 4096 {
+            l.rlim_max = 4096;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &l);
+        }
+    }
+}
+
 pub fn mount_filesystems() {
     let nosuid_nodev = libc::MS_NOSUID | libc::MS_NODEV;
     let mounts: [(&str, &str, &str, libc::c_ulong); 7] = [

@@ -38,9 +38,13 @@ struct Header {
     timed_out_seq: AtomicU32,
     log_count: AtomicU32,
     log_len: AtomicU64,
+    /// Length of the reason at [`REASON_AT`] when the executor found its descriptors disturbed.
+    broken_len: AtomicU32,
 }
 
 const HEADER: usize = 4096;
+/// Where, inside the header page, the reason for [`Control::set_broken`] is written.
+const REASON_AT: usize = 1024;
 
 /// One mapping, created by PID 1 before it forks the front executor.
 pub struct Control {
@@ -92,6 +96,7 @@ impl Control {
 
     pub fn begin(&self, request: u64, busy: Busy) {
         let h = self.header();
+        h.broken_len.store(0, Ordering::Relaxed);
         h.log_count.store(0, Ordering::Relaxed);
         h.log_len.store(0, Ordering::Relaxed);
         h.busy.store(busy as u32, Ordering::Relaxed);
@@ -182,6 +187,32 @@ impl Control {
         }
     }
 
+    /// Says why the executor is about to end itself (its call disturbed the agent's
+    /// descriptors), for PID 1 to pass on.
+    pub fn set_broken(&self, reason: &str) {
+        let bytes = &reason.as_bytes()[..reason.len().min(HEADER - REASON_AT)];
+        // SAFETY: the range lies inside the header page, past the Header struct; only this
+        // process writes it, and PID 1 reads it after this process has ended.
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.base.add(REASON_AT), bytes.len())
+        };
+        self.header()
+            .broken_len
+            .store(bytes.len() as u32, Ordering::Release);
+    }
+
+    /// The reason given by [`Control::set_broken`], if any.
+    pub fn broken_reason(&self) -> Option<String> {
+        let len =
+            (self.header().broken_len.load(Ordering::Acquire) as usize).min(HEADER - REASON_AT);
+        if len == 0 {
+            return None;
+        }
+        // SAFETY: the executor wrote `len` bytes there before it ended.
+        let bytes = unsafe { std::slice::from_raw_parts(self.base.add(REASON_AT), len) };
+        Some(String::from_utf8_lossy(bytes).into_owned())
+    }
+
     pub fn mark_timed_out(&self, seq: u32) {
         self.header().timed_out_seq.store(seq, Ordering::Release);
     }
@@ -228,6 +259,12 @@ mod tests {
         assert_eq!(s.busy, Busy::Batch);
         assert!(s.deadline_ms > 0);
         assert_eq!(c.logged(), vec![a, b]);
+        assert_eq!(c.broken_reason(), None);
+        c.set_broken("the call closed descriptor 4094");
+        assert_eq!(
+            c.broken_reason().as_deref(),
+            Some("the call closed descriptor 4094")
+        );
         c.end();
         assert_eq!(c.state().request, 0);
     }

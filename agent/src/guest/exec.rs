@@ -3,7 +3,7 @@
 use super::sys;
 use provium_agent::protocol::{ExecCall, ExecResult};
 use std::io::{self, Read, Write};
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -32,10 +32,19 @@ pub fn command(call: &ExecCall) -> io::Result<Command> {
         c.args(&call.argv[1..]);
         c
     };
-    cmd.env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .envs(call.env.iter().map(|(k, v)| (k, v)));
-    if let Some(cwd) = &call.cwd {
-        cmd.current_dir(cwd);
+    // A command starts clean, whatever a test did to the executor (see `clean`): a known
+    // environment and working directory, PID 1's boot state for the rest.
+    cmd.env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("HOME", "/")
+        .envs(call.env.iter().map(|(k, v)| (k, v)))
+        .current_dir(call.cwd.as_deref().unwrap_or("/"));
+    // SAFETY: reset_process_state only makes async-signal-safe syscalls.
+    unsafe {
+        cmd.pre_exec(|| {
+            super::clean::reset_process_state();
+            Ok(())
+        });
     }
     Ok(cmd)
 }

@@ -1,15 +1,18 @@
 //! Executor processes: where raw syscalls, commands and file operations actually run.
 //!
-//! PID 1 forks one executor per worker. The executor moves its end of the channel to
-//! [`EXECUTOR_CHANNEL_FD`], drops to the worker's credentials and serves [`Operation`]s one at a
-//! time, answering each with a [`Response`]. If a syscall ends the process, PID 1 sees the
-//! channel close and reports the death.
+//! PID 1 forks one executor per worker. The executor moves its end of the channel (and, for the
+//! front, the link) to the top of its descriptor table (see [`guard`](super::guard)), drops to
+//! the worker's credentials and serves [`Operation`]s one at a time, answering each with a
+//! [`Response`]. If a syscall ends the process, PID 1 sees the channel close and reports the
+//! death; if it disturbs the agent's descriptors, the executor ends itself and PID 1 says how.
 
+use super::clean;
 use super::control::Control;
+use super::guard::{self, AgentFds, Guard};
+use super::reply::{bad_request, os_error};
 use super::{creds, exec, front, jobs, raw, sys};
 use provium_agent::protocol::{
-    read_message, write_message, AgentError, Credentials, ErrorKind, FrameError, Operation,
-    Response, SyscallOutcome, EXECUTOR_CHANNEL_FD,
+    read_message, write_message, Credentials, FrameError, Operation, Response, SyscallOutcome,
 };
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -20,10 +23,6 @@ pub struct Executor {
     pub pid: libc::pid_t,
     pub chan: File,
 }
-
-/// File descriptors the front executor serves the host on.
-pub const LINK_READ_FD: RawFd = 1020;
-pub const LINK_WRITE_FD: RawFd = 1021;
 
 /// What the forked process becomes.
 pub enum Role<'a> {
@@ -41,6 +40,7 @@ pub enum Role<'a> {
 /// the worker's credentials, reports success or failure over the channel, then serves.
 pub fn spawn(role: Role<'_>) -> io::Result<Executor> {
     let (parent_end, child_end) = sys::socketpair()?;
+    let fds = AgentFds::at_top();
     // SAFETY: PID 1 is single-threaded, so the child may allocate and run ordinary code.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
@@ -48,20 +48,26 @@ pub fn spawn(role: Role<'_>) -> io::Result<Executor> {
     }
     if pid == 0 {
         drop(parent_end);
-        let setup = prepare_child(child_end.into_raw_fd(), &role);
-        // SAFETY: the channel was moved to this fixed descriptor by prepare_child.
-        let mut chan = unsafe { File::from_raw_fd(EXECUTOR_CHANNEL_FD) };
+        let setup = prepare_child(child_end.into_raw_fd(), &role, fds);
+        // SAFETY: the channel was moved to this descriptor by prepare_child (or, if that
+        // failed early, the write below fails harmlessly).
+        let mut chan = unsafe { File::from_raw_fd(fds.channel) };
+        let kept: Vec<RawFd> = match role {
+            Role::Worker(_) => vec![fds.channel],
+            Role::Front { .. } => vec![fds.channel, fds.link_read, fds.link_write],
+        };
+        let setup = setup.and_then(|()| Guard::record(fds, &kept));
         let report = setup.as_ref().map_err(|e| e.to_string()).map(|_| ());
         let _ = write_message(&mut chan, &report);
-        if setup.is_err() {
+        let Ok(guard) = setup else {
             // SAFETY: leaving the forked child without running PID 1's destructors.
             unsafe { libc::_exit(127) };
-        }
+        };
         match role {
-            Role::Worker(_) => serve(chan),
+            Role::Worker(_) => serve(chan, &guard),
             Role::Front {
                 control, serial, ..
-            } => front::serve(chan, control, serial),
+            } => front::serve(chan, fds, &guard, control, serial),
         }
     }
     drop(child_end);
@@ -80,16 +86,22 @@ pub fn spawn(role: Role<'_>) -> io::Result<Executor> {
     }
 }
 
-fn prepare_child(chan_fd: RawFd, role: &Role<'_>) -> io::Result<()> {
-    let mut keep = vec![EXECUTOR_CHANNEL_FD];
+fn prepare_child(chan_fd: RawFd, role: &Role<'_>, fds: AgentFds) -> io::Result<()> {
+    let mut keep = vec![fds.channel];
     // SAFETY: descriptor juggling in a freshly forked child.
     unsafe {
-        move_fd(chan_fd, EXECUTOR_CHANNEL_FD)?;
-        if let Role::Front { link, .. } = role {
-            // The link's read and write ends may be one descriptor (a serial port).
-            sys::cvt(libc::dup2(link.0, LINK_READ_FD))?;
-            sys::cvt(libc::dup2(link.1, LINK_WRITE_FD))?;
-            keep.extend([LINK_READ_FD, LINK_WRITE_FD]);
+        guard::with_raised_limit(|| {
+            move_fd(chan_fd, fds.channel)?;
+            if let Role::Front { link, .. } = role {
+                // The link's read and write ends may be one descriptor (a serial port).
+                sys::cvt(libc::dup2(link.0, fds.link_read))?;
+                sys::cvt(libc::dup2(link.1, fds.link_write))?;
+                keep.extend([fds.link_read, fds.link_write]);
+            }
+            Ok(())
+        })?;
+        for &fd in &keep {
+            sys::cvt(libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC))?;
         }
         close_all_but(&keep);
         let null = sys::cvt(libc::open(c"/dev/null".as_ptr(), libc::O_RDWR))?;
@@ -170,38 +182,36 @@ unsafe fn close_range(first: u32, last: u32) {
     }
 }
 
-pub fn serve(mut chan: File) -> ! {
+pub fn serve(mut chan: File, guard: &Guard) -> ! {
     let me = std::process::id();
     loop {
         let response = match read_message::<_, Operation>(&mut chan) {
-            Ok(op) => run(op, me),
+            Ok(op) => {
+                let watched = matches!(&op, Operation::Syscall(c)
+                    if guard::may_touch_descriptors(c.nr));
+                let response = run(op, me);
+                if watched && guard.check().is_err() {
+                    // The answer could go anywhere now: PID 1 reports the call from the exit
+                    // status.
+                    // SAFETY: immediate exit of the child.
+                    unsafe { libc::_exit(guard::EXIT_BROKEN) }
+                }
+                response
+            }
             Err(FrameError::Io(_)) => {
                 // PID 1 closed the channel: this executor is no longer wanted.
                 // SAFETY: immediate exit of the child.
                 unsafe { libc::_exit(0) }
             }
-            Err(e) => Response::Error(AgentError {
-                kind: ErrorKind::BadRequest,
-                message: e.to_string(),
-            }),
+            Err(e) => bad_request(e.to_string()),
         };
         if let Err(e) = write_message(&mut chan, &response) {
             let _ = write_message(
                 &mut chan,
-                &Response::Error(AgentError {
-                    kind: ErrorKind::BadRequest,
-                    message: format!("cannot send the result: {e}"),
-                }),
+                &bad_request(format!("cannot send the result: {e}")),
             );
         }
     }
-}
-
-fn os_error(context: &str, e: &io::Error) -> Response {
-    Response::Error(AgentError {
-        kind: ErrorKind::Os(sys::errno_of(e)),
-        message: format!("{context}: {e}"),
-    })
 }
 
 pub fn run(op: Operation, me: u32) -> Response {
@@ -217,19 +227,25 @@ pub fn run(op: Operation, me: u32) -> Response {
             Ok(result) => Response::Exec(result),
             Err(e) => os_error(&format!("exec {:?}", call.argv.first()), &e),
         },
-        Operation::ReadFile { path, max_len } => match read_file(&path, max_len) {
-            Ok(data) => Response::File(data),
-            Err(e) => os_error(&format!("read {path}"), &e),
-        },
+        Operation::ReadFile { path, max_len } => {
+            let what = format!("read {path}");
+            clean::in_child(&what, || match read_file(&path, max_len) {
+                Ok(data) => Response::File(data),
+                Err(e) => os_error(&what, &e),
+            })
+        }
         Operation::WriteFile {
             path,
             data,
             mode,
             append,
-        } => match write_file(&path, &data, mode, append) {
-            Ok(()) => Response::Done,
-            Err(e) => os_error(&format!("write {path}"), &e),
-        },
+        } => {
+            let what = format!("write {path}");
+            clean::in_child(&what, || match write_file(&path, &data, mode, append) {
+                Ok(()) => Response::Done,
+                Err(e) => os_error(&what, &e),
+            })
+        }
         Operation::Background(call) => match jobs::start(&call) {
             Ok(job) => Response::Job(job),
             Err(e) => os_error(&format!("background {:?}", call.argv.first()), &e),

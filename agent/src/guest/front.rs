@@ -10,11 +10,13 @@
 //! kills it PID 1 can answer for it.
 
 use super::control::{Busy, Control};
-use super::executor::{self, LINK_READ_FD, LINK_WRITE_FD};
+use super::executor;
+use super::guard::{self, AgentFds, Guard};
 use super::raw;
+use super::reply::bad_request;
 use provium_agent::protocol::{
-    decode, read_frame, read_message, write_message, AgentError, Envelope, ErrorKind, FrameError,
-    Operation, Request, Response,
+    decode, read_frame, read_message, write_message, Envelope, FrameError, Operation, Request,
+    Response, SyscallCall,
 };
 use std::fs::File;
 use std::io::Write;
@@ -27,12 +29,12 @@ pub const EXIT_LINK_LOST: i32 = 90;
 /// Slack PID 1's watchdog gives a command beyond its own timeout.
 const EXEC_GRACE_MS: u32 = 5000;
 
-pub fn serve(mut chan: File, control: &Control, serial: bool) -> ! {
+pub fn serve(mut chan: File, fds: AgentFds, guard: &Guard, control: &Control, serial: bool) -> ! {
     // SAFETY: prepare_child put the link on these descriptors; nothing else owns them.
     let (mut reader, mut writer) = unsafe {
         (
-            File::from_raw_fd(LINK_READ_FD),
-            File::from_raw_fd(LINK_WRITE_FD),
+            File::from_raw_fd(fds.link_read),
+            File::from_raw_fd(fds.link_write),
         )
     };
     let me = std::process::id();
@@ -73,7 +75,7 @@ pub fn serve(mut chan: File, control: &Control, serial: bool) -> ! {
                 }
             }
             Request::Run { worker: 0, op } => {
-                let response = run(op, envelope.id, control, me);
+                let response = run(op, envelope.id, guard, control, me);
                 reply(&mut writer, envelope.id, response);
             }
             _ => hand_to_pid1(&mut chan, &payload),
@@ -93,12 +95,27 @@ fn hand_to_pid1(chan: &mut File, payload: &[u8]) {
     }
 }
 
-fn run(op: Operation, id: u64, control: &Control, me: u32) -> Response {
+/// Ends the front when `call` disturbed the agent's descriptors: the reason goes to PID 1,
+/// which answers for the request (the answer could not reach the host from here) and starts a
+/// fresh front.
+fn check_after(call: &SyscallCall, guard: &Guard, control: &Control) {
+    if !guard::may_touch_descriptors(call.nr) {
+        return;
+    }
+    if let Err(reason) = guard.check() {
+        control.set_broken(&reason);
+        // SAFETY: immediate exit of the child; PID 1 reads the reason from the control area.
+        unsafe { libc::_exit(guard::EXIT_BROKEN) }
+    }
+}
+
+fn run(op: Operation, id: u64, guard: &Guard, control: &Control, me: u32) -> Response {
     match op {
         Operation::Syscall(call) => {
             control.begin(id, Busy::Syscall);
             control.start_call(call.timeout_ms);
             let outcome = raw::perform(&call, me);
+            check_after(&call, guard, control);
             control.end();
             Response::Syscall(outcome)
         }
@@ -108,6 +125,7 @@ fn run(op: Operation, id: u64, control: &Control, me: u32) -> Response {
             for call in &calls {
                 control.start_call(call.timeout_ms);
                 let outcome = raw::perform(call, me);
+                check_after(call, guard, control);
                 control.end_call();
                 control.log(&outcome);
                 outcomes.push(outcome);
@@ -143,11 +161,4 @@ fn reply(writer: &mut File, id: u64, body: Response) {
             unsafe { libc::_exit(EXIT_LINK_LOST) }
         }
     }
-}
-
-fn bad_request(message: String) -> Response {
-    Response::Error(AgentError {
-        kind: ErrorKind::BadRequest,
-        message,
-    })
 }

@@ -1,14 +1,17 @@
 //! Everything that runs inside the guest.
 
 mod boot;
+mod clean;
 mod control;
 mod creds;
 mod exec;
 mod executor;
 mod front;
+mod guard;
 mod jobs;
 mod link;
 mod raw;
+mod reply;
 mod supervisor;
 mod sys;
 

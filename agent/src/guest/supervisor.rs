@@ -4,7 +4,8 @@
 
 use super::control::{self, Busy, Control};
 use super::executor::{self, Executor, Role};
-use super::{boot, front, link, sys};
+use super::reply::{bad_request, os_error};
+use super::{boot, clean, front, guard, link, sys};
 use provium_agent::protocol::{
     decode, read_frame, read_message, write_message, AgentError, Credentials, Envelope, ErrorKind,
     Hello, Operation, Request, Response, SyscallOutcome, Termination, WorkerId, HELLO_MAGIC,
@@ -38,6 +39,8 @@ enum Failure {
     Died(Termination),
     TimedOut,
     Unavailable(String),
+    /// The call disturbed the executor's descriptors (see `guard`).
+    Broken(String),
 }
 
 struct Supervisor {
@@ -50,6 +53,8 @@ struct Supervisor {
 
 pub fn run_as_init() -> ! {
     let mut timeline = vec![("init".to_string(), sys::monotonic_us())];
+    boot::raise_descriptor_limit();
+    clean::capture_defaults();
     boot::mount_filesystems();
     let settings = boot::kernel_settings();
     timeline.push(("mounted".into(), sys::monotonic_us()));
@@ -97,6 +102,7 @@ pub fn run_as_init() -> ! {
 
 /// Serves on stdin/stdout, for host-side tests of the agent without a VM.
 pub fn run_on_stdio() {
+    clean::capture_defaults();
     // SAFETY: stdin and stdout are open for the life of the process; File takes them over.
     let (reader, writer) = unsafe { (File::from_raw_fd(0), File::from_raw_fd(1)) };
     let mut sup = Supervisor::new(
@@ -147,6 +153,11 @@ impl Supervisor {
     }
 
     fn start_front(&mut self) -> io::Result<()> {
+        // The link is one open file shared with the front: a test that made it non-blocking
+        // there made it so here too.
+        for fd in [self.link.reader.as_raw_fd(), self.link.writer.as_raw_fd()] {
+            sys::set_blocking(fd);
+        }
         let control = Control::new()?;
         let serial = matches!(self.link.kind, Some(link::Kind::VirtioSerial));
         let exe = executor::spawn(Role::Front {
@@ -236,28 +247,28 @@ impl Supervisor {
         let state = front.control.state();
         if state.request != 0 {
             let timed_out = state.timed_out_seq != 0 && state.timed_out_seq == state.call_seq;
+            let failure = if timed_out {
+                Failure::TimedOut
+            } else if status == Termination::Exited(guard::EXIT_BROKEN) {
+                Failure::Broken(
+                    front
+                        .control
+                        .broken_reason()
+                        .unwrap_or_else(|| "the call disturbed the executor's descriptors".into()),
+                )
+            } else {
+                Failure::Died(status)
+            };
             let response = match state.busy {
-                Busy::Syscall => Response::Syscall(if timed_out {
-                    SyscallOutcome::TimedOut
-                } else {
-                    SyscallOutcome::ExecutorDied(status)
-                }),
+                Busy::Syscall => Response::Syscall(failed_syscall(failure)),
                 Busy::Batch => {
                     // The outcomes before the fatal call, then the fatal call's. The host
                     // resubmits the calls after it.
                     let mut outcomes = front.control.logged();
-                    outcomes.push(if timed_out {
-                        SyscallOutcome::TimedOut
-                    } else {
-                        SyscallOutcome::ExecutorDied(status)
-                    });
+                    outcomes.push(failed_syscall(failure));
                     Response::Batch(outcomes)
                 }
-                Busy::Other | Busy::Idle => failed_operation(if timed_out {
-                    Failure::TimedOut
-                } else {
-                    Failure::Died(status)
-                }),
+                Busy::Other | Busy::Idle => failed_operation(failure),
             };
             self.reply(state.request, response);
         } else if status == Termination::Exited(front::EXIT_LINK_LOST) {
@@ -412,7 +423,14 @@ impl Supervisor {
                 let _ = self.take_termination(worker);
                 Err(Failure::TimedOut)
             }
-            Step::Gone => Err(Failure::Died(self.take_termination(worker))),
+            Step::Gone => Err(match self.take_termination(worker) {
+                Termination::Exited(guard::EXIT_BROKEN) => Failure::Broken(format!(
+                    "the call closed, replaced or changed the worker's channel to the agent \
+                     (descriptor {})",
+                    guard::AgentFds::at_top().channel
+                )),
+                t => Failure::Died(t),
+            }),
         }
     }
 
@@ -544,6 +562,7 @@ fn failed_syscall(f: Failure) -> SyscallOutcome {
         Failure::Died(t) => SyscallOutcome::ExecutorDied(t),
         Failure::TimedOut => SyscallOutcome::TimedOut,
         Failure::Unavailable(why) => SyscallOutcome::Rejected(why),
+        Failure::Broken(why) => SyscallOutcome::ExecutorBroken(why),
     }
 }
 
@@ -551,23 +570,9 @@ fn failed_operation(f: Failure) -> Response {
     let (kind, message) = match f {
         Failure::Died(t) => (ErrorKind::ExecutorDied(t), format!("the executor {t}")),
         Failure::TimedOut => (ErrorKind::TimedOut, "timed out".to_string()),
-        Failure::Unavailable(why) => (ErrorKind::BadRequest, why),
+        Failure::Unavailable(why) | Failure::Broken(why) => (ErrorKind::BadRequest, why),
     };
     Response::Error(AgentError { kind, message })
-}
-
-fn bad_request(message: String) -> Response {
-    Response::Error(AgentError {
-        kind: ErrorKind::BadRequest,
-        message,
-    })
-}
-
-fn os_error(context: &str, e: &io::Error) -> Response {
-    Response::Error(AgentError {
-        kind: ErrorKind::Os(sys::errno_of(e)),
-        message: format!("{context}: {e}"),
-    })
 }
 
 /// Sets the wall clock (never backwards) and mixes `seed` into the entropy pool.

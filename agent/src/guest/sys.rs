@@ -49,6 +49,17 @@ pub fn finit_module(path: &str) -> io::Result<()> {
     }
 }
 
+/// Clears `O_NONBLOCK` on a descriptor.
+pub fn set_blocking(fd: RawFd) {
+    // SAFETY: fcntl on a descriptor number; errors are ignored (the link is then lost anyway).
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags >= 0 && flags & libc::O_NONBLOCK != 0 {
+            libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK);
+        }
+    }
+}
+
 pub fn sync() {
     // SAFETY: no arguments.
     unsafe { libc::sync() };

@@ -234,7 +234,7 @@ pub fn arg_buffers(call: &SyscallCall, buffers: &[Option<Vec<u8>>]) -> Vec<Vec<u
 }
 
 /// An outcome as a Lua table: `ret`, `errno`, `bufs` (by argument index), `outputs`, `died`,
-/// `exit_code`, `signal`, `timed_out`, `rejected`.
+/// `exit_code`, `signal`, `timed_out`, `rejected`, `broken`.
 pub fn outcome_table(
     lua: &Lua,
     call: &SyscallCall,
@@ -275,6 +275,7 @@ pub fn outcome_table(
         }
         SyscallOutcome::TimedOut => t.set("timed_out", true)?,
         SyscallOutcome::Rejected(why) => t.set("rejected", why.as_str())?,
+        SyscallOutcome::ExecutorBroken(why) => t.set("broken", why.as_str())?,
     }
     Ok(t)
 }

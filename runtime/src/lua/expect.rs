@@ -96,6 +96,9 @@ pub fn expect(lua: &Lua, (outcome, spec): (Value, Table)) -> mlua::Result<()> {
             format!("the agent rejected the call: {why}"),
         ));
     }
+    if let Some(why) = outcome.get::<Option<String>>("broken")? {
+        return Err(errors::error(lua, broken_message(&why)));
+    }
     let died = outcome.get::<Option<bool>>("died")?.unwrap_or(false);
     let timed_out = outcome.get::<Option<bool>>("timed_out")?.unwrap_or(false);
     let session = super::Session::get(lua);
@@ -404,6 +407,11 @@ pub fn requires(lua: &Lua, (vm, req): (mlua::AnyUserData, Table)) -> mlua::Resul
         }
     }
     Ok(None)
+}
+
+/// What a test is told when its call disturbed the agent's descriptors.
+pub fn broken_message(why: &str) -> String {
+    format!("{why}; the agent replaced the executor, and the next call runs in a fresh one")
 }
 
 #[cfg(test)]

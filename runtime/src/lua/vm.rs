@@ -246,6 +246,10 @@ fn expect_returned(
         SyscallOutcome::Rejected(why) => {
             Err(errors::error(lua, format!("{method}: {what}: {why}")))
         }
+        SyscallOutcome::ExecutorBroken(why) => Err(errors::error(
+            lua,
+            format!("{method}: {what}: {}", super::expect::broken_message(&why)),
+        )),
     }
 }
 

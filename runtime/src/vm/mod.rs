@@ -51,6 +51,9 @@ pub enum VmError {
     Protocol(String),
     #[error("the VM is not running (it was shut down, killed or lost earlier)")]
     NotRunning,
+    /// The request was not sent (it is over a protocol limit); the VM goes on.
+    #[error("{0}")]
+    Unsendable(String),
 }
 
 impl VmError {
@@ -481,9 +484,12 @@ impl Vm {
         let State::Running(client) = &mut self.state else {
             return Err(VmError::NotRunning);
         };
+        check_size(request)?;
         match client.call(request, Some(Instant::now() + timeout)) {
             Ok(Response::Error(e)) => Err(VmError::Agent(e)),
             Ok(r) => Ok(r),
+            // Nothing was sent: the conversation is still in step.
+            Err(ClientError::Encode(why)) => Err(VmError::Unsendable(why)),
             Err(e) => Err(self.lost(e)),
         }
     }
@@ -599,7 +605,11 @@ impl Vm {
             let cut_short = got < sent
                 && matches!(
                     outcomes.last(),
-                    Some(SyscallOutcome::ExecutorDied(_) | SyscallOutcome::TimedOut)
+                    Some(
+                        SyscallOutcome::ExecutorDied(_)
+                            | SyscallOutcome::TimedOut
+                            | SyscallOutcome::ExecutorBroken(_)
+                    )
                 );
             if got > sent || (got < sent && !cut_short) {
                 return Err(VmError::Protocol(format!(
@@ -840,6 +850,49 @@ impl Drop for Vm {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Refuses, before anything is sent, a call whose buffers are over the agent's limit or whose
+/// answer could not fit in a frame: the agent would reject the first, and could not send the
+/// second.
+fn check_size(request: &Request) -> Result<(), VmError> {
+    use provium_agent::protocol::{MAX_BUFFER, MAX_FRAME};
+    let calls: &[SyscallCall] = match request {
+        Request::Run {
+            op: Operation::Syscall(c),
+            ..
+        } => std::slice::from_ref(c),
+        Request::Run {
+            op: Operation::Batch(c),
+            ..
+        } => c,
+        _ => return Ok(()),
+    };
+    let mut answer = 0usize;
+    for (i, call) in calls.iter().enumerate() {
+        for b in &call.buffers {
+            let len = (b.len as usize).max(b.data.len());
+            if len > MAX_BUFFER {
+                return Err(VmError::Unsendable(format!(
+                    "call {}: a buffer of {len} bytes is over the agent's limit of {} MiB",
+                    i + 1,
+                    MAX_BUFFER >> 20
+                )));
+            }
+            if b.output {
+                answer += len;
+            }
+        }
+    }
+    // Room for the answer's framing and small fields.
+    if answer + 4096 > MAX_FRAME {
+        return Err(VmError::Unsendable(format!(
+            "the output buffers add up to {answer} bytes; an answer is at most {} MiB \
+             (split the call, or mark fewer buffers as output)",
+            MAX_FRAME >> 20
+        )));
+    }
+    Ok(())
 }
 
 /// Starts a resumed VM's console log with the boot log of its snapshot and a line that marks
