@@ -120,18 +120,34 @@ pub fn byte_offset(source: &str, pos: Pos) -> usize {
     source.len()
 }
 
-/// `did you mean `x``, for the closest candidate when it is close enough.
-pub fn did_you_mean<'a>(
-    typed: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<String> {
+/// The candidate closest to `typed`, when it is close enough to be a plausible typo (the one
+/// "did you mean" rule of the compiler and the runtime).
+pub fn closest<'a>(typed: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let lower = typed.to_ascii_lowercase();
     candidates
         .into_iter()
         .map(|c| (strsim::jaro_winkler(&lower, &c.to_ascii_lowercase()), c))
         .filter(|(s, _)| *s > 0.84)
         .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, c)| format!("did you mean `{c}`?"))
+        .map(|(_, c)| c)
+}
+
+/// `did you mean `x``, for the closest candidate when it is close enough.
+pub fn did_you_mean<'a>(
+    typed: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
+    closest(typed, candidates).map(|c| format!("did you mean `{c}`?"))
+}
+
+/// `, did you mean `x`?` to end a sentence with, or nothing.
+pub fn did_you_mean_suffix<'a>(
+    typed: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> String {
+    did_you_mean(typed, candidates)
+        .map(|h| format!(", {h}"))
+        .unwrap_or_default()
 }
 
 /// Turns a serde-saphyr error into a diagnostic, adding a suggestion for unknown fields.

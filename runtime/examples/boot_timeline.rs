@@ -1,6 +1,6 @@
 //! Boots the default VM and prints where the boot time went.
-use provium::profile::Profiles;
-use provium::vm::{plan, BootOptions, Vm};
+use provium::machine::profile::Profiles;
+use provium::machine::vm::{plan, BootOptions, Vm};
 
 fn main() -> anyhow::Result<()> {
     let profile = Profiles::builtin().get("minimal")?;

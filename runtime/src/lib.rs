@@ -1,32 +1,22 @@
 //! Provium's host runtime: it boots kernels in QEMU, talks to the guest agent, and runs tests.
 //!
-//! The modules follow the data: a [`profile`] names a kernel; [`vm::plan`] turns it into a
-//! [`qemu`] command line with an [`initramfs`]; a [`transport`] carries the agent's
-//! [`protocol`](provium_agent::protocol) through the [`client`]; [`vm::Vm`] is the API.
+//! The layers follow the data, each using only the ones before it (see docs/architecture.md):
+//!
+//! - [`event`]: the run's vocabulary (test and file reports, the [`event::RunEvent`] stream);
+//!   it depends on nothing, and every layer may use it;
+//! - [`machine`]: kernels, initramfs, QEMU, transports, the agent client and [`machine::vm::Vm`];
+//! - [`fixture`]: booted, prepared VMs saved once and resumed by the files that use them;
+//! - [`lua`]: the Provium Lua API and the running of one test file;
+//! - [`run`]: finding, planning and scheduling files, and the events of a run;
+//! - [`report`]: the reporters, each a consumer of events;
+//! - [`cli`]: the `provium` command.
 
-pub mod accel;
-pub mod agent_binary;
-pub mod cleanup;
-pub mod client;
+pub mod cli;
+pub mod event;
 pub mod fixture;
-pub mod headers;
-pub mod initramfs;
-pub mod kernel;
 pub mod lua;
-pub mod modules;
-pub mod paths;
-pub mod profile;
-pub mod qemu;
-pub mod qmp;
+pub mod machine;
 pub mod report;
 pub mod run;
-pub mod specs;
-pub mod suggest;
-pub mod sync;
-pub mod transport;
-pub mod tsc;
-pub mod vm;
 
 pub use provium_agent::protocol;
-pub mod bench;
-pub mod cli;

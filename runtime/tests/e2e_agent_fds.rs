@@ -6,9 +6,9 @@
 mod common;
 
 use common::*;
-use provium::profile::TransportChoice;
+use provium::machine::profile::TransportChoice;
+use provium::machine::vm::{Vm, VmError};
 use provium::protocol::{Credentials, ExecCall, SyscallOutcome};
-use provium::vm::{Vm, VmError};
 
 static VM: Shared = Shared::new(TransportChoice::VirtioSerial);
 

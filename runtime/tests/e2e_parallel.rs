@@ -155,13 +155,14 @@ test("works", function() assert(vm:syscall(provium.nr.getpid) > 0) end)
         "PASS [",
         "a_hangs.lua::first passes",
         "a_hangs.lua::pause blocks",
-        "the file timed out after 6 s; its VMs were killed",
-        "a_hangs.lua::never reached",
-        "not run: the file timed out after 6 s",
+        "the file timed out after 6 s; its VM was killed",
+        "NOT RUN [   0.000s] a_hangs.lua::never reached (the file timed out after 6 s)",
         "b_spins.lua::spins in Lua",
         "the file timed out after 2 s",
-        "b_spins.lua::after the spin",
+        "NOT RUN [   0.000s] b_spins.lua::after the spin (the file timed out after 2 s)",
         "c_passes.lua::works",
+        // One timeout is one error: the test that was running carries it.
+        "4 tests run: 2 passed, 2 errored, 2 not run",
     ] {
         assert!(stdout.contains(line), "missing {line:?}\n{}", show(&out));
     }
@@ -172,9 +173,18 @@ test("works", function() assert(vm:syscall(provium.nr.getpid) > 0) end)
         show(&out)
     );
     let xml = std::fs::read_to_string(&junit).unwrap();
+    // The console excerpt is on the test that was running when the file timed out.
+    let pause = xml
+        .split("<testcase ")
+        .find(|c| c.starts_with("name=\"pause blocks\""))
+        .unwrap_or_else(|| panic!("no pause testcase\n{xml}"));
     assert!(
-        xml.contains("guest console (tail)"),
-        "the console tail is in the report\n{xml}"
+        pause.contains("<error") && pause.contains("console tail") && pause.contains("resumed"),
+        "the console tail is on the running test\n{xml}"
+    );
+    assert!(
+        xml.contains("<skipped message=\"not run: the file timed out after 6 s\""),
+        "{xml}"
     );
     let passed = xml.contains("name=\"works\"")
         && !xml.contains("c_passes.lua\" tests=\"1\" failures=\"1\"");
@@ -241,9 +251,16 @@ fn fail_fast_starts_no_file_after_the_first_failure() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     assert!(stdout.contains("a.lua::fails"), "{}", show(&out));
-    assert!(!stdout.contains("b.lua::b"), "{}", show(&out));
+    // The files after the failure never start; their tests are reported as not run.
     assert!(
-        stdout.contains("2 files not run (--fail-fast)"),
+        stdout
+            .contains("NOT RUN [   0.000s] b.lua::b (--fail-fast stopped the run after a failure)"),
+        "{}",
+        show(&out)
+    );
+    assert!(!stdout.contains("PASS"), "{}", show(&out));
+    assert!(
+        stdout.contains("0 passed, 1 failed, 2 not run"),
         "{}",
         show(&out)
     );

@@ -4,9 +4,9 @@
 mod common;
 
 use common::*;
-use provium::profile::TransportChoice;
+use provium::machine::profile::TransportChoice;
+use provium::machine::vm::{BootOptions, VmError};
 use provium::protocol::{Credentials, SyscallCall, SyscallOutcome, Termination};
-use provium::vm::{BootOptions, VmError};
 use std::io::BufRead;
 use std::time::Duration;
 
@@ -167,14 +167,14 @@ fn a_kernel_crash_is_reported_with_the_console_tail() {
 
 #[test]
 fn a_boot_that_fails_shows_the_console() {
-    let profile = provium::profile::Profiles::builtin()
+    let profile = provium::machine::profile::Profiles::builtin()
         .get("minimal")
         .unwrap();
     let opts = BootOptions {
         kernel_args: vec!["rdinit=/no/such/init".into()],
         ..Default::default()
     };
-    let err = provium::vm::Vm::boot(&profile, &opts)
+    let err = provium::machine::vm::Vm::boot(&profile, &opts)
         .err()
         .expect("boot fails");
     assert!(matches!(err, VmError::Boot { .. }), "{err}");
@@ -187,7 +187,7 @@ fn a_boot_that_fails_shows_the_console() {
 
 #[test]
 fn a_hung_boot_times_out() {
-    let profile = provium::profile::Profiles::builtin()
+    let profile = provium::machine::profile::Profiles::builtin()
         .get("minimal")
         .unwrap();
     let opts = BootOptions {
@@ -195,7 +195,7 @@ fn a_hung_boot_times_out() {
         ..Default::default()
     };
     let started = std::time::Instant::now();
-    let err = provium::vm::Vm::boot(&profile, &opts)
+    let err = provium::machine::vm::Vm::boot(&profile, &opts)
         .err()
         .expect("boot times out");
     assert!(
@@ -265,6 +265,6 @@ fn killing_the_host_kills_qemu() {
     assert!(!alive(pid), "QEMU {pid} outlived its killed host");
     // The next run sweeps the orphaned run directory.
     assert!(run_dir.exists());
-    provium::cleanup::sweep_stale();
+    provium::machine::cleanup::sweep_stale();
     assert!(!run_dir.exists());
 }

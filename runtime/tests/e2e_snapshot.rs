@@ -2,8 +2,8 @@
 
 mod common;
 
+use provium::machine::vm::{BootOptions, Vm};
 use provium::protocol::{Buffer, SyscallCall, SyscallOutcome};
-use provium::vm::{BootOptions, Vm};
 use std::time::Instant;
 
 #[test]

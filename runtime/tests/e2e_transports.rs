@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use provium::profile::TransportChoice;
+use provium::machine::profile::TransportChoice;
 use provium::protocol::{
     ExecCall, PointerPatch, Response, SyscallCall, SyscallOutcome, Termination,
 };
@@ -80,7 +80,7 @@ macro_rules! transport_tests {
 transport_tests!(virtio_serial, TransportChoice::VirtioSerial);
 transport_tests!(vsock, TransportChoice::Vsock);
 
-fn uname_fills_its_buffer(vm: &mut provium::vm::Vm) {
+fn uname_fills_its_buffer(vm: &mut provium::machine::vm::Vm) {
     let (ret, bufs) = returned(vm.syscall(call(63, &[], vec![output(0, 390)])).unwrap());
     assert_eq!(ret, 0);
     let buf = bufs[0].as_ref().expect("output buffer");
@@ -91,19 +91,19 @@ fn uname_fills_its_buffer(vm: &mut provium::vm::Vm) {
     );
 }
 
-fn openat_missing(vm: &mut provium::vm::Vm) {
+fn openat_missing(vm: &mut provium::machine::vm::Vm) {
     let c = call(257, &[AT_FDCWD, 0, 0], vec![input(1, cstr("/nonexistent"))]);
     assert_eq!(returned(vm.syscall(c).unwrap()).0, -ENOENT);
 }
 
-fn mkdirat_twice(vm: &mut provium::vm::Vm, tag: &str) {
+fn mkdirat_twice(vm: &mut provium::machine::vm::Vm, tag: &str) {
     let path = format!("/tmp/mkdir-twice-{tag}");
     let mk = || call(258, &[AT_FDCWD, 0, 0o755], vec![input(1, cstr(&path))]);
     assert_eq!(returned(vm.syscall(mk()).unwrap()).0, 0);
     assert_eq!(returned(vm.syscall(mk()).unwrap()).0, -EEXIST);
 }
 
-fn pipe_round_trip(vm: &mut provium::vm::Vm) {
+fn pipe_round_trip(vm: &mut provium::machine::vm::Vm) {
     let (ret, bufs) = returned(vm.syscall(call(293, &[0, 0], vec![output(0, 8)])).unwrap());
     assert_eq!(ret, 0);
     let fds = bufs[0].as_ref().unwrap();
@@ -127,7 +127,7 @@ fn pipe_round_trip(vm: &mut provium::vm::Vm) {
     }
 }
 
-fn writev_patched(vm: &mut provium::vm::Vm) {
+fn writev_patched(vm: &mut provium::machine::vm::Vm) {
     let (_, bufs) = returned(vm.syscall(call(293, &[0, 0], vec![output(0, 8)])).unwrap());
     let fds = bufs[0].as_ref().unwrap();
     let rfd = i32::from_le_bytes(fds[0..4].try_into().unwrap()) as i64;
@@ -172,7 +172,7 @@ fn writev_patched(vm: &mut provium::vm::Vm) {
     vm.syscall_args(3, &[wfd]).unwrap();
 }
 
-fn exec_uname(vm: &mut provium::vm::Vm) {
+fn exec_uname(vm: &mut provium::machine::vm::Vm) {
     let r = vm
         .exec(ExecCall {
             argv: vec!["uname".into(), "-r".into()],
@@ -186,7 +186,7 @@ fn exec_uname(vm: &mut provium::vm::Vm) {
     );
 }
 
-fn exit_group_survived(vm: &mut provium::vm::Vm) {
+fn exit_group_survived(vm: &mut provium::machine::vm::Vm) {
     let before = vm.syscall_args(39, &[]).unwrap();
     let died = vm
         .syscall(SyscallCall {
@@ -203,7 +203,7 @@ fn exit_group_survived(vm: &mut provium::vm::Vm) {
     );
 }
 
-fn garbage(vm: &mut provium::vm::Vm) {
+fn garbage(vm: &mut provium::machine::vm::Vm) {
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     for i in 0..100 {
         let len = (x % 200) as usize + 1;

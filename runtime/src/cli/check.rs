@@ -1,6 +1,6 @@
 //! `provium check PATHS` (validate without booting) and `provium compile FILE` (print the Lua).
 
-use super::style::{paint, BOLD, DIM, FAIL, OK};
+use crate::report::style::{paint, BOLD, DIM, FAIL, OK};
 use crate::run::discover::{self, FileKind};
 use anyhow::Result;
 use std::io::{IsTerminal, Write};
@@ -33,7 +33,7 @@ pub fn check(args: CheckArgs) -> Result<u8> {
     let mut cases = 0;
     for f in &files {
         match f.kind {
-            FileKind::Spec => match crate::specs::compile_file(&f.path, &f.display, color()) {
+            FileKind::Spec => match crate::run::specs::compile_file(&f.path, &f.display) {
                 Ok(c) => {
                     cases += c.model.cases.len();
                     writeln!(
@@ -47,28 +47,34 @@ pub fn check(args: CheckArgs) -> Result<u8> {
                         print_layouts(&mut out, &c.model.layouts)?;
                     }
                 }
-                Err((n, text)) => {
-                    problems += n;
+                Err(e) => {
+                    problems += e.diagnostics.len().max(1);
                     writeln!(out, "{} {}", paint(FAIL, " error"), f.display)?;
-                    eprintln!("{text}");
+                    say(&crate::run::specs::render(
+                        &e.diagnostics,
+                        &e.source,
+                        color(),
+                    ));
                 }
             },
-            FileKind::Lua => {
-                let code = std::fs::read_to_string(&f.path)?;
-                let lua = mlua::Lua::new();
-                match lua
-                    .load(&code)
-                    .set_name(format!("@{}", f.display))
-                    .into_function()
-                {
-                    Ok(_) => writeln!(out, "{} {}", paint(OK, "    ok"), f.display)?,
-                    Err(e) => {
+            FileKind::Lua => match discover::read_test_file(&f.path) {
+                Ok(code) => match crate::lua::syntax_error(&code, &f.display) {
+                    None => writeln!(out, "{} {}", paint(OK, "    ok"), f.display)?,
+                    Some(p) => {
                         problems += 1;
                         writeln!(out, "{} {}", paint(FAIL, " error"), f.display)?;
-                        eprintln!("{}", crate::lua::errors::innermost(&e));
+                        match p.location {
+                            Some(l) => say(&format!("{l}: {}", p.message)),
+                            None => say(&format!("{}: {}", f.display, p.message)),
+                        }
                     }
+                },
+                Err(why) => {
+                    problems += 1;
+                    writeln!(out, "{} {}", paint(FAIL, " error"), f.display)?;
+                    say(&format!("{}: {why}", f.display));
                 }
-            }
+            },
         }
     }
     writeln!(
@@ -116,14 +122,23 @@ fn print_layouts(out: &mut impl Write, layouts: &provium_compiler::layout::Layou
 
 pub fn compile(args: CompileArgs) -> Result<u8> {
     let display = args.file.display().to_string();
-    match crate::specs::compile_file(&args.file, &display, color()) {
+    match crate::run::specs::compile_file(&args.file, &display) {
         Ok(c) => {
-            print!("{}", c.lua);
+            std::io::stdout().lock().write_all(c.lua.as_bytes())?;
             Ok(super::EXIT_OK)
         }
-        Err((_, text)) => {
-            eprintln!("{text}");
+        Err(e) => {
+            say(&crate::run::specs::render(
+                &e.diagnostics,
+                &e.source,
+                color(),
+            ));
             Ok(super::EXIT_FAILED)
         }
     }
+}
+
+/// A message on stderr; a closed stderr drops it.
+fn say(text: &str) {
+    let _ = writeln!(std::io::stderr(), "{text}");
 }

@@ -1,8 +1,8 @@
 //! `provium doctor`: what this host has, what is missing, and the command that fixes it.
 
-use super::style::{paint, BOLD, DIM, FAIL, OK, WARN};
-use crate::profile::Profiles;
-use crate::transport::vsock;
+use crate::machine::profile::Profiles;
+use crate::machine::transport::vsock;
+use crate::report::style::{paint, BOLD, DIM, FAIL, OK, WARN};
 use std::io::Write;
 
 #[derive(Debug, clap::Args)]
@@ -91,7 +91,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
 
 fn collect(args: &Args) -> Vec<Finding> {
     let mut f = Vec::new();
-    f.push(match crate::qemu::find_qemu() {
+    f.push(match crate::machine::qemu::find_qemu() {
         Ok(path) => {
             let version = std::process::Command::new(&path)
                 .arg("--version")
@@ -127,7 +127,7 @@ fn collect(args: &Args) -> Vec<Finding> {
         )),
     }
 
-    let (accel, why) = crate::accel::detect();
+    let (accel, why) = crate::machine::accel::detect();
     f.push(ok("accelerator", format!("{accel}: {why}")));
 
     f.push(match vsock::detect_backend() {
@@ -140,7 +140,7 @@ fn collect(args: &Args) -> Vec<Finding> {
         ),
     });
 
-    f.push(match crate::initramfs::find_static_busybox() {
+    f.push(match crate::machine::initramfs::find_static_busybox() {
         Some(p) => ok("busybox", format!("{} (static)", p.display())),
         None => bad(
             "busybox",
@@ -150,7 +150,7 @@ fn collect(args: &Args) -> Vec<Finding> {
         ),
     });
 
-    f.push(match crate::tsc::host_tsc_khz() {
+    f.push(match crate::machine::tsc::host_tsc_khz() {
         Some(khz) => ok("tsc", format!("{khz} kHz (passed to microvm guests)")),
         None => bad(
             "tsc",
@@ -160,12 +160,12 @@ fn collect(args: &Args) -> Vec<Finding> {
         ),
     });
 
-    match crate::agent_binary::bytes() {
+    match crate::machine::agent_binary::bytes() {
         Ok(bytes) => {
             let tmp = tempfile::NamedTempFile::new().ok();
             let is_static = tmp.as_ref().is_some_and(|t| {
                 std::fs::write(t.path(), &bytes).is_ok()
-                    && crate::initramfs::is_static_elf(t.path())
+                    && crate::machine::initramfs::is_static_elf(t.path())
             });
             f.push(if is_static {
                 ok(
@@ -188,7 +188,10 @@ fn collect(args: &Args) -> Vec<Finding> {
             "unset PROVIUM_AGENT",
         )),
     }
-    f.push(ok("cache", crate::paths::home().display().to_string()));
+    f.push(ok(
+        "cache",
+        crate::machine::paths::home().display().to_string(),
+    ));
     let (builds, bytes) = fixture_cache_usage(&crate::fixture::cache_dir());
     f.push(ok(
         "fixtures",
@@ -229,11 +232,11 @@ fn fixture_cache_usage(dir: &std::path::Path) -> (usize, u64) {
 
 fn kernel_findings(
     f: &mut Vec<Finding>,
-    profile: &crate::profile::Profile,
+    profile: &crate::machine::profile::Profile,
     kernel: &std::path::Path,
     modules: Option<std::path::PathBuf>,
 ) {
-    let image = match crate::vm::plan::open_kernel(kernel) {
+    let image = match crate::machine::vm::plan::open_kernel(kernel) {
         Ok(i) => i,
         Err(e) => {
             f.push(bad(
@@ -270,7 +273,7 @@ fn kernel_findings(
             .map(|r| std::path::PathBuf::from(format!("/lib/modules/{r}")))
             .filter(|p| p.is_dir())
     });
-    match dir.map(|d| (crate::vm::plan::open_modules(&d), d)) {
+    match dir.map(|d| (crate::machine::vm::plan::open_modules(&d), d)) {
         Some((Ok(tree), d)) => {
             let needed = [
                 "virtio_mmio",

@@ -1,9 +1,8 @@
 //! `provium fixture list|build|clean|stale`: the fixtures of the project and their cached
 //! snapshots.
 
-use super::style::{paint, BOLD, DIM, OK, WARN};
-use crate::fixture::Fixtures;
-use crate::profile::Profiles;
+use crate::machine::profile::Profiles;
+use crate::report::style::{paint, BOLD, DIM, OK, WARN};
 use anyhow::Result;
 use std::io::Write;
 use std::time::Instant;
@@ -38,7 +37,7 @@ enum Command {
 
 pub fn run(args: Args) -> Result<u8> {
     let cwd = std::env::current_dir()?;
-    let fixtures = Fixtures::discover(&cwd, Profiles::discover(&cwd)?)?;
+    let fixtures = crate::lua::fixture::discover(&cwd, Profiles::discover(&cwd)?, true)?.fixtures;
     let mut out = anstream::stdout();
     match args.command {
         Command::List => {
@@ -101,7 +100,7 @@ pub fn run(args: Args) -> Result<u8> {
                             .console_tail()
                             .map(|c| format!("\nconsole tail:\n{c}"))
                             .unwrap_or_default();
-                        super::style::error(&format!("fixture `{name}`: {e}{tail}"));
+                        crate::report::style::error(&format!("fixture `{name}`: {e}{tail}"));
                         failed += 1;
                         continue;
                     }

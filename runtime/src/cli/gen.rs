@@ -1,12 +1,11 @@
 //! `provium gen` (probing specs from headers) and `provium record` (observed outcomes written
 //! into specs as expectations).
 
-use super::style::{paint, BOLD, DIM, OK, WARN};
-use crate::fixture::FixtureUse;
-use crate::profile::Profiles;
+use crate::machine::profile::Profiles;
+use crate::machine::vm::BootOptions;
+use crate::report::style::{paint, BOLD, DIM, OK, WARN};
 use crate::run::discover::{self, FileKind};
 use crate::run::{self, RunConfig};
-use crate::vm::BootOptions;
 use anyhow::{bail, Context, Result};
 use provium_compiler::gen::{self, GenOptions};
 use provium_compiler::headers::tree::HeaderTree;
@@ -53,7 +52,7 @@ pub fn gen(args: GenArgs) -> Result<u8> {
         }
         return Ok(super::EXIT_OK);
     }
-    let mut tree = crate::headers::tree();
+    let mut tree = crate::run::headers::tree();
     if let Some(i) = &args.include {
         tree.root = i.clone();
     }
@@ -153,13 +152,13 @@ pub fn record(args: RecordArgs) -> Result<u8> {
     let profiles = Profiles::discover(&cwd)?;
     let config = RunConfig {
         jobs: args.jobs.max(1),
-        fixtures: Some(FixtureUse::discover(&cwd, profiles.clone(), true)?),
+        fixtures: Some(crate::lua::fixture::discover(&cwd, profiles.clone(), true)?),
         defaults,
         record: true,
         ..RunConfig::new(profiles)
     };
     let started = std::time::Instant::now();
-    let summary = run::run(files.clone(), &config, &mut run::Quiet);
+    let summary = run::run(files.clone(), &config, &mut |_| {});
     let mut out = anstream::stdout();
     let mut total_changed = 0;
     let mut problems = 0;
@@ -190,7 +189,7 @@ pub fn record(args: RecordArgs) -> Result<u8> {
             if changed.len() == 1 { "" } else { "s" }
         )?;
         if args.update {
-            crate::paths::write_atomically(&file.path, text.as_bytes())?;
+            crate::machine::paths::write_atomically(&file.path, text.as_bytes())?;
         }
     }
     writeln!(

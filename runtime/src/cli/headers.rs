@@ -1,6 +1,6 @@
 //! `provium headers syscalls|errnos|constants|structs|signatures`: what the header parser reads.
 
-use super::style::{paint, BOLD, DIM};
+use crate::report::style::{paint, BOLD, DIM};
 use anyhow::{bail, Result};
 use provium_compiler::headers::tables::BUILTIN_HEADERS;
 use std::io::Write;
@@ -38,7 +38,7 @@ enum Format {
 }
 
 pub fn run(args: Args) -> Result<u8> {
-    let mut tree = crate::headers::tree();
+    let mut tree = crate::run::headers::tree();
     if let Some(i) = &args.include {
         tree.root = i.clone();
     }

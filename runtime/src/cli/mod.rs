@@ -10,7 +10,6 @@ mod fixture;
 mod gen;
 mod headers;
 mod junit;
-pub mod style;
 mod test;
 
 use clap::{Parser, Subcommand};
@@ -54,6 +53,15 @@ pub enum Command {
 pub const EXIT_OK: u8 = 0;
 pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
+/// No test was selected (an empty directory, a filter that matches nothing): nothing ran, as
+/// cargo-nextest's exit code 4.
+pub const EXIT_NO_TESTS: u8 = 4;
+
+/// A message on stderr; a closed stderr drops it (never a panic).
+pub fn say(text: &str) {
+    use std::io::Write;
+    let _ = writeln!(anstream::stderr(), "{text}");
+}
 
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -64,7 +72,7 @@ pub fn main() -> ExitCode {
         }
     };
     init_tracing(cli.verbose);
-    crate::cleanup::install_signal_handler();
+    crate::machine::cleanup::install_signal_handler();
     let result = match cli.command {
         Command::Test(args) => test::run(args, cli.verbose > 0),
         Command::Check(args) => check::check(args),
@@ -78,11 +86,11 @@ pub fn main() -> ExitCode {
         Command::Junit(args) => junit::run(args),
     };
     // Whatever a file abandoned at its timeout still holds (a run directory, a process) goes now.
-    crate::cleanup::cleanup_all();
+    crate::machine::cleanup::cleanup_all();
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            style::error(&format!("{e:#}"));
+            crate::report::style::error(&format!("{e:#}"));
             ExitCode::from(EXIT_USAGE)
         }
     }

@@ -1,19 +1,17 @@
 //! `provium test PATHS...`: runs Lua test files and YAML specs.
 
-use crate::fixture::FixtureUse;
-use crate::profile::{Profiles, TransportChoice};
-use crate::report::{json::Json, junit, terminal::Terminal, Tee};
-use crate::run::discover::{self, TestFile};
+use crate::machine::profile::{Profiles, TransportChoice};
+use crate::machine::vm::gate;
+use crate::machine::vm::BootOptions;
+use crate::report::{json::Json, junit::JunitFile, terminal::Terminal, Reporter, Reporters};
+use crate::run::discover;
 use crate::run::filter::Filter;
 use crate::run::last_run::LastRun;
 use crate::run::partition::Partition;
-use crate::run::{self, Reporter, RunConfig};
-use crate::vm::gate;
-use crate::vm::BootOptions;
-use anyhow::{Context, Result};
+use crate::run::{self, RunConfig};
+use anyhow::Result;
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::Duration;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -97,9 +95,8 @@ pub fn run(args: Args, verbose: bool) -> Result<u8> {
     if let Some(p) = &args.partition {
         files = p.select(files);
     }
-    if !(args.timeout > 0.0 && args.timeout.is_finite()) {
-        anyhow::bail!("--timeout must be a positive number of seconds");
-    }
+    let timeout = crate::lua::control::timeout_from_secs(args.timeout)
+        .map_err(|e| anyhow::anyhow!("--timeout: {e}"))?;
     let mut defaults = BootOptions {
         keep_run_dir: args.keep,
         ..Default::default()
@@ -124,51 +121,73 @@ pub fn run(args: Args, verbose: bool) -> Result<u8> {
     let config = RunConfig {
         filter,
         capture: !args.no_capture,
-        list_only: args.list,
+        list_only: false,
         jobs,
         fail_fast: args.fail_fast,
-        fixtures: Some(FixtureUse::discover(&cwd, profiles.clone(), !args.cold)?),
+        fixtures: Some(crate::lua::fixture::discover(
+            &cwd,
+            profiles.clone(),
+            !args.cold,
+        )?),
         profiles,
         defaults,
         record: false,
-        compile: Some(crate::specs::compiler()),
-        timeout: Duration::from_secs_f64(args.timeout),
+        compile: crate::run::specs::compiler(),
+        timeout,
     };
+    let plans = run::plan(&files, &config);
     if args.list {
-        return list(files, &config);
+        return list(&plans);
     }
-    let mut reporters: Vec<Box<dyn Reporter>> = Vec::new();
+    let selected: usize = plans.iter().map(|p| p.tests.len()).sum();
+    let unlistable = plans.iter().any(|p| p.plan_error.is_some());
+    if selected == 0 && !unlistable {
+        super::say(&format!(
+            "provium: no tests selected ({} file{} searched{}); nothing was run",
+            files.len(),
+            if files.len() == 1 { "" } else { "s" },
+            if args.filter.is_some() {
+                ", with the filter"
+            } else {
+                ""
+            }
+        ));
+        return Ok(super::EXIT_NO_TESTS);
+    }
+    let mut reporters = Reporters::default();
     match args.format {
-        Format::Human => reporters.push(Box::new(Terminal::new(verbose))),
-        Format::Json => reporters.push(Box::new(Json::new())),
+        Format::Human => reporters.push(Terminal::new(verbose)),
+        Format::Json => reporters.push(Json::new()),
     }
-    let mut tee = Tee(reporters);
+    if let Some(path) = &args.junit {
+        reporters.push(JunitFile::new(path));
+    }
     let selected: Vec<String> = files.iter().map(|f| f.display.clone()).collect();
-    let summary = run::run(files, &config, &mut tee);
+    let summary = run::run(files, &config, &mut |e| reporters.report(e));
     if let Err(e) = LastRun::from_summary(&summary, &selected).save(&cwd) {
         tracing::warn!("cannot record the run for --rerun-failed: {e:#}");
     }
-    if let Some(path) = &args.junit {
-        junit::write(&summary, path).with_context(|| format!("writing {}", path.display()))?;
-    }
-    Ok(if summary.is_success() {
+    reporters.finish()?;
+    Ok(if let Some(i) = summary.interrupted {
+        i.exit_code()
+    } else if summary.is_success() {
         super::EXIT_OK
     } else {
         super::EXIT_FAILED
     })
 }
 
-fn list(files: Vec<TestFile>, config: &RunConfig) -> Result<u8> {
-    let summary = run::run(files, config, &mut run::Quiet);
+/// `--list`: `file::test` per line on stdout; files that cannot be listed on stderr.
+fn list(plans: &[crate::event::PlannedFile]) -> Result<u8> {
     let mut out = std::io::stdout().lock();
     let mut unlisted = 0;
-    for r in &summary.reports {
-        for t in &r.tests {
-            writeln!(out, "{}::{}", r.path, t.name)?;
+    for p in plans {
+        for t in &p.tests {
+            writeln!(out, "{}::{}", p.path, t.name)?;
         }
-        if let Some(p) = &r.file_error {
+        if let Some(why) = &p.plan_error {
             // On stderr: stdout stays a clean list for tools.
-            anstream::eprintln!("{}: cannot list its tests: {}", r.path, p.message);
+            super::say(&format!("{}: cannot list its tests: {why}", p.path));
             unlisted += 1;
         }
     }

@@ -4,7 +4,7 @@ use super::errors::{self, caller, Raised};
 use super::pack;
 use super::session::Session;
 use super::vm::{LuaVm, VmSlot};
-use crate::run::model::{Location, Problem, Status, TestReport};
+use crate::event::{Location, Problem, RunEvent, SkipKind, Status, TestReport};
 use mlua::{Function, Lua, MultiValue, Table, Value};
 use provium_compiler::linux::{self, Arch};
 use std::cell::RefCell;
@@ -13,11 +13,23 @@ use std::time::Instant;
 
 /// Lua helpers: `run(f)` calls `f` with a traceback captured at the error, and `output(s)` wraps
 /// command output with `contains`, `starts_with`, `ends_with`, `trim` and `lines`.
+///
+/// `pcall` and `xpcall` are wrapped: once the runner has stopped the file (a timeout, an
+/// interrupt), they raise the stop again when they return, so that a loop around `pcall` cannot
+/// keep a stopped test running.
 const PRELUDE: &str = r#"
-local traceback = ...
+local traceback, stopped = ...
+local raw_pcall, raw_xpcall = pcall, xpcall
+local function restop(...)
+  local why = stopped()
+  if why then error(why, 0) end
+  return ...
+end
+pcall = function(f, ...) return restop(raw_pcall(f, ...)) end
+xpcall = function(f, handler, ...) return restop(raw_xpcall(f, handler, ...)) end
 local run = function(f, ...)
   local tb
-  local ok, err = xpcall(f, function(e)
+  local ok, err = raw_xpcall(f, function(e)
     tb = traceback(2)
     return e
   end, ...)
@@ -51,8 +63,15 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
         lua.traceback(None, level)
             .map(|s| s.to_string_lossy().to_string())
     })?;
-    let (run, output, output_mt): (Function, Function, Table) =
-        lua.load(PRELUDE).set_name("=provium").call(traceback)?;
+    let stopped = lua.create_function(|lua, ()| {
+        Ok(lua
+            .app_data_ref::<Rc<Session>>()
+            .and_then(|s| s.config.control.as_ref().and_then(|c| c.stopped_because())))
+    })?;
+    let (run, output, output_mt): (Function, Function, Table) = lua
+        .load(PRELUDE)
+        .set_name("=provium")
+        .call((traceback, stopped))?;
     lua.set_named_registry_value("provium.run", run)?;
     lua.set_named_registry_value("provium.output", output)?;
     lua.set_named_registry_value("provium.output_mt", output_mt)?;
@@ -65,6 +84,7 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
         lua.create_function(|_, reason: Option<String>| -> mlua::Result<()> {
             Err(mlua::Error::external(Raised::Skip {
                 reason: reason.unwrap_or_else(|| "skipped".into()),
+                kind: SkipKind::Skip,
             }))
         })?,
     )?;
@@ -72,10 +92,8 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
         "todo",
         lua.create_function(|_, reason: Option<String>| -> mlua::Result<()> {
             Err(mlua::Error::external(Raised::Skip {
-                reason: format!(
-                    "todo: {}",
-                    reason.unwrap_or_else(|| "not written yet".into())
-                ),
+                reason: reason.unwrap_or_else(|| "not written yet".into()),
+                kind: SkipKind::Todo,
             }))
         })?,
     )?;
@@ -117,14 +135,10 @@ fn module(lua: &Lua) -> mlua::Result<Table> {
     m.set(
         "timeout",
         lua.create_function(|lua, secs: f64| {
-            if !(secs > 0.0 && secs.is_finite()) {
-                return Err(errors::error(
-                    lua,
-                    format!("provium.timeout: expected a positive number of seconds, got {secs}"),
-                ));
-            }
+            let timeout = super::control::timeout_from_secs(secs)
+                .map_err(|e| errors::error(lua, format!("provium.timeout: {e}")))?;
             if let Some(control) = &Session::get(lua).config.control {
-                control.set_timeout(std::time::Duration::from_secs_f64(secs));
+                control.set_timeout(timeout);
             }
             Ok(())
         })?,
@@ -277,40 +291,29 @@ fn test(lua: &Lua, (name, body): (Value, Value)) -> mlua::Result<()> {
         session.report.borrow_mut().tests.push(TestReport {
             name,
             location,
-            status: Status::Skipped {
-                reason: "listed, not run".into(),
-            },
+            status: Status::skipped("listed, not run"),
             duration: Default::default(),
             output: String::new(),
         });
         return Ok(());
     }
-    if let Some(control) = session.config.control.as_ref().filter(|c| c.is_cancelled()) {
-        let report = TestReport {
-            name,
-            location,
-            status: Status::Errored(Problem {
-                message: format!(
-                    "not run: the file timed out after {:.0} s",
-                    control.timeout().as_secs_f64()
-                ),
-                location: None,
-                detail: String::new(),
-            }),
-            duration: Default::default(),
-            output: String::new(),
-        };
-        session
-            .config
-            .events
-            .test_finished(&session.config.file, &report);
-        session.report.borrow_mut().tests.push(report);
+    if let Some(why) = session
+        .config
+        .control
+        .as_ref()
+        .and_then(|c| c.stopped_because())
+    {
+        session.finish_test(TestReport::not_run(&name, location, &why));
         return Ok(());
     }
     *session.current.borrow_mut() = Some(String::new());
     if let Some(control) = &session.config.control {
-        control.set_current(Some(&name));
+        control.set_current(Some((&name, &location)));
     }
+    session.emit(RunEvent::TestStarted {
+        file: session.config.index,
+        name: name.clone(),
+    });
     let started = Instant::now();
     let run: Function = lua.named_registry_value("provium.run")?;
     let result: mlua::Result<(bool, Value, Option<String>)> = run.call(body);
@@ -326,18 +329,13 @@ fn test(lua: &Lua, (name, body): (Value, Value)) -> mlua::Result<()> {
     };
     session.map_status(&mut status);
     session.last_test_end.set(Some(Instant::now()));
-    let report = TestReport {
+    session.finish_test(TestReport {
         name,
         location,
         status,
         duration,
         output,
-    };
-    session
-        .config
-        .events
-        .test_finished(&session.config.file, &report);
-    session.report.borrow_mut().tests.push(report);
+    });
     Ok(())
 }
 
@@ -360,7 +358,11 @@ pub fn classify(err: &Value, traceback: Option<&str>) -> Status {
                 location: location.clone(),
                 detail: join(detail),
             }),
-            Some(Raised::Skip { reason }) => Status::Skipped {
+            Some(Raised::Skip { reason, kind }) => Status::Skipped {
+                reason: reason.clone(),
+                kind: *kind,
+            },
+            Some(Raised::NotRun { reason }) => Status::NotRun {
                 reason: reason.clone(),
             },
             Some(Raised::Error {
@@ -410,6 +412,7 @@ fn clean_traceback(tb: &str) -> String {
             !(l.is_empty()
                 || l.starts_with("provium:")
                 || l.starts_with("[C]: in function 'xpcall'")
+                || l.starts_with("[C]: in upvalue 'raw_")
                 || l.starts_with("[C]: in ?")
                 || l.starts_with("[C]: in function 'test'")
                 || l == "(...tail calls...)")
@@ -629,7 +632,10 @@ fn errno_value(lua: &Lua, v: &Value) -> mlua::Result<i64> {
         Value::String(s) => {
             let name = s.to_string_lossy();
             linux::errno_number(&name).map(|n| n as i64).ok_or_else(|| {
-                let hint = crate::suggest::did_you_mean(&name, linux::errnos().map(|e| e.name));
+                let hint = provium_compiler::diag::did_you_mean_suffix(
+                    &name,
+                    linux::errnos().map(|e| e.name),
+                );
                 errors::error(lua, format!("assert_errno: unknown errno `{name}`{hint}"))
             })
         }

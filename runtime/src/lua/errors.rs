@@ -1,6 +1,6 @@
 //! Errors raised into Lua by Provium's functions, and the caller's `file:line` they carry.
 
-use crate::run::model::Location;
+use crate::event::{Location, SkipKind};
 use mlua::Lua;
 use std::fmt;
 
@@ -14,6 +14,11 @@ pub enum Raised {
         detail: String,
     },
     Skip {
+        reason: String,
+        kind: SkipKind,
+    },
+    /// The test cannot run: what it needs was lost earlier (its VM), or its file was stopped.
+    NotRun {
         reason: String,
     },
     Error {
@@ -32,7 +37,8 @@ impl fmt::Display for Raised {
             | Raised::Error {
                 message, location, ..
             } => (message, location),
-            Raised::Skip { reason } => return write!(f, "skipped: {reason}"),
+            Raised::Skip { reason, .. } => return write!(f, "skipped: {reason}"),
+            Raised::NotRun { reason } => return write!(f, "not run: {reason}"),
         };
         match location {
             Some(l) => write!(f, "{l}: {message}"),
@@ -79,6 +85,13 @@ pub fn chunk_file(source: &str) -> String {
         .or_else(|| source.strip_prefix('='))
         .unwrap_or(source)
         .to_string()
+}
+
+/// The test cannot go on for a reason outside it (a VM lost in an earlier test).
+pub fn not_run(reason: impl Into<String>) -> mlua::Error {
+    mlua::Error::external(Raised::NotRun {
+        reason: reason.into(),
+    })
 }
 
 /// An error at the caller's location.

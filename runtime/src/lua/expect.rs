@@ -299,7 +299,8 @@ pub fn xfail(lua: &Lua, (reason, f): (String, Function)) -> mlua::Result<()> {
         )),
         Err(e) => match errors::raised(&e) {
             Some(Raised::Assertion { message, .. }) => Err(mlua::Error::external(Raised::Skip {
-                reason: format!("xfail: {reason} ({message})"),
+                reason: format!("{reason} ({message})"),
+                kind: crate::event::SkipKind::Xfail,
             })),
             _ => Err(e),
         },

@@ -2,16 +2,29 @@
 //! scripts (`fixtures/NAME.lua`) when a fixture is built.
 
 use super::errors;
-use super::session::{Session, SessionConfig, Silent};
+use super::session::{Session, SessionConfig};
 use super::vm::{vm_error, LuaVm, VmSlot};
 use crate::fixture::{Definition, FixtureUse, Fixtures, Source};
-use crate::profile::{Profile, TransportChoice};
-use crate::vm::{BootOptions, Vm, VmError};
+use crate::machine::profile::{Profile, TransportChoice};
+use crate::machine::vm::{BootOptions, Vm, VmError};
 use mlua::{Lua, Value};
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
+
+/// The fixtures of the project around `start`, able to build from fixture scripts; resumed
+/// from snapshots when `snapshots` (not with `--cold`).
+pub fn discover(
+    start: &Path,
+    profiles: crate::machine::profile::Profiles,
+    snapshots: bool,
+) -> anyhow::Result<FixtureUse> {
+    Ok(FixtureUse {
+        fixtures: Arc::new(Fixtures::discover(start, profiles)?.with_scripts(Arc::new(run_script))),
+        snapshots,
+    })
+}
 
 /// The fixtures a session uses: the runner's, or the ones around the working directory.
 fn fixture_use(session: &Session) -> Result<FixtureUse, anyhow::Error> {
@@ -19,24 +32,18 @@ fn fixture_use(session: &Session) -> Result<FixtureUse, anyhow::Error> {
         return Ok(f.clone());
     }
     let cwd = std::env::current_dir()?;
-    Ok(FixtureUse {
-        fixtures: Arc::new(Fixtures::discover(&cwd, session.config.profiles.clone())?),
-        snapshots: false,
-    })
+    discover(&cwd, session.config.profiles.clone(), false)
 }
 
 /// Boots or resumes `def` for a session, with the spinner events around it.
 fn start(session: &Session, uses: &FixtureUse, def: &Definition) -> Result<Vm, VmError> {
-    session
-        .config
-        .events
-        .boot_started(&format!("fixture {}", def.name));
+    session.boot_started(&format!("fixture {}", def.name));
     let result = if uses.snapshots {
         uses.fixtures.resume_def(def)
     } else {
         uses.fixtures.materialize(def, None).map(|(vm, _)| vm)
     };
-    session.config.events.boot_finished();
+    session.boot_finished();
     let mut vm = result?;
     vm.set_fixture(&def.name);
     session.record_vm(&vm);
@@ -69,7 +76,10 @@ pub fn fixture(lua: &Lua, name: String) -> mlua::Result<LuaVm> {
     match start(&session, &uses, &def) {
         Ok(vm) => slot.borrow_mut().vm = Some(vm),
         Err(e) => {
-            slot.borrow_mut().gone = Some(format!("its fixture failed ({e})"));
+            let mut slot = slot.borrow_mut();
+            slot.gone = Some(format!("its fixture failed ({e})"));
+            slot.lost = true;
+            drop(slot);
             return Err(vm_error(lua, &what, &e));
         }
     }
@@ -121,22 +131,13 @@ pub fn run_script(
 ) -> Result<(Vm, Vec<PathBuf>), VmError> {
     let name = fixtures.display_path(path);
     let session = Rc::new(Session::new(SessionConfig {
-        file: name.clone(),
-        events: Rc::new(Silent),
-        capture: true,
-        filter: None,
-        list_only: false,
-        profiles: fixtures.profiles.clone(),
         defaults: BootOptions {
             // Snapshots are resumed over virtio-serial.
             transport: Some(TransportChoice::VirtioSerial),
             ..Default::default()
         },
-        source_map: None,
-        record: false,
-        fixtures: None,
         snapshot_dir: snapshot_dir.map(Path::to_path_buf),
-        control: None,
+        ..SessionConfig::new(&name, fixtures.profiles.clone())
     }));
     let lua = Lua::new();
     lua.set_app_data(session.clone());

@@ -2,6 +2,7 @@
 //! state.
 
 pub mod api;
+pub mod control;
 pub mod convert;
 pub mod errors;
 pub mod expect;
@@ -10,9 +11,9 @@ pub mod pack;
 pub mod session;
 pub mod vm;
 
-use crate::run::model::{FileReport, Location, Problem, Status, TestReport};
+use crate::event::{FileReport, Location, Problem, Status, TestReport};
 use mlua::{Function, Lua, Value};
-pub use session::{Events, Session, SessionConfig, Silent, SourceMap, TestFilter};
+pub use session::{silent, Emit, Session, SessionConfig, SourceMap, TestFilter};
 use std::rc::Rc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -57,49 +58,48 @@ pub fn run_chunk(config: SessionConfig, chunk_name: &str, code: &str) -> FileRep
     report
 }
 
-/// A file that ran out of time stops at its next Lua instruction inside a test; the tests it
-/// has not reached are reported as not run. Outside tests, code gets a moment to reach the next
-/// `test()` call, then stops too (an endless loop at the top level must end).
-fn install_cancel_hook(lua: &Lua, control: std::sync::Arc<crate::run::control::FileControl>) {
+/// A stopped file (timed out, interrupted) stops at its next Lua instruction inside a test; the
+/// tests it has not reached are not run. Outside tests, code gets a moment to reach the next
+/// `test()` call, then stops too (an endless loop at the top level must end). A test that
+/// catches the stop with `pcall` gets it again when `pcall` returns (see `api`).
+fn install_cancel_hook(lua: &Lua, control: std::sync::Arc<control::FileControl>) {
     const OUTSIDE_TESTS_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
     let triggers = mlua::HookTriggers::new().every_nth_instruction(1000);
     let _ = lua.set_hook(triggers, move |lua, _| {
-        if !control.is_cancelled() {
+        let Some(reason) = control.stopped_because() else {
             return Ok(mlua::VmState::Continue);
-        }
+        };
         let in_test = lua
             .app_data_ref::<Rc<Session>>()
             .and_then(|s| s.current.try_borrow().ok().map(|c| c.is_some()))
             .unwrap_or(true);
         let late = control
-            .cancelled_for()
+            .stopped_for()
             .is_some_and(|d| d > OUTSIDE_TESTS_GRACE);
         if in_test || late {
-            return Err(mlua::Error::RuntimeError(format!(
-                "the file timed out after {:.0} s",
-                control.timeout().as_secs_f64()
-            )));
+            return Err(mlua::Error::RuntimeError(reason));
         }
         Ok(mlua::VmState::Continue)
     });
 }
 
-/// Runs a `.lua` file.
-pub fn run_file(config: SessionConfig, path: &std::path::Path) -> FileReport {
-    match std::fs::read_to_string(path) {
-        Ok(code) => {
-            let name = config.file.clone();
-            run_chunk(config, &name, &code)
-        }
-        Err(e) => FileReport {
-            path: config.file.clone(),
-            file_error: Some(Problem {
-                message: format!("cannot read {}: {e}", path.display()),
-                location: None,
+/// Whether `code` parses as Lua (nothing runs); the problem, located in `chunk_name`, if not.
+pub fn syntax_error(code: &str, chunk_name: &str) -> Option<Problem> {
+    let lua = Lua::new();
+    match lua
+        .load(code)
+        .set_name(format!("@{chunk_name}"))
+        .into_function()
+    {
+        Ok(_) => None,
+        Err(e) => {
+            let (location, message) = errors::split_location(&errors::innermost(&e));
+            Some(Problem {
+                message: format!("syntax error: {message}"),
+                location,
                 detail: String::new(),
-            }),
-            ..Default::default()
-        },
+            })
+        }
     }
 }
 
@@ -137,7 +137,7 @@ fn execute(lua: &Lua, session: &Rc<Session>, chunk_name: &str, code: &str) -> Op
     };
     session.map_status(&mut status);
     match status {
-        Status::Skipped { reason } => {
+        Status::Skipped { reason, kind } => {
             // skip() outside a test skips the rest of the file.
             session.report.borrow_mut().tests.push(TestReport {
                 name: "(file)".into(),
@@ -145,13 +145,14 @@ fn execute(lua: &Lua, session: &Rc<Session>, chunk_name: &str, code: &str) -> Op
                     file: session.config.file.clone(),
                     line: 0,
                 },
-                status: Status::Skipped { reason },
+                status: Status::Skipped { reason, kind },
                 duration: Default::default(),
                 output: String::new(),
             });
             None
         }
         Status::Failed(p) | Status::Errored(p) => Some(p),
+        Status::NotRun { reason } => Some(Problem::new(reason)),
         Status::Passed => None,
     }
 }

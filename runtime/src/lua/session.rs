@@ -1,11 +1,11 @@
 //! One test file's run: its report in progress, its VMs, its captured output.
 
+use super::control::FileControl;
 use super::vm::VmSlot;
+use crate::event::{FileReport, Location, Problem, RunEvent, Status, TestReport};
 use crate::fixture::FixtureUse;
-use crate::profile::Profiles;
-use crate::run::control::FileControl;
-use crate::run::model::{FileReport, TestReport};
-use crate::vm::{BootOptions, Vm};
+use crate::machine::profile::Profiles;
+use crate::machine::vm::{BootOptions, Vm};
 use mlua::Lua;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -13,18 +13,13 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
 
-/// What the runner wants to hear about while a file runs.
-pub trait Events {
-    fn boot_started(&self, _profile: &str) {}
-    fn boot_finished(&self) {}
-    fn test_finished(&self, _file: &str, _test: &TestReport) {}
-    /// Output printed by the file when it is not captured (`--no-capture`).
-    fn output(&self, _file: &str, _text: &str) {}
-}
+/// Where a session's events go: the runner's channel, or nowhere.
+pub type Emit = Rc<dyn Fn(RunEvent)>;
 
-/// Events nobody listens to.
-pub struct Silent;
-impl Events for Silent {}
+/// An [`Emit`] that drops every event (fixture scripts, benchmarks, unit tests).
+pub fn silent() -> Emit {
+    Rc::new(|_| {})
+}
 
 /// Which tests of a file run.
 pub type TestFilter = Rc<dyn Fn(&str) -> bool>;
@@ -45,7 +40,9 @@ pub struct Session {
 /// How to run one file.
 pub struct SessionConfig {
     pub file: String,
-    pub events: Rc<dyn Events>,
+    /// The file's index in the run, for its events.
+    pub index: usize,
+    pub emit: Emit,
     pub capture: bool,
     pub filter: Option<TestFilter>,
     pub list_only: bool,
@@ -63,6 +60,28 @@ pub struct SessionConfig {
     pub control: Option<Arc<FileControl>>,
 }
 
+impl SessionConfig {
+    /// A session for `file` with the defaults: output captured, no filter, no runner, events
+    /// dropped.
+    pub fn new(file: &str, profiles: Profiles) -> SessionConfig {
+        SessionConfig {
+            file: file.to_string(),
+            index: 0,
+            emit: silent(),
+            capture: true,
+            filter: None,
+            list_only: false,
+            profiles,
+            defaults: BootOptions::default(),
+            source_map: None,
+            record: false,
+            fixtures: None,
+            snapshot_dir: None,
+            control: None,
+        }
+    }
+}
+
 impl Session {
     pub fn new(c: SessionConfig) -> Session {
         Session {
@@ -77,6 +96,33 @@ impl Session {
             last_test_end: Default::default(),
             names: RefCell::new(HashMap::new()),
         }
+    }
+
+    /// Sends an event of this file to the runner.
+    pub fn emit(&self, event: RunEvent) {
+        (self.config.emit)(event)
+    }
+
+    /// Reports a finished test: to the runner now, and in the file's report.
+    pub fn finish_test(&self, report: TestReport) {
+        self.emit(RunEvent::TestFinished {
+            file: self.config.index,
+            test: report.clone(),
+        });
+        self.report.borrow_mut().tests.push(report);
+    }
+
+    pub fn boot_started(&self, what: &str) {
+        self.emit(RunEvent::BootStarted {
+            file: self.config.index,
+            what: what.to_string(),
+        });
+    }
+
+    pub fn boot_finished(&self) {
+        self.emit(RunEvent::BootFinished {
+            file: self.config.index,
+        });
     }
 
     pub fn get(lua: &Lua) -> Rc<Session> {
@@ -113,18 +159,15 @@ impl Session {
         }
     }
 
-    pub fn map_location(&self, loc: crate::run::model::Location) -> crate::run::model::Location {
+    pub fn map_location(&self, loc: Location) -> Location {
         match &self.config.source_map {
             Some(m) => m.map(loc),
             None => loc,
         }
     }
 
-    pub fn map_status(&self, status: &mut crate::run::model::Status) {
-        if let (
-            Some(m),
-            crate::run::model::Status::Failed(p) | crate::run::model::Status::Errored(p),
-        ) = (&self.config.source_map, status)
+    pub fn map_status(&self, status: &mut Status) {
+        if let (Some(m), Status::Failed(p) | Status::Errored(p)) = (&self.config.source_map, status)
         {
             m.map_problem(p);
         }
@@ -138,7 +181,10 @@ impl Session {
     /// terminal.
     pub fn print(&self, text: &str) {
         if !self.config.capture {
-            self.config.events.output(&self.config.file, text);
+            self.emit(RunEvent::Output {
+                file: self.config.index,
+                text: text.to_string(),
+            });
         }
         match self.current.borrow_mut().as_mut() {
             Some(buf) => buf.push_str(text),
@@ -188,12 +234,12 @@ impl SourceMap {
         self.lines.get(chunk_line as usize).copied().flatten()
     }
 
-    pub fn map(&self, loc: crate::run::model::Location) -> crate::run::model::Location {
+    pub fn map(&self, loc: Location) -> Location {
         if loc.file != self.chunk {
             return loc;
         }
         match self.line(loc.line) {
-            Some(line) => crate::run::model::Location {
+            Some(line) => Location {
                 file: self.file.clone(),
                 line,
             },
@@ -223,7 +269,7 @@ impl SourceMap {
     /// Maps a problem's location and text. Traceback frames inside the generated chunk are
     /// dropped: they show the compiler's scaffolding, not the spec. Frames in the spec's own
     /// `lua:` blocks stay.
-    pub fn map_problem(&self, p: &mut crate::run::model::Problem) {
+    pub fn map_problem(&self, p: &mut Problem) {
         if let Some(l) = p.location.take() {
             p.location = Some(self.map(l));
         }
@@ -254,7 +300,7 @@ impl SourceMap {
 #[cfg(test)]
 mod source_map_tests {
     use super::SourceMap;
-    use crate::run::model::Location;
+    use crate::event::Location;
 
     #[test]
     fn lines_follow_the_nearest_marker_above() {

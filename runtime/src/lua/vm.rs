@@ -3,9 +3,9 @@
 use super::convert::{self, int, outcome_table, plain_call};
 use super::errors;
 use super::session::Session;
-use crate::profile::{parse_memory, Profile, TransportChoice};
+use crate::machine::profile::{parse_memory, Profile, TransportChoice};
+use crate::machine::vm::{BootOptions, Vm, VmError};
 use crate::protocol::{Credentials, ExecCall, SyscallCall, SyscallOutcome, Termination, WorkerId};
-use crate::vm::{BootOptions, Vm, VmError};
 use mlua::{Lua, MultiValue, Table, UserData, UserDataMethods, Value};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -20,6 +20,9 @@ pub struct VmSlot {
     pub vm: Option<Vm>,
     /// Why the VM cannot be used (lost, shut down); shown by every later call.
     pub gone: Option<String>,
+    /// The VM was lost (not shut down on purpose): a later test that needs it is not run,
+    /// rather than failed again for the same reason.
+    pub lost: bool,
     /// Host files put into the VM at boot (a fixture's cache key covers their content).
     pub pushed: Vec<PathBuf>,
 }
@@ -31,6 +34,7 @@ impl VmSlot {
             defaults,
             vm: None,
             gone: None,
+            lost: false,
             pushed: Vec::new(),
         }
     }
@@ -127,7 +131,7 @@ impl DryRun for SyscallOutcome {
         }
     }
 }
-impl DryRun for Vec<crate::vm::VfsMount> {
+impl DryRun for Vec<crate::machine::vm::VfsMount> {
     fn dry() -> Self {
         Vec::new()
     }
@@ -160,13 +164,17 @@ where
     let mut slot = target.slot().borrow_mut();
     let running = slot.vm.as_ref().is_some_and(|vm| vm.is_running());
     if !running {
-        return Err(errors::error(
-            lua,
-            match &slot.gone {
-                Some(why) => format!("{label}:{method}: the VM is not available: {why}"),
-                None => format!("{label}:{method}: the VM is not booted; call vm:boot() first"),
-            },
-        ));
+        return Err(match &slot.gone {
+            Some(why) if slot.lost => errors::not_run(format!("{label}:{method}: {why}")),
+            Some(why) => errors::error(
+                lua,
+                format!("{label}:{method}: the VM is not available: {why}"),
+            ),
+            None => errors::error(
+                lua,
+                format!("{label}:{method}: the VM is not booted; call vm:boot() first"),
+            ),
+        });
     }
     let Some(vm) = slot.vm.as_mut() else {
         return Err(errors::error(
@@ -176,19 +184,19 @@ where
     };
     match f(vm, target.worker()) {
         Ok(r) => Ok(r),
-        Err(e) if e.is_fatal() && timed_out(lua).is_some() => {
-            slot.gone = Some("the file timed out".into());
+        Err(e) if e.is_fatal() && stopped(lua).is_some() => {
+            let why = stopped(lua).unwrap_or_default();
+            slot.gone = Some(why.clone());
+            slot.lost = true;
             Err(errors::error(
                 lua,
-                format!(
-                    "{label}:{method}: the file timed out after {:.0} s; its VM was killed",
-                    timed_out(lua).unwrap_or_default().as_secs_f64()
-                ),
+                format!("{label}:{method}: {why}; its VM was killed"),
             ))
         }
         Err(e) => {
             if e.is_fatal() {
-                slot.gone = Some(format!("it was lost earlier ({e})"));
+                slot.gone = Some(format!("the VM was lost in an earlier call ({e})"));
+                slot.lost = true;
             }
             Err(vm_error(lua, &format!("{label}:{method}"), &e))
         }
@@ -211,14 +219,13 @@ pub fn vm_error(lua: &Lua, what: &str, e: &VmError) -> mlua::Error {
     )
 }
 
-/// The file's timeout, if the runner cancelled the file for exceeding it.
-fn timed_out(lua: &Lua) -> Option<Duration> {
+/// Why the runner stopped the file (a timeout, an interrupt), if it did.
+fn stopped(lua: &Lua) -> Option<String> {
     Session::get(lua)
         .config
         .control
         .as_ref()
-        .filter(|c| c.is_cancelled())
-        .map(|c| c.timeout())
+        .and_then(|c| c.stopped_because())
 }
 
 fn syscall_label(nr: i64) -> String {
@@ -582,6 +589,7 @@ impl UserData for LuaVm {
             {
                 slot.vm = Some(resumed?);
                 slot.gone = None;
+                slot.lost = false;
                 return Ok(());
             }
             if let Some(dir) = &session.config.snapshot_dir {
@@ -591,18 +599,20 @@ impl UserData for LuaVm {
                 options.snapshot_memory = Some(dir.join(format!("ram-{n}")));
             }
             slot.pushed = options.host_files(&slot.profile);
-            session.config.events.boot_started(&slot.profile.name);
+            session.boot_started(&format!("`{}`", slot.profile.name));
             let result = Vm::boot(&slot.profile, &options);
-            session.config.events.boot_finished();
+            session.boot_finished();
             match result {
                 Ok(vm) => {
                     session.record_vm(&vm);
                     slot.vm = Some(vm);
                     slot.gone = None;
+                    slot.lost = false;
                     Ok(())
                 }
                 Err(e) => {
                     slot.gone = Some(format!("its boot failed ({e})"));
+                    slot.lost = true;
                     Err(vm_error(lua, "vm:boot", &e))
                 }
             }
@@ -672,7 +682,7 @@ impl UserData for LuaVm {
                             "interval" => interval = lua.unpack(v)?,
                             other => {
                                 let hint =
-                                    crate::suggest::did_you_mean(other, ["timeout", "interval"]);
+                                    provium_compiler::diag::did_you_mean_suffix(other, ["timeout", "interval"]);
                                 return Err(errors::error(
                                     lua,
                                     format!("wait_until: unknown option `{other}`{hint}"),
@@ -904,7 +914,7 @@ fn apply_boot_options(lua: &Lua, t: &Table, o: &mut BootOptions) -> mlua::Result
                     "machine",
                     "kernel_args",
                 ];
-                let hint = crate::suggest::did_you_mean(other, known);
+                let hint = provium_compiler::diag::did_you_mean_suffix(other, known);
                 return Err(errors::error(
                     lua,
                     format!("vm:boot: unknown option `{other}`{hint}"),
@@ -944,7 +954,7 @@ fn credentials(lua: &Lua, opts: Option<&Table>) -> mlua::Result<Credentials> {
                                 format!("CAP_{name}")
                             };
                             provium_compiler::linux::capability(&full).ok_or_else(|| {
-                                let hint = crate::suggest::did_you_mean(
+                                let hint = provium_compiler::diag::did_you_mean_suffix(
                                     &full,
                                     provium_compiler::linux::capabilities(),
                                 );
@@ -960,7 +970,10 @@ fn credentials(lua: &Lua, opts: Option<&Table>) -> mlua::Result<Credentials> {
                 }
             }
             other => {
-                let hint = crate::suggest::did_you_mean(other, ["uid", "gid", "groups", "caps"]);
+                let hint = provium_compiler::diag::did_you_mean_suffix(
+                    other,
+                    ["uid", "gid", "groups", "caps"],
+                );
                 return Err(errors::error(
                     lua,
                     format!("spawn: unknown option `{other}`{hint}"),

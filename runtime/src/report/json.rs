@@ -6,20 +6,21 @@
 //! {"type":"summary","passed":10,"failed":1,"errored":0,"skipped":2,"not_run":0,"duration":3.2}
 //! ```
 
-use crate::run::discover::TestFile;
-use crate::run::model::{FileReport, TestReport};
-use crate::run::{Reporter, Summary};
+use super::Reporter;
+use crate::event::{RunEvent, Summary};
 use serde_json::json;
 use std::io::Write;
 
 pub struct Json {
     out: std::io::Stdout,
+    files: Vec<String>,
 }
 
 impl Json {
     pub fn new() -> Json {
         Json {
             out: std::io::stdout(),
+            files: Vec::new(),
         }
     }
 
@@ -37,36 +38,48 @@ impl Default for Json {
 }
 
 impl Reporter for Json {
-    fn test_finished(&mut self, file: &TestFile, t: &TestReport) {
-        let mut v = serde_json::to_value(t).unwrap_or_default();
-        if let Some(o) = v.as_object_mut() {
-            o.insert("type".into(), json!("test"));
-            o.insert("file".into(), json!(file.display));
+    fn report(&mut self, event: &RunEvent) {
+        match event {
+            RunEvent::RunStarted { files, .. } => {
+                self.files = files.iter().map(|f| f.path.clone()).collect()
+            }
+            RunEvent::FileFinished { file, report } => {
+                let path = self.files.get(*file).cloned().unwrap_or_default();
+                for t in &report.tests {
+                    let mut v = serde_json::to_value(t).unwrap_or_default();
+                    if let Some(o) = v.as_object_mut() {
+                        o.insert("type".into(), json!("test"));
+                        o.insert("file".into(), json!(path));
+                    }
+                    self.emit(v);
+                }
+                if let Some(p) = &report.file_error {
+                    self.emit(json!({
+                        "type": "file-error",
+                        "file": path,
+                        "message": p.message,
+                        "location": p.location,
+                        "detail": p.detail,
+                        "console": report.console,
+                    }));
+                }
+            }
+            RunEvent::RunFinished { summary } => self.summary(summary),
+            _ => {}
         }
-        self.emit(v);
     }
+}
 
-    fn file_finished(&mut self, file: &TestFile, report: &FileReport) {
-        if let Some(p) = &report.file_error {
-            self.emit(json!({
-                "type": "file-error",
-                "file": file.display,
-                "message": p.message,
-                "location": p.location,
-                "detail": p.detail,
-                "console": report.console,
-            }));
-        }
-    }
-
-    fn run_finished(&mut self, s: &Summary) {
+impl Json {
+    fn summary(&mut self, s: &Summary) {
         self.emit(json!({
             "type": "summary",
             "passed": s.counts.passed,
             "failed": s.counts.failed,
             "errored": s.counts.errored,
             "skipped": s.counts.skipped,
-            "not_run": s.not_run,
+            "not_run": s.counts.not_run,
+            "interrupted": s.interrupted.map(|i| i.name()),
             "duration": s.duration.as_secs_f64(),
         }));
     }

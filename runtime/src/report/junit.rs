@@ -12,8 +12,8 @@
 //! - the console tail in the suite's `<system-out>` when a VM failed;
 //! - an error outside any test is a test case named `(file)` with an `<error>`.
 
-use crate::run::model::{FileReport, Problem, Status};
-use crate::run::Summary;
+use super::Reporter;
+use crate::event::{FileReport, Problem, RunEvent, SkipKind, Status, Summary};
 use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
 use std::time::Duration;
 
@@ -71,9 +71,18 @@ fn suite(file: &FileReport) -> TestSuite {
             Status::Passed => TestCaseStatus::success(),
             Status::Failed(p) => problem_status(NonSuccessKind::Failure, "assertion", p),
             Status::Errored(p) => problem_status(NonSuccessKind::Error, "error", p),
-            Status::Skipped { reason } => {
+            Status::Skipped { reason, kind } => {
                 let mut s = TestCaseStatus::skipped();
-                s.set_message(reason.as_str());
+                s.set_message(match kind {
+                    SkipKind::Skip => reason.clone(),
+                    SkipKind::Todo => format!("todo: {reason}"),
+                    SkipKind::Xfail => format!("xfail: {reason}"),
+                });
+                s
+            }
+            Status::NotRun { reason } => {
+                let mut s = TestCaseStatus::skipped();
+                s.set_message(format!("not run: {reason}"));
                 s
             }
         };
@@ -167,7 +176,7 @@ pub fn write_report(report: &Report, path: &std::path::Path) -> anyhow::Result<(
     let xml = report
         .to_string()
         .map_err(|e| anyhow::anyhow!("serializing JUnit XML: {e}"))?;
-    crate::paths::write_atomically(path, xml.as_bytes())
+    crate::machine::paths::write_atomically(path, xml.as_bytes())
         .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))
 }
 
@@ -176,10 +185,38 @@ pub fn write(summary: &Summary, path: &std::path::Path) -> anyhow::Result<()> {
     write_report(&report(summary), path)
 }
 
+/// The JUnit reporter: writes the report when the run ends (an interrupted run too).
+pub struct JunitFile {
+    path: std::path::PathBuf,
+    result: anyhow::Result<()>,
+}
+
+impl JunitFile {
+    pub fn new(path: &std::path::Path) -> JunitFile {
+        JunitFile {
+            path: path.to_path_buf(),
+            result: Ok(()),
+        }
+    }
+}
+
+impl Reporter for JunitFile {
+    fn report(&mut self, event: &RunEvent) {
+        if let RunEvent::RunFinished { summary } = event {
+            self.result = write(summary, &self.path)
+                .map_err(|e| e.context(format!("writing {}", self.path.display())));
+        }
+    }
+
+    fn finish(&mut self) -> anyhow::Result<()> {
+        std::mem::replace(&mut self.result, Ok(()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::run::model::{Location, TestReport};
+    use crate::event::{Location, TestReport};
 
     fn file(path: &str, tests: &[(&str, Status)]) -> FileReport {
         FileReport {
@@ -231,15 +268,7 @@ mod tests {
             "b.xml",
             vec![
                 file("a.lua", &[("z", Status::Passed)]),
-                file(
-                    "c.lua",
-                    &[(
-                        "s",
-                        Status::Skipped {
-                            reason: "needs 6.2".into(),
-                        },
-                    )],
-                ),
+                file("c.lua", &[("s", Status::skipped("needs 6.2"))]),
             ],
         );
         let merged = merge(&[a, b]).unwrap();

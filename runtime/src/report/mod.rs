@@ -1,43 +1,49 @@
-//! Reporters: the terminal, JUnit XML and JSON lines.
+//! Reporters: peers that consume the run's events. Adding one is one file implementing
+//! [`Reporter::report`]; the terminal, JUnit and JSON reporters are examples.
 
 pub mod json;
 pub mod junit;
+pub mod style;
 pub mod terminal;
 
-use crate::run::discover::TestFile;
-use crate::run::model::{FileReport, TestReport};
-use crate::run::{Reporter, Summary};
+use crate::event::RunEvent;
 
-/// Sends every event to several reporters.
-pub struct Tee(pub Vec<Box<dyn Reporter>>);
+/// Receives every event of a run, in order (see [`RunEvent`]).
+pub trait Reporter {
+    fn report(&mut self, event: &RunEvent);
 
-impl Reporter for Tee {
-    fn run_started(&mut self, files: &[TestFile]) {
-        self.0.iter_mut().for_each(|r| r.run_started(files));
+    /// Called after the run: a reporter that writes a file says here if it could not.
+    fn finish(&mut self) -> anyhow::Result<()> {
+        Ok(())
     }
-    fn file_started(&mut self, file: &TestFile) {
-        self.0.iter_mut().for_each(|r| r.file_started(file));
+}
+
+/// Several reporters as one.
+#[derive(Default)]
+pub struct Reporters(pub Vec<Box<dyn Reporter>>);
+
+impl Reporters {
+    pub fn push(&mut self, r: impl Reporter + 'static) {
+        self.0.push(Box::new(r));
     }
-    fn boot_started(&mut self, file: &TestFile, profile: &str) {
-        self.0
-            .iter_mut()
-            .for_each(|r| r.boot_started(file, profile));
+}
+
+impl Reporter for Reporters {
+    fn report(&mut self, event: &RunEvent) {
+        for r in &mut self.0 {
+            r.report(event);
+        }
     }
-    fn boot_finished(&mut self, file: &TestFile) {
-        self.0.iter_mut().for_each(|r| r.boot_finished(file));
-    }
-    fn test_finished(&mut self, file: &TestFile, test: &TestReport) {
-        self.0.iter_mut().for_each(|r| r.test_finished(file, test));
-    }
-    fn output(&mut self, file: &TestFile, text: &str) {
-        self.0.iter_mut().for_each(|r| r.output(file, text));
-    }
-    fn file_finished(&mut self, file: &TestFile, report: &FileReport) {
-        self.0
-            .iter_mut()
-            .for_each(|r| r.file_finished(file, report));
-    }
-    fn run_finished(&mut self, summary: &Summary) {
-        self.0.iter_mut().for_each(|r| r.run_finished(summary));
+
+    /// Every reporter finishes; the first failure is returned.
+    fn finish(&mut self) -> anyhow::Result<()> {
+        let mut first = Ok(());
+        for r in &mut self.0 {
+            let result = r.finish();
+            if first.is_ok() {
+                first = result;
+            }
+        }
+        first
     }
 }

@@ -1,13 +1,13 @@
 //! The human reporter: a line per test with status and time, failures with expected/actual and
 //! `file:line`, and a summary. Colour only on a terminal (`NO_COLOR` honoured); a spinner while a
-//! VM boots.
+//! VM boots. Writes to a closed terminal are dropped: the run and its other reports go on.
 
-use crate::cli::style::{paint, BOLD, DIM, FAIL, OK, WARN};
-use crate::run::discover::TestFile;
-use crate::run::model::{FileReport, Problem, Status, TestReport};
-use crate::run::{Reporter, Summary};
+use super::Reporter;
+use crate::event::{FileReport, PlannedFile, Problem, RunEvent, Status, Summary, TestReport};
+use crate::report::style::{paint, BOLD, DIM, FAIL, OK, WARN};
 use anstyle::Style;
 use indicatif::{ProgressBar, ProgressStyle};
+use std::collections::HashSet;
 use std::io::Write;
 use std::time::Duration;
 
@@ -16,6 +16,9 @@ pub struct Terminal {
     verbose: bool,
     spinner: Option<ProgressBar>,
     show_progress: bool,
+    files: Vec<PlannedFile>,
+    /// Tests of the current file already shown as they finished.
+    shown: HashSet<String>,
 }
 
 impl Terminal {
@@ -26,6 +29,8 @@ impl Terminal {
             verbose,
             spinner: None,
             show_progress: std::io::stderr().is_terminal(),
+            files: Vec::new(),
+            shown: HashSet::new(),
         }
     }
 
@@ -49,23 +54,21 @@ impl Terminal {
             self.line(&format!("{indent}{}", paint(DIM, l)));
         }
     }
-}
 
-fn status_style(s: &Status) -> Style {
-    match s {
-        Status::Passed => OK,
-        Status::Failed(_) | Status::Errored(_) => FAIL,
-        Status::Skipped { .. } => WARN,
+    fn path(&self, file: usize) -> String {
+        self.files
+            .get(file)
+            .map(|f| f.path.clone())
+            .unwrap_or_default()
     }
-}
 
-fn time(d: Duration) -> String {
-    format!("[{:>8.3}s]", d.as_secs_f64())
-}
+    fn stop_spinner(&mut self) {
+        if let Some(s) = self.spinner.take() {
+            s.finish_and_clear();
+        }
+    }
 
-impl Reporter for Terminal {
-    fn run_started(&mut self, files: &[TestFile]) {
-        let n = files.len();
+    fn run_started(&mut self, n: usize) {
         self.line(&format!(
             "{} {n} file{}",
             paint(OK, "    Starting"),
@@ -73,7 +76,7 @@ impl Reporter for Terminal {
         ));
     }
 
-    fn boot_started(&mut self, file: &TestFile, profile: &str) {
+    fn boot_started(&mut self, file: usize, what: &str) {
         if !self.show_progress {
             return;
         }
@@ -82,18 +85,13 @@ impl Reporter for Terminal {
             ProgressStyle::with_template("     {spinner} {msg} {elapsed}")
                 .unwrap_or_else(|_| ProgressStyle::default_spinner()),
         );
-        s.set_message(format!("booting `{profile}` for {}", file.display));
+        s.set_message(format!("booting {what} for {}", self.path(file)));
         s.enable_steady_tick(Duration::from_millis(100));
         self.spinner = Some(s);
     }
 
-    fn boot_finished(&mut self, _file: &TestFile) {
-        if let Some(s) = self.spinner.take() {
-            s.finish_and_clear();
-        }
-    }
-
-    fn test_finished(&mut self, file: &TestFile, t: &TestReport) {
+    fn test_finished(&mut self, file: usize, t: &TestReport) {
+        self.shown.insert(t.name.clone());
         let status = paint(
             status_style(&t.status),
             &format!("{:>12}", t.status.label()),
@@ -101,10 +99,10 @@ impl Reporter for Terminal {
         let mut line = format!(
             "{status} {} {}::{}",
             time(t.duration),
-            paint(DIM, &file.display),
+            paint(DIM, &self.path(file)),
             paint(BOLD, &t.name)
         );
-        if let Status::Skipped { reason } = &t.status {
+        if let Status::Skipped { reason, .. } | Status::NotRun { reason } = &t.status {
             line.push_str(&format!(" {}", paint(DIM, &format!("({reason})"))));
         }
         self.line(&line);
@@ -128,28 +126,38 @@ impl Reporter for Terminal {
         }
     }
 
-    fn output(&mut self, file: &TestFile, text: &str) {
+    fn output(&mut self, file: usize, text: &str) {
+        let prefix = paint(DIM, &format!("{}>", self.path(file)));
         for l in text.lines() {
-            let line = format!("{} {l}", paint(DIM, &format!("{}>", file.display)));
-            self.line(&line);
+            self.line(&format!("{prefix} {l}"));
         }
     }
 
-    fn file_finished(&mut self, file: &TestFile, report: &FileReport) {
-        if let Some(s) = self.spinner.take() {
-            s.finish_and_clear();
+    fn file_finished(&mut self, file: usize, report: &FileReport) {
+        self.stop_spinner();
+        // Tests the runner completed the report with (never reached, or a test that was
+        // running when the file was stopped).
+        let late: Vec<TestReport> = report
+            .tests
+            .iter()
+            .filter(|t| !self.shown.contains(&t.name))
+            .cloned()
+            .collect();
+        for t in &late {
+            self.test_finished(file, t);
         }
+        self.shown.clear();
         if let Some(p) = &report.file_error {
             let status = paint(FAIL, &format!("{:>12}", "ERROR"));
             self.line(&format!(
                 "{status} {} {}",
                 time(report.duration),
-                paint(BOLD, &file.display)
+                paint(BOLD, &report.path)
             ));
             let p = p.clone();
             self.problem(&p);
         }
-        if report.is_bad() {
+        if report.is_bad() && report.file_error.is_some() {
             if let Some(console) = &report.console {
                 self.line(&format!(
                     "            {}",
@@ -175,28 +183,25 @@ impl Reporter for Terminal {
         if c.skipped > 0 {
             parts.push(paint(WARN, &format!("{} skipped", c.skipped)));
         }
-        if s.not_run > 0 {
-            parts.push(paint(
-                WARN,
-                &format!(
-                    "{} file{} not run (--fail-fast)",
-                    s.not_run,
-                    if s.not_run == 1 { "" } else { "s" }
-                ),
-            ));
+        if c.not_run > 0 {
+            parts.push(paint(WARN, &format!("{} not run", c.not_run)));
         }
         let label = if s.is_success() {
             paint(OK, "     Summary")
         } else {
             paint(FAIL, "     Summary")
         };
-        self.line(&format!(
+        let mut line = format!(
             "{label} {} {} test{} run: {}",
             time(s.duration),
             c.run(),
             if c.run() == 1 { "" } else { "s" },
             parts.join(", ")
-        ));
+        );
+        if let Some(i) = s.interrupted {
+            line.push_str(&paint(FAIL, &format!(" (interrupted by {})", i.name())));
+        }
+        self.line(&line);
         for r in &s.reports {
             if let Some(p) = &r.file_error {
                 let loc = p
@@ -211,27 +216,50 @@ impl Reporter for Terminal {
                 ));
             }
             for t in r.tests.iter().filter(|t| t.status.is_bad()) {
+                let at = t
+                    .status
+                    .problem()
+                    .and_then(|p| p.location.as_ref())
+                    .unwrap_or(&t.location)
+                    .to_string();
                 self.line(&format!(
                     "{} {}::{} {}",
                     paint(FAIL, &format!("{:>12}", t.status.label())),
                     r.path,
                     t.name,
-                    paint(
-                        DIM,
-                        &format!(
-                            "({})",
-                            match &t.status {
-                                Status::Failed(p) | Status::Errored(p) => p
-                                    .location
-                                    .as_ref()
-                                    .map(|l| l.to_string())
-                                    .unwrap_or_else(|| t.location.to_string()),
-                                _ => String::new(),
-                            }
-                        )
-                    )
+                    paint(DIM, &format!("({at})"))
                 ));
             }
         }
     }
+}
+
+impl Reporter for Terminal {
+    fn report(&mut self, event: &RunEvent) {
+        match event {
+            RunEvent::RunStarted { files, .. } => {
+                self.files = files.clone();
+                self.run_started(files.len());
+            }
+            RunEvent::BootStarted { file, what } => self.boot_started(*file, what),
+            RunEvent::BootFinished { .. } => self.stop_spinner(),
+            RunEvent::TestFinished { file, test } => self.test_finished(*file, test),
+            RunEvent::Output { file, text } => self.output(*file, text),
+            RunEvent::FileFinished { file, report } => self.file_finished(*file, report),
+            RunEvent::RunFinished { summary } => self.run_finished(summary),
+            RunEvent::FileStarted { .. } | RunEvent::TestStarted { .. } => {}
+        }
+    }
+}
+
+fn status_style(s: &Status) -> Style {
+    match s {
+        Status::Passed => OK,
+        Status::Failed(_) | Status::Errored(_) => FAIL,
+        Status::Skipped { .. } | Status::NotRun { .. } => WARN,
+    }
+}
+
+fn time(d: Duration) -> String {
+    format!("[{:>8.3}s]", d.as_secs_f64())
 }

@@ -17,6 +17,55 @@ pub struct TestFile {
     pub kind: FileKind,
 }
 
+/// The largest test file Provium reads. Specs and scripts are text that people (or `provium
+/// gen`) write; the largest shipped spec is a few KiB.
+pub const MAX_TEST_FILE: u64 = 8 << 20;
+
+/// Reads a test file: a regular file of UTF-8 text, at most [`MAX_TEST_FILE`] bytes. A FIFO, a
+/// device (a link to `/dev/zero`) or a directory is refused without being opened for reading,
+/// so it can neither block nor fill memory.
+pub fn read_test_file(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read it: {e}"))?;
+    if !meta.is_file() {
+        return Err(
+            "not a regular file (a FIFO, a device or a directory): only regular files \
+                    are read as tests"
+                .into(),
+        );
+    }
+    if meta.len() > MAX_TEST_FILE {
+        return Err(format!(
+            "{} bytes is over the limit of {} MiB for a test file",
+            meta.len(),
+            MAX_TEST_FILE >> 20
+        ));
+    }
+    // O_NONBLOCK: should the file have been swapped for a FIFO since, opening it cannot hang.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| format!("cannot read it: {e}"))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_TEST_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read it: {e}"))?;
+    if bytes.len() as u64 > MAX_TEST_FILE {
+        return Err(format!(
+            "it is over the limit of {} MiB for a test file",
+            MAX_TEST_FILE >> 20
+        ));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        format!(
+            "not UTF-8 text (invalid byte at offset {})",
+            e.utf8_error().valid_up_to()
+        )
+    })
+}
+
 /// Directories that never hold tests: fixture scripts are run by `provium.fixture`, not as tests.
 const SKIPPED_DIRS: [&str; 4] = ["fixtures", "target", "node_modules", ".git"];
 
@@ -45,7 +94,7 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<TestFile>> {
         if !p.exists() {
             bail!("{}: no such file or directory", p.display());
         }
-        if p.is_file() {
+        if !p.is_dir() {
             let Some(kind) = kind_of(p) else {
                 bail!(
                     "{}: not a test file (expected .lua, .yaml or .yml)",
@@ -124,5 +173,31 @@ mod tests {
         assert_eq!(names, ["a.yaml", "b.lua", "sub/c.lua"]);
         assert!(discover(&[d.path().join("missing")]).is_err());
         assert!(discover(&[d.path().join("notes.txt")]).is_err());
+    }
+
+    #[test]
+    fn only_regular_files_of_bounded_size_are_read() {
+        let d = tempfile::tempdir().unwrap();
+        let fifo = d.path().join("pipe.yaml");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo with a valid path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        std::os::unix::fs::symlink("/dev/zero", d.path().join("zero.yaml")).unwrap();
+        let started = std::time::Instant::now();
+        assert!(read_test_file(&fifo)
+            .unwrap_err()
+            .contains("not a regular file"));
+        let zero = read_test_file(&d.path().join("zero.yaml")).unwrap_err();
+        assert!(zero.contains("not a regular file"), "{zero}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        let big = d.path().join("big.yaml");
+        std::fs::write(&big, vec![b'#'; (MAX_TEST_FILE + 1) as usize]).unwrap();
+        assert!(read_test_file(&big).unwrap_err().contains("over the limit"));
+        let bin = d.path().join("bin.lua");
+        std::fs::write(&bin, [0xff, 0xfe]).unwrap();
+        assert!(read_test_file(&bin).unwrap_err().contains("UTF-8"));
+        // Found in a directory, they are listed: their reports say what is wrong with them.
+        let found = discover(&[d.path().to_path_buf()]).unwrap();
+        assert_eq!(found.len(), 4);
     }
 }

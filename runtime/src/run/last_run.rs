@@ -50,7 +50,7 @@ impl LastRun {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
         let text = serde_json::to_vec_pretty(self)?;
-        crate::paths::write_atomically(&p, &text)
+        crate::machine::paths::write_atomically(&p, &text)
             .with_context(|| format!("writing {}", p.display()))
     }
 
@@ -85,7 +85,7 @@ impl LastRun {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::run::model::{FileReport, Location, Problem, Status, TestReport};
+    use crate::event::model::{FileReport, Location, Problem, Status, TestReport};
 
     #[test]
     fn what_failed_or_did_not_run_is_selected_again() {

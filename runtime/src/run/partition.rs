@@ -30,7 +30,7 @@ impl std::str::FromStr for Partition {
             "count" => Ok(Partition::Count { shard, total }),
             "hash" => Ok(Partition::Hash { shard, total }),
             other => {
-                let hint = crate::suggest::did_you_mean(other, ["count", "hash"]);
+                let hint = provium_compiler::diag::did_you_mean_suffix(other, ["count", "hash"]);
                 Err(format!(
                     "bad partition `{s}`: unknown kind `{other}`{hint} ({usage})"
                 ))

@@ -1,9 +1,9 @@
 //! Shared helpers for tests that boot the real kernel.
 #![allow(dead_code)]
 
-use provium::profile::{Profiles, TransportChoice};
+use provium::machine::profile::{Profiles, TransportChoice};
+use provium::machine::vm::{BootOptions, Vm};
 use provium::protocol::{Buffer, SyscallCall, SyscallOutcome};
-use provium::vm::{BootOptions, Vm};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 pub const AT_FDCWD: i64 = -100;

@@ -4,7 +4,7 @@
 //! uncompressed kernel instead of a bzImage, microvm instead of q35/pc, `-nodefaults`, and kernel
 //! arguments that skip boot work. Each is a field here so the benchmark can compare them.
 
-use crate::accel::Accel;
+use crate::machine::accel::Accel;
 use anyhow::{bail, Result};
 use std::path::{Path, PathBuf};
 

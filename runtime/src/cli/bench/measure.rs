@@ -11,9 +11,9 @@
 //! - `suite`: the project's spec suite, cold at `-j1` (the baseline), with fixtures at `-j1`
 //!   and at `-jN`.
 
-use crate::profile::{BootMethod, Machine, Profile, TransportChoice};
+use crate::machine::profile::{BootMethod, Machine, Profile, TransportChoice};
+use crate::machine::vm::{BootOptions, Vm};
 use crate::protocol::{Buffer, SyscallCall};
-use crate::vm::{BootOptions, Vm};
 use anyhow::{Context, Result};
 use std::time::{Duration, Instant};
 
@@ -173,7 +173,6 @@ pub fn boot(
 }
 
 pub struct RoundTrip {
-    pub transport: String,
     pub ping: Stats,
     pub getpid: Stats,
     pub calls: usize,
@@ -198,7 +197,6 @@ pub fn roundtrip(vm: &mut Vm, calls: usize) -> Result<RoundTrip> {
         Ok(())
     })?;
     Ok(RoundTrip {
-        transport: vm.info().transport.clone(),
         ping,
         getpid,
         calls,
@@ -344,7 +342,7 @@ fn run_spec_file(
     dir: &std::path::Path,
     name: &str,
     text: &str,
-) -> Result<crate::run::model::FileReport> {
+) -> Result<crate::event::model::FileReport> {
     let path = dir.join(name);
     std::fs::write(&path, text)?;
     let file = crate::run::discover::TestFile {
@@ -352,8 +350,8 @@ fn run_spec_file(
         display: name.to_string(),
         kind: crate::run::discover::FileKind::Spec,
     };
-    let config = crate::run::RunConfig::new(crate::profile::Profiles::builtin());
-    let report = crate::run::run_file(&file, &config, std::rc::Rc::new(crate::lua::Silent), None);
+    let config = crate::run::RunConfig::new(crate::machine::profile::Profiles::builtin());
+    let report = crate::run::run_file(&file, 0, &config, crate::lua::silent(), None);
     anyhow::ensure!(
         !report.is_bad(),
         "the benchmark spec failed: {:?}",
@@ -418,7 +416,7 @@ pub fn spec(profile: &Profile, cases: usize) -> Result<SpecBench> {
     let dir = tempfile::tempdir()?;
     let batched = run_spec_file(dir.path(), "batched.yaml", &table_spec(cases, true))?;
     let single = run_spec_file(dir.path(), "single.yaml", &table_spec(cases, false))?;
-    let per = |r: &crate::run::model::FileReport| r.after_boot.unwrap_or_default() / cases as u32;
+    let per = |r: &crate::event::model::FileReport| r.after_boot.unwrap_or_default() / cases as u32;
     Ok(SpecBench {
         compiled,
         compile,
@@ -449,7 +447,7 @@ pub struct HeadersBench {
 /// generates the whole suite, and records `record_syscalls` of it.
 pub fn headers(record_syscalls: &[&str], jobs: usize) -> Result<HeadersBench> {
     use provium_compiler::headers::tree::{linux_headers, HeaderTree};
-    let tree = crate::headers::tree();
+    let tree = crate::run::headers::tree();
     let all = linux_headers(&tree.root);
     let started = Instant::now();
     let mut parsed_ok = 0;
@@ -504,10 +502,10 @@ pub fn headers(record_syscalls: &[&str], jobs: usize) -> Result<HeadersBench> {
     let config = crate::run::RunConfig {
         jobs,
         record: true,
-        ..crate::run::RunConfig::new(crate::profile::Profiles::builtin())
+        ..crate::run::RunConfig::new(crate::machine::profile::Profiles::builtin())
     };
     let started = Instant::now();
-    let summary = crate::run::run(files.clone(), &config, &mut crate::run::Quiet);
+    let summary = crate::run::run(files.clone(), &config, &mut |_| {});
     let record = started.elapsed();
     anyhow::ensure!(
         summary.reports.iter().all(|r| r.file_error.is_none()),
@@ -590,10 +588,11 @@ pub fn fixture(
     runs: usize,
     progress: &mut dyn FnMut(&str),
 ) -> Result<FixtureBench> {
-    use crate::fixture::{Definition, Fixtures, Source};
+    use crate::fixture::{Definition, Source};
     let runs = runs.max(1);
-    let profiles = crate::profile::Profiles::discover(&std::env::current_dir()?)?;
-    let fixtures = Fixtures::discover(&std::env::current_dir()?, profiles)?;
+    let profiles = crate::machine::profile::Profiles::discover(&std::env::current_dir()?)?;
+    let fixtures =
+        crate::lua::fixture::discover(&std::env::current_dir()?, profiles, true)?.fixtures;
     let opts = BootOptions {
         transport: Some(TransportChoice::VirtioSerial),
         ..Default::default()
@@ -646,12 +645,12 @@ pub struct SuiteRun {
 /// and `-jN` resuming fixtures. Every run must pass.
 pub fn suite(dir: &std::path::Path, jobs: usize) -> Result<Vec<SuiteRun>> {
     let cwd = std::env::current_dir()?;
-    let profiles = crate::profile::Profiles::discover(&cwd)?;
+    let profiles = crate::machine::profile::Profiles::discover(&cwd)?;
     let files = crate::run::discover::discover(&[dir.to_path_buf()])?;
     anyhow::ensure!(!files.is_empty(), "no specs under {}", dir.display());
     let mut out = Vec::new();
     // The fixture is built before the timed runs: its one-off cost is not a per-run cost.
-    let uses = crate::fixture::FixtureUse::discover(&cwd, profiles.clone(), true)?;
+    let uses = crate::lua::fixture::discover(&cwd, profiles.clone(), true)?;
     for (label, jobs, snapshots) in [
         ("-j1, every VM booted (--cold)".to_string(), 1, false),
         ("-j1, fixtures resumed".to_string(), 1, true),
@@ -667,10 +666,10 @@ pub fn suite(dir: &std::path::Path, jobs: usize) -> Result<Vec<SuiteRun>> {
         };
         if snapshots && out.len() == 1 {
             // Warm-up: builds the profile's fixture.
-            crate::run::run(files[..1].to_vec(), &config, &mut crate::run::Quiet);
+            crate::run::run(files[..1].to_vec(), &config, &mut |_| {});
         }
         let started = Instant::now();
-        let summary = crate::run::run(files.clone(), &config, &mut crate::run::Quiet);
+        let summary = crate::run::run(files.clone(), &config, &mut |_| {});
         let wall = started.elapsed();
         anyhow::ensure!(
             summary.is_success(),

@@ -16,7 +16,7 @@ pub mod vsock;
 
 pub use connection::{Connection, TransportError};
 
-use crate::qemu::MachineKind;
+use crate::machine::qemu::MachineKind;
 use std::path::Path;
 use std::time::Instant;
 

@@ -4,8 +4,8 @@
 //! Archives are cached by the hash of everything that goes into them, and left uncompressed:
 //! compressing cost 30–900 ms and gained nothing at boot in our measurements.
 
-use crate::modules::ModuleFile;
-use crate::paths;
+use crate::machine::modules::ModuleFile;
+use crate::machine::paths;
 use anyhow::{Context, Result};
 use std::collections::BTreeSet;
 use std::io::Write;

@@ -1,13 +1,14 @@
 //! From a profile and boot options to a concrete plan: which kernel file, machine, transport,
 //! accelerator, modules and initramfs.
 
-use crate::accel::{self, Accel};
-use crate::initramfs::{self, ExtraFile, InitramfsSpec};
-use crate::kernel::KernelImage;
-use crate::modules::ModuleTree;
-use crate::profile::{BootMethod, Machine, Profile, TransportChoice};
-use crate::qemu::{self, MachineKind};
-use crate::transport::TransportKind;
+pub use crate::event::LoadedAs;
+use crate::machine::accel::{self, Accel};
+use crate::machine::initramfs::{self, ExtraFile, InitramfsSpec};
+use crate::machine::kernel::KernelImage;
+use crate::machine::modules::ModuleTree;
+use crate::machine::profile::{BootMethod, Machine, Profile, TransportChoice};
+use crate::machine::qemu::{self, MachineKind};
+use crate::machine::transport::TransportKind;
 use anyhow::{bail, Context, Result};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -46,14 +47,6 @@ impl BootOptions {
             .cloned()
             .collect()
     }
-}
-
-/// How the kernel is loaded, as decided.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LoadedAs {
-    Pvh,
-    Bzimage,
 }
 
 /// A decided boot.
@@ -191,7 +184,7 @@ pub fn plan(profile: &Profile, opts: &BootOptions) -> Result<BootPlan> {
         None => Vec::new(),
     };
 
-    let agent = crate::agent_binary::bytes()?;
+    let agent = crate::machine::agent_binary::bytes()?;
     let mut files: Vec<ExtraFile> = Vec::new();
     for (guest, host) in profile.files.iter().chain(&opts.files) {
         if !guest.starts_with('/') {
@@ -216,7 +209,7 @@ pub fn plan(profile: &Profile, opts: &BootOptions) -> Result<BootPlan> {
     };
     let initrd = initramfs::build_cached(&spec).context("building the initramfs")?;
 
-    let mut kernel_args = qemu::base_kernel_args(machine, crate::tsc::host_tsc_khz());
+    let mut kernel_args = qemu::base_kernel_args(machine, crate::machine::tsc::host_tsc_khz());
     if opts.fast_boot.unwrap_or(profile.fast_boot) {
         kernel_args.extend(qemu::fast_kernel_args());
     }

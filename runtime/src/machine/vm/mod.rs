@@ -1,8 +1,8 @@
 //! A running VM and the Rust API to it.
 //!
 //! ```no_run
-//! use provium::vm::{Vm, BootOptions};
-//! use provium::profile::Profiles;
+//! use provium::machine::vm::{Vm, BootOptions};
+//! use provium::machine::profile::Profiles;
 //!
 //! let profile = Profiles::builtin().get("minimal")?;
 //! let mut vm = Vm::boot(&profile, &BootOptions::default())?;
@@ -17,11 +17,11 @@ pub mod plan;
 
 pub use plan::{BootOptions, BootPlan, LoadedAs};
 
-use crate::cleanup::{self, RunDir, Supervised};
-use crate::client::{AgentClient, ClientError};
-use crate::profile::Profile;
-use crate::qemu::{LaunchPlan, SharedMemory};
-use crate::transport::{self, Transport, TransportError};
+use crate::machine::cleanup::{self, RunDir, Supervised};
+use crate::machine::client::{AgentClient, ClientError};
+use crate::machine::profile::Profile;
+use crate::machine::qemu::{LaunchPlan, SharedMemory};
+use crate::machine::transport::{self, Transport, TransportError};
 use provium_agent::protocol::{
     decode_hello, AgentError, Credentials, ExecCall, ExecResult, Hello, Operation, Request,
     Response, SyscallCall, SyscallOutcome, WorkerId,
@@ -77,24 +77,7 @@ impl VmError {
 /// A mount point of [`Vm::mount_vfs`]: mounted now (`true`), already (`false`), or an errno.
 pub type VfsMount = (&'static str, Result<bool, i64>);
 
-/// Facts about a running VM, reported with test results.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct VmInfo {
-    pub profile: String,
-    pub kernel_release: String,
-    pub arch: String,
-    pub accel: String,
-    pub transport: String,
-    pub machine: String,
-    pub loaded_as: LoadedAs,
-    /// Wall time from starting QEMU to the agent's hello.
-    pub boot_ms: u64,
-    /// Guest time (since kernel start) at which the agent was ready.
-    pub guest_ready_ms: u64,
-    /// The fixture this VM was resumed from; `boot_ms` is then the resume time.
-    #[serde(default)]
-    pub fixture: Option<String>,
-}
+pub use crate::event::VmInfo;
 
 enum State {
     Running(AgentClient),
@@ -284,7 +267,7 @@ impl Vm {
         self.ping()?;
         let deadline = Instant::now() + Duration::from_secs(60);
         let result = (|| -> anyhow::Result<()> {
-            let mut qmp = crate::qmp::Qmp::connect(&qmp_path, deadline)?;
+            let mut qmp = crate::machine::qmp::Qmp::connect(&qmp_path, deadline)?;
             qmp.execute(
                 "migrate-set-capabilities",
                 serde_json::json!({"capabilities": [{"capability": "x-ignore-shared", "state": true}]}),
@@ -322,7 +305,7 @@ impl Vm {
             RunDir::create().map_err(|e| anyhow::anyhow!("creating a run directory: {e}"))?;
         let dir = run_dir.path().to_path_buf();
         let mut transport =
-            transport::prepare(crate::transport::TransportKind::VirtioSerial, &dir)?;
+            transport::prepare(crate::machine::transport::TransportKind::VirtioSerial, &dir)?;
         let console_log = dir.join("console.log");
         let mut launch = snapshot.launch.clone();
         launch.console_log = console_log.clone();
@@ -370,7 +353,7 @@ impl Vm {
         };
         let incoming = (|| -> anyhow::Result<()> {
             let qmp_path = launch.qmp_socket.clone().unwrap_or_default();
-            let mut qmp = crate::qmp::Qmp::connect(&qmp_path, deadline)?;
+            let mut qmp = crate::machine::qmp::Qmp::connect(&qmp_path, deadline)?;
             qmp.execute_pipelined(&[
                 (
                     "migrate-set-capabilities",

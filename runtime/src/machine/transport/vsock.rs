@@ -8,8 +8,8 @@
 //!   connections to `<uds-path>_P`. It maps guest memory, so RAM must be a shared memfd.
 
 use super::{accept_unix, Connection, Transport, TransportKind};
-use crate::cleanup::Supervised;
-use crate::qemu::MachineKind;
+use crate::machine::cleanup::Supervised;
+use crate::machine::qemu::MachineKind;
 use anyhow::{bail, Context};
 use provium_agent::protocol::DEFAULT_VSOCK_PORT;
 use std::os::unix::net::UnixListener;

@@ -4,8 +4,8 @@
 //! `[profile.NAME]`; a profile may `inherits` another (by default `minimal`), overriding only
 //! what it names. Relative paths are relative to the `provium.toml` that contains them.
 
-use crate::accel::Accel;
-use crate::paths;
+use crate::machine::accel::Accel;
+use crate::machine::paths;
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -312,7 +312,8 @@ impl Profiles {
                 return Ok(Profile::minimal());
             }
             let names = self.names();
-            let hint = crate::suggest::did_you_mean(name, names.iter().map(String::as_str));
+            let hint =
+                provium_compiler::diag::did_you_mean_suffix(name, names.iter().map(String::as_str));
             bail!(
                 "unknown profile `{name}`{hint} (known: {})",
                 names.join(", ")

@@ -1,10 +1,13 @@
 //! `provium bench`: prints each measurement with its in-run baseline and the ratio.
 
-use super::style::{paint, BOLD, DIM};
-use crate::bench::{self, ms, us};
-use crate::profile::{Profiles, TransportChoice};
-use crate::vm::{BootOptions, Vm};
+use crate::report::style::{paint, BOLD, DIM};
+mod measure;
+
+use crate::machine::profile::{Profiles, TransportChoice};
+use crate::machine::vm::{BootOptions, Vm};
 use anyhow::Result;
+use measure as bench;
+use measure::{ms, us};
 use std::io::Write;
 
 #[derive(Debug, clap::Args)]
@@ -127,7 +130,7 @@ pub fn run(args: Args) -> Result<u8> {
     if all || args.what == What::Suite {
         let jobs = args
             .jobs
-            .unwrap_or_else(|| crate::vm::gate::host_cpus() as usize);
+            .unwrap_or_else(|| crate::machine::vm::gate::host_cpus() as usize);
         let runs = bench::suite(&args.suite, jobs)?;
         writeln!(
             out,

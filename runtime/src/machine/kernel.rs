@@ -5,7 +5,7 @@
 //! a Debian 6.1 kernel). The ELF `vmlinux` inside can be booted directly through the PVH entry
 //! point when the kernel has `CONFIG_PVH`; QEMU loads it with `-kernel` as it would a bzImage.
 
-use crate::paths;
+use crate::machine::paths;
 use anyhow::{bail, Context, Result};
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -1,5 +1,5 @@
 //! Nothing outlives the host process: child processes and run directories are registered here,
-//! killed and removed on drop, on Ctrl-C (SIGINT, SIGTERM, SIGHUP), and, for processes, by the
+//! killed and removed on drop, on SIGINT, SIGTERM and SIGHUP (see `signals`), and, for processes, by the
 //! kernel when the host dies (`PR_SET_PDEATHSIG`). Run directories of a host that was killed
 //! outright are swept by the next run: each holds a lock while its owner lives.
 
@@ -27,7 +27,7 @@ fn registry() -> &'static Mutex<Registry> {
 }
 
 fn with_registry<T>(f: impl FnOnce(&mut Registry) -> T) -> T {
-    f(&mut crate::sync::lock(registry()))
+    f(&mut crate::machine::sync::lock(registry()))
 }
 
 /// Kills every registered process and removes every registered directory.
@@ -77,16 +77,18 @@ pub fn kill_group(group: u64) -> usize {
     })
 }
 
-/// Installs the Ctrl-C handler once: clean up, then exit with 130 as shells expect.
+/// Installs the handler of SIGINT, SIGTERM and SIGHUP once (see [`super::signals`]).
 pub fn install_signal_handler() {
-    static ONCE: OnceLock<()> = OnceLock::new();
-    ONCE.get_or_init(|| {
-        let _ = ctrlc::set_handler(|| {
-            eprintln!("\nprovium: interrupted; stopping VMs");
-            cleanup_all();
-            std::process::exit(130);
-        });
-    });
+    super::signals::install();
+}
+
+/// Kills every registered process (their owners see them exit and clean up the rest).
+pub fn kill_all_processes() {
+    let pids: Vec<i32> = with_registry(|r| r.pids.keys().copied().collect());
+    for pid in pids {
+        // SAFETY: a registered child is not yet reaped, so its pid is still ours.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
 }
 
 /// `PR_SET_PDEATHSIG` fires when the *thread* that forked the child exits, not the process.
@@ -249,7 +251,7 @@ const RUN_DIR_PREFIX: &str = "provium-run-";
 
 impl RunDir {
     pub fn create() -> io::Result<RunDir> {
-        let base = crate::paths::runtime_base();
+        let base = crate::machine::paths::runtime_base();
         std::fs::create_dir_all(&base)?;
         let dir = tempfile::Builder::new()
             .prefix(RUN_DIR_PREFIX)
@@ -318,7 +320,7 @@ impl Drop for PendingDir {
 
 /// Removes run directories left by hosts that were killed outright (their lock is free).
 pub fn sweep_stale() -> usize {
-    let base = crate::paths::runtime_base();
+    let base = crate::machine::paths::runtime_base();
     let Ok(entries) = std::fs::read_dir(&base) else {
         return 0;
     };
@@ -402,7 +404,8 @@ mod tests {
         assert!(!path.exists());
 
         // A directory whose owner died: its lock file exists but nobody holds it.
-        let stale = crate::paths::runtime_base().join(format!("{RUN_DIR_PREFIX}stale-test"));
+        let stale =
+            crate::machine::paths::runtime_base().join(format!("{RUN_DIR_PREFIX}stale-test"));
         std::fs::create_dir_all(&stale).unwrap();
         std::fs::write(stale.join(".lock"), b"").unwrap();
         let live = RunDir::create().unwrap();

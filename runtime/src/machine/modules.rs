@@ -113,8 +113,10 @@ impl ModuleTree {
                 continue;
             }
             if !self.files.contains_key(&name) {
-                let hint =
-                    crate::suggest::did_you_mean(&name, self.files.keys().map(String::as_str));
+                let hint = provium_compiler::diag::did_you_mean_suffix(
+                    &name,
+                    self.files.keys().map(String::as_str),
+                );
                 bail!(
                     "kernel module `{name}` is not in {}{hint}",
                     self.root.display()

@@ -23,7 +23,7 @@ pub fn kernel_tree() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("PROVIUM_KERNEL_HEADERS").filter(|v| !v.is_empty()) {
         return Some(PathBuf::from(p));
     }
-    let base = crate::paths::kernels();
+    let base = crate::machine::paths::kernels();
     let release = std::fs::read_to_string(base.join("default")).ok()?;
     let src = base.join(release.trim()).join("usr/src");
     std::fs::read_dir(&src)
@@ -55,7 +55,7 @@ fn root_for(profile: &str) -> PathBuf {
     }
     let profiles = std::env::current_dir()
         .ok()
-        .and_then(|d| crate::profile::Profiles::discover(&d).ok());
+        .and_then(|d| crate::machine::profile::Profiles::discover(&d).ok());
     profiles
         .and_then(|p| p.get(profile).ok())
         .and_then(|p| p.include)

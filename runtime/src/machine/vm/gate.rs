@@ -34,7 +34,7 @@ fn gate() -> &'static Gate {
 }
 
 fn lock() -> std::sync::MutexGuard<'static, State> {
-    crate::sync::lock(&gate().state)
+    crate::machine::sync::lock(&gate().state)
 }
 
 /// Sets the budget VMs are admitted within; `None` admits everything (the library default).
@@ -54,7 +54,7 @@ pub struct Ticket {
 /// Waits until a VM of `memory_mib` and `cpus` fits, then takes its share.
 pub fn admit(memory_mib: u32, cpus: u32) -> Ticket {
     let mib = memory_mib as u64 + QEMU_OVERHEAD_MIB;
-    let group = crate::cleanup::group();
+    let group = crate::machine::cleanup::group();
     let mut s = lock();
     loop {
         let fits = match s.budget {
@@ -128,7 +128,7 @@ mod tests {
     #[test]
     fn waits_for_room_but_never_on_itself() {
         set_budget(Some((2 * (256 + QEMU_OVERHEAD_MIB), 2)));
-        crate::cleanup::set_group(77_001);
+        crate::machine::cleanup::set_group(77_001);
         let a = admit(256, 1);
         let b = admit(256, 1);
         // A third VM of the same file is over budget but admitted: it holds tickets already.
@@ -138,7 +138,7 @@ mod tests {
         let admitted = Arc::new(AtomicBool::new(false));
         let flag = admitted.clone();
         let other = std::thread::spawn(move || {
-            crate::cleanup::set_group(77_002);
+            crate::machine::cleanup::set_group(77_002);
             let t = admit(256, 1);
             flag.store(true, Ordering::SeqCst);
             drop(t);

@@ -2,7 +2,7 @@
 //! every answer. Nothing the guest sends is trusted: a wrong id or an undecodable answer is a
 //! protocol error, never a panic.
 
-use crate::transport::{Connection, TransportError};
+use crate::machine::transport::{Connection, TransportError};
 use provium_agent::protocol::{decode, encode_frame, Envelope, Request, Response};
 use std::time::Instant;
 

@@ -2,7 +2,7 @@
 //! the host listens and QEMU connects.
 
 use super::{accept_unix, Connection, Transport, TransportKind};
-use crate::qemu::MachineKind;
+use crate::machine::qemu::MachineKind;
 use provium_agent::protocol::SERIAL_PORT_NAME;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};

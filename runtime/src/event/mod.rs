@@ -1,0 +1,93 @@
+//! The vocabulary of a run: the one event stream between the runner and the reporters, and the
+//! plain data it carries.
+//!
+//! The runner sends [`RunEvent`]s in an order that does not depend on scheduling: every event of
+//! a file comes after the `FileFinished` of the file before it (the file at the front streams
+//! live). A reporter is one method that receives them (see `report::Reporter`). This module
+//! depends on nothing else in the crate, so every layer may use it.
+
+pub mod model;
+
+pub use model::*;
+use serde::Serialize;
+
+/// A test the plan found in a file (a `--list` run of it, no VM booted).
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedTest {
+    pub name: String,
+    pub location: Location,
+}
+
+/// A selected file and the tests it is expected to report.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedFile {
+    /// The path as reports show it.
+    pub path: String,
+    /// The suite name reports use (a spec's `suite:`; the path otherwise).
+    pub suite: String,
+    pub tests: Vec<PlannedTest>,
+    /// Why the file could not be listed (a spec that does not compile); it still runs, and says
+    /// so in its report.
+    pub plan_error: Option<String>,
+}
+
+/// What happens during a run. `file` is the index into `RunStarted`'s `files`.
+#[derive(Debug, Clone)]
+pub enum RunEvent {
+    RunStarted {
+        files: Vec<PlannedFile>,
+        /// Files run at once.
+        jobs: usize,
+        /// Unix time (seconds).
+        started_at: u64,
+    },
+    FileStarted {
+        file: usize,
+    },
+    /// A VM of the file is being booted or resumed (`what`: "`minimal`", "fixture base").
+    BootStarted {
+        file: usize,
+        what: String,
+    },
+    BootFinished {
+        file: usize,
+    },
+    TestStarted {
+        file: usize,
+        name: String,
+    },
+    TestFinished {
+        file: usize,
+        test: TestReport,
+    },
+    /// What a file printed, as it printed it (`--no-capture`).
+    Output {
+        file: usize,
+        text: String,
+    },
+    /// The file's complete report: every planned test is in it, those that never ran as
+    /// [`Status::NotRun`].
+    FileFinished {
+        file: usize,
+        report: FileReport,
+    },
+    RunFinished {
+        summary: Summary,
+    },
+}
+
+impl RunEvent {
+    /// The file the event belongs to, if any.
+    pub fn file(&self) -> Option<usize> {
+        match self {
+            RunEvent::FileStarted { file }
+            | RunEvent::BootStarted { file, .. }
+            | RunEvent::BootFinished { file }
+            | RunEvent::TestStarted { file, .. }
+            | RunEvent::TestFinished { file, .. }
+            | RunEvent::Output { file, .. }
+            | RunEvent::FileFinished { file, .. } => Some(*file),
+            RunEvent::RunStarted { .. } | RunEvent::RunFinished { .. } => None,
+        }
+    }
+}

@@ -1,0 +1,302 @@
+//! What a run produced: one report per file, one result per test, and facts about the VMs.
+//! Plain data: every layer can build it, every reporter can read it.
+
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// Where something happened in a test file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Location {
+    pub file: String,
+    pub line: u32,
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.file, self.line)
+    }
+}
+
+/// Why a test did not pass.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// One line, for summaries and the JUnit `message` attribute.
+    pub message: String,
+    pub location: Option<Location>,
+    /// The Lua traceback and any detail (expected/actual, console tail).
+    pub detail: String,
+}
+
+impl Problem {
+    pub fn new(message: impl Into<String>) -> Problem {
+        Problem {
+            message: message.into(),
+            location: None,
+            detail: String::new(),
+        }
+    }
+}
+
+/// Why a test was skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SkipKind {
+    /// `skip()`, or a condition (`requires`) that does not hold here.
+    #[default]
+    Skip,
+    /// `todo()`: a test not written yet.
+    Todo,
+    /// `xfail()`: a known bug that still fails, as expected.
+    Xfail,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Status {
+    Passed,
+    /// An assertion failed: the kernel did not behave as expected.
+    Failed(#[serde(rename = "problem")] Problem),
+    /// Anything else went wrong: a Lua error, a lost VM, a bad argument.
+    Errored(#[serde(rename = "problem")] Problem),
+    Skipped {
+        reason: String,
+        #[serde(rename = "skip_kind")]
+        kind: SkipKind,
+    },
+    /// The test was selected but never ran: its file timed out, lost its VM, or the run was
+    /// interrupted or stopped (`--fail-fast`) first.
+    NotRun {
+        reason: String,
+    },
+}
+
+impl Status {
+    pub fn skipped(reason: impl Into<String>) -> Status {
+        Status::Skipped {
+            reason: reason.into(),
+            kind: SkipKind::Skip,
+        }
+    }
+
+    pub fn label(&self) -> &'static str {
+        match self {
+            Status::Passed => "PASS",
+            Status::Failed(_) => "FAIL",
+            Status::Errored(_) => "ERROR",
+            Status::Skipped {
+                kind: SkipKind::Todo,
+                ..
+            } => "TODO",
+            Status::Skipped {
+                kind: SkipKind::Xfail,
+                ..
+            } => "XFAIL",
+            Status::Skipped { .. } => "SKIP",
+            Status::NotRun { .. } => "NOT RUN",
+        }
+    }
+
+    /// A failure or an error: the run is not a success.
+    pub fn is_bad(&self) -> bool {
+        matches!(self, Status::Failed(_) | Status::Errored(_))
+    }
+
+    pub fn problem(&self) -> Option<&Problem> {
+        match self {
+            Status::Failed(p) | Status::Errored(p) => Some(p),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TestReport {
+    pub name: String,
+    /// Where the test is defined (the `test(...)` call, or the spec case).
+    pub location: Location,
+    #[serde(flatten)]
+    pub status: Status,
+    #[serde(with = "secs")]
+    pub duration: Duration,
+    /// What the test printed.
+    pub output: String,
+}
+
+impl TestReport {
+    /// A selected test that never ran.
+    pub fn not_run(name: &str, location: Location, reason: &str) -> TestReport {
+        TestReport {
+            name: name.to_string(),
+            location,
+            status: Status::NotRun {
+                reason: reason.to_string(),
+            },
+            duration: Duration::ZERO,
+            output: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FileReport {
+    /// The path as given on the command line (relative paths stay relative).
+    pub path: String,
+    pub tests: Vec<TestReport>,
+    /// An error outside any test (a syntax error, a failed boot at file level).
+    pub file_error: Option<Problem>,
+    /// VMs the file booted.
+    pub vms: Vec<VmInfo>,
+    /// The console tail of a VM that was lost, for the report's system-out.
+    pub console: Option<String>,
+    #[serde(with = "secs")]
+    pub duration: Duration,
+    /// What the file printed outside tests.
+    pub output: String,
+    /// Unix time (seconds) when the file started.
+    pub started_at: u64,
+    /// From the first VM being ready to the end of the last test: what the tests cost without
+    /// the boot.
+    #[serde(skip)]
+    pub after_boot: Option<Duration>,
+    /// In record mode: what each `expect` saw, by spec line, as an expectation.
+    #[serde(skip)]
+    pub observations: Vec<(u32, String)>,
+}
+
+impl FileReport {
+    pub fn counts(&self) -> Counts {
+        let mut c = Counts::default();
+        for t in &self.tests {
+            match t.status {
+                Status::Passed => c.passed += 1,
+                Status::Failed(_) => c.failed += 1,
+                Status::Errored(_) => c.errored += 1,
+                Status::Skipped { .. } => c.skipped += 1,
+                Status::NotRun { .. } => c.not_run += 1,
+            }
+        }
+        if self.file_error.is_some() {
+            c.errored += 1;
+        }
+        c
+    }
+
+    pub fn is_bad(&self) -> bool {
+        self.file_error.is_some()
+            || self
+                .tests
+                .iter()
+                .any(|t| t.status.is_bad() || matches!(t.status, Status::NotRun { .. }))
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub passed: usize,
+    pub failed: usize,
+    pub errored: usize,
+    pub skipped: usize,
+    pub not_run: usize,
+}
+
+impl Counts {
+    pub fn add(&mut self, o: Counts) {
+        self.passed += o.passed;
+        self.failed += o.failed;
+        self.errored += o.errored;
+        self.skipped += o.skipped;
+        self.not_run += o.not_run;
+    }
+
+    /// Tests that ran to an outcome (skips and tests never run are not counted).
+    pub fn run(&self) -> usize {
+        self.passed + self.failed + self.errored
+    }
+}
+
+/// A signal that stopped the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Interruption {
+    pub signal: i32,
+}
+
+impl Interruption {
+    pub fn name(&self) -> &'static str {
+        match self.signal {
+            1 => "SIGHUP",
+            2 => "SIGINT",
+            15 => "SIGTERM",
+            _ => "a signal",
+        }
+    }
+
+    /// The shell's exit status for a process ended by the signal: 128 + its number.
+    pub fn exit_code(&self) -> u8 {
+        (128 + self.signal).clamp(0, 255) as u8
+    }
+}
+
+/// The outcome of a run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Summary {
+    pub reports: Vec<FileReport>,
+    pub counts: Counts,
+    #[serde(with = "secs")]
+    pub duration: Duration,
+    /// Unix time (seconds) when the run started.
+    pub started_at: u64,
+    /// Set when a signal stopped the run; the reports hold what finished.
+    pub interrupted: Option<Interruption>,
+}
+
+impl Summary {
+    pub fn is_success(&self) -> bool {
+        self.counts.failed == 0
+            && self.counts.errored == 0
+            && self.counts.not_run == 0
+            && self.interrupted.is_none()
+    }
+}
+
+/// How the kernel is loaded, as decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LoadedAs {
+    Pvh,
+    Bzimage,
+}
+
+/// Facts about a running VM, reported with test results.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VmInfo {
+    pub profile: String,
+    pub kernel_release: String,
+    pub arch: String,
+    pub accel: String,
+    pub transport: String,
+    pub machine: String,
+    pub loaded_as: LoadedAs,
+    /// Wall time from starting QEMU to the agent's hello.
+    pub boot_ms: u64,
+    /// Guest time (since kernel start) at which the agent was ready.
+    pub guest_ready_ms: u64,
+    /// The fixture this VM was resumed from; `boot_ms` is then the resume time.
+    #[serde(default)]
+    pub fixture: Option<String>,
+}
+
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+mod secs {
+    pub fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+}

@@ -1,0 +1,155 @@
+//! Specs on the host side: compiling them for a run, with the header provider, and their
+//! problems as typed report data (rendered for people only by reporters and `provium check`).
+
+use crate::event::{Location, Problem};
+use provium_compiler::{Compiled, Diagnostic, Options};
+use std::path::Path;
+use std::sync::Arc;
+
+/// Compiler options for a spec file.
+pub fn options(display: &str) -> Options {
+    let mut o = Options::new(display);
+    o.headers = super::headers::provider();
+    o
+}
+
+/// A spec that does not compile: its diagnostics and the source they point into.
+#[derive(Debug, Clone)]
+pub struct SpecErrors {
+    pub diagnostics: Vec<Diagnostic>,
+    pub source: String,
+}
+
+impl SpecErrors {
+    /// The first problem, located, with every problem rendered (source snippets) as detail.
+    pub fn problem(&self) -> Problem {
+        let first = self.diagnostics.first();
+        Problem {
+            message: first
+                .map(|d| match &d.help {
+                    Some(h) => format!("{} ({h})", d.message),
+                    None => d.message.clone(),
+                })
+                .unwrap_or_else(|| "the spec does not compile".into()),
+            location: first.map(|d| Location {
+                file: d.file.clone(),
+                line: d.pos.line,
+            }),
+            detail: render(&self.diagnostics, &self.source, false),
+        }
+    }
+}
+
+/// Compiles a spec file, or returns its problems.
+pub fn compile_file(path: &Path, display: &str) -> Result<Compiled, SpecErrors> {
+    let source = crate::run::discover::read_test_file(path).map_err(|e| SpecErrors {
+        diagnostics: vec![{
+            let mut d = Diagnostic::new(provium_compiler::spec::node::Pos { line: 1, col: 1 }, e);
+            d.file = display.to_string();
+            d
+        }],
+        source: String::new(),
+    })?;
+    let compiled =
+        provium_compiler::compile(&source, &options(display)).map_err(|diagnostics| {
+            SpecErrors {
+                diagnostics,
+                source: source.clone(),
+            }
+        })?;
+    // What `check` accepts must also run: the Lua it compiles to must parse (a `lua:` block is
+    // spliced in as written).
+    let chunk = format!("{display}.lua");
+    if let Some(p) = crate::lua::syntax_error(&compiled.lua, &chunk) {
+        let map = crate::lua::SourceMap::from_markers(&chunk, display, &compiled.lua);
+        let line = p.location.and_then(|l| map.line(l.line)).unwrap_or(1);
+        let mut d = Diagnostic::new(
+            provium_compiler::spec::node::Pos { line, col: 1 },
+            format!(
+                "the Lua this spec compiles to does not parse: {}",
+                map.map_text(&p.message)
+            ),
+        )
+        .help("check the `lua:` block at this line");
+        d.file = display.to_string();
+        return Err(SpecErrors {
+            diagnostics: vec![d],
+            source,
+        });
+    }
+    Ok(compiled)
+}
+
+pub fn render(diags: &[Diagnostic], source: &str, color: bool) -> String {
+    diags
+        .iter()
+        .map(|d| d.render(source, color))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Compiles a YAML spec into the Lua chunk that runs it (the runner's hook, replaceable in
+/// tests and benchmarks).
+pub type SpecCompiler = Arc<dyn Fn(&Path, &str) -> Result<Compiled, SpecErrors> + Send + Sync>;
+
+/// The compiler hook for `provium test`.
+pub fn compiler() -> SpecCompiler {
+    Arc::new(compile_file)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_compiler_and_the_agent_agree_on_the_bad_pointer() {
+        assert_eq!(
+            provium_compiler::check::BAD_POINTER,
+            crate::protocol::BAD_POINTER as i64
+        );
+    }
+}
+
+#[cfg(test)]
+mod header_tests {
+    fn compile(src: &str) -> Result<provium_compiler::Compiled, Vec<provium_compiler::Diagnostic>> {
+        provium_compiler::compile(src, &super::options("h.yaml"))
+    }
+
+    #[test]
+    fn header_constants_and_structs_are_usable_by_name() {
+        let c = compile(
+            "headers: [linux/openat2.h]\ncases:\n  - name: x\n    syscall: openat2\n    args: [AT_FDCWD, {cstr: /}, {struct: open_how, set: {resolve: RESOLVE_CACHED}}, {sizeof: open_how}]\n    expect: ok\n",
+        )
+        .unwrap_or_else(|d| panic!("{}", d[0]));
+        assert!(
+            c.lua.contains("provium.pack(\"u64 u64 u64\", 0, 0, 32)"),
+            "{}",
+            c.lua
+        );
+    }
+
+    #[test]
+    fn a_struct_that_disagrees_with_its_header_names_the_field() {
+        let err = compile(
+            "headers: [linux/openat2.h]\nstructs:\n  open_how:\n    - flags: u64\n    - resolve: u64\n    - mode: u64\ncases:\n  - {name: x, syscall: close, args: [-1], expect: EBADF}\n",
+        )
+        .unwrap_err();
+        let text: Vec<String> = err.iter().map(|d| d.headline()).collect();
+        assert!(
+            text.iter()
+                .any(|t| t.contains("field `mode` is at offset 16")
+                    && t.contains("at 8 with size 8 in the header")),
+            "{text:?}"
+        );
+    }
+
+    #[test]
+    fn a_missing_header_is_reported_at_the_headers_line() {
+        let err = compile("headers: [linux/nope.h]\ncases:\n  - {name: x, syscall: close, args: [-1], expect: EBADF}\n").unwrap_err();
+        assert!(err[0].headline().starts_with("h.yaml:1:"), "{}", err[0]);
+        assert!(
+            err[0].message.contains("linux/nope.h not found"),
+            "{}",
+            err[0]
+        );
+    }
+}
