@@ -254,3 +254,70 @@ fn requests_over_the_limits_are_refused_and_the_vm_goes_on() {
     assert!(vm.is_running());
     assert!(vm.syscall_args(GETPID, &[]).unwrap() > 0);
 }
+
+/// The spec from the issue: LTP dup205's `dup2` onto a high descriptor, then a syscall and a
+/// command; and `close_range` over every descriptor in the middle of a file. Every case is in
+/// the JUnit report; only the case that broke the executor fails, and it says how.
+#[test]
+fn specs_that_touch_every_descriptor_lose_no_case() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("fds.yaml"),
+        r#"
+cases:
+  - name: dup2 onto 1021
+    syscall: dup2
+    args: [0, 1021]
+    expect: 1021
+  - name: getpid after it
+    syscall: getpid
+    expect: ok
+  - name: a command after it
+    steps:
+      - exec: "true"
+  - name: close_range over everything
+    syscall: close_range
+    args: [3, 0xffffffff, 0]
+    expect: 0
+  - name: a case after the close_range
+    syscall: close
+    args: [-1]
+    expect: EBADF
+"#,
+    )
+    .unwrap();
+    let junit = dir.path().join("out.xml");
+    let started = std::time::Instant::now();
+    let out = provium_in(dir.path())
+        .args(["test", "--junit"])
+        .arg(&junit)
+        .output()
+        .unwrap();
+    assert!(started.elapsed().as_secs() < 30, "{}", show(&out));
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert_eq!(xml.matches("<testcase ").count(), 5, "{xml}");
+    let case = |name: &str| {
+        xml.split("<testcase ")
+            .find(|c| c.starts_with(&format!("name=\"{name}\"")))
+            .unwrap_or_else(|| panic!("no case {name}\n{xml}"))
+            .to_string()
+    };
+    for ok in [
+        "dup2 onto 1021",
+        "getpid after it",
+        "a command after it",
+        "a case after the close_range",
+    ] {
+        let c = case(ok);
+        assert!(
+            !c.contains("<error") && !c.contains("<failure"),
+            "{ok}\n{xml}"
+        );
+    }
+    let broken = case("close_range over everything");
+    assert!(
+        broken.contains("<error") && broken.contains("the call closed descriptor"),
+        "{xml}"
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+}

@@ -265,3 +265,120 @@ fn fail_fast_starts_no_file_after_the_first_failure() {
         show(&out)
     );
 }
+
+#[test]
+fn a_stopped_test_cannot_hide_in_pcall_and_huge_timeouts_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+    write(
+        "a_pcall.lua",
+        r#"
+provium.timeout(2)
+test("loops in pcall", function()
+  while true do pcall(function() while true do end end) end
+end)
+test("after the loop", function() end)
+"#,
+    );
+    write(
+        "b_huge.lua",
+        r#"
+test("before", function() end)
+provium.timeout(1e308)
+test("after", function() end)
+"#,
+    );
+    let junit = dir.path().join("out.xml");
+    let started = std::time::Instant::now();
+    let out = provium(dir.path())
+        .args(["test", "--junit"])
+        .arg(&junit)
+        .output()
+        .unwrap();
+    assert!(started.elapsed().as_secs() < 20, "{}", show(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "ERROR [",
+        "a_pcall.lua::loops in pcall",
+        "the file timed out after 2 s",
+        "NOT RUN [   0.000s] a_pcall.lua::after the loop (the file timed out after 2 s)",
+        "PASS [",
+        "b_huge.lua::before",
+        "provium.timeout: 1e308 s is more than the limit of 604800 s (a week)",
+        "NOT RUN [   0.000s] b_huge.lua::after (the file stopped early",
+    ] {
+        assert!(stdout.contains(line), "missing {line:?}\n{}", show(&out));
+    }
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    for name in ["loops in pcall", "after the loop", "before", "after"] {
+        assert!(xml.contains(&format!("name=\"{name}\"")), "{name}\n{xml}");
+    }
+    for flag in ["1e300", "inf", "-1", "0"] {
+        let bad = provium(dir.path())
+            .args(["test", &format!("--timeout={flag}")])
+            .output()
+            .unwrap();
+        assert_eq!(bad.status.code(), Some(2), "{flag}\n{}", show(&bad));
+        assert!(
+            String::from_utf8_lossy(&bad.stderr).contains("--timeout"),
+            "{}",
+            show(&bad)
+        );
+    }
+}
+
+#[test]
+fn the_tests_after_a_lost_vm_are_reported_as_not_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+    write(
+        "crash.lua",
+        r#"
+local vm = provium.create()
+vm:boot()
+test("works", function() assert(vm:syscall(provium.nr.getpid) > 0) end)
+test("crashes the kernel", function() vm:write_file("/proc/sysrq-trigger", "c") end)
+test("needs the VM", function() vm:syscall(provium.nr.getpid) end)
+test("needs it too", function() vm:syscall(provium.nr.getpid) end)
+"#,
+    );
+    write(
+        "garbage.lua",
+        r#"
+local vm = provium.create()
+vm:boot()
+-- A raw write of garbage onto the agent's link to the host: the stream cannot be trusted
+-- any more, so the VM is given up, and the file's other tests are not run.
+test("writes garbage to the link", function()
+  vm:syscall_buf(provium.nr.write, 1, "garbage!", 4094, 0, 8)
+end)
+test("after the garbage", function() vm:syscall(provium.nr.getpid) end)
+"#,
+    );
+    let junit = dir.path().join("out.xml");
+    let out = provium(dir.path())
+        .args(["test", "--junit"])
+        .arg(&junit)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "PASS [",
+        "crash.lua::works",
+        "ERROR [",
+        "crash.lua::crashes the kernel",
+        "NOT RUN [   0.000s] crash.lua::needs the VM (vm:syscall: the VM was lost in an earlier call",
+        "crash.lua::needs it too",
+        "garbage.lua::writes garbage to the link",
+        "NOT RUN [   0.000s] garbage.lua::after the garbage",
+        "2 errored, 3 not run",
+    ] {
+        assert!(stdout.contains(line), "missing {line:?}\n{}", show(&out));
+    }
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert_eq!(xml.matches("<testcase ").count(), 6, "{xml}");
+    assert!(
+        xml.contains("sysrq"),
+        "the console of the crash is reported\n{xml}"
+    );
+}

@@ -89,11 +89,21 @@ pub fn main() -> ExitCode {
     crate::machine::cleanup::cleanup_all();
     match result {
         Ok(code) => ExitCode::from(code),
+        // The reader went away (`provium compile x | head`): nothing more to say, as other
+        // Unix tools.
+        Err(e) if broken_pipe(&e) => ExitCode::from(EXIT_OK),
         Err(e) => {
             crate::report::style::error(&format!("{e:#}"));
             ExitCode::from(EXIT_USAGE)
         }
     }
+}
+
+fn broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 fn init_tracing(verbose: u8) {

@@ -135,6 +135,10 @@ fn module(lua: &Lua) -> mlua::Result<Table> {
     m.set(
         "timeout",
         lua.create_function(|lua, secs: f64| {
+            // Listing goes on past it, so that the tests after a bad limit are known.
+            if Session::get(lua).config.list_only {
+                return Ok(());
+            }
             let timeout = super::control::timeout_from_secs(secs)
                 .map_err(|e| errors::error(lua, format!("provium.timeout: {e}")))?;
             if let Some(control) = &Session::get(lua).config.control {

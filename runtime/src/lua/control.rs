@@ -24,8 +24,13 @@ pub fn timeout_from_secs(secs: f64) -> Result<Duration, String> {
         return Err(format!("expected a positive number of seconds, got {secs}"));
     }
     if secs > MAX_FILE_TIMEOUT.as_secs_f64() {
+        let shown = if secs < 1e9 {
+            secs.to_string()
+        } else {
+            format!("{secs:e}")
+        };
         return Err(format!(
-            "{secs} s is more than the limit of {} s (a week)",
+            "{shown} s is more than the limit of {} s (a week)",
             MAX_FILE_TIMEOUT.as_secs()
         ));
     }
