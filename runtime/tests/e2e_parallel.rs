@@ -56,12 +56,29 @@ fn two_jobs_report_what_one_job_reports_and_shards_merge_into_the_whole() {
     let b = run(&["-j", "2", "--partition", "count:2/2"], "b.xml");
     let merged = dir.path().join("merged.xml");
     let out = provium(dir.path())
-        .args(["junit", "merge"])
+        .args(["junit", "merge", "-o"])
         .arg(&merged)
         .args([&b, &a])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", show(&out));
+    // `merge shard-*.xml` without -o would name a shard as the output: refused, shard intact.
+    let before = std::fs::read(&a).unwrap();
+    let clash = provium(dir.path())
+        .args(["junit", "merge", "-o"])
+        .args([&a, &a, &b])
+        .output()
+        .unwrap();
+    assert_eq!(clash.status.code(), Some(2), "{}", show(&clash));
+    assert!(String::from_utf8_lossy(&clash.stderr).contains("is also an input"));
+    assert_eq!(std::fs::read(&a).unwrap(), before);
+    let no_output = provium(dir.path())
+        .args(["junit", "merge"])
+        .args([&a, &b])
+        .output()
+        .unwrap();
+    assert_eq!(no_output.status.code(), Some(2), "{}", show(&no_output));
+    assert_eq!(std::fs::read(&a).unwrap(), before);
     assert_eq!(
         normalized(&merged),
         one,
@@ -381,4 +398,82 @@ test("after the garbage", function() vm:syscall(provium.nr.getpid) end)
         xml.contains("sysrq"),
         "the console of the crash is reported\n{xml}"
     );
+}
+
+#[test]
+fn reports_go_where_users_point_them_and_nothing_selected_runs_nothing() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("t.lua"), "test('passes', function() end)\n").unwrap();
+    // An existing report keeps its mode; the record of the run gets the umask's.
+    let kept = dir.path().join("kept.xml");
+    std::fs::write(&kept, "old").unwrap();
+    std::fs::set_permissions(&kept, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = provium(dir.path())
+        .args(["test", "--junit"])
+        .arg(&kept)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&kept), 0o644);
+    assert!(std::fs::read_to_string(&kept).unwrap().contains("passes"));
+    assert_eq!(mode(&dir.path().join(".provium/last-run.json")), 0o644);
+
+    // A FIFO is written through, not replaced by a file.
+    let fifo = dir.path().join("report.fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo with a valid path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read_to_string(fifo).unwrap())
+    };
+    let out = provium(dir.path())
+        .args(["test", "--junit"])
+        .arg(&fifo)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(reader.join().unwrap().contains("<testsuites"));
+    assert!(std::os::unix::fs::FileTypeExt::is_fifo(
+        &std::fs::metadata(&fifo).unwrap().file_type()
+    ));
+
+    // A spec that does not compile is dated like any file, not 1970.
+    let bad = tempfile::tempdir().unwrap();
+    std::fs::write(
+        bad.path().join("x.yaml"),
+        "cases:\n  - name: x\n    syscal: close\n",
+    )
+    .unwrap();
+    let report = dir.path().join("bad.xml");
+    let out = provium(bad.path())
+        .args(["test", "--junit"])
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let xml = std::fs::read_to_string(&report).unwrap();
+    assert!(xml.contains("timestamp=\"20"), "{xml}");
+    assert!(!xml.contains("1970-01-01"), "{xml}");
+
+    // A filter that selects nothing, or a directory without tests: exit 4, no VM, no report.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    for args in [
+        &["test", "--filter", "no such test"][..],
+        &["test", "empty"][..],
+    ] {
+        let report = dir.path().join("nothing.xml");
+        let out = provium(dir.path())
+            .args(args)
+            .arg("--junit")
+            .arg(&report)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(4), "{args:?}\n{}", show(&out));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("no tests selected"));
+        assert!(!report.exists(), "no empty report is written");
+    }
 }

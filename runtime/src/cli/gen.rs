@@ -189,7 +189,7 @@ pub fn record(args: RecordArgs) -> Result<u8> {
             if changed.len() == 1 { "" } else { "s" }
         )?;
         if args.update {
-            crate::machine::paths::write_atomically(&file.path, text.as_bytes())?;
+            crate::machine::paths::write_output(&file.path, text.as_bytes())?;
         }
     }
     writeln!(

@@ -1,4 +1,4 @@
-//! `provium junit merge OUT IN...`: one report from the reports of CI shards.
+//! `provium junit merge -o OUT IN...`: one report from the reports of CI shards.
 
 use anyhow::Result;
 use std::path::PathBuf;
@@ -13,8 +13,9 @@ pub struct Args {
 enum Command {
     /// Combine shard reports (`--partition` runs) into one.
     Merge {
-        /// The merged report to write.
-        out: PathBuf,
+        /// The merged report to write (never one of the inputs).
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
         /// The shards' reports.
         #[arg(required = true)]
         inputs: Vec<PathBuf>,
@@ -23,10 +24,28 @@ enum Command {
 
 pub fn run(args: Args) -> Result<u8> {
     match args.command {
-        Command::Merge { out, inputs } => {
+        Command::Merge {
+            output: out,
+            inputs,
+        } => {
+            // `merge shard-*.xml` once wrote over the first shard: an output that is an input
+            // is refused.
+            let same = |a: &std::path::Path, b: &std::path::Path| match (
+                std::fs::canonicalize(a),
+                std::fs::canonicalize(b),
+            ) {
+                (Ok(x), Ok(y)) => x == y,
+                _ => a == b,
+            };
+            if let Some(clash) = inputs.iter().find(|i| same(i, &out)) {
+                anyhow::bail!(
+                    "the output {} is also an input; name another file with -o",
+                    clash.display()
+                );
+            }
             let report = crate::report::junit::merge(&inputs)?;
             crate::report::junit::write_report(&report, &out)?;
-            anstream::eprintln!(
+            super::say(&format!(
                 "merged {} report(s): {} tests, {} failures, {} errors, {} skipped → {}",
                 inputs.len(),
                 report.tests,
@@ -34,7 +53,7 @@ pub fn run(args: Args) -> Result<u8> {
                 report.errors,
                 report.skipped,
                 out.display()
-            );
+            ));
             Ok(if report.failures + report.errors == 0 {
                 super::EXIT_OK
             } else {

@@ -176,7 +176,7 @@ pub fn write_report(report: &Report, path: &std::path::Path) -> anyhow::Result<(
     let xml = report
         .to_string()
         .map_err(|e| anyhow::anyhow!("serializing JUnit XML: {e}"))?;
-    crate::machine::paths::write_atomically(path, xml.as_bytes())
+    crate::machine::paths::write_output(path, xml.as_bytes())
         .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))
 }
 

@@ -50,7 +50,7 @@ impl LastRun {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
         let text = serde_json::to_vec_pretty(self)?;
-        crate::machine::paths::write_atomically(&p, &text)
+        crate::machine::paths::write_output(&p, &text)
             .with_context(|| format!("writing {}", p.display()))
     }
 

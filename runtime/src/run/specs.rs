@@ -35,7 +35,11 @@ impl SpecErrors {
                 file: d.file.clone(),
                 line: d.pos.line,
             }),
-            detail: render(&self.diagnostics, &self.source, false),
+            // The first line of the rendering repeats the message and location.
+            detail: render(&self.diagnostics, &self.source, false)
+                .split_once('\n')
+                .map(|(_, rest)| rest.to_string())
+                .unwrap_or_default(),
         }
     }
 }
