@@ -153,7 +153,13 @@ cases:
         let text = std::fs::read_to_string(dir.path().join(f)).unwrap();
         write(dir.path(), f, &text.replace("v1", "v2"));
     }
-    let rebuilt = provium(dir.path()).args(["test", "-v"]).output().unwrap();
+    // Superseded builds nobody uses go after PROVIUM_FIXTURE_KEEP_SECS (an hour by default, so
+    // that runs with different kernels do not remove each other's).
+    let rebuilt = provium(dir.path())
+        .args(["test", "-v"])
+        .env("PROVIUM_FIXTURE_KEEP_SECS", "0")
+        .output()
+        .unwrap();
     assert!(rebuilt.status.success(), "{}", show(&rebuilt));
     assert!(
         String::from_utf8_lossy(&rebuilt.stderr).contains("building the fixture"),

@@ -60,16 +60,16 @@ pub fn run(args: Args) -> Result<u8> {
             }
             // Profiles' own fixtures, built for plain `vm:boot()` calls.
             let defined = fixtures.names();
-            for (name, _, dir, current) in fixtures.built() {
-                if defined.contains(&name) {
+            for b in fixtures.built() {
+                if defined.contains(&b.name) {
                     continue;
                 }
-                let state = if current {
-                    paint(OK, &format!("built  {}", dir.display()))
+                let state = if b.current {
+                    paint(OK, &format!("built  {}", b.dir.display()))
                 } else {
-                    paint(WARN, &format!("stale  {}", dir.display()))
+                    paint(WARN, &format!("stale  {}", b.dir.display()))
                 };
-                writeln!(out, "{:<20} {:<8} {state}", paint(BOLD, &name), "boot")?;
+                writeln!(out, "{:<20} {:<8} {state}", paint(BOLD, &b.name), "boot")?;
             }
             Ok(super::EXIT_OK)
         }
@@ -83,11 +83,8 @@ pub fn run(args: Args) -> Result<u8> {
             for name in names {
                 let def = fixtures.find(&name)?;
                 if force {
-                    for (n, _, dir, _) in fixtures.built() {
-                        if n == name {
-                            std::fs::remove_dir_all(&dir)?;
-                        }
-                    }
+                    // Builds in use by another process stay; the new build is found first.
+                    fixtures.clean(std::slice::from_ref(&name), false);
                 }
                 let started = Instant::now();
                 let was_built = fixtures.cached(&def)?.is_some();
@@ -121,58 +118,42 @@ pub fn run(args: Args) -> Result<u8> {
             })
         }
         Command::Clean { names, stale } => {
-            let mut removed = 0;
-            for (name, _, dir, current) in fixtures.built() {
-                if (!names.is_empty() && !names.contains(&name)) || (stale && current) {
-                    continue;
-                }
-                std::fs::remove_dir_all(&dir)?;
-                removed += 1;
-            }
-            if names.is_empty() && !stale {
-                removed += crate::fixture::remove_half_built(&fixtures.cache(), None);
-                remove_if_idle(&fixtures.cache());
-            }
+            let cleaned = fixtures.clean(&names, stale);
+            let in_use = if cleaned.in_use > 0 {
+                format!(
+                    "; {} in use by a running provium, left alone",
+                    cleaned.in_use
+                )
+            } else {
+                String::new()
+            };
             writeln!(
                 out,
-                "removed {removed} fixture build(s) from {}",
+                "removed {} fixture build(s) from {}{in_use}",
+                cleaned.removed,
                 fixtures.cache().display()
             )?;
             Ok(super::EXIT_OK)
         }
         Command::Stale => {
-            let stale: Vec<_> = fixtures.built().into_iter().filter(|b| !b.3).collect();
+            let stale: Vec<_> = fixtures
+                .built()
+                .into_iter()
+                .filter(|b| !b.current)
+                .collect();
             if stale.is_empty() {
                 writeln!(out, "no stale fixture builds")?;
             }
-            for (name, key, dir, _) in stale {
-                writeln!(out, "{name:<20} {} {}", paint(DIM, &key), dir.display())?;
+            for b in stale {
+                writeln!(
+                    out,
+                    "{:<20} {} {}",
+                    b.name,
+                    paint(DIM, &b.key),
+                    b.dir.display()
+                )?;
             }
             Ok(super::EXIT_OK)
         }
     }
-}
-
-/// Removes the project's cache directory once nothing is left in it but lock files nobody
-/// holds, so that temporary projects leave nothing behind.
-fn remove_if_idle(dir: &std::path::Path) {
-    use std::os::fd::AsRawFd;
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let p = e.path();
-        if p.extension().is_none_or(|x| x != "lock") {
-            return;
-        }
-        let Ok(f) = std::fs::File::open(&p) else {
-            return;
-        };
-        // SAFETY: flock on an open file, released when `f` closes.
-        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            return;
-        }
-        let _ = std::fs::remove_file(&p);
-    }
-    let _ = std::fs::remove_dir(dir);
 }

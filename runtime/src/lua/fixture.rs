@@ -39,7 +39,14 @@ fn fixture_use(session: &Session) -> Result<FixtureUse, anyhow::Error> {
 fn start(session: &Session, uses: &FixtureUse, def: &Definition) -> Result<Vm, VmError> {
     session.boot_started(&format!("fixture {}", def.name));
     let result = if uses.snapshots {
-        uses.fixtures.resume_def(def)
+        match uses.fixtures.resume_def(def) {
+            // No build can be made (a read-only cache, a full disk): boot and prepare it here.
+            Err(e) if crate::fixture::CacheUnavailable::is(&e) => {
+                warn_once(&e);
+                uses.fixtures.materialize(def, None).map(|(vm, _)| vm)
+            }
+            other => other,
+        }
     } else {
         uses.fixtures.materialize(def, None).map(|(vm, _)| vm)
     };
@@ -48,6 +55,11 @@ fn start(session: &Session, uses: &FixtureUse, def: &Definition) -> Result<Vm, V
     vm.set_fixture(&def.name);
     session.record_vm(&vm);
     Ok(vm)
+}
+
+fn warn_once(e: &VmError) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| tracing::warn!("{e}; booting without snapshots"));
 }
 
 /// `provium.fixture(name)`: a booted, prepared VM resumed from the fixture's snapshot.

@@ -290,32 +290,15 @@ impl Drop for RunDir {
     }
 }
 
-/// A directory being built elsewhere (a fixture): removed on drop and on Ctrl-C unless it was
-/// moved away first.
-pub struct PendingDir {
-    path: PathBuf,
+/// Registers a directory this process is making elsewhere (a fixture build), so that an
+/// interrupted run removes it.
+pub fn remember_dir(path: &Path) {
+    with_registry(|r| r.dirs.insert(path.to_path_buf(), ()));
 }
 
-impl PendingDir {
-    pub fn create(path: &Path) -> io::Result<PendingDir> {
-        let _ = std::fs::remove_dir_all(path);
-        std::fs::create_dir_all(path)?;
-        with_registry(|r| r.dirs.insert(path.to_path_buf(), ()));
-        Ok(PendingDir {
-            path: path.to_path_buf(),
-        })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-impl Drop for PendingDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
-        with_registry(|r| r.dirs.remove(&self.path));
-    }
+/// The directory is finished (moved into place) or removed: it is not this process's to clean.
+pub fn forget_dir(path: &Path) {
+    with_registry(|r| r.dirs.remove(path));
 }
 
 /// Removes run directories left by hosts that were killed outright (their lock is free).

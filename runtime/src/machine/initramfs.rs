@@ -37,13 +37,12 @@ pub struct InitramfsSpec {
 pub fn build_cached(spec: &InitramfsSpec) -> Result<PathBuf> {
     let key = cache_key(spec)?;
     let path = paths::initramfs_cache().join(format!("{key}.cpio"));
-    if path.exists() {
+    if paths::cached_intact(&path) {
         return Ok(path);
     }
     let bytes = build(spec)?;
-    paths::write_atomically(&path, &bytes)
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(path)
+    paths::write_cached_anywhere(&path, &bytes)
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 fn cache_key(spec: &InitramfsSpec) -> Result<String> {

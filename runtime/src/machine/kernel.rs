@@ -207,14 +207,14 @@ impl KernelImage {
         })?;
         let release = header.release();
         let cached = paths::vmlinux_cache().join(format!("{}.elf", &hash[..32]));
-        let (pvh_elf, pvh_unavailable) = if cached.exists() {
+        let (pvh_elf, pvh_unavailable) = if paths::cached_intact(&cached) {
             (Some(cached), None)
         } else {
             match extract_pvh_elf(&header, &image) {
                 Ok(elf) => {
-                    paths::write_atomically(&cached, &elf)
+                    let written = paths::write_cached_anywhere(&cached, &elf)
                         .with_context(|| format!("caching {}", cached.display()))?;
-                    (Some(cached), None)
+                    (Some(written), None)
                 }
                 Err(why) => (None, Some(format!("{why:#}"))),
             }

@@ -60,6 +60,92 @@ pub fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Writes a derived cache file (an extracted vmlinux, an initramfs) with a `.b3` file beside
+/// it holding its content hash, so that [`cached_intact`] can tell a damaged copy.
+pub fn write_cached(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    write_atomically(path, data)?;
+    write_atomically(&sidecar(path), blake3::hash(data).to_hex().as_bytes())
+}
+
+/// [`write_cached`], or, when the cache cannot be written (a read-only or full `PROVIUM_HOME`), the same
+/// file in a directory of this process, removed when it exits. Returns where it was written.
+pub fn write_cached_anywhere(path: &Path, data: &[u8]) -> std::io::Result<PathBuf> {
+    match write_cached(path, data) {
+        Ok(()) => Ok(path.to_path_buf()),
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EROFS)
+                    | Some(libc::EACCES)
+                    | Some(libc::EPERM)
+                    | Some(libc::ENOSPC)
+                    | Some(libc::EDQUOT)
+            ) =>
+        {
+            let dir = runtime_base().join(format!("provium-cache-{}", std::process::id()));
+            std::fs::create_dir_all(&dir)?;
+            crate::machine::cleanup::remember_dir(&dir);
+            let private = dir.join(path.file_name().unwrap_or_default());
+            write_cached(&private, data)?;
+            tracing::info!(
+                "{} cannot be written ({e}); using {}",
+                path.display(),
+                private.display()
+            );
+            Ok(private)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn sidecar(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".b3");
+    path.with_file_name(name)
+}
+
+/// Whether a derived cache file exists and is what was written: its content hash is checked
+/// once per process and file version. A damaged file (truncated, emptied, overwritten,
+/// replaced) is named in a warning and removed, so that the caller makes it again.
+pub fn cached_intact(path: &Path) -> bool {
+    use std::collections::HashMap;
+    use std::os::unix::fs::MetadataExt;
+    static VERIFIED: std::sync::Mutex<Option<HashMap<PathBuf, (u64, u64, i64)>>> =
+        std::sync::Mutex::new(None);
+    let Ok(meta) = std::fs::metadata(path) else {
+        return false;
+    };
+    let identity = (
+        meta.ino(),
+        meta.len(),
+        meta.mtime_nsec() + meta.mtime() * 1_000_000_000,
+    );
+    if let Some(known) = crate::machine::sync::lock(&VERIFIED).as_ref() {
+        if known.get(path) == Some(&identity) {
+            return true;
+        }
+    }
+    let recorded = std::fs::read_to_string(sidecar(path)).unwrap_or_default();
+    let intact = meta.is_file()
+        && std::fs::read(path)
+            .map(|data| blake3::hash(&data).to_hex().as_str() == recorded.trim())
+            .unwrap_or(false);
+    if intact {
+        crate::machine::sync::lock(&VERIFIED)
+            .get_or_insert_with(HashMap::new)
+            .insert(path.to_path_buf(), identity);
+    } else {
+        tracing::warn!(
+            "{} is damaged (its content does not match the hash recorded when it was written); \
+             it is made again",
+            path.display()
+        );
+        let _ = std::fs::remove_file(path);
+        let _ = std::fs::remove_file(sidecar(path));
+    }
+    intact
+}
+
 /// Writes a file a user named (`--junit`, `--html`, `record --update`, the last-run record):
 ///
 /// - a regular file, or a path that does not exist yet, is replaced atomically (a reader never
@@ -125,6 +211,43 @@ pub fn write_output(path: &Path, data: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Copies a sparse file (a guest RAM file): only its data extents are read and written, so a
+/// 256 MiB RAM file with 90 MiB of data costs 90 MiB.
+pub fn copy_sparse(from: &Path, to: &Path) -> std::io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    use std::os::fd::AsRawFd;
+    let mut src = std::fs::File::open(from)?;
+    let len = src.metadata()?.len();
+    let mut dst = std::fs::File::create(to)?;
+    dst.set_len(len)?;
+    let mut offset: i64 = 0;
+    let mut buf = vec![0u8; 1 << 20];
+    while (offset as u64) < len {
+        // SAFETY: lseek on an open descriptor.
+        let data = unsafe { libc::lseek(src.as_raw_fd(), offset, libc::SEEK_DATA) };
+        if data < 0 {
+            break; // ENXIO: no data past offset
+        }
+        // SAFETY: as above.
+        let hole = unsafe { libc::lseek(src.as_raw_fd(), data, libc::SEEK_HOLE) };
+        let end = if hole < 0 { len as i64 } else { hole };
+        src.seek(SeekFrom::Start(data as u64))?;
+        dst.seek(SeekFrom::Start(data as u64))?;
+        let mut left = (end - data) as u64;
+        while left > 0 {
+            let want = left.min(buf.len() as u64) as usize;
+            let n = src.read(&mut buf[..want])?;
+            if n == 0 {
+                break;
+            }
+            dst.write_all(&buf[..n])?;
+            left -= n as u64;
+        }
+        offset = end;
+    }
+    dst.flush()
+}
+
 /// The process's umask (read by setting it and putting it back).
 fn current_umask() -> u32 {
     static UMASK: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
@@ -146,6 +269,27 @@ mod tests {
 
     fn mode(p: &Path) -> u32 {
         std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn damaged_cache_files_are_told_apart() {
+        let d = tempfile::tempdir().unwrap();
+        for damage in ["empty", "truncate", "garble", "delete", "directory"] {
+            let p = d.path().join(format!("{damage}.elf"));
+            write_cached(&p, &vec![7u8; 8192]).unwrap();
+            assert!(cached_intact(&p), "{damage}: intact after writing");
+            match damage {
+                "empty" => std::fs::write(&p, b"").unwrap(),
+                "truncate" => std::fs::write(&p, vec![7u8; 100]).unwrap(),
+                "garble" => std::fs::write(&p, vec![8u8; 8192]).unwrap(),
+                "delete" => std::fs::remove_file(&p).unwrap(),
+                _ => {
+                    std::fs::remove_file(&p).unwrap();
+                    std::fs::create_dir(&p).unwrap();
+                }
+            }
+            assert!(!cached_intact(&p), "{damage}: seen as damaged");
+        }
     }
 
     #[test]

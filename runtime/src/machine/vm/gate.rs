@@ -1,15 +1,26 @@
-//! Admission of VMs by memory and CPUs, so that parallel test files never overcommit the host.
+//! Admission of VMs by memory and CPUs, so that parallel test files, and parallel provium
+//! processes, never overcommit the host.
 //!
-//! The runner sets a budget (the host's available memory and CPUs); every VM takes a ticket
-//! for its memory and vCPUs before QEMU starts and gives it back when it stops. A file's first
-//! VM waits until it fits. Its later VMs are admitted at once: a file that waited while holding
-//! a VM could wait forever on another file doing the same.
+//! The runner sets a budget (the host's available memory and CPUs); every VM takes a ticket for
+//! its memory and vCPUs before QEMU starts and gives it back when it stops. Tickets are counted
+//! across every provium process on the machine: each live ticket is a small file in a shared
+//! directory, exclusively `flock`ed by its owner for as long as its VM lives, so a crashed
+//! process's tickets count for nothing (and are swept). A file's first VM waits until it fits;
+//! its later VMs are admitted at once: a file that waited while holding a VM could wait forever
+//! on another file doing the same, in this process or another.
 
 use std::collections::HashMap;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, OnceLock};
+use std::time::Duration;
 
 /// QEMU's own memory beside guest RAM, roughly (TCG translation cache, devices).
 const QEMU_OVERHEAD_MIB: u64 = 64;
+/// How often a waiting VM looks again at other processes' tickets.
+const POLL: Duration = Duration::from_millis(100);
 
 #[derive(Default)]
 struct State {
@@ -37,6 +48,91 @@ fn lock() -> std::sync::MutexGuard<'static, State> {
     crate::machine::sync::lock(&gate().state)
 }
 
+/// Where every provium process on the machine keeps its tickets: machine-wide shared memory
+/// when there is some, the temporary directory otherwise. `PROVIUM_GATE_DIR` overrides it
+/// (tests use their own).
+pub fn shared_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("PROVIUM_GATE_DIR").filter(|v| !v.is_empty()) {
+        return PathBuf::from(d);
+    }
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        shm.join("provium-gate")
+    } else {
+        std::env::temp_dir().join("provium-gate")
+    }
+}
+
+fn flock(f: &File, op: libc::c_int) -> bool {
+    // SAFETY: flock on an open descriptor.
+    unsafe { libc::flock(f.as_raw_fd(), op) == 0 }
+}
+
+/// The directory, open for everyone (sticky, so only owners remove their tickets).
+fn open_dir() -> Option<PathBuf> {
+    let dir = shared_dir();
+    if std::fs::create_dir_all(&dir).is_ok() {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777));
+    }
+    dir.is_dir().then_some(dir)
+}
+
+/// Memory and CPUs held by other processes' live tickets; stale tickets are removed.
+fn others(dir: &Path) -> (u64, u32) {
+    let me = format!("{}-", std::process::id());
+    let (mut mib, mut cpus) = (0, 0);
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return (0, 0);
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if name.starts_with('.') || name.starts_with(&me) {
+            continue;
+        }
+        let Ok(mut f) = File::open(e.path()) else {
+            continue;
+        };
+        if flock(&f, libc::LOCK_SH | libc::LOCK_NB) {
+            // Nobody holds it: its process is gone.
+            let _ = std::fs::remove_file(e.path());
+            continue;
+        }
+        let mut text = String::new();
+        let _ = f.read_to_string(&mut text);
+        let mut parts = text
+            .split_whitespace()
+            .map(|p| p.parse::<u64>().unwrap_or(0));
+        mib += parts.next().unwrap_or(0);
+        cpus += parts.next().unwrap_or(0) as u32;
+    }
+    (mib, cpus)
+}
+
+/// This process's ticket file, locked while the VM lives.
+struct Posted {
+    path: PathBuf,
+    _file: File,
+}
+
+impl Drop for Posted {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn post(dir: &Path, mib: u64, cpus: u32) -> Option<Posted> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = dir.join(format!("{}-{n}", std::process::id()));
+    let mut f = File::create(&path).ok()?;
+    if !flock(&f, libc::LOCK_EX) {
+        return None;
+    }
+    f.write_all(format!("{mib} {cpus}\n").as_bytes()).ok()?;
+    Some(Posted { path, _file: f })
+}
+
 /// Sets the budget VMs are admitted within; `None` admits everything (the library default).
 pub fn set_budget(budget: Option<(u64, u32)>) {
     lock().budget = budget;
@@ -44,38 +140,63 @@ pub fn set_budget(budget: Option<(u64, u32)>) {
 }
 
 /// A VM's share of the budget, returned on drop.
-#[derive(Debug)]
 pub struct Ticket {
     mib: u64,
     cpus: u32,
     group: u64,
+    _posted: Option<Posted>,
 }
 
-/// Waits until a VM of `memory_mib` and `cpus` fits, then takes its share.
+impl std::fmt::Debug for Ticket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Ticket({} MiB, {} CPUs)", self.mib, self.cpus)
+    }
+}
+
+/// Waits until a VM of `memory_mib` and `cpus` fits, counting the VMs of every provium process
+/// on the machine, then takes its share.
 pub fn admit(memory_mib: u32, cpus: u32) -> Ticket {
     let mib = memory_mib as u64 + QEMU_OVERHEAD_MIB;
     let group = crate::machine::cleanup::group();
+    let dir = open_dir();
     let mut s = lock();
     loop {
+        // Other processes are counted under the directory's lock, so that two processes do
+        // not both decide that the last CPU is theirs.
+        let global = dir.as_ref().and_then(|d| {
+            let f = File::create(d.join(".lock")).ok()?;
+            flock(&f, libc::LOCK_EX).then_some(f)
+        });
+        let (other_mib, other_cpus) = dir.as_deref().map(others).unwrap_or((0, 0));
+        let (used_mib, used_cpus) = (s.used_mib + other_mib, s.used_cpus + other_cpus);
         let fits = match s.budget {
             None => true,
-            Some((mem, cpu)) => s.used_mib + mib <= mem && s.used_cpus + cpus <= cpu,
+            Some((mem, cpu)) => used_mib + mib <= mem && used_cpus + cpus <= cpu,
         };
         // An idle host admits anything, or a VM larger than the budget would never start.
-        let idle = s.used_mib == 0 && s.used_cpus == 0;
+        let idle = used_mib == 0 && used_cpus == 0;
         let holds = s.held.get(&group).is_some_and(|n| *n > 0);
         if fits || idle || holds {
-            break;
+            let posted = dir.as_deref().and_then(|d| post(d, mib, cpus));
+            drop(global);
+            s.used_mib += mib;
+            s.used_cpus += cpus;
+            *s.held.entry(group).or_insert(0) += 1;
+            return Ticket {
+                mib,
+                cpus,
+                group,
+                _posted: posted,
+            };
         }
+        drop(global);
+        // Woken by this process's VMs stopping, or after a while to look at the others'.
         s = gate()
             .freed
-            .wait(s)
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+            .wait_timeout(s, POLL)
+            .map(|(g, _)| g)
+            .unwrap_or_else(|poisoned| poisoned.into_inner().0);
     }
-    s.used_mib += mib;
-    s.used_cpus += cpus;
-    *s.held.entry(group).or_insert(0) += 1;
-    Ticket { mib, cpus, group }
 }
 
 impl Drop for Ticket {
@@ -122,11 +243,12 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
-    use std::time::Duration;
 
     // One test touches the global gate, so that tests do not race on its budget.
     #[test]
-    fn waits_for_room_but_never_on_itself() {
+    fn waits_for_room_but_never_on_itself_and_counts_other_processes() {
+        let dir = tempfile::tempdir().unwrap();
+        std::env::set_var("PROVIUM_GATE_DIR", dir.path());
         set_budget(Some((2 * (256 + QEMU_OVERHEAD_MIB), 2)));
         crate::machine::cleanup::set_group(77_001);
         let a = admit(256, 1);
@@ -134,6 +256,19 @@ mod tests {
         // A third VM of the same file is over budget but admitted: it holds tickets already.
         let c = admit(256, 1);
         drop(c);
+        assert_eq!(
+            std::fs::read_dir(dir.path())
+                .unwrap()
+                .filter(|e| !e
+                    .as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with('.'))
+                .count(),
+            2,
+            "each live VM has its ticket"
+        );
 
         let admitted = Arc::new(AtomicBool::new(false));
         let flag = admitted.clone();
@@ -143,7 +278,7 @@ mod tests {
             flag.store(true, Ordering::SeqCst);
             drop(t);
         });
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(300));
         assert!(
             !admitted.load(Ordering::SeqCst),
             "another file waits while full"
@@ -152,6 +287,26 @@ mod tests {
         other.join().unwrap();
         assert!(admitted.load(Ordering::SeqCst));
         drop(b);
+
+        // Another process's live ticket counts: a ticket held by a child process.
+        let held = dir.path().join("1-0");
+        std::fs::write(&held, format!("{} 2\n", 256 + QEMU_OVERHEAD_MIB)).unwrap();
+        // The shell takes the lock on descriptor 9, then becomes `sleep`, which keeps it.
+        let mut child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "exec 9<'{}'; flock 9; exec sleep 30",
+                held.display()
+            ))
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(others(dir.path()), (256 + QEMU_OVERHEAD_MIB, 2));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // Its process is gone: the ticket counts for nothing and is swept.
+        assert_eq!(others(dir.path()), (0, 0));
+        assert!(!held.exists());
         set_budget(None);
     }
 }

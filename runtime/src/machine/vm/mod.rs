@@ -35,6 +35,8 @@ const HOST_MARGIN: Duration = Duration::from_secs(15);
 const DEFAULT_SYSCALL_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_EXEC_TIMEOUT: Duration = Duration::from_secs(120);
 const CONSOLE_TAIL_LINES: usize = 40;
+/// How long a resumed agent may take to answer its first ping.
+const RESUME_ANSWER: Duration = Duration::from_secs(5);
 
 /// What went wrong with a VM.
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +101,8 @@ pub struct Vm {
     launch: LaunchPlan,
     // The VM's share of the host's memory and CPUs while it runs.
     _ticket: gate::Ticket,
+    /// What must live as long as the VM (the lease on the fixture build it was resumed from).
+    held: Vec<Box<dyn std::any::Any + Send>>,
 }
 
 /// A snapshot of a booted VM: guest RAM in a file, device state in another, and how to start a
@@ -237,6 +241,7 @@ impl Vm {
             syscall_timeout: DEFAULT_SYSCALL_TIMEOUT,
             launch,
             _ticket: ticket,
+            held: Vec::new(),
         })
     }
 
@@ -398,6 +403,7 @@ impl Vm {
             syscall_timeout: DEFAULT_SYSCALL_TIMEOUT,
             launch,
             _ticket: ticket,
+            held: Vec::new(),
         };
         // The agent is blocked in a read on the port: a ping resumes the conversation. The
         // guest's wall clock stopped with the snapshot and its RNG state is shared by every
@@ -408,7 +414,9 @@ impl Vm {
             let State::Running(client) = &mut vm.state else {
                 return Err(VmError::NotRunning);
             };
-            client.call_pipelined(&[Request::Ping, sync], Some(Instant::now() + HOST_MARGIN))
+            // A good resume answers in tens of milliseconds; a damaged snapshot never does, and
+            // its caller builds the fixture again rather than wait long.
+            client.call_pipelined(&[Request::Ping, sync], Some(Instant::now() + RESUME_ANSWER))
         };
         match answers {
             Ok(a) if matches!(a.as_slice(), [Response::Pong, Response::Done]) => {}
@@ -422,6 +430,11 @@ impl Vm {
 
     pub fn info(&self) -> &VmInfo {
         &self.info
+    }
+
+    /// Keeps `thing` alive as long as the VM (a fixture build's lease).
+    pub fn hold(&mut self, thing: Box<dyn std::any::Any + Send>) {
+        self.held.push(thing);
     }
 
     /// Marks the VM as resumed from (or prepared as) fixture `name`, for reports.
