@@ -110,8 +110,9 @@ fn sidecar(path: &Path) -> PathBuf {
 pub fn cached_intact(path: &Path) -> bool {
     use std::collections::HashMap;
     use std::os::unix::fs::MetadataExt;
-    static VERIFIED: std::sync::Mutex<Option<HashMap<PathBuf, (u64, u64, i64)>>> =
-        std::sync::Mutex::new(None);
+    /// Files verified in this process, with their (inode, size, mtime) when they were.
+    type Verified = HashMap<PathBuf, (u64, u64, i64)>;
+    static VERIFIED: std::sync::Mutex<Option<Verified>> = std::sync::Mutex::new(None);
     let Ok(meta) = std::fs::metadata(path) else {
         return false;
     };
