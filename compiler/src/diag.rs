@@ -120,6 +120,17 @@ pub fn byte_offset(source: &str, pos: Pos) -> usize {
     source.len()
 }
 
+/// User text quoted in a message: at most 60 characters, so that a 10,000-character line does
+/// not become a 10,000-character message.
+pub fn excerpt(text: &str) -> String {
+    const MAX: usize = 60;
+    if text.chars().count() <= MAX {
+        return text.to_string();
+    }
+    let head: String = text.chars().take(MAX).collect();
+    format!("{head}…")
+}
+
 /// The candidate closest to `typed`, when it is close enough to be a plausible typo (the one
 /// "did you mean" rule of the compiler and the runtime).
 pub fn closest<'a>(typed: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
@@ -172,7 +183,15 @@ pub fn from_yaml_error(file: &str, err: &serde_saphyr::Error) -> Diagnostic {
             }
         })
         .unwrap_or(first);
-    let message = strip_position(message).to_string();
+    let mut message = strip_position(message).to_string();
+    if let Some(what) = message.strip_prefix("budget breached: ") {
+        // serde-saphyr's limits (nesting depth 64, 250,000 values): a spec past them is not
+        // one a person wrote.
+        message = format!(
+            "the spec is too large or too deeply nested to read ({what}); split it into \
+             several files"
+        );
+    }
     let mut d = Diagnostic::new(pos, message.clone());
     d.file = file.to_string();
     if let Some((field, expected)) = unknown_field(&message) {

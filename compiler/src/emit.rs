@@ -45,8 +45,10 @@ impl Out {
     }
 }
 
-pub fn emit(model: &Model) -> Result<String, String> {
-    let file = &model.file;
+/// The chunk and its source map.
+pub fn emit(model: &Model) -> Result<(String, crate::SourceMap), String> {
+    // The file's name goes into comments and marks: a newline in it must not end them.
+    let file = &lua::comment(&model.file);
     let mut setup = Out::new(file);
     for s in &model.setup {
         step(&mut setup, 1, s, "setup");
@@ -77,19 +79,22 @@ pub fn emit(model: &Model) -> Result<String, String> {
     let tmpl = env
         .get_template("spec.lua")
         .map_err(|e| format!("the Lua template is missing: {e}"))?;
-    tmpl.render(context! {
-        version => env!("CARGO_PKG_VERSION"),
-        file => file,
-        profile => lua::str(&model.profile),
-        fixture => model.fixture.as_deref().map(lua::str),
-        timeout => model.timeout.map(|t| format!("{t}")),
-        requires => requires_expr(model.requires.as_ref()),
-        requires_line => model.requires.as_ref().map(|r| r.line).unwrap_or(0),
-        setup => setup.text,
-        teardown => teardown.text,
-        cases => cases.text,
-    })
-    .map_err(|e| format!("rendering the Lua chunk: {e}"))
+    let chunk = tmpl
+        .render(context! {
+            version => env!("CARGO_PKG_VERSION"),
+            file => file,
+            profile => lua::str(&model.profile),
+            fixture => model.fixture.as_deref().map(lua::str),
+            timeout => model.timeout.map(|t| format!("{t}")),
+            requires => requires_expr(model.requires.as_ref()),
+            requires_line => model.requires.as_ref().map(|r| r.line).unwrap_or(0),
+            setup => setup.text,
+            teardown => teardown.text,
+            cases => cases.text,
+        })
+        .map_err(|e| format!("rendering the Lua chunk: {e}"))?;
+    let map = crate::SourceMap::from_marks(&chunk, &format!("-- {file}:"));
+    Ok((chunk, map))
 }
 
 fn requires_table(r: &Requires) -> String {
@@ -411,7 +416,8 @@ fn lua_block(out: &mut Out, indent: usize, block: &LuaBlock, creds: Option<&Cred
     out.line(
         indent,
         &format!(
-            "local env = setmetatable({{vm = vm, saved = saved, worker = {worker}}}, {{__index = _G}})"
+            "local env = setmetatable({{vm = vm, saved = saved, worker = {worker}, row = {}}}, {{__index = _G}})",
+            block.row
         ),
         block.first_line,
     );

@@ -210,7 +210,45 @@ fn atom(input: &str) -> IResult<&str, Expr> {
     .parse(input)
 }
 
+/// How deep an expression may nest (parentheses, prefix operators, casts): far beyond any real
+/// spec or header, and far below what would overflow a thread's stack.
+pub const MAX_DEPTH: usize = 32;
+/// The longest expression text: bounds the number of operands, and with it the depth of the
+/// (left-leaning) tree that evaluation walks.
+pub const MAX_LEN: usize = 4096;
+
+thread_local! {
+    static DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Counts one level of nesting for as long as it lives.
+struct Nesting;
+
+impl Nesting {
+    fn enter(input: &str) -> Result<Nesting, nom::Err<nom::error::Error<&str>>> {
+        let depth = DEPTH.with(|d| {
+            d.set(d.get() + 1);
+            d.get()
+        });
+        let guard = Nesting;
+        if depth > MAX_DEPTH {
+            return Err(nom::Err::Failure(nom::error::Error::new(
+                input,
+                nom::error::ErrorKind::TooLarge,
+            )));
+        }
+        Ok(guard)
+    }
+}
+
+impl Drop for Nesting {
+    fn drop(&mut self) {
+        DEPTH.with(|d| d.set(d.get().saturating_sub(1)));
+    }
+}
+
 fn unary(input: &str) -> IResult<&str, Expr> {
+    let _nesting = Nesting::enter(input)?;
     let (input, _) = multispace0(input)?;
     if let Ok((rest, ty)) = c_type(input) {
         if let Ok((rest, inner)) = unary(rest) {
@@ -287,8 +325,22 @@ fn expr(i: &str) -> IResult<&str, Expr> {
 
 /// Parses a whole expression.
 pub fn parse(text: &str) -> Result<Expr, ParseError> {
+    if text.len() > MAX_LEN {
+        return Err(ParseError {
+            offset: 0,
+            message: format!(
+                "the expression is {} characters long; the limit is {MAX_LEN}",
+                text.len()
+            ),
+        });
+    }
+    DEPTH.with(|d| d.set(0));
     match all_consuming(ws(expr)).parse(text) {
         Ok((_, e)) => Ok(e),
+        Err(nom::Err::Failure(e)) if e.code == nom::error::ErrorKind::TooLarge => Err(ParseError {
+            offset: text.len() - e.input.len(),
+            message: format!("the expression nests more than {MAX_DEPTH} levels deep"),
+        }),
         Err(nom::Err::Error(e) | nom::Err::Failure(e)) => {
             let offset = text.len() - e.input.len();
             let near = e.input.chars().take(12).collect::<String>();

@@ -17,28 +17,36 @@ pub mod linux;
 pub mod lua;
 pub mod model;
 pub mod record;
+pub mod source_map;
 pub mod spec;
 pub mod template;
 
 pub use check::{HeaderProvider, HeaderSet, Options};
 pub use diag::Diagnostic;
+pub use source_map::SourceMap;
 
-/// A compiled spec.
+/// A compiled spec: the checked model, the Lua chunk that runs it, and which spec line each
+/// line of the chunk comes from.
 #[derive(Debug, Clone)]
 pub struct Compiled {
     pub model: model::Model,
     pub lua: String,
+    pub source_map: SourceMap,
 }
 
 /// Checks and compiles a spec.
 pub fn compile(source: &str, opts: &Options) -> Result<Compiled, Vec<Diagnostic>> {
     let model = check::check(source, opts)?;
-    let lua = emit::emit(&model).map_err(|e| {
+    let (lua, source_map) = emit::emit(&model).map_err(|e| {
         let mut d = Diagnostic::new(spec::node::Pos { line: 1, col: 1 }, e);
         d.file = opts.file.clone();
         vec![d]
     })?;
-    Ok(Compiled { model, lua })
+    Ok(Compiled {
+        model,
+        lua,
+        source_map,
+    })
 }
 
 /// The JSON Schema of the spec format (`schemas/spec.schema.json`), for editors.

@@ -23,6 +23,20 @@ pub fn string(bytes: &[u8]) -> String {
     s
 }
 
+/// Text for a Lua comment: control characters (a newline in a file name) are written as
+/// escapes, so that nothing after them becomes code.
+pub fn comment(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
 pub fn str(text: &str) -> String {
     string(text.as_bytes())
 }
@@ -44,7 +58,11 @@ pub fn int(v: i64) -> String {
 /// A long-bracket string for a block of code, with a level the code does not contain.
 pub fn long_string(code: &str) -> String {
     let mut level = 0;
-    while code.contains(&format!("]{}]", "=".repeat(level))) {
+    // The closing bracket must not occur in the code, nor complete one with the code's end
+    // (`foo]` then `]]` would close early).
+    while code.contains(&format!("]{}]", "=".repeat(level)))
+        || code.ends_with(&format!("]{}", "=".repeat(level)))
+    {
         level += 1;
     }
     let eq = "=".repeat(level);

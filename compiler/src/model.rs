@@ -77,6 +77,8 @@ pub struct LuaBlock {
     pub code: String,
     /// The spec line of the block's first line of code.
     pub first_line: u32,
+    /// The table row of the case, as a Lua table (`row` in the block; `{}` outside tables).
+    pub row: Lua,
 }
 
 #[derive(Debug, Clone)]

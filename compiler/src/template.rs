@@ -8,6 +8,13 @@ use crate::spec::node::{At, Node, Pos, Value};
 use crate::spec::types;
 use minijinja::{Environment, UndefinedBehavior};
 
+/// Instructions one case's templates may take (minijinja's fuel): `{% for %}` over the rows of a
+/// table is far below it, nested loops over `range(100000)` are far above.
+const TEMPLATE_FUEL: u64 = 100_000;
+
+/// Cases one spec may expand to (tables and matrices, over all its cases).
+pub const MAX_CASES_PER_FILE: usize = 100_000;
+
 /// One row of values.
 #[derive(Debug, Clone)]
 pub struct Row {
@@ -69,7 +76,22 @@ pub fn rows(case: &types::Case, pos: Pos) -> Result<Option<Vec<Row>>, Diagnostic
                         format!("matrix column `{}` has no values", name.value),
                     ));
                 }
-                let mut next = Vec::with_capacity(rows.len() * values.len());
+                // Checked before anything is allocated: 8 columns of 100 values would be 10^16.
+                let product = rows
+                    .len()
+                    .checked_mul(values.len())
+                    .filter(|n| *n <= MAX_CASES_PER_FILE);
+                let Some(product) = product else {
+                    return Err(Diagnostic::new(
+                        name.pos,
+                        format!(
+                            "the matrix has more than {} combinations (at column `{}`)",
+                            fmt_thousands(MAX_CASES_PER_FILE),
+                            name.value
+                        ),
+                    ));
+                };
+                let mut next = Vec::with_capacity(product);
                 for r in &rows {
                     for v in values {
                         let mut row = r.clone();
@@ -78,12 +100,6 @@ pub fn rows(case: &types::Case, pos: Pos) -> Result<Option<Vec<Row>>, Diagnostic
                     }
                 }
                 rows = next;
-                if rows.len() > 100_000 {
-                    return Err(Diagnostic::new(
-                        name.pos,
-                        "the matrix has more than 100,000 combinations",
-                    ));
-                }
             }
             let pos = matrix.0.first().map(|(n, _)| n.pos).unwrap_or(pos);
             Ok(Some(
@@ -98,6 +114,54 @@ pub fn rows(case: &types::Case, pos: Pos) -> Result<Option<Vec<Row>>, Diagnostic
         }
         (None, None) => Ok(None),
     }
+}
+
+/// `100000` as `100,000`.
+pub fn fmt_thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A row's values as a Lua table, for `row` in `lua:` blocks.
+pub fn row_lua(row: &Row) -> String {
+    fn node(n: &Node) -> String {
+        match &n.value {
+            Value::Null => "nil".into(),
+            Value::Bool(b) => b.to_string(),
+            Value::Int(i) => crate::lua::int(*i),
+            Value::Float(f) if f.is_finite() => format!("{f:?}"),
+            Value::Float(_) => "0/0".into(),
+            Value::Str(s) => crate::lua::str(s),
+            Value::Seq(items) => format!(
+                "{{{}}}",
+                items.iter().map(node).collect::<Vec<_>>().join(", ")
+            ),
+            Value::Map(m) => format!(
+                "{{{}}}",
+                m.iter()
+                    .map(|(k, v)| format!(
+                        "[{}] = {}",
+                        crate::lua::str(&k.scalar_text().unwrap_or_default()),
+                        node(v)
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+    let fields: Vec<String> = row
+        .values
+        .iter()
+        .map(|(k, v)| format!("[{}] = {}", crate::lua::str(k), node(v)))
+        .collect();
+    format!("{{{}}}", fields.join(", "))
 }
 
 fn to_value(n: &Node) -> minijinja::Value {
@@ -127,7 +191,11 @@ impl Renderer<'_> {
         self.env.render_str(template, &self.ctx).map_err(|e| {
             let mut d = Diagnostic::new(
                 pos,
-                format!("in `{template}`: {}", e.detail().unwrap_or(&e.to_string())),
+                format!(
+                    "in `{}`: {}",
+                    crate::diag::excerpt(template),
+                    e.detail().unwrap_or(&e.to_string())
+                ),
             );
             if e.kind() == minijinja::ErrorKind::UndefinedError {
                 let columns: Vec<&str> = self.row.values.iter().map(|(k, _)| k.as_str()).collect();
@@ -144,7 +212,8 @@ impl Renderer<'_> {
                     })
                     .unwrap_or("");
                 d.message = format!(
-                    "unknown column `{word}` in `{template}` (the row has {})",
+                    "unknown column `{word}` in `{}` (the row has {})",
+                    crate::diag::excerpt(template),
                     columns.join(", ")
                 );
                 d.help = did_you_mean(word, columns.iter().copied());
@@ -223,7 +292,8 @@ impl Renderer<'_> {
                 as_: v.as_.clone(),
                 timeout: v.timeout.clone(),
                 exec: self.at(&v.exec)?,
-                lua: self.at(&v.lua)?,
+                // Lua is code, not a template: `{{` in it is Lua (the row is `row` there).
+                lua: v.lua.clone(),
             },
         })
     }
@@ -245,10 +315,14 @@ pub fn has_templates(case: &types::Case) -> bool {
         || opt(&case.syscall)
         || case.args.iter().any(node)
         || opt(&case.expect)
-        || text(&case.lua)
+        || text(&case.xfail)
+        || text(&case.skip)
         || case.steps.as_ref().is_some_and(|steps| {
             steps.iter().any(|s| {
-                opt(&s.value.syscall) || s.value.args.iter().any(node) || opt(&s.value.expect)
+                opt(&s.value.syscall)
+                    || s.value.args.iter().any(node)
+                    || opt(&s.value.expect)
+                    || text(&s.value.exec)
             })
         })
 }
@@ -266,6 +340,10 @@ pub fn empty_row(pos: Pos) -> Row {
 pub fn render_case(case: &types::Case, row: &Row) -> Result<types::Case, Diagnostic> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
+    // A template is a few substitutions; loops that would run for ever run out of fuel and
+    // are an error at their position.
+    env.set_fuel(Some(TEMPLATE_FUEL));
+    env.set_recursion_limit(32);
     let ctx = minijinja::Value::from(
         row.values
             .iter()
@@ -306,6 +384,6 @@ pub fn render_case(case: &types::Case, row: &Row) -> Result<types::Case, Diagnos
             .as_ref()
             .map(|s| s.iter().map(|st| r.step(st)).collect::<Result<_, _>>())
             .transpose()?,
-        lua: r.at(&case.lua)?,
+        lua: case.lua.clone(),
     })
 }

@@ -98,7 +98,15 @@ struct Checker<'a> {
     /// Reads of saved values, to check that something saves them.
     reads: Vec<(String, Pos)>,
     profile: String,
+    /// Cases expanded so far (tables and matrices of every case count).
+    expanded: usize,
+    /// The row being expanded, as a Lua table (`row` in `lua:` blocks).
+    row_lua: String,
 }
+
+/// The most problems one spec reports: the rest are counted, not listed (a 100,000-row table
+/// with the same mistake in every row says it once).
+const MAX_DIAGNOSTICS: usize = 50;
 
 /// Checks a spec; all problems found are returned together.
 pub fn check(source: &str, opts: &Options) -> Result<Model, Vec<Diagnostic>> {
@@ -117,6 +125,8 @@ pub fn check(source: &str, opts: &Options) -> Result<Model, Vec<Diagnostic>> {
         saved: BTreeSet::new(),
         reads: Vec::new(),
         profile: "minimal".into(),
+        expanded: 0,
+        row_lua: "{}".into(),
     };
     let model = c.spec(spec);
     let mut diags = c.diags;
@@ -125,6 +135,16 @@ pub fn check(source: &str, opts: &Options) -> Result<Model, Vec<Diagnostic>> {
     }
     diags.sort_by_key(|d| d.pos);
     diags.dedup();
+    if diags.len() > MAX_DIAGNOSTICS {
+        let more = diags.len() - MAX_DIAGNOSTICS;
+        diags.truncate(MAX_DIAGNOSTICS);
+        let mut last = Diagnostic::new(
+            diags[MAX_DIAGNOSTICS - 1].pos,
+            format!("… and {more} more problems like these"),
+        );
+        last.file = opts.file.clone();
+        diags.push(last);
+    }
     match model {
         Some(m) if diags.is_empty() => Ok(m),
         _ => Err(diags),
@@ -391,7 +411,14 @@ impl<'a> Checker<'a> {
             Ok(e) => e,
             Err(err) => {
                 let p = self.inner_pos(pos, err.offset);
-                self.error(p, format!("{what}: {} (in `{text}`)", err.message));
+                self.error(
+                    p,
+                    format!(
+                        "{what}: {} (in `{}`)",
+                        err.message,
+                        crate::diag::excerpt(text)
+                    ),
+                );
                 return None;
             }
         };
@@ -1494,6 +1521,7 @@ impl<'a> Checker<'a> {
         model::LuaBlock {
             code: code.value.clone(),
             first_line,
+            row: self.row_lua.clone(),
         }
     }
 
@@ -1541,6 +1569,20 @@ impl<'a> Checker<'a> {
                 return Vec::new();
             }
         };
+        let count = rows.as_ref().map_or(1, Vec::len);
+        self.expanded = self.expanded.saturating_add(count);
+        if self.expanded > template::MAX_CASES_PER_FILE {
+            if self.expanded - count <= template::MAX_CASES_PER_FILE {
+                self.error(
+                    case.pos,
+                    format!(
+                        "the spec expands to more than {} cases; split it into several files",
+                        template::fmt_thousands(template::MAX_CASES_PER_FILE)
+                    ),
+                );
+            }
+            return Vec::new();
+        }
         let Some(rows) = rows else {
             if template::has_templates(&case.value) {
                 return match template::render_case(&case.value, &template::empty_row(case.pos)) {
@@ -1561,11 +1603,13 @@ impl<'a> Checker<'a> {
         };
         let mut out = Vec::new();
         for row in rows {
+            self.row_lua = template::row_lua(&row);
             match template::render_case(&case.value, &row) {
                 Ok(rendered) => out.extend(self.one_case(&rendered, row.pos.line)),
                 Err(d) => self.diags.push(d),
             }
         }
+        self.row_lua = "{}".into();
         out
     }
 

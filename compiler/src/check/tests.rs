@@ -207,3 +207,121 @@ fn version_ranges() {
     assert!(parse_version_range("6.1").is_ok());
     assert!(parse_version_range(">= five").is_err());
 }
+
+/// Inputs that once crashed or hung `provium check`: each ends at once with a located error.
+#[test]
+fn hostile_inputs_end_fast_with_a_located_error() {
+    let case = |body: &str| format!("cases:\n  - name: x\n    expect: any\n{body}");
+    let deep = format!(
+        "    syscall: close\n    args: [{}1{}]\n",
+        "(".repeat(800),
+        ")".repeat(800)
+    );
+    let unary = format!(
+        "    syscall: close\n    args: [\"{}1\"]\n",
+        "-".repeat(1000)
+    );
+    let long_sum = format!(
+        "    syscall: close\n    args: [\"{}\"]\n",
+        vec!["1"; 5000].join("+")
+    );
+    let loops = "    syscall: close\n    args: [\"{{ 1 }}{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}\"]\n";
+    let matrix = format!(
+        "    matrix:\n{}    syscall: close\n    args: [-1]\n",
+        (0..8)
+            .map(|i| format!(
+                "      c{i}: [{}]\n",
+                (0..100)
+                    .map(|v| v.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ))
+            .collect::<String>()
+    );
+    for (what, src, expected) in [
+        (
+            "nested parentheses",
+            case(&deep),
+            "nests more than 32 levels",
+        ),
+        (
+            "prefix operators",
+            case(&unary),
+            "nests more than 32 levels",
+        ),
+        ("a long expression", case(&long_sum), "the limit is 4096"),
+        ("nested template loops", case(loops), "ran out of fuel"),
+        (
+            "a matrix over the limit",
+            case(&matrix),
+            "more than 100,000 combinations",
+        ),
+    ] {
+        let started = std::time::Instant::now();
+        let errs = errors(&src);
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("t.yaml:") && e.contains(expected)),
+            "{what}: {errs:?}"
+        );
+        assert!(
+            started.elapsed().as_secs() < 2,
+            "{what} took {:?}",
+            started.elapsed()
+        );
+    }
+    // Many cases that are each fine, over the per-file limit: two matrices of 62,500 rows.
+    let values = (0..250)
+        .map(|v| v.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let matrix = |name: &str| {
+        format!("  - name: {name}\n    matrix: {{a: [{values}], b: [{values}]}}\n    syscall: close\n    args: [-1]\n    expect: EBADF\n")
+    };
+    let two = format!("cases:\n{}{}", matrix("a"), matrix("b"));
+    let errs = errors(&two);
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("expands to more than 100,000 cases")),
+        "{errs:?}"
+    );
+    // Past the YAML reader's own limits: said as such.
+    let huge: String = (0..130_000)
+        .map(|i| format!("  - {{name: n{i}}}\n"))
+        .collect();
+    let errs = errors(&format!("cases:\n{huge}"));
+    assert!(errs[0].contains("too large"), "{errs:?}");
+}
+
+#[test]
+fn lua_blocks_are_code_not_templates_and_see_their_row() {
+    let out = lua("cases:\n  - name: x\n    table: [{a: 1, s: hi}]\n    lua: |\n      local t = {{1}}\n      assert_eq(1, row.a)\n");
+    assert!(out.contains("local t = {{1}}"), "{out}");
+    assert!(
+        out.contains("row = {[\"a\"] = 1, [\"s\"] = \"hi\"}"),
+        "{out}"
+    );
+    // A block ending in `]` stays inside its string.
+    let out = lua("cases:\n  - name: x\n    lua: \"x = {1}; y = x[1]\"\n");
+    assert!(out.contains("y = x[1]]=]"), "{out}");
+}
+
+#[test]
+fn a_file_name_with_a_newline_stays_in_comments() {
+    let src = "cases:\n  - name: x\n    syscall: close\n    args: [-1]\n    expect: EBADF\n";
+    let c = crate::compile(src, &Options::new("a\nos.exit(3)\n.yaml")).unwrap();
+    assert!(
+        !c.lua.lines().any(|l| l.trim_start().starts_with("os.exit")),
+        "{}",
+        c.lua
+    );
+    assert!(c.lua.contains("a\\nos.exit(3)\\n.yaml"), "{}", c.lua);
+    // The source map still finds the case's line.
+    let line = c
+        .lua
+        .lines()
+        .position(|l| l.ends_with(".yaml:3"))
+        .map(|i| i as u32 + 1)
+        .unwrap_or_else(|| panic!("{}", c.lua));
+    assert_eq!(c.source_map.line(line), Some(3));
+}

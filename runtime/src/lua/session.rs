@@ -200,29 +200,16 @@ impl Session {
     }
 }
 
-/// Maps lines of a compiled spec's Lua chunk back to the spec, through the `-- file:LINE`
-/// markers the compiler writes at the end of statements. A line without a marker takes the
-/// nearest marker above it.
+/// Maps lines of a compiled spec's Lua chunk back to the spec, with the compiler's map.
 #[derive(Debug, Clone)]
 pub struct SourceMap {
     pub chunk: String,
     pub file: String,
-    lines: Vec<Option<u32>>,
+    lines: provium_compiler::SourceMap,
 }
 
 impl SourceMap {
-    pub fn from_markers(chunk: &str, file: &str, code: &str) -> SourceMap {
-        let marker = format!("-- {file}:");
-        let mut last = None;
-        let mut lines = vec![None];
-        for line in code.lines() {
-            if let Some(at) = line.rfind(&marker) {
-                if let Ok(n) = line[at + marker.len()..].trim().parse::<u32>() {
-                    last = Some(n);
-                }
-            }
-            lines.push(last);
-        }
+    pub fn new(chunk: &str, file: &str, lines: provium_compiler::SourceMap) -> SourceMap {
         SourceMap {
             chunk: chunk.to_string(),
             file: file.to_string(),
@@ -231,7 +218,7 @@ impl SourceMap {
     }
 
     pub fn line(&self, chunk_line: u32) -> Option<u32> {
-        self.lines.get(chunk_line as usize).copied().flatten()
+        self.lines.line(chunk_line)
     }
 
     pub fn map(&self, loc: Location) -> Location {
@@ -294,29 +281,5 @@ impl SourceMap {
             kept
         };
         p.detail = self.map_text(&kept.join("\n"));
-    }
-}
-
-#[cfg(test)]
-mod source_map_tests {
-    use super::SourceMap;
-    use crate::event::Location;
-
-    #[test]
-    fn lines_follow_the_nearest_marker_above() {
-        let code = "local vm = x  -- s.yaml:3\nfoo()\nbar()  -- s.yaml:10\n";
-        let m = SourceMap::from_markers("s.yaml.lua", "s.yaml", code);
-        assert_eq!(m.line(1), Some(3));
-        assert_eq!(m.line(2), Some(3));
-        assert_eq!(m.line(3), Some(10));
-        let loc = m.map(Location {
-            file: "s.yaml.lua".into(),
-            line: 2,
-        });
-        assert_eq!(loc.to_string(), "s.yaml:3");
-        assert_eq!(
-            m.map_text("s.yaml.lua:3: in function <s.yaml.lua:1>"),
-            "s.yaml:10: in function <s.yaml:3>"
-        );
     }
 }

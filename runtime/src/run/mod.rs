@@ -114,10 +114,10 @@ pub fn run_file(
         FileKind::Spec => match (config.compile)(&file.path, &file.display) {
             Ok(compiled) => {
                 let chunk = format!("{}.lua", file.display);
-                session.source_map = Some(lua::SourceMap::from_markers(
+                session.source_map = Some(lua::SourceMap::new(
                     &chunk,
                     &file.display,
-                    &compiled.lua,
+                    compiled.source_map.clone(),
                 ));
                 lua::run_chunk(session, &chunk, &compiled.lua)
             }

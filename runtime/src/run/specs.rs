@@ -65,7 +65,7 @@ pub fn compile_file(path: &Path, display: &str) -> Result<Compiled, SpecErrors> 
     // spliced in as written).
     let chunk = format!("{display}.lua");
     if let Some(p) = crate::lua::syntax_error(&compiled.lua, &chunk) {
-        let map = crate::lua::SourceMap::from_markers(&chunk, display, &compiled.lua);
+        let map = crate::lua::SourceMap::new(&chunk, display, compiled.source_map.clone());
         let line = p.location.and_then(|l| map.line(l.line)).unwrap_or(1);
         let mut d = Diagnostic::new(
             provium_compiler::spec::node::Pos { line, col: 1 },
@@ -81,9 +81,50 @@ pub fn compile_file(path: &Path, display: &str) -> Result<Compiled, SpecErrors> 
             source,
         });
     }
+    // A `lua:` block is loaded when its case runs: it must parse too, and is reported at its
+    // own lines.
+    for block in lua_blocks(&compiled.model) {
+        let padded = format!(
+            "{}{}",
+            "\n".repeat(block.first_line.saturating_sub(1) as usize),
+            block.code
+        );
+        if let Some(p) = crate::lua::syntax_error(&padded, display) {
+            let line = p.location.map(|l| l.line).unwrap_or(block.first_line);
+            let mut d = Diagnostic::new(
+                provium_compiler::spec::node::Pos { line, col: 1 },
+                format!("this `lua:` block does not parse: {}", p.message),
+            );
+            d.file = display.to_string();
+            return Err(SpecErrors {
+                diagnostics: vec![d],
+                source,
+            });
+        }
+    }
     Ok(compiled)
 }
 
+/// Every `lua:` block of a spec: cases, their steps, set-up and tear-down.
+fn lua_blocks(model: &provium_compiler::model::Model) -> Vec<&provium_compiler::model::LuaBlock> {
+    use provium_compiler::model::{Body, Step, StepKind};
+    fn from_steps(steps: &[Step]) -> impl Iterator<Item = &provium_compiler::model::LuaBlock> {
+        steps.iter().filter_map(|s| match &s.kind {
+            StepKind::Lua(b) => Some(b),
+            _ => None,
+        })
+    }
+    let mut out: Vec<_> = from_steps(&model.setup).collect();
+    out.extend(from_steps(&model.teardown));
+    for c in &model.cases {
+        match &c.body {
+            Body::Lua(b) => out.push(b),
+            Body::Steps(steps) => out.extend(from_steps(steps)),
+            Body::Call(_) => {}
+        }
+    }
+    out
+}
 pub fn render(diags: &[Diagnostic], source: &str, color: bool) -> String {
     diags
         .iter()
