@@ -108,9 +108,20 @@ struct Checker<'a> {
 /// with the same mistake in every row says it once).
 const MAX_DIAGNOSTICS: usize = 50;
 
+/// How deep a spec's YAML may nest. The deepest real spec nests about 10 levels (a struct
+/// inside a buffer inside an argument of a step of a case); every level costs stack in the
+/// reader and in the checker, and a runner's worker thread has 2 MiB.
+pub const MAX_YAML_DEPTH: usize = 32;
+
+fn yaml_options() -> serde_saphyr::Options {
+    serde_saphyr::options! {
+        budget: serde_saphyr::budget! { max_depth: MAX_YAML_DEPTH },
+    }
+}
+
 /// Checks a spec; all problems found are returned together.
 pub fn check(source: &str, opts: &Options) -> Result<Model, Vec<Diagnostic>> {
-    let spec: types::Spec = match serde_saphyr::from_str(source) {
+    let spec: types::Spec = match serde_saphyr::from_str_with_options(source, yaml_options()) {
         Ok(s) => s,
         Err(e) => return Err(vec![crate::diag::from_yaml_error(&opts.file, &e)]),
     };

@@ -245,8 +245,29 @@ impl LineMap {
     }
 }
 
+/// How deep brackets may nest in headers handed to the C parser: real uapi headers nest a few
+/// levels; lang-c recurses once per level, and a thread's stack must not run out.
+const MAX_NESTING: usize = 64;
+
 /// Parses preprocessed C and collects records and typedefs.
 pub fn parse(preprocessed: &str, root: &Path) -> Result<CTypes, ParseError> {
+    let mut depth = 0usize;
+    for (i, b) in preprocessed.bytes().enumerate() {
+        match b {
+            b'(' | b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    let line = preprocessed[..i].matches('\n').count() + 1;
+                    return Err(ParseError::Syntax(format!(
+                        "cannot parse the headers: brackets nest more than {MAX_NESTING} levels \
+                         deep (line {line} of the preprocessed text)"
+                    )));
+                }
+            }
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
     let config = lang_c::driver::Config::with_gcc();
     let parse =
         lang_c::driver::parse_preprocessed(&config, preprocessed.to_string()).map_err(|e| {
