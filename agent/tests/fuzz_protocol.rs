@@ -42,7 +42,7 @@ fn frames() -> Vec<Vec<u8>> {
         stdin: b"in".to_vec(),
         timeout_ms: 5,
     };
-    let requests = vec![
+    let requests = [
         Request::Ping,
         Request::Run {
             worker: 0,
@@ -81,7 +81,7 @@ fn frames() -> Vec<Vec<u8>> {
         },
         Request::Shutdown,
     ];
-    let responses = vec![
+    let responses = [
         Response::Pong,
         Response::Syscall(SyscallOutcome::Returned {
             ret: -9,
@@ -118,10 +118,22 @@ fn frames() -> Vec<Vec<u8>> {
     };
     let mut out = vec![encode_frame(&hello).unwrap()];
     for (id, r) in requests.iter().enumerate() {
-        out.push(encode_frame(&Envelope { id: id as u64, body: r }).unwrap());
+        out.push(
+            encode_frame(&Envelope {
+                id: id as u64,
+                body: r,
+            })
+            .unwrap(),
+        );
     }
     for (id, r) in responses.iter().enumerate() {
-        out.push(encode_frame(&Envelope { id: id as u64, body: r }).unwrap());
+        out.push(
+            encode_frame(&Envelope {
+                id: id as u64,
+                body: r,
+            })
+            .unwrap(),
+        );
     }
     out
 }
@@ -129,10 +141,8 @@ fn frames() -> Vec<Vec<u8>> {
 #[test]
 fn the_protocol_decoder_survives_mutated_frames() {
     let corpus = frames();
-    let crashers = std::path::PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fuzz-crashers"
-    ));
+    let crashers =
+        std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fuzz-crashers"));
     // Lengths near the limits, and postcard's varint prefixes.
     let tokens: &[&[u8]] = &[
         &[0xff, 0xff, 0xff, 0xff],

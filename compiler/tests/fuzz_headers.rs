@@ -10,10 +10,37 @@ use provium_compiler::headers::{cparse, defines, enums, signatures, tables};
 use std::path::{Path, PathBuf};
 
 const TOKENS: &[&[u8]] = &[
-    b"#define ", b"#ifdef X\n", b"#endif\n", b"struct s {", b"};", b"union {", b"enum e {", b"= ",
-    b"(", b")", b"[", b"]", b"__u64 ", b"__u32 ", b"char ", b"unsigned ", b"*", b";", b",",
-    b"__attribute__((packed))", b"_IOW('f', 1, int)", b"asmlinkage long sys_x(", b"int a:3;",
-    b"#define __NR_x ", b"#define EFOO ", b"\\\n", b"/*", b"*/", b"//", b"0x", b"1UL << ",
+    b"#define ",
+    b"#ifdef X\n",
+    b"#endif\n",
+    b"struct s {",
+    b"};",
+    b"union {",
+    b"enum e {",
+    b"= ",
+    b"(",
+    b")",
+    b"[",
+    b"]",
+    b"__u64 ",
+    b"__u32 ",
+    b"char ",
+    b"unsigned ",
+    b"*",
+    b";",
+    b",",
+    b"__attribute__((packed))",
+    b"_IOW('f', 1, int)",
+    b"asmlinkage long sys_x(",
+    b"int a:3;",
+    b"#define __NR_x ",
+    b"#define EFOO ",
+    b"\\\n",
+    b"/*",
+    b"*/",
+    b"//",
+    b"0x",
+    b"1UL << ",
 ];
 
 #[test]
@@ -41,7 +68,10 @@ fn the_header_parsers_survive_mutated_headers() {
         corpus.len() >= 4,
         "the corpus is the host's uapi headers (scripts/setup installs linux-libc-dev)"
     );
-    let crashers = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fuzz/crashers/headers"));
+    let crashers = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fuzz/crashers/headers"
+    ));
     mutate::fuzz("headers", &corpus, &crashers, TOKENS, 1500, |input| {
         let text = String::from_utf8_lossy(input);
         let _ = defines::parse(&text);

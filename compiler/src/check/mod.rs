@@ -1715,8 +1715,17 @@ fn hex(text: &str) -> Result<Vec<u8>, String> {
         .split_whitespace()
         .map(|w| w.trim_start_matches("0x"))
         .collect();
+    if let Some(c) = digits.chars().find(|c| !c.is_ascii_hexdigit()) {
+        return Err(format!(
+            "`{c}` is not a hex digit (in `{}`)",
+            crate::diag::excerpt(text)
+        ));
+    }
     if digits.len() % 2 != 0 {
-        return Err(format!("an odd number of hex digits in `{text}`"));
+        return Err(format!(
+            "an odd number of hex digits in `{}`",
+            crate::diag::excerpt(text)
+        ));
     }
     (0..digits.len())
         .step_by(2)

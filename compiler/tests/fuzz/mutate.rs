@@ -56,8 +56,12 @@ pub fn mutate(rng: &mut Rng, input: &[u8], tokens: &[&[u8]], others: &[Vec<u8>])
             }
             4 => {
                 // A nesting bomb.
-                let (open, close) = [(&b"("[..], &b")"[..]), (b"[", b"]"), (b"{", b"}"), (b"{{", b"}}")]
-                    [rng.below(4)];
+                let (open, close) = [
+                    (&b"("[..], &b")"[..]),
+                    (b"[", b"]"),
+                    (b"{", b"}"),
+                    (b"{{", b"}}"),
+                ][rng.below(4)];
                 let n = 1 + rng.below(2000);
                 let mut bomb = open.repeat(n);
                 bomb.extend(b"1");
@@ -71,13 +75,19 @@ pub fn mutate(rng: &mut Rng, input: &[u8], tokens: &[&[u8]], others: &[Vec<u8>])
                 let line = lines[rng.below(lines.len())];
                 let mut l = line.to_vec();
                 l.push(b'\n');
-                let line_start = data[..at].iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+                let line_start = data[..at]
+                    .iter()
+                    .rposition(|&b| b == b'\n')
+                    .map_or(0, |p| p + 1);
                 data.splice(line_start..line_start, l);
             }
             6 => {
                 // A huge number, or a long run of one byte.
-                let t: &[u8] = [&b"99999999999999999999999999"[..], b"-9223372036854775808", b"0x"]
-                    [rng.below(3)];
+                let t: &[u8] = [
+                    &b"99999999999999999999999999"[..],
+                    b"-9223372036854775808",
+                    b"0x",
+                ][rng.below(3)];
                 data.splice(at..at, t.iter().copied());
             }
             7 if !data.is_empty() => {
@@ -108,7 +118,9 @@ pub fn corpus(dirs: &[PathBuf], exts: &[&str]) -> Vec<(PathBuf, Vec<u8>)> {
     let mut out = Vec::new();
     let mut stack: Vec<PathBuf> = dirs.to_vec();
     while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in entries.flatten() {
             let p = e.path();
             if p.is_dir() {
@@ -132,7 +144,10 @@ pub enum Budget {
 
 impl Budget {
     pub fn from_env(default: u64) -> Budget {
-        match std::env::var("PROVIUM_FUZZ_SECS").ok().and_then(|s| s.parse().ok()) {
+        match std::env::var("PROVIUM_FUZZ_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+        {
             Some(secs) => Budget::Time(Duration::from_secs(secs)),
             None => Budget::Execs(default),
         }
@@ -209,7 +224,7 @@ where
     let seed = std::env::var("PROVIUM_FUZZ_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(0x5eed_0f_9e0u64);
+        .unwrap_or(0x5eed_f9e0_u64);
     let mut rng = Rng::new(seed);
     let budget = Budget::from_env(default_execs);
     let started = Instant::now();

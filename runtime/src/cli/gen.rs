@@ -132,7 +132,7 @@ pub struct RecordArgs {
     #[arg(long)]
     update: bool,
     /// Files run at the same time.
-    #[arg(short, long, default_value_t = 1)]
+    #[arg(short, long, default_value_t = 1, value_parser = super::parse_jobs)]
     jobs: usize,
     #[arg(long, value_parser = ["kvm", "tcg"])]
     accel: Option<String>,

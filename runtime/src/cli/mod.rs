@@ -57,6 +57,15 @@ pub const EXIT_USAGE: u8 = 2;
 /// cargo-nextest's exit code 4.
 pub const EXIT_NO_TESTS: u8 = 4;
 
+/// `-j N`: at least one.
+pub fn parse_jobs(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("at least 1 file at a time".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// A message on stderr; a closed stderr drops it (never a panic).
 pub fn say(text: &str) {
     use std::io::Write;

@@ -31,7 +31,7 @@ pub struct Args {
     #[arg(long)]
     no_capture: bool,
     /// Files run at the same time (default: one per CPU, as far as memory allows).
-    #[arg(short, long, value_name = "N")]
+    #[arg(short, long, value_name = "N", value_parser = super::parse_jobs)]
     jobs: Option<usize>,
     /// Boot every VM instead of resuming fixture snapshots.
     #[arg(long)]

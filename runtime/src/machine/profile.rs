@@ -243,10 +243,15 @@ pub struct ProfileConfig {
 }
 
 /// The parts of `provium.toml` this module reads; other tables belong to other modules.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ConfigFile {
     #[serde(default)]
     pub profile: BTreeMap<String, ProfileConfig>,
+    /// `[fixture.NAME]` tables, read by the fixture layer; named here so that a misspelled
+    /// top-level key is an error, not silently ignored.
+    #[serde(default)]
+    pub fixture: BTreeMap<String, toml::Value>,
 }
 
 /// All profiles known in a project.

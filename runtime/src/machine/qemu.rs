@@ -193,7 +193,9 @@ pub fn fast_kernel_args() -> Vec<String> {
 /// The QEMU binary for the host architecture: `PROVIUM_QEMU`, or `qemu-system-<arch>` on PATH.
 pub fn find_qemu() -> Result<PathBuf> {
     if let Some(q) = std::env::var_os("PROVIUM_QEMU").filter(|v| !v.is_empty()) {
-        return Ok(PathBuf::from(q));
+        let q = PathBuf::from(q);
+        check_qemu(&q)?;
+        return Ok(q);
     }
     let name = format!("qemu-system-{}", std::env::consts::ARCH);
     match which::which(&name) {
@@ -203,6 +205,58 @@ pub fn find_qemu() -> Result<PathBuf> {
              scripts/setup), or set PROVIUM_QEMU"
         ),
     }
+}
+
+/// A QEMU given by the user answers `--version` like QEMU within two seconds (checked once per
+/// process), so that a wrong `PROVIUM_QEMU` is an error at once, not a boot that times out.
+fn check_qemu(qemu: &Path) -> Result<()> {
+    static CHECKED: std::sync::Mutex<Vec<(PathBuf, Result<(), String>)>> =
+        std::sync::Mutex::new(Vec::new());
+    let mut checked = crate::machine::sync::lock(&CHECKED);
+    if let Some((_, r)) = checked.iter().find(|(p, _)| p == qemu) {
+        return r.clone().map_err(anyhow::Error::msg);
+    }
+    let result = (|| -> Result<(), String> {
+        let mut child = std::process::Command::new(qemu)
+            .arg("--version")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| format!("PROVIUM_QEMU={}: {e}", qemu.display()))?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) => break,
+                Ok(None) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10))
+                }
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(format!(
+                        "PROVIUM_QEMU={} did not answer `--version` within 2 s: is it QEMU?",
+                        qemu.display()
+                    ));
+                }
+            }
+        }
+        let mut out = String::new();
+        if let Some(mut o) = child.stdout.take() {
+            let _ = std::io::Read::read_to_string(&mut o, &mut out);
+        }
+        if out.contains("QEMU emulator version") {
+            Ok(())
+        } else {
+            Err(format!(
+                "PROVIUM_QEMU={} is not QEMU: `--version` printed {:?}",
+                qemu.display(),
+                out.lines().next().unwrap_or("nothing")
+            ))
+        }
+    })();
+    checked.push((qemu.to_path_buf(), result.clone()));
+    result.map_err(anyhow::Error::msg)
 }
 
 /// qboot, when the QEMU installation ships it.

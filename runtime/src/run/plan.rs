@@ -15,7 +15,8 @@ pub fn plan(files: &[TestFile], config: &RunConfig) -> Vec<PlannedFile> {
     let slots = std::sync::Mutex::new(&mut planned);
     std::thread::scope(|scope| {
         for _ in 0..threads {
-            scope.spawn(|| loop {
+            let thread = std::thread::Builder::new().stack_size(super::schedule::WORKER_STACK);
+            let _ = thread.spawn_scoped(scope, || loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let Some(file) = files.get(i) else { break };
                 let p = plan_file(file, config);

@@ -26,6 +26,8 @@ const ABANDON_AFTER: Duration = Duration::from_secs(10);
 /// The same after an interrupt: the user is waiting.
 const ABANDON_AFTER_INTERRUPT: Duration = Duration::from_secs(3);
 const CONSOLE_TAIL_LINES: usize = 40;
+/// The stack of a worker thread (see `Pool::spawn_worker`).
+pub(super) const WORKER_STACK: usize = 8 << 20;
 
 /// Run groups tag each file's processes; unique within the process.
 fn next_group() -> u64 {
@@ -59,7 +61,12 @@ impl Pool {
             self.stop.clone(),
             self.config.clone(),
         );
-        std::thread::spawn(move || loop {
+        // A file's compiler and Lua run here: the stack of a main thread, not the 2 MiB a
+        // spawned thread gets by default.
+        let thread = std::thread::Builder::new()
+            .name("provium-file".into())
+            .stack_size(WORKER_STACK);
+        let spawned = thread.spawn(move || loop {
             if stop.load(Ordering::SeqCst) {
                 break;
             }
@@ -104,6 +111,11 @@ impl Pool {
             if control.is_abandoned() {
                 break;
             }
+        });
+        spawned.unwrap_or_else(|e| {
+            // No thread to be had: the run goes on with the workers it has.
+            tracing::warn!("cannot start a worker thread: {e}");
+            std::thread::spawn(|| {})
         })
     }
 }

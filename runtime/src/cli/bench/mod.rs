@@ -31,7 +31,7 @@ pub struct Args {
     #[arg(long, default_value = "specs")]
     suite: std::path::PathBuf,
     /// Jobs for the parallel `suite` run (default: the CPU count).
-    #[arg(short, long)]
+    #[arg(short, long, value_parser = crate::cli::parse_jobs)]
     jobs: Option<usize>,
 }
 

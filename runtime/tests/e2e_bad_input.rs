@@ -1,0 +1,215 @@
+//! Bad command lines, bad files and bad environments: each ends within seconds with exit 1 or 2
+//! and says what is wrong and where, never a panic or a hang; a bad file costs only itself.
+
+mod common;
+
+use common::show;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn provium(dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_provium"));
+    c.current_dir(dir).env("NO_COLOR", "1");
+    c
+}
+
+/// Runs `c`, which must end within `limit` with `code` and say `says` (stdout or stderr).
+fn expect(mut c: Command, code: i32, says: &str, limit: Duration) {
+    let started = Instant::now();
+    let out = c.output().unwrap();
+    let took = started.elapsed();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!text.contains("panicked"), "{c:?}\n{}", show(&out));
+    assert_eq!(out.status.code(), Some(code), "{c:?}\n{}", show(&out));
+    assert!(
+        text.contains(says),
+        "{c:?}: expected {says:?}\n{}",
+        show(&out)
+    );
+    assert!(took < limit, "{c:?} took {took:?}");
+}
+
+const FAST: Duration = Duration::from_secs(5);
+
+#[test]
+fn bad_command_lines_and_files_say_what_and_where() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    std::fs::write(dir.join("notes.txt"), "x").unwrap();
+    std::fs::create_dir(dir.join("empty")).unwrap();
+    let fifo = std::ffi::CString::new(dir.join("fifo.yaml").to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo with a valid path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    std::os::unix::fs::symlink("/dev/zero", dir.join("zero.yaml")).unwrap();
+    let mut big = b"cases:\n".to_vec();
+    big.resize(9 << 20, b'#');
+    std::fs::write(dir.join("big.yaml"), big).unwrap();
+    let args = |a: &[&str]| {
+        let mut c = provium(dir);
+        c.args(a);
+        c
+    };
+    expect(args(&["test", "missing"]), 2, "missing: no such file", FAST);
+    expect(
+        args(&["test", "notes.txt"]),
+        2,
+        "notes.txt: not a test file",
+        FAST,
+    );
+    expect(args(&["test", "empty"]), 4, "no tests selected", FAST);
+    expect(args(&["test", "fifo.yaml"]), 1, "not a regular file", FAST);
+    expect(args(&["test", "zero.yaml"]), 1, "not a regular file", FAST);
+    expect(
+        args(&["test", "big.yaml"]),
+        1,
+        "over the limit of 8 MiB",
+        FAST,
+    );
+    expect(
+        args(&["check", "fifo.yaml", "big.yaml"]),
+        1,
+        "fifo.yaml",
+        FAST,
+    );
+    expect(args(&["compile", "empty"]), 1, "empty", FAST);
+    expect(args(&["test", "-j", "0", "empty"]), 2, "at least 1", FAST);
+    expect(
+        args(&["test", "--partition", "count:0/0"]),
+        2,
+        "count:K/N",
+        FAST,
+    );
+    expect(args(&["test", "--timeout", "abc"]), 2, "--timeout", FAST);
+    expect(
+        args(&["test", "--timeout=1e300", "empty"]),
+        2,
+        "a week",
+        FAST,
+    );
+    expect(
+        args(&["junit", "merge", "-o", "out.xml", "missing.xml"]),
+        2,
+        "missing.xml",
+        FAST,
+    );
+    expect(
+        args(&["fixture", "build", "nope"]),
+        2,
+        "unknown fixture `nope`",
+        FAST,
+    );
+    expect(
+        args(&["no-such-command"]),
+        2,
+        "unrecognized subcommand",
+        FAST,
+    );
+}
+
+#[test]
+fn bad_configurations_and_environments_are_named() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    std::fs::write(
+        dir.join("ok.yaml"),
+        "cases:\n  - {name: x, syscall: close, args: [-1], expect: EBADF}\n",
+    )
+    .unwrap();
+    for (toml, says) in [
+        (
+            "[profile.minimal\n",
+            "provium.toml: TOML parse error at line 1",
+        ),
+        ("[profile.x]\nmemroy = \"1G\"\n", "unknown field `memroy`"),
+        (
+            "bogus = 1\n",
+            "unknown field `bogus`, expected `profile` or `fixture`",
+        ),
+    ] {
+        std::fs::write(dir.join("provium.toml"), toml).unwrap();
+        let mut c = provium(dir);
+        c.args(["test", "ok.yaml"]);
+        expect(c, 2, says, FAST);
+    }
+    std::fs::remove_file(dir.join("provium.toml")).unwrap();
+    let hang = dir.join("hang.sh");
+    std::fs::write(&hang, "#!/bin/sh\nexec sleep 1000\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&hang, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for (var, value, says) in [
+        (
+            "PROVIUM_KERNEL",
+            "/nonexistent",
+            "PROVIUM_KERNEL=/nonexistent is not a file",
+        ),
+        (
+            "PROVIUM_KERNEL",
+            "/etc/passwd",
+            "/etc/passwd is neither a bzImage nor an ELF kernel",
+        ),
+        ("PROVIUM_QEMU", "/nonexistent", "/nonexistent"),
+        (
+            "PROVIUM_QEMU",
+            hang.to_str().unwrap(),
+            "did not answer `--version` within 2 s",
+        ),
+        ("PROVIUM_QEMU", "/bin/true", "is not QEMU"),
+    ] {
+        let mut c = provium(dir);
+        c.args(["test", "--cold", "ok.yaml"]).env(var, value);
+        expect(c, 1, says, Duration::from_secs(10));
+    }
+}
+
+/// One bad file costs only itself: the run goes on and reports the others.
+#[test]
+fn a_file_that_breaks_its_parser_costs_only_itself() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let deep = "(".repeat(800) + "1" + &")".repeat(800);
+    std::fs::write(
+        dir.join("a_parens.yaml"),
+        format!("cases:\n  - {{name: x, syscall: close, args: [\"{deep}\"], expect: EBADF}}\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("b_nested.yaml"),
+        format!(
+            "cases:\n  - {{name: x, syscall: close, args: {}-1{}, expect: EBADF}}\n",
+            "[".repeat(200),
+            "]".repeat(200)
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.join("c_deep.lua"), format!("local x = {deep}\n")).unwrap();
+    std::fs::write(
+        dir.join("d_ok.yaml"),
+        "cases:\n  - {name: passes, syscall: close, args: [-1], expect: EBADF}\n",
+    )
+    .unwrap();
+    let started = Instant::now();
+    let out = provium(dir).args(["test"]).output().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{}",
+        show(&out)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    for says in [
+        "at a_parens.yaml:2",
+        "nests more than 32 levels",
+        "b_nested.yaml",
+        "too large or too deeply nested",
+        "c_deep.lua",
+        "PASS [",
+        "d_ok.yaml::passes",
+    ] {
+        assert!(stdout.contains(says), "missing {says:?}\n{}", show(&out));
+    }
+}
