@@ -42,17 +42,21 @@ fn broken(outcome: SyscallOutcome) -> String {
 
 /// The executor answers, and is a new process when `old` is given.
 fn answers_from_a_fresh_executor(vm: &mut Vm, old: i64) {
-    let pid = vm.syscall_args(GETPID, &[]).unwrap();
+    let pid = vm.root().syscall_args(GETPID, &[]).unwrap();
     assert!(pid > 0);
     assert_ne!(pid, old, "a fresh executor serves after the break");
-    assert_eq!(vm.syscall_args(CLOSE, &[-1]).unwrap(), -9);
+    assert_eq!(vm.root().syscall_args(CLOSE, &[-1]).unwrap(), -9);
 }
 
 #[test]
 fn closing_the_link_costs_only_that_call() {
     let mut vm = VM.get();
-    let before = vm.syscall_args(GETPID, &[]).unwrap();
-    let why = broken(vm.syscall(call(CLOSE, &[LINK_WRITE], vec![])).unwrap());
+    let before = vm.root().syscall_args(GETPID, &[]).unwrap();
+    let why = broken(
+        vm.root()
+            .syscall(call(CLOSE, &[LINK_WRITE], vec![]))
+            .unwrap(),
+    );
     assert!(
         why.contains("closed descriptor 4094") && why.contains("link to the host"),
         "{why}"
@@ -63,10 +67,11 @@ fn closing_the_link_costs_only_that_call() {
 #[test]
 fn close_range_over_everything_costs_only_that_call() {
     let mut vm = VM.get();
-    let before = vm.syscall_args(GETPID, &[]).unwrap();
+    let before = vm.root().syscall_args(GETPID, &[]).unwrap();
     let started = std::time::Instant::now();
     let why = broken(
-        vm.syscall(call(CLOSE_RANGE, &[3, u32::MAX as i64, 0], vec![]))
+        vm.root()
+            .syscall(call(CLOSE_RANGE, &[3, u32::MAX as i64, 0], vec![]))
             .unwrap(),
     );
     assert!(why.contains("closed descriptor"), "{why}");
@@ -91,18 +96,24 @@ fn replacing_and_changing_the_descriptors_is_seen() {
             v
         })],
     );
-    assert_eq!(returned(vm.syscall(limit.clone()).unwrap()).0, 0);
-    let why = broken(vm.syscall(call(DUP2, &[0, LINK_READ], vec![])).unwrap());
+    assert_eq!(returned(vm.root().syscall(limit.clone()).unwrap()).0, 0);
+    let why = broken(
+        vm.root()
+            .syscall(call(DUP2, &[0, LINK_READ], vec![]))
+            .unwrap(),
+    );
     assert!(why.contains("replaced descriptor 4093"), "{why}");
 
     let why = broken(
-        vm.syscall(call(FCNTL, &[LINK_WRITE, F_SETFL, O_NONBLOCK], vec![]))
+        vm.root()
+            .syscall(call(FCNTL, &[LINK_WRITE, F_SETFL, O_NONBLOCK], vec![]))
             .unwrap(),
     );
     assert!(why.contains("status flags"), "{why}");
     // The shared link is blocking again for the fresh executor: calls still work.
     let why = broken(
-        vm.syscall(call(FCNTL, &[CHANNEL, F_SETFD, 0], vec![]))
+        vm.root()
+            .syscall(call(FCNTL, &[CHANNEL, F_SETFD, 0], vec![]))
             .unwrap(),
     );
     assert!(
@@ -116,6 +127,7 @@ fn replacing_and_changing_the_descriptors_is_seen() {
 fn a_batch_goes_on_past_a_call_that_broke_its_executor() {
     let mut vm = VM.get();
     let outcomes = vm
+        .root()
         .batch(vec![
             call(GETPID, &[], vec![]),
             call(CLOSE, &[LINK_READ], vec![]),
@@ -132,9 +144,13 @@ fn a_batch_goes_on_past_a_call_that_broke_its_executor() {
 fn a_worker_that_closes_its_channel_is_replaced() {
     let mut vm = VM.get();
     let w = vm.spawn_worker(Credentials::default()).unwrap();
-    let why = broken(vm.syscall_in(w, call(CLOSE, &[CHANNEL], vec![])).unwrap());
+    let why = broken(
+        vm.worker(w)
+            .syscall(call(CLOSE, &[CHANNEL], vec![]))
+            .unwrap(),
+    );
     assert!(why.contains("channel"), "{why}");
-    assert!(returned(vm.syscall_in(w, call(GETPID, &[], vec![])).unwrap()).0 > 0);
+    assert!(returned(vm.worker(w).syscall(call(GETPID, &[], vec![])).unwrap()).0 > 0);
     vm.kill_worker(w).unwrap();
 }
 
@@ -143,23 +159,24 @@ fn dup2_onto_every_descriptor_under_the_limit_leaves_the_agent_alone() {
     let mut vm = VM.get();
     // LTP dup205's pattern: every slot under the soft limit.
     let calls: Vec<_> = (3..1024).map(|fd| call(DUP2, &[0, fd], vec![])).collect();
-    let outcomes = vm.batch(calls).unwrap();
+    let outcomes = vm.root().batch(calls).unwrap();
     assert!(outcomes
         .iter()
         .all(|o| matches!(o, SyscallOutcome::Returned { ret, .. } if *ret >= 3)));
     assert_eq!(
         returned(
-            vm.syscall(call(CLOSE_RANGE, &[3, 1023, 0], vec![]))
+            vm.root()
+                .syscall(call(CLOSE_RANGE, &[3, 1023, 0], vec![]))
                 .unwrap()
         )
         .0,
         0
     );
-    assert!(vm.syscall_args(GETPID, &[]).unwrap() > 0);
+    assert!(vm.root().syscall_args(GETPID, &[]).unwrap() > 0);
 }
 
 fn sh(vm: &mut Vm, script: &str) -> (i32, String) {
-    let r = vm.sh(script).unwrap();
+    let r = vm.root().sh(script).unwrap();
     let code = match r.termination {
         Some(provium::protocol::Termination::Exited(c)) => c,
         other => panic!("`{script}` ended with {other:?}"),
@@ -175,7 +192,7 @@ fn commands_inherit_no_agent_descriptor_and_cannot_write_to_the_link() {
     assert_eq!(fds, "0 1 2 3", "descriptors a command starts with");
     let (code, _) = sh(&mut vm, "printf garbage >&4094");
     assert_ne!(code, 0, "the link is not open in commands");
-    assert!(vm.syscall_args(GETPID, &[]).unwrap() > 0);
+    assert!(vm.root().syscall_args(GETPID, &[]).unwrap() > 0);
 }
 
 #[test]
@@ -183,23 +200,23 @@ fn commands_and_file_helpers_start_clean_whatever_the_executor_did() {
     let mut vm = VM.get();
     // Disturb the executor: umask, working directory, a tiny file-size limit, SIGPIPE ignored
     // and SIGINT blocked.
-    assert!(vm.syscall_args(UMASK, &[0o077]).unwrap() >= 0);
+    assert!(vm.root().syscall_args(UMASK, &[0o077]).unwrap() >= 0);
     let cd = call(CHDIR, &[0], vec![input(0, cstr("/proc"))]);
-    assert_eq!(returned(vm.syscall(cd).unwrap()).0, 0);
+    assert_eq!(returned(vm.root().syscall(cd).unwrap()).0, 0);
     let mut limit = 16u64.to_le_bytes().to_vec();
     limit.extend(u64::MAX.to_le_bytes());
     let fsize = call(PRLIMIT64, &[0, RLIMIT_FSIZE, 0, 0], vec![input(2, limit)]);
-    assert_eq!(returned(vm.syscall(fsize).unwrap()).0, 0);
+    assert_eq!(returned(vm.root().syscall(fsize).unwrap()).0, 0);
     let mut ignore = 1u64.to_le_bytes().to_vec(); // SIG_IGN
     ignore.extend([0u8; 24]);
     let sigpipe = call(RT_SIGACTION, &[13, 0, 0, 8], vec![input(1, ignore)]);
-    assert_eq!(returned(vm.syscall(sigpipe).unwrap()).0, 0);
+    assert_eq!(returned(vm.root().syscall(sigpipe).unwrap()).0, 0);
     let block = call(
         RT_SIGPROCMASK,
         &[0, 0, 0, 8],
         vec![input(1, (1u64 << 1).to_le_bytes().to_vec())],
     );
-    assert_eq!(returned(vm.syscall(block).unwrap()).0, 0);
+    assert_eq!(returned(vm.root().syscall(block).unwrap()).0, 0);
 
     let (_, state) = sh(
         &mut vm,
@@ -210,6 +227,7 @@ fn commands_and_file_helpers_start_clean_whatever_the_executor_did() {
         "a command's starting state"
     );
     let r = vm
+        .root()
         .exec(ExecCall {
             argv: vec!["pwd".into()],
             cwd: Some("/tmp".into()),
@@ -220,14 +238,14 @@ fn commands_and_file_helpers_start_clean_whatever_the_executor_did() {
 
     // A file helper writes past the executor's 16-byte limit, with the documented mode.
     let data = vec![b'x'; 4096];
-    vm.write_file("/tmp/clean-helper", &data, 0).unwrap();
-    assert_eq!(vm.read_file("/tmp/clean-helper").unwrap(), data);
+    vm.root().write_file("/tmp/clean-helper", &data, 0).unwrap();
+    assert_eq!(vm.root().read_file("/tmp/clean-helper").unwrap(), data);
     let (_, mode) = sh(&mut vm, "stat -c %a /tmp/clean-helper");
     assert_eq!(mode, "644");
     // The executor itself still has what the test gave it.
-    assert_eq!(vm.syscall_args(UMASK, &[0o022]).unwrap(), 0o077);
+    assert_eq!(vm.root().syscall_args(UMASK, &[0o022]).unwrap(), 0o077);
     // The other tests get a fresh one: exit(0) ends this one.
-    let exit = vm.syscall(call(60, &[0], vec![])).unwrap();
+    let exit = vm.root().syscall(call(60, &[0], vec![])).unwrap();
     assert!(matches!(exit, SyscallOutcome::ExecutorDied(_)), "{exit:?}");
 }
 
@@ -235,13 +253,14 @@ fn commands_and_file_helpers_start_clean_whatever_the_executor_did() {
 fn requests_over_the_limits_are_refused_and_the_vm_goes_on() {
     let mut vm = VM.get();
     let too_much_data = call(1, &[-1, 0, 0], vec![input(1, vec![0; (64 << 20) + 1])]);
-    let e = vm.syscall(too_much_data).unwrap_err();
+    let e = vm.root().syscall(too_much_data).unwrap_err();
     assert!(matches!(e, VmError::Unsendable(_)), "{e}");
     let too_much_output = call(0, &[-1, 0, 0], vec![output(1, 100 << 20)]);
-    let e = vm.syscall(too_much_output).unwrap_err();
+    let e = vm.root().syscall(too_much_output).unwrap_err();
     assert!(e.to_string().contains("output buffers"), "{e}");
     let too_big = call(0, &[-1, 0, 0], vec![output(1, (256 << 20) + 1)]);
     assert!(vm
+        .root()
         .syscall(too_big)
         .unwrap_err()
         .to_string()
@@ -249,10 +268,14 @@ fn requests_over_the_limits_are_refused_and_the_vm_goes_on() {
     // A large buffer that does not travel is fine: read(-1, buf, n) into 100 MiB.
     let mut big_input = input(1, Vec::new());
     big_input.len = 100 << 20;
-    let (ret, _) = returned(vm.syscall(call(0, &[-1, 0, 16], vec![big_input])).unwrap());
+    let (ret, _) = returned(
+        vm.root()
+            .syscall(call(0, &[-1, 0, 16], vec![big_input]))
+            .unwrap(),
+    );
     assert_eq!(ret, -9);
     assert!(vm.is_running());
-    assert!(vm.syscall_args(GETPID, &[]).unwrap() > 0);
+    assert!(vm.root().syscall_args(GETPID, &[]).unwrap() > 0);
 }
 
 /// The spec from the issue: LTP dup205's `dup2` onto a high descriptor, then a syscall and a

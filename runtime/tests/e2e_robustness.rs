@@ -29,9 +29,9 @@ fn a_blocking_syscall_times_out_and_the_vm_goes_on() {
         ..Default::default()
     };
     let started = std::time::Instant::now();
-    assert_eq!(vm.syscall(pause).unwrap(), SyscallOutcome::TimedOut);
+    assert_eq!(vm.root().syscall(pause).unwrap(), SyscallOutcome::TimedOut);
     assert!(started.elapsed() < Duration::from_secs(5));
-    assert!(vm.syscall_args(39, &[]).unwrap() > 0);
+    assert!(vm.root().syscall_args(39, &[]).unwrap() > 0);
 }
 
 #[test]
@@ -45,7 +45,7 @@ fn a_batch_survives_a_fatal_call_in_the_middle() {
         close(),
         call(39, &[], vec![]),
     ];
-    let outcomes = vm.batch(calls).unwrap();
+    let outcomes = vm.root().batch(calls).unwrap();
     assert_eq!(outcomes.len(), 5);
     assert_eq!(returned(outcomes[0].clone()).0, -9);
     assert_eq!(returned(outcomes[1].clone()).0, -9);
@@ -61,48 +61,52 @@ fn a_batch_survives_a_fatal_call_in_the_middle() {
 fn a_fault_in_the_executor_is_a_result() {
     let mut vm = VM.get();
     // kill(getpid(), SIGSEGV) from inside the executor.
-    let pid = vm.syscall_args(39, &[]).unwrap();
-    let outcome = vm.syscall(call(62, &[pid, 11], vec![])).unwrap();
+    let pid = vm.root().syscall_args(39, &[]).unwrap();
+    let outcome = vm.root().syscall(call(62, &[pid, 11], vec![])).unwrap();
     assert_eq!(
         outcome,
         SyscallOutcome::ExecutorDied(Termination::Signaled(11))
     );
-    assert_eq!(vm.syscall_args(3, &[-1]).unwrap(), -9);
+    assert_eq!(vm.root().syscall_args(3, &[-1]).unwrap(), -9);
 }
 
 #[test]
 fn megabyte_buffers_round_trip() {
     let mut vm = VM.get();
     let data: Vec<u8> = (0..1 << 20).map(|i: u32| (i * 31 % 251) as u8).collect();
-    vm.write_file("/tmp/big", &data, 0o600).unwrap();
-    assert_eq!(vm.read_file("/tmp/big").unwrap(), data);
+    vm.root().write_file("/tmp/big", &data, 0o600).unwrap();
+    assert_eq!(vm.root().read_file("/tmp/big").unwrap(), data);
     // And through a syscall buffer: read(2) of the file into a 1 MiB output buffer.
     let (fd, _) = returned(
-        vm.syscall(call(
-            257,
-            &[AT_FDCWD, 0, 0],
-            vec![input(1, cstr("/tmp/big"))],
-        ))
-        .unwrap(),
+        vm.root()
+            .syscall(call(
+                257,
+                &[AT_FDCWD, 0, 0],
+                vec![input(1, cstr("/tmp/big"))],
+            ))
+            .unwrap(),
     );
     assert!(fd >= 0);
     let (n, bufs) = returned(
-        vm.syscall(call(0, &[fd, 0, 1 << 20], vec![output(1, 1 << 20)]))
+        vm.root()
+            .syscall(call(0, &[fd, 0, 1 << 20], vec![output(1, 1 << 20)]))
             .unwrap(),
     );
     assert_eq!(n, 1 << 20);
     assert_eq!(bufs[0].as_deref(), Some(&data[..]));
-    vm.syscall_args(3, &[fd]).unwrap();
+    vm.root().syscall_args(3, &[fd]).unwrap();
 }
 
 #[test]
 fn workers_run_with_their_credentials() {
     let mut vm = VM.get();
-    vm.write_file("/tmp/secret", b"root only", 0o600).unwrap();
+    vm.root()
+        .write_file("/tmp/secret", b"root only", 0o600)
+        .unwrap();
     let open = || call(257, &[AT_FDCWD, 0, 0], vec![input(1, cstr("/tmp/secret"))]);
-    let root_fd = returned(vm.syscall(open()).unwrap()).0;
+    let root_fd = returned(vm.root().syscall(open()).unwrap()).0;
     assert!(root_fd >= 0, "root opens its 0600 file");
-    vm.syscall_args(3, &[root_fd]).unwrap();
+    vm.root().syscall_args(3, &[root_fd]).unwrap();
     let user = vm
         .spawn_worker(Credentials {
             uid: 1000,
@@ -113,28 +117,26 @@ fn workers_run_with_their_credentials() {
         .unwrap();
     assert_eq!(
         returned(
-            vm.syscall_in(
-                user,
-                SyscallCall {
+            vm.worker(user)
+                .syscall(SyscallCall {
                     nr: 102,
                     ..Default::default()
-                }
-            )
-            .unwrap()
+                })
+                .unwrap()
         )
         .0,
         1000
     );
     assert_eq!(
-        returned(vm.syscall_in(user, open()).unwrap()).0,
+        returned(vm.worker(user).syscall(open()).unwrap()).0,
         -13,
         "EACCES"
     );
-    let err = vm.read_file_in(user, "/tmp/secret").unwrap_err();
+    let err = vm.worker(user).read_file("/tmp/secret").unwrap_err();
     assert!(matches!(err, VmError::Agent(_)), "{err}");
     vm.kill_worker(user).unwrap();
     assert!(matches!(
-        vm.syscall_in(user, SyscallCall::default()),
+        vm.worker(user).syscall(SyscallCall::default()),
         Err(VmError::Agent(_))
     ));
 }
@@ -155,6 +157,7 @@ fn a_kernel_crash_is_reported_with_the_console_tail() {
     let mut vm = boot(TransportChoice::VirtioSerial);
     let pid = vm.qemu_pid();
     let err = vm
+        .root()
         .write_file("/proc/sysrq-trigger", b"c", 0)
         .expect_err("the guest crashed");
     let console = err.console_tail().expect("a lost VM carries its console");

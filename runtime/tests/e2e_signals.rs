@@ -31,6 +31,10 @@ test("{name} never reached", function() end)
     }
 }
 
+/// The runs of these tests hold VMs blocked in the guest; the admission gate counts VMs across
+/// processes, so two such runs at once would wait on each other: they take turns.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn provium(dir: &Path, runtime: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_provium"));
     c.current_dir(dir)
@@ -101,6 +105,7 @@ fn check_report(dir: &Path, runtime: &Path, code: Option<i32>, expected: i32, ou
 
 #[test]
 fn sigterm_stops_the_run_and_writes_its_report() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let runtime = tempfile::tempdir().unwrap();
     project(dir.path());
@@ -140,6 +145,7 @@ fn sigterm_stops_the_run_and_writes_its_report() {
 
 #[test]
 fn a_closed_terminal_stops_the_run_and_writes_its_report() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let runtime = tempfile::tempdir().unwrap();
     project(dir.path());

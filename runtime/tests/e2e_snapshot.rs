@@ -13,7 +13,8 @@ fn a_snapshot_resumes_twice_independently() {
         snapshot_memory: Some(dir.path().join("ram")),
         ..Default::default()
     });
-    vm.write_file("/tmp/prepared", b"by the fixture", 0)
+    vm.root()
+        .write_file("/tmp/prepared", b"by the fixture", 0)
         .unwrap();
     let snap = vm.snapshot(dir.path()).expect("snapshot");
     assert!(!vm.is_running());
@@ -29,16 +30,19 @@ fn a_snapshot_resumes_twice_independently() {
     let resume_time = started.elapsed();
     let mut b = Vm::resume(&snap).unwrap();
     for vm in [&mut a, &mut b] {
-        assert_eq!(vm.read_file("/tmp/prepared").unwrap(), b"by the fixture");
-        assert_eq!(vm.syscall_args(3, &[-1]).unwrap(), -9);
         assert_eq!(
-            String::from_utf8_lossy(&vm.sh("echo hi").unwrap().stdout).trim(),
+            vm.root().read_file("/tmp/prepared").unwrap(),
+            b"by the fixture"
+        );
+        assert_eq!(vm.root().syscall_args(3, &[-1]).unwrap(), -9);
+        assert_eq!(
+            String::from_utf8_lossy(&vm.root().sh("echo hi").unwrap().stdout).trim(),
             "hi"
         );
     }
-    a.write_file("/tmp/mine", b"a", 0).unwrap();
+    a.root().write_file("/tmp/mine", b"a", 0).unwrap();
     assert!(
-        b.read_file("/tmp/mine").is_err(),
+        b.root().read_file("/tmp/mine").is_err(),
         "b does not see a's writes"
     );
     // The guest clock was set forward to the host's.
@@ -46,7 +50,7 @@ fn a_snapshot_resumes_twice_independently() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    let guest: u64 = String::from_utf8_lossy(&a.sh("date +%s").unwrap().stdout)
+    let guest: u64 = String::from_utf8_lossy(&a.root().sh("date +%s").unwrap().stdout)
         .trim()
         .parse()
         .unwrap();
@@ -56,6 +60,7 @@ fn a_snapshot_resumes_twice_independently() {
     // host seed each resume mixes in makes sure of it where interrupts are too regular.)
     let draw = |vm: &mut Vm| -> Vec<u8> {
         let out = vm
+            .root()
             .syscall(SyscallCall {
                 nr: 318, // getrandom(buf, 32, 0)
                 args: [0, 32, 0, 0, 0, 0],

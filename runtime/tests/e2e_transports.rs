@@ -27,15 +27,15 @@ macro_rules! transport_tests {
             }
             #[test]
             fn getpid_is_positive() {
-                assert!(VM.get().syscall_args(39, &[]).unwrap() > 0);
+                assert!(VM.get().root().syscall_args(39, &[]).unwrap() > 0);
             }
             #[test]
             fn close_minus_one_is_ebadf() {
-                assert_eq!(VM.get().syscall_args(3, &[-1]).unwrap(), -EBADF);
+                assert_eq!(VM.get().root().syscall_args(3, &[-1]).unwrap(), -EBADF);
             }
             #[test]
             fn unknown_syscall_is_enosys() {
-                assert_eq!(VM.get().syscall_args(1000, &[]).unwrap(), -ENOSYS);
+                assert_eq!(VM.get().root().syscall_args(1000, &[]).unwrap(), -ENOSYS);
             }
             #[test]
             fn uname_fills_its_buffer() {
@@ -43,7 +43,7 @@ macro_rules! transport_tests {
             }
             #[test]
             fn uname_with_a_bad_pointer_is_efault() {
-                assert_eq!(VM.get().syscall_args(63, &[1]).unwrap(), -EFAULT);
+                assert_eq!(VM.get().root().syscall_args(63, &[1]).unwrap(), -EFAULT);
             }
             #[test]
             fn openat_of_a_missing_file_is_enoent() {
@@ -81,7 +81,11 @@ transport_tests!(virtio_serial, TransportChoice::VirtioSerial);
 transport_tests!(vsock, TransportChoice::Vsock);
 
 fn uname_fills_its_buffer(vm: &mut provium::machine::vm::Vm) {
-    let (ret, bufs) = returned(vm.syscall(call(63, &[], vec![output(0, 390)])).unwrap());
+    let (ret, bufs) = returned(
+        vm.root()
+            .syscall(call(63, &[], vec![output(0, 390)]))
+            .unwrap(),
+    );
     assert_eq!(ret, 0);
     let buf = bufs[0].as_ref().expect("output buffer");
     assert!(
@@ -93,18 +97,22 @@ fn uname_fills_its_buffer(vm: &mut provium::machine::vm::Vm) {
 
 fn openat_missing(vm: &mut provium::machine::vm::Vm) {
     let c = call(257, &[AT_FDCWD, 0, 0], vec![input(1, cstr("/nonexistent"))]);
-    assert_eq!(returned(vm.syscall(c).unwrap()).0, -ENOENT);
+    assert_eq!(returned(vm.root().syscall(c).unwrap()).0, -ENOENT);
 }
 
 fn mkdirat_twice(vm: &mut provium::machine::vm::Vm, tag: &str) {
     let path = format!("/tmp/mkdir-twice-{tag}");
     let mk = || call(258, &[AT_FDCWD, 0, 0o755], vec![input(1, cstr(&path))]);
-    assert_eq!(returned(vm.syscall(mk()).unwrap()).0, 0);
-    assert_eq!(returned(vm.syscall(mk()).unwrap()).0, -EEXIST);
+    assert_eq!(returned(vm.root().syscall(mk()).unwrap()).0, 0);
+    assert_eq!(returned(vm.root().syscall(mk()).unwrap()).0, -EEXIST);
 }
 
 fn pipe_round_trip(vm: &mut provium::machine::vm::Vm) {
-    let (ret, bufs) = returned(vm.syscall(call(293, &[0, 0], vec![output(0, 8)])).unwrap());
+    let (ret, bufs) = returned(
+        vm.root()
+            .syscall(call(293, &[0, 0], vec![output(0, 8)]))
+            .unwrap(),
+    );
     assert_eq!(ret, 0);
     let fds = bufs[0].as_ref().unwrap();
     let rfd = i32::from_le_bytes(fds[0..4].try_into().unwrap()) as i64;
@@ -112,23 +120,29 @@ fn pipe_round_trip(vm: &mut provium::machine::vm::Vm) {
     let msg = b"provium\x00\x01\x02".to_vec();
     let n = msg.len() as i64;
     let (ret, _) = returned(
-        vm.syscall(call(1, &[wfd, 0, n], vec![input(1, msg.clone())]))
+        vm.root()
+            .syscall(call(1, &[wfd, 0, n], vec![input(1, msg.clone())]))
             .unwrap(),
     );
     assert_eq!(ret, n);
     let (ret, bufs) = returned(
-        vm.syscall(call(0, &[rfd, 0, n], vec![output(1, n as u32)]))
+        vm.root()
+            .syscall(call(0, &[rfd, 0, n], vec![output(1, n as u32)]))
             .unwrap(),
     );
     assert_eq!(ret, n);
     assert_eq!(bufs[0].as_deref(), Some(&msg[..]));
     for fd in [rfd, wfd] {
-        assert_eq!(vm.syscall_args(3, &[fd]).unwrap(), 0);
+        assert_eq!(vm.root().syscall_args(3, &[fd]).unwrap(), 0);
     }
 }
 
 fn writev_patched(vm: &mut provium::machine::vm::Vm) {
-    let (_, bufs) = returned(vm.syscall(call(293, &[0, 0], vec![output(0, 8)])).unwrap());
+    let (_, bufs) = returned(
+        vm.root()
+            .syscall(call(293, &[0, 0], vec![output(0, 8)]))
+            .unwrap(),
+    );
     let fds = bufs[0].as_ref().unwrap();
     let rfd = i32::from_le_bytes(fds[0..4].try_into().unwrap()) as i64;
     let wfd = i32::from_le_bytes(fds[4..8].try_into().unwrap()) as i64;
@@ -161,19 +175,21 @@ fn writev_patched(vm: &mut provium::machine::vm::Vm) {
             target: 2,
         },
     ];
-    assert_eq!(returned(vm.syscall(c).unwrap()).0, 11);
+    assert_eq!(returned(vm.root().syscall(c).unwrap()).0, 11);
     let (ret, bufs) = returned(
-        vm.syscall(call(0, &[rfd, 0, 11], vec![output(1, 11)]))
+        vm.root()
+            .syscall(call(0, &[rfd, 0, 11], vec![output(1, 11)]))
             .unwrap(),
     );
     assert_eq!(ret, 11);
     assert_eq!(bufs[0].as_deref(), Some(&b"hello world"[..]));
-    vm.syscall_args(3, &[rfd]).unwrap();
-    vm.syscall_args(3, &[wfd]).unwrap();
+    vm.root().syscall_args(3, &[rfd]).unwrap();
+    vm.root().syscall_args(3, &[wfd]).unwrap();
 }
 
 fn exec_uname(vm: &mut provium::machine::vm::Vm) {
     let r = vm
+        .root()
         .exec(ExecCall {
             argv: vec!["uname".into(), "-r".into()],
             ..Default::default()
@@ -187,8 +203,9 @@ fn exec_uname(vm: &mut provium::machine::vm::Vm) {
 }
 
 fn exit_group_survived(vm: &mut provium::machine::vm::Vm) {
-    let before = vm.syscall_args(39, &[]).unwrap();
+    let before = vm.root().syscall_args(39, &[]).unwrap();
     let died = vm
+        .root()
         .syscall(SyscallCall {
             nr: 231,
             args: [3, 0, 0, 0, 0, 0],
@@ -196,7 +213,7 @@ fn exit_group_survived(vm: &mut provium::machine::vm::Vm) {
         })
         .unwrap();
     assert_eq!(died, SyscallOutcome::ExecutorDied(Termination::Exited(3)));
-    let after = vm.syscall_args(39, &[]).unwrap();
+    let after = vm.root().syscall_args(39, &[]).unwrap();
     assert!(
         after > 0 && after != before,
         "a new executor serves ({before} -> {after})"
@@ -221,5 +238,5 @@ fn garbage(vm: &mut provium::machine::vm::Vm) {
             other => eprintln!("garbage frame {i} decoded as a request: {other:?}"),
         }
     }
-    assert_eq!(vm.syscall_args(3, &[-1]).unwrap(), -EBADF);
+    assert_eq!(vm.root().syscall_args(3, &[-1]).unwrap(), -EBADF);
 }

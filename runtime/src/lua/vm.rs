@@ -269,7 +269,7 @@ fn run_call<T: Target + ?Sized>(
     if Session::get(lua).config.list_only {
         return Ok(dry_outcome(&call));
     }
-    with_vm(lua, target, method, |vm, w| vm.syscall_in(w, call))
+    with_vm(lua, target, method, |vm, w| vm.worker(w).syscall(call))
 }
 
 /// In `--list` mode: a successful call whose output buffers are zeros of their size, so that
@@ -455,7 +455,7 @@ fn add_target_methods<T: Target + UserData + 'static, M: UserDataMethods<T>>(met
         let outcomes = if Session::get(lua).config.list_only {
             requests.iter().map(dry_outcome).collect()
         } else {
-            with_vm(lua, this, "batch", |vm, w| vm.batch_in(w, requests))?
+            with_vm(lua, this, "batch", |vm, w| vm.worker(w).batch(requests))?
         };
         let results = lua.create_table()?;
         for ((call, outputs), outcome) in built.iter().zip(&outcomes) {
@@ -466,7 +466,7 @@ fn add_target_methods<T: Target + UserData + 'static, M: UserDataMethods<T>>(met
 
     methods.add_method("exec", |lua, this, (cmd, opts): (Value, Option<Table>)| {
         let call = exec_call(lua, &cmd, opts.as_ref())?;
-        let result = with_vm(lua, this, "exec", |vm, w| vm.exec_in(w, call))?;
+        let result = with_vm(lua, this, "exec", |vm, w| vm.worker(w).exec(call))?;
         exec_result(lua, result)
     });
 
@@ -474,7 +474,9 @@ fn add_target_methods<T: Target + UserData + 'static, M: UserDataMethods<T>>(met
         "background",
         |lua, this, (cmd, opts): (Value, Option<Table>)| {
             let call = exec_call(lua, &cmd, opts.as_ref())?;
-            let id = with_vm(lua, this, "background", |vm, w| vm.background_in(w, call))?;
+            let id = with_vm(lua, this, "background", |vm, w| {
+                vm.worker(w).background(call)
+            })?;
             Ok(LuaJob {
                 id,
                 worker: this.worker(),
@@ -488,7 +490,7 @@ fn add_target_methods<T: Target + UserData + 'static, M: UserDataMethods<T>>(met
             let id = job_id(lua, "job_wait", &job)?;
             let timeout = Duration::from_secs_f64(timeout.unwrap_or(30.0).clamp(0.0, 86_400.0));
             let result = with_vm(lua, this, "job_wait", |vm, w| {
-                vm.job_wait_in(w, id, timeout)
+                vm.worker(w).job_wait(id, timeout)
             })?;
             let running = result.termination.is_none();
             let t = exec_result(lua, result)?;
@@ -499,13 +501,13 @@ fn add_target_methods<T: Target + UserData + 'static, M: UserDataMethods<T>>(met
 
     methods.add_method("job_kill", |lua, this, job: Value| {
         let id = job_id(lua, "job_kill", &job)?;
-        with_vm(lua, this, "job_kill", |vm, w| vm.job_kill_in(w, id))
+        with_vm(lua, this, "job_kill", |vm, w| vm.worker(w).job_kill(id))
     });
 
     methods.add_method("json", |lua, this, (cmd, opts): (Value, Option<Table>)| {
         let call = exec_call(lua, &cmd, opts.as_ref())?;
         let shown = call.argv.join(" ");
-        let r = with_vm(lua, this, "json", |vm, w| vm.exec_in(w, call))?;
+        let r = with_vm(lua, this, "json", |vm, w| vm.worker(w).exec(call))?;
         if Session::get(lua).config.list_only {
             return Ok(Value::Nil);
         }
@@ -538,7 +540,9 @@ fn add_target_methods<T: Target + UserData + 'static, M: UserDataMethods<T>>(met
     });
 
     methods.add_method("read_file", |lua, this, path: String| {
-        let data = with_vm(lua, this, "read_file", |vm, w| vm.read_file_in(w, &path))?;
+        let data = with_vm(lua, this, "read_file", |vm, w| {
+            vm.worker(w).read_file(&path)
+        })?;
         lua.create_string(&data)
     });
 
@@ -548,7 +552,7 @@ fn add_target_methods<T: Target + UserData + 'static, M: UserDataMethods<T>>(met
             let data = data.as_bytes().to_vec();
             let mode = file_mode(lua, &mode)?;
             with_vm(lua, this, "write_file", |vm, w| {
-                vm.write_file_in(w, &path, &data, mode)
+                vm.worker(w).write_file(&path, &data, mode)
             })
         },
     );

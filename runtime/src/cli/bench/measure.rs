@@ -193,7 +193,7 @@ pub fn roundtrip(vm: &mut Vm, calls: usize) -> Result<RoundTrip> {
     };
     let ping = time(&mut |vm| Ok(vm.ping()?))?;
     let getpid = time(&mut |vm| {
-        vm.syscall_args(39, &[])?;
+        vm.root().syscall_args(39, &[])?;
         Ok(())
     })?;
     Ok(RoundTrip {
@@ -217,11 +217,11 @@ pub fn batch(vm: &mut Vm, calls: usize) -> Result<BatchResult> {
     };
     let t = Instant::now();
     for _ in 0..calls {
-        vm.syscall(close())?;
+        vm.root().syscall(close())?;
     }
     let single = t.elapsed();
     let t = Instant::now();
-    let outcomes = vm.batch((0..calls).map(|_| close()).collect())?;
+    let outcomes = vm.root().batch((0..calls).map(|_| close()).collect())?;
     let batched = t.elapsed();
     anyhow::ensure!(
         outcomes.len() == calls,
@@ -245,7 +245,7 @@ pub struct BufferResult {
 pub fn buffer(vm: &mut Vm, runs: usize) -> Result<BufferResult> {
     let large_bytes = 1 << 20;
     let data = vec![0x5a; large_bytes];
-    vm.write_file("/tmp/bench-buffer", &data, 0o644)?;
+    vm.root().write_file("/tmp/bench-buffer", &data, 0o644)?;
     let mut measure = |size: usize| -> Result<Stats> {
         let mut samples = Vec::new();
         for _ in 0..runs {
@@ -263,7 +263,7 @@ pub fn buffer(vm: &mut Vm, runs: usize) -> Result<BufferResult> {
             let mut call = call;
             call.args[0] = bench_fd(vm)?;
             let t = Instant::now();
-            vm.syscall(call)?;
+            vm.root().syscall(call)?;
             samples.push(t.elapsed());
         }
         Ok(stats(&mut samples))
@@ -282,7 +282,7 @@ fn bench_fd(vm: &mut Vm) -> Result<i64> {
     let mut path = b"/tmp/bench-buffer".to_vec();
     path.push(0);
     // F_GETFD on fd 100 tells whether it is already ours.
-    if vm.syscall_args(72, &[100, 1])? >= 0 {
+    if vm.root().syscall_args(72, &[100, 1])? >= 0 {
         return Ok(100);
     }
     let open = SyscallCall {
@@ -296,12 +296,15 @@ fn bench_fd(vm: &mut Vm) -> Result<i64> {
         }],
         ..Default::default()
     };
-    let fd = match vm.syscall(open)? {
+    let fd = match vm.root().syscall(open)? {
         crate::protocol::SyscallOutcome::Returned { ret, .. } if ret >= 0 => ret,
         other => anyhow::bail!("opening the benchmark file: {other:?}"),
     };
-    anyhow::ensure!(vm.syscall_args(33, &[fd, 100])? == 100, "dup2 to fd 100");
-    vm.syscall_args(3, &[fd])?;
+    anyhow::ensure!(
+        vm.root().syscall_args(33, &[fd, 100])? == 100,
+        "dup2 to fd 100"
+    );
+    vm.root().syscall_args(3, &[fd])?;
     Ok(100)
 }
 
@@ -392,7 +395,7 @@ fn c_baseline(profile: &Profile, dir: &std::path::Path, calls: usize) -> Result<
     let mut opts = BootOptions::default();
     opts.files.insert("/opt/close_loop".into(), bin);
     let mut vm = Vm::boot(profile, &opts)?;
-    let r = vm.exec(crate::protocol::ExecCall {
+    let r = vm.root().exec(crate::protocol::ExecCall {
         argv: vec!["/opt/close_loop".into(), calls.to_string()],
         ..Default::default()
     })?;

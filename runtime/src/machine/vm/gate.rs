@@ -7,7 +7,9 @@
 //! directory, exclusively `flock`ed by its owner for as long as its VM lives, so a crashed
 //! process's tickets count for nothing (and are swept). A file's first VM waits until it fits;
 //! its later VMs are admitted at once: a file that waited while holding a VM could wait forever
-//! on another file doing the same, in this process or another.
+//! on another file doing the same. Across processes there is no such rule (a holder in another
+//! process may itself wait on this one, for a fixture being built): a VM that has waited 20 s is
+//! admitted anyway.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -21,6 +23,8 @@ use std::time::Duration;
 const QEMU_OVERHEAD_MIB: u64 = 64;
 /// How often a waiting VM looks again at other processes' tickets.
 const POLL: Duration = Duration::from_millis(100);
+/// How long a VM waits for room before it is admitted anyway (see `admit`).
+const PATIENCE: Duration = Duration::from_secs(20);
 
 #[derive(Default)]
 struct State {
@@ -160,6 +164,7 @@ pub fn admit(memory_mib: u32, cpus: u32) -> Ticket {
     let group = crate::machine::cleanup::group();
     let dir = open_dir();
     let mut s = lock();
+    let waiting_since = std::time::Instant::now();
     loop {
         // Other processes are counted under the directory's lock, so that two processes do
         // not both decide that the last CPU is theirs.
@@ -176,7 +181,15 @@ pub fn admit(memory_mib: u32, cpus: u32) -> Ticket {
         // An idle host admits anything, or a VM larger than the budget would never start.
         let idle = used_mib == 0 && used_cpus == 0;
         let holds = s.held.get(&group).is_some_and(|n| *n > 0);
-        if fits || idle || holds {
+        // Across processes a holder can wait on this VM (a fixture this one builds, another
+        // process resumes): after a while, overcommitting beats waiting for ever.
+        let patient = waiting_since.elapsed() >= PATIENCE;
+        if patient && !fits {
+            tracing::info!(
+                "admitting a VM over the machine's budget after {PATIENCE:?} of waiting"
+            );
+        }
+        if fits || idle || holds || patient {
             let posted = dir.as_deref().and_then(|d| post(d, mib, cpus));
             drop(global);
             s.used_mib += mib;

@@ -1,0 +1,204 @@
+//! Booting a VM: from a decided plan to QEMU with a ready agent (firecracker's build-for-boot;
+//! `restore` is build-from-snapshot).
+
+use super::plan::{self, BootOptions, BootPlan};
+use super::{
+    console, gate, State, Vm, VmError, VmInfo, CONSOLE_TAIL_LINES, DEFAULT_SYSCALL_TIMEOUT,
+};
+use crate::machine::cleanup::{self, RunDir, Supervised};
+use crate::machine::client::AgentClient;
+use crate::machine::profile::Profile;
+use crate::machine::qemu::{LaunchPlan, SharedMemory};
+use crate::machine::transport::{self, TransportError};
+use provium_agent::protocol::decode_hello;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+impl Vm {
+    /// Boots `profile` and waits for the agent.
+    pub fn boot(profile: &Profile, opts: &BootOptions) -> Result<Vm, VmError> {
+        cleanup::install_signal_handler();
+        sweep_once();
+        let plan = plan::plan(profile, opts)?;
+        Vm::launch(&plan)
+    }
+
+    /// Starts QEMU for a decided plan.
+    pub fn launch(plan: &BootPlan) -> Result<Vm, VmError> {
+        let ticket = gate::admit(plan.memory_mib, plan.cpus);
+        let mut run_dir =
+            RunDir::create().map_err(|e| anyhow::anyhow!("creating a run directory: {e}"))?;
+        if plan.keep_run_dir {
+            run_dir.keep();
+        }
+        let dir = run_dir.path().to_path_buf();
+        let mut transport = transport::prepare(plan.transport, &dir)?;
+        let mut kernel_args = plan.kernel_args.clone();
+        kernel_args.extend(transport.kernel_args());
+        let console_log = dir.join("console.log");
+        let launch = LaunchPlan {
+            qemu: plan.qemu.clone(),
+            machine: plan.machine,
+            accel: plan.accel,
+            cpu: plan.cpu.clone(),
+            cpus: plan.cpus,
+            memory_mib: plan.memory_mib,
+            kernel: plan.boot_file.clone(),
+            initrd: plan.initrd.clone(),
+            cmdline: kernel_args.join(" "),
+            console_log: console_log.clone(),
+            qmp_socket: Some(dir.join("qmp.sock")),
+            shared_memory: match &plan.snapshot_memory {
+                Some(path) => Some(SharedMemory::File {
+                    path: path.clone(),
+                    share: true,
+                }),
+                None => transport
+                    .needs_shared_memory()
+                    .then_some(SharedMemory::Memfd),
+            },
+            firmware: plan.firmware.clone(),
+            devices: transport.qemu_args(plan.machine),
+            incoming: None,
+        };
+        let qemu_log = dir.join("qemu.log");
+        let started = Instant::now();
+        let mut qemu = spawn_qemu(&launch, &qemu_log, |_| {})?;
+        let deadline = started + plan.timeout;
+
+        let boot_failure = |qemu: &mut Supervised, reason: String| {
+            failed_start(qemu, reason, &qemu_log, &console_log)
+        };
+        let alive = |q: &mut Supervised| exited(q, "during boot");
+        let conn = {
+            let q = &mut qemu;
+            match transport.accept(deadline, &mut || alive(q)) {
+                Ok(c) => c,
+                Err(e) => return Err(boot_failure(&mut qemu, format!("{e:#}"))),
+            }
+        };
+        let mut client = AgentClient::new(conn);
+        let payload = loop {
+            let slice = (Instant::now() + Duration::from_millis(50)).min(deadline);
+            match client.connection().recv(Some(slice)) {
+                Ok(p) => break p,
+                Err(TransportError::TimedOut) if Instant::now() < deadline => {
+                    if let Err(e) = alive(&mut qemu) {
+                        return Err(boot_failure(&mut qemu, e.to_string()));
+                    }
+                }
+                Err(TransportError::TimedOut) => {
+                    let secs = plan.timeout.as_secs_f64();
+                    return Err(boot_failure(
+                        &mut qemu,
+                        format!("no hello from the agent within {secs:.0} s (boot timeout)"),
+                    ));
+                }
+                Err(e) => {
+                    std::thread::sleep(Duration::from_millis(100));
+                    let why = match qemu.try_wait() {
+                        Some(status) => format!("QEMU exited during boot ({status})"),
+                        None => format!("{e}"),
+                    };
+                    return Err(boot_failure(&mut qemu, why));
+                }
+            }
+        };
+        let boot_ms = started.elapsed().as_millis() as u64;
+        let hello = match decode_hello(&payload) {
+            Ok(h) => h,
+            Err(e) => return Err(boot_failure(&mut qemu, e.to_string())),
+        };
+        if !hello.module_errors.is_empty() {
+            tracing::warn!(errors = ?hello.module_errors, "guest modules failed to load");
+        }
+        let info = VmInfo {
+            profile: plan.profile.clone(),
+            kernel_release: hello.release.clone(),
+            arch: hello.machine.clone(),
+            accel: plan.accel.to_string(),
+            transport: hello.transport.clone(),
+            machine: plan.machine.to_string(),
+            loaded_as: plan.loaded_as,
+            boot_ms,
+            guest_ready_ms: hello.ready_us / 1000,
+            fixture: None,
+        };
+        Ok(Vm {
+            state: State::Running(client),
+            qemu,
+            _transport: transport,
+            console_log,
+            run_dir,
+            info,
+            hello,
+            syscall_timeout: DEFAULT_SYSCALL_TIMEOUT,
+            launch,
+            _ticket: ticket,
+            held: Vec::new(),
+        })
+    }
+}
+
+/// Starts QEMU for `launch` with stdio closed and stderr in `qemu_log`; `configure` adjusts
+/// the command first (descriptors to inherit).
+pub(super) fn spawn_qemu(
+    launch: &LaunchPlan,
+    qemu_log: &Path,
+    configure: impl FnOnce(&mut Command),
+) -> Result<Supervised, VmError> {
+    let stderr = std::fs::File::create(qemu_log)
+        .map_err(|e| anyhow::anyhow!("creating {}: {e}", qemu_log.display()))?;
+    let mut cmd = Command::new(&launch.qemu);
+    cmd.args(launch.args())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr);
+    configure(&mut cmd);
+    tracing::debug!(args = ?launch.args(), "starting QEMU");
+    Ok(Supervised::spawn(cmd, "qemu")
+        .map_err(|e| anyhow::anyhow!("starting {}: {e}", launch.qemu.display()))?)
+}
+
+/// An error if QEMU has exited (`when`: "during boot", "while resuming").
+pub(super) fn exited(qemu: &mut Supervised, when: &str) -> anyhow::Result<()> {
+    match qemu.try_wait() {
+        Some(status) => anyhow::bail!("QEMU exited {when} ({status})"),
+        None => Ok(()),
+    }
+}
+
+/// A VM that did not start: QEMU is stopped, and the error carries what QEMU and the guest said.
+pub(super) fn failed_start(
+    qemu: &mut Supervised,
+    reason: String,
+    qemu_log: &Path,
+    console: &Path,
+) -> VmError {
+    qemu.kill();
+    VmError::Boot {
+        reason: with_qemu_log(reason, qemu_log),
+        console: console::tail(console, CONSOLE_TAIL_LINES),
+    }
+}
+
+fn with_qemu_log(reason: String, qemu_log: &Path) -> String {
+    let log = std::fs::read_to_string(qemu_log).unwrap_or_default();
+    let log = log.trim();
+    if log.is_empty() {
+        reason
+    } else {
+        format!("{reason}\nQEMU said:\n{log}")
+    }
+}
+
+pub(super) fn sweep_once() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let n = cleanup::sweep_stale();
+        if n > 0 {
+            tracing::info!("removed {n} run directories left by killed runs");
+        }
+    });
+}
