@@ -1,0 +1,255 @@
+//! Arguments and buffers: what a call passes, and pointers inside buffers.
+
+use super::*;
+use crate::diag::did_you_mean;
+use crate::lua;
+use crate::model::{Call, Expect, Ptr};
+use crate::spec::node::{At, Node, Value};
+
+impl Checker<'_> {
+    // ---- arguments and buffers -----------------------------------------------------------
+
+    const BUFFER_KEYS: [&'static str; 7] = ["cstr", "str", "bytes", "out", "struct", "set", "len"];
+
+    pub(super) fn arg(&mut self, node: &Node, index: usize) -> Option<Arg> {
+        let what = format!("argument {}", index + 1);
+        if let Value::Map(m) = &node.value {
+            let is_int =
+                m.len() == 1 && (node.get("sizeof").is_some() || node.get("bad_ptr").is_some());
+            if !is_int {
+                return self.buffer(node).map(Arg::Buf);
+            }
+        }
+        self.int(node, &what).map(Arg::Int)
+    }
+
+    pub(super) fn buffer(&mut self, node: &Node) -> Option<Buffer> {
+        let Some(m) = node.as_map() else {
+            self.error(
+                node.pos,
+                format!(
+                    "expected a buffer ({{cstr: ...}}, {{out: N}}, {{struct: ...}}), got {}",
+                    node.kind()
+                ),
+            );
+            return None;
+        };
+        for (k, _) in m {
+            let key = k.as_str().unwrap_or("");
+            if !Self::BUFFER_KEYS.contains(&key) {
+                let hint = did_you_mean(
+                    key,
+                    Self::BUFFER_KEYS
+                        .iter()
+                        .copied()
+                        .chain(["sizeof", "bad_ptr"]),
+                );
+                self.error_help(k.pos, format!("unknown argument form `{key}`"), hint);
+                return None;
+            }
+        }
+        let forms: Vec<&str> = ["cstr", "str", "bytes", "out", "struct"]
+            .into_iter()
+            .filter(|k| node.get(k).is_some())
+            .collect();
+        if forms.len() != 1 {
+            self.error(
+                node.pos,
+                "a buffer has exactly one of cstr, str, bytes, out or struct",
+            );
+            return None;
+        }
+        let len = match node.get("len") {
+            Some(l) => Some(self.int(l, "len")?),
+            None => None,
+        };
+        let v = node.get(forms[0])?;
+        let (data, subs) = match forms[0] {
+            "cstr" | "str" => {
+                let Some(s) = v.scalar_text() else {
+                    self.error(v.pos, format!("`{}:` takes a string", forms[0]));
+                    return None;
+                };
+                let mut bytes = s.into_bytes();
+                if forms[0] == "cstr" {
+                    bytes.push(0);
+                }
+                (lua::string(&bytes), Vec::new())
+            }
+            "bytes" => {
+                let Some(s) = v.scalar_text() else {
+                    self.error(v.pos, "`bytes:` takes hex digits (\"de ad be ef\")");
+                    return None;
+                };
+                match hex(&s) {
+                    Ok(b) => (lua::string(&b), Vec::new()),
+                    Err(e) => {
+                        self.error(v.pos, format!("bytes: {e}"));
+                        return None;
+                    }
+                }
+            }
+            "out" => {
+                let size = self.int(v, "out")?;
+                if let Int::Const(n) = size {
+                    if !(0..=(256 << 20)).contains(&n) {
+                        self.error(
+                            v.pos,
+                            format!("out: {n} bytes is out of range (0 to 256 MiB)"),
+                        );
+                        return None;
+                    }
+                }
+                return Some(Buffer {
+                    data: size.lua(),
+                    len: None,
+                    subs: Vec::new(),
+                    output: true,
+                });
+            }
+            _ => {
+                let Some(name) = v.as_str() else {
+                    self.error(v.pos, "`struct:` takes a struct name");
+                    return None;
+                };
+                let Some(layout) = self.layouts.get(name).cloned() else {
+                    let hint = did_you_mean(name, self.layouts.names());
+                    self.error_help(v.pos, format!("unknown struct `{name}`"), hint);
+                    return None;
+                };
+                let p = self.pack_struct(&layout, node.get("set"), 0)?;
+                let mut call = vec![lua::str(&p.fmt.join(" "))];
+                call.extend(p.values);
+                (format!("provium.pack({})", call.join(", ")), p.subs)
+            }
+        };
+        if node.get("set").is_some() && forms[0] != "struct" {
+            self.error(node.pos, "`set:` goes with `struct:`");
+            return None;
+        }
+        let data = match &len {
+            Some(l) => format!("provium.pad({data}, {})", l.lua()),
+            None => data,
+        };
+        // Only `{out: N}` sub-buffers come back; argument buffers always do.
+        Some(Buffer {
+            data,
+            len: None,
+            subs,
+            output: false,
+        })
+    }
+
+    pub(super) fn call(
+        &mut self,
+        syscall: &Node,
+        args: &[Node],
+        expect: Option<&Node>,
+        save: Option<&Node>,
+        timeout: Option<&At<f64>>,
+        default_expect: Option<&str>,
+    ) -> Option<Call> {
+        // Keep checking after an unknown syscall, so one run reports every problem.
+        let resolved = self.resolve_syscall(syscall);
+        let (nr, name) = resolved.clone().unwrap_or((0, String::new()));
+        if args.len() > 6 {
+            self.error(
+                args[6].pos,
+                format!(
+                    "a syscall takes at most 6 arguments; {} are given",
+                    args.len()
+                ),
+            );
+            return None;
+        }
+        let reads_before = self.reads.len();
+        let mut call = Call {
+            line: syscall.pos.line,
+            nr,
+            name,
+            args: Vec::new(),
+            bufs: Vec::new(),
+            ptrs: Vec::new(),
+            timeout: timeout.map(|t| t.value),
+            expect: None,
+            saves: Vec::new(),
+            reads: Vec::new(),
+        };
+        let mut ok = true;
+        for (i, a) in args.iter().enumerate() {
+            match self.arg(a, i) {
+                Some(Arg::Int(v)) => call.args.push(v.lua()),
+                Some(Arg::Buf(b)) => {
+                    call.args.push("0".into());
+                    call.bufs.push((i, b.data.clone()));
+                    flatten_subs(&b, Some(i), None, &mut call.ptrs);
+                }
+                None => ok = false,
+            }
+        }
+        call.reads = self.reads[reads_before..]
+            .iter()
+            .map(|(n, _)| n.clone())
+            .collect();
+        let expect = match (expect, default_expect) {
+            (Some(e), _) => self.expect(e),
+            (None, Some(d)) => Some(Expect {
+                line: syscall.pos.line,
+                table: format!("{{{d} = true}}"),
+                summary: d.into(),
+            }),
+            (None, None) => None,
+        };
+        call.expect = expect;
+        if let Some(s) = save {
+            call.saves = self.save(s)?;
+        }
+        (ok && resolved.is_some()).then_some(call)
+    }
+}
+
+pub(super) fn flatten_subs(
+    b: &Buffer,
+    buf_idx: Option<usize>,
+    parent: Option<usize>,
+    out: &mut Vec<Ptr>,
+) {
+    for (offset, sub) in &b.subs {
+        out.push(Ptr {
+            buf_idx,
+            parent,
+            offset: *offset,
+            data: sub.data.clone(),
+            len: sub.len.clone(),
+            output: sub.output,
+        });
+        let me = out.len();
+        flatten_subs(sub, None, Some(me), out);
+    }
+}
+
+pub(super) fn hex(text: &str) -> Result<Vec<u8>, String> {
+    let digits: String = text
+        .split_whitespace()
+        .map(|w| w.trim_start_matches("0x"))
+        .collect();
+    if let Some(c) = digits.chars().find(|c| !c.is_ascii_hexdigit()) {
+        return Err(format!(
+            "`{c}` is not a hex digit (in `{}`)",
+            crate::diag::excerpt(text)
+        ));
+    }
+    if digits.len() % 2 != 0 {
+        return Err(format!(
+            "an odd number of hex digits in `{}`",
+            crate::diag::excerpt(text)
+        ));
+    }
+    (0..digits.len())
+        .step_by(2)
+        .map(|i| {
+            u8::from_str_radix(&digits[i..i + 2], 16)
+                .map_err(|_| format!("`{}` is not hex", &digits[i..i + 2]))
+        })
+        .collect()
+}

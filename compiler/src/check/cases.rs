@@ -1,0 +1,240 @@
+//! Conditions, credentials, steps and cases (tables and matrices expanded).
+
+use super::*;
+use crate::diag::did_you_mean;
+use crate::linux::{self, Arch};
+use crate::model::{self, Body, Creds, Requires, Step, StepKind};
+use crate::spec::node::{At, Node, Value};
+use crate::spec::types;
+use crate::template;
+
+impl Checker<'_> {
+    // ---- conditions, credentials ---------------------------------------------------------
+
+    pub(super) fn requires(&mut self, r: &types::Requires) -> Requires {
+        let mut out = Requires {
+            line: 0,
+            ..Default::default()
+        };
+        if let Some(k) = &r.kernel {
+            out.line = k.pos.line;
+            if let Err(e) = parse_version_range(&k.value) {
+                self.error(k.pos, e);
+            }
+            out.kernel = Some(k.value.clone());
+        }
+        if let Some(a) = &r.arch {
+            out.line = out.line.max(a.pos.line);
+            if a.value.parse::<Arch>().is_err() && a.value != "aarch64" {
+                self.error(a.pos, format!("unknown arch `{}`", a.value));
+            }
+            out.arch = Some(a.value.clone());
+        }
+        if let Some(s) = &r.syscall {
+            out.line = out.line.max(s.pos.line);
+            let names: Vec<Node> = match &s.value {
+                Value::Seq(items) => items.clone(),
+                _ => vec![s.clone()],
+            };
+            for n in &names {
+                if let Some((nr, name)) = self.resolve_syscall(n) {
+                    out.syscalls.push((name, nr));
+                }
+            }
+        }
+        if let Some(root) = &r.root {
+            out.line = out.line.max(root.pos.line);
+            out.root = Some(root.value);
+        }
+        out
+    }
+
+    pub(super) fn creds(&mut self, c: &types::Creds) -> Creds {
+        let uid = c.uid.as_ref().map(|u| u.value).unwrap_or(0);
+        for cap in &c.caps {
+            let name = cap.value.to_ascii_uppercase();
+            let full = if name.starts_with("CAP_") {
+                name
+            } else {
+                format!("CAP_{name}")
+            };
+            if linux::capability(&full).is_none() {
+                let hint = did_you_mean(&full, linux::capabilities());
+                self.error_help(cap.pos, format!("unknown capability `{}`", cap.value), hint);
+            }
+        }
+        Creds {
+            uid,
+            gid: c.gid.as_ref().map(|g| g.value).unwrap_or(uid),
+            groups: c.groups.clone(),
+            caps: c.caps.iter().map(|c| c.value.clone()).collect(),
+        }
+    }
+
+    // ---- steps and cases -----------------------------------------------------------------
+
+    pub(super) fn lua_block(&mut self, code: &At<String>) -> model::LuaBlock {
+        // A block scalar (`lua: |`) starts on the line after the key.
+        let at = crate::diag::byte_offset(self.source, code.pos);
+        let first_char = self.source[at..].chars().next();
+        let first_line = if matches!(first_char, Some('|' | '>')) {
+            code.pos.line + 1
+        } else {
+            code.pos.line
+        };
+        model::LuaBlock {
+            code: code.value.clone(),
+            first_line,
+            row: self.row_lua.clone(),
+        }
+    }
+
+    pub(super) fn step(
+        &mut self,
+        step: &At<types::Step>,
+        default_expect: Option<&str>,
+    ) -> Option<Step> {
+        let s = &step.value;
+        let kinds = [s.syscall.is_some(), s.lua.is_some(), s.exec.is_some()];
+        if kinds.iter().filter(|k| **k).count() != 1 {
+            self.error(
+                step.pos,
+                "a step has exactly one of `syscall`, `lua` or `exec`",
+            );
+            return None;
+        }
+        let creds = s.as_.as_ref().map(|c| self.creds(c));
+        let kind = if let Some(sys) = &s.syscall {
+            StepKind::Call(self.call(
+                sys,
+                &s.args,
+                s.expect.as_ref(),
+                s.save.as_ref(),
+                s.timeout.as_ref(),
+                default_expect,
+            )?)
+        } else if let Some(code) = &s.lua {
+            StepKind::Lua(self.lua_block(code))
+        } else {
+            StepKind::Exec(s.exec.as_ref()?.value.clone())
+        };
+        if s.syscall.is_none() && (s.expect.is_some() || !s.args.is_empty() || s.save.is_some()) {
+            self.error(step.pos, "`args`, `expect` and `save` go with `syscall`");
+        }
+        Some(Step {
+            line: step.pos.line,
+            label: s.name.as_ref().map(|n| n.value.clone()),
+            creds,
+            kind,
+        })
+    }
+
+    pub(super) fn case(&mut self, case: &At<types::Case>) -> Vec<model::Case> {
+        let rows = match template::rows(&case.value, case.pos) {
+            Ok(rows) => rows,
+            Err(d) => {
+                self.diags.push(d);
+                return Vec::new();
+            }
+        };
+        let count = rows.as_ref().map_or(1, Vec::len);
+        self.expanded = self.expanded.saturating_add(count);
+        if self.expanded > template::MAX_CASES_PER_FILE {
+            if self.expanded - count <= template::MAX_CASES_PER_FILE {
+                self.error(
+                    case.pos,
+                    format!(
+                        "the spec expands to more than {} cases; split it into several files",
+                        template::fmt_thousands(template::MAX_CASES_PER_FILE)
+                    ),
+                );
+            }
+            return Vec::new();
+        }
+        let Some(rows) = rows else {
+            if template::has_templates(&case.value) {
+                return match template::render_case(&case.value, &template::empty_row(case.pos)) {
+                    Ok(rendered) => self
+                        .one_case(&rendered, case.pos.line)
+                        .into_iter()
+                        .collect(),
+                    Err(d) => {
+                        self.diags.push(d);
+                        Vec::new()
+                    }
+                };
+            }
+            return self
+                .one_case(&case.value, case.pos.line)
+                .into_iter()
+                .collect();
+        };
+        let mut out = Vec::new();
+        for row in rows {
+            self.row_lua = template::row_lua(&row);
+            match template::render_case(&case.value, &row) {
+                Ok(rendered) => out.extend(self.one_case(&rendered, row.pos.line)),
+                Err(d) => self.diags.push(d),
+            }
+        }
+        self.row_lua = "{}".into();
+        out
+    }
+
+    pub(super) fn one_case(&mut self, c: &types::Case, line: u32) -> Option<model::Case> {
+        let kinds = [c.syscall.is_some(), c.steps.is_some(), c.lua.is_some()];
+        if kinds.iter().filter(|k| **k).count() != 1 {
+            self.error(
+                c.name.pos,
+                format!(
+                    "case `{}` needs exactly one of `syscall`, `steps` or `lua`",
+                    c.name.value
+                ),
+            );
+            return None;
+        }
+        if c.syscall.is_none() && (c.expect.is_some() || !c.args.is_empty() || c.save.is_some()) {
+            self.error(
+                c.name.pos,
+                "`args`, `expect` and `save` go with `syscall`; in `steps`, give them per step",
+            );
+            return None;
+        }
+        let creds = c.as_.as_ref().map(|cr| self.creds(cr));
+        let requires = c.requires.as_ref().map(|r| self.requires(r));
+        let body = if let Some(sys) = &c.syscall {
+            if c.expect.is_none() {
+                self.error(
+                    c.name.pos,
+                    format!(
+                        "case `{}` has no `expect:` (use `expect: any` to only run it)",
+                        c.name.value
+                    ),
+                );
+                return None;
+            }
+            Body::Call(self.call(
+                sys,
+                &c.args,
+                c.expect.as_ref(),
+                c.save.as_ref(),
+                c.timeout.as_ref(),
+                None,
+            )?)
+        } else if let Some(steps) = &c.steps {
+            let steps: Vec<Step> = steps.iter().filter_map(|s| self.step(s, None)).collect();
+            Body::Steps(steps)
+        } else {
+            Body::Lua(self.lua_block(c.lua.as_ref()?))
+        };
+        Some(model::Case {
+            name: c.name.value.clone(),
+            line,
+            requires,
+            xfail: c.xfail.as_ref().map(|x| x.value.clone()),
+            skip: c.skip.as_ref().map(|x| x.value.clone()),
+            creds,
+            body,
+        })
+    }
+}

@@ -1,0 +1,426 @@
+//! Expectations and saved values: what a call must return, and what it keeps.
+
+use super::buffers::hex;
+use super::*;
+use crate::diag::{did_you_mean, Diagnostic};
+use crate::layout::{FieldType, Layout};
+use crate::linux::{self};
+use crate::lua;
+use crate::model::{Expect, Save};
+use crate::spec::node::{Node, Pos, Value};
+
+impl Checker<'_> {
+    // ---- expectations --------------------------------------------------------------------
+
+    pub(super) fn errno_name(&mut self, node: &Node) -> Option<String> {
+        let name = node.as_str().map(str::trim).unwrap_or("");
+        if linux::errno_number(name).is_some() {
+            return Some(name.to_string());
+        }
+        let hint = did_you_mean(name, linux::errnos().map(|e| e.name));
+        let shown = node.scalar_text().unwrap_or_else(|| node.kind().into());
+        let mut d = Diagnostic::new(node.pos, format!("unknown errno `{shown}`")).len(shown.len());
+        d.help = hint;
+        self.diags.push(d);
+        None
+    }
+
+    pub(super) fn comparison(&mut self, node: &Node, what: &str) -> Option<String> {
+        match &node.value {
+            Value::Map(m) => {
+                let mut parts = Vec::new();
+                for (k, v) in m {
+                    let op = k.as_str().unwrap_or("");
+                    if !["eq", "ne", "lt", "le", "gt", "ge"].contains(&op) {
+                        let hint = did_you_mean(op, ["eq", "ne", "lt", "le", "gt", "ge"]);
+                        self.error_help(
+                            k.pos,
+                            format!("unknown comparison `{op}` (eq, ne, lt, le, gt, ge)"),
+                            hint,
+                        );
+                        return None;
+                    }
+                    let v = self.int(v, what)?;
+                    parts.push(format!("{op} = {}", v.lua()));
+                }
+                Some(format!("{{{}}}", parts.join(", ")))
+            }
+            _ => {
+                let v = self.int(node, what)?;
+                Some(format!("{{eq = {}}}", v.lua()))
+            }
+        }
+    }
+
+    pub(super) fn expect(&mut self, node: &Node) -> Option<Expect> {
+        let line = node.pos.line;
+        let simple = |table: String, summary: String| {
+            Some(Expect {
+                line,
+                table,
+                summary,
+            })
+        };
+        match &node.value {
+            Value::Str(s) => match s.trim() {
+                "ok" => simple("{ok = true}".into(), "ok".into()),
+                "died" => simple("{died = true}".into(), "died".into()),
+                "timed_out" => simple("{timed_out = true}".into(), "timed out".into()),
+                "any" => simple("{}".into(), "any".into()),
+                t if t.starts_with('E')
+                    && is_ident(t)
+                    && t.chars()
+                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()) =>
+                {
+                    let name = self.errno_name(node)?;
+                    simple(format!("{{errno = {{{}}}}}", lua::str(&name)), name)
+                }
+                _ => {
+                    let v = self.int(node, "expect")?;
+                    simple(
+                        format!("{{ret = {{eq = {}}}}}", v.lua()),
+                        format!("ret = {s}"),
+                    )
+                }
+            },
+            Value::Int(i) => simple(
+                format!("{{ret = {{eq = {}}}}}", lua::int(*i)),
+                format!("ret = {i}"),
+            ),
+            Value::Seq(items) => {
+                let mut names = Vec::new();
+                for it in items {
+                    names.push(self.errno_name(it)?);
+                }
+                if names.is_empty() {
+                    self.error(node.pos, "an empty list of errnos can never match");
+                    return None;
+                }
+                let quoted: Vec<String> = names.iter().map(|n| lua::str(n)).collect();
+                simple(
+                    format!("{{errno = {{{}}}}}", quoted.join(", ")),
+                    names.join(" or "),
+                )
+            }
+            Value::Map(m) => {
+                let mut parts = Vec::new();
+                let mut summary = Vec::new();
+                for (k, v) in m {
+                    let key = k.as_str().unwrap_or("");
+                    match key {
+                        "ret" => {
+                            parts.push(format!("ret = {}", self.comparison(v, "ret")?));
+                            summary.push("ret".to_string());
+                        }
+                        "ok" => parts.push("ok = true".into()),
+                        "errno" => {
+                            let names: Vec<String> = match &v.value {
+                                Value::Seq(items) => {
+                                    items.iter().filter_map(|i| self.errno_name(i)).collect()
+                                }
+                                _ => vec![self.errno_name(v)?],
+                            };
+                            let quoted: Vec<String> = names.iter().map(|n| lua::str(n)).collect();
+                            parts.push(format!("errno = {{{}}}", quoted.join(", ")));
+                            summary.push(names.join(" or "));
+                        }
+                        "died" => {
+                            parts.push("died = true".into());
+                            match &v.value {
+                                Value::Bool(true) | Value::Null => {}
+                                Value::Map(dm) => {
+                                    for (dk, dv) in dm {
+                                        match dk.as_str().unwrap_or("") {
+                                            "exit_code" => parts.push(format!(
+                                                "exit_code = {}",
+                                                self.int(dv, "exit_code")?.lua()
+                                            )),
+                                            "signal" => {
+                                                let sig =
+                                                    match dv.as_str().and_then(linux::constant) {
+                                                        Some(s) => s,
+                                                        None => match self.int(dv, "signal")? {
+                                                            Int::Const(s) => s,
+                                                            Int::Runtime(_) => return None,
+                                                        },
+                                                    };
+                                                parts.push(format!("signal = {sig}"));
+                                            }
+                                            other => {
+                                                self.error(dk.pos, format!("unknown `died:` key `{other}` (exit_code, signal)"));
+                                                return None;
+                                            }
+                                        }
+                                    }
+                                }
+                                _ => {
+                                    self.error(v.pos, "`died:` is `true`, or `{exit_code: N}` / `{signal: SIGKILL}`");
+                                    return None;
+                                }
+                            }
+                            summary.push("died".into());
+                        }
+                        "timed_out" => {
+                            parts.push("timed_out = true".into());
+                            summary.push("timed out".into());
+                        }
+                        "out" => {
+                            parts.push(format!("out = {}", self.out_checks(v)?));
+                        }
+                        other => {
+                            let known = ["ret", "errno", "ok", "out", "died", "timed_out"];
+                            let hint = did_you_mean(other, known);
+                            self.error_help(k.pos, format!("unknown expectation `{other}`"), hint);
+                            return None;
+                        }
+                    }
+                }
+                simple(format!("{{{}}}", parts.join(", ")), summary.join(", "))
+            }
+            _ => {
+                self.error(
+                    node.pos,
+                    format!(
+                        "expected an errno name, a list of them, `ok`, a number or a map; got {}",
+                        node.kind()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    pub(super) fn out_checks(&mut self, node: &Node) -> Option<String> {
+        let Some(m) = node.as_map() else {
+            self.error(
+                node.pos,
+                "`out:` maps argument indexes to checks: `out: {0: {starts_with: Linux}}`",
+            );
+            return None;
+        };
+        let mut entries = Vec::new();
+        for (k, v) in m {
+            let idx = match k.value {
+                Value::Int(i) if (0..6).contains(&i) => i,
+                _ => {
+                    self.error(
+                        k.pos,
+                        "an `out:` key is the argument index of a buffer, 0 to 5",
+                    );
+                    return None;
+                }
+            };
+            let Some(cm) = v.as_map() else {
+                self.error(v.pos, "expected checks such as {starts_with: ...}, {contains: ...}, {equals: ...}, {bytes: ...}, {struct: NAME, fields: {...}}");
+                return None;
+            };
+            let mut checks = Vec::new();
+            let struct_name = v.get("struct").and_then(Node::as_str).map(String::from);
+            for (ck, cv) in cm {
+                let key = ck.as_str().unwrap_or("");
+                match key {
+                    "starts_with" | "contains" | "equals" => {
+                        let Some(s) = cv.scalar_text() else {
+                            self.error(cv.pos, format!("`{key}:` takes a string"));
+                            return None;
+                        };
+                        checks.push(format!("{{{key} = {}}}", lua::str(&s)));
+                    }
+                    "bytes" => match hex(&cv.scalar_text().unwrap_or_default()) {
+                        Ok(b) => checks.push(format!("{{starts_with = {}}}", lua::string(&b))),
+                        Err(e) => {
+                            self.error(cv.pos, format!("bytes: {e}"));
+                            return None;
+                        }
+                    },
+                    "struct" => {}
+                    "fields" => {
+                        let Some(name) = &struct_name else {
+                            self.error(ck.pos, "`fields:` needs `struct: NAME` beside it");
+                            return None;
+                        };
+                        let Some(layout) = self.layouts.get(name).cloned() else {
+                            let hint = did_you_mean(name, self.layouts.names());
+                            self.error_help(
+                                v.get("struct").map(|n| n.pos).unwrap_or(ck.pos),
+                                format!("unknown struct `{name}`"),
+                                hint,
+                            );
+                            return None;
+                        };
+                        let Some(fm) = cv.as_map() else {
+                            self.error(cv.pos, "`fields:` maps field names (or dotted paths) to values or comparisons");
+                            return None;
+                        };
+                        for (fk, fv) in fm {
+                            let path = fk.as_str().unwrap_or("");
+                            let (offset, ty) = self.field_path(&layout, path, fk.pos)?;
+                            let cmp = self.comparison(fv, &format!("field `{path}`"))?;
+                            let inner = cmp.trim_start_matches('{').trim_end_matches('}');
+                            checks.push(format!(
+                                "{{field = {}, at = {offset}, type = {}, {inner}}}",
+                                lua::str(&format!("{}.{path}", layout.name)),
+                                lua::str(&ty)
+                            ));
+                        }
+                    }
+                    other => {
+                        let known = [
+                            "starts_with",
+                            "contains",
+                            "equals",
+                            "bytes",
+                            "struct",
+                            "fields",
+                        ];
+                        let hint = did_you_mean(other, known);
+                        self.error_help(ck.pos, format!("unknown buffer check `{other}`"), hint);
+                        return None;
+                    }
+                }
+            }
+            entries.push(format!("[{idx}] = {{{}}}", checks.join(", ")));
+        }
+        Some(format!("{{{}}}", entries.join(", ")))
+    }
+
+    /// The offset and pack type of `a.b.c` inside a layout.
+    pub(super) fn field_path(
+        &mut self,
+        layout: &Layout,
+        path: &str,
+        pos: Pos,
+    ) -> Option<(usize, String)> {
+        let mut current = layout.clone();
+        let mut offset = 0;
+        let parts: Vec<&str> = path.split('.').collect();
+        for (i, part) in parts.iter().enumerate() {
+            let Some(f) = current.field(part).cloned() else {
+                let hint = did_you_mean(part, current.fields.iter().map(|f| f.name.as_str()));
+                self.error_help(
+                    pos,
+                    format!("struct `{}` has no field `{part}`", current.name),
+                    hint,
+                );
+                return None;
+            };
+            offset += f.offset;
+            let last = i == parts.len() - 1;
+            match (&f.ty, last) {
+                (FieldType::Int { bytes, signed }, true) => {
+                    return Some((
+                        offset,
+                        format!("{}{}", if *signed { 'i' } else { 'u' }, bytes * 8),
+                    ))
+                }
+                (FieldType::Ptr, true) => return Some((offset, "u64".into())),
+                (FieldType::Struct(s), false) => {
+                    current = self.layouts.get(s)?.clone();
+                }
+                _ => {
+                    self.error(
+                        pos,
+                        format!(
+                            "`{path}`: only integer fields can be compared (`{}` is {})",
+                            f.name, f.ty
+                        ),
+                    );
+                    return None;
+                }
+            }
+        }
+        None
+    }
+
+    pub(super) fn save(&mut self, node: &Node) -> Option<Vec<Save>> {
+        match &node.value {
+            Value::Str(name) => {
+                if !is_ident(name) {
+                    self.error(node.pos, format!("`{name}` is not a valid name to save"));
+                    return None;
+                }
+                self.saved.insert(name.clone());
+                Some(vec![Save {
+                    name: name.clone(),
+                    value: "r.ret".into(),
+                }])
+            }
+            Value::Map(m) => {
+                let mut out = Vec::new();
+                for (k, v) in m {
+                    let name = k.as_str().unwrap_or("").to_string();
+                    if !is_ident(&name) {
+                        self.error(k.pos, format!("`{name}` is not a valid name to save"));
+                        return None;
+                    }
+                    let value = match &v.value {
+                        Value::Str(s) if s == "ret" => "r.ret".to_string(),
+                        Value::Map(_) => {
+                            let Some(Value::Int(idx)) = v.get("out").map(|n| &n.value) else {
+                                self.error(v.pos, "save from a buffer: `{out: INDEX, at: OFFSET, type: i32}` or `{out: INDEX, struct: NAME, field: F}`");
+                                return None;
+                            };
+                            let (offset, ty) = if let Some(sn) =
+                                v.get("struct").and_then(Node::as_str)
+                            {
+                                let Some(layout) = self.layouts.get(sn).cloned() else {
+                                    let hint = did_you_mean(sn, self.layouts.names());
+                                    self.error_help(v.pos, format!("unknown struct `{sn}`"), hint);
+                                    return None;
+                                };
+                                let field = v.get("field").and_then(Node::as_str).unwrap_or("");
+                                self.field_path(&layout, field, v.pos)?
+                            } else {
+                                let at = match v.get("at") {
+                                    Some(a) => match self.int(a, "at")? {
+                                        Int::Const(c) if c >= 0 => c as usize,
+                                        _ => {
+                                            self.error(a.pos, "`at:` is a constant offset");
+                                            return None;
+                                        }
+                                    },
+                                    None => 0,
+                                };
+                                let ty = v
+                                    .get("type")
+                                    .and_then(Node::as_str)
+                                    .unwrap_or("i64")
+                                    .to_string();
+                                if !["u8", "i8", "u16", "i16", "u32", "i32", "u64", "i64"]
+                                    .contains(&ty.as_str())
+                                {
+                                    self.error(
+                                        v.pos,
+                                        format!("unknown type `{ty}` (u8..u64, i8..i64)"),
+                                    );
+                                    return None;
+                                }
+                                (at, ty)
+                            };
+                            let fmt = if offset > 0 {
+                                format!("x{offset} {ty}")
+                            } else {
+                                ty
+                            };
+                            format!("provium.unpack({}, r.bufs[{idx}])", lua::str(&fmt))
+                        }
+                        _ => {
+                            self.error(v.pos, "save `ret`, or a value from a buffer `{out: INDEX, at: OFFSET, type: i32}`");
+                            return None;
+                        }
+                    };
+                    self.saved.insert(name.clone());
+                    out.push(Save { name, value });
+                }
+                Some(out)
+            }
+            _ => {
+                self.error(
+                    node.pos,
+                    "`save:` is a name for the return value, or a map of names",
+                );
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! Integers: literals, expressions over constants and saved values, `sizeof`.
+
+use super::*;
+use crate::diag::{did_you_mean, Diagnostic};
+use crate::expr::{self, Expr};
+use crate::layout::parse_type;
+use crate::lua;
+use crate::spec::node::{Node, Pos, Value};
+
+impl Checker<'_> {
+    // ---- integers ------------------------------------------------------------------------
+
+    pub(super) fn int(&mut self, node: &Node, what: &str) -> Option<Int> {
+        match &node.value {
+            Value::Int(i) => Some(Int::Const(*i)),
+            Value::Float(f) => {
+                let hint = if f.fract() == 0.0 {
+                    " (a leading zero such as 0600 is not octal in YAML: write 0o600)"
+                } else {
+                    ""
+                };
+                self.error(
+                    node.pos,
+                    format!("{what}: expected an integer, got {f}{hint}"),
+                );
+                None
+            }
+            Value::Str(s) => self.int_expr(s, node.pos, what),
+            Value::Map(_) => {
+                if let Some(name) = node.get("sizeof").and_then(Node::as_str) {
+                    return self.sizeof(name, node.pos).map(Int::Const);
+                }
+                if node.get("bad_ptr").is_some() {
+                    return Some(Int::Const(BAD_POINTER));
+                }
+                self.error(node.pos, format!("{what}: expected an integer, got a map"));
+                None
+            }
+            other => {
+                let kind = Node::new(other.clone(), node.pos).kind();
+                self.error(node.pos, format!("{what}: expected an integer, got {kind}"));
+                None
+            }
+        }
+    }
+
+    pub(super) fn sizeof(&mut self, name: &str, pos: Pos) -> Option<i64> {
+        if let Some(l) = self.layouts.get(name) {
+            return Some(l.size as i64);
+        }
+        if let Ok(t) = parse_type(name, &|_| false) {
+            if let Ok((s, _)) = self.layouts.size_align(&t, false) {
+                return Some(s as i64);
+            }
+        }
+        let hint = did_you_mean(name, self.layouts.names());
+        self.error_help(pos, format!("sizeof: unknown struct `{name}`"), hint);
+        None
+    }
+
+    pub(super) fn int_expr(&mut self, text: &str, pos: Pos, what: &str) -> Option<Int> {
+        let e = match expr::parse(text) {
+            Ok(e) => e,
+            Err(err) => {
+                let p = self.inner_pos(pos, err.offset);
+                self.error(
+                    p,
+                    format!(
+                        "{what}: {} (in `{}`)",
+                        err.message,
+                        crate::diag::excerpt(text)
+                    ),
+                );
+                return None;
+            }
+        };
+        let mut names = Vec::new();
+        expr::names(&e, &mut names);
+        let mut ok = true;
+        for n in &names {
+            if self.lookup_const(n).is_none() {
+                let offset = text.find(n.as_str()).unwrap_or(0);
+                let p = self.inner_pos(pos, offset);
+                let hint = self.const_hint(n);
+                let mut d = Diagnostic::new(p, format!("unknown constant `{n}`")).len(n.len());
+                d.help = hint;
+                self.diags.push(d);
+                ok = false;
+            }
+        }
+        if !ok {
+            return None;
+        }
+        let mut saved = Vec::new();
+        expr::saved(&e, &mut saved);
+        if saved.is_empty() {
+            let mut lookup = |n: &str| self.lookup_const(n);
+            match expr::eval(&e, &mut lookup, &mut |n, _| {
+                Err(expr::EvalError::Unknown(n.into()))
+            }) {
+                Ok(v) => Some(Int::Const(v)),
+                Err(err) => {
+                    self.error(pos, format!("{what}: {err}"));
+                    None
+                }
+            }
+        } else {
+            for s in &saved {
+                let offset = text.find(&format!("${s}")).unwrap_or(0);
+                let p = self.inner_pos(pos, offset);
+                self.reads.push((s.clone(), p));
+            }
+            match self.to_lua(&e) {
+                Ok(l) => Some(Int::Runtime(l)),
+                Err(m) => {
+                    self.error(pos, format!("{what}: {m}"));
+                    None
+                }
+            }
+        }
+    }
+
+    /// Lua for an expression that uses saved values; constants are folded where possible.
+    pub(super) fn to_lua(&self, e: &Expr) -> Result<String, String> {
+        Ok(match e {
+            Expr::Num(n) => lua::int(*n),
+            Expr::Name(n) => lua::int(
+                self.lookup_const(n)
+                    .ok_or(format!("unknown constant `{n}`"))?,
+            ),
+            Expr::Saved(n) => format!("saved.{n}"),
+            Expr::Unary(op, i) => {
+                let inner = self.to_lua(i)?;
+                match op {
+                    expr::UnOp::Neg => format!("(-{inner})"),
+                    expr::UnOp::Not => format!("(~{inner})"),
+                    expr::UnOp::LogicalNot => format!("(({inner}) == 0 and 1 or 0)"),
+                }
+            }
+            Expr::Binary(op, a, b) => {
+                format!("({} {} {})", self.to_lua(a)?, op.symbol(), self.to_lua(b)?)
+            }
+            Expr::Cast(t, i) => match expr::cast_bits(t) {
+                Some((bits, false)) => {
+                    format!("({} & {})", self.to_lua(i)?, lua::int((1i64 << bits) - 1))
+                }
+                Some((_, true)) => return Err(format!("a signed cast `({t})` of a saved value")),
+                None => self.to_lua(i)?,
+            },
+            Expr::Call(n, _) => return Err(format!("`{n}(...)` cannot use saved values")),
+            Expr::Type(t) => return Err(format!("the type `{t}` is not a value")),
+        })
+    }
+}

@@ -1,0 +1,83 @@
+//! Names: kernel headers, constants, syscalls.
+
+use super::*;
+use crate::diag::{did_you_mean, Diagnostic};
+use crate::linux::{self};
+use crate::spec::node::{Entries, Node, Value};
+
+impl Checker<'_> {
+    // ---- names ---------------------------------------------------------------------------
+
+    pub(super) fn lookup_const(&self, name: &str) -> Option<i64> {
+        self.constants
+            .get(name)
+            .copied()
+            .or_else(|| linux::constant(name))
+            .or_else(|| linux::errno_number(name).map(i64::from))
+    }
+
+    pub(super) fn const_hint(&self, name: &str) -> Option<String> {
+        let spec = self.const_order.iter().map(String::as_str);
+        let builtin = linux::constants().iter().map(|(n, _, _)| *n);
+        let errnos = linux::errnos().map(|e| e.name);
+        did_you_mean(name, spec.chain(builtin).chain(errnos))
+    }
+
+    pub(super) fn constants(&mut self, entries: &Entries<Node>) {
+        for (name, node) in &entries.0 {
+            if !is_ident(&name.value) {
+                self.error(
+                    name.pos,
+                    format!("`{}` is not a valid constant name", name.value),
+                );
+                continue;
+            }
+            if let Some(Int::Const(v)) = self.int(node, &format!("constant `{}`", name.value)) {
+                self.constants.insert(name.value.clone(), v);
+                self.const_order.push(name.value.clone());
+            } else if !self.diags.iter().any(|d| d.pos.line == node.pos.line) {
+                self.error(
+                    node.pos,
+                    format!("constant `{}` must not use saved values", name.value),
+                );
+            }
+        }
+    }
+
+    pub(super) fn resolve_syscall(&mut self, node: &Node) -> Option<(i64, String)> {
+        let arch = self.opts.arch;
+        match &node.value {
+            Value::Int(n) => Some((*n, arch.syscall_name(*n).unwrap_or("syscall").to_string())),
+            Value::Str(s) => {
+                let s = s.trim();
+                if let Some((_, nr)) = self.syscalls.iter().find(|(n, _)| n == s) {
+                    return Some((*nr, s.to_string()));
+                }
+                if let Some(nr) = arch.syscall_number(s) {
+                    return Some((nr as i64, s.to_string()));
+                }
+                if let Ok(n) = s.parse::<i64>() {
+                    return Some((n, arch.syscall_name(n).unwrap_or("syscall").to_string()));
+                }
+                let custom = self.syscalls.iter().map(|(n, _)| n.as_str());
+                let table = arch.syscalls().iter().map(|(n, _)| *n);
+                let hint = did_you_mean(s, custom.chain(table));
+                let mut d = Diagnostic::new(
+                    node.pos,
+                    format!("unknown syscall `{s}` for {arch} (add it under `syscalls:` if a module provides it)"),
+                )
+                .len(s.len());
+                d.help = hint;
+                self.diags.push(d);
+                None
+            }
+            _ => {
+                self.error(
+                    node.pos,
+                    format!("a syscall is a name or a number, not {}", node.kind()),
+                );
+                None
+            }
+        }
+    }
+}
