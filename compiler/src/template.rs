@@ -260,8 +260,12 @@ impl Renderer<'_> {
         })
     }
 
-    fn opt(&self, n: &Option<Node>) -> Result<Option<Node>, Diagnostic> {
-        n.as_ref().map(|n| self.node(n)).transpose()
+    /// A value of the case with the row filled in (the newtype it is read as stays).
+    fn opt<T: std::ops::Deref<Target = Node> + From<Node>>(
+        &self,
+        n: &Option<T>,
+    ) -> Result<Option<T>, Diagnostic> {
+        n.as_ref().map(|n| self.node(n).map(T::from)).transpose()
     }
 
     fn at(&self, a: &Option<At<String>>) -> Result<Option<At<String>>, Diagnostic> {
@@ -285,7 +289,7 @@ impl Renderer<'_> {
                 args: v
                     .args
                     .iter()
-                    .map(|a| self.node(a))
+                    .map(|a| self.node(a).map(types::Arg::from))
                     .collect::<Result<_, _>>()?,
                 expect: self.opt(&v.expect)?,
                 save: self.opt(&v.save)?,
@@ -309,18 +313,20 @@ pub fn has_templates(case: &types::Case) -> bool {
             _ => false,
         }
     }
-    let opt = |n: &Option<Node>| n.as_ref().is_some_and(node);
+    fn opt<T: std::ops::Deref<Target = Node>>(n: &Option<T>) -> bool {
+        n.as_ref().is_some_and(|n| node(n))
+    }
     let text = |s: &Option<At<String>>| s.as_ref().is_some_and(|a| a.value.contains("{{"));
     case.name.value.contains("{{")
         || opt(&case.syscall)
-        || case.args.iter().any(node)
+        || case.args.iter().any(|a| node(a))
         || opt(&case.expect)
         || text(&case.xfail)
         || text(&case.skip)
         || case.steps.as_ref().is_some_and(|steps| {
             steps.iter().any(|s| {
                 opt(&s.value.syscall)
-                    || s.value.args.iter().any(node)
+                    || s.value.args.iter().any(|a| node(a))
                     || opt(&s.value.expect)
                     || text(&s.value.exec)
             })
@@ -368,7 +374,7 @@ pub fn render_case(case: &types::Case, row: &Row) -> Result<types::Case, Diagnos
         args: case
             .args
             .iter()
-            .map(|a| r.node(a))
+            .map(|a| r.node(a).map(types::Arg::from))
             .collect::<Result<_, _>>()?,
         expect: r.opt(&case.expect)?,
         save: r.opt(&case.save)?,

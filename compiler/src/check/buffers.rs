@@ -143,7 +143,7 @@ impl Checker<'_> {
     pub(super) fn call(
         &mut self,
         syscall: &Node,
-        args: &[Node],
+        args: &[crate::spec::types::Arg],
         expect: Option<&Node>,
         save: Option<&Node>,
         timeout: Option<&At<f64>>,

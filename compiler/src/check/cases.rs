@@ -34,7 +34,7 @@ impl Checker<'_> {
             out.line = out.line.max(s.pos.line);
             let names: Vec<Node> = match &s.value {
                 Value::Seq(items) => items.clone(),
-                _ => vec![s.clone()],
+                _ => vec![s.0.clone()],
             };
             for n in &names {
                 if let Some((nr, name)) = self.resolve_syscall(n) {
@@ -108,8 +108,8 @@ impl Checker<'_> {
             StepKind::Call(self.call(
                 sys,
                 &s.args,
-                s.expect.as_ref(),
-                s.save.as_ref(),
+                s.expect.as_deref(),
+                s.save.as_deref(),
                 s.timeout.as_ref(),
                 default_expect,
             )?)
@@ -216,8 +216,8 @@ impl Checker<'_> {
             Body::Call(self.call(
                 sys,
                 &c.args,
-                c.expect.as_ref(),
-                c.save.as_ref(),
+                c.expect.as_deref(),
+                c.save.as_deref(),
                 c.timeout.as_ref(),
                 None,
             )?)

@@ -23,7 +23,7 @@ impl Checker<'_> {
         did_you_mean(name, spec.chain(builtin).chain(errnos))
     }
 
-    pub(super) fn constants(&mut self, entries: &Entries<Node>) {
+    pub(super) fn constants(&mut self, entries: &Entries<crate::spec::types::Integer>) {
         for (name, node) in &entries.0 {
             if !is_ident(&name.value) {
                 self.error(

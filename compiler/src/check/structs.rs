@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 impl Checker<'_> {
     // ---- structs -------------------------------------------------------------------------
 
-    pub(super) fn structs(&mut self, entries: &Entries<Node>) {
+    pub(super) fn structs(&mut self, entries: &Entries<crate::spec::types::StructDef>) {
         let names: HashSet<String> = entries.0.iter().map(|(n, _)| n.value.clone()).collect();
         let header_structs: HashSet<String> = self.layouts.names().map(String::from).collect();
         let known = |s: &str| names.contains(s) || header_structs.contains(s);
@@ -26,7 +26,7 @@ impl Checker<'_> {
             }
             positions.insert(name.value.clone(), name.pos);
             let (fields_node, packed, align) = match &node.value {
-                Value::Seq(_) => (Some(node), false, None),
+                Value::Seq(_) => (Some(&node.0), false, None),
                 Value::Map(_) => {
                     for (k, _) in node.as_map().unwrap_or_default() {
                         let key = k.as_str().unwrap_or("");

@@ -1,9 +1,16 @@
-//! The spec as written: serde types with unknown keys rejected, and the source of
-//! `schemas/spec.schema.json`. Values whose shape varies are [`Node`]s, checked in `check`.
+//! The spec as written: the types the compiler reads, with unknown keys rejected, and the
+//! source of `schemas/spec.schema.json` (generated from these same types, so that the schema
+//! and the compiler cannot disagree; a test keeps the committed file current).
+//!
+//! Values whose shape varies (an argument, an expectation) are read as [`Node`]s, so that every
+//! error keeps its line and column (serde's untagged enums would buffer the value and lose
+//! it), inside newtypes ([`Integer`], [`Arg`], [`Expect`], …) whose JSON Schema says which
+//! shapes `check` accepts.
 
 use super::node::{At, Entries, Node};
-use schemars::JsonSchema;
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::Deserialize;
+use std::borrow::Cow;
 
 /// A Provium spec: syscalls, structs and expected results, compiled to a Lua test.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -25,15 +32,15 @@ pub struct Spec {
     pub headers: Vec<At<String>>,
     /// Named integer constants: a number or an expression over other constants.
     #[serde(default)]
-    #[schemars(with = "std::collections::BTreeMap<String, IntegerSchema>")]
-    pub constants: Entries<Node>,
+    #[schemars(with = "std::collections::BTreeMap<String, Integer>")]
+    pub constants: Entries<Integer>,
     /// Syscall numbers by name, for calls missing from the kernel's table (a module's own).
     #[serde(default)]
     pub syscalls: Entries<At<i64>>,
     /// Struct layouts: a list of `{field: type}`, or `{packed, align, fields}`.
     #[serde(default)]
-    #[schemars(with = "std::collections::BTreeMap<String, StructSchema>")]
-    pub structs: Entries<Node>,
+    #[schemars(with = "std::collections::BTreeMap<String, StructDef>")]
+    pub structs: Entries<StructDef>,
     /// Steps run once before the cases; a failing step stops the file.
     #[serde(default)]
     pub setup: Vec<At<Step>>,
@@ -55,8 +62,7 @@ pub struct Requires {
     pub arch: Option<At<String>>,
     /// Syscalls that must exist (not `ENOSYS`).
     #[serde(default)]
-    #[schemars(with = "OneOrManyStrings")]
-    pub syscall: Option<Node>,
+    pub syscall: Option<Names>,
     /// Whether the case must run as root (true) or as another user (false).
     pub root: Option<At<bool>>,
 }
@@ -78,22 +84,24 @@ pub struct Creds {
 /// One test case: a syscall with its expectation, steps, or Lua.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("oneOf" = [
+    {"required": ["syscall"]},
+    {"required": ["steps"]},
+    {"required": ["lua"]},
+]))]
 pub struct Case {
     /// The test's name; with `table`/`matrix`, a template (`"{{ call }} is {{ err }}"`).
     pub name: At<String>,
     /// Syscall name (`openat`) or number.
-    #[schemars(with = "SyscallSchema")]
-    pub syscall: Option<Node>,
+    pub syscall: Option<Syscall>,
     /// Up to six arguments.
     #[serde(default)]
-    #[schemars(with = "Vec<ArgSchema>")]
-    pub args: Vec<Node>,
+    #[schemars(length(max = 6))]
+    pub args: Vec<Arg>,
     /// What the call must return.
-    #[schemars(with = "Option<ExpectSchema>")]
-    pub expect: Option<Node>,
+    pub expect: Option<Expect>,
     /// Names for the return value (`save: fd`) or for values read from buffers.
-    #[schemars(with = "Option<SaveSchema>")]
-    pub save: Option<Node>,
+    pub save: Option<Save>,
     /// Run the case in a worker with these credentials.
     #[serde(rename = "as")]
     pub as_: Option<Creds>,
@@ -106,8 +114,7 @@ pub struct Case {
     /// Seconds the call may block before it is killed.
     pub timeout: Option<At<f64>>,
     /// Rows of values, each becoming its own case; `{{ column }}` in strings is replaced.
-    #[schemars(with = "Option<Vec<std::collections::BTreeMap<String, serde_json::Value>>>")]
-    pub table: Option<Vec<Node>>,
+    pub table: Option<Vec<Row>>,
     /// Lists of values whose cartesian product becomes the cases.
     #[schemars(with = "Option<std::collections::BTreeMap<String, Vec<serde_json::Value>>>")]
     pub matrix: Option<Entries<Vec<Node>>>,
@@ -120,19 +127,22 @@ pub struct Case {
 /// One step of `setup`, `teardown` or a case's `steps`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("oneOf" = [
+    {"required": ["syscall"]},
+    {"required": ["exec"]},
+    {"required": ["lua"]},
+]))]
 pub struct Step {
     /// A label for messages.
     pub name: Option<At<String>>,
-    #[schemars(with = "SyscallSchema")]
-    pub syscall: Option<Node>,
+    /// Syscall name (`openat`) or number.
+    pub syscall: Option<Syscall>,
     #[serde(default)]
-    #[schemars(with = "Vec<ArgSchema>")]
-    pub args: Vec<Node>,
+    #[schemars(length(max = 6))]
+    pub args: Vec<Arg>,
     /// Default: `ok` in setup and teardown, no check in a case's steps.
-    #[schemars(with = "Option<ExpectSchema>")]
-    pub expect: Option<Node>,
-    #[schemars(with = "Option<SaveSchema>")]
-    pub save: Option<Node>,
+    pub expect: Option<Expect>,
+    pub save: Option<Save>,
     #[serde(rename = "as")]
     pub as_: Option<Creds>,
     pub timeout: Option<At<f64>>,
@@ -142,123 +152,178 @@ pub struct Step {
     pub lua: Option<At<String>>,
 }
 
-// ---- schema-only types: what the hand-checked fields accept, for editors ---------------------
+// ---- values whose shape varies: read as nodes, described for editors ------------------------
 
-/// An integer: a number, or an expression (`"O_CREAT|O_RDWR"`, `"$fd + 1"`).
-#[derive(JsonSchema)]
-#[schemars(untagged)]
-#[allow(dead_code)]
-pub enum IntegerSchema {
-    Number(i64),
-    Expression(String),
+/// Declares a newtype over [`Node`]: what `check` reads, with the JSON Schema of the shapes it
+/// accepts.
+macro_rules! shaped {
+    ($(#[$doc:meta])* $name:ident, |$g:ident| $schema:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub Node);
+
+        impl std::ops::Deref for $name {
+            type Target = Node;
+            fn deref(&self) -> &Node {
+                &self.0
+            }
+        }
+
+        impl From<Node> for $name {
+            fn from(n: Node) -> $name {
+                $name(n)
+            }
+        }
+
+        impl JsonSchema for $name {
+            fn schema_name() -> Cow<'static, str> {
+                stringify!($name).into()
+            }
+            fn json_schema($g: &mut SchemaGenerator) -> Schema {
+                $schema
+            }
+        }
+    };
 }
 
-#[derive(JsonSchema)]
-#[schemars(untagged)]
-#[allow(dead_code)]
-pub enum SyscallSchema {
-    Name(String),
-    Number(i64),
-}
+shaped!(
+    /// An integer: a number, an expression over constants and saved values (`"O_CREAT|O_RDWR"`,
+    /// `"$fd + 1"`), `{sizeof: STRUCT}`, or `{bad_ptr: true}` (an address that is never mapped).
+    Integer,
+    |_g| json_schema!({
+        "description": "A number, an expression (\"O_CREAT|O_RDWR\", \"$fd + 1\"), {sizeof: STRUCT} or {bad_ptr: true}.",
+        "anyOf": [
+            {"type": "integer"},
+            {"type": "string"},
+            {"type": "object", "properties": {"sizeof": {"type": "string"}}, "required": ["sizeof"], "additionalProperties": false},
+            {"type": "object", "properties": {"bad_ptr": {}}, "required": ["bad_ptr"], "additionalProperties": false}
+        ]
+    })
+);
 
-#[derive(JsonSchema)]
-#[schemars(untagged)]
-#[allow(dead_code)]
-pub enum OneOrManyStrings {
-    One(String),
-    Many(Vec<String>),
-}
+shaped!(
+    /// A syscall: a name (`openat`) or a number.
+    Syscall,
+    |_g| json_schema!({
+        "description": "A syscall name (openat) or number.",
+        "type": ["string", "integer"]
+    })
+);
 
-/// A field type (`u32`, `i64`, `char[8]`, `u8[16]`, `ptr`, another struct's name), or a
-/// pointer field `{ptr: BUFFER}`.
-#[derive(JsonSchema)]
-#[schemars(untagged)]
-#[allow(dead_code)]
-pub enum FieldTypeSchema {
-    Type(String),
-}
+shaped!(
+    /// One name or a list of names (`requires: {syscall: [openat2, close_range]}`).
+    Names,
+    |_g| json_schema!({
+        "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]
+    })
+);
 
-#[derive(JsonSchema)]
-#[schemars(untagged)]
-#[allow(dead_code)]
-pub enum StructSchema {
-    /// `- name: type` entries, laid out as C does.
-    Fields(Vec<std::collections::BTreeMap<String, FieldTypeSchema>>),
-    Full {
-        #[serde(default)]
-        packed: bool,
-        align: Option<u32>,
-        fields: Vec<std::collections::BTreeMap<String, FieldTypeSchema>>,
-    },
-}
+shaped!(
+    /// A call's argument: an integer (see [`Integer`]), or guest memory whose address is
+    /// passed: exactly one of `cstr`, `str`, `bytes`, `out` or `struct`, with `set` for a
+    /// struct's fields and `len` for a size larger than the contents.
+    Arg,
+    |g| {
+        let int = g.subschema_for::<Integer>();
+        json_schema!({
+            "anyOf": [
+                int,
+                {
+                    "type": "object",
+                    "description": "Guest memory whose address is passed.",
+                    "properties": {
+                        "cstr": {"description": "A NUL-terminated string.", "type": ["string", "integer"]},
+                        "str": {"description": "Bytes as they are, no NUL added.", "type": ["string", "integer"]},
+                        "bytes": {"description": "Hex bytes (\"de ad be ef\").", "type": "string"},
+                        "out": {"description": "A zeroed buffer of this size, returned after the call.", "type": ["integer", "string"]},
+                        "struct": {"description": "A struct laid out from `structs` or a header.", "type": "string"},
+                        "set": {"description": "Field values of the struct (nested structs, arrays and pointers too).", "type": "object"},
+                        "len": {"description": "The buffer's size when larger than its contents.", "type": ["integer", "string"]}
+                    },
+                    "additionalProperties": false,
+                    "oneOf": [
+                        {"required": ["cstr"]},
+                        {"required": ["str"]},
+                        {"required": ["bytes"]},
+                        {"required": ["out"]},
+                        {"required": ["struct"]}
+                    ]
+                }
+            ]
+        })
+    }
+);
 
-/// An argument: an integer or expression, a saved value (`$fd`), or a buffer.
-#[derive(JsonSchema)]
-#[schemars(untagged)]
-#[allow(dead_code)]
-pub enum ArgSchema {
-    Integer(IntegerSchema),
-    Buffer(BufferSchema),
-}
+shaped!(
+    /// What a call must return: an errno name (`EBADF`), `ok`, `any`, `died`, `timed_out`, a
+    /// list of errno names (any of them), a return value, or a map of checks.
+    Expect,
+    |_g| json_schema!({
+        "anyOf": [
+            {"type": "string", "description": "An errno name, ok (ret >= 0), any, died or timed_out."},
+            {"type": "array", "items": {"type": "string"}, "description": "Any of these errnos."},
+            {"type": "integer", "description": "The return value."},
+            {
+                "type": "object",
+                "properties": {
+                    "ret": {"description": "A value, or a comparison {eq, ne, lt, le, gt, ge}."},
+                    "ok": {"type": "boolean"},
+                    "errno": {"description": "An errno name or a list of them.", "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+                    "out": {"description": "Checks on output buffers, by argument index.", "type": "object"},
+                    "died": {"description": "The call ends the executor: true, or {exit_code} / {signal}."},
+                    "timed_out": {"description": "The call blocks past its timeout.", "type": "boolean"}
+                },
+                "additionalProperties": false
+            }
+        ]
+    })
+);
 
-/// Guest memory whose address is passed.
-#[derive(JsonSchema)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)]
-pub struct BufferSchema {
-    /// A NUL-terminated string.
-    cstr: Option<String>,
-    /// Bytes as it is, no NUL added.
-    str: Option<String>,
-    /// Hex bytes (`"de ad be ef"`).
-    bytes: Option<String>,
-    /// A zeroed buffer of this size, returned after the call.
-    out: Option<IntegerSchema>,
-    /// A struct laid out from `structs` or a header.
-    #[serde(rename = "struct")]
-    struct_: Option<String>,
-    /// Field values of the struct (nested structs, arrays and pointers too).
-    set: Option<std::collections::BTreeMap<String, serde_json::Value>>,
-    /// The size of a struct, as an integer argument.
-    sizeof: Option<String>,
-    /// An address guaranteed unmapped, for EFAULT.
-    bad_ptr: Option<()>,
-    /// The buffer's size when larger than its contents.
-    len: Option<IntegerSchema>,
-}
+shaped!(
+    /// A name for the return value (`save: fd`), or names for values: `{fd: ret}`,
+    /// `{len: {out: 1, at: 0, type: u32}}`, `{mode: {out: 1, struct: stat, field: st_mode}}`.
+    Save,
+    |_g| json_schema!({
+        "anyOf": [
+            {"type": "string"},
+            {"type": "object", "additionalProperties": {
+                "anyOf": [
+                    {"const": "ret"},
+                    {"type": "object", "properties": {
+                        "out": {"type": "integer"}, "at": {"type": ["integer", "string"]}, "type": {"type": "string"},
+                        "struct": {"type": "string"}, "field": {"type": "string"}
+                    }, "required": ["out"], "additionalProperties": false}
+                ]
+            }}
+        ]
+    })
+);
 
-/// An errno name, a list of errno names (any of them), `ok` (ret >= 0), a number, or a map.
-#[derive(JsonSchema)]
-#[schemars(untagged)]
-#[allow(dead_code)]
-pub enum ExpectSchema {
-    Errno(String),
-    AnyErrno(Vec<String>),
-    Ret(i64),
-    Full(FullExpectSchema),
-}
+shaped!(
+    /// A struct layout: a list of `- field: type` (`u32`, `i64`, `char[8]`, `u8[16]`, `ptr`,
+    /// another struct), or `{packed, align, fields}`.
+    StructDef,
+    |_g| {
+        let fields = json_schema!({
+            "type": "array",
+            "items": {"type": "object", "minProperties": 1, "maxProperties": 1, "additionalProperties": {"type": "string"}}
+        });
+        json_schema!({
+            "anyOf": [
+                fields,
+                {"type": "object", "properties": {
+                    "packed": {"type": "boolean"},
+                    "align": {"type": "integer", "minimum": 1},
+                    "fields": fields
+                }, "required": ["fields"], "additionalProperties": false}
+            ]
+        })
+    }
+);
 
-#[derive(JsonSchema)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)]
-pub struct FullExpectSchema {
-    /// A value, or a comparison `{eq, ne, lt, le, gt, ge}`.
-    ret: Option<serde_json::Value>,
-    /// An errno name or a list of them.
-    errno: Option<OneOrManyStrings>,
-    /// Checks on output buffers, by argument index.
-    out: Option<std::collections::BTreeMap<String, serde_json::Value>>,
-    /// The call ends the executor (`true`, or `{exit_code}` / `{signal}`).
-    died: Option<serde_json::Value>,
-    /// The call blocks past its timeout.
-    timed_out: Option<bool>,
-}
-
-/// A name for the return value, or `{name: ret | {out: N, ...}}`.
-#[derive(JsonSchema)]
-#[schemars(untagged)]
-#[allow(dead_code)]
-pub enum SaveSchema {
-    Ret(String),
-    Many(std::collections::BTreeMap<String, serde_json::Value>),
-}
+shaped!(
+    /// A table row: a map of column values.
+    Row,
+    |_g| json_schema!({"type": "object"})
+);
