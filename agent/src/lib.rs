@@ -4,4 +4,5 @@
 //! `default-features = false`. The guest binary (`src/main.rs`, feature `guest`) runs as PID 1
 //! inside the test VM.
 
+#[warn(missing_docs)]
 pub mod protocol;

@@ -44,8 +44,11 @@ pub const BAD_POINTER: u64 = 0x1000;
 /// of any version can read the magic and protocol version before decoding the rest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hello {
+    /// [`HELLO_MAGIC`].
     pub magic: [u8; 4],
+    /// [`PROTOCOL_VERSION`] of the agent.
     pub protocol: u32,
+    /// The agent crate's version.
     pub agent_version: String,
     /// `uname -r` of the guest kernel.
     pub release: String,
@@ -64,14 +67,19 @@ pub struct Hello {
 /// The stable prefix of [`Hello`], decoded first to check the version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HelloPrefix {
+    /// [`HELLO_MAGIC`].
     pub magic: [u8; 4],
+    /// The agent's protocol version.
     pub protocol: u32,
 }
 
 /// A request or response with the id that pairs them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Envelope<T> {
+    /// Ids start at 1 and increase; an answer carries its request's id (0: a frame that did
+    /// not decode).
     pub id: u64,
+    /// The request or the response.
     pub body: T,
 }
 
@@ -85,7 +93,12 @@ pub enum Request {
     /// Answered with [`Response::Pong`]; used after a snapshot restore to resume the stream.
     Ping,
     /// An operation carried out by an executor process (never by PID 1).
-    Run { worker: WorkerId, op: Operation },
+    Run {
+        /// The executor: 0 is the VM's own, others come from [`Request::Spawn`].
+        worker: WorkerId,
+        /// What to run there.
+        op: Operation,
+    },
     /// Fork a new executor with the given credentials.
     Spawn(Credentials),
     /// Kill a worker's executor and forget it.
@@ -96,7 +109,9 @@ pub enum Request {
     Shutdown,
     /// Set the guest's wall clock and mix host randomness into its entropy pool.
     SyncClock {
+        /// The host's wall clock, in nanoseconds since the epoch.
         unix_ns: u64,
+        /// Host randomness for the guest's pool.
         #[serde(with = "serde_bytes")]
         seed: Vec<u8>,
     },
@@ -105,19 +120,29 @@ pub enum Request {
 /// Operations that run inside an executor, under its credentials.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Operation {
+    /// One raw system call; answered with [`Response::Syscall`].
     Syscall(SyscallCall),
     /// Many syscalls in one round trip; the outcomes come back in order. An executor that dies
     /// is restarted and the remaining calls still run.
     Batch(Vec<SyscallCall>),
+    /// Run a command and wait for it; answered with [`Response::Exec`].
     Exec(ExecCall),
+    /// Read a whole file; answered with [`Response::File`].
     ReadFile {
+        /// The file, in the guest.
         path: String,
+        /// Read at most this many bytes.
         max_len: u64,
     },
+    /// Write a whole file (parents are created); answered with [`Response::Done`].
     WriteFile {
+        /// The file, in the guest.
         path: String,
+        /// Its new contents.
         data: Vec<u8>,
+        /// 0: 0644 for a new file, unchanged for an existing one.
         mode: u32,
+        /// Append instead of replacing.
         append: bool,
     },
     /// Start a command in the background; answered with [`Response::Job`]. The job belongs to
@@ -126,11 +151,14 @@ pub enum Operation {
     /// Wait up to `timeout_ms` (0: do not wait) for a job to end; answered with
     /// [`Response::Exec`], whose `termination` is `None` while the job runs.
     JobWait {
+        /// The job, from [`Response::Job`].
         job: u32,
+        /// How long to wait.
         timeout_ms: u32,
     },
     /// Kill a job's process group; answered with [`Response::Done`].
     JobKill {
+        /// The job, from [`Response::Job`].
         job: u32,
     },
 }
@@ -138,7 +166,9 @@ pub enum Operation {
 /// One raw system call.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct SyscallCall {
+    /// The syscall number.
     pub nr: i64,
+    /// The six arguments (a buffer bound to an argument replaces it with its address).
     pub args: [i64; 6],
     /// Guest memory to allocate for this call. A buffer bound to an argument replaces that
     /// argument with its address.
@@ -168,8 +198,11 @@ pub struct Buffer {
 /// `buffers[buffer]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PointerPatch {
+    /// The buffer the address is written into.
     pub buffer: u32,
+    /// Where in it.
     pub offset: u32,
+    /// The buffer whose address is written.
     pub target: u32,
 }
 
@@ -178,9 +211,13 @@ pub struct PointerPatch {
 pub struct ExecCall {
     /// The program and its arguments. With `shell`, `argv[0]` is the script for `/bin/sh -c`.
     pub argv: Vec<String>,
+    /// Run `argv[0]` through `/bin/sh -c`.
     pub shell: bool,
+    /// Variables added to the clean environment (`PATH`, `HOME=/`).
     pub env: Vec<(String, String)>,
+    /// The working directory (default `/`).
     pub cwd: Option<String>,
+    /// What the command reads on stdin.
     #[serde(with = "serde_bytes")]
     pub stdin: Vec<u8>,
     /// 0 means no limit.
@@ -190,7 +227,9 @@ pub struct ExecCall {
 /// How a process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Termination {
+    /// It exited with this status.
     Exited(i32),
+    /// It was killed by this signal.
     Signaled(i32),
 }
 
@@ -209,7 +248,9 @@ pub enum SyscallOutcome {
     /// The kernel's raw return value (a negative errno on failure) and, for every buffer in
     /// request order, its contents after the call when it was marked as output.
     Returned {
+        /// The raw return value.
         ret: i64,
+        /// Output buffers' contents, in request order (`None` for input-only buffers).
         #[serde(with = "byte_buffers")]
         buffers: Vec<Option<Vec<u8>>>,
     },
@@ -231,8 +272,10 @@ pub enum SyscallOutcome {
 pub struct ExecResult {
     /// `None` when the command timed out and was killed.
     pub termination: Option<Termination>,
+    /// What it printed on stdout (at most 16 MiB).
     #[serde(with = "serde_bytes")]
     pub stdout: Vec<u8>,
+    /// What it printed on stderr (at most 16 MiB).
     #[serde(with = "serde_bytes")]
     pub stderr: Vec<u8>,
     /// True when output past the agent's cap was dropped.
@@ -242,8 +285,11 @@ pub struct ExecResult {
 /// Credentials of a worker executor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Credentials {
+    /// Real, effective and saved user id.
     pub uid: u32,
+    /// Real, effective and saved group id.
     pub gid: u32,
+    /// Supplementary groups.
     pub groups: Vec<u32>,
     /// Capability numbers kept (permitted, effective, inheritable and ambient) after the switch.
     pub caps: Vec<u8>,
@@ -252,25 +298,38 @@ pub struct Credentials {
 /// What the agent answers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {
+    /// To [`Request::Ping`].
     Pong,
+    /// To [`Operation::Syscall`].
     Syscall(SyscallOutcome),
+    /// To [`Operation::Batch`]: one outcome per call, up to the one that ended the executor.
     Batch(Vec<SyscallOutcome>),
+    /// To [`Operation::Exec`] and [`Operation::JobWait`].
     Exec(ExecResult),
+    /// To [`Operation::ReadFile`].
     File(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// The request was carried out.
     Done,
+    /// To [`Request::Dmesg`].
     Dmesg(String),
+    /// To [`Request::Spawn`]: the new worker.
     Worker(WorkerId),
+    /// To [`Operation::Background`]: the job's number.
     Job(u32),
+    /// The request could not be carried out.
     Error(AgentError),
 }
 
 /// A request the agent could not carry out.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentError {
+    /// What kind of failure.
     pub kind: ErrorKind,
+    /// What happened, for people.
     pub message: String,
 }
 
+/// The kinds of [`AgentError`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ErrorKind {
     /// The frame did not decode, or the request was malformed.
@@ -294,11 +353,13 @@ impl std::fmt::Display for AgentError {
 /// Errors reading or writing frames.
 #[derive(Debug)]
 pub enum FrameError {
+    /// Reading or writing the stream failed (the peer is gone).
     Io(io::Error),
     /// The peer announced a frame larger than [`MAX_FRAME`].
     TooLarge(usize),
     /// The payload did not decode as the expected message.
     Decode(postcard::Error),
+    /// The message could not be encoded.
     Encode(postcard::Error),
 }
 
@@ -420,10 +481,18 @@ pub fn decode_hello(payload: &[u8]) -> Result<Hello, HelloError> {
     decode(payload).map_err(|e| HelloError::NotAnAgent(e.to_string()))
 }
 
+/// Why a hello was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HelloError {
+    /// The peer did not greet like a Provium agent.
     NotAnAgent(String),
-    VersionMismatch { agent: u32, host: u32 },
+    /// The agent speaks another protocol version.
+    VersionMismatch {
+        /// The agent's version.
+        agent: u32,
+        /// This host's version.
+        host: u32,
+    },
 }
 
 impl std::fmt::Display for HelloError {

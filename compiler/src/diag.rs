@@ -10,15 +10,20 @@ use std::fmt;
 /// One problem in a spec.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
+    /// The spec's path.
     pub file: String,
+    /// Where the problem is.
     pub pos: Pos,
     /// Length of the marked text (at least 1).
     pub len: usize,
+    /// What is wrong.
     pub message: String,
+    /// A suggestion (`did you mean …?`).
     pub help: Option<String>,
 }
 
 impl Diagnostic {
+    /// A problem at `pos` (the file is set by the caller).
     pub fn new(pos: Pos, message: impl Into<String>) -> Diagnostic {
         Diagnostic {
             file: String::new(),
@@ -29,6 +34,7 @@ impl Diagnostic {
         }
     }
 
+    /// Adds a suggestion (an empty one adds nothing).
     pub fn help(mut self, help: impl Into<String>) -> Diagnostic {
         let h = help.into();
         if !h.is_empty() {
@@ -37,6 +43,7 @@ impl Diagnostic {
         self
     }
 
+    /// Marks `len` characters instead of one.
     pub fn len(mut self, len: usize) -> Diagnostic {
         self.len = len.max(1);
         self

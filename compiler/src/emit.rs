@@ -183,7 +183,7 @@ fn emit_cases(out: &mut Out, model: &Model) {
             );
             for c in &cases[i..j] {
                 if let Body::Call(call) = &c.body {
-                    out.line(2, &format!("{},", call.lua_table()), call.line);
+                    out.line(2, &format!("{},", call_table(call)), call.line);
                 }
             }
             out.line(1, "}", 0);
@@ -271,7 +271,7 @@ fn single_case(out: &mut Out, c: &Case) {
             };
             out.line(
                 indent,
-                &format!("local r = {target}:call{}", call.lua_table()),
+                &format!("local r = {target}:call{}", call_table(call)),
                 call.line,
             );
             if c.creds.is_some() {
@@ -374,7 +374,7 @@ fn step_with(out: &mut Out, indent: usize, s: &Step, who: Who<'_>) {
             out.line(indent, "do", 0);
             out.line(
                 indent + 1,
-                &format!("local r = {target}:call{}", call.lua_table()),
+                &format!("local r = {target}:call{}", call_table(call)),
                 call.line,
             );
             if creds.is_some() {
@@ -429,4 +429,48 @@ fn lua_block(out: &mut Out, indent: usize, block: &LuaBlock, creds: Option<&Cred
         lua::str(&format!("@{}", out.file)),
     ));
     out.line(indent, "chunk()", block.first_line);
+}
+
+/// A call as the Lua table `vm:call` and `vm:batch` take.
+fn call_table(call: &Call) -> String {
+    let mut parts = vec![format!("nr = {}", call.nr)];
+    if !call.args.is_empty() {
+        parts.push(format!("args = {{{}}}", call.args.join(", ")));
+    }
+    if !call.bufs.is_empty() {
+        let b: Vec<String> = call
+            .bufs
+            .iter()
+            .map(|(i, v)| format!("[{i}] = {v}"))
+            .collect();
+        parts.push(format!("bufs = {{{}}}", b.join(", ")));
+    }
+    if !call.ptrs.is_empty() {
+        let p: Vec<String> = call
+            .ptrs
+            .iter()
+            .map(|p| {
+                let mut f = Vec::new();
+                match (p.buf_idx, p.parent) {
+                    (Some(i), _) => f.push(format!("buf_idx = {i}")),
+                    (None, Some(k)) => f.push(format!("ptr = {k}")),
+                    (None, None) => {}
+                }
+                f.push(format!("ptr_offset = {}", p.offset));
+                f.push(format!("data = {}", p.data));
+                if let Some(l) = &p.len {
+                    f.push(format!("data_len = {l}"));
+                }
+                if p.output {
+                    f.push("output = true".into());
+                }
+                format!("{{{}}}", f.join(", "))
+            })
+            .collect();
+        parts.push(format!("ptrs = {{{}}}", p.join(", ")));
+    }
+    if let Some(t) = call.timeout {
+        parts.push(format!("timeout = {t}"));
+    }
+    format!("{{{}}}", parts.join(", "))
 }

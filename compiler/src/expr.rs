@@ -25,8 +25,10 @@ use nom::sequence::{delimited, pair, preceded, terminated};
 use nom::{IResult, Parser};
 use std::fmt;
 
+/// An integer expression.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Expr {
+    /// A literal.
     Num(i64),
     /// A named constant (or, in headers, an object-like macro).
     Name(String),
@@ -36,34 +38,52 @@ pub enum Expr {
     Call(String, Vec<Expr>),
     /// A C type used as a macro argument (`sizeof`-like uses in ioctl macros).
     Type(String),
+    /// A prefix operator applied to its operand.
     Unary(UnOp, Box<Expr>),
+    /// A binary operator applied to its operands.
     Binary(BinOp, Box<Expr>, Box<Expr>),
     /// A cast: the value is truncated to the type's width.
     Cast(String, Box<Expr>),
 }
 
+/// Prefix operators.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UnOp {
+    /// `-x`.
     Neg,
+    /// `~x`, the bitwise complement.
     Not,
+    /// `!x`: 1 when `x` is 0, else 0.
     LogicalNot,
 }
 
+/// Binary operators, loosest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BinOp {
+    /// `|`.
     Or,
+    /// `^`.
     Xor,
+    /// `&`.
     And,
+    /// `<<`.
     Shl,
+    /// `>>` (arithmetic).
     Shr,
+    /// `+`.
     Add,
+    /// `-`.
     Sub,
+    /// `*`.
     Mul,
+    /// `/` (integer division).
     Div,
+    /// `%`.
     Rem,
 }
 
 impl BinOp {
+    /// The operator in Lua.
     pub fn symbol(self) -> &'static str {
         match self {
             BinOp::Or => "|",
@@ -83,7 +103,9 @@ impl BinOp {
 /// Where in the text a parse failed, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseError {
+    /// Byte offset of the problem in the text.
     pub offset: usize,
+    /// What is wrong.
     pub message: String,
 }
 
@@ -361,9 +383,13 @@ pub fn parse(text: &str) -> Result<Expr, ParseError> {
 /// Why an expression has no value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EvalError {
+    /// A name that is no known constant.
     Unknown(String),
+    /// A saved value (`$fd`), known only at run time.
     Saved(String),
+    /// `x / 0` or `x % 0`.
     DivisionByZero,
+    /// A macro call or a type where a value is needed.
     Unsupported(String),
 }
 

@@ -3,15 +3,21 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+/// A field's type in a spec's struct.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FieldType {
+    /// An integer.
     Int {
+        /// Bytes.
         bytes: usize,
+        /// Signed or not.
         signed: bool,
     },
     /// `char[N]`: a string, zero-padded.
     Chars(usize),
+    /// An array of a type.
     Array(Box<FieldType>, usize),
+    /// Another struct, by name.
     Struct(String),
     /// An address; set from a buffer, which the agent allocates and patches in.
     Ptr,
@@ -66,24 +72,36 @@ pub fn parse_type(text: &str, known: &dyn Fn(&str) -> bool) -> Result<FieldType,
     }
 }
 
+/// A field laid out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Field {
+    /// Its name.
     pub name: String,
+    /// Its type.
     pub ty: FieldType,
+    /// Byte offset in the struct.
     pub offset: usize,
+    /// Size in bytes.
     pub size: usize,
 }
 
+/// A struct laid out as C does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
+    /// Its name.
     pub name: String,
+    /// `sizeof`.
     pub size: usize,
+    /// `_Alignof`.
     pub align: usize,
+    /// Laid out without padding.
     pub packed: bool,
+    /// Its fields in order.
     pub fields: Vec<Field>,
 }
 
 impl Layout {
+    /// A field by name.
     pub fn field(&self, name: &str) -> Option<&Field> {
         self.fields.iter().find(|f| f.name == name)
     }
@@ -92,9 +110,13 @@ impl Layout {
 /// A struct as declared: its fields in order, packing and alignment.
 #[derive(Debug, Clone)]
 pub struct StructDecl {
+    /// The struct's name.
     pub name: String,
+    /// Fields and their types, in order.
     pub fields: Vec<(String, FieldType)>,
+    /// Laid out without padding (`packed: true`).
     pub packed: bool,
+    /// At least this alignment (`align: N`).
     pub align: Option<usize>,
 }
 
@@ -105,14 +127,17 @@ pub struct Layouts {
 }
 
 impl Layouts {
+    /// A layout by struct name.
     pub fn get(&self, name: &str) -> Option<&Layout> {
         self.map.get(name)
     }
 
+    /// Every struct's name.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.map.keys().map(String::as_str)
     }
 
+    /// Adds a layout, or replaces the one of the same name.
     pub fn insert(&mut self, layout: Layout) {
         self.map.insert(layout.name.clone(), layout);
     }

@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! Provium's compiler: YAML specs → checked model → Lua chunk; and kernel header parsing.
 //!
 //! ```
@@ -29,8 +30,11 @@ pub use source_map::SourceMap;
 /// line of the chunk comes from.
 #[derive(Debug, Clone)]
 pub struct Compiled {
+    /// The checked spec.
     pub model: model::Model,
+    /// The Lua chunk that runs it.
     pub lua: String,
+    /// Which spec line each line of the chunk comes from.
     pub source_map: SourceMap,
 }
 

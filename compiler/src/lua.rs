@@ -37,6 +37,7 @@ pub fn comment(text: &str) -> String {
         .collect()
 }
 
+/// A Lua string literal for text.
 pub fn str(text: &str) -> String {
     string(text.as_bytes())
 }

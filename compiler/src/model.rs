@@ -6,74 +6,117 @@ use crate::layout::Layouts;
 /// A Lua expression (generated source).
 pub type Lua = String;
 
+/// A checked spec.
 #[derive(Debug, Clone)]
 pub struct Model {
+    /// The spec's path, as reports show it.
     pub file: String,
+    /// The suite's name in reports (`suite:`, or the path).
     pub suite: String,
+    /// The profile its VM boots.
     pub profile: String,
+    /// The fixture it resumes instead of booting.
     pub fixture: Option<String>,
+    /// Seconds the whole file may run.
     pub timeout: Option<f64>,
+    /// Conditions for the whole spec.
     pub requires: Option<Requires>,
+    /// Every struct layout it knows (declared, or from headers).
     pub layouts: Layouts,
+    /// Steps run once before the cases.
     pub setup: Vec<Step>,
+    /// Steps run once after the cases.
     pub teardown: Vec<Step>,
+    /// The cases, table and matrix rows expanded, names unique.
     pub cases: Vec<Case>,
 }
 
+/// Conditions: unmet, the spec or case is skipped with the reason.
 #[derive(Debug, Clone, Default)]
 pub struct Requires {
+    /// The spec line of the condition.
     pub line: u32,
+    /// A kernel version range (`>=5.6, <6.2`).
     pub kernel: Option<String>,
+    /// The guest architecture.
     pub arch: Option<String>,
     /// Name and number of each syscall that must exist.
     pub syscalls: Vec<(String, i64)>,
+    /// Must run as root (`true`) or not (`false`).
     pub root: Option<bool>,
 }
 
+/// Credentials of the worker a case or step runs in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Creds {
+    /// User id.
     pub uid: u32,
+    /// Group id.
     pub gid: u32,
+    /// Supplementary groups.
     pub groups: Vec<u32>,
+    /// Capabilities kept, by name.
     pub caps: Vec<String>,
 }
 
+/// One test case.
 #[derive(Debug, Clone)]
 pub struct Case {
+    /// The test's name, unique in the file.
     pub name: String,
     /// The case's line (for table rows, the row's line).
     pub line: u32,
+    /// Conditions of the case.
     pub requires: Option<Requires>,
+    /// A known bug: the reason.
     pub xfail: Option<String>,
+    /// Not run: the reason.
     pub skip: Option<String>,
+    /// Run in a worker with these credentials.
     pub creds: Option<Creds>,
+    /// What the case does.
     pub body: Body,
 }
 
+/// What a case does.
 #[derive(Debug, Clone)]
 pub enum Body {
+    /// One call with its expectation.
     Call(Call),
+    /// Several steps in order.
     Steps(Vec<Step>),
+    /// Lua code.
     Lua(LuaBlock),
 }
 
+/// One step of set-up, tear-down or a case.
 #[derive(Debug, Clone)]
 pub struct Step {
+    /// The step's spec line.
     pub line: u32,
+    /// Its `name:`, for messages.
     pub label: Option<String>,
+    /// Run in a worker with these credentials.
     pub creds: Option<Creds>,
+    /// What the step does.
     pub kind: StepKind,
 }
 
+/// What a step does.
 #[derive(Debug, Clone)]
 pub enum StepKind {
+    /// One call.
     Call(Call),
+    /// Lua code.
     Lua(LuaBlock),
+    /// A shell command in the guest, which must exit 0.
     Exec(String),
 }
 
+/// A `lua:` block.
 #[derive(Debug, Clone)]
 pub struct LuaBlock {
+    /// The code as written.
     pub code: String,
     /// The spec line of the block's first line of code.
     pub first_line: u32,
@@ -81,9 +124,12 @@ pub struct LuaBlock {
     pub row: Lua,
 }
 
+/// One syscall with its buffers, expectation and saved values.
 #[derive(Debug, Clone)]
 pub struct Call {
+    /// The call's spec line.
     pub line: u32,
+    /// The syscall number.
     pub nr: i64,
     /// The syscall's name, for comments and messages.
     pub name: String,
@@ -93,27 +139,37 @@ pub struct Call {
     pub bufs: Vec<(usize, Lua)>,
     /// Sub-buffers reached through pointers inside other buffers.
     pub ptrs: Vec<Ptr>,
+    /// Seconds the call may block before it is killed.
     pub timeout: Option<f64>,
+    /// What it must return (`None`: no check).
     pub expect: Option<Expect>,
+    /// Values it keeps for later steps.
     pub saves: Vec<Save>,
     /// Saved values the call reads.
     pub reads: Vec<String>,
 }
 
+/// A buffer reached through a pointer inside another buffer.
 #[derive(Debug, Clone)]
 pub struct Ptr {
     /// The argument whose buffer holds the pointer, or (`None`) the sub-buffer `parent`.
     pub buf_idx: Option<usize>,
     /// 1-based index of the parent pointer spec.
     pub parent: Option<usize>,
+    /// Where the pointer is written in its holder.
     pub offset: usize,
+    /// The pointed-to buffer's contents.
     pub data: Lua,
+    /// Its size, when larger than its contents.
     pub len: Option<Lua>,
+    /// Its contents come back after the call.
     pub output: bool,
 }
 
+/// What a call must return.
 #[derive(Debug, Clone)]
 pub struct Expect {
+    /// The expectation's spec line.
     pub line: u32,
     /// The Lua table given to `expect(outcome, ...)`.
     pub table: Lua,
@@ -121,55 +177,11 @@ pub struct Expect {
     pub summary: String,
 }
 
+/// A value a call keeps (`save:`).
 #[derive(Debug, Clone)]
 pub struct Save {
+    /// `$name` in later steps, `saved.name` in Lua.
     pub name: String,
     /// Lua expression over the outcome `r`.
     pub value: Lua,
-}
-
-impl Call {
-    /// Can run in a batch: nothing about it needs a result of the same batch.
-    pub fn lua_table(&self) -> Lua {
-        let mut parts = vec![format!("nr = {}", self.nr)];
-        if !self.args.is_empty() {
-            parts.push(format!("args = {{{}}}", self.args.join(", ")));
-        }
-        if !self.bufs.is_empty() {
-            let b: Vec<String> = self
-                .bufs
-                .iter()
-                .map(|(i, v)| format!("[{i}] = {v}"))
-                .collect();
-            parts.push(format!("bufs = {{{}}}", b.join(", ")));
-        }
-        if !self.ptrs.is_empty() {
-            let p: Vec<String> = self
-                .ptrs
-                .iter()
-                .map(|p| {
-                    let mut f = Vec::new();
-                    match (p.buf_idx, p.parent) {
-                        (Some(i), _) => f.push(format!("buf_idx = {i}")),
-                        (None, Some(k)) => f.push(format!("ptr = {k}")),
-                        (None, None) => {}
-                    }
-                    f.push(format!("ptr_offset = {}", p.offset));
-                    f.push(format!("data = {}", p.data));
-                    if let Some(l) = &p.len {
-                        f.push(format!("data_len = {l}"));
-                    }
-                    if p.output {
-                        f.push("output = true".into());
-                    }
-                    format!("{{{}}}", f.join(", "))
-                })
-                .collect();
-            parts.push(format!("ptrs = {{{}}}", p.join(", ")));
-        }
-        if let Some(t) = self.timeout {
-            parts.push(format!("timeout = {t}"));
-        }
-        format!("{{{}}}", parts.join(", "))
-    }
 }

@@ -18,7 +18,9 @@ pub const MAX_CASES_PER_FILE: usize = 100_000;
 /// One row of values.
 #[derive(Debug, Clone)]
 pub struct Row {
+    /// Where the row is written.
     pub pos: Pos,
+    /// Column names and values, in order.
     pub values: Vec<(String, Node)>,
     /// `call=close, fd=-1`, for names without templates.
     pub label: String,

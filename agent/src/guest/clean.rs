@@ -35,6 +35,37 @@ pub fn capture_defaults() {
     let _ = LIMITS.set(limits);
 }
 
+/// Default dispositions for every signal and an empty mask, as a freshly exec'd process has
+/// (the Rust runtime's SIGSEGV/SIGBUS handlers would otherwise swallow a `kill(getpid(),
+/// SIGSEGV)`); SIGPIPE ignored when `ignore_sigpipe` (executors, so that writes to a broken
+/// pipe are observable as `EPIPE`), default otherwise (commands); no alternate signal stack.
+///
+/// # Safety
+/// Only in a freshly forked child: it changes process-wide signal state.
+pub unsafe fn reset_signals(ignore_sigpipe: bool) {
+    // SAFETY: signal, sigprocmask and sigaltstack with valid arguments; the caller guarantees
+    // nothing else in the process relies on the dispositions.
+    unsafe {
+        for sig in 1..libc::SIGRTMAX() {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+        if ignore_sigpipe {
+            libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        }
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        let disable = libc::stack_t {
+            ss_sp: std::ptr::null_mut(),
+            ss_flags: libc::SS_DISABLE,
+            ss_size: 0,
+        };
+        libc::sigaltstack(&disable, std::ptr::null_mut());
+    }
+}
+
 /// Puts the calling process into the boot state: umask 022, default dispositions for every
 /// signal (SIGPIPE too), an empty signal mask, PID 1's resource limits (as far as they can be
 /// raised again), the default personality, and every descriptor above stderr close-on-exec.
@@ -42,26 +73,24 @@ pub fn capture_defaults() {
 /// # Safety
 /// Only in a freshly forked child (it is async-signal-safe: syscalls only, no allocation).
 pub unsafe fn reset_process_state() {
-    libc::umask(0o022);
-    for sig in 1..libc::SIGRTMAX() {
-        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-            libc::signal(sig, libc::SIG_DFL);
+    // SAFETY: the caller guarantees a freshly forked child.
+    unsafe { reset_signals(false) };
+    // SAFETY: plain syscalls with valid arguments; LIMITS was filled before the fork and is
+    // only read.
+    unsafe {
+        libc::umask(0o022);
+        if let Some(limits) = LIMITS.get() {
+            for (resource, limit) in limits {
+                libc::setrlimit(*resource as _, limit);
+            }
         }
-    }
-    let mut set: libc::sigset_t = std::mem::zeroed();
-    libc::sigemptyset(&mut set);
-    libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-    if let Some(limits) = LIMITS.get() {
-        for (resource, limit) in limits {
-            libc::setrlimit(*resource as _, limit);
-        }
-    }
-    libc::personality(0);
-    // CLOSE_RANGE_CLOEXEC (4): inherited descriptors go at exec, while the ones the process
-    // still needs until then (std's exec-error pipe) keep working.
-    if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 4u32) != 0 {
-        for fd in 3..4096 {
-            libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+        libc::personality(0);
+        // CLOSE_RANGE_CLOEXEC (4): inherited descriptors go at exec, while the ones the process
+        // still needs until then (std's exec-error pipe) keep working.
+        if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 4u32) != 0 {
+            for fd in 3..4096 {
+                libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+            }
         }
     }
 }

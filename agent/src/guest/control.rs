@@ -225,14 +225,9 @@ impl Drop for Control {
     }
 }
 
+/// Milliseconds since boot, the clock call deadlines are kept in.
 pub fn monotonic_ms() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid timespec pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+    super::sys::monotonic_us() / 1000
 }
 
 #[cfg(test)]

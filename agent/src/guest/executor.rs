@@ -111,7 +111,7 @@ fn prepare_child(chan_fd: RawFd, role: &Role<'_>, fds: AgentFds) -> io::Result<(
         if null > 2 {
             libc::close(null);
         }
-        reset_signals();
+        clean::reset_signals(true);
         // Its own session: a test's kill(0, …) or setpgid reaches only the executor.
         libc::setsid();
         libc::chdir(c"/".as_ptr());
@@ -122,36 +122,15 @@ fn prepare_child(chan_fd: RawFd, role: &Role<'_>, fds: AgentFds) -> io::Result<(
     }
 }
 
-/// Default dispositions and an empty mask, as a freshly exec'd process has: the Rust runtime's
-/// SIGSEGV/SIGBUS handlers would otherwise swallow a `kill(getpid(), SIGSEGV)`. SIGPIPE stays
-/// ignored so that writes to a broken pipe are observable as `EPIPE`.
-///
-/// # Safety
-/// Only in a freshly forked child.
-unsafe fn reset_signals() {
-    for sig in 1..libc::SIGRTMAX() {
-        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-            libc::signal(sig, libc::SIG_DFL);
-        }
-    }
-    libc::signal(libc::SIGPIPE, libc::SIG_IGN);
-    let mut set: libc::sigset_t = std::mem::zeroed();
-    libc::sigemptyset(&mut set);
-    libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-    let disable = libc::stack_t {
-        ss_sp: std::ptr::null_mut(),
-        ss_flags: libc::SS_DISABLE,
-        ss_size: 0,
-    };
-    libc::sigaltstack(&disable, std::ptr::null_mut());
-}
-
 /// # Safety
 /// Only in a freshly forked child.
 unsafe fn move_fd(from: RawFd, to: RawFd) -> io::Result<()> {
     if from != to {
-        sys::cvt(libc::dup2(from, to))?;
-        libc::close(from);
+        // SAFETY: dup2 and close on descriptor numbers the caller owns.
+        unsafe {
+            sys::cvt(libc::dup2(from, to))?;
+            libc::close(from);
+        }
     }
     Ok(())
 }
@@ -166,18 +145,25 @@ unsafe fn close_all_but(keep: &[RawFd]) {
     let mut from: u32 = 3;
     for &k in &keep {
         if (k as u32) > from {
-            close_range(from, k as u32 - 1);
+            // SAFETY: the caller guarantees a freshly forked child owning every descriptor.
+            unsafe { close_range(from, k as u32 - 1) };
         }
         from = k as u32 + 1;
     }
-    close_range(from, u32::MAX);
+    // SAFETY: as above.
+    unsafe { close_range(from, u32::MAX) };
 }
 
+/// # Safety
+/// Only in a freshly forked child: it closes descriptors others may think they own.
 unsafe fn close_range(first: u32, last: u32) {
-    if libc::syscall(libc::SYS_close_range, first, last, 0) != 0 {
-        // Kernels before 5.9: close one by one up to the usual limit.
-        for fd in first..=last.min(4095) {
-            libc::close(fd as RawFd);
+    // SAFETY: close_range and close on descriptor numbers; the caller owns them all.
+    unsafe {
+        if libc::syscall(libc::SYS_close_range, first, last, 0) != 0 {
+            // Kernels before 5.9: close one by one up to the usual limit.
+            for fd in first..=last.min(4095) {
+                libc::close(fd as RawFd);
+            }
         }
     }
 }

@@ -75,9 +75,12 @@ pub unsafe fn with_raised_limit<T>(f: impl FnOnce() -> io::Result<T>) -> io::Res
         rlim_cur: saved.rlim_max,
         rlim_max: saved.rlim_max,
     };
-    libc::setrlimit(libc::RLIMIT_NOFILE, &raised);
+    // SAFETY: setrlimit with valid pointers; the caller guarantees no other thread allocates
+    // descriptors meanwhile.
+    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) };
     let result = f();
-    libc::setrlimit(libc::RLIMIT_NOFILE, &saved);
+    // SAFETY: as above.
+    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &saved) };
     result
 }
 

@@ -19,14 +19,18 @@ const BUFFER_ALIGN: usize = 64;
 #[cfg(target_arch = "x86_64")]
 pub unsafe fn syscall6(nr: i64, a: [i64; 6]) -> i64 {
     let ret: i64;
-    core::arch::asm!(
-        "syscall",
-        inlateout("rax") nr => ret,
-        in("rdi") a[0], in("rsi") a[1], in("rdx") a[2],
-        in("r10") a[3], in("r8") a[4], in("r9") a[5],
-        lateout("rcx") _, lateout("r11") _,
-        options(nostack)
-    );
+    // SAFETY: the syscall instruction with the kernel's calling convention (rcx and r11 are
+    // clobbered); what the call does is the caller's to answer for.
+    unsafe {
+        core::arch::asm!(
+            "syscall",
+            inlateout("rax") nr => ret,
+            in("rdi") a[0], in("rsi") a[1], in("rdx") a[2],
+            in("r10") a[3], in("r8") a[4], in("r9") a[5],
+            lateout("rcx") _, lateout("r11") _,
+            options(nostack)
+        )
+    };
     ret
 }
 
@@ -35,13 +39,16 @@ pub unsafe fn syscall6(nr: i64, a: [i64; 6]) -> i64 {
 #[cfg(target_arch = "aarch64")]
 pub unsafe fn syscall6(nr: i64, a: [i64; 6]) -> i64 {
     let ret: i64;
-    core::arch::asm!(
-        "svc 0",
-        in("x8") nr,
-        inlateout("x0") a[0] => ret,
-        in("x1") a[1], in("x2") a[2], in("x3") a[3], in("x4") a[4], in("x5") a[5],
-        options(nostack)
-    );
+    // SAFETY: svc 0 with the kernel's calling convention; see the x86_64 version.
+    unsafe {
+        core::arch::asm!(
+            "svc 0",
+            in("x8") nr,
+            inlateout("x0") a[0] => ret,
+            in("x1") a[1], in("x2") a[2], in("x3") a[3], in("x4") a[4], in("x5") a[5],
+            options(nostack)
+        )
+    };
     ret
 }
 

@@ -23,12 +23,14 @@ mod structs;
 pub struct Options {
     /// The path reports use for the spec.
     pub file: String,
+    /// The architecture whose syscall table names resolve in.
     pub arch: Arch,
     /// Constants and structs from the headers a spec names (`headers:`), when available.
     pub headers: Option<std::sync::Arc<dyn HeaderProvider>>,
 }
 
 impl Options {
+    /// Options for the spec `file`, on x86_64, without headers.
     pub fn new(file: impl Into<String>) -> Options {
         Options {
             file: file.into(),
@@ -48,7 +50,9 @@ pub trait HeaderProvider: std::fmt::Debug + Send + Sync {
 /// What a spec's `headers:` made available.
 #[derive(Debug, Clone, Default)]
 pub struct HeaderSet {
+    /// Constants by name.
     pub constants: HashMap<String, i64>,
+    /// Struct layouts.
     pub layouts: Vec<Layout>,
 }
 

@@ -5,8 +5,10 @@ use crate::headers::signatures::{Role, Signature};
 use crate::headers::tree::{HeaderTree, Parsed};
 use std::collections::{BTreeMap, BTreeSet};
 
+/// What changed between two include trees.
 #[derive(Debug, Default)]
 pub struct Diff {
+    /// Syscalls only the new tree has, with their numbers.
     pub new_syscalls: Vec<(String, u32)>,
     /// Flag constants that are new or changed: (name, value).
     pub new_flags: Vec<(String, i64)>,
@@ -15,6 +17,7 @@ pub struct Diff {
 }
 
 impl Diff {
+    /// One line per change, for people.
     pub fn describe(&self) -> Vec<String> {
         let mut out = Vec::new();
         for (n, nr) in &self.new_syscalls {
@@ -48,6 +51,7 @@ fn sizes(p: &Parsed) -> BTreeMap<String, usize> {
         .collect()
 }
 
+/// What changed from `old` to `new` in `headers`.
 pub fn compare(old: &HeaderTree, new: &HeaderTree, headers: &[String]) -> Result<Diff, String> {
     let old_calls: BTreeSet<String> = old.syscalls()?.into_iter().map(|(n, _)| n).collect();
     let mut d = Diff {
@@ -80,6 +84,7 @@ pub fn compare(old: &HeaderTree, new: &HeaderTree, headers: &[String]) -> Result
     Ok(d)
 }
 
+/// Probing specs for what changed only.
 pub fn generate(
     d: &Diff,
     signatures: &[Signature],

@@ -140,7 +140,9 @@ pub type Specs = BTreeMap<String, String>;
 pub struct GenOptions {
     /// Only these syscalls (all when empty).
     pub only: Vec<String>,
+    /// Syscalls taken off the deny list.
     pub allow: Vec<String>,
+    /// Syscalls added to the deny list.
     pub deny: Vec<String>,
     /// The include tree, named in the generated comments.
     pub include: String,

@@ -20,6 +20,7 @@ pub struct MacroTable {
 /// Sizes for `sizeof(T)` in ioctl numbers: C scalar types here, structs from a layout provider.
 pub type SizeOf<'a> = &'a dyn Fn(&str) -> Option<i64>;
 
+/// `sizeof` of a scalar C type, if it is one.
 pub fn scalar_size(ty: &str) -> Option<i64> {
     let t = ty.replace("const ", "");
     let t = t.trim();
@@ -50,6 +51,7 @@ impl MacroTable {
         }
     }
 
+    /// A macro by name, with where it is defined.
     pub fn get(&self, name: &str) -> Option<&(Define, String)> {
         self.defines.get(name)
     }
@@ -107,6 +109,7 @@ impl MacroTable {
         Ok(e)
     }
 
+    /// Evaluates an expression over the macros, `depth` levels of expansion deep at most.
     pub fn eval_expr(&self, e: &Expr, sizeof: SizeOf<'_>, depth: usize) -> Result<i64, EvalError> {
         let mut lookup = |n: &str| self.eval_depth(n, sizeof, depth + 1).ok();
         let mut call = |n: &str, args: &[Expr]| self.call(n, args, sizeof, depth + 1);

@@ -15,6 +15,7 @@ use nom::{IResult, Parser};
 /// One `#define`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Define {
+    /// The macro's name.
     pub name: String,
     /// `Some` for function-like macros.
     pub params: Option<Vec<String>>,

@@ -18,21 +18,29 @@ pub enum Role {
     Flags,
     /// The size of a structure or buffer.
     Size,
+    /// Anything else.
     Other,
 }
 
+/// A syscall parameter.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Param {
+    /// Its C type.
     pub ty: String,
+    /// Its name.
     pub name: String,
+    /// What probing specs do with it.
     pub role: Role,
     /// For `struct foo __user *how`: `foo`.
     pub points_to: Option<String>,
 }
 
+/// A syscall's signature from `include/linux/syscalls.h`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Signature {
+    /// The syscall's name (without `sys_`).
     pub name: String,
+    /// Its parameters in order.
     pub params: Vec<Param>,
     /// Where it is declared (`include/linux/syscalls.h:468`).
     pub origin: String,

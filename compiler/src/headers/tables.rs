@@ -21,8 +21,11 @@ pub fn syscalls(unistd: &str) -> Vec<(String, u32)> {
 /// One errno.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Errno {
+    /// `EBADF`.
     pub name: String,
+    /// Its number.
     pub number: i32,
+    /// The header's comment for it.
     pub description: String,
     /// For aliases such as `EWOULDBLOCK`, the name it stands for.
     pub alias_of: Option<String>,

@@ -12,24 +12,32 @@ use super::signatures::{self, Signature};
 use super::tables::{self, Errno};
 use std::path::{Path, PathBuf};
 
+/// A userspace include tree (`/usr/include`) and, optionally, the kernel's own headers.
 #[derive(Debug, Clone)]
 pub struct HeaderTree {
+    /// The include tree.
     pub root: PathBuf,
+    /// A kernel headers tree with `include/linux/syscalls.h`.
     pub kernel: Option<PathBuf>,
 }
 
 /// A constant and its value, or why it has none.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Constant {
+    /// The constant's name.
     pub name: String,
+    /// Its value, or why it has none.
     pub value: Result<i64, String>,
+    /// Where it is defined.
     pub origin: String,
 }
 
 /// What some headers declare, parsed once.
 #[derive(Debug)]
 pub struct Parsed {
+    /// Struct and union declarations.
     pub types: CTypes,
+    /// `#define`s.
     pub macros: MacroTable,
     /// Macro and enumerator names in definition order, with where each is defined.
     pub order: Vec<(String, String)>,
@@ -46,6 +54,7 @@ impl Parsed {
         Some(self.types.layout_record(id).size as i64)
     }
 
+    /// A macro's value by name.
     pub fn eval(&self, name: &str) -> Result<i64, String> {
         let sizeof = |t: &str| self.sizeof(t);
         self.macros.eval(name, &sizeof).map_err(|e| e.to_string())
@@ -73,6 +82,7 @@ impl Parsed {
 }
 
 impl HeaderTree {
+    /// The tree at `root`, without kernel headers.
     pub fn new(root: impl Into<PathBuf>) -> HeaderTree {
         HeaderTree {
             root: root.into(),
@@ -85,6 +95,7 @@ impl HeaderTree {
             .ok_or_else(|| format!("{header} not found under {}", self.root.display()))
     }
 
+    /// The syscall table (`asm/unistd_64.h`).
     pub fn syscalls(&self) -> Result<Vec<(String, u32)>, String> {
         let path = self.find("asm/unistd_64.h")?;
         let text =
@@ -92,6 +103,7 @@ impl HeaderTree {
         Ok(tables::syscalls(&text))
     }
 
+    /// The errno table (`asm-generic/errno*.h`).
     pub fn errnos(&self) -> Result<Vec<Errno>, String> {
         let mut texts = Vec::new();
         for h in ["asm-generic/errno-base.h", "asm-generic/errno.h"] {

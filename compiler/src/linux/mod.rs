@@ -18,11 +18,13 @@ use std::str::FromStr;
 /// architectures Provium supports, which use `asm-generic/errno.h`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Arch {
+    /// x86-64.
     #[default]
     X86_64,
 }
 
 impl Arch {
+    /// `x86_64`.
     pub fn name(self) -> &'static str {
         match self {
             Arch::X86_64 => "x86_64",
@@ -36,6 +38,7 @@ impl Arch {
         }
     }
 
+    /// A syscall's number by name.
     pub fn syscall_number(self, name: &str) -> Option<u32> {
         self.syscalls()
             .iter()
@@ -43,6 +46,7 @@ impl Arch {
             .map(|(_, nr)| *nr)
     }
 
+    /// A syscall's name by number.
     pub fn syscall_name(self, nr: i64) -> Option<&'static str> {
         self.syscalls()
             .iter()
@@ -77,12 +81,17 @@ impl FromStr for Arch {
 /// One errno as in the kernel's headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Errno {
+    /// `EBADF`.
     pub name: &'static str,
+    /// Its number.
     pub number: i32,
+    /// The header's comment for it.
     pub description: &'static str,
+    /// The errno it is another name for (`EWOULDBLOCK` is `EAGAIN`).
     pub alias_of: Option<&'static str>,
 }
 
+/// Every errno, by number.
 pub fn errnos() -> impl Iterator<Item = Errno> {
     errno_table::ERRNOS
         .iter()
@@ -94,6 +103,7 @@ pub fn errnos() -> impl Iterator<Item = Errno> {
         })
 }
 
+/// An errno's number by name.
 pub fn errno_number(name: &str) -> Option<i32> {
     errnos().find(|e| e.name == name).map(|e| e.number)
 }
@@ -114,6 +124,7 @@ pub fn capability(name: &str) -> Option<u8> {
     caps::number(name)
 }
 
+/// Every capability name (`CAP_CHOWN`…).
 pub fn capabilities() -> impl Iterator<Item = &'static str> {
     caps::names()
 }

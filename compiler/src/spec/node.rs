@@ -11,7 +11,9 @@ use std::fmt;
 /// A 1-based line and column in the spec.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
 pub struct Pos {
+    /// 1-based line.
     pub line: u32,
+    /// 1-based column.
     pub col: u32,
 }
 
@@ -28,28 +30,41 @@ fn pos_of(loc: &serde_saphyr::Location) -> Pos {
     }
 }
 
+/// A YAML value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
+    /// `null`, `~`, or nothing.
     Null,
+    /// `true`, `false`.
     Bool(bool),
+    /// An integer (decimal, `0x`, `0o`, `0b`).
     Int(i64),
+    /// A number with a fraction.
     Float(f64),
+    /// A string.
     Str(String),
+    /// A list.
     Seq(Vec<Node>),
+    /// A map, in the order written.
     Map(Vec<(Node, Node)>),
 }
 
+/// A YAML value with the position it was written at.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Node {
+    /// The value.
     pub value: Value,
+    /// Where it starts.
     pub pos: Pos,
 }
 
 impl Node {
+    /// A value at `pos`.
     pub fn new(value: Value, pos: Pos) -> Node {
         Node { value, pos }
     }
 
+    /// The kind of value, for messages (`a list`, `an integer`).
     pub fn kind(&self) -> &'static str {
         match self.value {
             Value::Null => "nothing",
@@ -62,6 +77,7 @@ impl Node {
         }
     }
 
+    /// The string, if this is one.
     pub fn as_str(&self) -> Option<&str> {
         match &self.value {
             Value::Str(s) => Some(s),
@@ -69,6 +85,7 @@ impl Node {
         }
     }
 
+    /// The entries, if this is a map.
     pub fn as_map(&self) -> Option<&[(Node, Node)]> {
         match &self.value {
             Value::Map(m) => Some(m),
@@ -76,6 +93,7 @@ impl Node {
         }
     }
 
+    /// The items, if this is a list.
     pub fn as_seq(&self) -> Option<&[Node]> {
         match &self.value {
             Value::Seq(s) => Some(s),
@@ -186,7 +204,9 @@ impl<'de> Deserialize<'de> for Node {
 /// A typed value with its position.
 #[derive(Debug, Clone, PartialEq)]
 pub struct At<T> {
+    /// The value.
     pub value: T,
+    /// Where it was written.
     pub pos: Pos,
 }
 

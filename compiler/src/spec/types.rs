@@ -71,9 +71,11 @@ pub struct Requires {
 #[derive(Debug, Clone, Deserialize, JsonSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Creds {
+    /// The user id.
     pub uid: Option<At<u32>>,
     /// Defaults to `uid`.
     pub gid: Option<At<u32>>,
+    /// Supplementary groups.
     #[serde(default)]
     pub groups: Vec<u32>,
     /// Capabilities kept, by name (`CAP_NET_ADMIN`).
@@ -105,6 +107,7 @@ pub struct Case {
     /// Run the case in a worker with these credentials.
     #[serde(rename = "as")]
     pub as_: Option<Creds>,
+    /// Conditions of the case: unmet, it is skipped with the reason.
     pub requires: Option<Requires>,
     /// A known bug: the case is skipped with this reason when it fails, and fails when it
     /// passes.
@@ -137,14 +140,18 @@ pub struct Step {
     pub name: Option<At<String>>,
     /// Syscall name (`openat`) or number.
     pub syscall: Option<Syscall>,
+    /// Up to six arguments.
     #[serde(default)]
     #[schemars(length(max = 6))]
     pub args: Vec<Arg>,
     /// Default: `ok` in setup and teardown, no check in a case's steps.
     pub expect: Option<Expect>,
+    /// Names for the return value (`save: fd`) or for values read from buffers.
     pub save: Option<Save>,
+    /// Run the step in a worker with these credentials.
     #[serde(rename = "as")]
     pub as_: Option<Creds>,
+    /// Seconds the call may block before it is killed.
     pub timeout: Option<At<f64>>,
     /// A shell command in the guest (busybox); it must exit 0.
     pub exec: Option<At<String>>,

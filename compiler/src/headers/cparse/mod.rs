@@ -16,43 +16,68 @@ use std::process::Command;
 /// A C type as far as layout is concerned.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CType {
+    /// An integer type.
     Int {
+        /// Bytes.
         size: usize,
+        /// Signed or not.
         signed: bool,
     },
+    /// A floating-point type.
     Float {
+        /// Bytes.
         size: usize,
+        /// Alignment in bytes.
         align: usize,
     },
+    /// Any pointer.
     Ptr,
+    /// An array of a type, with its length (none for a flexible array).
     Array(Box<CType>, Option<usize>),
     /// A struct or union, by its index in [`CTypes::records`].
     Record(usize),
+    /// `void`.
     Void,
+    /// A function type (only pointed to).
     Func,
 }
 
+/// A record's kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// `struct`.
     Struct,
+    /// `union`.
     Union,
 }
 
+/// A member of a record as declared.
 #[derive(Debug, Clone)]
 pub struct Member {
+    /// Its name (none for an anonymous struct or union member).
     pub name: Option<String>,
+    /// Its type.
     pub ty: CType,
+    /// Its width, for a bitfield.
     pub bits: Option<u32>,
+    /// Its `__attribute__((aligned(N)))`.
     pub align: Option<usize>,
 }
 
+/// A struct or union as declared.
 #[derive(Debug, Clone)]
 pub struct Record {
+    /// Struct or union.
     pub kind: Kind,
+    /// Its tag (none for an anonymous record).
     pub name: Option<String>,
+    /// Its members in order.
     pub members: Vec<Member>,
+    /// `__attribute__((packed))`.
     pub packed: bool,
+    /// `__attribute__((aligned(N)))`.
     pub align: Option<usize>,
+    /// Whether its members were declared (not only a forward declaration).
     pub complete: bool,
     /// Where the definition is (`linux/openat2.h:19`).
     pub origin: String,
@@ -61,36 +86,53 @@ pub struct Record {
 /// A computed field, with anonymous members flattened into their parent.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FieldLayout {
+    /// The field's name (anonymous members' fields by their own names).
     pub name: String,
+    /// Byte offset in the record.
     pub offset: usize,
+    /// Size in bytes.
     pub size: usize,
     /// For bitfields: the bit offset within the record and the width.
     pub bits: Option<(usize, u32)>,
+    /// Its type.
     pub ty: CType,
 }
 
+/// A record laid out as the C compiler does.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordLayout {
+    /// Struct or union.
     pub kind: Kind,
+    /// Its tag.
     pub name: String,
+    /// `sizeof`.
     pub size: usize,
+    /// `_Alignof`.
     pub align: usize,
+    /// Its fields in order.
     pub fields: Vec<FieldLayout>,
+    /// Where it is declared (`file:line`).
     pub origin: String,
 }
 
 /// Everything the parsed headers declare.
 #[derive(Debug, Default)]
 pub struct CTypes {
+    /// Records in declaration order.
     pub records: Vec<Record>,
+    /// Index into `records` by tag.
     pub by_name: HashMap<String, usize>,
+    /// `typedef`s: the type and its alignment attribute.
     pub typedefs: HashMap<String, (CType, Option<usize>)>,
 }
 
+/// Why headers could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ParseError {
+    /// The preprocessor (gcc -E) failed.
     #[error("running gcc to preprocess headers: {0} (install gcc)")]
     Gcc(String),
+    /// The preprocessed text did not parse as C.
     #[error("{0}")]
     Syntax(String),
 }
@@ -697,6 +739,7 @@ impl CTypes {
         Some(self.size_align(&ty).0 as i64)
     }
 
+    /// `sizeof` and `_Alignof` of a type.
     pub fn size_align(&self, ty: &CType) -> (usize, usize) {
         match ty {
             CType::Int { size, .. } => (*size, *size),
