@@ -1,7 +1,7 @@
 //! `expect(outcome, spec)`, `xfail(reason, fn)` and `provium.requires(vm, req)`: the checks that
 //! compiled specs use, public for Lua tests too.
 
-use super::api::show;
+use super::assert::show;
 use super::errors::{self, Raised};
 use mlua::{Function, Lua, ObjectLike, Table, Value};
 use provium_compiler::linux;

@@ -2,13 +2,17 @@
 //! state.
 
 pub mod api;
+mod assert;
 pub mod control;
 pub mod convert;
+mod dry;
 pub mod errors;
 pub mod expect;
 pub mod fixture;
+mod options;
 pub mod pack;
 pub mod session;
+mod target;
 pub mod vm;
 
 use crate::event::{FileReport, Location, Problem, Status, TestReport};

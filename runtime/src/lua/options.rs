@@ -1,0 +1,270 @@
+//! Option tables of the Lua API (`vm:boot{...}`, `vm:spawn{...}`, `vm:exec(cmd, {...})`,
+//! file modes) and the tables commands answer with.
+
+use super::convert::int;
+use super::errors;
+use crate::machine::profile::{parse_memory, TransportChoice};
+use crate::machine::vm::BootOptions;
+use crate::protocol::{Credentials, ExecCall, Termination};
+use mlua::{Lua, Table, Value};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A file mode: an integer (`tonumber("600", 8)`), or an octal string (`"600"`, `"0o600"`).
+pub(super) fn file_mode(lua: &Lua, v: &Value) -> mlua::Result<u32> {
+    let mode = match v {
+        Value::Nil => return Ok(0),
+        Value::String(s) => {
+            let text = s.to_string_lossy();
+            let digits = text.trim_start_matches("0o");
+            u32::from_str_radix(digits, 8).map_err(|_| {
+                errors::error(lua, format!("write_file: mode `{text}` is not octal"))
+            })?
+        }
+        other => int(lua, other, "write_file: mode")? as u32,
+    };
+    if mode > 0o7777 {
+        return Err(errors::error(
+            lua,
+            format!("write_file: mode {mode:o} is above 7777"),
+        ));
+    }
+    Ok(mode)
+}
+
+pub(super) fn apply_boot_options(lua: &Lua, t: &Table, o: &mut BootOptions) -> mlua::Result<()> {
+    for pair in t.pairs::<String, Value>() {
+        let (key, value) = pair?;
+        match key.as_str() {
+            "memory" => {
+                let mib = match &value {
+                    Value::Integer(n) => parse_memory(&n.to_string()),
+                    Value::String(s) => parse_memory(&s.to_string_lossy()),
+                    other => Err(format!(
+                        "expected \"512M\" or a number of MiB, got {}",
+                        other.type_name()
+                    )),
+                };
+                o.memory_mib =
+                    Some(mib.map_err(|e| errors::error(lua, format!("vm:boot: memory: {e}")))?);
+            }
+            "cpus" => {
+                let n = int(lua, &value, "vm:boot: cpus")?;
+                if !(1..=64).contains(&n) {
+                    return Err(errors::error(
+                        lua,
+                        format!("vm:boot: cpus must be 1 to 64, got {n}"),
+                    ));
+                }
+                o.cpus = Some(n as u32);
+            }
+            "timeout" => {
+                let secs: f64 = lua.unpack(value)?;
+                o.timeout = Some(Duration::from_secs_f64(secs.max(0.1)));
+            }
+            "files" => {
+                let Value::Table(files) = value else {
+                    return Err(errors::error(
+                        lua,
+                        "vm:boot: files must be a table {guest_path = host_path}",
+                    ));
+                };
+                for pair in files.pairs::<String, String>() {
+                    let (guest, host) = pair?;
+                    let host = PathBuf::from(host);
+                    if !host.is_file() {
+                        return Err(errors::error(
+                            lua,
+                            format!("vm:boot: files: {} does not exist", host.display()),
+                        ));
+                    }
+                    o.files.insert(guest, host);
+                }
+            }
+            "transport" => {
+                let s: String = lua.unpack(value)?;
+                o.transport = Some(
+                    s.parse::<TransportChoice>()
+                        .map_err(|e| errors::error(lua, format!("vm:boot: {e}")))?,
+                );
+            }
+            "accel" => {
+                let s: String = lua.unpack(value)?;
+                o.accel = Some(
+                    s.parse()
+                        .map_err(|e: String| errors::error(lua, format!("vm:boot: {e}")))?,
+                );
+            }
+            "machine" => {
+                let s: String = lua.unpack(value)?;
+                o.machine = Some(
+                    s.parse()
+                        .map_err(|e: String| errors::error(lua, format!("vm:boot: {e}")))?,
+                );
+            }
+            "kernel_args" => {
+                let args: Vec<String> = lua.unpack(value)?;
+                o.kernel_args.extend(args);
+            }
+            other => {
+                let known = [
+                    "memory",
+                    "cpus",
+                    "timeout",
+                    "files",
+                    "transport",
+                    "accel",
+                    "machine",
+                    "kernel_args",
+                ];
+                let hint = provium_compiler::diag::did_you_mean_suffix(other, known);
+                return Err(errors::error(
+                    lua,
+                    format!("vm:boot: unknown option `{other}`{hint}"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn credentials(lua: &Lua, opts: Option<&Table>) -> mlua::Result<Credentials> {
+    let mut c = Credentials::default();
+    let Some(t) = opts else { return Ok(c) };
+    for pair in t.pairs::<String, Value>() {
+        let (key, value) = pair?;
+        match key.as_str() {
+            "uid" => c.uid = int(lua, &value, "spawn: uid")? as u32,
+            "gid" => c.gid = int(lua, &value, "spawn: gid")? as u32,
+            "groups" => {
+                let groups: Vec<i64> = lua.unpack(value)?;
+                c.groups = groups.into_iter().map(|g| g as u32).collect();
+            }
+            "caps" => {
+                let Value::Table(caps) = value else {
+                    return Err(errors::error(
+                        lua,
+                        "spawn: caps must be a list of names (\"CAP_NET_ADMIN\") or numbers",
+                    ));
+                };
+                for cap in caps.sequence_values::<Value>() {
+                    let n = match cap? {
+                        Value::String(s) => {
+                            let name = s.to_string_lossy().to_ascii_uppercase();
+                            let full = if name.starts_with("CAP_") {
+                                name
+                            } else {
+                                format!("CAP_{name}")
+                            };
+                            provium_compiler::linux::capability(&full).ok_or_else(|| {
+                                let hint = provium_compiler::diag::did_you_mean_suffix(
+                                    &full,
+                                    provium_compiler::linux::capabilities(),
+                                );
+                                errors::error(
+                                    lua,
+                                    format!("spawn: unknown capability `{full}`{hint}"),
+                                )
+                            })?
+                        }
+                        other => int(lua, &other, "spawn: capability")? as u8,
+                    };
+                    c.caps.push(n);
+                }
+            }
+            other => {
+                let hint = provium_compiler::diag::did_you_mean_suffix(
+                    other,
+                    ["uid", "gid", "groups", "caps"],
+                );
+                return Err(errors::error(
+                    lua,
+                    format!("spawn: unknown option `{other}`{hint}"),
+                ));
+            }
+        }
+    }
+    if c.gid == 0 && c.uid != 0 && !t.contains_key("gid")? {
+        c.gid = c.uid;
+    }
+    Ok(c)
+}
+
+pub(super) fn exec_call(lua: &Lua, cmd: &Value, opts: Option<&Table>) -> mlua::Result<ExecCall> {
+    let mut call = match cmd {
+        Value::String(s) => ExecCall {
+            argv: vec![s.to_string_lossy().to_string()],
+            shell: true,
+            ..Default::default()
+        },
+        Value::Table(t) => {
+            let argv: Vec<String> = t.sequence_values::<String>().collect::<mlua::Result<_>>()?;
+            if argv.is_empty() {
+                return Err(errors::error(lua, "exec: argv is empty"));
+            }
+            ExecCall {
+                argv,
+                ..Default::default()
+            }
+        }
+        other => {
+            return Err(errors::error(
+                lua,
+                format!(
+                    "exec: expected a shell command (string) or argv (list), got {}",
+                    other.type_name()
+                ),
+            ))
+        }
+    };
+    if let Some(o) = opts {
+        if let Some(env) = o.get::<Option<Table>>("env")? {
+            let mut vars: BTreeMap<String, String> = BTreeMap::new();
+            for pair in env.pairs::<String, String>() {
+                let (k, v) = pair?;
+                vars.insert(k, v);
+            }
+            call.env = vars.into_iter().collect();
+        }
+        if let Some(stdin) = o.get::<Option<mlua::LuaString>>("stdin")? {
+            call.stdin = stdin.as_bytes().to_vec();
+        }
+        if let Some(t) = o.get::<Option<f64>>("timeout")? {
+            call.timeout_ms = (t * 1000.0).clamp(1.0, u32::MAX as f64) as u32;
+        }
+        call.cwd = o.get::<Option<String>>("cwd")?;
+    }
+    Ok(call)
+}
+
+pub(super) fn exec_result(lua: &Lua, r: crate::protocol::ExecResult) -> mlua::Result<Table> {
+    let t = lua.create_table()?;
+    let output: mlua::Function = lua.named_registry_value("provium.output")?;
+    t.set(
+        "stdout",
+        output.call::<Value>(lua.create_string(&r.stdout)?)?,
+    )?;
+    t.set(
+        "stderr",
+        output.call::<Value>(lua.create_string(&r.stderr)?)?,
+    )?;
+    t.set("truncated", r.truncated)?;
+    match r.termination {
+        Some(Termination::Exited(code)) => {
+            t.set("ok", code == 0)?;
+            t.set("exit_code", code)?;
+            t.set("timed_out", false)?;
+        }
+        Some(Termination::Signaled(sig)) => {
+            t.set("ok", false)?;
+            t.set("signal", sig)?;
+            t.set("timed_out", false)?;
+        }
+        None => {
+            t.set("ok", false)?;
+            t.set("timed_out", true)?;
+        }
+    }
+    Ok(t)
+}
