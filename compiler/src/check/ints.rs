@@ -49,7 +49,7 @@ impl Checker<'_> {
             return Some(l.size as i64);
         }
         if let Ok(t) = parse_type(name, &|_| false) {
-            if let Ok((s, _)) = self.layouts.size_align(&t, false) {
+            if let Ok((s, _)) = self.layouts.size_align(&t) {
                 return Some(s as i64);
             }
         }

@@ -287,7 +287,7 @@ impl Checker<'_> {
                         }
                     },
                 };
-                let Ok((esize, _)) = self.layouts.size_align(elem, false) else {
+                let Ok((esize, _)) = self.layouts.size_align(elem) else {
                     return false;
                 };
                 let mut ok = true;

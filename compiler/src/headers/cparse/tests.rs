@@ -1,6 +1,7 @@
 //! Layouts against gcc's own offsetof/sizeof for real uapi structs.
 
 use super::*;
+use std::process::Command;
 
 /// (header, struct) pairs: at least 30, including the ones the design names.
 pub const PROBED: &[(&str, &str)] = &[

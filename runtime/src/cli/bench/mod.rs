@@ -2,6 +2,7 @@
 
 use crate::report::style::{paint, BOLD, DIM};
 mod measure;
+mod suites;
 
 use crate::machine::profile::{Profiles, TransportChoice};
 use crate::machine::vm::{BootOptions, Vm};
@@ -92,7 +93,7 @@ pub fn run(args: Args) -> Result<u8> {
         writeln!(out)?;
     }
     if all || args.what == What::Fixture {
-        let f = bench::fixture(&profile, args.resumes, &mut |step| {
+        let f = suites::fixture(&profile, args.resumes, &mut |step| {
             eprint!("\r\x1b[2K  {}", paint(DIM, step));
         });
         eprint!("\r\x1b[2K");
@@ -131,7 +132,7 @@ pub fn run(args: Args) -> Result<u8> {
         let jobs = args
             .jobs
             .unwrap_or_else(|| crate::machine::vm::gate::host_cpus() as usize);
-        let runs = bench::suite(&args.suite, jobs)?;
+        let runs = suites::suite(&args.suite, jobs)?;
         writeln!(
             out,
             "{}",
@@ -160,7 +161,7 @@ pub fn run(args: Args) -> Result<u8> {
         let jobs = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1);
-        let h = bench::headers(bench::RECORDED, jobs)?;
+        let h = suites::headers(suites::RECORDED, jobs)?;
         writeln!(out, "{}", paint(BOLD, "Headers"))?;
         writeln!(
             out,
@@ -186,7 +187,7 @@ pub fn run(args: Args) -> Result<u8> {
         writeln!(out)?;
     }
     if all || args.what == What::Spec {
-        let s = bench::spec(&profile, 2000)?;
+        let s = suites::spec(&profile, 2000)?;
         writeln!(out, "{}", paint(BOLD, "Specs"))?;
         writeln!(
             out,

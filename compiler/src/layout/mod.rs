@@ -1,4 +1,7 @@
-//! C struct layouts for x86_64: natural alignment, tail padding, `packed` and explicit `align`.
+//! Spec structs: field types, declarations and their layouts, computed by the C layout engine
+//! in [`c`] (the same one that lays out header records).
+
+pub mod c;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -142,27 +145,6 @@ impl Layouts {
         self.map.insert(layout.name.clone(), layout);
     }
 
-    /// Size and alignment of a type.
-    pub fn size_align(&self, ty: &FieldType, packed: bool) -> Result<(usize, usize), String> {
-        let (size, align) = match ty {
-            FieldType::Int { bytes, .. } => (*bytes, *bytes),
-            FieldType::Chars(n) => (*n, 1),
-            FieldType::Ptr => (8, 8),
-            FieldType::Array(t, n) => {
-                let (s, a) = self.size_align(t, packed)?;
-                (s * n, a)
-            }
-            FieldType::Struct(name) => {
-                let l = self
-                    .map
-                    .get(name)
-                    .ok_or_else(|| format!("struct `{name}` is used before it is laid out"))?;
-                (l.size, l.align)
-            }
-        };
-        Ok((size, if packed { 1 } else { align }))
-    }
-
     /// Lays out declarations, nested structs first. Errors name the struct.
     pub fn build(decls: &[StructDecl]) -> Result<Layouts, (String, String)> {
         let mut layouts = Layouts::default();
@@ -194,34 +176,84 @@ impl Layouts {
         Ok(layouts)
     }
 
+    /// `sizeof` and `_Alignof` of a field type (natural alignment; as a packed struct's member
+    /// its alignment is 1).
+    pub fn size_align(&self, ty: &FieldType) -> Result<(usize, usize), String> {
+        Ok(c::Records(&[]).size_align(&self.c_type(ty)?))
+    }
+
+    /// The C type of a field, structs already laid out standing in by size and alignment.
+    fn c_type(&self, ty: &FieldType) -> Result<c::CType, String> {
+        Ok(match ty {
+            FieldType::Int { bytes, signed } => c::CType::Int {
+                size: *bytes,
+                signed: *signed,
+            },
+            FieldType::Chars(n) => c::CType::Array(
+                Box::new(c::CType::Int {
+                    size: 1,
+                    signed: true,
+                }),
+                Some(*n),
+            ),
+            FieldType::Ptr => c::CType::Ptr,
+            FieldType::Array(t, n) => c::CType::Array(Box::new(self.c_type(t)?), Some(*n)),
+            FieldType::Struct(name) => {
+                let l = self
+                    .map
+                    .get(name)
+                    .ok_or_else(|| format!("struct `{name}` is used before it is laid out"))?;
+                c::CType::Sized {
+                    size: l.size,
+                    align: l.align,
+                }
+            }
+        })
+    }
+
+    /// Lays out one declaration with the C layout engine ([`c::Records`]).
     fn lay_out(&self, d: &StructDecl) -> Result<Layout, String> {
-        let mut offset = 0usize;
-        let mut max_align = 1usize;
-        let mut fields = Vec::new();
-        for (name, ty) in &d.fields {
-            let (size, align) = self.size_align(ty, d.packed)?;
-            offset = offset.div_ceil(align) * align;
-            max_align = max_align.max(align);
-            fields.push(Field {
+        if let Some(a) = d.align.filter(|a| !a.is_power_of_two()) {
+            return Err(format!("align {a} is not a power of two"));
+        }
+        let members = d
+            .fields
+            .iter()
+            .map(|(name, ty)| {
+                Ok(c::Member {
+                    name: Some(name.clone()),
+                    ty: self.c_type(ty)?,
+                    bits: None,
+                    align: None,
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let record = c::Record {
+            kind: c::Kind::Struct,
+            name: Some(d.name.clone()),
+            members,
+            packed: d.packed,
+            align: d.align,
+            complete: true,
+            origin: String::new(),
+        };
+        let laid = c::Records(std::slice::from_ref(&record)).layout_record(0);
+        // Every member is named and none is a bitfield, so fields map one to one, in order.
+        let fields = d
+            .fields
+            .iter()
+            .zip(laid.fields)
+            .map(|((name, ty), f)| Field {
                 name: name.clone(),
                 ty: ty.clone(),
-                offset,
-                size,
-            });
-            offset += size;
-        }
-        let align = match d.align {
-            Some(a) if !a.is_power_of_two() => {
-                return Err(format!("align {a} is not a power of two"))
-            }
-            Some(a) => a.max(if d.packed { 1 } else { max_align }),
-            None => max_align,
-        };
-        let size = offset.div_ceil(align) * align;
+                offset: f.offset,
+                size: f.size,
+            })
+            .collect();
         Ok(Layout {
             name: d.name.clone(),
-            size,
-            align,
+            size: laid.size,
+            align: laid.align,
             packed: d.packed,
             fields,
         })
