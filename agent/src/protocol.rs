@@ -10,6 +10,9 @@
 //! crashed or corrupted the guest. Decoding errors are reported, never unwrapped.
 //!
 //! See `docs/protocol.md` for the full description.
+//!
+//! One file of about 630 lines on purpose: it is the whole contract between two programs built
+//! separately, and a reader checking compatibility should see every message and limit at once.
 
 use serde::{Deserialize, Serialize};
 use std::io::{self, Read, Write};

@@ -1,6 +1,9 @@
 //! PID 1: starts the front executor, handles what the front hands over (workers, dmesg, spawn,
 //! shutdown), answers for executors that die, and enforces call timeouts. It never runs a test's
 //! syscall itself.
+//!
+//! Slightly over 600 lines because its one loop owns every executor's lifecycle; splitting the
+//! handlers from the loop would spread the supervisor's state over modules that all mutate it.
 
 use super::control::{self, Busy, Control};
 use super::executor::{self, Executor, Role};

@@ -3,6 +3,8 @@
 //! headers.
 
 mod caps;
+#[rustfmt::skip]
+mod headers_version;
 // Generated tables: rustfmt must not reflow them, or they stop matching their generator.
 #[rustfmt::skip]
 mod errno_table;
@@ -11,6 +13,7 @@ mod uapi_constants;
 #[rustfmt::skip]
 mod x86_64_syscalls;
 
+pub use headers_version::HEADERS_VERSION;
 use std::fmt;
 use std::str::FromStr;
 

@@ -10,10 +10,49 @@ fn system_header(candidates: &[&str]) -> Option<(String, String)> {
     })
 }
 
+/// The host's uapi headers version (`6.1.187` from `linux/version.h`).
+fn host_headers_version() -> Option<String> {
+    let text = std::fs::read_to_string("/usr/include/linux/version.h").ok()?;
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("#define {name} ")))
+            .map(|v| v.trim().to_string())
+    };
+    Some(format!(
+        "{}.{}.{}",
+        field("LINUX_VERSION_MAJOR")?,
+        field("LINUX_VERSION_PATCHLEVEL")?,
+        field("LINUX_VERSION_SUBLEVEL")?
+    ))
+}
+
+/// The tables are pinned to the headers they were generated from ([`HEADERS_VERSION`]). On a
+/// host with exactly those headers the generated text must match byte for byte (so a generator
+/// change is caught); on any other host only what the two have in common is compared, since a
+/// newer or older linux-libc-dev adds or lacks names but never renumbers the ABI. Blessing
+/// regenerates the tables and the pinned version from the host's headers.
+fn pinned() -> bool {
+    host_headers_version().as_deref() == Some(HEADERS_VERSION)
+}
+
 fn check_or_bless(path: &str, generated: &str) {
     let file = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
     if std::env::var_os("PROVIUM_BLESS").is_some() {
         std::fs::write(&file, generated).unwrap();
+        let version = host_headers_version().expect("linux/version.h");
+        let pin = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/linux/headers_version.rs");
+        std::fs::write(
+            pin,
+            format!(
+                "// Generated with the tables: the linux-libc-dev headers they were made from.\n\n\
+                 /// The uapi headers version the checked-in tables were generated from.\n\
+                 pub const HEADERS_VERSION: &str = \"{version}\";\n"
+            ),
+        )
+        .unwrap();
+        return;
+    }
+    if !pinned() {
         return;
     }
     let current = std::fs::read_to_string(&file).unwrap();
@@ -22,6 +61,24 @@ fn check_or_bless(path: &str, generated: &str) {
         "{path} differs from what the system headers generate; run \
          `PROVIUM_BLESS=1 cargo test -p provium-compiler` and review the diff"
     );
+}
+
+/// Names both sides define must have the same value; returns the disagreements.
+fn disagreements<'a>(
+    host: impl Iterator<Item = (&'a str, i64)>,
+    table: impl Fn(&str) -> Option<i64>,
+) -> (usize, Vec<String>) {
+    let mut shared = 0;
+    let mut wrong = Vec::new();
+    for (name, value) in host {
+        if let Some(ours) = table(name) {
+            shared += 1;
+            if ours != value {
+                wrong.push(format!("{name}: table {ours}, headers {value}"));
+            }
+        }
+    }
+    (shared, wrong)
 }
 
 /// The checked-in x86_64 syscall table is what the system's `asm/unistd_64.h` says.
@@ -35,6 +92,14 @@ fn syscall_table_matches_system_headers() {
     };
     let table = tables::syscalls(&text);
     assert!(table.len() > 300, "parsed only {} syscalls", table.len());
+    let (shared, wrong) =
+        disagreements(table.iter().map(|(n, nr)| (n.as_str(), *nr as i64)), |n| {
+            Arch::X86_64.syscall_number(n).map(i64::from)
+        });
+    assert!(
+        shared > 300 && wrong.is_empty(),
+        "{shared} shared; {wrong:?}"
+    );
     check_or_bless(
         "src/linux/x86_64_syscalls.rs",
         &tables::render_syscalls("x86_64", "asm/unistd_64.h", &table),
@@ -49,6 +114,14 @@ fn errno_table_matches_system_headers() {
         .expect("asm-generic/errno.h: install linux-libc-dev");
     let table = tables::errnos(&[&base, &more]);
     assert!(table.len() > 130, "parsed only {} errnos", table.len());
+    let (shared, wrong) = disagreements(
+        table.iter().map(|e| (e.name.as_str(), e.number as i64)),
+        |n| errno_number(n).map(i64::from),
+    );
+    assert!(
+        shared > 130 && wrong.is_empty(),
+        "{shared} shared; {wrong:?}"
+    );
     check_or_bless(
         "src/linux/errno_table.rs",
         &tables::render_errnos("asm-generic/errno-base.h and asm-generic/errno.h", &table),
@@ -74,6 +147,24 @@ fn constant_table_matches_system_headers() {
     let table = tables::builtin_constants(Path::new("/usr/include"), "x86_64-linux-gnu")
         .expect("kernel headers: install linux-libc-dev (scripts/setup does)");
     assert!(table.len() > 500, "only {} constants", table.len());
+    // Counts and bounds (`…_MAX`, `…_LAST`, `…_CNT`) grow as the kernel adds members; every
+    // other uapi value is ABI and must agree whatever the headers' version.
+    let grows = |n: &str| {
+        ["_MAX", "_LAST", "_CNT", "_COUNT"]
+            .iter()
+            .any(|s| n.ends_with(s))
+    };
+    let (shared, wrong) = disagreements(
+        table
+            .iter()
+            .filter(|(n, _, _)| !grows(n))
+            .map(|(n, v, _)| (n.as_str(), *v)),
+        constant,
+    );
+    assert!(
+        shared > 500 && wrong.is_empty(),
+        "{shared} shared; {wrong:?}"
+    );
     check_or_bless(
         "src/linux/uapi_constants.rs",
         &tables::render_constants(&table),
