@@ -3,16 +3,9 @@
 
 mod common;
 
-use common::show;
-use std::path::Path;
+use common::{provium_in as provium, show};
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn provium(dir: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_provium"));
-    c.current_dir(dir).env("NO_COLOR", "1");
-    c
-}
 
 /// Runs `c`, which must end within `limit` with `code` and say `says` (stdout or stderr).
 fn expect(mut c: Command, code: i32, says: &str, limit: Duration) {

@@ -21,10 +21,8 @@ fn fresh_home() -> tempfile::TempDir {
 }
 
 fn provium(home: &Path, dir: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_provium"));
-    c.current_dir(dir)
-        .env("NO_COLOR", "1")
-        .env("PROVIUM_HOME", home);
+    let mut c = common::provium_in(dir);
+    c.env("PROVIUM_HOME", home);
     c
 }
 

@@ -4,15 +4,9 @@
 
 mod common;
 
-use common::{provium_in as provium, show};
+use common::{provium_in as provium, show, write_file as write};
 
 use std::path::Path;
-
-fn write(dir: &Path, name: &str, text: &str) {
-    let path = dir.join(name);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap();
-}
 
 /// Removes the project's fixture builds however the test ends.
 struct Cleanup<'a>(&'a Path);

@@ -4,11 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn provium() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_provium"));
-    c.env("NO_COLOR", "1");
-    c
-}
+mod common;
+
+use common::provium;
 
 fn run(cmd: &mut Command) -> (i32, String) {
     let out = cmd.output().unwrap();

@@ -2,16 +2,11 @@
 //! assertion names both values at its line, a syntax error does not stop the other files, and
 //! the JUnit report validates with junitparser.
 
-use std::path::Path;
 use std::process::Command;
 
-fn provium() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_provium"))
-}
+mod common;
 
-fn write(dir: &Path, name: &str, text: &str) {
-    std::fs::write(dir.join(name), text).unwrap();
-}
+use common::{provium, write_file as write};
 
 const EXAMPLE: &str = include_str!("../../examples/syscalls.lua");
 

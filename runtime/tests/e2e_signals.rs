@@ -36,10 +36,8 @@ test("{name} never reached", function() end)
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn provium(dir: &Path, runtime: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_provium"));
-    c.current_dir(dir)
-        .env("NO_COLOR", "1")
-        .env("PROVIUM_RUNTIME_DIR", runtime)
+    let mut c = common::provium_in(dir);
+    c.env("PROVIUM_RUNTIME_DIR", runtime)
         .args(["test", "-j", "2", "--junit", "report.xml"]);
     c
 }

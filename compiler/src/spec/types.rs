@@ -84,6 +84,10 @@ pub struct Creds {
 }
 
 /// One test case: a syscall with its expectation, steps, or Lua.
+///
+/// The call fields (`syscall`, `args`, `expect`, `save`, `as`, `timeout`) are repeated in
+/// [`Step`] on purpose: serde cannot combine `flatten` with `deny_unknown_fields`, and a
+/// misspelt key must be an error with a suggestion, not silently ignored.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(extend("oneOf" = [

@@ -150,13 +150,11 @@ pub fn record(args: RecordArgs) -> Result<u8> {
     }
     let cwd = std::env::current_dir()?;
     let profiles = Profiles::discover(&cwd)?;
-    let config = RunConfig {
-        jobs: args.jobs.max(1),
-        fixtures: Some(crate::lua::fixture::discover(&cwd, profiles.clone(), true)?),
-        defaults,
-        record: true,
-        ..RunConfig::new(profiles)
-    };
+    let mut config = RunConfig::new(profiles.clone());
+    config.jobs = args.jobs.max(1);
+    config.settings.fixtures = Some(crate::lua::fixture::discover(&cwd, profiles, true)?);
+    config.settings.defaults = defaults;
+    config.settings.record = true;
     let started = std::time::Instant::now();
     let summary = run::run(files.clone(), &config, &mut |_| {});
     let mut out = anstream::stdout();

@@ -119,19 +119,21 @@ pub fn run(args: Args, verbose: bool) -> Result<u8> {
         gate::set_budget(Some((memory, gate::host_cpus().max(jobs as u32))));
     }
     let config = RunConfig {
+        settings: crate::lua::Settings {
+            capture: !args.no_capture,
+            list_only: false,
+            fixtures: Some(crate::lua::fixture::discover(
+                &cwd,
+                profiles.clone(),
+                !args.cold,
+            )?),
+            profiles,
+            defaults,
+            record: false,
+        },
         filter,
-        capture: !args.no_capture,
-        list_only: false,
         jobs,
         fail_fast: args.fail_fast,
-        fixtures: Some(crate::lua::fixture::discover(
-            &cwd,
-            profiles.clone(),
-            !args.cold,
-        )?),
-        profiles,
-        defaults,
-        record: false,
         compile: crate::run::specs::compiler(),
         timeout,
     };

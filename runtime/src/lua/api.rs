@@ -126,12 +126,13 @@ fn module(lua: &Lua) -> mlua::Result<Table> {
             let name = profile.unwrap_or_else(|| "minimal".into());
             let profile = session
                 .config
+                .settings
                 .profiles
                 .get(&name)
                 .map_err(|e| errors::error(lua, format!("provium.create: {e:#}")))?;
             let slot = Rc::new(RefCell::new(VmSlot::new(
                 profile,
-                session.config.defaults.clone(),
+                session.config.settings.defaults.clone(),
             )));
             session.vms.borrow_mut().push(slot.clone());
             Ok(LuaVm(slot))
@@ -142,7 +143,7 @@ fn module(lua: &Lua) -> mlua::Result<Table> {
         "timeout",
         lua.create_function(|lua, secs: f64| {
             // Listing goes on past it, so that the tests after a bad limit are known.
-            if Session::get(lua).config.list_only {
+            if Session::get(lua).config.settings.list_only {
                 return Ok(());
             }
             let timeout = super::control::timeout_from_secs(secs)
@@ -297,7 +298,7 @@ fn test(lua: &Lua, (name, body): (Value, Value)) -> mlua::Result<()> {
     if !session.selected(&name) {
         return Ok(());
     }
-    if session.config.list_only {
+    if session.config.settings.list_only {
         session.report.borrow_mut().tests.push(TestReport {
             name,
             location,

@@ -102,7 +102,7 @@ pub fn expect(lua: &Lua, (outcome, spec): (Value, Table)) -> mlua::Result<()> {
     let died = outcome.get::<Option<bool>>("died")?.unwrap_or(false);
     let timed_out = outcome.get::<Option<bool>>("timed_out")?.unwrap_or(false);
     let session = super::Session::get(lua);
-    if session.config.record {
+    if session.config.settings.record {
         let observed = observed(&outcome, died, timed_out)?;
         if let Some(loc) = errors::caller(lua, 1) {
             session
@@ -288,7 +288,7 @@ fn observed(outcome: &Table, died: bool, timed_out: bool) -> mlua::Result<String
 
 /// Runs `f`; an assertion failure inside becomes a skip ("known bug"), a pass becomes a failure.
 pub fn xfail(lua: &Lua, (reason, f): (String, Function)) -> mlua::Result<()> {
-    if super::Session::get(lua).config.record {
+    if super::Session::get(lua).config.settings.record {
         return f.call::<()>(());
     }
     match f.call::<()>(()) {

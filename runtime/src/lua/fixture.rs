@@ -2,7 +2,7 @@
 //! scripts (`fixtures/NAME.lua`) when a fixture is built.
 
 use super::errors;
-use super::session::{Session, SessionConfig};
+use super::session::{Session, SessionConfig, Settings};
 use super::vm::{vm_error, LuaVm, VmSlot};
 use crate::fixture::{Definition, FixtureUse, Fixtures, Source};
 use crate::machine::profile::{Profile, TransportChoice};
@@ -28,11 +28,11 @@ pub fn discover(
 
 /// The fixtures a session uses: the runner's, or the ones around the working directory.
 fn fixture_use(session: &Session) -> Result<FixtureUse, anyhow::Error> {
-    if let Some(f) = &session.config.fixtures {
+    if let Some(f) = &session.config.settings.fixtures {
         return Ok(f.clone());
     }
     let cwd = std::env::current_dir()?;
-    discover(&cwd, session.config.profiles.clone(), false)
+    discover(&cwd, session.config.settings.profiles.clone(), false)
 }
 
 /// Boots or resumes `def` for a session, with the spinner events around it.
@@ -73,16 +73,17 @@ pub fn fixture(lua: &Lua, name: String) -> mlua::Result<LuaVm> {
         .map_err(|e| errors::error(lua, format!("{what}: {e:#}")))?;
     let profile = session
         .config
+        .settings
         .profiles
         .get(def.profile_name())
-        .or_else(|_| session.config.profiles.get("minimal"))
+        .or_else(|_| session.config.settings.profiles.get("minimal"))
         .map_err(|e| errors::error(lua, format!("{what}: {e:#}")))?;
     let slot = Rc::new(RefCell::new(VmSlot::new(
         profile,
-        session.config.defaults.clone(),
+        session.config.settings.defaults.clone(),
     )));
     session.vms.borrow_mut().push(slot.clone());
-    if session.config.list_only {
+    if session.config.settings.list_only {
         return Ok(LuaVm(slot));
     }
     match start(&session, &uses, &def) {
@@ -107,7 +108,12 @@ pub fn resume_plain_boot(
     profile: &Profile,
     options: &BootOptions,
 ) -> Option<mlua::Result<Vm>> {
-    let uses = session.config.fixtures.as_ref().filter(|f| f.snapshots)?;
+    let uses = session
+        .config
+        .settings
+        .fixtures
+        .as_ref()
+        .filter(|f| f.snapshots)?;
     let vsock = |t: Option<TransportChoice>| t == Some(TransportChoice::Vsock);
     if !options.files.is_empty()
         || !options.kernel_args.is_empty()
@@ -142,14 +148,12 @@ pub fn run_script(
     snapshot_dir: Option<&Path>,
 ) -> Result<(Vm, Vec<PathBuf>), VmError> {
     let name = fixtures.display_path(path);
+    let mut settings = Settings::new(fixtures.profiles.clone());
+    // Snapshots are resumed over virtio-serial.
+    settings.defaults.transport = Some(TransportChoice::VirtioSerial);
     let session = Rc::new(Session::new(SessionConfig {
-        defaults: BootOptions {
-            // Snapshots are resumed over virtio-serial.
-            transport: Some(TransportChoice::VirtioSerial),
-            ..Default::default()
-        },
         snapshot_dir: snapshot_dir.map(Path::to_path_buf),
-        ..SessionConfig::new(&name, fixtures.profiles.clone())
+        ..SessionConfig::new(&name, settings)
     }));
     let lua = Lua::new();
     lua.set_app_data(session.clone());

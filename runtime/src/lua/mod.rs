@@ -17,7 +17,7 @@ pub mod vm;
 
 use crate::event::{FileReport, Location, Problem, Status, TestReport};
 use mlua::{Function, Lua, Value};
-pub use session::{silent, Emit, Session, SessionConfig, SourceMap, TestFilter};
+pub use session::{silent, Emit, Session, SessionConfig, Settings, SourceMap, TestFilter};
 use std::rc::Rc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 

@@ -37,23 +37,47 @@ pub struct Session {
     names: RefCell<HashMap<String, usize>>,
 }
 
+/// What every file of a run shares, whoever starts its session (the runner, a fixture build).
+#[derive(Clone)]
+pub struct Settings {
+    /// Output is kept for the report instead of printed as it comes (`--no-capture` turns it
+    /// off).
+    pub capture: bool,
+    /// Tests are listed, not run: no VM boots (`--list`, and the runner's plan pass).
+    pub list_only: bool,
+    pub profiles: Profiles,
+    /// Boot options every VM starts from.
+    pub defaults: BootOptions,
+    /// Record outcomes instead of checking them (`provium record`).
+    pub record: bool,
+    /// Fixture definitions, and whether to resume snapshots of them (off with `--cold`).
+    pub fixtures: Option<FixtureUse>,
+}
+
+impl Settings {
+    /// Output captured, tests run, default boot options, no fixtures.
+    pub fn new(profiles: Profiles) -> Settings {
+        Settings {
+            capture: true,
+            list_only: false,
+            profiles,
+            defaults: BootOptions::default(),
+            record: false,
+            fixtures: None,
+        }
+    }
+}
+
 /// How to run one file.
 pub struct SessionConfig {
     pub file: String,
     /// The file's index in the run, for its events.
     pub index: usize,
     pub emit: Emit,
-    pub capture: bool,
     pub filter: Option<TestFilter>,
-    pub list_only: bool,
-    pub profiles: Profiles,
-    pub defaults: BootOptions,
+    pub settings: Settings,
     /// For a compiled spec: how the chunk's lines map to the spec's.
     pub source_map: Option<SourceMap>,
-    /// Record outcomes instead of checking them (`provium record`).
-    pub record: bool,
-    /// Fixture definitions, and whether to resume snapshots of them (off with `--cold`).
-    pub fixtures: Option<FixtureUse>,
     /// When building a fixture: where VMs keep their RAM, so that one can be saved.
     pub snapshot_dir: Option<PathBuf>,
     /// The runner's handle on the file (timeouts).
@@ -61,21 +85,15 @@ pub struct SessionConfig {
 }
 
 impl SessionConfig {
-    /// A session for `file` with the defaults: output captured, no filter, no runner, events
-    /// dropped.
-    pub fn new(file: &str, profiles: Profiles) -> SessionConfig {
+    /// A session for `file` with `settings`: no filter, no runner, events dropped.
+    pub fn new(file: &str, settings: Settings) -> SessionConfig {
         SessionConfig {
             file: file.to_string(),
             index: 0,
             emit: silent(),
-            capture: true,
             filter: None,
-            list_only: false,
-            profiles,
-            defaults: BootOptions::default(),
+            settings,
             source_map: None,
-            record: false,
-            fixtures: None,
             snapshot_dir: None,
             control: None,
         }
@@ -180,7 +198,7 @@ impl Session {
     /// Printed text goes to the running test's capture, the file's, or (`--no-capture`) the
     /// terminal.
     pub fn print(&self, text: &str) {
-        if !self.config.capture {
+        if !self.config.settings.capture {
             self.emit(RunEvent::Output {
                 file: self.config.index,
                 text: text.to_string(),

@@ -49,7 +49,7 @@ pub(super) fn run_call<T: Target + ?Sized>(
     method: &str,
     call: SyscallCall,
 ) -> mlua::Result<SyscallOutcome> {
-    if Session::get(lua).config.list_only {
+    if Session::get(lua).config.settings.list_only {
         return Ok(dry_outcome(&call));
     }
     with_vm(lua, target, method, |vm, w| vm.worker(w).syscall(call))
@@ -237,7 +237,7 @@ pub(super) fn add_target_methods<T: Target + UserData + 'static, M: UserDataMeth
             )?);
         }
         let requests: Vec<SyscallCall> = built.iter().map(|(c, _)| c.clone()).collect();
-        let outcomes = if Session::get(lua).config.list_only {
+        let outcomes = if Session::get(lua).config.settings.list_only {
             requests.iter().map(dry_outcome).collect()
         } else {
             with_vm(lua, this, "batch", |vm, w| vm.worker(w).batch(requests))?
@@ -290,7 +290,7 @@ pub(super) fn add_target_methods<T: Target + UserData + 'static, M: UserDataMeth
         let call = exec_call(lua, &cmd, opts.as_ref())?;
         let shown = call.argv.join(" ");
         let r = with_vm(lua, this, "json", |vm, w| vm.worker(w).exec(call))?;
-        if Session::get(lua).config.list_only {
+        if Session::get(lua).config.settings.list_only {
             return Ok(Value::Nil);
         }
         if r.termination != Some(Termination::Exited(0)) {

@@ -6,7 +6,7 @@ use crate::machine::profile::Profiles;
 
 fn run(code: &str) -> FileReport {
     run_chunk(
-        SessionConfig::new("t.lua", Profiles::builtin()),
+        SessionConfig::new("t.lua", Settings::new(Profiles::builtin())),
         "t.lua",
         code,
     )

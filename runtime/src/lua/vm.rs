@@ -101,7 +101,7 @@ where
     T: Target + ?Sized,
 {
     let label = target.label();
-    if Session::get(lua).config.list_only {
+    if Session::get(lua).config.settings.list_only {
         return Ok(R::dry());
     }
     let mut slot = target.slot().borrow_mut();
@@ -198,7 +198,7 @@ impl UserData for LuaVm {
                 apply_boot_options(lua, t, &mut options)?;
             }
             let session = Session::get(lua);
-            if session.config.list_only {
+            if session.config.settings.list_only {
                 return Ok(());
             }
             if let Some(resumed) =
@@ -308,7 +308,7 @@ impl UserData for LuaVm {
                         }
                     }
                 }
-                if Session::get(lua).config.list_only {
+                if Session::get(lua).config.settings.list_only {
                     return Ok(MultiValue::new());
                 }
                 let deadline =

@@ -15,11 +15,9 @@ mod schedule;
 pub mod specs;
 
 use crate::event::{FileReport, Problem, RunEvent, Summary};
-use crate::fixture::FixtureUse;
 use crate::lua::control::{FileControl, DEFAULT_FILE_TIMEOUT};
-use crate::lua::{self, Emit, SessionConfig};
+use crate::lua::{self, Emit, SessionConfig, Settings};
 use crate::machine::profile::Profiles;
-use crate::machine::vm::BootOptions;
 use discover::{FileKind, TestFile};
 use filter::Filter;
 use specs::SpecCompiler;
@@ -32,19 +30,13 @@ pub use plan::plan;
 /// How to run.
 #[derive(Clone)]
 pub struct RunConfig {
+    /// What every file's session shares.
+    pub settings: Settings,
     pub filter: Option<Filter>,
-    pub capture: bool,
-    pub list_only: bool,
     pub jobs: usize,
     pub fail_fast: bool,
-    pub profiles: Profiles,
-    pub defaults: BootOptions,
-    /// Record outcomes instead of checking them (`provium record`).
-    pub record: bool,
     /// Compiles a YAML spec into the Lua chunk that runs it.
     pub compile: SpecCompiler,
-    /// Fixture definitions and whether snapshots are resumed.
-    pub fixtures: Option<FixtureUse>,
     /// How long a file may run unless it says otherwise (`provium.timeout`, a spec's `timeout:`).
     pub timeout: Duration,
 }
@@ -54,16 +46,11 @@ impl RunConfig {
     /// compiled, no fixtures, the default file timeout.
     pub fn new(profiles: Profiles) -> RunConfig {
         RunConfig {
+            settings: Settings::new(profiles),
             filter: None,
-            capture: true,
-            list_only: false,
             jobs: 1,
             fail_fast: false,
-            profiles,
-            defaults: BootOptions::default(),
-            record: false,
             compile: specs::compiler(),
-            fixtures: None,
             timeout: DEFAULT_FILE_TIMEOUT,
         }
     }
@@ -91,14 +78,9 @@ pub fn run_file(
     let mut session = SessionConfig {
         index,
         emit,
-        capture: config.capture,
         filter,
-        list_only: config.list_only,
-        defaults: config.defaults.clone(),
-        record: config.record,
-        fixtures: config.fixtures.clone(),
         control,
-        ..SessionConfig::new(&file.display, config.profiles.clone())
+        ..SessionConfig::new(&file.display, config.settings.clone())
     };
     let error_report = |problem: Problem| FileReport {
         path: file.display.clone(),

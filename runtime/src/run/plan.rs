@@ -42,10 +42,8 @@ fn unplanned(file: &TestFile, why: &str) -> PlannedFile {
 
 /// One file's tests, by a list-mode run of it.
 pub fn plan_file(file: &TestFile, config: &RunConfig) -> PlannedFile {
-    let listing = RunConfig {
-        list_only: true,
-        ..config.clone()
-    };
+    let mut listing = config.clone();
+    listing.settings.list_only = true;
     // A spec's suite name comes from its `suite:` key.
     let suite = match file.kind {
         FileKind::Spec => match (config.compile)(&file.path, &file.display) {

@@ -115,10 +115,24 @@ pub fn root() -> std::path::PathBuf {
     std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
 }
 
+/// This build's `provium`, without colours.
+pub fn provium() -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_provium"));
+    c.env("NO_COLOR", "1");
+    c
+}
+
+/// Writes `text` to `dir/name`, creating directories on the way.
+pub fn write_file(dir: &std::path::Path, name: &str, text: &str) {
+    let path = dir.join(name);
+    std::fs::create_dir_all(path.parent().expect("a file name")).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
 /// This build's `provium`, run in `dir`, without colours.
 pub fn provium_in(dir: &std::path::Path) -> std::process::Command {
-    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_provium"));
-    c.current_dir(dir).env("NO_COLOR", "1");
+    let mut c = provium();
+    c.current_dir(dir);
     c
 }
 

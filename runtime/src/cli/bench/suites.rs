@@ -193,11 +193,9 @@ pub fn headers(record_syscalls: &[&str], jobs: usize) -> Result<HeadersBench> {
             kind: crate::run::discover::FileKind::Spec,
         });
     }
-    let config = crate::run::RunConfig {
-        jobs,
-        record: true,
-        ..crate::run::RunConfig::new(crate::machine::profile::Profiles::builtin())
-    };
+    let mut config = crate::run::RunConfig::new(crate::machine::profile::Profiles::builtin());
+    config.jobs = jobs;
+    config.settings.record = true;
     let started = Instant::now();
     let summary = crate::run::run(files.clone(), &config, &mut |_| {});
     let record = started.elapsed();
@@ -350,14 +348,12 @@ pub fn suite(dir: &std::path::Path, jobs: usize) -> Result<Vec<SuiteRun>> {
         ("-j1, fixtures resumed".to_string(), 1, true),
         (format!("-j{jobs}, fixtures resumed"), jobs, true),
     ] {
-        let config = crate::run::RunConfig {
-            jobs,
-            fixtures: Some(crate::fixture::FixtureUse {
-                fixtures: uses.fixtures.clone(),
-                snapshots,
-            }),
-            ..crate::run::RunConfig::new(profiles.clone())
-        };
+        let mut config = crate::run::RunConfig::new(profiles.clone());
+        config.jobs = jobs;
+        config.settings.fixtures = Some(crate::fixture::FixtureUse {
+            fixtures: uses.fixtures.clone(),
+            snapshots,
+        });
         if snapshots && out.len() == 1 {
             // Warm-up: builds the profile's fixture.
             crate::run::run(files[..1].to_vec(), &config, &mut |_| {});
