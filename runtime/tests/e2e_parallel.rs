@@ -196,8 +196,10 @@ test("works", function() assert(vm:syscall(provium.nr.getpid) > 0) end)
         .find(|c| c.starts_with("name=\"pause blocks\""))
         .unwrap_or_else(|| panic!("no pause testcase\n{xml}"));
     assert!(
-        pause.contains("<error") && pause.contains("console tail") && pause.contains("resumed"),
-        "the console tail is on the running test\n{xml}"
+        pause.contains("<error")
+            && pause.contains("--- timed out: guest console ---")
+            && pause.contains("<system-out>"),
+        "the console excerpt is on the running test, headed by what happened\n{xml}"
     );
     assert!(
         xml.contains("<skipped message=\"not run: the file timed out after 6 s\""),
@@ -394,9 +396,17 @@ test("after the garbage", function() vm:syscall(provium.nr.getpid) end)
     }
     let xml = std::fs::read_to_string(&junit).unwrap();
     assert_eq!(xml.matches("<testcase ").count(), 6, "{xml}");
+    // The panic's console is on the test that crashed the kernel, in the error and in the
+    // test case's own output (which GitLab shows), headed by what happened.
+    let crash = xml
+        .split("<testcase ")
+        .find(|c| c.starts_with("name=\"crashes the kernel\""))
+        .unwrap_or_else(|| panic!("no crash testcase\n{xml}"));
     assert!(
-        xml.contains("sysrq"),
-        "the console of the crash is reported\n{xml}"
+        crash.contains("message=\"kernel panic: ")
+            && crash.contains("<system-out>--- kernel panic: guest console ---")
+            && crash.contains("sysrq"),
+        "the console of the crash is on its test case\n{xml}"
     );
 }
 

@@ -23,8 +23,11 @@ pub struct Problem {
     /// One line, for summaries and the JUnit `message` attribute.
     pub message: String,
     pub location: Option<Location>,
-    /// The Lua traceback and any detail (expected/actual, console tail).
+    /// The Lua traceback and any detail (expected/actual).
     pub detail: String,
+    /// What the guest console showed when the VM failed or the test was stopped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub console: Option<ConsoleExcerpt>,
 }
 
 impl Problem {
@@ -33,7 +36,61 @@ impl Problem {
             message: message.into(),
             location: None,
             detail: String::new(),
+            console: None,
         }
+    }
+}
+
+/// What happened, as the heading of a console excerpt: the worst thing the kernel reported,
+/// or, when it reported nothing, why the console is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsoleEvent {
+    /// The VM stopped answering or exited without a kernel message.
+    VmLost,
+    /// The test (or its file) ran out of time.
+    TimedOut,
+    /// `WARNING: CPU: … at …`: the kernel warned and went on.
+    Warning,
+    /// `BUG: …`, `kernel BUG at …`: the kernel detected a bug.
+    Bug,
+    /// `Oops: …`, `general protection fault`: the kernel faulted.
+    Oops,
+    /// `Kernel panic - not syncing`: the kernel stopped.
+    KernelPanic,
+}
+
+impl ConsoleEvent {
+    /// Whether the kernel itself reported it (not a runner-side reason).
+    pub fn is_kernel(self) -> bool {
+        self >= ConsoleEvent::Warning
+    }
+}
+
+impl std::fmt::Display for ConsoleEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ConsoleEvent::VmLost => "VM lost",
+            ConsoleEvent::TimedOut => "timed out",
+            ConsoleEvent::Warning => "WARNING",
+            ConsoleEvent::Bug => "BUG",
+            ConsoleEvent::Oops => "Oops",
+            ConsoleEvent::KernelPanic => "kernel panic",
+        })
+    }
+}
+
+/// Lines of the guest console around what happened, headed by what it was.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConsoleExcerpt {
+    pub event: ConsoleEvent,
+    pub text: String,
+}
+
+impl ConsoleExcerpt {
+    /// The excerpt as reports print it: a heading line, then the console lines.
+    pub fn render(&self) -> String {
+        format!("--- {}: guest console ---\n{}", self.event, self.text)
     }
 }
 
@@ -141,6 +198,8 @@ impl TestReport {
 pub struct FileReport {
     /// The path as given on the command line (relative paths stay relative).
     pub path: String,
+    /// The suite name reports use: a spec's `suite:`, the path otherwise.
+    pub suite: String,
     pub tests: Vec<TestReport>,
     /// An error outside any test (a syntax error, a failed boot at file level).
     pub file_error: Option<Problem>,

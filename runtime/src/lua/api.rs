@@ -328,7 +328,7 @@ fn test(lua: &Lua, (name, body): (Value, Value)) -> mlua::Result<()> {
     let started = Instant::now();
     let run: Function = lua.named_registry_value("provium.run")?;
     let result: mlua::Result<(bool, Value, Option<String>)> = run.call(body);
-    let duration = started.elapsed();
+    let duration = started.elapsed() + session.take_charged();
     let output = session.current.borrow_mut().take().unwrap_or_default();
     if let Some(control) = &session.config.control {
         control.set_current(None);
@@ -339,6 +339,11 @@ fn test(lua: &Lua, (name, body): (Value, Value)) -> mlua::Result<()> {
         Err(e) => classify(&Value::Error(Box::new(e)), None),
     };
     session.map_status(&mut status);
+    // A test that could not run (its VM was lost earlier) took no time of its own.
+    let duration = match status {
+        Status::NotRun { .. } => std::time::Duration::ZERO,
+        _ => duration,
+    };
     session.last_test_end.set(Some(Instant::now()));
     session.finish_test(TestReport {
         name,
@@ -368,6 +373,7 @@ pub fn classify(err: &Value, traceback: Option<&str>) -> Status {
                 message: message.clone(),
                 location: location.clone(),
                 detail: join(detail),
+                console: None,
             }),
             Some(Raised::Skip { reason, kind }) => Status::Skipped {
                 reason: reason.clone(),
@@ -380,10 +386,12 @@ pub fn classify(err: &Value, traceback: Option<&str>) -> Status {
                 message,
                 location,
                 detail,
+                console,
             }) => Status::Errored(Problem {
                 message: message.clone(),
                 location: location.clone(),
                 detail: join(detail),
+                console: console.clone(),
             }),
             None => {
                 let (location, message) = errors::split_location(&errors::innermost(e));
@@ -391,6 +399,7 @@ pub fn classify(err: &Value, traceback: Option<&str>) -> Status {
                     message,
                     location,
                     detail: join(""),
+                    console: None,
                 })
             }
         },
@@ -400,17 +409,20 @@ pub fn classify(err: &Value, traceback: Option<&str>) -> Status {
                 message,
                 location,
                 detail: join(""),
+                console: None,
             })
         }
         Value::Nil => Status::Errored(Problem {
             message: "error(nil) was raised".into(),
             location: None,
             detail: join(""),
+            console: None,
         }),
         other => Status::Errored(Problem {
             message: format!("a {} was raised as an error", other.type_name()),
             location: None,
             detail: join(""),
+            console: None,
         }),
     }
 }

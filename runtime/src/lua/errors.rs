@@ -1,6 +1,6 @@
 //! Errors raised into Lua by Provium's functions, and the caller's `file:line` they carry.
 
-use crate::event::{Location, SkipKind};
+use crate::event::{ConsoleExcerpt, Location, SkipKind};
 use mlua::Lua;
 use std::fmt;
 
@@ -25,6 +25,8 @@ pub enum Raised {
         message: String,
         location: Option<Location>,
         detail: String,
+        /// What the guest console showed, when the error is about the VM.
+        console: Option<ConsoleExcerpt>,
     },
 }
 
@@ -100,15 +102,31 @@ pub fn error(lua: &Lua, message: impl Into<String>) -> mlua::Error {
         message: message.into(),
         location: caller(lua, 1),
         detail: String::new(),
+        console: None,
     })
 }
 
-/// An error with extra detail (a console tail) at the caller's location.
+/// An error with extra detail (what a command printed) at the caller's location.
 pub fn error_with(lua: &Lua, message: impl Into<String>, detail: impl Into<String>) -> mlua::Error {
     mlua::Error::external(Raised::Error {
         message: message.into(),
         location: caller(lua, 1),
         detail: detail.into(),
+        console: None,
+    })
+}
+
+/// An error about a VM, with what its console showed, at the caller's location.
+pub fn vm_failure(
+    lua: &Lua,
+    message: impl Into<String>,
+    console: Option<ConsoleExcerpt>,
+) -> mlua::Error {
+    mlua::Error::external(Raised::Error {
+        message: message.into(),
+        location: caller(lua, 1),
+        detail: String::new(),
+        console,
     })
 }
 

@@ -90,6 +90,7 @@ pub fn expect(lua: &Lua, (outcome, spec): (Value, Table)) -> mlua::Result<()> {
             ),
         ));
     };
+    super::Session::get(lua).charge_outcome(&outcome);
     if let Some(why) = outcome.get::<Option<String>>("rejected")? {
         return Err(errors::error(
             lua,

@@ -46,6 +46,7 @@ pub fn run_chunk(config: SessionConfig, chunk_name: &str, code: &str) -> FileRep
             message: format!("cannot set up the Lua API: {e}"),
             location: None,
             detail: String::new(),
+            console: None,
         }),
     };
     session.shutdown_all();
@@ -102,6 +103,7 @@ pub fn syntax_error(code: &str, chunk_name: &str) -> Option<Problem> {
                 message: format!("syntax error: {message}"),
                 location,
                 detail: String::new(),
+                console: None,
             })
         }
     }
@@ -120,6 +122,7 @@ fn execute(lua: &Lua, session: &Rc<Session>, chunk_name: &str, code: &str) -> Op
                 message: format!("syntax error: {message}"),
                 location,
                 detail: String::new(),
+                console: None,
             });
         }
     };
@@ -130,6 +133,7 @@ fn execute(lua: &Lua, session: &Rc<Session>, chunk_name: &str, code: &str) -> Op
                 message: e.to_string(),
                 location: None,
                 detail: String::new(),
+                console: None,
             })
         }
     };

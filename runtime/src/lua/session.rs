@@ -35,6 +35,11 @@ pub struct Session {
     pub booted_at: std::cell::Cell<Option<std::time::Instant>>,
     pub last_test_end: std::cell::Cell<Option<std::time::Instant>>,
     names: RefCell<HashMap<String, usize>>,
+    /// Outcomes of batches made outside tests (by table address), with their share of the
+    /// batch's time: the test that checks one is charged its share.
+    batch_shares: RefCell<HashMap<usize, std::time::Duration>>,
+    /// Time charged to the running test for batch outcomes it checked.
+    charged: std::cell::Cell<std::time::Duration>,
 }
 
 /// What every file of a run shares, whoever starts its session (the runner, a fixture build).
@@ -113,7 +118,42 @@ impl Session {
             booted_at: Default::default(),
             last_test_end: Default::default(),
             names: RefCell::new(HashMap::new()),
+            batch_shares: RefCell::new(HashMap::new()),
+            charged: Default::default(),
         }
+    }
+
+    /// A batch made outside tests took `elapsed` for `outcomes`: each outcome's test will be
+    /// charged an equal share (a batch is one round trip; its calls are not timed apart).
+    pub fn share_batch_time(&self, outcomes: &[mlua::Table], elapsed: std::time::Duration) {
+        if self.current.borrow().is_some() || outcomes.is_empty() {
+            // Inside a test the batch is already part of the test's own time.
+            return;
+        }
+        let share = elapsed / outcomes.len() as u32;
+        let mut shares = self.batch_shares.borrow_mut();
+        for t in outcomes {
+            shares.insert(t.to_pointer() as usize, share);
+        }
+    }
+
+    /// The running test checks `outcome`: if it came from a batch, the test takes its share.
+    pub fn charge_outcome(&self, outcome: &mlua::Table) {
+        if self.current.borrow().is_none() {
+            return;
+        }
+        if let Some(share) = self
+            .batch_shares
+            .borrow_mut()
+            .remove(&(outcome.to_pointer() as usize))
+        {
+            self.charged.set(self.charged.get() + share);
+        }
+    }
+
+    /// The batch time the test that just ended was charged.
+    pub fn take_charged(&self) -> std::time::Duration {
+        self.charged.take()
     }
 
     /// Sends an event of this file to the runner.

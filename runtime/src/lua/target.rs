@@ -237,16 +237,20 @@ pub(super) fn add_target_methods<T: Target + UserData + 'static, M: UserDataMeth
             )?);
         }
         let requests: Vec<SyscallCall> = built.iter().map(|(c, _)| c.clone()).collect();
+        let started = std::time::Instant::now();
         let outcomes = if Session::get(lua).config.settings.list_only {
             requests.iter().map(dry_outcome).collect()
         } else {
             with_vm(lua, this, "batch", |vm, w| vm.worker(w).batch(requests))?
         };
-        let results = lua.create_table()?;
-        for ((call, outputs), outcome) in built.iter().zip(&outcomes) {
-            results.push(outcome_table(lua, call, outcome, outputs)?)?;
-        }
-        Ok(results)
+        let elapsed = started.elapsed();
+        let tables = built
+            .iter()
+            .zip(&outcomes)
+            .map(|((call, outputs), outcome)| outcome_table(lua, call, outcome, outputs))
+            .collect::<mlua::Result<Vec<Table>>>()?;
+        Session::get(lua).share_batch_time(&tables, elapsed);
+        lua.create_sequence_from(tables)
     });
 
     methods.add_method("exec", |lua, this, (cmd, opts): (Value, Option<Table>)| {

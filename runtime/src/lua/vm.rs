@@ -5,6 +5,7 @@ use super::errors;
 use super::options::{apply_boot_options, credentials};
 use super::session::Session;
 use super::target::add_target_methods;
+use crate::event::ConsoleEvent;
 use crate::machine::profile::Profile;
 use crate::machine::vm::{BootOptions, Vm, VmError};
 use crate::protocol::{Credentials, WorkerId};
@@ -149,17 +150,13 @@ where
 /// A VM error as a Lua error, with the console tail; a VM that is gone leaves its console in
 /// the file's report too.
 pub fn vm_error(lua: &Lua, what: &str, e: &VmError) -> mlua::Error {
-    let console = e.console_tail().map(str::to_string);
+    let console = e
+        .console_tail()
+        .map(|c| crate::machine::vm::console::excerpt(c, ConsoleEvent::VmLost));
     if let (true, Some(c)) = (e.is_fatal(), &console) {
-        Session::get(lua).record_console(c);
+        Session::get(lua).record_console(&c.text);
     }
-    errors::error_with(
-        lua,
-        format!("{what}: {e}"),
-        console
-            .map(|c| format!("console tail:\n{c}"))
-            .unwrap_or_default(),
-    )
+    errors::vm_failure(lua, format!("{what}: {e}"), console)
 }
 
 /// Why the runner stopped the file (a timeout, an interrupt), if it did.

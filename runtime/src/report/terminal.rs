@@ -53,6 +53,11 @@ impl Terminal {
         for l in p.detail.lines() {
             self.line(&format!("{indent}{}", paint(DIM, l)));
         }
+        if let Some(c) = &p.console {
+            for l in c.render().lines() {
+                self.line(&format!("{indent}{}", paint(DIM, l)));
+            }
+        }
     }
 
     fn path(&self, file: usize) -> String {
@@ -157,7 +162,13 @@ impl Terminal {
             let p = p.clone();
             self.problem(&p);
         }
-        if report.is_bad() && report.file_error.is_some() {
+        let excerpt_shown = report
+            .tests
+            .iter()
+            .filter_map(|t| t.status.problem())
+            .chain(report.file_error.as_ref())
+            .any(|p| p.console.is_some());
+        if report.is_bad() && report.file_error.is_some() && !excerpt_shown {
             if let Some(console) = &report.console {
                 self.line(&format!(
                     "            {}",

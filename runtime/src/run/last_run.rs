@@ -99,11 +99,7 @@ mod tests {
             duration: Default::default(),
             output: String::new(),
         };
-        let problem = Problem {
-            message: "boom".into(),
-            location: None,
-            detail: String::new(),
-        };
+        let problem = Problem::new("boom");
         let summary = Summary {
             reports: vec![
                 FileReport {

@@ -10,7 +10,8 @@
 use super::discover::TestFile;
 use super::{run_file, RunConfig};
 use crate::event::{
-    unix_now, FileReport, Interruption, PlannedFile, Problem, RunEvent, Status, Summary, TestReport,
+    unix_now, ConsoleEvent, FileReport, Interruption, PlannedFile, Problem, RunEvent, Status,
+    Summary, TestReport,
 };
 use crate::lua::control::{FileControl, StopReason};
 use crate::lua::Emit;
@@ -25,7 +26,8 @@ use std::time::{Duration, Instant};
 const ABANDON_AFTER: Duration = Duration::from_secs(10);
 /// The same after an interrupt: the user is waiting.
 const ABANDON_AFTER_INTERRUPT: Duration = Duration::from_secs(3);
-const CONSOLE_TAIL_LINES: usize = 40;
+/// Enough console to find where the kernel started reporting trouble (`console::excerpt`).
+const CONSOLE_TAIL_LINES: usize = 300;
 /// The stack of a worker thread (see `Pool::spawn_worker`).
 pub(super) const WORKER_STACK: usize = 8 << 20;
 
@@ -305,6 +307,7 @@ pub fn run(files: Vec<TestFile>, config: &RunConfig, sink: &mut dyn FnMut(&RunEv
 fn never_started(plan: &PlannedFile, why: &str) -> FileReport {
     let mut report = FileReport {
         path: plan.path.clone(),
+        suite: plan.suite.clone(),
         started_at: unix_now(),
         ..Default::default()
     };
@@ -339,6 +342,7 @@ fn fill_not_run(report: &mut FileReport, plan: &PlannedFile, why: &str) {
 /// its unreached tests not run; a file that ended at an error outside tests reports the tests
 /// it never reached as not run.
 fn complete(report: &mut FileReport, plan: &PlannedFile, state: &Running) {
+    report.suite = plan.suite.clone();
     let stop = state.control.as_ref().and_then(|c| c.stop_reason());
     let current = state.control.as_ref().and_then(|c| c.stopped_during());
     let Some(stop) = stop else {
@@ -364,16 +368,18 @@ fn complete(report: &mut FileReport, plan: &PlannedFile, state: &Running) {
             message.push_str("; its VMs were killed");
         }
     }
-    let mut detail = String::new();
-    if let Some(c) = &console {
-        detail.push_str(&format!("console tail:\n{c}"));
-    }
-    if let Some(p) = &after {
-        if !detail.is_empty() {
-            detail.push('\n');
-        }
-        detail.push_str(&format!("then: {}", p.message));
-    }
+    let excerpt = console.as_deref().map(|c| {
+        let otherwise = if timed_out {
+            ConsoleEvent::TimedOut
+        } else {
+            ConsoleEvent::VmLost
+        };
+        crate::machine::vm::console::excerpt(c, otherwise)
+    });
+    let detail = after
+        .as_ref()
+        .map(|p| format!("then: {}", p.message))
+        .unwrap_or_default();
     let running_test = current.as_ref().map(|(name, _)| name.as_str());
     match (running_test, timed_out) {
         (Some(name), true) => {
@@ -381,6 +387,7 @@ fn complete(report: &mut FileReport, plan: &PlannedFile, state: &Running) {
                 message: format!("{message} while this test ran"),
                 location: None,
                 detail,
+                console: excerpt,
             };
             match report.tests.iter_mut().find(|t| t.name == name) {
                 Some(t) => {
@@ -430,6 +437,7 @@ fn complete(report: &mut FileReport, plan: &PlannedFile, state: &Running) {
                 message,
                 location: None,
                 detail,
+                console: excerpt,
             })
         }
         (None, false) => {}

@@ -40,6 +40,7 @@ impl SpecErrors {
                 .split_once('\n')
                 .map(|(_, rest)| rest.to_string())
                 .unwrap_or_default(),
+            console: None,
         }
     }
 }

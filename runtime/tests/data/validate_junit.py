@@ -22,7 +22,12 @@ for name, want in expected.items():
     for case in suite:
         assert case.name not in seen, f"{name}: duplicate test case {case.name!r}"
         seen.add(case.name)
-        assert case.classname == name, f"{case.name}: classname {case.classname!r}"
+        # The file's path as a dotted class name: directories are packages, the file the class.
+        path = {p.name: p.value for p in suite.properties()}["file"]
+        while path.startswith("./"):
+            path = path[2:]
+        dotted = ".".join(part.replace(".", "_") for part in path.split("/") if part)
+        assert case.classname == dotted, f"{case.name}: classname {case.classname!r}"
         assert case.time is not None and case.time >= 0
         kinds = [type(r) for r in case.result]
         if not kinds:

@@ -1,5 +1,6 @@
 //! The guest's serial console log, and its tail for error reports.
 
+use crate::event::{ConsoleEvent, ConsoleExcerpt};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
@@ -27,8 +28,97 @@ pub fn tail(path: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
+/// The first line of each thing the kernel reports, and what it is. The formats are the
+/// kernel's own (`panic()`, `__warn()`, `die()`, `BUG()`, KASAN and friends).
+const MARKERS: &[(&str, ConsoleEvent)] = &[
+    ("Kernel panic - not syncing", ConsoleEvent::KernelPanic),
+    ("Oops:", ConsoleEvent::Oops),
+    ("general protection fault", ConsoleEvent::Oops),
+    ("kernel BUG at", ConsoleEvent::Bug),
+    ("BUG:", ConsoleEvent::Bug),
+    ("WARNING:", ConsoleEvent::Warning),
+];
+
+/// Lines shown before the first report (what led to it) and in all.
+const BEFORE: usize = 3;
+const EXCERPT_LINES: usize = 80;
+/// Lines shown when the kernel reported nothing.
+const PLAIN_TAIL: usize = 40;
+
+/// The worst thing the kernel reported in `text`, and the line where its first report starts.
+pub fn kernel_event(text: &str) -> Option<(ConsoleEvent, usize)> {
+    let mut worst: Option<ConsoleEvent> = None;
+    let mut first = None;
+    for (i, line) in text.lines().enumerate() {
+        // The kernel's timestamp prefix (`[    1.234567] `) comes before the marker.
+        let body = match line.trim_start().strip_prefix('[') {
+            Some(rest) => rest.split_once("] ").map(|(_, b)| b).unwrap_or(line),
+            None => line,
+        };
+        if let Some((_, event)) = MARKERS.iter().find(|(m, _)| body.starts_with(m)) {
+            first.get_or_insert(i);
+            worst = worst.max(Some(*event));
+        }
+    }
+    Some((worst?, first?))
+}
+
+/// The part of a console worth showing: from just before the kernel's first report of trouble,
+/// headed by the worst it reported; when it reported nothing, the last lines under `otherwise`.
+pub fn excerpt(text: &str, otherwise: ConsoleEvent) -> ConsoleExcerpt {
+    let lines: Vec<&str> = text.lines().collect();
+    match kernel_event(text) {
+        Some((event, first)) => {
+            let start = first.saturating_sub(BEFORE);
+            let end = (start + EXCERPT_LINES).min(lines.len());
+            ConsoleExcerpt {
+                event,
+                text: lines[start..end].join("\n"),
+            }
+        }
+        None => ConsoleExcerpt {
+            event: otherwise,
+            text: lines[lines.len().saturating_sub(PLAIN_TAIL)..].join("\n"),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn the_worst_kernel_report_heads_an_excerpt_that_starts_at_the_first() {
+        let mut console = String::new();
+        for i in 0..200 {
+            console.push_str(&format!("[    0.{i:06}] boot line {i}\n"));
+        }
+        console.push_str("[    1.000000] WARNING: CPU: 0 PID: 1 at fs/open.c:12 do_x+0x1/0x2\n");
+        console.push_str("[    1.000001] Call Trace:\n");
+        console.push_str("[    1.000002] BUG: kernel NULL pointer dereference, address: 0\n");
+        console.push_str("[    1.000003] Kernel panic - not syncing: Fatal exception\n");
+        let e = excerpt(&console, ConsoleEvent::VmLost);
+        assert_eq!(e.event, ConsoleEvent::KernelPanic);
+        assert!(
+            e.text.starts_with("[    0.000197] boot line 197"),
+            "{}",
+            e.text
+        );
+        assert!(e.text.ends_with("Fatal exception"));
+        assert!(e
+            .render()
+            .starts_with("--- kernel panic: guest console ---\n"));
+        let quiet = excerpt(&"ok\n".repeat(100), ConsoleEvent::TimedOut);
+        assert_eq!(quiet.event, ConsoleEvent::TimedOut);
+        assert_eq!(quiet.text.lines().count(), PLAIN_TAIL);
+        // Words in the middle of a line are not reports.
+        assert!(kernel_event("echo BUG: not at the start\n").is_none());
+        assert_eq!(
+            kernel_event("BUG: soft lockup\n"),
+            Some((ConsoleEvent::Bug, 0))
+        );
+    }
+
     #[test]
     fn tail_keeps_last_lines_and_strips_control_bytes() {
         let dir = tempfile::tempdir().unwrap();

@@ -36,7 +36,8 @@ use std::time::{Duration, Instant};
 const HOST_MARGIN: Duration = Duration::from_secs(15);
 const DEFAULT_SYSCALL_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_EXEC_TIMEOUT: Duration = Duration::from_secs(120);
-const CONSOLE_TAIL_LINES: usize = 40;
+/// Enough console to find where the kernel started reporting trouble (`console::excerpt`).
+const CONSOLE_TAIL_LINES: usize = 300;
 
 /// What went wrong with a VM.
 #[derive(Debug, thiserror::Error)]
