@@ -66,6 +66,8 @@ pub struct Args {
 enum Format {
     Human,
     Json,
+    /// KTAP version 1 (kselftest, KUnit), one subtest per file.
+    Ktap,
 }
 
 pub fn run(args: Args, verbose: bool) -> Result<u8> {
@@ -160,6 +162,7 @@ pub fn run(args: Args, verbose: bool) -> Result<u8> {
     match args.format {
         Format::Human => reporters.push(Terminal::new(verbose)),
         Format::Json => reporters.push(Json::new()),
+        Format::Ktap => reporters.push(crate::report::ktap::Ktap::stdout()),
     }
     if let Some(path) = &args.junit {
         reporters.push(JunitFile::new(path));

@@ -1,8 +1,9 @@
 //! Reporters: peers that consume the run's events. Adding one is one file implementing
-//! [`Reporter::report`]; the terminal, JUnit and JSON reporters are examples.
+//! [`Reporter::report`]; the terminal, JUnit, KTAP and JSON reporters are examples.
 
 pub mod json;
 pub mod junit;
+pub mod ktap;
 pub mod style;
 pub mod terminal;
 
