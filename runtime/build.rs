@@ -25,6 +25,39 @@ fn main() {
         None => build_agent(&workspace, &out_dir),
     };
     println!("cargo:rustc-env=PROVIUM_AGENT_PATH={}", agent.display());
+    commit_info(&workspace);
+}
+
+/// The commit and its date, for `provium --version` and reports: `PROVIUM_COMMIT` (short hash)
+/// and `PROVIUM_COMMIT_DATE`; "unknown" outside a git checkout (a source tarball). Uncommitted
+/// changes are not tracked: that would rebuild the crate on every `git add`.
+fn commit_info(workspace: &std::path::Path) {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .current_dir(workspace)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let commit = git(&["rev-parse", "--short=10", "HEAD"]);
+    let date = git(&["log", "-1", "--format=%cs"]);
+    println!(
+        "cargo:rustc-env=PROVIUM_COMMIT={}",
+        commit.unwrap_or_else(|| "unknown".into())
+    );
+    println!(
+        "cargo:rustc-env=PROVIUM_COMMIT_DATE={}",
+        date.unwrap_or_else(|| "unknown".into())
+    );
+    // A new commit or checkout moves HEAD or a ref.
+    if let Some(dir) = git(&["rev-parse", "--git-dir"]) {
+        let dir = workspace.join(dir);
+        for f in ["HEAD", "refs/heads", "packed-refs"] {
+            println!("cargo:rerun-if-changed={}", dir.join(f).display());
+        }
+    }
 }
 
 fn env(name: &str) -> String {

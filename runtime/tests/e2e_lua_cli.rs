@@ -147,10 +147,33 @@ fn json_lines_for_tools() {
         .lines()
         .map(|l| serde_json::from_str(l).expect("each line is JSON"))
         .collect();
-    assert_eq!(lines.len(), 3);
-    assert_eq!(lines[0]["status"], "passed");
-    assert_eq!(lines[1]["status"], "skipped");
-    assert_eq!(lines[2]["type"], "summary");
+    let types: Vec<&str> = lines.iter().filter_map(|l| l["type"].as_str()).collect();
+    assert_eq!(
+        types,
+        [
+            "run-started",
+            "test",
+            "test",
+            "file-finished",
+            "run-finished"
+        ]
+    );
+    assert_eq!(lines[0]["format"], 1);
+    assert!(lines[0]["environment"]["provium"]
+        .as_str()
+        .is_some_and(|v| v.starts_with(env!("CARGO_PKG_VERSION"))));
+    assert_eq!(lines[1]["status"], "passed");
+    assert_eq!(lines[2]["status"], "skipped");
+    assert_eq!(lines[4]["success"], true);
+    // The list, as one object.
+    let out = provium()
+        .current_dir(dir.path())
+        .args(["test", "t.lua", "--list", "--format", "json"])
+        .output()
+        .unwrap();
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(list["type"], "list");
+    assert_eq!(list["files"][0]["tests"][1]["name"], "b");
 }
 
 #[test]

@@ -192,3 +192,56 @@ fn ktap_output_passes_the_kernels_own_parser() {
         assert!(text.contains(line), "missing {line:?} in\n{text}");
     }
 }
+
+#[test]
+fn json_events_validate_against_their_schema() {
+    let dir = project();
+    let out = provium(dir.path())
+        .args(["test", "-j", "2", "--format", "json"])
+        .args(FILES)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let listed = provium(dir.path())
+        .args(["test", "--list", "--format", "json"])
+        .args(FILES)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&listed.stdout);
+    let mut instances = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let path = dir.path().join(format!("event-{i:03}.json"));
+        std::fs::write(&path, line).unwrap();
+        instances.push(path);
+    }
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let kinds: Vec<&str> = lines.iter().filter_map(|l| l["type"].as_str()).collect();
+    assert_eq!(kinds.first(), Some(&"run-started"), "{text}");
+    assert_eq!(kinds.iter().filter(|k| **k == "test").count(), 14, "{text}");
+    assert_eq!(kinds.last(), Some(&"list"), "{text}");
+    let finished = lines.iter().find(|l| l["type"] == "run-finished").unwrap();
+    assert_eq!(finished["counts"]["not_run"], 2, "{finished}");
+    assert_eq!(finished["success"], false);
+    let crash = lines
+        .iter()
+        .find(|l| l["name"] == "crashes the kernel")
+        .unwrap();
+    assert_eq!(crash["console"]["event"], "kernel_panic", "{crash}");
+    let schema = common::root().join("schemas/events.schema.json");
+    let check = Command::new("check-jsonschema")
+        .arg("--schemafile")
+        .arg(&schema)
+        .args(&instances)
+        .output()
+        .expect("check-jsonschema (scripts/setup installs it)");
+    assert!(
+        check.status.success(),
+        "events do not match schemas/events.schema.json:\n{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+}

@@ -17,7 +17,7 @@ use std::process::ExitCode;
 
 /// Tests Linux kernels where they run: raw syscalls in QEMU VMs, from YAML specs or Lua.
 #[derive(Debug, Parser)]
-#[command(name = "provium", version, about, long_about = None)]
+#[command(name = "provium", version = crate::event::PROVIUM_VERSION, about, long_about = None)]
 pub struct Cli {
     /// More diagnostics (repeat for more).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]

@@ -141,7 +141,7 @@ pub fn run(args: Args, verbose: bool) -> Result<u8> {
     };
     let plans = run::plan(&files, &config);
     if args.list {
-        return list(&plans);
+        return list(&plans, args.format);
     }
     let selected: usize = plans.iter().map(|p| p.tests.len()).sum();
     let unlistable = plans.iter().any(|p| p.plan_error.is_some());
@@ -161,7 +161,7 @@ pub fn run(args: Args, verbose: bool) -> Result<u8> {
     let mut reporters = Reporters::default();
     match args.format {
         Format::Human => reporters.push(Terminal::new(verbose)),
-        Format::Json => reporters.push(Json::new()),
+        Format::Json => reporters.push(Json::stdout()),
         Format::Ktap => reporters.push(crate::report::ktap::Ktap::stdout()),
     }
     if let Some(path) = &args.junit {
@@ -183,11 +183,20 @@ pub fn run(args: Args, verbose: bool) -> Result<u8> {
 }
 
 /// `--list`: `file::test` per line on stdout; files that cannot be listed on stderr.
-fn list(plans: &[crate::event::PlannedFile]) -> Result<u8> {
+fn list(plans: &[crate::event::PlannedFile], format: Format) -> Result<u8> {
     let mut out = std::io::stdout().lock();
     let mut unlisted = 0;
+    if format == Format::Json {
+        crate::report::json::write_line(
+            &mut out,
+            &crate::report::json::JsonEvent::List {
+                format: crate::report::json::FORMAT,
+                files: plans,
+            },
+        )?;
+    }
     for p in plans {
-        for t in &p.tests {
+        for t in p.tests.iter().filter(|_| format != Format::Json) {
             writeln!(out, "{}::{}", p.path, t.name)?;
         }
         if let Some(why) = &p.plan_error {

@@ -8,18 +8,29 @@
 
 pub mod model;
 
+/// `0.1.0 (1a2b3c4d5e 2026-11-29)`: the package version, the commit and its date.
+pub const PROVIUM_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("PROVIUM_COMMIT"),
+    " ",
+    env!("PROVIUM_COMMIT_DATE"),
+    ")"
+);
+
 pub use model::*;
+use schemars::JsonSchema;
 use serde::Serialize;
 
 /// A test the plan found in a file (a `--list` run of it, no VM booted).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct PlannedTest {
     pub name: String,
     pub location: Location,
 }
 
 /// A selected file and the tests it is expected to report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct PlannedFile {
     /// The path as reports show it.
     pub path: String,
@@ -36,6 +47,7 @@ pub struct PlannedFile {
 pub enum RunEvent {
     RunStarted {
         files: Vec<PlannedFile>,
+        environment: RunEnvironment,
         /// Files run at once.
         jobs: usize,
         /// Unix time (seconds).

@@ -1,11 +1,12 @@
 //! What a run produced: one report per file, one result per test, and facts about the VMs.
 //! Plain data: every layer can build it, every reporter can read it.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// Where something happened in a test file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct Location {
     pub file: String,
     pub line: u32,
@@ -18,7 +19,7 @@ impl std::fmt::Display for Location {
 }
 
 /// Why a test did not pass.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct Problem {
     /// One line, for summaries and the JUnit `message` attribute.
     pub message: String,
@@ -43,7 +44,9 @@ impl Problem {
 
 /// What happened, as the heading of a console excerpt: the worst thing the kernel reported,
 /// or, when it reported nothing, why the console is shown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ConsoleEvent {
     /// The VM stopped answering or exited without a kernel message.
@@ -81,7 +84,7 @@ impl std::fmt::Display for ConsoleEvent {
 }
 
 /// Lines of the guest console around what happened, headed by what it was.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct ConsoleExcerpt {
     pub event: ConsoleEvent,
     pub text: String,
@@ -95,7 +98,7 @@ impl ConsoleExcerpt {
 }
 
 /// Why a test was skipped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SkipKind {
     /// `skip()`, or a condition (`requires`) that does not hold here.
@@ -107,7 +110,7 @@ pub enum SkipKind {
     Xfail,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum Status {
     Passed,
@@ -166,7 +169,7 @@ impl Status {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct TestReport {
     pub name: String,
     /// Where the test is defined (the `test(...)` call, or the spec case).
@@ -174,6 +177,7 @@ pub struct TestReport {
     #[serde(flatten)]
     pub status: Status,
     #[serde(with = "secs")]
+    #[schemars(with = "f64")]
     pub duration: Duration,
     /// What the test printed.
     pub output: String,
@@ -194,7 +198,7 @@ impl TestReport {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, JsonSchema)]
 pub struct FileReport {
     /// The path as given on the command line (relative paths stay relative).
     pub path: String,
@@ -208,6 +212,7 @@ pub struct FileReport {
     /// The console tail of a VM that was lost, for the report's system-out.
     pub console: Option<String>,
     #[serde(with = "secs")]
+    #[schemars(with = "f64")]
     pub duration: Duration,
     /// What the file printed outside tests.
     pub output: String,
@@ -249,7 +254,7 @@ impl FileReport {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct Counts {
     pub passed: usize,
     pub failed: usize,
@@ -274,7 +279,7 @@ impl Counts {
 }
 
 /// A signal that stopped the run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct Interruption {
     pub signal: i32,
 }
@@ -296,11 +301,12 @@ impl Interruption {
 }
 
 /// The outcome of a run.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, JsonSchema)]
 pub struct Summary {
     pub reports: Vec<FileReport>,
     pub counts: Counts,
     #[serde(with = "secs")]
+    #[schemars(with = "f64")]
     pub duration: Duration,
     /// Unix time (seconds) when the run started.
     pub started_at: u64,
@@ -318,7 +324,7 @@ impl Summary {
 }
 
 /// How the kernel is loaded, as decided.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LoadedAs {
     Pvh,
@@ -326,7 +332,7 @@ pub enum LoadedAs {
 }
 
 /// Facts about a running VM, reported with test results.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct VmInfo {
     pub profile: String,
     pub kernel_release: String,
@@ -349,6 +355,26 @@ pub fn unix_now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+/// Where and with what a run happens: for the start of reports.
+#[derive(Debug, Clone, Serialize, JsonSchema, Default)]
+pub struct RunEnvironment {
+    /// `0.1.0 (1a2b3c4d5e 2026-11-29)`: version, commit and its date.
+    pub provium: String,
+    /// `kvm` or `tcg`, as chosen for this host (or forced with `--accel`).
+    pub accelerator: String,
+    /// The kernels the run's profiles boot, by profile.
+    pub kernels: Vec<KernelRef>,
+}
+
+/// A kernel a profile boots.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct KernelRef {
+    pub profile: String,
+    pub path: String,
+    /// `uname -r` as the image says it (none when the image cannot be read).
+    pub release: Option<String>,
 }
 
 mod secs {

@@ -185,6 +185,19 @@ pub fn has_pvh_note(elf: &[u8]) -> bool {
     false
 }
 
+/// The release a bzImage says it is (`uname -r`), from its setup header alone (the first
+/// 64 KiB): cheap enough to ask before a run. `None` for ELF kernels and unreadable files.
+pub fn release_of(path: &Path) -> Option<String> {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(64 << 10);
+    std::fs::File::open(path)
+        .ok()?
+        .take(64 << 10)
+        .read_to_end(&mut head)
+        .ok()?;
+    SetupHeader::parse(&head)?.release()
+}
+
 impl KernelImage {
     /// Inspects `path`. For a bzImage with a PVH-capable payload the `vmlinux` is extracted once
     /// into the cache, keyed by the image's content hash.

@@ -6,6 +6,7 @@
 //! `--fail-fast`) reports the tests it never reached as not run.
 
 pub mod discover;
+pub mod environment;
 pub mod filter;
 pub mod headers;
 pub mod last_run;

@@ -156,6 +156,7 @@ pub fn run(files: Vec<TestFile>, config: &RunConfig, sink: &mut dyn FnMut(&RunEv
     let jobs = config.jobs.max(1).min(n.max(1));
     sink(&RunEvent::RunStarted {
         files: plans.clone(),
+        environment: super::environment::detect(config),
         jobs,
         started_at,
     });
