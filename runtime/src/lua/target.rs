@@ -122,7 +122,19 @@ pub(super) fn add_target_methods<T: Target + UserData + 'static, M: UserDataMeth
         let bufs = lua.create_table()?;
         bufs.set(idx, args[2].clone())?;
         convert::add_indexed_buffers(lua, "syscall_buf", &mut call, &bufs)?;
-        call_with_buffers(lua, this, "syscall_buf", call, &[])
+        // The buffer at `idx`, whatever other arguments became buffers (a `provium.cstr`).
+        let slot = call.buffers.iter().position(|b| b.arg.map(i64::from) == Some(idx));
+        let nr = call.nr;
+        let (ret, buffers) = expect_returned(
+            lua,
+            "syscall_buf",
+            nr,
+            run_call(lua, this, "syscall_buf", call)?,
+        )?;
+        let data = slot
+            .and_then(|i| buffers.get(i).cloned().flatten())
+            .unwrap_or_default();
+        Ok((ret, lua.create_string(&data)?))
     });
 
     methods.add_method("syscall_bufs", |lua, this, args: MultiValue| {
