@@ -240,7 +240,7 @@ function provium.strerror(n) end
 function provium.pad(s, len) end
 ---Checks conditions against a booted VM: nil when met, else the reason (for `skip`).
 ---@param vm ProviumVm
----@param conditions {kernel: string|nil, arch: string|nil, syscall: string|string[]|nil, root: boolean|nil}
+---@param conditions {kernel: string|nil, arch: string|nil, syscalls: {[1]: string, [2]: integer}[]|nil, root: boolean|nil}
 ---@return string|nil
 function provium.requires(vm, conditions) end
 
@@ -271,3 +271,47 @@ function assert_errno(ret, errno, msg) end
 ---@param msg string|nil
 ---@return integer
 function assert_ok(ret, msg) end
+---Fails unless `cond` is true (a failure, not an error); returns its arguments.
+---@generic T
+---@param cond T
+---@param msg string|nil
+---@return T
+function assert(cond, msg, ...) end
+---Prints into the running test's output (shown with its failure and in reports).
+function print(...) end
+
+---@class ProviumComparison
+---@field eq integer|nil
+---@field ne integer|nil
+---@field lt integer|nil
+---@field le integer|nil
+---@field gt integer|nil
+---@field ge integer|nil
+
+---@class ProviumBufferCheck: ProviumComparison
+---@field starts_with string|nil
+---@field contains string|nil
+---@field equals string|nil exactly these bytes, then zeros
+---@field field string|nil a field's name, read at `at` as `type` and compared
+---@field at integer|nil
+---@field type string|nil a provium.pack format (`u32`)
+
+---@class ProviumExpectation
+---@field ok boolean|nil ret >= 0
+---@field errno string[]|nil one of these errno names
+---@field ret ProviumComparison|nil
+---@field out table<integer, ProviumBufferCheck>|nil buffers by argument index
+---@field died boolean|nil the call ended its executor (`exit_code`, `signal` to be exact)
+---@field exit_code integer|nil
+---@field signal integer|nil
+---@field timed_out boolean|nil the call blocked until its timeout
+
+---Checks an outcome of `vm:call` or `vm:batch` (what compiled specs use).
+---@param outcome ProviumOutcome
+---@param expectation ProviumExpectation
+function expect(outcome, expectation) end
+---Runs `fn`, a known bug: if an assertion fails in it the test is skipped as xfail; if it
+---passes the test fails (the bug is fixed: remove the xfail).
+---@param reason string
+---@param fn fun()
+function xfail(reason, fn) end

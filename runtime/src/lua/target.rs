@@ -123,7 +123,10 @@ pub(super) fn add_target_methods<T: Target + UserData + 'static, M: UserDataMeth
         bufs.set(idx, args[2].clone())?;
         convert::add_indexed_buffers(lua, "syscall_buf", &mut call, &bufs)?;
         // The buffer at `idx`, whatever other arguments became buffers (a `provium.cstr`).
-        let slot = call.buffers.iter().position(|b| b.arg.map(i64::from) == Some(idx));
+        let slot = call
+            .buffers
+            .iter()
+            .position(|b| b.arg.map(i64::from) == Some(idx));
         let nr = call.nr;
         let (ret, buffers) = expect_returned(
             lua,

@@ -290,3 +290,85 @@ print(table.concat(keys, " "))
         );
     }
 }
+
+/// The names a script can reach: globals the API adds to plain Lua, and `provium.*` fields.
+fn registered_names() -> (Vec<String>, Vec<String>) {
+    let plain = mlua::Lua::new();
+    let lua = mlua::Lua::new();
+    lua.set_app_data(std::rc::Rc::new(Session::new(SessionConfig::new(
+        "t.lua",
+        Settings::new(Profiles::builtin()),
+    ))));
+    api::install(&lua).unwrap();
+    let mut globals = Vec::new();
+    for pair in lua.globals().pairs::<String, mlua::Value>() {
+        let (name, _) = pair.unwrap();
+        let stock = plain.globals().contains_key(name.as_str()).unwrap();
+        // `print` and `assert` are replaced, not added, but they are Provium's too.
+        if !stock || name == "assert" || name == "print" {
+            globals.push(name);
+        }
+    }
+    let module: mlua::Table = lua.globals().get("provium").unwrap();
+    let mut fields: Vec<String> = module
+        .pairs::<String, mlua::Value>()
+        .map(|p| p.unwrap().0)
+        .collect();
+    globals.sort();
+    fields.sort();
+    (globals, fields)
+}
+
+/// The editor stubs (`runtime/lua-types/provium.lua`) and the manual (`docs/lua-api.md`)
+/// declare every global and every `provium.*` field the runtime registers, and nothing else.
+#[test]
+fn stubs_and_manual_cover_every_registered_name() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let stubs = std::fs::read_to_string(root.join("lua-types/provium.lua")).unwrap();
+    let manual = std::fs::read_to_string(root.join("../docs/lua-api.md")).unwrap();
+    let (globals, fields) = registered_names();
+    let mut stub_globals: Vec<String> = Vec::new();
+    let mut stub_fields: Vec<String> = Vec::new();
+    let mut in_provium_class = false;
+    for line in stubs.lines() {
+        if let Some(rest) = line.strip_prefix("function ") {
+            let name = rest.split('(').next().unwrap_or("");
+            match name.strip_prefix("provium.") {
+                Some(f) => stub_fields.push(f.to_string()),
+                None if !name.contains([':', '.']) => stub_globals.push(name.to_string()),
+                None => {}
+            }
+        } else if line.starts_with("---@class ") {
+            in_provium_class = line == "---@class provium";
+        } else if let Some(f) = line.strip_prefix("---@field ").filter(|_| in_provium_class) {
+            stub_fields.push(f.split_whitespace().next().unwrap_or("").to_string());
+        } else if let Some(name) = line
+            .strip_suffix(" = {}")
+            .filter(|n| !n.starts_with("local "))
+        {
+            stub_globals.push(name.to_string());
+        }
+    }
+    stub_globals.sort();
+    stub_fields.sort();
+    assert_eq!(
+        globals, stub_globals,
+        "globals registered vs declared in the stubs"
+    );
+    assert_eq!(
+        fields, stub_fields,
+        "provium.* registered vs declared in the stubs"
+    );
+    for g in globals.iter().filter(|g| *g != "provium") {
+        assert!(
+            manual.contains(&format!("`{g}(")) || manual.contains(&format!("`{g}`")),
+            "docs/lua-api.md does not describe `{g}`"
+        );
+    }
+    for f in &fields {
+        assert!(
+            manual.contains(&format!("provium.{f}")),
+            "docs/lua-api.md does not describe `provium.{f}`"
+        );
+    }
+}
