@@ -171,3 +171,37 @@ fn gen_diff_probes_only_what_changed() {
         "nothing that did not change"
     );
 }
+
+/// With no header named, `headers constants` and `headers structs` show the built-in sets;
+/// a header that cannot be included directly is named as the cause, not a missing gcc.
+#[test]
+fn header_tables_work_without_arguments_and_errors_name_the_cause() {
+    let (code, text) = run(provium().args(["headers", "constants"]));
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("O_CREAT") && text.contains("asm-generic/fcntl.h"),
+        "{text}"
+    );
+    assert!(
+        text.lines().count() > 1000,
+        "{} lines",
+        text.lines().count()
+    );
+    let (code, text) = run(provium().args(["headers", "structs"]));
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("struct open_how: size 24, align 8"), "{text}");
+    let (code, text) = run(provium().args(["headers", "structs", "bits/socket.h"]));
+    assert_ne!(code, 0, "{text}");
+    assert!(
+        text.contains("Never include <bits/socket.h> directly") && !text.contains("install gcc"),
+        "{text}"
+    );
+    let (code, text) = run(provium()
+        .args(["headers", "structs", "linux/openat2.h"])
+        .env("PROVIUM_CC", "/nonexistent/gcc"));
+    assert_ne!(code, 0, "{text}");
+    assert!(
+        text.contains("cannot run `/nonexistent/gcc`") && text.contains("install gcc"),
+        "{text}"
+    );
+}

@@ -139,6 +139,19 @@ pub const BUILTIN_HEADERS: &[&str] = &[
     "linux/if_ether.h",
 ];
 
+/// [`BUILTIN_HEADERS`] as a C file can include them together (for struct layouts): glibc's
+/// `bits/` headers are read directly for their constants but may only be included through the
+/// header that owns them.
+pub fn builtin_includes() -> Vec<String> {
+    BUILTIN_HEADERS
+        .iter()
+        .map(|h| match *h {
+            "bits/socket.h" => "sys/socket.h".to_string(),
+            other => other.to_string(),
+        })
+        .collect()
+}
+
 /// Socket types live in an enum in glibc's headers, not in a uapi `#define`; their values are
 /// part of the syscall ABI.
 pub const SOCKET_TYPES: &[(&str, i64)] = &[

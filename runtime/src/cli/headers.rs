@@ -2,7 +2,6 @@
 
 use crate::report::style::{paint, BOLD, DIM};
 use anyhow::{bail, Result};
-use provium_compiler::headers::tables::BUILTIN_HEADERS;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -37,6 +36,13 @@ enum Format {
     Json,
 }
 
+/// A constant to print, from the built-in table or parsed headers.
+struct Constant {
+    name: String,
+    value: Result<i64, String>,
+    origin: String,
+}
+
 pub fn run(args: Args) -> Result<u8> {
     let mut tree = crate::run::headers::tree();
     if let Some(i) = &args.include {
@@ -45,8 +51,9 @@ pub fn run(args: Args) -> Result<u8> {
     if let Some(k) = &args.kernel_headers {
         tree.kernel = Some(k.clone());
     }
-    let headers: Vec<String> = if args.headers.is_empty() {
-        BUILTIN_HEADERS.iter().map(|h| h.to_string()).collect()
+    let builtin = args.headers.is_empty();
+    let headers: Vec<String> = if builtin {
+        provium_compiler::headers::tables::builtin_includes()
     } else {
         args.headers.clone()
     };
@@ -88,8 +95,28 @@ pub fn run(args: Args) -> Result<u8> {
             }
         }
         What::Constants => {
-            let parsed = tree.parse(&headers).map_err(anyhow::Error::msg)?;
-            let constants = parsed.constants();
+            // Without headers: the built-in set every spec can use, as Provium carries it.
+            let constants: Vec<Constant> = if builtin {
+                provium_compiler::linux::constants()
+                    .iter()
+                    .map(|(name, value, header)| Constant {
+                        name: name.to_string(),
+                        value: Ok(*value),
+                        origin: header.to_string(),
+                    })
+                    .collect()
+            } else {
+                let parsed = tree.parse(&headers).map_err(anyhow::Error::msg)?;
+                parsed
+                    .constants()
+                    .into_iter()
+                    .map(|c| Constant {
+                        name: c.name,
+                        value: c.value,
+                        origin: c.origin,
+                    })
+                    .collect()
+            };
             if json {
                 let v: Vec<_> = constants
                     .iter()

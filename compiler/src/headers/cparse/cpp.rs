@@ -60,7 +60,8 @@ fn run_cpp(root: &Path, headers: &[String], mode: &str) -> Result<String, ParseE
     for h in headers {
         source.push_str(&format!("#include <{h}>\n"));
     }
-    let mut cmd = Command::new(std::env::var("PROVIUM_CC").unwrap_or_else(|_| "gcc".into()));
+    let program = std::env::var("PROVIUM_CC").unwrap_or_else(|_| "gcc".into());
+    let mut cmd = Command::new(&program);
     cmd.args(["-E", "-nostdinc", "-x", "c"]);
     if !mode.is_empty() {
         cmd.arg(mode);
@@ -76,7 +77,10 @@ fn run_cpp(root: &Path, headers: &[String], mode: &str) -> Result<String, ParseE
     cmd.stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
-    let mut child = cmd.spawn().map_err(|e| ParseError::Gcc(e.to_string()))?;
+    let mut child = cmd.spawn().map_err(|e| ParseError::NoCompiler {
+        program: program.clone(),
+        why: e.to_string(),
+    })?;
     if let Some(mut stdin) = child.stdin.take() {
         use std::io::Write;
         stdin
@@ -92,7 +96,11 @@ fn run_cpp(root: &Path, headers: &[String], mode: &str) -> Result<String, ParseE
             .lines()
             .find(|l| l.contains("error"))
             .unwrap_or(err.trim());
-        return Err(ParseError::Gcc(first.to_string()));
+        let mut why = first.to_string();
+        if first.contains("Never include") {
+            why.push_str(" (name the header it points to instead)");
+        }
+        return Err(ParseError::Gcc(why));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

@@ -25,8 +25,18 @@ pub struct CTypes {
 /// Why headers could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ParseError {
-    /// The preprocessor (gcc -E) failed.
-    #[error("running gcc to preprocess headers: {0} (install gcc)")]
+    /// The preprocessor could not be run at all.
+    #[error(
+        "cannot run `{program}` to preprocess headers: {why} (install gcc, or set PROVIUM_CC)"
+    )]
+    NoCompiler {
+        /// The program tried (`gcc`, or `PROVIUM_CC`).
+        program: String,
+        /// What the system said.
+        why: String,
+    },
+    /// The preprocessor ran and rejected the headers.
+    #[error("the headers do not preprocess: {0}")]
     Gcc(String),
     /// The preprocessed text did not parse as C.
     #[error("{0}")]
