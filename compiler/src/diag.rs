@@ -139,12 +139,22 @@ pub fn excerpt(text: &str) -> String {
 }
 
 /// The candidate closest to `typed`, when it is close enough to be a plausible typo (the one
-/// "did you mean" rule of the compiler and the runtime).
+/// "did you mean" rule of the compiler and the runtime): Jaro-Winkler above 0.84, or one edit
+/// away (a swap of neighbours counts as one), which catches typos in short names (`bgi`).
 pub fn closest<'a>(typed: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let lower = typed.to_ascii_lowercase();
     candidates
         .into_iter()
-        .map(|c| (strsim::jaro_winkler(&lower, &c.to_ascii_lowercase()), c))
+        .map(|c| {
+            let c_lower = c.to_ascii_lowercase();
+            let jw = strsim::jaro_winkler(&lower, &c_lower);
+            // Only short names of about the same length can be one edit apart; checking only
+            // those keeps a long typed string against a big table cheap.
+            let one_edit = (3..=64).contains(&lower.len())
+                && lower.len().abs_diff(c_lower.len()) <= 1
+                && strsim::damerau_levenshtein(&lower, &c_lower) == 1;
+            (if one_edit { jw.max(0.85) } else { jw }, c)
+        })
         .filter(|(s, _)| *s > 0.84)
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, c)| c)

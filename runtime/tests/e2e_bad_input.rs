@@ -206,3 +206,38 @@ fn a_file_that_breaks_its_parser_costs_only_itself() {
         assert!(stdout.contains(says), "missing {says:?}\n{}", show(&out));
     }
 }
+
+/// `provium check` knows the profiles of the project a spec belongs to: the `provium.toml`
+/// nearest to the spec, wherever check is run from.
+#[test]
+fn check_knows_the_profiles_of_the_specs_own_project() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    };
+    let spec = |profile: &str| {
+        format!("profile: {profile}\ncases:\n  - name: c\n    syscall: close\n    args: [-1]\n    expect: EBADF\n")
+    };
+    write("proj/provium.toml", "[profile.big]\nmemory = \"1G\"\n");
+    write("proj/specs/typo.yaml", &spec("bgi"));
+    write("proj/specs/good.yaml", &spec("big"));
+    write("other/specs/own.yaml", &spec("net"));
+    write("other/provium.toml", "[profile.net]\ncpus = 2\n");
+    // Run from the parent of both projects: each spec is checked against its own profiles.
+    let out = provium(dir.path())
+        .args(["check", "proj/specs", "other/specs"])
+        .output()
+        .unwrap();
+    let text = show(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("proj/specs/typo.yaml:1:10") && text.contains("unknown profile `bgi`"),
+        "{text}"
+    );
+    assert!(text.contains("did you mean `big`?"), "{text}");
+    assert!(text.contains("ok proj/specs/good.yaml"), "{text}");
+    assert!(text.contains("ok other/specs/own.yaml"), "{text}");
+    assert!(text.contains("1 problem"), "{text}");
+}

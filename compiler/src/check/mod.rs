@@ -27,6 +27,9 @@ pub struct Options {
     pub arch: Arch,
     /// Constants and structs from the headers a spec names (`headers:`), when available.
     pub headers: Option<std::sync::Arc<dyn HeaderProvider>>,
+    /// The profile names the spec's project defines (`minimal` and those of its
+    /// `provium.toml`); `profile:` must be one of them. `None`: not checked.
+    pub profiles: Option<Vec<String>>,
 }
 
 impl Options {
@@ -36,6 +39,7 @@ impl Options {
             file: file.into(),
             arch: Arch::X86_64,
             headers: None,
+            profiles: None,
         }
     }
 }
@@ -205,6 +209,20 @@ impl<'a> Checker<'a> {
     }
 
     pub(super) fn spec(&mut self, spec: types::Spec) -> Option<Model> {
+        if let (Some(p), Some(known)) = (&spec.profile, &self.opts.profiles) {
+            if !known.iter().any(|k| *k == p.value) {
+                let help = crate::diag::did_you_mean(&p.value, known.iter().map(String::as_str))
+                    .or_else(|| Some(format!("profiles here: {}", known.join(", "))));
+                self.error_help(
+                    p.pos,
+                    format!(
+                        "unknown profile `{}` (profiles come from the nearest provium.toml)",
+                        p.value
+                    ),
+                    help,
+                );
+            }
+        }
         if !spec.headers.is_empty() {
             self.profile = spec
                 .profile

@@ -6,10 +6,17 @@ use provium_compiler::{Compiled, Diagnostic, Options};
 use std::path::Path;
 use std::sync::Arc;
 
-/// Compiler options for a spec file.
-pub fn options(display: &str) -> Options {
+/// Compiler options for a spec file: its profiles are those of the `provium.toml` nearest to
+/// it (a spec in another project is checked against that project's profiles).
+pub fn options(path: &Path, display: &str) -> Options {
     let mut o = Options::new(display);
     o.headers = super::headers::provider();
+    let dir = std::fs::canonicalize(path)
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf));
+    if let Some(profiles) = dir.and_then(|d| crate::machine::profile::Profiles::discover(&d).ok()) {
+        o.profiles = Some(profiles.names());
+    }
     o
 }
 
@@ -56,7 +63,7 @@ pub fn compile_file(path: &Path, display: &str) -> Result<Compiled, SpecErrors> 
         source: String::new(),
     })?;
     let compiled =
-        provium_compiler::compile(&source, &options(display)).map_err(|diagnostics| {
+        provium_compiler::compile(&source, &options(path, display)).map_err(|diagnostics| {
             SpecErrors {
                 diagnostics,
                 source: source.clone(),
