@@ -210,7 +210,7 @@ impl<'a> Checker<'a> {
 
     pub(super) fn spec(&mut self, spec: types::Spec) -> Option<Model> {
         if let (Some(p), Some(known)) = (&spec.profile, &self.opts.profiles) {
-            if !known.iter().any(|k| *k == p.value) {
+            if !known.contains(&p.value) {
                 let help = crate::diag::did_you_mean(&p.value, known.iter().map(String::as_str))
                     .or_else(|| Some(format!("profiles here: {}", known.join(", "))));
                 self.error_help(
