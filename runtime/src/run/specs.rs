@@ -164,7 +164,10 @@ mod tests {
 #[cfg(test)]
 mod header_tests {
     fn compile(src: &str) -> Result<provium_compiler::Compiled, Vec<provium_compiler::Diagnostic>> {
-        provium_compiler::compile(src, &super::options(Path::new("h.yaml"), "h.yaml"))
+        provium_compiler::compile(
+            src,
+            &super::options(std::path::Path::new("h.yaml"), "h.yaml"),
+        )
     }
 
     #[test]
