@@ -23,7 +23,7 @@ fn cases_in(dir: &Path) -> usize {
             let src = std::fs::read_to_string(&path).unwrap();
             let display = path.strip_prefix(root()).unwrap().display().to_string();
             // The runtime's options: specs may read kernel headers (`headers:`).
-            n += provium_compiler::compile(&src, &provium::run::specs::options(&display))
+            n += provium_compiler::compile(&src, &provium::run::specs::options(&path, &display))
                 .unwrap_or_else(|d| panic!("{}", d[0]))
                 .model
                 .cases
