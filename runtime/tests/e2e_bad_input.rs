@@ -241,3 +241,23 @@ fn check_knows_the_profiles_of_the_specs_own_project() {
     assert!(text.contains("ok other/specs/own.yaml"), "{text}");
     assert!(text.contains("1 problem"), "{text}");
 }
+
+/// A kernel whose virtio drivers are modules, given without its modules, is refused before QEMU
+/// starts, naming PROVIUM_MODULES (it used to hang for the boot timeout).
+#[test]
+fn a_kernel_without_its_modules_is_refused_at_once() {
+    let (kernel, modules) = provium::machine::profile::cached_kernel()
+        .expect("scripts/setup installs the Debian kernel in the cache");
+    assert!(modules.is_some(), "the Debian kernel's drivers are modules");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("t.lua"),
+        "local vm = provium.create()\nvm:boot()\ntest('t', function() end)\n",
+    )
+    .unwrap();
+    let mut c = provium(dir.path());
+    c.args(["test", "t.lua"])
+        .env("PROVIUM_KERNEL", &kernel)
+        .env_remove("PROVIUM_MODULES");
+    expect(c, 1, "set PROVIUM_MODULES", FAST);
+}

@@ -189,6 +189,7 @@ fn doctor_reports_what_this_host_has() {
         "qemu",
         "kernel",
         "accelerator",
+        "gcc",
         "busybox",
         "agent",
         "fixtures",
@@ -204,4 +205,12 @@ fn doctor_reports_what_this_host_has() {
         stdout.contains("Provium can boot VMs on this host."),
         "{stdout}"
     );
+    // A profile that does not exist is a usage error, with a suggestion.
+    let out = provium()
+        .args(["doctor", "--profile", "minmal"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("did you mean `minimal`?"), "{stderr}");
 }

@@ -50,6 +50,20 @@ fn bad(
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
+    // A profile that does not exist is a mistake on the command line, not a missing part.
+    let profiles = project_profiles();
+    if !profiles.names().contains(&args.profile) {
+        super::say(&format!(
+            "error: unknown profile `{}`{} (profiles here: {})",
+            args.profile,
+            provium_compiler::diag::did_you_mean_suffix(
+                &args.profile,
+                profiles.names().iter().map(String::as_str)
+            ),
+            profiles.names().join(", ")
+        ));
+        return Ok(super::EXIT_USAGE);
+    }
     let findings = collect(&args);
     let mut out = anstream::stdout();
     for f in &findings {
@@ -89,6 +103,35 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     }
 }
 
+/// The profiles of the project in the current directory.
+fn project_profiles() -> Profiles {
+    std::env::current_dir()
+        .ok()
+        .and_then(|d| Profiles::discover(&d).ok())
+        .unwrap_or_else(Profiles::builtin)
+}
+
+/// gcc preprocesses kernel headers (`headers:` in specs, `provium gen`, `provium headers`).
+fn gcc() -> Finding {
+    let program = std::env::var("PROVIUM_CC").unwrap_or_else(|_| "gcc".into());
+    let version = std::process::Command::new(&program)
+        .arg("--version")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.lines().next().map(str::to_string));
+    match version {
+        Some(v) => ok("gcc", format!("{program} ({v})")),
+        None => bad(
+            "gcc",
+            Level::Warn,
+            format!("`{program}` cannot be run: specs with `headers:`, `provium gen` and `provium headers` need it"),
+            "sudo apt-get install gcc",
+        ),
+    }
+}
+
 fn collect(args: &Args) -> Vec<Finding> {
     let mut f = Vec::new();
     f.push(match crate::machine::qemu::find_qemu() {
@@ -110,10 +153,7 @@ fn collect(args: &Args) -> Vec<Finding> {
         ),
     });
 
-    let profiles = std::env::current_dir()
-        .ok()
-        .and_then(|d| Profiles::discover(&d).ok())
-        .unwrap_or_else(Profiles::builtin);
+    let profiles = project_profiles();
     match profiles.get(&args.profile).and_then(|p| {
         let (k, m) = p.resolve_kernel()?;
         Ok((p, k, m))
@@ -139,6 +179,8 @@ fn collect(args: &Args) -> Vec<Finding> {
             "cargo install vhost-device-vsock   (or: sudo modprobe vhost_vsock)",
         ),
     });
+
+    f.push(gcc());
 
     f.push(match crate::machine::initramfs::find_static_busybox() {
         Some(p) => ok("busybox", format!("{} (static)", p.display())),

@@ -105,6 +105,64 @@ pub fn open_modules(path: &Path) -> Result<Arc<ModuleTree>> {
     memoized(&MEMO, path, || ModuleTree::open(path))
 }
 
+/// A string only the transport's guest driver has (a device-name format, its module name):
+/// present in the decompressed kernel exactly when the driver is built in.
+fn driver_marker(transport: TransportKind) -> (&'static str, &'static [u8]) {
+    match transport {
+        TransportKind::VirtioSerial => ("virtio_console", b"vport%up%u"),
+        TransportKind::Vsock => ("vmw_vsock_virtio_transport", b"vmw_vsock_virtio_transport"),
+    }
+}
+
+/// Whether the decompressed kernel `elf` contains `marker` (memoized: a kernel is scanned once
+/// per process, in tens of milliseconds).
+fn kernel_contains(elf: &Path, marker: &'static [u8]) -> bool {
+    static SEEN: OnceLock<std::sync::Mutex<HashMap<(PathBuf, &'static [u8]), bool>>> =
+        OnceLock::new();
+    let seen = SEEN.get_or_init(Default::default);
+    let key = (elf.to_path_buf(), marker);
+    if let Some(&found) = seen.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return found;
+    }
+    // An unreadable image is not judged here: the boot reports it.
+    let found = std::fs::read(elf)
+        .map(|bytes| memchr::memmem::find(&bytes, marker).is_some())
+        .unwrap_or(true);
+    seen.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key, found);
+    found
+}
+
+/// A kernel given without modules must have the transport's driver built in; otherwise the
+/// agent could never reach the host and the boot would only time out. Checked on the
+/// decompressed kernel before QEMU starts.
+fn preflight_builtin_transport(
+    kernel: &KernelImage,
+    path: &Path,
+    transport: TransportKind,
+) -> Result<()> {
+    let Some(elf) = &kernel.pvh_elf else {
+        // Not decompressed (no PVH entry): nothing to look into cheaply.
+        return Ok(());
+    };
+    let (module, marker) = driver_marker(transport);
+    if kernel_contains(elf, marker) {
+        return Ok(());
+    }
+    bail!(
+        "the kernel {} has no {module} built in and no modules were given, so the guest agent \
+         could not reach the host: set PROVIUM_MODULES to its /lib/modules/<release> tree \
+         (or `modules =` in the profile){}",
+        path.display(),
+        kernel
+            .release
+            .as_deref()
+            .map(|r| format!(" (release {r})"))
+            .unwrap_or_default()
+    )
+}
+
 /// The modules directory for a kernel: the profile's, or `/lib/modules/<release>` beside it.
 fn modules_dir(given: Option<PathBuf>, release: Option<&str>) -> Option<PathBuf> {
     given.or_else(|| {
@@ -161,6 +219,9 @@ pub fn plan(profile: &Profile, opts: &BootOptions) -> Result<BootPlan> {
         TransportChoice::Auto if has_module("vmw_vsock_virtio_transport") => TransportKind::Vsock,
         TransportChoice::Auto => TransportKind::VirtioSerial,
     };
+    if tree.is_none() {
+        preflight_builtin_transport(&kernel, &kernel_path, transport)?;
+    }
     let (accel, accel_reason) = match opts.accel.or(profile.accel) {
         Some(a) => (a, "chosen by the profile or the command line".to_string()),
         None => accel::detect(),
