@@ -117,8 +117,8 @@ fn driver_marker(transport: TransportKind) -> (&'static str, &'static [u8]) {
 /// Whether the decompressed kernel `elf` contains `marker` (memoized: a kernel is scanned once
 /// per process, in tens of milliseconds).
 fn kernel_contains(elf: &Path, marker: &'static [u8]) -> bool {
-    static SEEN: OnceLock<std::sync::Mutex<HashMap<(PathBuf, &'static [u8]), bool>>> =
-        OnceLock::new();
+    type Scans = Mutex<HashMap<(PathBuf, &'static [u8]), bool>>;
+    static SEEN: OnceLock<Scans> = OnceLock::new();
     let seen = SEEN.get_or_init(Default::default);
     let key = (elf.to_path_buf(), marker);
     if let Some(&found) = seen.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
