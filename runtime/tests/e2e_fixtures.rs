@@ -128,6 +128,25 @@ cases:
         show(&again)
     );
 
+    // Pasting the provium.toml example of docs/profiles.md (profiles this fixture does not
+    // boot, one with a kernel that does not exist here) rebuilds nothing: a fixture depends
+    // only on the profile it boots.
+    let profiles_doc = std::fs::read_to_string(common::root().join("docs/profiles.md")).unwrap();
+    let example = profiles_doc
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("docs/profiles.md has a toml example");
+    write(dir.path(), "provium.toml", example);
+    let pasted = provium(dir.path()).args(["test", "-v"]).output().unwrap();
+    assert!(pasted.status.success(), "{}", show(&pasted));
+    assert!(
+        !String::from_utf8_lossy(&pasted.stderr).contains("building the fixture"),
+        "other profiles in provium.toml do not make the fixture stale\n{}",
+        show(&pasted)
+    );
+    std::fs::remove_file(dir.path().join("provium.toml")).unwrap();
+
     // Editing the script rebuilds the fixture, and the files see the new version.
     write(
         dir.path(),
