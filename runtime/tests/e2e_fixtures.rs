@@ -133,7 +133,7 @@ cases:
     // only on the profile it boots.
     let profiles_doc = std::fs::read_to_string(common::root().join("docs/profiles.md")).unwrap();
     let example = profiles_doc
-        .split("```toml\n")
+        .split("```toml example\n")
         .nth(1)
         .and_then(|rest| rest.split("```").next())
         .expect("docs/profiles.md has a toml example");

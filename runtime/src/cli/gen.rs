@@ -52,6 +52,7 @@ pub fn gen(args: GenArgs) -> Result<u8> {
         }
         return Ok(super::EXIT_OK);
     }
+    let project = super::project::root(&std::env::current_dir()?);
     let mut tree = crate::run::headers::tree();
     if let Some(i) = &args.include {
         tree.root = i.clone();
@@ -66,6 +67,13 @@ pub fn gen(args: GenArgs) -> Result<u8> {
         deny: args.deny.clone(),
         include: tree.root.display().to_string(),
         timeout: args.timeout,
+        // The specs' `$schema` line names the project's own copy (refreshed below).
+        schema: super::project::relative(
+            &args.out,
+            &super::project::schema_path(&project),
+        )
+        .display()
+        .to_string(),
     };
     let headers: Vec<String> = gen::GEN_HEADERS.iter().map(|h| h.to_string()).collect();
     let started = std::time::Instant::now();
@@ -98,6 +106,7 @@ pub fn gen(args: GenArgs) -> Result<u8> {
     }
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
+    super::project::write_editor_files(&project)?;
     let mut cases = 0;
     for (name, text) in &specs {
         cases += text.matches("\n  - name:").count();

@@ -9,7 +9,9 @@ mod doctor;
 mod fixture;
 mod gen;
 mod headers;
+mod init;
 mod junit;
+mod project;
 mod test;
 
 use clap::{Parser, Subcommand};
@@ -28,6 +30,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Write a starter project: provium.toml, a first spec and Lua test, editor support.
+    Init(init::Args),
     /// Run Lua test files and YAML specs in VMs.
     Test(test::Args),
     /// Validate specs (and Lua syntax) without booting anything.
@@ -83,6 +87,7 @@ pub fn main() -> ExitCode {
     init_tracing(cli.verbose);
     crate::machine::cleanup::install_signal_handler();
     let result = match cli.command {
+        Command::Init(args) => init::run(args),
         Command::Test(args) => test::run(args, cli.verbose > 0),
         Command::Check(args) => check::check(args),
         Command::Compile(args) => check::compile(args),
