@@ -116,7 +116,11 @@ fn words(line: &str) -> Vec<String> {
 }
 
 fn check_parsed(b: &Block) {
-    for line in b.body.lines().filter(|l| !l.trim().is_empty() && !l.trim().starts_with('#')) {
+    for line in b
+        .body
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.trim().starts_with('#'))
+    {
         // Environment assignments before the command (`PROVIUM_KERNEL=… provium test`).
         let w: Vec<String> = words(line)
             .into_iter()
@@ -140,7 +144,11 @@ fn check_parsed(b: &Block) {
 
 fn check_ci(b: &Block) {
     let ci = std::fs::read_to_string(root().join(".ci/run")).unwrap();
-    for line in b.body.lines().filter(|l| !l.trim().is_empty() && !l.trim().starts_with('#')) {
+    for line in b
+        .body
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.trim().starts_with('#'))
+    {
         for part in line.split("&&").map(str::trim) {
             let w = words(part);
             let cmd: Vec<&str> = w
@@ -177,7 +185,13 @@ fn check_ci(b: &Block) {
                                     .join(package)
                                     .join("tests")
                                     .join(format!("{}.rs", pair[1]));
-                                assert!(file.is_file(), "{}:{}: no {}", b.doc, b.line, file.display());
+                                assert!(
+                                    file.is_file(),
+                                    "{}:{}: no {}",
+                                    b.doc,
+                                    b.line,
+                                    file.display()
+                                );
                             }
                             _ => {}
                         }
@@ -299,9 +313,11 @@ fn every_block_in_the_docs_is_run_or_checked() {
             *counts.entry(class).or_default() += 1;
         }
         // The docs whose Lua blocks doc_examples runs.
-        let lua = blocks
-            .iter()
-            .any(|b| b.info == "lua" || b.info.starts_with("lua standalone") || b.info.starts_with("lua fixture"));
+        let lua = blocks.iter().any(|b| {
+            b.info == "lua"
+                || b.info.starts_with("lua standalone")
+                || b.info.starts_with("lua fixture")
+        });
         if lua {
             assert!(
                 ["docs/lua-api.md", "docs/fixtures.md"].contains(&doc.as_str()),
@@ -316,11 +332,17 @@ fn every_block_in_the_docs_is_run_or_checked() {
             run_transcripts(doc, &files, &transcripts);
         }
     }
-    assert!(counts.get("transcript").copied().unwrap_or(0) >= 2, "{counts:?}");
+    assert!(
+        counts.get("transcript").copied().unwrap_or(0) >= 2,
+        "{counts:?}"
+    );
 }
 
 #[test]
 fn normalising_ignores_only_times() {
-    assert_eq!(normalise("PASS [   0.004s] a  \nSummary [ 12.5s]"), "PASS [   #s] a\nSummary [ #s]");
+    assert_eq!(
+        normalise("PASS [   0.004s] a  \nSummary [ 12.5s]"),
+        "PASS [   #s] a\nSummary [ #s]"
+    );
     assert_eq!(normalise("exit 1.5 s"), "exit 1.5 s");
 }

@@ -52,10 +52,18 @@ fn init_makes_a_project_that_validates_and_passes() {
     let tested = provium_in(&project).args(["test"]).output().unwrap();
     assert!(tested.status.success(), "{}", show(&tested));
     let stdout = String::from_utf8_lossy(&tested.stdout);
-    assert!(stdout.contains("6 tests run: 6 passed"), "{}", show(&tested));
+    assert!(
+        stdout.contains("6 tests run: 6 passed"),
+        "{}",
+        show(&tested)
+    );
 
     // Again: nothing is overwritten.
-    std::fs::write(project.join("tests/first.lua"), "test('mine', function() end)\n").unwrap();
+    std::fs::write(
+        project.join("tests/first.lua"),
+        "test('mine', function() end)\n",
+    )
+    .unwrap();
     let again = provium_in(&project).args(["init"]).output().unwrap();
     assert!(again.status.success(), "{}", show(&again));
     assert_eq!(

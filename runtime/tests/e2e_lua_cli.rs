@@ -214,3 +214,157 @@ fn doctor_reports_what_this_host_has() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("did you mean `minimal`?"), "{stderr}");
 }
+
+/// Completions and the manual page come from the command line definition: every subcommand is
+/// in them, the bash script parses, and the page renders with groff without a warning.
+#[test]
+fn completions_and_manual_cover_every_subcommand() {
+    let subcommands = [
+        "init",
+        "test",
+        "check",
+        "fixture",
+        "junit",
+        "compile",
+        "gen",
+        "record",
+        "headers",
+        "doctor",
+        "bench",
+        "completions",
+        "man",
+    ];
+    let bash = provium().args(["completions", "bash"]).output().unwrap();
+    assert!(bash.status.success());
+    let script = String::from_utf8_lossy(&bash.stdout).to_string();
+    for s in subcommands {
+        assert!(
+            script.contains(&format!("provium__{s}")) || script.contains(&format!(" {s} ")),
+            "bash: {s}"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("provium.bash");
+    std::fs::write(&file, &script).unwrap();
+    let syntax = Command::new("bash").arg("-n").arg(&file).output().unwrap();
+    assert!(
+        syntax.status.success(),
+        "{}",
+        String::from_utf8_lossy(&syntax.stderr)
+    );
+    for shell in ["zsh", "fish"] {
+        let out = provium().args(["completions", shell]).output().unwrap();
+        assert!(out.status.success() && !out.stdout.is_empty(), "{shell}");
+    }
+
+    let man = provium().args(["man"]).output().unwrap();
+    assert!(man.status.success());
+    let page = String::from_utf8_lossy(&man.stdout).to_string();
+    assert!(page.contains(".TH provium 1"), "{page}");
+    for s in subcommands {
+        assert!(page.contains(s), "man: {s}");
+    }
+    let rendered = Command::new("groff")
+        .args(["-man", "-Tutf8", "-ww"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(page.as_bytes())?;
+            c.wait_with_output()
+        })
+        .expect("groff (Debian's man-db depends on it)");
+    assert!(rendered.status.success());
+    assert!(
+        rendered.stderr.is_empty(),
+        "groff warns: {}",
+        String::from_utf8_lossy(&rendered.stderr)
+    );
+    assert!(String::from_utf8_lossy(&rendered.stdout).contains("Tests Linux kernels"));
+    // One page per subcommand.
+    let pages = provium()
+        .args(["man", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(pages.status.success());
+    assert!(dir.path().join("provium-test.1").is_file());
+}
+
+/// `--color` decides for every command, `check` included; without it, CLICOLOR_FORCE and
+/// NO_COLOR are honoured.
+#[test]
+fn color_is_one_choice_for_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "bad.yaml",
+        "cases:\n  - name: x\n    syscall: clsoe\n",
+    );
+    let check = |args: &[&str], env: &[(&str, &str)]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_provium"));
+        c.current_dir(dir.path())
+            .args(["check", "bad.yaml"])
+            .args(args);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let out = c.output().unwrap();
+        let all = [out.stdout, out.stderr].concat();
+        all.contains(&0x1b)
+    };
+    assert!(!check(&[], &[]), "not a terminal: no colour");
+    assert!(check(&["--color", "always"], &[]));
+    assert!(check(&[], &[("CLICOLOR_FORCE", "1")]));
+    assert!(!check(&["--color", "never"], &[("CLICOLOR_FORCE", "1")]));
+    write(dir.path(), "ok.lua", "test('passes', function() end)\n");
+    let test = Command::new(env!("CARGO_BIN_EXE_provium"))
+        .current_dir(dir.path())
+        .args(["test", "--color", "always", "ok.lua"])
+        .output()
+        .unwrap();
+    assert!(
+        [test.stdout, test.stderr].concat().contains(&0x1b),
+        "test --color always"
+    );
+}
+
+/// `--keep` keeps every VM's run directory, resumed ones too, says where, and later runs do
+/// not sweep it away.
+#[test]
+fn keep_prints_the_directories_it_keeps() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "k.lua",
+        "local vm = provium.create()\nvm:boot()\ntest('t', function() assert(vm:syscall(provium.nr.getpid) > 0) end)\n",
+    );
+    let run = |keep: bool| {
+        let mut c = provium();
+        c.current_dir(dir.path())
+            .env("PROVIUM_RUNTIME_DIR", runtime.path())
+            .args(["test", "k.lua"]);
+        if keep {
+            c.arg("--keep");
+        }
+        c.output().unwrap()
+    };
+    let out = run(true);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{stdout}");
+    let kept = stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("KEPT "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no KEPT line in:\n{stdout}"))
+        .to_string();
+    let kept = std::path::Path::new(&kept);
+    assert!(kept.starts_with(runtime.path()), "{}", kept.display());
+    assert!(kept.join("console.log").is_file());
+    let again = run(false);
+    assert!(again.status.success());
+    assert!(kept.join("console.log").is_file(), "swept by the next run");
+}

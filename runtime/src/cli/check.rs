@@ -3,7 +3,7 @@
 use crate::report::style::{paint, BOLD, DIM, FAIL, OK};
 use crate::run::discover::{self, FileKind};
 use anyhow::Result;
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
@@ -22,8 +22,10 @@ pub struct CompileArgs {
     file: PathBuf,
 }
 
+/// Whether diagnostics on stderr are coloured: anstream's choice (`--color`, a terminal,
+/// NO_COLOR, CLICOLOR_FORCE), as for every other output.
 fn color() -> bool {
-    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+    anstream::AutoStream::choice(&std::io::stderr()) != anstream::ColorChoice::Never
 }
 
 pub fn check(args: CheckArgs) -> Result<u8> {

@@ -68,12 +68,9 @@ pub fn gen(args: GenArgs) -> Result<u8> {
         include: tree.root.display().to_string(),
         timeout: args.timeout,
         // The specs' `$schema` line names the project's own copy (refreshed below).
-        schema: super::project::relative(
-            &args.out,
-            &super::project::schema_path(&project),
-        )
-        .display()
-        .to_string(),
+        schema: super::project::relative(&args.out, &super::project::schema_path(&project))
+            .display()
+            .to_string(),
     };
     let headers: Vec<String> = gen::GEN_HEADERS.iter().map(|h| h.to_string()).collect();
     let started = std::time::Instant::now();

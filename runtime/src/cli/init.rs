@@ -85,7 +85,13 @@ pub fn run(args: Args) -> Result<u8> {
     for (name, text) in files {
         let path = root.join(name);
         if path.exists() {
-            writeln!(out, "{} {} {}", paint(DIM, "   kept"), path.display(), paint(DIM, "(exists)"))?;
+            writeln!(
+                out,
+                "{} {} {}",
+                paint(DIM, "   kept"),
+                path.display(),
+                paint(DIM, "(exists)")
+            )?;
             continue;
         }
         if let Some(dir) = path.parent() {

@@ -12,18 +12,31 @@ mod headers;
 mod init;
 mod junit;
 mod project;
+mod shell;
 mod test;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+/// `--color`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorWhen {
+    Auto,
+    Always,
+    Never,
+}
+
 /// Tests Linux kernels where they run: raw syscalls in QEMU VMs, from YAML specs or Lua.
 #[derive(Debug, Parser)]
-#[command(name = "provium", version = crate::event::PROVIUM_VERSION, about, long_about = None)]
+#[command(name = "provium", version = crate::event::PROVIUM_VERSION, long_about = None)]
 pub struct Cli {
     /// More diagnostics (repeat for more).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+    /// When to colour: auto (a terminal; NO_COLOR and CLICOLOR_FORCE are honoured), always,
+    /// never.
+    #[arg(long, value_enum, default_value_t = ColorWhen::Auto, global = true)]
+    pub color: ColorWhen,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -52,6 +65,10 @@ pub enum Command {
     Doctor(doctor::Args),
     /// Measure boot time, round trips, batching and buffers against in-run baselines.
     Bench(bench::Args),
+    /// Print shell completions (bash, zsh, fish, elvish, powershell).
+    Completions(shell::CompletionArgs),
+    /// Print the manual page (roff), or write one per subcommand with --dir.
+    Man(shell::ManArgs),
 }
 
 pub const EXIT_OK: u8 = 0;
@@ -84,6 +101,12 @@ pub fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { EXIT_OK });
         }
     };
+    // Every output stream (anstream) follows the one choice.
+    match cli.color {
+        ColorWhen::Auto => {}
+        ColorWhen::Always => anstream::ColorChoice::Always.write_global(),
+        ColorWhen::Never => anstream::ColorChoice::Never.write_global(),
+    }
     init_tracing(cli.verbose);
     crate::machine::cleanup::install_signal_handler();
     let result = match cli.command {
@@ -98,6 +121,8 @@ pub fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::Fixture(args) => fixture::run(args),
         Command::Junit(args) => junit::run(args),
+        Command::Completions(args) => shell::completions(args),
+        Command::Man(args) => shell::man(args),
     };
     // Whatever a file abandoned at its timeout still holds (a run directory, a process) goes now.
     crate::machine::cleanup::cleanup_all();

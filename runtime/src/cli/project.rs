@@ -45,8 +45,7 @@ pub fn write_editor_files(root: &Path) -> Result<Vec<PathBuf>> {
             continue;
         }
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("creating {}", dir.display()))?;
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
         crate::machine::paths::write_output(&path, text.as_bytes())
             .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
@@ -100,7 +99,10 @@ mod tests {
     #[test]
     fn relative_paths_between_directories() {
         assert_eq!(
-            relative(Path::new("/p/specs/gen"), Path::new("/p/.provium/spec.schema.json")),
+            relative(
+                Path::new("/p/specs/gen"),
+                Path::new("/p/.provium/spec.schema.json")
+            ),
             Path::new("../../.provium/spec.schema.json")
         );
         assert_eq!(

@@ -99,6 +99,10 @@ pub fn run(args: Args, verbose: bool) -> Result<u8> {
     }
     let timeout = crate::lua::control::timeout_from_secs(args.timeout)
         .map_err(|e| anyhow::anyhow!("--timeout: {e}"))?;
+    if args.keep {
+        // Resumed VMs too, not only booted ones; each kept directory is printed.
+        crate::machine::cleanup::keep_run_dirs();
+    }
     let mut defaults = BootOptions {
         keep_run_dir: args.keep,
         ..Default::default()

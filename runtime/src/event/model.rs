@@ -348,6 +348,9 @@ pub struct VmInfo {
     /// The fixture this VM was resumed from; `boot_ms` is then the resume time.
     #[serde(default)]
     pub fixture: Option<String>,
+    /// Its run directory (console log, sockets), when kept with `--keep`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_dir: Option<String>,
 }
 
 pub fn unix_now() -> u64 {

@@ -249,6 +249,14 @@ pub struct RunDir {
 
 const RUN_DIR_PREFIX: &str = "provium-run-";
 
+/// `--keep`: every VM's run directory stays after the run, for debugging.
+static KEEP_ALL: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Keeps the run directories of every VM this process starts from now on (`--keep`).
+pub fn keep_run_dirs() {
+    KEEP_ALL.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
 impl RunDir {
     pub fn create() -> io::Result<RunDir> {
         let base = crate::machine::paths::runtime_base();
@@ -263,11 +271,20 @@ impl RunDir {
             return Err(io::Error::last_os_error());
         }
         with_registry(|r| r.dirs.insert(dir.clone(), ()));
-        Ok(RunDir {
+        let mut run_dir = RunDir {
             path: dir,
             _lock: lock,
             keep: false,
-        })
+        };
+        if KEEP_ALL.load(std::sync::atomic::Ordering::SeqCst) {
+            run_dir.keep();
+        }
+        Ok(run_dir)
+    }
+
+    /// Whether the directory stays after the VM.
+    pub fn is_kept(&self) -> bool {
+        self.keep
     }
 
     pub fn path(&self) -> &Path {
@@ -278,6 +295,8 @@ impl RunDir {
     pub fn keep(&mut self) {
         self.keep = true;
         with_registry(|r| r.dirs.remove(&self.path));
+        // Without its lock file, later runs' sweeps leave the directory alone.
+        let _ = std::fs::remove_file(self.path.join(".lock"));
     }
 }
 

@@ -14,7 +14,9 @@ use std::time::Duration;
 pub struct Terminal {
     out: anstream::AutoStream<std::io::Stdout>,
     verbose: bool,
-    spinner: Option<ProgressBar>,
+    /// On a terminal: one line under the results with tests done of the planned total, what
+    /// is happening now (a boot) and the time so far.
+    progress: Option<ProgressBar>,
     show_progress: bool,
     files: Vec<PlannedFile>,
     /// Tests of the current file already shown as they finished.
@@ -27,7 +29,7 @@ impl Terminal {
         Terminal {
             out: anstream::stdout(),
             verbose,
-            spinner: None,
+            progress: None,
             show_progress: std::io::stderr().is_terminal(),
             files: Vec::new(),
             shown: HashSet::new(),
@@ -35,7 +37,7 @@ impl Terminal {
     }
 
     fn line(&mut self, text: &str) {
-        if let Some(s) = &self.spinner {
+        if let Some(s) = &self.progress {
             s.suspend(|| {
                 let _ = writeln!(self.out, "{text}");
             });
@@ -67,9 +69,22 @@ impl Terminal {
             .unwrap_or_default()
     }
 
-    fn stop_spinner(&mut self) {
-        if let Some(s) = self.spinner.take() {
-            s.finish_and_clear();
+    /// Counts `n` more tests done.
+    fn advance(&mut self, n: usize) {
+        if let Some(p) = &self.progress {
+            p.inc(n as u64);
+        }
+    }
+
+    fn set_activity(&mut self, what: String) {
+        if let Some(p) = &self.progress {
+            p.set_message(what);
+        }
+    }
+
+    fn stop_progress(&mut self) {
+        if let Some(p) = self.progress.take() {
+            p.finish_and_clear();
         }
     }
 
@@ -79,24 +94,30 @@ impl Terminal {
             paint(OK, "    Starting"),
             if n == 1 { "" } else { "s" }
         ));
-    }
-
-    fn boot_started(&mut self, file: usize, what: &str) {
         if !self.show_progress {
             return;
         }
-        let s = ProgressBar::new_spinner();
-        s.set_style(
-            ProgressStyle::with_template("     {spinner} {msg} {elapsed}")
+        let total: usize = self.files.iter().map(|f| f.tests.len()).sum();
+        let p = ProgressBar::with_draw_target(
+            Some(total as u64),
+            indicatif::ProgressDrawTarget::stderr(),
+        );
+        p.set_style(
+            ProgressStyle::with_template("     {spinner} [{pos}/{len}] {msg} {elapsed}")
                 .unwrap_or_else(|_| ProgressStyle::default_spinner()),
         );
-        s.set_message(format!("booting {what} for {}", self.path(file)));
-        s.enable_steady_tick(Duration::from_millis(100));
-        self.spinner = Some(s);
+        p.enable_steady_tick(Duration::from_millis(100));
+        self.progress = Some(p);
+    }
+
+    fn boot_started(&mut self, file: usize, what: &str) {
+        let path = self.path(file);
+        self.set_activity(format!("booting {what} for {path}"));
     }
 
     fn test_finished(&mut self, file: usize, t: &TestReport) {
         self.shown.insert(t.name.clone());
+        self.advance(1);
         let status = paint(
             status_style(&t.status),
             &format!("{:>12}", t.status.label()),
@@ -139,7 +160,7 @@ impl Terminal {
     }
 
     fn file_finished(&mut self, file: usize, report: &FileReport) {
-        self.stop_spinner();
+        self.set_activity(String::new());
         // Tests the runner completed the report with (never reached, or a test that was
         // running when the file was stopped).
         let late: Vec<TestReport> = report
@@ -162,6 +183,18 @@ impl Terminal {
             let p = p.clone();
             self.problem(&p);
         }
+        for vm in &report.vms {
+            if let Some(dir) = &vm.run_dir {
+                self.line(&format!(
+                    "{} {dir} {}",
+                    paint(WARN, &format!("{:>12}", "KEPT")),
+                    paint(
+                        DIM,
+                        &format!("({}: its console.log and sockets)", report.path)
+                    )
+                ));
+            }
+        }
         let excerpt_shown = report
             .tests
             .iter()
@@ -182,6 +215,7 @@ impl Terminal {
     }
 
     fn run_finished(&mut self, s: &Summary) {
+        self.stop_progress();
         let c = s.counts;
         self.line("------------");
         let mut parts = vec![format!("{} passed", c.passed)];
@@ -253,7 +287,10 @@ impl Reporter for Terminal {
                 self.run_started(files.len());
             }
             RunEvent::BootStarted { file, what } => self.boot_started(*file, what),
-            RunEvent::BootFinished { .. } => self.stop_spinner(),
+            RunEvent::BootFinished { file } => {
+                let path = self.path(*file);
+                self.set_activity(path);
+            }
             RunEvent::TestFinished { file, test } => self.test_finished(*file, test),
             RunEvent::Output { file, text } => self.output(*file, text),
             RunEvent::FileFinished { file, report } => self.file_finished(*file, report),

@@ -1,6 +1,6 @@
 //! `provium bench`: prints each measurement with its in-run baseline and the ratio.
 
-use crate::report::style::{paint, BOLD, DIM};
+use crate::report::style::{paint, BOLD};
 mod measure;
 mod suites;
 
@@ -63,10 +63,11 @@ pub fn run(args: Args) -> Result<u8> {
                 &format!("Cold boot to a ready agent (median of {})", args.boots)
             )
         )?;
+        let steps = step_line();
         let results = bench::boot(&profile, args.boots, &mut |step| {
-            eprint!("\r\x1b[2K  {}", paint(DIM, step));
+            steps.set_message(step.to_string())
         });
-        eprint!("\r\x1b[2K");
+        steps.finish_and_clear();
         let results = results?;
         let baseline = results[0].wall.p50;
         writeln!(
@@ -93,10 +94,11 @@ pub fn run(args: Args) -> Result<u8> {
         writeln!(out)?;
     }
     if all || args.what == What::Fixture {
+        let steps = step_line();
         let f = suites::fixture(&profile, args.resumes, &mut |step| {
-            eprint!("\r\x1b[2K  {}", paint(DIM, step));
+            steps.set_message(step.to_string())
         });
-        eprint!("\r\x1b[2K");
+        steps.finish_and_clear();
         let f = f?;
         writeln!(
             out,
@@ -298,4 +300,15 @@ pub fn run(args: Args) -> Result<u8> {
         writeln!(out)?;
     }
     Ok(super::EXIT_OK)
+}
+
+/// A line on stderr that shows the step being measured (hidden when stderr is not a terminal).
+fn step_line() -> indicatif::ProgressBar {
+    let p = indicatif::ProgressBar::new_spinner();
+    p.set_style(
+        indicatif::ProgressStyle::with_template("  {spinner} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    p.enable_steady_tick(std::time::Duration::from_millis(100));
+    p
 }

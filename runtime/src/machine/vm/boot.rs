@@ -124,6 +124,9 @@ impl Vm {
             boot_ms,
             guest_ready_ms: hello.ready_us / 1000,
             fixture: None,
+            run_dir: run_dir
+                .is_kept()
+                .then(|| run_dir.path().display().to_string()),
         };
         Ok(Vm {
             state: State::Running(client),

@@ -177,6 +177,9 @@ impl Vm {
         );
         let mut info = snapshot.info.clone();
         info.boot_ms = started.elapsed().as_millis() as u64;
+        info.run_dir = run_dir
+            .is_kept()
+            .then(|| run_dir.path().display().to_string());
         let mut vm = Vm {
             state: State::Running(AgentClient::new(conn)),
             qemu,
