@@ -20,7 +20,6 @@ mod common;
 use clap::Parser;
 use common::{provium_in, root};
 use std::collections::BTreeMap;
-use std::path::Path;
 
 struct Block {
     doc: String,
