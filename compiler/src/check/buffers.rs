@@ -239,7 +239,7 @@ pub(super) fn hex(text: &str) -> Result<Vec<u8>, String> {
             crate::diag::excerpt(text)
         ));
     }
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return Err(format!(
             "an odd number of hex digits in `{}`",
             crate::diag::excerpt(text)
