@@ -9,7 +9,7 @@ use crate::run::filter::Filter;
 use crate::run::last_run::LastRun;
 use crate::run::partition::Partition;
 use crate::run::{self, RunConfig};
-use anyhow::Result;
+use anyhow::{Context, Result};
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -60,6 +60,10 @@ pub struct Args {
     /// Keep each VM's run directory (console log, sockets) for debugging.
     #[arg(long)]
     keep: bool,
+    /// Run every test on this kernel (repeat for several, compared in one run): a release
+    /// installed in the cache (`6.12`), a kernel image, or a kernel build tree.
+    #[arg(long, value_name = "KERNEL")]
+    kernel: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -97,6 +101,11 @@ pub fn run(args: Args, verbose: bool) -> Result<u8> {
     if let Some(p) = &args.partition {
         files = p.select(files);
     }
+    let kernels = args
+        .kernel
+        .iter()
+        .map(|k| crate::machine::kernels::resolve(k).with_context(|| format!("--kernel {k}")))
+        .collect::<Result<Vec<_>>>()?;
     let timeout = crate::lua::control::timeout_from_secs(args.timeout)
         .map_err(|e| anyhow::anyhow!("--timeout: {e}"))?;
     if args.keep {
@@ -142,8 +151,10 @@ pub fn run(args: Args, verbose: bool) -> Result<u8> {
         fail_fast: args.fail_fast,
         compile: crate::run::specs::compiler(),
         timeout,
-    };
-    let plans = run::plan(&files, &config);
+        kernels: Vec::new(),
+    }
+    .with_kernels(kernels);
+    let plans = run::plan(&config.expand(files.clone()), &config);
     if args.list {
         return list(&plans, args.format);
     }

@@ -40,6 +40,19 @@ pub struct PlannedFile {
     /// Why the file could not be listed (a spec that does not compile); it still runs, and says
     /// so in its report.
     pub plan_error: Option<String>,
+    /// In a run over several kernels (`--kernel`), the kernel this run of the file targets.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<String>,
+}
+
+impl PlannedFile {
+    /// The file as reports name it: its path, and its kernel in a run over several.
+    pub fn display(&self) -> String {
+        match &self.kernel {
+            Some(k) => format!("{} [{k}]", self.path),
+            None => self.path.clone(),
+        }
+    }
 }
 
 /// What happens during a run. `file` is the index into `RunStarted`'s `files`.

@@ -181,6 +181,10 @@ pub struct TestReport {
     pub duration: Duration,
     /// What the test printed.
     pub output: String,
+    /// What the kernel answered to the last call the test checked (`EBADF`, `0`, `ok`,
+    /// `timed_out`): the cell of a cross-kernel matrix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed: Option<String>,
 }
 
 impl TestReport {
@@ -194,6 +198,7 @@ impl TestReport {
             },
             duration: Duration::ZERO,
             output: String::new(),
+            observed: None,
         }
     }
 }
@@ -204,6 +209,9 @@ pub struct FileReport {
     pub path: String,
     /// The suite name reports use: a spec's `suite:`, the path otherwise.
     pub suite: String,
+    /// In a run over several kernels, the kernel this run of the file targeted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<String>,
     pub tests: Vec<TestReport>,
     /// An error outside any test (a syntax error, a failed boot at file level).
     pub file_error: Option<Problem>,

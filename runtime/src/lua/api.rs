@@ -305,6 +305,7 @@ fn test(lua: &Lua, (name, body): (Value, Value)) -> mlua::Result<()> {
             status: Status::skipped("listed, not run"),
             duration: Default::default(),
             output: String::new(),
+            observed: None,
         });
         return Ok(());
     }
@@ -345,12 +346,14 @@ fn test(lua: &Lua, (name, body): (Value, Value)) -> mlua::Result<()> {
         _ => duration,
     };
     session.last_test_end.set(Some(Instant::now()));
+    let observed = session.observed.borrow_mut().take();
     session.finish_test(TestReport {
         name,
         location,
         status,
         duration,
         output,
+        observed,
     });
     Ok(())
 }

@@ -103,8 +103,12 @@ pub fn expect(lua: &Lua, (outcome, spec): (Value, Table)) -> mlua::Result<()> {
     let died = outcome.get::<Option<bool>>("died")?.unwrap_or(false);
     let timed_out = outcome.get::<Option<bool>>("timed_out")?.unwrap_or(false);
     let session = super::Session::get(lua);
+    let seen = observed(&outcome, died, timed_out)?;
+    if session.current.borrow().is_some() {
+        *session.observed.borrow_mut() = Some(seen.clone());
+    }
     if session.config.settings.record {
-        let observed = observed(&outcome, died, timed_out)?;
+        let observed = seen;
         if let Some(loc) = errors::caller(lua, 1) {
             session
                 .report

@@ -156,6 +156,7 @@ fn execute(lua: &Lua, session: &Rc<Session>, chunk_name: &str, code: &str) -> Op
                 status: Status::Skipped { reason, kind },
                 duration: Default::default(),
                 output: String::new(),
+                observed: None,
             });
             None
         }

@@ -31,6 +31,8 @@ pub struct Session {
     pub vms: RefCell<Vec<Rc<RefCell<VmSlot>>>>,
     /// The output of the running test; `None` outside tests.
     pub current: RefCell<Option<String>>,
+    /// What the last call the running test checked answered (for cross-kernel matrices).
+    pub observed: RefCell<Option<String>>,
     /// When the first VM became ready, and when the last test ended.
     pub booted_at: std::cell::Cell<Option<std::time::Instant>>,
     pub last_test_end: std::cell::Cell<Option<std::time::Instant>>,
@@ -115,6 +117,7 @@ impl Session {
             config: c,
             vms: RefCell::new(Vec::new()),
             current: RefCell::new(None),
+            observed: RefCell::new(None),
             booted_at: Default::default(),
             last_test_end: Default::default(),
             names: RefCell::new(HashMap::new()),

@@ -11,6 +11,7 @@ pub mod cleanup;
 pub mod client;
 pub mod initramfs;
 pub mod kernel;
+pub mod kernels;
 pub mod modules;
 pub mod paths;
 pub mod profile;

@@ -260,6 +260,8 @@ pub struct Profiles {
     configs: BTreeMap<String, ProfileConfig>,
     base_dir: PathBuf,
     pub source: Option<PathBuf>,
+    /// `--kernel`: every profile boots this kernel (image, modules) instead of its own.
+    kernel_override: Option<(PathBuf, Option<PathBuf>)>,
 }
 
 impl Profiles {
@@ -269,6 +271,7 @@ impl Profiles {
             configs: BTreeMap::new(),
             base_dir: PathBuf::from("."),
             source: None,
+            kernel_override: None,
         }
     }
 
@@ -282,6 +285,7 @@ impl Profiles {
             configs: file.profile,
             base_dir: path.parent().unwrap_or(Path::new(".")).to_path_buf(),
             source: Some(path.to_path_buf()),
+            kernel_override: None,
         })
     }
 
@@ -305,7 +309,20 @@ impl Profiles {
     }
 
     pub fn get(&self, name: &str) -> Result<Profile> {
-        self.resolve(name, 0)
+        let mut p = self.resolve(name, 0)?;
+        if let Some((image, modules)) = &self.kernel_override {
+            p.kernel = Some(image.clone());
+            p.modules = modules.clone();
+        }
+        Ok(p)
+    }
+
+    /// The same profiles, each booting `image` with `modules` (a run over several kernels).
+    pub fn with_kernel(&self, image: &Path, modules: Option<&Path>) -> Profiles {
+        Profiles {
+            kernel_override: Some((image.to_path_buf(), modules.map(Path::to_path_buf))),
+            ..self.clone()
+        }
     }
 
     fn resolve(&self, name: &str, depth: usize) -> Result<Profile> {

@@ -41,6 +41,9 @@ pub enum JsonEvent<'a> {
     Test {
         file: &'a str,
         suite: &'a str,
+        /// In a run over several kernels (`--kernel`), which one.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        kernel: Option<&'a str>,
         #[serde(flatten)]
         test: &'a TestReport,
     },
@@ -48,6 +51,8 @@ pub enum JsonEvent<'a> {
     FileFinished {
         file: &'a str,
         suite: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        kernel: Option<&'a str>,
         /// Seconds.
         duration: f64,
         /// Unix time (seconds).
@@ -152,12 +157,14 @@ impl<W: Write> Reporter for Json<W> {
                     self.emit(JsonEvent::Test {
                         file: &path,
                         suite,
+                        kernel: report.kernel.as_deref(),
                         test: t,
                     });
                 }
                 self.emit(JsonEvent::FileFinished {
                     file: &path,
                     suite,
+                    kernel: report.kernel.as_deref(),
                     duration: report.duration.as_secs_f64(),
                     started_at: report.started_at,
                     counts: report.counts(),

@@ -158,7 +158,7 @@ impl<W: Write> Reporter for Ktap<W> {
     fn report(&mut self, event: &RunEvent) {
         match event {
             RunEvent::RunStarted { files, .. } => {
-                self.files = files.iter().map(|f| f.path.clone()).collect();
+                self.files = files.iter().map(|f| f.display()).collect();
                 let header = vec![
                     "KTAP version 1".to_string(),
                     format!("1..{}", files.len()),
@@ -204,6 +204,7 @@ mod tests {
             status: Status::Errored(Problem::new("boom\nmore")),
             duration: Default::default(),
             output: "printed\n".into(),
+            observed: None,
         };
         let mut out = Vec::new();
         test_lines(1, &t, &mut out);

@@ -4,6 +4,7 @@
 pub mod json;
 pub mod junit;
 pub mod ktap;
+pub mod matrix;
 pub mod style;
 pub mod terminal;
 

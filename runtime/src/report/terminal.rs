@@ -62,10 +62,11 @@ impl Terminal {
         }
     }
 
+    /// The file as shown: its path, with its kernel in a run over several.
     fn path(&self, file: usize) -> String {
         self.files
             .get(file)
-            .map(|f| f.path.clone())
+            .map(|f| f.display())
             .unwrap_or_default()
     }
 
@@ -248,6 +249,10 @@ impl Terminal {
         }
         self.line(&line);
         for r in &s.reports {
+            let shown = match &r.kernel {
+                Some(k) => format!("{} [{k}]", r.path),
+                None => r.path.clone(),
+            };
             if let Some(p) = &r.file_error {
                 let loc = p
                     .location
@@ -255,9 +260,8 @@ impl Terminal {
                     .map(|l| format!(" ({l})"))
                     .unwrap_or_default();
                 self.line(&format!(
-                    "{} {}{loc}",
+                    "{} {shown}{loc}",
                     paint(FAIL, &format!("{:>12}", "ERROR")),
-                    r.path
                 ));
             }
             for t in r.tests.iter().filter(|t| t.status.is_bad()) {
@@ -268,13 +272,80 @@ impl Terminal {
                     .unwrap_or(&t.location)
                     .to_string();
                 self.line(&format!(
-                    "{} {}::{} {}",
+                    "{} {shown}::{} {}",
                     paint(FAIL, &format!("{:>12}", t.status.label())),
-                    r.path,
                     t.name,
                     paint(DIM, &format!("({at})"))
                 ));
             }
+        }
+        self.differences(s);
+    }
+
+    /// In a run over several kernels: the tests whose outcome differs, as a table.
+    fn differences(&mut self, s: &Summary) {
+        if !s.reports.iter().any(|r| r.kernel.is_some()) {
+            return;
+        }
+        let m = super::matrix::Matrix::new(s);
+        let rows: Vec<&super::matrix::Row> = m.differing().collect();
+        self.line(&format!(
+            "{} {} of {} tests differ between {} kernels",
+            paint(if rows.is_empty() { OK } else { WARN }, " Differences"),
+            rows.len(),
+            m.rows.len(),
+            m.kernels.len()
+        ));
+        if rows.is_empty() {
+            return;
+        }
+        const SHOWN: usize = 40;
+        let name = |r: &super::matrix::Row| format!("{}::{}", r.file, r.test);
+        let width = rows
+            .iter()
+            .take(SHOWN)
+            .map(|r| name(r).chars().count())
+            .max()
+            .unwrap_or(4);
+        let cells: Vec<Vec<String>> = rows
+            .iter()
+            .take(SHOWN)
+            .map(|r| {
+                r.cells
+                    .iter()
+                    .map(|c| c.as_ref().map(|c| c.text()).unwrap_or_else(|| "-".into()))
+                    .collect()
+            })
+            .collect();
+        let col = |k: usize| {
+            cells
+                .iter()
+                .map(|c| c[k].chars().count())
+                .chain(std::iter::once(m.kernels[k].chars().count()))
+                .max()
+                .unwrap_or(1)
+        };
+        let widths: Vec<usize> = (0..m.kernels.len()).map(col).collect();
+        let mut head = format!("             {:<width$}", "test");
+        for (k, w) in m.kernels.iter().zip(&widths) {
+            head.push_str(&format!("  {k:<w$}"));
+        }
+        self.line(&paint(BOLD, head.trim_end()));
+        for (r, c) in rows.iter().zip(&cells) {
+            let mut line = format!("             {:<width$}", name(r));
+            for (text, w) in c.iter().zip(&widths) {
+                line.push_str(&format!("  {text:<w$}"));
+            }
+            self.line(line.trim_end());
+        }
+        if rows.len() > SHOWN {
+            self.line(&paint(
+                DIM,
+                &format!(
+                    "             … and {} more (--html FILE shows them all)",
+                    rows.len() - SHOWN
+                ),
+            ));
         }
     }
 }

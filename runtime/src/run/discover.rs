@@ -15,6 +15,8 @@ pub struct TestFile {
     /// The path as reports show it: relative to the current directory when possible.
     pub display: String,
     pub kind: FileKind,
+    /// In a run over several kernels: which one (an index into `RunConfig::kernels`).
+    pub kernel: Option<usize>,
 }
 
 /// The largest test file Provium reads. Specs and scripts are text that people (or `provium
@@ -105,6 +107,7 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<TestFile>> {
                 display: display(p),
                 path: p.clone(),
                 kind,
+                kernel: None,
             });
             continue;
         }
@@ -117,6 +120,7 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<TestFile>> {
                     display: display(&f),
                     path: f,
                     kind,
+                    kernel: None,
                 });
             }
         }

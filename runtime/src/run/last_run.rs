@@ -98,6 +98,7 @@ mod tests {
             status,
             duration: Default::default(),
             output: String::new(),
+            observed: None,
         };
         let problem = Problem::new("boom");
         let summary = Summary {

@@ -18,6 +18,7 @@ pub mod specs;
 use crate::event::{FileReport, Problem, RunEvent, Summary};
 use crate::lua::control::{FileControl, DEFAULT_FILE_TIMEOUT};
 use crate::lua::{self, Emit, SessionConfig, Settings};
+use crate::machine::kernels::KernelTarget;
 use crate::machine::profile::Profiles;
 use discover::{FileKind, TestFile};
 use filter::Filter;
@@ -40,6 +41,16 @@ pub struct RunConfig {
     pub compile: SpecCompiler,
     /// How long a file may run unless it says otherwise (`provium.timeout`, a spec's `timeout:`).
     pub timeout: Duration,
+    /// `--kernel`: every file runs on each of these; empty, on the profiles' own kernels.
+    pub kernels: Vec<KernelRun>,
+}
+
+/// One kernel of a run over several: the target, and the settings whose profiles and fixtures
+/// boot it (fixtures are kept per kernel, as their keys include the kernel).
+#[derive(Clone)]
+pub struct KernelRun {
+    pub target: KernelTarget,
+    pub settings: Settings,
 }
 
 impl RunConfig {
@@ -53,7 +64,55 @@ impl RunConfig {
             fail_fast: false,
             compile: specs::compiler(),
             timeout: DEFAULT_FILE_TIMEOUT,
+            kernels: Vec::new(),
         }
+    }
+
+    /// Runs every file on each of `targets`, in that order.
+    pub fn with_kernels(mut self, targets: Vec<KernelTarget>) -> RunConfig {
+        self.kernels = targets
+            .into_iter()
+            .map(|target| {
+                let mut settings = self.settings.clone();
+                settings.profiles = settings
+                    .profiles
+                    .with_kernel(&target.image, target.modules.as_deref());
+                if let Some(f) = &mut settings.fixtures {
+                    f.fixtures = Arc::new(f.fixtures.with_profiles(settings.profiles.clone()));
+                }
+                KernelRun { target, settings }
+            })
+            .collect();
+        self
+    }
+
+    /// The kernel a file's run targets, in a run over several.
+    pub fn kernel_of(&self, file: &TestFile) -> Option<&KernelRun> {
+        file.kernel.and_then(|k| self.kernels.get(k))
+    }
+
+    /// The settings a file runs with: its kernel's, or the run's.
+    fn settings_for(&self, file: &TestFile) -> &Settings {
+        self.kernel_of(file)
+            .map(|k| &k.settings)
+            .unwrap_or(&self.settings)
+    }
+
+    /// The files of the run: each once, or once per kernel (file by file, so that every
+    /// kernel's run of a file starts early).
+    pub fn expand(&self, files: Vec<TestFile>) -> Vec<TestFile> {
+        if self.kernels.is_empty() {
+            return files;
+        }
+        files
+            .into_iter()
+            .flat_map(|f| {
+                (0..self.kernels.len()).map(move |k| TestFile {
+                    kernel: Some(k),
+                    ..f.clone()
+                })
+            })
+            .collect()
     }
 }
 
@@ -61,7 +120,7 @@ impl RunConfig {
 /// `sink` (in file order, whatever order the files finish in), and returns the summary that the
 /// last event carries.
 pub fn run(files: Vec<TestFile>, config: &RunConfig, sink: &mut dyn FnMut(&RunEvent)) -> Summary {
-    schedule::run(files, config, sink)
+    schedule::run(config.expand(files), config, sink)
 }
 
 /// Runs one file on the current thread; its events go to `emit`.
@@ -81,7 +140,7 @@ pub fn run_file(
         emit,
         filter,
         control,
-        ..SessionConfig::new(&file.display, config.settings.clone())
+        ..SessionConfig::new(&file.display, config.settings_for(file).clone())
     };
     let error_report = |problem: Problem| FileReport {
         path: file.display.clone(),

@@ -76,6 +76,7 @@ mod tests {
                 path: format!("t/{i:03}.lua").into(),
                 display: format!("t/{i:03}.lua"),
                 kind: FileKind::Lua,
+                kernel: None,
             })
             .collect()
     }

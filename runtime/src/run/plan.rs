@@ -19,7 +19,8 @@ pub fn plan(files: &[TestFile], config: &RunConfig) -> Vec<PlannedFile> {
             let _ = thread.spawn_scoped(scope, || loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let Some(file) = files.get(i) else { break };
-                let p = plan_file(file, config);
+                let mut p = plan_file(file, config);
+                p.kernel = config.kernel_of(file).map(|k| k.target.label.clone());
                 crate::machine::sync::lock(&slots)[i] = Some(p);
             });
         }
@@ -27,7 +28,13 @@ pub fn plan(files: &[TestFile], config: &RunConfig) -> Vec<PlannedFile> {
     files
         .iter()
         .zip(planned)
-        .map(|(f, p)| p.unwrap_or_else(|| unplanned(f, "the plan did not finish")))
+        .map(|(f, p)| {
+            p.unwrap_or_else(|| {
+                let mut p = unplanned(f, "the plan did not finish");
+                p.kernel = config.kernel_of(f).map(|k| k.target.label.clone());
+                p
+            })
+        })
         .collect()
 }
 
@@ -37,6 +44,7 @@ fn unplanned(file: &TestFile, why: &str) -> PlannedFile {
         suite: file.display.clone(),
         tests: Vec::new(),
         plan_error: Some(why.to_string()),
+        kernel: None,
     }
 }
 
@@ -65,5 +73,6 @@ pub fn plan_file(file: &TestFile, config: &RunConfig) -> PlannedFile {
             })
             .collect(),
         plan_error: report.file_error.map(|p| p.message),
+        kernel: None,
     }
 }

@@ -309,6 +309,7 @@ fn never_started(plan: &PlannedFile, why: &str) -> FileReport {
     let mut report = FileReport {
         path: plan.path.clone(),
         suite: plan.suite.clone(),
+        kernel: plan.kernel.clone(),
         started_at: unix_now(),
         ..Default::default()
     };
@@ -344,6 +345,7 @@ fn fill_not_run(report: &mut FileReport, plan: &PlannedFile, why: &str) {
 /// it never reached as not run.
 fn complete(report: &mut FileReport, plan: &PlannedFile, state: &Running) {
     report.suite = plan.suite.clone();
+    report.kernel = plan.kernel.clone();
     let stop = state.control.as_ref().and_then(|c| c.stop_reason());
     let current = state.control.as_ref().and_then(|c| c.stopped_during());
     let Some(stop) = stop else {
@@ -412,6 +414,7 @@ fn complete(report: &mut FileReport, plan: &PlannedFile, state: &Running) {
                         status: Status::Errored(problem),
                         duration: Duration::ZERO,
                         output: String::new(),
+                        observed: None,
                     });
                 }
             }

@@ -43,6 +43,7 @@ fn run_spec_file(
         path: path.clone(),
         display: name.to_string(),
         kind: crate::run::discover::FileKind::Spec,
+        kernel: None,
     };
     let config = crate::run::RunConfig::new(crate::machine::profile::Profiles::builtin());
     let report = crate::run::run_file(&file, 0, &config, crate::lua::silent(), None);
@@ -191,6 +192,7 @@ pub fn headers(record_syscalls: &[&str], jobs: usize) -> Result<HeadersBench> {
             path,
             display: key,
             kind: crate::run::discover::FileKind::Spec,
+            kernel: None,
         });
     }
     let mut config = crate::run::RunConfig::new(crate::machine::profile::Profiles::builtin());

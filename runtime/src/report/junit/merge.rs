@@ -7,11 +7,17 @@ use std::time::Duration;
 
 /// The file a suite reports (its `file` property; older reports name suites by path).
 fn suite_file(s: &TestSuite) -> String {
-    s.properties
-        .iter()
-        .find(|p| p.name.as_str() == "file")
-        .map(|p| p.value.to_string())
-        .unwrap_or_else(|| s.name.to_string())
+    let prop = |name: &str| {
+        s.properties
+            .iter()
+            .find(|p| p.name.as_str() == name)
+            .map(|p| p.value.to_string())
+    };
+    let file = prop("file").unwrap_or_else(|| s.name.to_string());
+    match prop("kernel") {
+        Some(k) => format!("{file} [{k}]"),
+        None => file,
+    }
 }
 
 /// Combines the reports of shards: suites of the same file (one file split over runs) are

@@ -123,12 +123,21 @@ fn suite(file: &FileReport) -> TestSuite {
     } else {
         &file.suite
     };
-    let mut suite = TestSuite::new(text::protect(name));
+    // On several kernels the same test is distinct per kernel, by name (dashboards such as
+    // GitLab keep only the first of equal names).
+    let on_kernel = |s: &str| match &file.kernel {
+        Some(k) => format!("{s} [{k}]"),
+        None => s.to_string(),
+    };
+    let mut suite = TestSuite::new(text::protect(&on_kernel(name)));
     suite.set_time(file.duration);
     if let Some(ts) = timestamp(file.started_at) {
         suite.set_timestamp(ts);
     }
     suite.add_property(Property::new("file", text::protect(&file.path)));
+    if let Some(k) = &file.kernel {
+        suite.add_property(Property::new("kernel", text::protect(k)));
+    }
     if let Some(vm) = file.vms.first() {
         suite.add_properties([
             Property::new("kernel.release", vm.kernel_release.as_str()),
@@ -146,7 +155,7 @@ fn suite(file: &FileReport) -> TestSuite {
     let class = classname(&file.path);
     let mut console_shown = false;
     for t in &file.tests {
-        let mut case = TestCase::new(text::protect(&t.name), status(&t.status));
+        let mut case = TestCase::new(text::protect(&on_kernel(&t.name)), status(&t.status));
         case.set_classname(class.as_str());
         case.set_time(t.duration);
         case.extra
@@ -253,6 +262,7 @@ mod tests {
                     status: status.clone(),
                     duration: Duration::from_millis(3),
                     output: String::new(),
+                    observed: None,
                 })
                 .collect(),
             duration: Duration::from_millis(10),

@@ -1,0 +1,320 @@
+//! The kernels a run can target (`--kernel K`): a release installed in the cache (by
+//! `scripts/setup`), a kernel image, or a kernel build tree used in place (its `bzImage` and its
+//! modules, without `make modules_install`). Also each kernel's configuration, for `requires:
+//! {config: …}`.
+
+use crate::machine::paths;
+use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// A kernel to run tests on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KernelTarget {
+    /// What reports call it: the release (`6.12.117+deb12-cloud-amd64`), or the image's name.
+    pub label: String,
+    pub image: PathBuf,
+    /// Its modules (a `/lib/modules/<release>` tree, or the build tree itself).
+    pub modules: Option<PathBuf>,
+    /// Its `.config` (a packaged kernel's `config-<release>`, a build tree's `.config`).
+    pub config: Option<PathBuf>,
+}
+
+/// A kernel `scripts/setup` installed in the cache.
+#[derive(Debug, Clone)]
+pub struct Installed {
+    pub release: String,
+    pub dir: PathBuf,
+    /// The one `minimal` boots when nothing else is said.
+    pub default: bool,
+}
+
+/// The kernels in the cache, the default first, then by release.
+pub fn installed() -> Vec<Installed> {
+    let base = paths::kernels();
+    let default = std::fs::read_to_string(base.join("default"))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    let mut out: Vec<Installed> = std::fs::read_dir(&base)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let release = e.file_name().to_string_lossy().to_string();
+            let dir = e.path();
+            dir.join("boot")
+                .join(format!("vmlinuz-{release}"))
+                .is_file()
+                .then(|| Installed {
+                    default: release == default,
+                    release,
+                    dir,
+                })
+        })
+        .collect();
+    out.sort_by(|a, b| b.default.cmp(&a.default).then(a.release.cmp(&b.release)));
+    out
+}
+
+fn from_installed(k: &Installed) -> KernelTarget {
+    let modules = k.dir.join("lib/modules").join(&k.release);
+    let config = k.dir.join("boot").join(format!("config-{}", k.release));
+    KernelTarget {
+        label: k.release.clone(),
+        image: k.dir.join("boot").join(format!("vmlinuz-{}", k.release)),
+        modules: modules.is_dir().then_some(modules),
+        config: config.is_file().then_some(config),
+    }
+}
+
+/// The options a kernel needs for Provium, each with why; at least one of each group.
+const NEEDED: &[(&[&str], &str)] = &[
+    (
+        &["CONFIG_BLK_DEV_INITRD"],
+        "the agent starts from an initramfs",
+    ),
+    (&["CONFIG_VIRTIO_MMIO", "CONFIG_VIRTIO_PCI"], "a virtio bus"),
+    (
+        &["CONFIG_VIRTIO_CONSOLE", "CONFIG_VIRTIO_VSOCKETS"],
+        "a transport to the host (virtio-serial or vsock)",
+    ),
+    (&["CONFIG_DEVTMPFS"], "device nodes for the transport"),
+    (&["CONFIG_PROC_FS"], "/proc for the agent"),
+];
+
+/// Checks a build tree's `.config` for what Provium needs; the error names every option missing.
+pub fn check_config(config: &Config, source: &Path) -> Result<()> {
+    let mut missing = Vec::new();
+    for (any_of, why) in NEEDED {
+        if !any_of.iter().any(|o| config.enabled(o)) {
+            missing.push(format!("{} ({why})", any_of.join(" or ")));
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    bail!(
+        "{} lacks what Provium needs: {}; see docs/profiles.md for the config fragment",
+        source.display(),
+        missing.join(", ")
+    )
+}
+
+fn from_tree(tree: &Path) -> Result<KernelTarget> {
+    let image = ["arch/x86/boot/bzImage", "vmlinux"]
+        .iter()
+        .map(|p| tree.join(p))
+        .find(|p| p.is_file())
+        .with_context(|| {
+            format!(
+                "{} looks like a kernel tree but holds no arch/x86/boot/bzImage or vmlinux \
+                 (build it with `make`)",
+                tree.display()
+            )
+        })?;
+    let config_path = tree.join(".config");
+    let config = Config::read(&config_path)
+        .with_context(|| format!("{}: a build tree needs its .config", tree.display()))?;
+    check_config(&config, &config_path)?;
+    let label = crate::machine::kernel::release_of(&image).unwrap_or_else(|| {
+        tree.file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_else(|| tree.display().to_string())
+    });
+    Ok(KernelTarget {
+        label,
+        image,
+        // Modules are found in the tree itself (their .ko files and modules.builtin).
+        modules: Some(tree.to_path_buf()),
+        config: Some(config_path),
+    })
+}
+
+fn from_image(image: &Path) -> KernelTarget {
+    let release = crate::machine::kernel::release_of(image);
+    let beside = |name: String| image.parent().map(|d| d.join(name));
+    let config = release
+        .as_ref()
+        .and_then(|r| beside(format!("config-{r}")))
+        .filter(|p| p.is_file());
+    let modules = release
+        .as_ref()
+        .map(|r| PathBuf::from(format!("/lib/modules/{r}")))
+        .filter(|p| p.is_dir());
+    KernelTarget {
+        label: release.unwrap_or_else(|| image.display().to_string()),
+        image: image.to_path_buf(),
+        modules,
+        config,
+    }
+}
+
+/// Resolves what `--kernel` names: a build tree (a directory with a `Makefile`), a kernel image,
+/// or an installed release, exactly or by prefix (`6.12`).
+pub fn resolve(spec: &str) -> Result<KernelTarget> {
+    let path = Path::new(spec);
+    if path.is_dir() {
+        if path.join("Makefile").is_file() || path.join(".config").is_file() {
+            return from_tree(path);
+        }
+        bail!("{spec} is a directory but not a kernel build tree (no Makefile or .config)");
+    }
+    if path.is_file() {
+        return Ok(from_image(path));
+    }
+    let all = installed();
+    if let Some(k) = all.iter().find(|k| k.release == spec) {
+        return Ok(from_installed(k));
+    }
+    let matching: Vec<&Installed> = all
+        .iter()
+        .filter(|k| {
+            k.release
+                .strip_prefix(spec)
+                .is_some_and(|rest| rest.starts_with(['.', '-', '+']))
+        })
+        .collect();
+    match matching.as_slice() {
+        [one] => Ok(from_installed(one)),
+        [] => {
+            let names: Vec<&str> = all.iter().map(|k| k.release.as_str()).collect();
+            bail!(
+                "no kernel `{spec}`: not a file, a build tree or an installed release \
+                 (installed: {}; `scripts/setup --kernel VERSION` fetches Debian's)",
+                if names.is_empty() {
+                    "none".to_string()
+                } else {
+                    names.join(", ")
+                }
+            )
+        }
+        many => bail!(
+            "`{spec}` names several installed kernels: {}",
+            many.iter()
+                .map(|k| k.release.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// The default kernel as a target (what `minimal` boots).
+pub fn default_target() -> Result<KernelTarget> {
+    let (image, modules) = crate::machine::profile::find_default_kernel()?;
+    let mut t = from_image(&image);
+    if modules.is_some() {
+        t.modules = modules;
+    }
+    Ok(t)
+}
+
+/// A kernel configuration: `CONFIG_X` → `y`, `m`, a value; absent or `is not set` means off.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    options: BTreeMap<String, String>,
+}
+
+impl Config {
+    pub fn read(path: &Path) -> Result<Config> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        Ok(Config::parse(&text))
+    }
+
+    pub fn parse(text: &str) -> Config {
+        let options = text
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .filter(|(k, _)| k.starts_with("CONFIG_"))
+            .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
+            .collect();
+        Config { options }
+    }
+
+    /// `y` or `m`.
+    pub fn enabled(&self, option: &str) -> bool {
+        matches!(self.value(option), Some("y" | "m"))
+    }
+
+    pub fn value(&self, option: &str) -> Option<&str> {
+        self.options.get(option).map(String::as_str)
+    }
+
+    /// Whether a condition holds: `CONFIG_X` (built in or a module), `CONFIG_X=y`,
+    /// `CONFIG_X=m`, `CONFIG_X=VALUE`, `!CONFIG_X` (not set). The `CONFIG_` prefix may be left
+    /// out.
+    pub fn holds(&self, condition: &str) -> Result<bool, String> {
+        let c = condition.trim();
+        let (negated, c) = match c.strip_prefix('!') {
+            Some(rest) => (true, rest.trim()),
+            None => (false, c),
+        };
+        let (name, want) = match c.split_once('=') {
+            Some((n, v)) => (n.trim(), Some(v.trim())),
+            None => (c, None),
+        };
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+        {
+            return Err(format!(
+                "bad config condition `{condition}` (expected CONFIG_X, CONFIG_X=y|m|VALUE or !CONFIG_X)"
+            ));
+        }
+        let name = if name.starts_with("CONFIG_") {
+            name.to_string()
+        } else {
+            format!("CONFIG_{name}")
+        };
+        let holds = match want {
+            None => self.enabled(&name),
+            Some(v) => self.value(&name) == Some(v),
+        };
+        Ok(holds != negated)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_conditions() {
+        let c = Config::parse(
+            "CONFIG_KSM=y\nCONFIG_TUN=m\n# CONFIG_KASAN is not set\nCONFIG_HZ=250\nCONFIG_LOCALVERSION=\"-x\"\n",
+        );
+        assert!(c.holds("CONFIG_KSM").unwrap());
+        assert!(c.holds("KSM=y").unwrap());
+        assert!(c.holds("CONFIG_TUN").unwrap());
+        assert!(!c.holds("CONFIG_TUN=y").unwrap());
+        assert!(c.holds("CONFIG_TUN=m").unwrap());
+        assert!(c.holds("!CONFIG_KASAN").unwrap());
+        assert!(!c.holds("CONFIG_KASAN").unwrap());
+        assert!(c.holds("CONFIG_HZ=250").unwrap());
+        assert!(c.holds("CONFIG_LOCALVERSION=-x").unwrap());
+        assert!(c.holds("CONFIG_X Y").is_err());
+    }
+
+    #[test]
+    fn a_tree_without_what_provium_needs_is_refused_naming_the_options() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("arch/x86/boot")).unwrap();
+        std::fs::write(dir.path().join("arch/x86/boot/bzImage"), b"not really").unwrap();
+        std::fs::write(dir.path().join("Makefile"), "").unwrap();
+        std::fs::write(
+            dir.path().join(".config"),
+            "CONFIG_BLK_DEV_INITRD=y\nCONFIG_VIRTIO_PCI=y\nCONFIG_PROC_FS=y\n",
+        )
+        .unwrap();
+        let e = resolve(dir.path().to_str().unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("CONFIG_VIRTIO_CONSOLE or CONFIG_VIRTIO_VSOCKETS")
+                && e.contains("CONFIG_DEVTMPFS")
+                && !e.contains("CONFIG_VIRTIO_MMIO"),
+            "{e}"
+        );
+    }
+}
