@@ -11,6 +11,7 @@ mod gen;
 mod headers;
 mod init;
 mod junit;
+mod kernels;
 mod project;
 mod shell;
 mod test;
@@ -63,6 +64,8 @@ pub enum Command {
     Headers(headers::Args),
     /// Check what Provium needs on this host, and say how to fix what is missing.
     Doctor(doctor::Args),
+    /// List the kernels installed in the cache (what `--kernel` can name).
+    Kernels,
     /// Measure boot time, round trips, batching and buffers against in-run baselines.
     Bench(bench::Args),
     /// Print shell completions (bash, zsh, fish, elvish, powershell).
@@ -115,6 +118,7 @@ pub fn main() -> ExitCode {
         Command::Check(args) => check::check(args),
         Command::Compile(args) => check::compile(args),
         Command::Doctor(args) => doctor::run(args),
+        Command::Kernels => kernels::run(),
         Command::Headers(args) => headers::run(args),
         Command::Gen(args) => gen::gen(args),
         Command::Record(args) => gen::record(args),

@@ -60,6 +60,9 @@ pub struct Args {
     /// Keep each VM's run directory (console log, sockets) for debugging.
     #[arg(long)]
     keep: bool,
+    /// Write a self-contained HTML report: tests × kernels, differing rows first.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
     /// Run every test on this kernel (repeat for several, compared in one run): a release
     /// installed in the cache (`6.12`), a kernel image, or a kernel build tree.
     #[arg(long, value_name = "KERNEL")]
@@ -181,6 +184,9 @@ pub fn run(args: Args, verbose: bool) -> Result<u8> {
     }
     if let Some(path) = &args.junit {
         reporters.push(JunitFile::new(path));
+    }
+    if let Some(path) = &args.html {
+        reporters.push(crate::report::html::HtmlFile::new(path));
     }
     let selected: Vec<String> = files.iter().map(|f| f.display.clone()).collect();
     let summary = run::run(files, &config, &mut |e| reporters.report(e));

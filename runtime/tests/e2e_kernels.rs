@@ -1,0 +1,139 @@
+//! One suite on two kernels in one run: the cached default (Debian's 6.1) and Debian's 6.12,
+//! which scripts/setup installs beside it. The JUnit names are distinct per kernel, the terminal
+//! ends with the table of differing tests, and the HTML report, rendered in headless chromium,
+//! shows the differing row first.
+
+mod common;
+
+use common::{provium_in as provium, show, write_file as write};
+use std::process::Command;
+
+/// 451 became cachestat in 6.5: ENOSYS on 6.1, a real answer on 6.12.
+const SPEC: &str = r#"
+suite: kernels
+cases:
+  - name: close(-1) is EBADF
+    syscall: close
+    args: [-1]
+    expect: EBADF
+  - name: syscall 451 exists
+    syscall: 451
+    args: [-1, 0, 0, 0]
+    expect: { ret: { ne: -38 } }
+"#;
+
+#[test]
+fn one_suite_on_two_kernels_shows_what_differs() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "specs/k.yaml", SPEC);
+    let listed = provium(dir.path()).args(["kernels"]).output().unwrap();
+    let kernels = String::from_utf8_lossy(&listed.stdout).to_string();
+    assert!(
+        kernels.contains("6.1.") && kernels.contains("6.12."),
+        "scripts/setup installs both kernels:\n{kernels}"
+    );
+    let out = provium(dir.path())
+        .args([
+            "test",
+            "specs",
+            "--kernel",
+            "6.1",
+            "--kernel",
+            "6.12",
+            "-j",
+            "2",
+            "--junit",
+            "report.xml",
+            "--html",
+            "report.html",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    // 6.1 has no syscall 451: one failure, on 6.1 only.
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        stdout.contains("4 tests run: 3 passed, 1 failed"),
+        "{}",
+        show(&out)
+    );
+    assert!(
+        stdout.contains("Differences 1 of 2 tests differ between 2 kernels"),
+        "{stdout}"
+    );
+    let table_row = stdout
+        .lines()
+        .find(|l| l.contains("specs/k.yaml::syscall 451 exists"))
+        .unwrap_or_else(|| panic!("no row for 451:\n{stdout}"));
+    assert!(table_row.contains("FAIL ENOSYS"), "{table_row}");
+
+    // JUnit: the same test on two kernels is two names, each suite says its kernel.
+    let xml = std::fs::read_to_string(dir.path().join("report.xml")).unwrap();
+    let names: Vec<&str> = xml
+        .split("<testcase name=\"")
+        .skip(1)
+        .filter_map(|c| c.split('"').next())
+        .collect();
+    assert_eq!(names.len(), 4, "{xml}");
+    let unique: std::collections::BTreeSet<&&str> = names.iter().collect();
+    assert_eq!(unique.len(), 4, "names are distinct per kernel: {names:?}");
+    assert!(
+        names
+            .iter()
+            .any(|n| n.starts_with("syscall 451 exists [6.12.")),
+        "{names:?}"
+    );
+    assert!(
+        xml.contains(r#"<property name="kernel" value="6.1."#),
+        "{xml}"
+    );
+
+    // The HTML report as a browser renders it: the differing row first, highlighted, and the
+    // page's script ran (it fills in how many rows are shown).
+    let html = dir.path().join("report.html");
+    let dom = Command::new("chromium")
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--dump-dom"])
+        .arg(format!("file://{}", html.display()))
+        .output()
+        .expect("chromium (scripts/setup installs it)");
+    let dom = String::from_utf8_lossy(&dom.stdout).to_string();
+    assert!(dom.contains(r#"<b id="differing">1</b>"#), "{dom}");
+    assert!(
+        dom.contains(r#"<span id="shown">2</span>"#),
+        "the script did not run:\n{dom}"
+    );
+    let first_row = dom
+        .split("<tbody>")
+        .nth(1)
+        .and_then(|b| b.split("</tr>").next())
+        .unwrap_or_default();
+    assert!(
+        first_row.contains(r#"class="differs""#) && first_row.contains("syscall 451 exists"),
+        "{first_row}"
+    );
+    assert!(first_row.contains("FAIL ENOSYS"), "{first_row}");
+    // Each cell links to its details, which exist.
+    let link = first_row
+        .split("href=\"#")
+        .nth(1)
+        .and_then(|l| l.split('"').next())
+        .unwrap();
+    assert!(dom.contains(&format!("id=\"{link}\"")), "{link}");
+    // And it renders to pixels.
+    let png = dir.path().join("report.png");
+    let shot = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--window-size=1000,700",
+        ])
+        .arg(format!("--screenshot={}", png.display()))
+        .arg(format!("file://{}", html.display()))
+        .output()
+        .unwrap();
+    assert!(shot.status.success());
+    assert!(std::fs::metadata(&png)
+        .map(|m| m.len() > 10_000)
+        .unwrap_or(false));
+}
