@@ -198,7 +198,7 @@ pub fn page(summary: &Summary) -> String {
             detail_html(&mut out, summary, k, r, i, col);
         }
     }
-    let _ = write!(out, "<script>{SCRIPT}</script></body></html>\n");
+    let _ = writeln!(out, "<script>{SCRIPT}</script></body></html>");
     out
 }
 
