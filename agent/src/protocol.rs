@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use std::io::{self, Read, Write};
 
 /// Bumped whenever a message changes shape. The host refuses an agent with another version.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// The first four bytes of the hello payload, so that a host connected to something that is not
 /// a Provium agent (a console, a stale socket) fails with a clear message.
@@ -108,6 +108,9 @@ pub enum Request {
     KillWorker(WorkerId),
     /// The kernel log (the `syslog(2)` ring buffer).
     Dmesg,
+    /// The kernel's taint bits (`/proc/sys/kernel/tainted`), read by PID 1 around every test so
+    /// that a test that taints the kernel (a `WARNING`, a `BUG`) is caught.
+    Tainted,
     /// Sync file systems and power off. Answered before the power-off.
     Shutdown,
     /// Set the guest's wall clock and mix host randomness into its entropy pool.
@@ -315,6 +318,8 @@ pub enum Response {
     Done,
     /// To [`Request::Dmesg`].
     Dmesg(String),
+    /// To [`Request::Tainted`]: the taint bits.
+    Tainted(u64),
     /// To [`Request::Spawn`]: the new worker.
     Worker(WorkerId),
     /// To [`Operation::Background`]: the job's number.

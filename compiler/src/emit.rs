@@ -116,6 +116,12 @@ fn requires_table(r: &Requires) -> String {
     if let Some(root) = r.root {
         parts.push(format!("root = {root}"));
     }
+    for (key, list) in [("config", &r.config), ("path", &r.paths)] {
+        if !list.is_empty() {
+            let items: Vec<String> = list.iter().map(|s| lua::str(s)).collect();
+            parts.push(format!("{key} = {{{}}}", items.join(", ")));
+        }
+    }
     format!("{{{}}}", parts.join(", "))
 }
 

@@ -44,6 +44,10 @@ pub struct Requires {
     pub syscalls: Vec<(String, i64)>,
     /// Must run as root (`true`) or not (`false`).
     pub root: Option<bool>,
+    /// Kernel configuration conditions (`CONFIG_KSM`, `!CONFIG_X`, `CONFIG_X=m`).
+    pub config: Vec<String>,
+    /// Guest paths that must exist.
+    pub paths: Vec<String>,
 }
 
 /// Credentials of the worker a case or step runs in.

@@ -137,3 +137,166 @@ fn one_suite_on_two_kernels_shows_what_differs() {
         .map(|m| m.len() > 10_000)
         .unwrap_or(false));
 }
+
+/// A test during which the kernel becomes tainted fails with the taint letters (root can OR a
+/// taint bit into /proc/sys/kernel/tainted); `taint = "flag"` keeps it passing with a note.
+#[test]
+fn a_test_that_taints_the_kernel_fails_or_is_flagged() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = |profile: &str| {
+        format!(
+            "local vm = provium.create('{profile}')\nvm:boot()\n\
+             test('before', function() assert(vm:syscall(provium.nr.getpid) > 0) end)\n\
+             test('taints the kernel', function() vm:write_file('/proc/sys/kernel/tainted', '64') end)\n\
+             test('after', function() assert(vm:syscall(provium.nr.getpid) > 0) end)\n"
+        )
+    };
+    write(
+        dir.path(),
+        "provium.toml",
+        "[profile.lenient]\ntaint = \"flag\"\n",
+    );
+    write(dir.path(), "strict.lua", &file("minimal"));
+    write(dir.path(), "lenient.lua", &file("lenient"));
+    let out = provium(dir.path())
+        .args(["test", "strict.lua", "--junit", "r.xml"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        stdout.contains("FAIL [") && stdout.contains("strict.lua::taints the kernel"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "the kernel became tainted during this test: U (taint requested by userspace)"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("3 tests run: 2 passed, 1 failed"),
+        "only that test: {stdout}"
+    );
+    let out = provium(dir.path())
+        .args(["test", "lenient.lua", "-v"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        stdout.contains("provium: the kernel became tainted during this test: U"),
+        "{stdout}"
+    );
+}
+
+/// `requires: {config: …}` reads each kernel's own config; `requires: {path: …}` looks in the
+/// guest. Unmet conditions skip with the reason.
+#[test]
+fn config_and_path_conditions_are_read_per_kernel() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "c.yaml",
+        r#"
+cases:
+  - name: needs KSM
+    requires: { config: CONFIG_KSM }
+    syscall: getpid
+    expect: ok
+  - name: needs lkdtm
+    requires: { config: [CONFIG_KSM, CONFIG_LKDTM] }
+    syscall: getpid
+    expect: ok
+  - name: needs no KASAN
+    requires: { config: "!CONFIG_KASAN" }
+    syscall: getpid
+    expect: ok
+  - name: needs ksm in sysfs
+    requires: { path: /sys/kernel/mm/ksm }
+    syscall: getpid
+    expect: ok
+  - name: needs a missing path
+    requires: { path: [/proc, /no/such/path] }
+    syscall: getpid
+    expect: ok
+"#,
+    );
+    write(
+        dir.path(),
+        "c.lua",
+        "local vm = provium.create()\nvm:boot()\n\
+         test('lua sees the config', function()\n\
+           assert_eq(nil, provium.requires(vm, {config = 'CONFIG_KSM=y'}))\n\
+           assert_contains(provium.requires(vm, {config = {'CONFIG_LKDTM'}}), 'needs CONFIG_LKDTM')\n\
+         end)\n",
+    );
+    let out = provium(dir.path())
+        .args(["test", "--kernel", "6.1", "--kernel", "6.12"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        stdout.contains("8 tests run: 8 passed, 4 skipped"),
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout
+            .matches("(needs CONFIG_LKDTM in the kernel's config)")
+            .count(),
+        2,
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout.matches("(needs /no/such/path in the guest)").count(),
+        2,
+        "{stdout}"
+    );
+    // A bad condition is a spec error, found without booting.
+    write(
+        dir.path(),
+        "bad.yaml",
+        "cases:\n  - name: x\n    requires: { config: \"CONFIG X\" }\n    syscall: getpid\n",
+    );
+    let checked = provium(dir.path())
+        .args(["check", "bad.yaml"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&checked.stderr).contains("bad config condition"),
+        "{}",
+        show(&checked)
+    );
+}
+
+/// A build tree that lacks what Provium needs is refused before anything boots, naming the
+/// options.
+#[test]
+fn a_build_tree_without_the_needed_options_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("linux");
+    write(&tree, "Makefile", "");
+    write(&tree, "arch/x86/boot/bzImage", "not a kernel");
+    write(
+        &tree,
+        ".config",
+        "CONFIG_BLK_DEV_INITRD=y\nCONFIG_VIRTIO_PCI=y\nCONFIG_PROC_FS=y\n# CONFIG_DEVTMPFS is not set\n",
+    );
+    write(dir.path(), "t.lua", "test('t', function() end)\n");
+    let started = std::time::Instant::now();
+    let out = provium(dir.path())
+        .args(["test", "t.lua", "--kernel"])
+        .arg(&tree)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        stderr.contains("CONFIG_VIRTIO_CONSOLE or CONFIG_VIRTIO_VSOCKETS")
+            && stderr.contains("CONFIG_DEVTMPFS")
+            && stderr.contains("docs/profiles.md"),
+        "{stderr}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+}

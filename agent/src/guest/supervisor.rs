@@ -343,6 +343,10 @@ impl Supervisor {
                 Ok(log) => Response::Dmesg(log),
                 Err(e) => os_error("dmesg", &e),
             },
+            Request::Tainted => match sys::tainted() {
+                Ok(bits) => Response::Tainted(bits),
+                Err(e) => os_error("/proc/sys/kernel/tainted", &e),
+            },
             Request::Shutdown => Response::Done,
             Request::SyncClock { unix_ns, seed } => match sync_clock(unix_ns, &seed) {
                 Ok(()) => Response::Done,

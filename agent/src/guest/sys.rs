@@ -195,6 +195,14 @@ pub fn errno_of(err: &io::Error) -> i32 {
 }
 
 /// Reads the whole kernel log ring buffer.
+/// The kernel's taint bits, from `/proc/sys/kernel/tainted`.
+pub fn tainted() -> io::Result<u64> {
+    let text = std::fs::read_to_string("/proc/sys/kernel/tainted")?;
+    text.trim()
+        .parse()
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("tainted: {text:?}")))
+}
+
 pub fn kernel_log() -> io::Result<String> {
     const SYSLOG_ACTION_READ_ALL: libc::c_int = 3;
     const SYSLOG_ACTION_SIZE_BUFFER: libc::c_int = 10;

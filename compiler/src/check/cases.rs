@@ -46,6 +46,31 @@ impl Checker<'_> {
             out.line = out.line.max(root.pos.line);
             out.root = Some(root.value);
         }
+        for (names, what) in [(&r.config, "config"), (&r.path, "path")] {
+            let Some(names) = names else { continue };
+            out.line = out.line.max(names.pos.line);
+            let items: Vec<Node> = match &names.value {
+                Value::Seq(items) => items.clone(),
+                _ => vec![names.0.clone()],
+            };
+            for n in &items {
+                let Value::Str(text) = &n.value else {
+                    self.error(n.pos, format!("requires.{what}: expected a string"));
+                    continue;
+                };
+                if what == "config" {
+                    if let Err(e) = crate::check::config_condition(text) {
+                        self.error(n.pos, e);
+                    }
+                    out.config.push(text.clone());
+                } else {
+                    if !text.starts_with('/') {
+                        self.error(n.pos, format!("requires.path: `{text}` must be absolute"));
+                    }
+                    out.paths.push(text.clone());
+                }
+            }
+        }
         out
     }
 

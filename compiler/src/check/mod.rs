@@ -325,6 +325,50 @@ impl<'a> Checker<'a> {
     }
 }
 
+/// A kernel configuration condition, as `requires: {config: …}` writes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigCondition {
+    /// The option, with its `CONFIG_` prefix.
+    pub option: String,
+    /// `CONFIG_X=VALUE`: the value it must have; none: built in or a module.
+    pub value: Option<String>,
+    /// `!CONFIG_X`: the condition is that it does not hold.
+    pub negated: bool,
+}
+
+/// Parses `CONFIG_X`, `CONFIG_X=y|m|VALUE` or `!CONFIG_X` (the `CONFIG_` prefix may be left
+/// out).
+pub fn config_condition(text: &str) -> Result<ConfigCondition, String> {
+    let c = text.trim();
+    let (negated, c) = match c.strip_prefix('!') {
+        Some(rest) => (true, rest.trim()),
+        None => (false, c),
+    };
+    let (name, value) = match c.split_once('=') {
+        Some((n, v)) => (n.trim(), Some(v.trim().trim_matches('"').to_string())),
+        None => (c, None),
+    };
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+    {
+        return Err(format!(
+            "bad config condition `{text}` (expected CONFIG_X, CONFIG_X=y|m|VALUE or !CONFIG_X)"
+        ));
+    }
+    let option = if name.starts_with("CONFIG_") {
+        name.to_string()
+    } else {
+        format!("CONFIG_{name}")
+    };
+    Ok(ConfigCondition {
+        option,
+        value,
+        negated,
+    })
+}
+
 /// Checks a kernel version range such as `>=5.6, <6.2`.
 pub fn parse_version_range(text: &str) -> Result<Vec<(String, Vec<u32>)>, String> {
     let mut out = Vec::new();

@@ -65,6 +65,14 @@ pub struct Requires {
     pub syscall: Option<Names>,
     /// Whether the case must run as root (true) or as another user (false).
     pub root: Option<At<bool>>,
+    /// Kernel configuration the case needs: `CONFIG_KSM` (built in or a module), `CONFIG_X=y`,
+    /// `CONFIG_X=m`, `!CONFIG_X`; one or a list. Read from the kernel's config file (beside a
+    /// packaged kernel, a build tree's `.config`) or the guest's `/proc/config.gz`.
+    #[serde(default)]
+    pub config: Option<Names>,
+    /// Paths that must exist in the guest (`/sys/kernel/mm/ksm`); one or a list.
+    #[serde(default)]
+    pub path: Option<Names>,
 }
 
 /// Credentials for a case run in a worker.

@@ -49,6 +49,8 @@ impl Problem {
 )]
 #[serde(rename_all = "snake_case")]
 pub enum ConsoleEvent {
+    /// The kernel became tainted without saying more on its console.
+    Tainted,
     /// The VM stopped answering or exited without a kernel message.
     VmLost,
     /// The test (or its file) ran out of time.
@@ -73,6 +75,7 @@ impl ConsoleEvent {
 impl std::fmt::Display for ConsoleEvent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
+            ConsoleEvent::Tainted => "kernel tainted",
             ConsoleEvent::VmLost => "VM lost",
             ConsoleEvent::TimedOut => "timed out",
             ConsoleEvent::Warning => "WARNING",

@@ -330,7 +330,7 @@ fn test(lua: &Lua, (name, body): (Value, Value)) -> mlua::Result<()> {
     let run: Function = lua.named_registry_value("provium.run")?;
     let result: mlua::Result<(bool, Value, Option<String>)> = run.call(body);
     let duration = started.elapsed() + session.take_charged();
-    let output = session.current.borrow_mut().take().unwrap_or_default();
+    let mut output = session.current.borrow_mut().take().unwrap_or_default();
     if let Some(control) = &session.config.control {
         control.set_current(None);
     }
@@ -340,6 +340,7 @@ fn test(lua: &Lua, (name, body): (Value, Value)) -> mlua::Result<()> {
         Err(e) => classify(&Value::Error(Box::new(e)), None),
     };
     session.map_status(&mut status);
+    super::health::after_test(&session, &mut status, &mut output);
     // A test that could not run (its VM was lost earlier) took no time of its own.
     let duration = match status {
         Status::NotRun { .. } => std::time::Duration::ZERO,

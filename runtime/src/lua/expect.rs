@@ -349,6 +349,46 @@ pub fn kernel_in_range(release: &str, range: &str) -> Result<bool, String> {
     Ok(true)
 }
 
+/// The configuration of the kernel `vm` boots: from the host (beside the image, or its build
+/// tree), else the guest's `/proc/config.gz`.
+fn kernel_config(
+    lua: &Lua,
+    vm: &mlua::AnyUserData,
+) -> mlua::Result<crate::machine::kernels::Config> {
+    let image = vm
+        .borrow::<super::vm::LuaVm>()
+        .ok()
+        .and_then(|v| v.0.borrow().profile.resolve_kernel().ok())
+        .map(|(image, _)| image);
+    if let Some(c) = image
+        .as_deref()
+        .and_then(crate::machine::kernels::config_beside)
+    {
+        return Ok(c);
+    }
+    let read: Function = vm.get("read_file")?;
+    let gz: mlua::Result<mlua::LuaString> = read.call((vm.clone(), "/proc/config.gz"));
+    let text = gz.ok().and_then(|data| {
+        use std::io::Read;
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(&data.as_bytes()[..])
+            .read_to_string(&mut text)
+            .ok()
+            .map(|_| text)
+    });
+    match text {
+        Some(t) => Ok(crate::machine::kernels::Config::parse(&t)),
+        None => Err(errors::error(
+            lua,
+            format!(
+                "provium.requires: no configuration for the kernel {}: no config-<release> \
+                 beside it, no build tree .config, and no /proc/config.gz in the guest",
+                image.map(|p| p.display().to_string()).unwrap_or_default()
+            ),
+        )),
+    }
+}
+
 /// `nil` when `req` holds on `vm`, else the reason (for `skip`).
 pub fn requires(lua: &Lua, (vm, req): (mlua::AnyUserData, Table)) -> mlua::Result<Option<String>> {
     let call: Function = vm.get("call")?;
@@ -399,6 +439,47 @@ pub fn requires(lua: &Lua, (vm, req): (mlua::AnyUserData, Table)) -> mlua::Resul
                     "needs syscall {name} ({nr}), which this kernel lacks"
                 )));
             }
+        }
+    }
+    let list = |key: &str| -> mlua::Result<Vec<String>> {
+        Ok(match req.get::<Value>(key)? {
+            Value::Nil => Vec::new(),
+            Value::String(s) => vec![s.to_str()?.to_string()],
+            Value::Table(t) => t.sequence_values::<String>().collect::<mlua::Result<_>>()?,
+            other => {
+                return Err(errors::error(
+                    lua,
+                    format!(
+                        "provium.requires: `{key}` must be a string or a list, not {}",
+                        other.type_name()
+                    ),
+                ))
+            }
+        })
+    };
+    let config = list("config")?;
+    if !config.is_empty() {
+        let kernel_config = kernel_config(lua, &vm)?;
+        for condition in &config {
+            let holds = kernel_config
+                .holds(condition)
+                .map_err(|e| errors::error(lua, format!("provium.requires: {e}")))?;
+            if !holds {
+                return Ok(Some(format!("needs {condition} in the kernel's config")));
+            }
+        }
+    }
+    for path in list("path")? {
+        // faccessat(AT_FDCWD, path, F_OK): present when it answers 0.
+        let probe = lua.create_table()?;
+        probe.set("nr", 269)?;
+        probe.set("args", vec![-100i64, 0, 0, 0])?;
+        let bufs = lua.create_table()?;
+        bufs.set(1, format!("{path}\0"))?;
+        probe.set("bufs", bufs)?;
+        let outcome: Table = call.call((vm.clone(), probe))?;
+        if outcome.get::<Option<i64>>("ret")? != Some(0) {
+            return Ok(Some(format!("needs {path} in the guest")));
         }
     }
     if let Some(root) = req.get::<Option<bool>>("root")? {

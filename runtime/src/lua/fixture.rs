@@ -87,7 +87,7 @@ pub fn fixture(lua: &Lua, name: String) -> mlua::Result<LuaVm> {
         return Ok(LuaVm(slot));
     }
     match start(&session, &uses, &def) {
-        Ok(vm) => slot.borrow_mut().vm = Some(vm),
+        Ok(vm) => slot.borrow_mut().set_vm(vm),
         Err(e) => {
             let mut slot = slot.borrow_mut();
             slot.gone = Some(format!("its fixture failed ({e})"));

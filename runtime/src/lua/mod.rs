@@ -9,6 +9,7 @@ mod dry;
 pub mod errors;
 pub mod expect;
 pub mod fixture;
+mod health;
 mod options;
 pub mod pack;
 pub mod session;

@@ -27,6 +27,8 @@ pub struct VmSlot {
     pub lost: bool,
     /// Host files put into the VM at boot (a fixture's cache key covers their content).
     pub pushed: Vec<PathBuf>,
+    /// The kernel's taint and console at the last health check (see `health`).
+    pub health: Option<super::health::HealthMark>,
 }
 
 impl VmSlot {
@@ -38,7 +40,16 @@ impl VmSlot {
             gone: None,
             lost: false,
             pushed: Vec::new(),
+            health: None,
         }
+    }
+
+    /// The VM is ready: it runs, and its kernel's health is marked from here.
+    pub fn set_vm(&mut self, mut vm: Vm) {
+        self.health = Some(super::health::HealthMark::of(&mut vm));
+        self.vm = Some(vm);
+        self.gone = None;
+        self.lost = false;
     }
 
     /// Shuts the VM down if it runs (at the end of a file, or `provium.shutdown_all`).
@@ -201,9 +212,7 @@ impl UserData for LuaVm {
             if let Some(resumed) =
                 super::fixture::resume_plain_boot(lua, &session, &slot.profile, &options)
             {
-                slot.vm = Some(resumed?);
-                slot.gone = None;
-                slot.lost = false;
+                slot.set_vm(resumed?);
                 return Ok(());
             }
             if let Some(dir) = &session.config.snapshot_dir {
@@ -219,9 +228,7 @@ impl UserData for LuaVm {
             match result {
                 Ok(vm) => {
                     session.record_vm(&vm);
-                    slot.vm = Some(vm);
-                    slot.gone = None;
-                    slot.lost = false;
+                    slot.set_vm(vm);
                     Ok(())
                 }
                 Err(e) => {

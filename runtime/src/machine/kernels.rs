@@ -208,6 +208,26 @@ pub fn default_target() -> Result<KernelTarget> {
     Ok(t)
 }
 
+/// The configuration of the kernel `image`, from the host: `config-<release>` beside a
+/// packaged kernel, or the `.config` of the build tree it was built in.
+pub fn config_beside(image: &Path) -> Option<Config> {
+    let release = crate::machine::kernel::release_of(image);
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if let (Some(dir), Some(r)) = (image.parent(), &release) {
+        candidates.push(dir.join(format!("config-{r}")));
+    }
+    // arch/x86/boot/bzImage → the tree's .config; a tree's vmlinux is at its root.
+    for up in [3, 0] {
+        if let Some(tree) = image.ancestors().nth(up + 1) {
+            candidates.push(tree.join(".config"));
+        }
+    }
+    candidates
+        .into_iter()
+        .find(|p| p.is_file())
+        .and_then(|p| Config::read(&p).ok())
+}
+
 /// A kernel configuration: `CONFIG_X` → `y`, `m`, a value; absent or `is not set` means off.
 #[derive(Debug, Clone, Default)]
 pub struct Config {
@@ -244,34 +264,12 @@ impl Config {
     /// `CONFIG_X=m`, `CONFIG_X=VALUE`, `!CONFIG_X` (not set). The `CONFIG_` prefix may be left
     /// out.
     pub fn holds(&self, condition: &str) -> Result<bool, String> {
-        let c = condition.trim();
-        let (negated, c) = match c.strip_prefix('!') {
-            Some(rest) => (true, rest.trim()),
-            None => (false, c),
+        let c = provium_compiler::check::config_condition(condition)?;
+        let holds = match &c.value {
+            None => self.enabled(&c.option),
+            Some(v) => self.value(&c.option) == Some(v.as_str()),
         };
-        let (name, want) = match c.split_once('=') {
-            Some((n, v)) => (n.trim(), Some(v.trim())),
-            None => (c, None),
-        };
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
-        {
-            return Err(format!(
-                "bad config condition `{condition}` (expected CONFIG_X, CONFIG_X=y|m|VALUE or !CONFIG_X)"
-            ));
-        }
-        let name = if name.starts_with("CONFIG_") {
-            name.to_string()
-        } else {
-            format!("CONFIG_{name}")
-        };
-        let holds = match want {
-            None => self.enabled(&name),
-            Some(v) => self.value(&name) == Some(v),
-        };
-        Ok(holds != negated)
+        Ok(holds != c.negated)
     }
 }
 

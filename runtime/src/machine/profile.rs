@@ -103,6 +103,21 @@ pub struct Profile {
     pub boot_timeout_s: u64,
     /// The userspace include tree for specs that name `headers:` (default `/usr/include`).
     pub include: Option<PathBuf>,
+    /// What a test during which the kernel becomes tainted or reports a WARNING or BUG gets.
+    pub taint: TaintPolicy,
+}
+
+/// `taint` in a profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaintPolicy {
+    /// The test fails, with the taint letters and the kernel's report (the default).
+    #[default]
+    Fail,
+    /// The test keeps its status; its output says what happened.
+    Flag,
+    /// Not checked.
+    Ignore,
 }
 
 impl Profile {
@@ -126,6 +141,7 @@ impl Profile {
             busybox: true,
             boot_timeout_s: 60,
             include: None,
+            taint: TaintPolicy::Fail,
         }
     }
 
@@ -240,6 +256,7 @@ pub struct ProfileConfig {
     pub busybox: Option<bool>,
     pub boot_timeout: Option<u64>,
     pub include: Option<PathBuf>,
+    pub taint: Option<TaintPolicy>,
 }
 
 /// The parts of `provium.toml` this module reads; other tables belong to other modules.
@@ -409,6 +426,9 @@ impl Profiles {
         }
         if let Some(b) = cfg.busybox {
             p.busybox = b;
+        }
+        if let Some(t) = cfg.taint {
+            p.taint = t;
         }
         if let Some(t) = cfg.boot_timeout {
             p.boot_timeout_s = t;

@@ -36,6 +36,7 @@ const MARKERS: &[(&str, ConsoleEvent)] = &[
     ("general protection fault", ConsoleEvent::Oops),
     ("kernel BUG at", ConsoleEvent::Bug),
     ("BUG:", ConsoleEvent::Bug),
+    ("UBSAN:", ConsoleEvent::Bug),
     ("WARNING:", ConsoleEvent::Warning),
 ];
 
@@ -50,7 +51,12 @@ pub fn kernel_event(text: &str) -> Option<(ConsoleEvent, usize)> {
     let mut worst: Option<ConsoleEvent> = None;
     let mut first = None;
     for (i, line) in text.lines().enumerate() {
-        // The kernel's timestamp prefix (`[    1.234567] `) comes before the marker.
+        // The log level (`<4>`, in `dmesg` text) and the timestamp (`[    1.234567] `) come
+        // before the marker.
+        let line = match line.trim_start().strip_prefix('<') {
+            Some(rest) => rest.split_once('>').map(|(_, r)| r).unwrap_or(line),
+            None => line,
+        };
         let body = match line.trim_start().strip_prefix('[') {
             Some(rest) => rest.split_once("] ").map(|(_, b)| b).unwrap_or(line),
             None => line,

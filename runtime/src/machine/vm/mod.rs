@@ -255,6 +255,14 @@ impl Vm {
         }
     }
 
+    /// The kernel's taint bits (`/proc/sys/kernel/tainted`).
+    pub fn tainted(&mut self) -> Result<u64, VmError> {
+        match self.request(&Request::Tainted, HOST_MARGIN)? {
+            Response::Tainted(bits) => Ok(bits),
+            other => Err(unexpected(other)),
+        }
+    }
+
     /// Starts a worker: a separate executor process with these credentials.
     pub fn spawn_worker(&mut self, creds: Credentials) -> Result<WorkerId, VmError> {
         match self.request(&Request::Spawn(creds), HOST_MARGIN)? {
