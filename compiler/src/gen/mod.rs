@@ -208,6 +208,18 @@ fn baseline(sig: &Signature, i: usize, parsed: &Parsed) -> String {
                 None => "0".into(),
             }
         }
+        // One element: the array argument before it holds exactly one struct. (As a size in
+        // bytes it made the kernel read past the buffer, and answer differently run to run.)
+        Role::Count => {
+            let prev = i.checked_sub(1).map(|j| &sig.params[j]);
+            match prev
+                .and_then(|q| q.points_to.as_deref())
+                .filter(|s| parsed.types.spec_layout(s).is_some())
+            {
+                Some(_) => "1".into(),
+                None => "0".into(),
+            }
+        }
         Role::Flags | Role::Other => "0".into(),
     }
 }
@@ -327,6 +339,12 @@ fn probes(sig: &Signature, parsed: &Parsed) -> Vec<Case> {
                     });
                 }
             }
+            // No elements at all; more than one would make the kernel read past the buffer.
+            Role::Count => cases.push(Case {
+                comment: format!("{what}: an empty array"),
+                name: format!("{} with {} 0", sig.name, p.name),
+                args: with(i, "0".into()),
+            }),
             Role::Other => {}
         }
     }

@@ -18,6 +18,9 @@ pub enum Role {
     Flags,
     /// The size of a structure or buffer.
     Size,
+    /// How many elements an array argument holds (`vlen`, `nr_segs`, `nfds`): not a size in
+    /// bytes.
+    Count,
     /// Anything else.
     Other,
 }
@@ -72,7 +75,10 @@ fn classify(ty: &str, name: &str) -> (Role, Option<String>) {
         Role::UserPtr
     } else if name.contains("flag") {
         Role::Flags
-    } else if (name == "fd"
+    } else if name != "max_fd"
+        // close_range's upper bound is not a descriptor: -1 or 9999 there closes the
+        // executor's own channel, which breaks the executor instead of probing an argument.
+        && (name == "fd"
         || name.ends_with("fd")
         || name.ends_with("fd1")
         || name.ends_with("fd2")
@@ -82,6 +88,22 @@ fn classify(ty: &str, name: &str) -> (Role, Option<String>) {
         && !ty.contains('*')
     {
         Role::Fd
+    } else if [
+        "vlen",
+        "nr_segs",
+        "liovcnt",
+        "riovcnt",
+        "iovcnt",
+        "nsops",
+        "nfds",
+        "maxevents",
+        "nr_args",
+        "nr_events",
+    ]
+    .contains(&name)
+        || name.ends_with("cnt")
+    {
+        Role::Count
     } else if name == "size"
         || name == "usize"
         || name.ends_with("size")
