@@ -367,4 +367,16 @@ fn keep_prints_the_directories_it_keeps() {
     let again = run(false);
     assert!(again.status.success());
     assert!(kept.join("console.log").is_file(), "swept by the next run");
+    // A failure with --keep says how to get a shell in a VM like it.
+    write(
+        dir.path(),
+        "k.lua",
+        "local vm = provium.create()\nvm:boot()\ntest('t', function() assert_eq(1, 2) end)\n",
+    );
+    let failed = run(true);
+    let stdout = String::from_utf8_lossy(&failed.stdout).to_string();
+    assert!(
+        stdout.contains("provium shell --profile minimal"),
+        "{stdout}"
+    );
 }

@@ -68,6 +68,8 @@ pub enum Command {
     Kernels,
     /// Measure boot time, round trips, batching and buffers against in-run baselines.
     Bench(bench::Args),
+    /// A shell in a VM on this terminal, or one command with -c.
+    Shell(shell::ShellArgs),
     /// Print shell completions (bash, zsh, fish, elvish, powershell).
     Completions(shell::CompletionArgs),
     /// Print the manual page (roff), or write one per subcommand with --dir.
@@ -125,6 +127,7 @@ pub fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::Fixture(args) => fixture::run(args),
         Command::Junit(args) => junit::run(args),
+        Command::Shell(args) => shell::shell(args),
         Command::Completions(args) => shell::completions(args),
         Command::Man(args) => shell::man(args),
     };

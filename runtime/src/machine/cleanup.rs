@@ -129,7 +129,13 @@ pub struct Supervised {
 }
 
 impl Supervised {
-    pub fn spawn(mut cmd: Command, label: &str) -> io::Result<Supervised> {
+    pub fn spawn(cmd: Command, label: &str) -> io::Result<Supervised> {
+        Supervised::spawn_grouped(cmd, label, true)
+    }
+
+    /// `own_group: false` keeps the child in the caller's process group: a child that reads
+    /// the terminal (`provium shell`) must stay in the foreground group or it is stopped.
+    pub fn spawn_grouped(mut cmd: Command, label: &str, own_group: bool) -> io::Result<Supervised> {
         // SAFETY: the closure only calls async-signal-safe functions (prctl, getppid, setpgid).
         unsafe {
             let parent = libc::getpid();
@@ -143,7 +149,9 @@ impl Supervised {
                 }
                 // A process group of its own: a terminal's Ctrl-C reaches only the host, which
                 // then stops the VM in order.
-                libc::setpgid(0, 0);
+                if own_group {
+                    libc::setpgid(0, 0);
+                }
                 Ok(())
             });
         }

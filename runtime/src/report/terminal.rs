@@ -194,6 +194,19 @@ impl Terminal {
                         &format!("({}: its console.log and sockets)", report.path)
                     )
                 ));
+                if report.is_bad() {
+                    // The VM is gone; a fresh one of the same profile and kernel is one command.
+                    let kernel = report
+                        .kernel
+                        .as_deref()
+                        .map(|k| format!(" --kernel {k}"))
+                        .unwrap_or_default();
+                    self.line(&format!(
+                        "             {} provium shell --profile {}{kernel}",
+                        paint(DIM, "to look around in a VM like it:"),
+                        vm.profile
+                    ));
+                }
             }
         }
         let excerpt_shown = report

@@ -62,9 +62,25 @@ impl Vm {
             devices: transport.qemu_args(plan.machine),
             incoming: None,
         };
+        let mut launch = launch;
+        if plan.terminal {
+            // `signal=off`: Ctrl-C goes to the guest's shell, not to QEMU.
+            launch.devices.extend([
+                "-chardev".to_string(),
+                "stdio,id=terminal,signal=off".to_string(),
+                "-device".to_string(),
+                "virtconsole,chardev=terminal".to_string(),
+            ]);
+        }
         let qemu_log = dir.join("qemu.log");
         let started = Instant::now();
-        let mut qemu = spawn_qemu(&launch, &qemu_log, |_| {})?;
+        let terminal = plan.terminal;
+        let mut qemu = spawn_qemu(&launch, &qemu_log, |cmd| {
+            if terminal {
+                cmd.stdin(Stdio::inherit()).stdout(Stdio::inherit());
+            }
+            terminal
+        })?;
         let deadline = started + plan.timeout;
 
         let boot_failure = |qemu: &mut Supervised, reason: String| {
@@ -149,7 +165,7 @@ impl Vm {
 pub(super) fn spawn_qemu(
     launch: &LaunchPlan,
     qemu_log: &Path,
-    configure: impl FnOnce(&mut Command),
+    configure: impl FnOnce(&mut Command) -> bool,
 ) -> Result<Supervised, VmError> {
     let stderr = std::fs::File::create(qemu_log)
         .map_err(|e| anyhow::anyhow!("creating {}: {e}", qemu_log.display()))?;
@@ -158,9 +174,9 @@ pub(super) fn spawn_qemu(
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(stderr);
-    configure(&mut cmd);
+    let on_terminal = configure(&mut cmd);
     tracing::debug!(args = ?launch.args(), "starting QEMU");
-    Ok(Supervised::spawn(cmd, "qemu")
+    Ok(Supervised::spawn_grouped(cmd, "qemu", !on_terminal)
         .map_err(|e| anyhow::anyhow!("starting {}: {e}", launch.qemu.display()))?)
 }
 

@@ -35,6 +35,9 @@ pub struct BootOptions {
     pub keep_run_dir: bool,
     /// Back guest RAM with this file, shared, so the VM can be snapshotted (fixtures).
     pub snapshot_memory: Option<PathBuf>,
+    /// A console on the host's terminal (`provium shell`): QEMU's stdin and stdout become the
+    /// guest's `/dev/hvc0`, a virtio console on the virtio-serial bus.
+    pub terminal: bool,
 }
 
 impl BootOptions {
@@ -71,6 +74,7 @@ pub struct BootPlan {
     pub timeout: Duration,
     pub keep_run_dir: bool,
     pub snapshot_memory: Option<PathBuf>,
+    pub terminal: bool,
 }
 
 pub(crate) type Memo<T> = Mutex<HashMap<(PathBuf, Option<SystemTime>), Arc<T>>>;
@@ -213,6 +217,8 @@ pub fn plan(profile: &Profile, opts: &BootOptions) -> Result<BootPlan> {
     let transport = match opts.transport.unwrap_or(profile.transport) {
         // Only virtio-serial survives a snapshot (QEMU 7.2 cannot migrate vhost-user-vsock).
         _ if opts.snapshot_memory.is_some() => TransportKind::VirtioSerial,
+        // The terminal's virtio console sits on the virtio-serial bus.
+        _ if opts.terminal => TransportKind::VirtioSerial,
         TransportChoice::VirtioSerial => TransportKind::VirtioSerial,
         TransportChoice::Vsock => TransportKind::Vsock,
         TransportChoice::Auto if has_module("virtio_console") => TransportKind::VirtioSerial,
@@ -310,5 +316,6 @@ pub fn plan(profile: &Profile, opts: &BootOptions) -> Result<BootPlan> {
             .unwrap_or(Duration::from_secs(profile.boot_timeout_s)),
         keep_run_dir: opts.keep_run_dir,
         snapshot_memory: opts.snapshot_memory.clone(),
+        terminal: opts.terminal,
     })
 }

@@ -125,6 +125,7 @@ impl Vm {
                     Ok(())
                 });
             }
+            false
         });
         drop(state);
         let mut qemu = spawned?;
