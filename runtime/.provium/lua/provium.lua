@@ -240,7 +240,7 @@ function provium.strerror(n) end
 function provium.pad(s, len) end
 ---Checks conditions against a booted VM: nil when met, else the reason (for `skip`).
 ---@param vm ProviumVm
----@param conditions {kernel: string|nil, arch: string|nil, syscalls: {[1]: string, [2]: integer}[]|nil, root: boolean|nil}
+---@param conditions {kernel: string|nil, arch: string|nil, syscalls: {[1]: string, [2]: integer}[]|nil, root: boolean|nil, config: string|string[]|nil, path: string|string[]|nil}
 ---@return string|nil
 function provium.requires(vm, conditions) end
 
