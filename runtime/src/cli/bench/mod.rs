@@ -47,6 +47,8 @@ enum What {
     Headers,
     Fixture,
     Suite,
+    /// The suite on one kernel vs two in one run.
+    Kernels,
 }
 
 pub fn run(args: Args) -> Result<u8> {
@@ -156,6 +158,30 @@ pub fn run(args: Args) -> Result<u8> {
                 ms(r.wall),
                 base.as_secs_f64() / r.wall.as_secs_f64()
             )?;
+        }
+        writeln!(out)?;
+    }
+    if all || args.what == What::Kernels {
+        let jobs = args
+            .jobs
+            .unwrap_or_else(|| crate::machine::vm::gate::host_cpus() as usize);
+        writeln!(
+            out,
+            "{}",
+            paint(BOLD, &format!("The spec suite on two kernels ({})", args.suite.display()))
+        )?;
+        match suites::kernels(&args.suite, jobs)? {
+            None => writeln!(out, "  needs two installed kernels (scripts/setup installs 6.12)")?,
+            Some((one, two)) => {
+                for r in [&one, &two] {
+                    writeln!(out, "  {:<62} {:>9}  {} tests", r.label, ms(r.wall), r.tests)?;
+                }
+                writeln!(
+                    out,
+                    "  the second kernel costs {:.2}× the first (goal: at most 1.00×: its own boots and cases, in parallel)",
+                    two.wall.as_secs_f64() / one.wall.as_secs_f64() - 1.0
+                )?;
+            }
         }
         writeln!(out)?;
     }

@@ -376,3 +376,55 @@ pub fn suite(dir: &std::path::Path, jobs: usize) -> Result<Vec<SuiteRun>> {
     }
     Ok(out)
 }
+
+/// The suite on one kernel, then on that kernel and a second one in one run (`--kernel A
+/// --kernel B`), both resuming fixtures with `jobs` files at once: what a second kernel costs.
+/// `None` when only one kernel is installed.
+pub fn kernels(dir: &std::path::Path, jobs: usize) -> Result<Option<(SuiteRun, SuiteRun)>> {
+    let installed = crate::machine::kernels::installed();
+    let (Some(first), Some(second)) = (installed.first(), installed.get(1)) else {
+        return Ok(None);
+    };
+    let cwd = std::env::current_dir()?;
+    let profiles = crate::machine::profile::Profiles::discover(&cwd)?;
+    let files = crate::run::discover::discover(&[dir.to_path_buf()])?;
+    let uses = crate::lua::fixture::discover(&cwd, profiles.clone(), true)?;
+    let targets = [
+        crate::machine::kernels::resolve(&first.release)?,
+        crate::machine::kernels::resolve(&second.release)?,
+    ];
+    let config = |n: usize| {
+        let mut c = crate::run::RunConfig::new(profiles.clone());
+        c.jobs = jobs;
+        c.settings.fixtures = Some(crate::fixture::FixtureUse {
+            fixtures: uses.fixtures.clone(),
+            snapshots: true,
+        });
+        c.with_kernels(targets[..n].to_vec())
+    };
+    let mut runs = Vec::new();
+    for n in [1, 2] {
+        let c = config(n);
+        // Warm-up: each kernel's fixture is built before the timed run.
+        crate::run::run(files[..1].to_vec(), &c, &mut |_| {});
+        let started = Instant::now();
+        let summary = crate::run::run(files.clone(), &c, &mut |_| {});
+        let wall = started.elapsed();
+        anyhow::ensure!(
+            summary.counts.failed + summary.counts.errored + summary.counts.not_run == 0,
+            "the suite failed on {n} kernel(s): {:?}",
+            summary.counts
+        );
+        runs.push(SuiteRun {
+            label: match n {
+                1 => format!("-j{jobs}, on {}", first.release),
+                _ => format!("-j{jobs}, on {} and {}", first.release, second.release),
+            },
+            wall,
+            tests: summary.counts.run(),
+        });
+    }
+    let two = runs.pop().expect("two runs");
+    let one = runs.pop().expect("two runs");
+    Ok(Some((one, two)))
+}
