@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use std::io::{self, Read, Write};
 
 /// Bumped whenever a message changes shape. The host refuses an agent with another version.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// The first four bytes of the hello payload, so that a host connected to something that is not
 /// a Provium agent (a console, a stale socket) fails with a clear message.
@@ -131,6 +131,11 @@ pub enum Operation {
     /// Many syscalls in one round trip; the outcomes come back in order. An executor that dies
     /// is restarted and the remaining calls still run.
     Batch(Vec<SyscallCall>),
+    /// Cases, each run in its own child forked from the executor, in the boot state with the
+    /// case's credentials and process settings: whatever a case does to its process (limits,
+    /// umask, signal state, descriptors, mappings, credentials) ends with it, and a case that
+    /// blocks or kills its process costs only itself. Answered with [`Response::Isolated`].
+    Isolated(Vec<IsolatedCase>),
     /// Run a command and wait for it; answered with [`Response::Exec`].
     Exec(ExecCall),
     /// Read a whole file; answered with [`Response::File`].
@@ -273,6 +278,30 @@ pub enum SyscallOutcome {
     ExecutorBroken(String),
 }
 
+/// One case of [`Operation::Isolated`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct IsolatedCase {
+    /// The calls, in order; the case ends at the first that ends its process.
+    pub calls: Vec<SyscallCall>,
+    /// Credentials to take first (none: the executor's).
+    pub creds: Option<Credentials>,
+    /// Process settings to take first.
+    pub setup: ProcessSetup,
+    /// Milliseconds the whole case may take before its process is killed (0: 30 s).
+    pub timeout_ms: u32,
+}
+
+/// Process settings an isolated case starts with, on top of the boot state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ProcessSetup {
+    /// The file mode creation mask (default 022).
+    pub umask: Option<u32>,
+    /// The working directory (default `/`).
+    pub cwd: Option<String>,
+    /// Resource limits: resource number (`RLIMIT_NOFILE` is 7), soft and hard.
+    pub rlimits: Vec<(u32, u64, u64)>,
+}
+
 /// The result of an [`ExecCall`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExecResult {
@@ -320,6 +349,8 @@ pub enum Response {
     Dmesg(String),
     /// To [`Request::Tainted`]: the taint bits.
     Tainted(u64),
+    /// To [`Operation::Isolated`]: per case, one outcome per call up to the one that ended it.
+    Isolated(Vec<Vec<SyscallOutcome>>),
     /// To [`Request::Spawn`]: the new worker.
     Worker(WorkerId),
     /// To [`Operation::Background`]: the job's number.

@@ -86,6 +86,7 @@ pub fn emit(model: &Model) -> Result<(String, crate::SourceMap), String> {
             profile => lua::str(&model.profile),
             fixture => model.fixture.as_deref().map(lua::str),
             timeout => model.timeout.map(|t| format!("{t}")),
+            share_vm => model.share_vm && model.fork_isolated,
             requires => requires_expr(model.requires.as_ref()),
             requires_line => model.requires.as_ref().map(|r| r.line).unwrap_or(0),
             setup => setup.text,
@@ -158,6 +159,36 @@ fn batchable(case: &Case, saved_in_segment: &[String]) -> bool {
     }
 }
 
+/// A case can run isolated with others in one round trip (`vm:isolated`) when it is one call
+/// in a worker with its own credentials (`as:`) whose inputs are known before the round trip:
+/// each runs in its own child process, at the cost of a fork instead of a new worker.
+fn isolatable(model: &Model, case: &Case) -> bool {
+    if !model.fork_isolated {
+        return false;
+    }
+    match &case.body {
+        Body::Call(c) => {
+            case.creds.is_some()
+                && case.requires.is_none()
+                && case.skip.is_none()
+                && c.saves.is_empty()
+        }
+        _ => false,
+    }
+}
+
+/// Emits the tests of a gathered segment, each checking its outcome `{var}[k]…`.
+fn segment_tests(out: &mut Out, var: &str, cases: &[Case], outcome_suffix: &str) {
+    for (k, c) in cases.iter().enumerate() {
+        let outcome = format!("{var}[{}]{outcome_suffix}", k + 1);
+        test_open(out, c);
+        if let Body::Call(call) = &c.body {
+            check(out, 2, call, &outcome, c.xfail.as_deref());
+        }
+        out.line(1, "end)", 0);
+    }
+}
+
 fn emit_cases(out: &mut Out, model: &Model) {
     let mut i = 0;
     let mut batch_no = 0;
@@ -213,19 +244,54 @@ fn emit_cases(out: &mut Out, model: &Model) {
                     }
                 }
             }
-            for (k, c) in cases[i..j].iter().enumerate() {
-                let outcome = format!("{var}[{}]", k + 1);
-                test_open(out, c);
-                if let Body::Call(call) = &c.body {
-                    check(out, 2, call, &outcome, c.xfail.as_deref());
-                }
-                out.line(1, "end)", 0);
-            }
+            segment_tests(out, &var, &cases[i..j], "");
             i = j;
-        } else {
-            single_case(out, &cases[i]);
-            i += 1;
+            continue;
         }
+        // Or a segment of cases that run isolated, each in its own child process.
+        let mut j = i;
+        while j < cases.len() && j - i < BATCH_LIMIT && isolatable(model, &cases[j]) {
+            j += 1;
+        }
+        if j - i >= 2 {
+            batch_no += 1;
+            let var = format!("I{batch_no}");
+            let first = cases[i].line;
+            let last = cases[j - 1].line;
+            out.line(
+                1,
+                &format!("-- cases at lines {first}-{last} run isolated, in one round trip"),
+                0,
+            );
+            out.line(
+                1,
+                &format!("local {var} = SKIP and {{}} or vm:isolated{{"),
+                first,
+            );
+            for c in &cases[i..j] {
+                if let (Body::Call(call), Some(cr)) = (&c.body, &c.creds) {
+                    let timeout = call
+                        .timeout
+                        .map(|t| format!(", timeout = {t}"))
+                        .unwrap_or_default();
+                    out.line(
+                        2,
+                        &format!(
+                            "{{as = {}{timeout}, calls = {{{}}}}},",
+                            creds_table(cr),
+                            call_table(call)
+                        ),
+                        call.line,
+                    );
+                }
+            }
+            out.line(1, "}", 0);
+            segment_tests(out, &var, &cases[i..j], "[1]");
+            i = j;
+            continue;
+        }
+        single_case(out, &cases[i]);
+        i += 1;
     }
 }
 

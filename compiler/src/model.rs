@@ -19,6 +19,10 @@ pub struct Model {
     pub fixture: Option<String>,
     /// Seconds the whole file may run.
     pub timeout: Option<f64>,
+    /// The file's VM may pass to the next file (`share_vm: true`).
+    pub share_vm: bool,
+    /// Cases with credentials run isolated in forked children (see `check::Options`).
+    pub fork_isolated: bool,
     /// Conditions for the whole spec.
     pub requires: Option<Requires>,
     /// Every struct layout it knows (declared, or from headers).

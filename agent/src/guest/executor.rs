@@ -175,7 +175,7 @@ pub fn serve(mut chan: File, guard: &Guard) -> ! {
             Ok(op) => {
                 let watched = matches!(&op, Operation::Syscall(c)
                     if guard::may_touch_descriptors(c.nr));
-                let response = run(op, me);
+                let response = run(op, me, guard.fds());
                 if watched && guard.check().is_err() {
                     // The answer could go anywhere now: PID 1 reports the call from the exit
                     // status.
@@ -200,8 +200,9 @@ pub fn serve(mut chan: File, guard: &Guard) -> ! {
     }
 }
 
-pub fn run(op: Operation, me: u32) -> Response {
+pub fn run(op: Operation, me: u32, agent: guard::AgentFds) -> Response {
     match op {
+        Operation::Isolated(cases) => Response::Isolated(super::isolated::run(&cases, agent)),
         Operation::Syscall(call) => Response::Syscall(raw::perform(&call, me)),
         Operation::Batch(calls) => Response::Batch(
             calls

@@ -140,10 +140,21 @@ fn run(op: Operation, id: u64, guard: &Guard, control: &Control, me: u32) -> Res
                     c.timeout_ms.saturating_add(EXEC_GRACE_MS)
                 }
                 Operation::JobWait { timeout_ms, .. } => timeout_ms.saturating_add(EXEC_GRACE_MS),
+                // Each case has its own deadline, enforced here; this bounds them all.
+                Operation::Isolated(cases) => cases
+                    .iter()
+                    .map(|c| {
+                        if c.timeout_ms == 0 {
+                            30_000
+                        } else {
+                            c.timeout_ms
+                        }
+                    })
+                    .fold(EXEC_GRACE_MS, u32::saturating_add),
                 _ => 0,
             };
             control.start_call(limit);
-            let response = executor::run(other, me);
+            let response = executor::run(other, me, guard.fds());
             control.end();
             response
         }

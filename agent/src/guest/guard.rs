@@ -123,6 +123,11 @@ pub struct Guard {
 }
 
 impl Guard {
+    /// The descriptors it watches.
+    pub fn fds(&self) -> AgentFds {
+        self.fds
+    }
+
     pub fn record(fds: AgentFds, which: &[RawFd]) -> io::Result<Guard> {
         let recorded = which
             .iter()

@@ -8,6 +8,7 @@ mod exec;
 mod executor;
 mod front;
 mod guard;
+mod isolated;
 mod jobs;
 mod link;
 mod raw;

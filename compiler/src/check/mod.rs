@@ -30,6 +30,10 @@ pub struct Options {
     /// The profile names the spec's project defines (`minimal` and those of its
     /// `provium.toml`); `profile:` must be one of them. `None`: not checked.
     pub profiles: Option<Vec<String>>,
+    /// Cases with their own credentials run isolated, each in a forked child, many per round
+    /// trip (the default); `false` runs each in a fresh worker (the slower path, kept as the
+    /// baseline that benchmarks and comparisons use).
+    pub fork_isolated: bool,
 }
 
 impl Options {
@@ -40,6 +44,7 @@ impl Options {
             arch: Arch::X86_64,
             headers: None,
             profiles: None,
+            fork_isolated: true,
         }
     }
 }
@@ -294,6 +299,8 @@ impl<'a> Checker<'a> {
                 .unwrap_or_else(|| "minimal".into()),
             fixture: spec.fixture.map(|f| f.value),
             timeout: spec.timeout.map(|t| t.value),
+            share_vm: spec.share_vm.map(|s| s.value).unwrap_or(false),
+            fork_isolated: self.opts.fork_isolated,
             requires,
             layouts: self.layouts.clone(),
             setup,

@@ -194,7 +194,9 @@ fn baseline(sig: &Signature, i: usize, parsed: &Parsed) -> String {
             if p.ty.contains("char")
                 && (p.name.contains("name") || p.name.contains("path") || p.name.contains("file"))
             {
-                return "{cstr: /tmp/provium-gen}".into();
+                // A path of the syscall's own: specs share a VM (`share_vm`), so one spec's
+                // files must not be another's.
+                return format!("{{cstr: /tmp/provium-gen-{}}}", sig.name);
             }
             "{out: 4096}".into()
         }
@@ -363,6 +365,7 @@ fn spec_text(sig: &Signature, cases: &[Case], opts: &GenOptions) -> String {
          # by `provium record --update`; after that, a different answer from another kernel fails.\n\
          # This is an ordinary spec: edit it freely.\n\
          suite: \"gen: {}\"\n\
+         share_vm: true\n\
          headers: [{}]\n\
          cases:\n",
         opts.schema,

@@ -25,6 +25,10 @@ pub struct Spec {
     pub fixture: Option<At<String>>,
     /// Seconds the whole file may run (default 300).
     pub timeout: Option<At<f64>>,
+    /// The spec's cases leave nothing behind that another file could see (each runs isolated,
+    /// with its own paths): the next file on the same runner thread that resumes the same VM
+    /// may reuse this one instead of resuming another. `provium gen` sets it.
+    pub share_vm: Option<At<bool>>,
     /// When the spec applies; otherwise every case is skipped with the reason.
     pub requires: Option<Requires>,
     /// Kernel headers (`linux/openat2.h`) whose constants and structs the spec uses by name.

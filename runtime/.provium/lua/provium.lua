@@ -110,6 +110,18 @@ function Executor:call(call) end
 ---@param calls (ProviumCall|any[])[]
 ---@return ProviumOutcome[]
 function Executor:batch(calls) end
+---@class ProviumIsolatedCase
+---@field calls ProviumCall[]|nil the calls, in order (or give one call's fields directly)
+---@field as {uid: integer|nil, gid: integer|nil, groups: integer[]|nil, caps: string[]|nil}|nil
+---@field umask integer|nil default 022
+---@field cwd string|nil default "/"
+---@field rlimits {[1]: integer, [2]: integer, [3]: integer}[]|nil {resource, soft, hard}
+---@field timeout number|nil seconds for the whole case
+---Cases that each run in their own child of the executor, forked from the boot state, in one
+---round trip: what a case does to its process ends with it.
+---@param cases (ProviumIsolatedCase|ProviumCall)[]
+---@return ProviumOutcome[][]
+function Executor:isolated(cases) end
 ---@param cmd string|string[]
 ---@param opts ProviumExecOptions|nil
 ---@return ProviumExecResult
@@ -243,6 +255,10 @@ function provium.pad(s, len) end
 ---@param conditions {kernel: string|nil, arch: string|nil, syscalls: {[1]: string, [2]: integer}[]|nil, root: boolean|nil, config: string|string[]|nil, path: string|string[]|nil}
 ---@return string|nil
 function provium.requires(vm, conditions) end
+
+---The file's VMs may pass to the next file on the same runner thread when it only made
+---isolated calls and every test passed: the file vouches that its cases leave nothing behind.
+function provium.share_vm() end
 
 ---@param name string
 ---@param fn fun()

@@ -172,6 +172,13 @@ fn module(lua: &Lua) -> mlua::Result<Table> {
         })?,
     )?;
     m.set("bad_ptr", crate::protocol::BAD_POINTER as i64)?;
+    m.set(
+        "share_vm",
+        lua.create_function(|lua, ()| {
+            Session::get(lua).share_vm.set(true);
+            Ok(())
+        })?,
+    )?;
     m.set("requires", lua.create_function(super::expect::requires)?)?;
     m.set(
         "pad",

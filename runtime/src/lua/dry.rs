@@ -37,6 +37,11 @@ impl DryRun for Vec<SyscallOutcome> {
         Vec::new()
     }
 }
+impl DryRun for Vec<Vec<SyscallOutcome>> {
+    fn dry() -> Vec<Vec<SyscallOutcome>> {
+        Vec::new()
+    }
+}
 impl DryRun for SyscallOutcome {
     fn dry() -> SyscallOutcome {
         SyscallOutcome::Returned {

@@ -107,7 +107,7 @@ pub fn resume_plain_boot(
     session: &Session,
     profile: &Profile,
     options: &BootOptions,
-) -> Option<mlua::Result<Vm>> {
+) -> Option<mlua::Result<(Vm, String)>> {
     let uses = session
         .config
         .settings
@@ -136,7 +136,19 @@ pub fn resume_plain_boot(
             opts,
         },
     };
-    Some(start(session, uses, &def).map_err(|e| vm_error(lua, "vm:boot", &e)))
+    let key = match uses.fixtures.key(&def) {
+        Ok(k) => k,
+        Err(e) => return Some(Err(vm_error(lua, "vm:boot", &VmError::Setup(e)))),
+    };
+    if let Some(vm) = super::pool::take(&key) {
+        session.record_vm(&vm);
+        return Some(Ok((vm, key)));
+    }
+    Some(
+        start(session, uses, &def)
+            .map(|vm| (vm, key))
+            .map_err(|e| vm_error(lua, "vm:boot", &e)),
+    )
 }
 
 /// Runs a fixture script and takes the VM it returns. With `snapshot_dir`, every VM the script

@@ -10,8 +10,10 @@ pub mod errors;
 pub mod expect;
 pub mod fixture;
 mod health;
+mod isolated;
 mod options;
 pub mod pack;
+mod pool;
 pub mod session;
 mod target;
 pub mod vm;
@@ -50,7 +52,7 @@ pub fn run_chunk(config: SessionConfig, chunk_name: &str, code: &str) -> FileRep
             console: None,
         }),
     };
-    session.shutdown_all();
+    session.stop_all();
     drop(lua);
     let mut report = session.report.take();
     if file_error.is_some() {

@@ -33,6 +33,8 @@ pub struct Session {
     pub current: RefCell<Option<String>>,
     /// What the last call the running test checked answered (for cross-kernel matrices).
     pub observed: RefCell<Option<String>>,
+    /// `provium.share_vm()`: the file's VMs may pass to the next file (see `pool`).
+    pub share_vm: std::cell::Cell<bool>,
     /// When the first VM became ready, and when the last test ended.
     pub booted_at: std::cell::Cell<Option<std::time::Instant>>,
     pub last_test_end: std::cell::Cell<Option<std::time::Instant>>,
@@ -118,6 +120,7 @@ impl Session {
             vms: RefCell::new(Vec::new()),
             current: RefCell::new(None),
             observed: RefCell::new(None),
+            share_vm: Default::default(),
             booted_at: Default::default(),
             last_test_end: Default::default(),
             names: RefCell::new(HashMap::new()),
@@ -257,6 +260,15 @@ impl Session {
     pub fn shutdown_all(&self) {
         for slot in self.vms.borrow().iter() {
             slot.borrow_mut().shutdown();
+        }
+    }
+
+    /// At the end of the file: every VM still running is stopped at once, or, when the file
+    /// only made isolated calls to it and every test passed, kept for the next file (`pool`).
+    pub fn stop_all(&self) {
+        let clean = self.share_vm.get() && !self.report.borrow().is_bad();
+        for slot in self.vms.borrow().iter() {
+            slot.borrow_mut().stop(clean);
         }
     }
 }

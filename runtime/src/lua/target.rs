@@ -268,6 +268,10 @@ pub(super) fn add_target_methods<T: Target + UserData + 'static, M: UserDataMeth
         lua.create_sequence_from(tables)
     });
 
+    methods.add_method("isolated", |lua, this, cases: Value| {
+        super::isolated::isolated(lua, this, cases)
+    });
+
     methods.add_method("exec", |lua, this, (cmd, opts): (Value, Option<Table>)| {
         let call = exec_call(lua, &cmd, opts.as_ref())?;
         let result = with_vm(lua, this, "exec", |vm, w| vm.worker(w).exec(call))?;

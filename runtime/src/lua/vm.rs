@@ -29,6 +29,10 @@ pub struct VmSlot {
     pub pushed: Vec<PathBuf>,
     /// The kernel's taint and console at the last health check (see `health`).
     pub health: Option<super::health::HealthMark>,
+    /// The plain-boot fixture it was resumed from (its pool key), if it was.
+    pub pool_key: Option<String>,
+    /// A call other than isolated cases reached the VM: it cannot be handed to another file.
+    pub touched: bool,
 }
 
 impl VmSlot {
@@ -41,6 +45,8 @@ impl VmSlot {
             lost: false,
             pushed: Vec::new(),
             health: None,
+            pool_key: None,
+            touched: false,
         }
     }
 
@@ -59,6 +65,19 @@ impl VmSlot {
         }
         self.gone
             .get_or_insert_with(|| "the VM was shut down".into());
+    }
+
+    /// Stops the VM at once, at the end of its file: its RAM is a private copy and it has no
+    /// disk, so an orderly power-off (which takes the guest kernel a while under TCG) would
+    /// save nothing.
+    pub fn stop(&mut self, reusable: bool) {
+        if let Some(mut vm) = self.vm.take() {
+            match (&self.pool_key, reusable && !self.touched && vm.is_running()) {
+                (Some(key), true) => super::pool::give(key.clone(), vm),
+                _ => vm.kill(),
+            }
+        }
+        self.gone.get_or_insert_with(|| "the file ended".into());
     }
 }
 
@@ -130,6 +149,9 @@ where
                 format!("{label}:{method}: the VM is not booted; call vm:boot() first"),
             ),
         });
+    }
+    if method != "isolated" {
+        slot.touched = true;
     }
     let Some(vm) = slot.vm.as_mut() else {
         return Err(errors::error(
@@ -212,7 +234,9 @@ impl UserData for LuaVm {
             if let Some(resumed) =
                 super::fixture::resume_plain_boot(lua, &session, &slot.profile, &options)
             {
-                slot.set_vm(resumed?);
+                let (vm, key) = resumed?;
+                slot.set_vm(vm);
+                slot.pool_key = Some(key);
                 return Ok(());
             }
             if let Some(dir) = &session.config.snapshot_dir {

@@ -11,6 +11,9 @@ use std::sync::Arc;
 pub fn options(path: &Path, display: &str) -> Options {
     let mut o = Options::new(display);
     o.headers = super::headers::provider();
+    // PROVIUM_ISOLATION=worker: every case with credentials in a fresh worker, as before
+    // isolated cases existed (the baseline `provium bench isolated` compares with).
+    o.fork_isolated = std::env::var("PROVIUM_ISOLATION").as_deref() != Ok("worker");
     let dir = std::fs::canonicalize(path)
         .ok()
         .and_then(|p| p.parent().map(Path::to_path_buf));

@@ -168,13 +168,25 @@ pub fn run(args: Args) -> Result<u8> {
         writeln!(
             out,
             "{}",
-            paint(BOLD, &format!("The spec suite on two kernels ({})", args.suite.display()))
+            paint(
+                BOLD,
+                &format!("The spec suite on two kernels ({})", args.suite.display())
+            )
         )?;
         match suites::kernels(&args.suite, jobs)? {
-            None => writeln!(out, "  needs two installed kernels (scripts/setup installs 6.12)")?,
+            None => writeln!(
+                out,
+                "  needs two installed kernels (scripts/setup installs 6.12)"
+            )?,
             Some((one, two)) => {
                 for r in [&one, &two] {
-                    writeln!(out, "  {:<62} {:>9}  {} tests", r.label, ms(r.wall), r.tests)?;
+                    writeln!(
+                        out,
+                        "  {:<62} {:>9}  {} tests",
+                        r.label,
+                        ms(r.wall),
+                        r.tests
+                    )?;
                 }
                 writeln!(
                     out,

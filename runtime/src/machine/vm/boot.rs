@@ -156,6 +156,7 @@ impl Vm {
             launch,
             _ticket: ticket,
             held: Vec::new(),
+            requests: 0,
         })
     }
 }

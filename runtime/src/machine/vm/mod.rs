@@ -104,6 +104,8 @@ pub struct Vm {
     _ticket: gate::Ticket,
     /// What must live as long as the VM (the lease on the fixture build it was resumed from).
     held: Vec<Box<dyn std::any::Any + Send>>,
+    /// Requests sent so far: whether anything happened in the guest since a point.
+    requests: u64,
 }
 
 impl Vm {
@@ -159,6 +161,7 @@ impl Vm {
         let State::Running(client) = &mut self.state else {
             return Err(VmError::NotRunning);
         };
+        self.requests += 1;
         match client.call(request, Some(Instant::now() + timeout)) {
             Ok(Response::Error(e)) => Err(VmError::Agent(e)),
             Ok(r) => Ok(r),
@@ -253,6 +256,11 @@ impl Vm {
             Response::Dmesg(text) => Ok(text),
             other => Err(unexpected(other)),
         }
+    }
+
+    /// How many requests this VM has been sent.
+    pub fn requests(&self) -> u64 {
+        self.requests
     }
 
     /// The kernel's taint bits (`/proc/sys/kernel/tainted`).

@@ -193,6 +193,7 @@ impl Vm {
             launch,
             _ticket: ticket,
             held: Vec::new(),
+            requests: 0,
         };
         // The agent is blocked in a read on the port: a ping resumes the conversation. The
         // guest's wall clock stopped with the snapshot and its RNG state is shared by every

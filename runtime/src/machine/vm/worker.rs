@@ -4,7 +4,8 @@
 
 use super::{unexpected, Vm, VmError, DEFAULT_EXEC_TIMEOUT, HOST_MARGIN};
 use provium_agent::protocol::{
-    ExecCall, ExecResult, Operation, Request, Response, SyscallCall, SyscallOutcome, WorkerId,
+    ExecCall, ExecResult, IsolatedCase, Operation, Request, Response, SyscallCall, SyscallOutcome,
+    WorkerId,
 };
 use std::time::Duration;
 
@@ -70,6 +71,31 @@ impl Worker<'_> {
     }
 
     /// Many syscalls in one round trip.
+    /// Runs each case in its own child of this executor (see `Operation::Isolated`), all in one
+    /// round trip; per case, one outcome per call up to the one that ended it.
+    pub fn isolated(
+        &mut self,
+        mut cases: Vec<IsolatedCase>,
+    ) -> Result<Vec<Vec<SyscallOutcome>>, VmError> {
+        let per_case = self.vm.syscall_timeout().as_millis() as u32;
+        let mut budget = HOST_MARGIN;
+        for c in &mut cases {
+            if c.timeout_ms == 0 {
+                c.timeout_ms = per_case;
+            }
+            budget += Duration::from_millis(c.timeout_ms as u64);
+        }
+        let sent = cases.len();
+        match self.run(Operation::Isolated(cases), budget)? {
+            Response::Isolated(o) if o.len() == sent => Ok(o),
+            Response::Isolated(o) => Err(VmError::Protocol(format!(
+                "{sent} isolated cases were answered with {} results",
+                o.len()
+            ))),
+            other => Err(unexpected(other)),
+        }
+    }
+
     pub fn batch(&mut self, mut calls: Vec<SyscallCall>) -> Result<Vec<SyscallOutcome>, VmError> {
         let per_call = self.vm.syscall_timeout().as_millis() as u32;
         let mut budget = HOST_MARGIN;

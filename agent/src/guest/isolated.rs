@@ -1,0 +1,172 @@
+//! Isolated cases: each runs in a child forked from its executor, so that it costs about a
+//! `fork()`, not a new executor and host round trips. The child starts from the boot state
+//! (`clean::reset_process_state`), drops the agent's descriptors, takes the case's working
+//! directory, umask, limits and credentials, makes the calls and sends each outcome back over a
+//! pipe. The executor waits with the case's deadline and kills a child that overstays. Nothing
+//! the case does to its process reaches the executor or the next case.
+
+use super::{clean, creds, guard, raw, sys};
+use provium_agent::protocol::{
+    read_message, write_message, IsolatedCase, SyscallOutcome, Termination,
+};
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::time::{Duration, Instant};
+
+/// Exit status of a child that could not send an outcome (the case closed or replaced its
+/// result pipe).
+const EXIT_NO_PIPE: i32 = 92;
+/// Exit status of a child whose set-up failed (the message went over the pipe first).
+const EXIT_SETUP: i32 = 93;
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub fn run(cases: &[IsolatedCase], agent: guard::AgentFds) -> Vec<Vec<SyscallOutcome>> {
+    cases.iter().map(|c| run_case(c, agent)).collect()
+}
+
+/// The case's settings, then its credentials (last: they may take away what the others need).
+fn set_up(case: &IsolatedCase) -> Result<(), String> {
+    let s = &case.setup;
+    let cwd = s.cwd.as_deref().unwrap_or("/");
+    let path = std::ffi::CString::new(cwd).map_err(|_| format!("cwd {cwd:?} holds a NUL"))?;
+    // SAFETY: a valid C string; umask and setrlimit take plain values.
+    unsafe {
+        if libc::chdir(path.as_ptr()) != 0 {
+            return Err(format!("chdir {cwd}: {}", io::Error::last_os_error()));
+        }
+        libc::umask(s.umask.unwrap_or(0o022) as libc::mode_t);
+        for &(resource, soft, hard) in &s.rlimits {
+            let l = libc::rlimit {
+                rlim_cur: soft,
+                rlim_max: hard,
+            };
+            if libc::setrlimit(resource as _, &l) != 0 {
+                return Err(format!(
+                    "setrlimit({resource}, {soft}, {hard}): {}",
+                    io::Error::last_os_error()
+                ));
+            }
+        }
+    }
+    if let Some(c) = &case.creds {
+        creds::apply(c).map_err(|e| format!("taking uid {} gid {}: {e}", c.uid, c.gid))?;
+    }
+    Ok(())
+}
+
+/// In the child: never returns.
+fn child(case: &IsolatedCase, mut out: File, agent: guard::AgentFds) -> ! {
+    // SAFETY: in a freshly forked, single-threaded child; the agent's descriptors are closed
+    // so that a case cannot reach the executor's channel or the host link.
+    unsafe {
+        clean::reset_process_state();
+        clean::reset_signals(true);
+        for fd in [agent.link_read, agent.link_write, agent.channel] {
+            if fd != out.as_raw_fd() {
+                libc::close(fd);
+            }
+        }
+    }
+    if let Err(why) = set_up(case) {
+        let _ = write_message(&mut out, &SyscallOutcome::Rejected(why));
+        // SAFETY: leaving the child.
+        unsafe { libc::_exit(EXIT_SETUP) };
+    }
+    // SAFETY: getpid has no preconditions.
+    let me = unsafe { libc::getpid() } as u32;
+    for call in &case.calls {
+        let outcome = raw::perform(call, me);
+        if write_message(&mut out, &outcome).is_err() {
+            // SAFETY: leaving the child.
+            unsafe { libc::_exit(EXIT_NO_PIPE) };
+        }
+    }
+    // SAFETY: leaving the child without the executor's destructors.
+    unsafe { libc::_exit(0) }
+}
+
+fn run_case(case: &IsolatedCase, agent: guard::AgentFds) -> Vec<SyscallOutcome> {
+    let mut fds = [0; 2];
+    // SAFETY: a valid array of two descriptors.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return vec![SyscallOutcome::Rejected(format!(
+            "pipe: {}",
+            io::Error::last_os_error()
+        ))];
+    }
+    // SAFETY: we own both new descriptors.
+    let (mut reader, writer) = unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
+    // SAFETY: the executor is single-threaded while it serves a request.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return vec![SyscallOutcome::Rejected(format!(
+            "fork: {}",
+            io::Error::last_os_error()
+        ))];
+    }
+    if pid == 0 {
+        drop(reader);
+        child(case, writer, agent);
+    }
+    drop(writer);
+    let timeout = match case.timeout_ms {
+        0 => DEFAULT_TIMEOUT,
+        ms => Duration::from_millis(ms as u64),
+    };
+    let deadline = Instant::now() + timeout;
+    let mut outcomes = Vec::with_capacity(case.calls.len());
+    let mut timed_out = false;
+    while outcomes.len() < case.calls.len() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if !readable(&reader, left) {
+            timed_out = true;
+            break;
+        }
+        match read_message::<_, SyscallOutcome>(&mut reader) {
+            Ok(o) => outcomes.push(o),
+            // The child ended (or closed its pipe) before sending every outcome.
+            Err(_) => break,
+        }
+    }
+    if timed_out {
+        sys::kill(pid, libc::SIGKILL);
+    }
+    let status = sys::waitpid(pid, 0).ok().flatten().map(|(_, t)| t);
+    if timed_out {
+        outcomes.push(SyscallOutcome::TimedOut);
+        return outcomes;
+    }
+    match status {
+        Some(Termination::Exited(EXIT_SETUP)) => outcomes.truncate(1),
+        Some(Termination::Exited(0)) if outcomes.len() == case.calls.len() => {}
+        Some(Termination::Exited(EXIT_NO_PIPE)) | Some(Termination::Exited(0)) => {
+            outcomes.push(SyscallOutcome::ExecutorBroken(
+                "the case closed or replaced the pipe its outcomes go back through".into(),
+            ))
+        }
+        Some(t) if outcomes.len() < case.calls.len() => {
+            outcomes.push(SyscallOutcome::ExecutorDied(t))
+        }
+        _ => {}
+    }
+    outcomes
+}
+
+/// Waits until `reader` has data or hangs up, for at most `left`.
+fn readable(reader: &File, left: Duration) -> bool {
+    let mut pfd = libc::pollfd {
+        fd: reader.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = left.as_millis().min(i32::MAX as u128) as i32;
+    loop {
+        // SAFETY: one valid pollfd.
+        let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if n < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+            continue;
+        }
+        return n > 0;
+    }
+}
