@@ -253,7 +253,8 @@ fn emit_cases(out: &mut Out, model: &Model) {
         while j < cases.len() && j - i < BATCH_LIMIT && isolatable(model, &cases[j]) {
             j += 1;
         }
-        if j - i >= 2 {
+        // Even one case: isolated costs a fork, a worker costs a process and round trips.
+        if j > i {
             batch_no += 1;
             let var = format!("I{batch_no}");
             let first = cases[i].line;

@@ -1,9 +1,10 @@
-//! Isolated cases: each runs in a child forked from its executor, so that it costs about a
-//! `fork()`, not a new executor and host round trips. The child starts from the boot state
-//! (`clean::reset_process_state`), drops the agent's descriptors, takes the case's working
-//! directory, umask, limits and credentials, makes the calls and sends each outcome back over a
-//! pipe. The executor waits with the case's deadline and kills a child that overstays. Nothing
-//! the case does to its process reaches the executor or the next case.
+//! Isolated cases: each runs in a child of its own, so that it costs about a `fork()`, not a new
+//! executor and host round trips. The executor forks a zygote, which puts itself in the boot
+//! state once (`clean::reset_process_state`) and drops the agent's descriptors; for each case it
+//! forks a child that takes the case's working directory, umask, limits and credentials, makes
+//! the calls and sends each outcome back over a pipe, and kills a child that overstays the
+//! case's deadline. Nothing a case does to its process reaches the zygote, the next case or the
+//! executor.
 
 use super::{clean, creds, guard, raw, sys};
 use provium_agent::protocol::{
@@ -21,8 +22,57 @@ const EXIT_NO_PIPE: i32 = 92;
 const EXIT_SETUP: i32 = 93;
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Runs the cases from a zygote: one child of the executor, put in the boot state once, that
+/// forks a child per case (so a case costs a fork, not a fork and a reset), waits for it, and
+/// sends every case's outcomes back in one message.
 pub fn run(cases: &[IsolatedCase], agent: guard::AgentFds) -> Vec<Vec<SyscallOutcome>> {
-    cases.iter().map(|c| run_case(c, agent)).collect()
+    let lost = |why: String| -> Vec<Vec<SyscallOutcome>> {
+        cases
+            .iter()
+            .map(|_| vec![SyscallOutcome::Rejected(why.clone())])
+            .collect()
+    };
+    let mut fds = [0; 2];
+    // SAFETY: a valid array of two descriptors.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return lost(format!("pipe: {}", io::Error::last_os_error()));
+    }
+    // SAFETY: we own both new descriptors.
+    let (mut reader, writer) = unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
+    // SAFETY: the executor is single-threaded while it serves a request.
+    let zygote = unsafe { libc::fork() };
+    if zygote < 0 {
+        return lost(format!("fork: {}", io::Error::last_os_error()));
+    }
+    if zygote == 0 {
+        drop(reader);
+        // SAFETY: in a freshly forked, single-threaded child; the agent's descriptors are
+        // closed so that no case can reach the executor's channel or the host link.
+        unsafe {
+            clean::reset_process_state();
+            clean::reset_signals(true);
+            for fd in [agent.link_read, agent.link_write, agent.channel] {
+                libc::close(fd);
+            }
+        }
+        let results: Vec<Vec<SyscallOutcome>> = cases.iter().map(run_case).collect();
+        let mut writer = writer;
+        let code = if write_message(&mut writer, &results).is_ok() { 0 } else { EXIT_NO_PIPE };
+        // SAFETY: leaving the zygote without the executor's destructors.
+        unsafe { libc::_exit(code) };
+    }
+    drop(writer);
+    let answer = read_message::<_, Vec<Vec<SyscallOutcome>>>(&mut reader);
+    let status = sys::waitpid(zygote, 0).ok().flatten().map(|(_, t)| t);
+    match answer {
+        Ok(r) if r.len() == cases.len() => r,
+        _ => lost(format!(
+            "the process that runs isolated cases {}",
+            status
+                .map(|t| t.to_string())
+                .unwrap_or_else(|| "sent no answer".into())
+        )),
+    }
 }
 
 /// The case's settings, then its credentials (last: they may take away what the others need).
@@ -55,19 +105,8 @@ fn set_up(case: &IsolatedCase) -> Result<(), String> {
     Ok(())
 }
 
-/// In the child: never returns.
-fn child(case: &IsolatedCase, mut out: File, agent: guard::AgentFds) -> ! {
-    // SAFETY: in a freshly forked, single-threaded child; the agent's descriptors are closed
-    // so that a case cannot reach the executor's channel or the host link.
-    unsafe {
-        clean::reset_process_state();
-        clean::reset_signals(true);
-        for fd in [agent.link_read, agent.link_write, agent.channel] {
-            if fd != out.as_raw_fd() {
-                libc::close(fd);
-            }
-        }
-    }
+/// In the case's child (forked from the zygote, already in the boot state): never returns.
+fn child(case: &IsolatedCase, mut out: File) -> ! {
     if let Err(why) = set_up(case) {
         let _ = write_message(&mut out, &SyscallOutcome::Rejected(why));
         // SAFETY: leaving the child.
@@ -86,7 +125,7 @@ fn child(case: &IsolatedCase, mut out: File, agent: guard::AgentFds) -> ! {
     unsafe { libc::_exit(0) }
 }
 
-fn run_case(case: &IsolatedCase, agent: guard::AgentFds) -> Vec<SyscallOutcome> {
+fn run_case(case: &IsolatedCase) -> Vec<SyscallOutcome> {
     let mut fds = [0; 2];
     // SAFETY: a valid array of two descriptors.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
@@ -107,7 +146,7 @@ fn run_case(case: &IsolatedCase, agent: guard::AgentFds) -> Vec<SyscallOutcome> 
     }
     if pid == 0 {
         drop(reader);
-        child(case, writer, agent);
+        child(case, writer);
     }
     drop(writer);
     let timeout = match case.timeout_ms {

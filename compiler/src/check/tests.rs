@@ -33,7 +33,9 @@ fn the_tour_compiles() {
     );
     assert!(out.contains("test(\"close on fd -1 is EBADF\""), "{out}");
     assert!(out.contains("test(\"fsync on fd 9999 is EBADF\""), "{out}");
-    assert!(out.contains("vm:spawn{uid = 1000, gid = 1000}"), "{out}");
+    // A one-call case with credentials runs isolated, in a forked child.
+    assert!(out.contains("vm:isolated{"), "{out}");
+    assert!(out.contains("{as = {uid = 1000, gid = 1000}"), "{out}");
     assert!(
         out.contains("vm:batch{"),
         "independent cases are batched:\n{out}"

@@ -135,6 +135,9 @@ pub const GEN_HEADERS: &[&str] = &[
 /// What `gen` writes: file name → spec text.
 pub type Specs = BTreeMap<String, String>;
 
+/// The bytes a struct argument's buffer gets (its layout, then zeros).
+const STRUCT_ROOM: usize = 4096;
+
 /// Options for one generation.
 #[derive(Debug, Clone, Default)]
 pub struct GenOptions {
@@ -189,7 +192,9 @@ fn baseline(sig: &Signature, i: usize, parsed: &Parsed) -> String {
                 .as_deref()
                 .filter(|s| parsed.types.spec_layout(s).is_some())
             {
-                return format!("{{struct: {s}}}");
+                // Zeros past the struct: a call that reads an array of them (`utimes[2]`) or more
+                // than it was told reads zeros, not whatever the buffer happens to be next to.
+                return format!("{{struct: {s}, len: {STRUCT_ROOM}}}");
             }
             if p.ty.contains("char")
                 && (p.name.contains("name") || p.name.contains("path") || p.name.contains("file"))
@@ -310,12 +315,12 @@ fn probes(sig: &Signature, parsed: &Parsed) -> Vec<Case> {
                 let sizes: [(String, String, String); 5] = [
                     (
                         "0".into(),
-                        format!("{{struct: {s}}}"),
+                        format!("{{struct: {s}, len: {STRUCT_ROOM}}}"),
                         "no struct at all".into(),
                     ),
                     (
                         (size - 1).to_string(),
-                        format!("{{struct: {s}}}"),
+                        format!("{{struct: {s}, len: {STRUCT_ROOM}}}"),
                         "one byte short".into(),
                     ),
                     (
@@ -357,6 +362,17 @@ fn probes(sig: &Signature, parsed: &Parsed) -> Vec<Case> {
     cases
 }
 
+/// Syscall families whose objects outlive the process that made them and are visible to any
+/// other (SysV IPC ids, POSIX message queues, keys): their specs keep a VM of their own, since
+/// a queue one spec made would change what another's `msgrcv` does.
+const KERNEL_OBJECTS: &[&str] = &["msg", "sem", "shm", "mq_", "add_key", "request_key", "keyctl"];
+
+/// Whether a generated spec's cases leave nothing another file could see (their paths are the
+/// syscall's own): its VM may pass to the next file.
+fn shares_vm(syscall: &str) -> bool {
+    !KERNEL_OBJECTS.iter().any(|p| syscall.starts_with(p))
+}
+
 fn spec_text(sig: &Signature, cases: &[Case], opts: &GenOptions) -> String {
     let mut s = format!(
         "# yaml-language-server: $schema={}\n\
@@ -365,14 +381,14 @@ fn spec_text(sig: &Signature, cases: &[Case], opts: &GenOptions) -> String {
          # by `provium record --update`; after that, a different answer from another kernel fails.\n\
          # This is an ordinary spec: edit it freely.\n\
          suite: \"gen: {}\"\n\
-         share_vm: true\n\
-         headers: [{}]\n\
+         {}headers: [{}]\n\
          cases:\n",
         opts.schema,
         sig.origin,
         opts.include,
         sig.name,
         sig.name,
+        if shares_vm(&sig.name) { "share_vm: true\n" } else { "" },
         GEN_HEADERS.join(", ")
     );
     for c in cases {

@@ -130,10 +130,23 @@ impl FileControl {
     }
 
     pub fn is_stopped(&self) -> bool {
+        self.observe_interrupt();
         self.stopped.load(Ordering::SeqCst)
     }
 
+    /// The signal handler kills every VM at once, before the runner gets round to stopping
+    /// each file: a VM call that fails then must already see the file as interrupted, or its
+    /// test would be reported as an error and the file would go on to its next tests.
+    fn observe_interrupt(&self) {
+        if !self.stopped.load(Ordering::SeqCst) {
+            if let Some(sig) = crate::machine::signals::interrupted() {
+                self.stop(StopReason::Interrupted(crate::machine::signals::name(sig)));
+            }
+        }
+    }
+
     pub fn stop_reason(&self) -> Option<StopReason> {
+        self.observe_interrupt();
         lock(&self.stop).as_ref().map(|(r, _, _)| r.clone())
     }
 

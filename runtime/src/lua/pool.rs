@@ -21,6 +21,7 @@ pub fn take(key: &str) -> Option<Vm> {
         let mut pool = p.borrow_mut();
         let i = pool.iter().position(|(k, _)| k == key)?;
         let (_, vm) = pool.swap_remove(i);
+        tracing::debug!(running = vm.is_running(), "pool: a VM handed over");
         vm.is_running().then_some(vm)
     })
 }

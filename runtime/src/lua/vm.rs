@@ -72,6 +72,12 @@ impl VmSlot {
     /// save nothing.
     pub fn stop(&mut self, reusable: bool) {
         if let Some(mut vm) = self.vm.take() {
+            tracing::debug!(
+                pooled = self.pool_key.is_some(),
+                reusable,
+                touched = self.touched,
+                "file ended with its VM"
+            );
             match (&self.pool_key, reusable && !self.touched && vm.is_running()) {
                 (Some(key), true) => super::pool::give(key.clone(), vm),
                 _ => vm.kill(),
@@ -151,6 +157,9 @@ where
         });
     }
     if method != "isolated" {
+        if !slot.touched {
+            tracing::debug!(method, "the VM is touched");
+        }
         slot.touched = true;
     }
     let Some(vm) = slot.vm.as_mut() else {

@@ -236,6 +236,57 @@ pub fn batch(vm: &mut Vm, calls: usize) -> Result<BatchResult> {
     })
 }
 
+/// What one case costs, three ways, in the same VM (`provium bench isolated`).
+pub struct IsolatedResult {
+    pub cases: usize,
+    /// Per case: one call in a batch of the VM's own executor (no isolation; the baseline).
+    pub batched: Duration,
+    /// Per case: one call in its own forked child, all cases in one `Isolated` round trip.
+    pub isolated: Duration,
+    /// Per case: a fresh worker with root credentials, the call, the worker killed.
+    pub worker: Duration,
+}
+
+pub fn isolated(vm: &mut Vm, cases: usize) -> Result<IsolatedResult> {
+    use crate::protocol::{Credentials, IsolatedCase};
+    let getuid = || SyscallCall {
+        nr: 102,
+        ..Default::default()
+    };
+    let t = Instant::now();
+    vm.root().batch((0..cases).map(|_| getuid()).collect())?;
+    let batched = t.elapsed() / cases as u32;
+    let root = Credentials::default();
+    let t = Instant::now();
+    let results = vm.root().isolated(
+        (0..cases)
+            .map(|_| IsolatedCase {
+                calls: vec![getuid()],
+                creds: Some(root.clone()),
+                ..Default::default()
+            })
+            .collect(),
+    )?;
+    let isolated = t.elapsed() / cases as u32;
+    anyhow::ensure!(
+        results.iter().all(|r| r.len() == 1),
+        "an isolated case did not answer"
+    );
+    let t = Instant::now();
+    for _ in 0..cases {
+        let w = vm.spawn_worker(root.clone())?;
+        vm.worker(w).syscall(getuid())?;
+        vm.kill_worker(w)?;
+    }
+    let worker = t.elapsed() / cases as u32;
+    Ok(IsolatedResult {
+        cases,
+        batched,
+        isolated,
+        worker,
+    })
+}
+
 pub struct BufferResult {
     pub small: Stats,
     pub large: Stats,

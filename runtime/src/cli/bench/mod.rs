@@ -49,6 +49,10 @@ enum What {
     Suite,
     /// The suite on one kernel vs two in one run.
     Kernels,
+    /// One case batched, isolated (a forked child) and in a fresh worker.
+    Isolated,
+    /// The whole headers-generated suite (gen, record, test) against cold boots.
+    Generated,
 }
 
 pub fn run(args: Args) -> Result<u8> {
@@ -197,6 +201,46 @@ pub fn run(args: Args) -> Result<u8> {
         }
         writeln!(out)?;
     }
+    if all || args.what == What::Generated {
+        let jobs = args
+            .jobs
+            .unwrap_or_else(|| crate::machine::vm::gate::host_cpus() as usize);
+        let g = suites::generated(&profile, jobs)?;
+        let boots5 = g.cold_boot * 5;
+        writeln!(
+            out,
+            "{}",
+            paint(BOLD, &format!("The headers-generated suite ({} cases, -j{jobs})", g.cases))
+        )?;
+        writeln!(out, "  5 cold boots (baseline: 5 × the median of 5)   {:>9}", ms(boots5))?;
+        writeln!(out, "  provium gen                                  {:>9}", ms(g.gen))?;
+        writeln!(
+            out,
+            "  provium record --update                      {:>9}   {:.2}× the baseline",
+            ms(g.record),
+            g.record.as_secs_f64() / boots5.as_secs_f64()
+        )?;
+        writeln!(
+            out,
+            "  provium test (isolated cases)                {:>9}   {:.2}× the baseline (goal: at most 1.00×)",
+            ms(g.test),
+            g.test.as_secs_f64() / boots5.as_secs_f64()
+        )?;
+        writeln!(
+            out,
+            "  provium test, a fresh worker per case        {:>9}   {:.2}× the baseline; isolated is {:.1}× faster",
+            ms(g.worker_test),
+            g.worker_test.as_secs_f64() / boots5.as_secs_f64(),
+            g.worker_test.as_secs_f64() / g.test.as_secs_f64()
+        )?;
+        writeln!(
+            out,
+            "  outcomes differing between the two test runs: {}{}",
+            g.differing.len(),
+            g.differing.first().map(|d| format!(" (first: {d})")).unwrap_or_default()
+        )?;
+        writeln!(out)?;
+    }
     if all || args.what == What::Headers {
         let jobs = std::thread::available_parallelism()
             .map(|n| n.get())
@@ -259,7 +303,7 @@ pub fn run(args: Args) -> Result<u8> {
         writeln!(out)?;
     }
     for transport in [TransportChoice::VirtioSerial, TransportChoice::Vsock] {
-        if !(all || matches!(args.what, What::Roundtrip | What::Batch | What::Buffer)) {
+        if !(all || matches!(args.what, What::Roundtrip | What::Batch | What::Buffer | What::Isolated)) {
             break;
         }
         let opts = BootOptions {
@@ -312,6 +356,28 @@ pub fn run(args: Args) -> Result<u8> {
                 ms(b.single),
                 ms(b.batched),
                 b.single.as_secs_f64() / b.batched.as_secs_f64()
+            )?;
+        }
+        if all || args.what == What::Isolated {
+            let r = bench::isolated(&mut vm, 200)?;
+            writeln!(
+                out,
+                "{}",
+                paint(BOLD, &format!("One case, three ways, over {name} ({} cases each)", r.cases))
+            )?;
+            writeln!(out, "  in a batch of the VM's executor (no isolation, baseline)  {:>9} per case", us(r.batched))?;
+            writeln!(
+                out,
+                "  isolated: a forked child each, one round trip           {:>9} per case   {:.1}× the baseline",
+                us(r.isolated),
+                r.isolated.as_secs_f64() / r.batched.as_secs_f64()
+            )?;
+            writeln!(
+                out,
+                "  a fresh worker each (spawn, call, kill)                 {:>9} per case   {:.1}× the baseline, {:.1}× isolated",
+                us(r.worker),
+                r.worker.as_secs_f64() / r.batched.as_secs_f64(),
+                r.worker.as_secs_f64() / r.isolated.as_secs_f64()
             )?;
         }
         if all || args.what == What::Buffer {

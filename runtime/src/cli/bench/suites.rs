@@ -428,3 +428,80 @@ pub fn kernels(dir: &std::path::Path, jobs: usize) -> Result<Option<(SuiteRun, S
     let one = runs.pop().expect("two runs");
     Ok(Some((one, two)))
 }
+
+/// `provium bench generated`: the whole headers-generated suite as a user runs it (`provium
+/// gen`, `provium record --update -j N`, `provium test -j N`, as subprocesses of this binary),
+/// against cold boots measured in the same run, and the test run again with every case in a
+/// fresh worker (`PROVIUM_ISOLATION=worker`, the path before isolated cases) whose outcomes
+/// must be identical.
+pub struct GeneratedBench {
+    pub cold_boot: Duration,
+    pub cases: usize,
+    pub gen: Duration,
+    pub record: Duration,
+    pub test: Duration,
+    pub worker_test: Duration,
+    /// Tests whose status or observed answer differs between the two test runs.
+    pub differing: Vec<String>,
+}
+
+pub fn generated(profile: &crate::machine::profile::Profile, jobs: usize) -> Result<GeneratedBench> {
+    use std::process::Command;
+    let mut boots = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        let mut vm = crate::machine::vm::Vm::boot(profile, &Default::default())?;
+        boots.push(t.elapsed());
+        vm.kill();
+    }
+    boots.sort();
+    let cold_boot = boots[boots.len() / 2];
+    let me = std::env::current_exe()?;
+    let dir = tempfile::tempdir()?;
+    let run = |args: &[&str], worker: bool| -> Result<(Duration, std::process::Output)> {
+        let mut c = Command::new(&me);
+        c.current_dir(dir.path()).args(args).env("NO_COLOR", "1");
+        if worker {
+            c.env("PROVIUM_ISOLATION", "worker");
+        }
+        let t = Instant::now();
+        let out = c.output()?;
+        Ok((t.elapsed(), out))
+    };
+    let j = jobs.to_string();
+    let (gen, out) = run(&["gen", "--out", "gen"], false)?;
+    anyhow::ensure!(out.status.success(), "provium gen failed: {}", String::from_utf8_lossy(&out.stderr));
+    let (record, out) = run(&["record", "gen", "--update", "-j", &j], false)?;
+    anyhow::ensure!(out.status.success(), "provium record failed: {}", String::from_utf8_lossy(&out.stdout));
+    let outcomes = |out: &std::process::Output| -> std::collections::BTreeMap<String, String> {
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|e| e["type"] == "test")
+            .map(|e| {
+                (
+                    format!("{}::{}", e["file"].as_str().unwrap_or(""), e["name"].as_str().unwrap_or("")),
+                    format!("{} {}", e["status"], e["observed"]),
+                )
+            })
+            .collect()
+    };
+    let (test, forked) = run(&["test", "gen", "-j", &j, "--format", "json"], false)?;
+    let (worker_test, worker) = run(&["test", "gen", "-j", &j, "--format", "json"], true)?;
+    let (a, b) = (outcomes(&forked), outcomes(&worker));
+    let mut differing: Vec<String> = a
+        .iter()
+        .filter(|(k, v)| b.get(*k) != Some(v))
+        .map(|(k, v)| format!("{k}: {v} / {}", b.get(k).map(String::as_str).unwrap_or("missing")))
+        .collect();
+    differing.extend(b.keys().filter(|k| !a.contains_key(*k)).map(|k| format!("{k}: missing")));
+    Ok(GeneratedBench {
+        cold_boot,
+        cases: a.len(),
+        gen,
+        record,
+        test,
+        worker_test,
+        differing,
+    })
+}
