@@ -502,6 +502,20 @@ fn lua_block(out: &mut Out, indent: usize, block: &LuaBlock, creds: Option<&Cred
         lua::str(&format!("@{}", out.file)),
     ));
     out.line(indent, "chunk()", block.first_line);
+    for name in &block.saves {
+        out.line(
+            indent,
+            &format!(
+                "if rawget(saved, {q}) == nil then error({msg}, 0) end",
+                q = lua::str(name),
+                msg = lua::str(&format!(
+                    "{}:{}: the `lua:` block promises `save: {name}` but did not set saved.{name}",
+                    out.file, block.first_line
+                ))
+            ),
+            block.first_line,
+        );
+    }
 }
 
 /// A call as the Lua table `vm:call` and `vm:batch` take.

@@ -26,6 +26,21 @@ pub use check::{HeaderProvider, HeaderSet, Options};
 pub use diag::Diagnostic;
 pub use source_map::SourceMap;
 
+/// Values a spec can read as `$NAME` without saving them: the runtime asks the guest when one
+/// is first used (LTP's `tst_get_unused_pid()`, `TST_GET_UNUSED_PORT()`, `getdtablesize()`).
+pub const READY_MADE: &[(&str, &str)] = &[
+    ("unused_pid", "a pid no process has"),
+    ("unused_port", "a free TCP port on IPv4"),
+    (
+        "unused_fd",
+        "the highest descriptor number that is not open",
+    ),
+    (
+        "fd_table_size",
+        "the descriptor table size (RLIMIT_NOFILE's soft limit)",
+    ),
+];
+
 /// A compiled spec: the checked model, the Lua chunk that runs it, and which spec line each
 /// line of the chunk comes from.
 #[derive(Debug, Clone)]

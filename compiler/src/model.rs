@@ -130,6 +130,9 @@ pub struct LuaBlock {
     pub first_line: u32,
     /// The table row of the case, as a Lua table (`row` in the block; `{}` outside tables).
     pub row: Lua,
+    /// The names the block promises to set in `saved` (`save: [pid, port]`), for `$NAME` in
+    /// later steps and cases.
+    pub saves: Vec<String>,
 }
 
 /// One syscall with its buffers, expectation and saved values.

@@ -4,6 +4,96 @@
 //! Edits are textual: the value after `expect:` on a given line is replaced. A scalar or a
 //! one-line flow value (`[EBADF, EINVAL]`, `{ret: 0}`) is replaced in place; a block value (the
 //! indented lines under `expect:`) is replaced by one line.
+//!
+//! A suite recorded over several runs (`provium record --runs N`) keeps one expectation per
+//! line: the answer if every run gave the same one, else all the answers seen, as an errno
+//! list or `{ one_of: [...] }`. An expectation that already lists several answers stays while
+//! the runs give only answers it lists, so recording twice writes the same specs.
+
+use std::collections::BTreeMap;
+
+/// The edits that record what `runs` observed (each run: `(line, observed)` pairs, as
+/// `apply` takes them), and the lines whose answer differed between runs or rows.
+pub fn merge_runs(source: &str, runs: &[Vec<(u32, String)>]) -> (Vec<(u32, String)>, Vec<u32>) {
+    let mut seen: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    for run in runs {
+        for (line, value) in run {
+            let values = seen.entry(*line).or_default();
+            if !values.contains(value) {
+                values.push(value.clone());
+            }
+        }
+    }
+    let lines: Vec<&str> = source.split('\n').collect();
+    let mut edits = Vec::new();
+    let mut differing = Vec::new();
+    for (line, mut values) in seen {
+        let existing = lines
+            .get((line as usize).saturating_sub(1))
+            .and_then(|l| inline_value(l));
+        if existing.is_some_and(|e| e.contains("{{")) {
+            // A templated expectation (a table row's `{{ err }}`) is data, not a recording.
+            continue;
+        }
+        if values.len() > 1 {
+            differing.push(line);
+        }
+        if let Some(listed) = existing.and_then(alternatives) {
+            let answers: Vec<Option<serde_json::Value>> =
+                values.iter().map(|v| normalize(v)).collect();
+            if answers
+                .iter()
+                .all(|a| a.as_ref().is_some_and(|a| listed.contains(a)))
+            {
+                continue;
+            }
+        }
+        values.sort();
+        edits.push((line, render(&values)));
+    }
+    (edits, differing)
+}
+
+/// The value after `expect:` on a line, when it is on that line.
+fn inline_value(line: &str) -> Option<&str> {
+    let at = line.find("expect:")?;
+    let rest = line[at + "expect:".len()..].trim_start();
+    if rest.is_empty() || rest.starts_with('#') {
+        return None;
+    }
+    Some(&rest[..value_len(rest)])
+}
+
+/// The answers an expectation lists when it lists several: `[EBADF, EINVAL]`,
+/// `{ one_of: [0, EINTR] }`.
+fn alternatives(text: &str) -> Option<Vec<serde_json::Value>> {
+    let value = normalize(text)?;
+    let items = match value {
+        serde_json::Value::Array(items) => items,
+        serde_json::Value::Object(mut m) if m.len() == 1 => match m.remove("one_of")? {
+            serde_json::Value::Array(items) => items,
+            _ => return None,
+        },
+        _ => return None,
+    };
+    (items.len() > 1).then_some(items)
+}
+
+/// A recorded value as data, so that `{died: {signal: 9}}` and `{ died: { signal: 9 } }` agree.
+fn normalize(text: &str) -> Option<serde_json::Value> {
+    serde_saphyr::from_str(text).ok()
+}
+
+/// One answer as itself; several errnos as a list; anything else as `{ one_of: [...] }`.
+fn render(values: &[String]) -> String {
+    match values {
+        [one] => one.clone(),
+        many if many.iter().all(|v| crate::linux::errno_number(v).is_some()) => {
+            format!("[{}]", many.join(", "))
+        }
+        many => format!("{{ one_of: [{}] }}", many.join(", ")),
+    }
+}
 
 /// Replaces the expectation on each `(line, value)`; lines without `expect:` are left alone.
 /// Returns the new text and the lines actually changed.
@@ -119,6 +209,50 @@ mod tests {
             "# keep me\ncases:\n  - name: a   # and me\n    expect: EINVAL   # recorded below\n  - { syscall: close, args: [-1], expect: EBADF }\n  - name: c\n    expect: ok\n    timeout: 1\n"
         );
         assert_eq!(changed, [4, 5, 7]);
+    }
+
+    fn runs(list: &[&[(u32, &str)]]) -> Vec<Vec<(u32, String)>> {
+        list.iter()
+            .map(|r| r.iter().map(|(l, v)| (*l, v.to_string())).collect())
+            .collect()
+    }
+
+    #[test]
+    fn answers_that_differ_between_runs_are_all_kept_and_stay_kept() {
+        let src = "cases:\n  - { expect: any }\n  - { expect: any }\n  - { expect: any }\n  - { expect: \"{{ err }}\" }\n";
+        let (edits, differing) = merge_runs(
+            src,
+            &runs(&[
+                &[(2, "0"), (3, "EINVAL"), (4, "EBADF"), (5, "EBADF")],
+                &[
+                    (2, "{ died: { signal: 9 } }"),
+                    (3, "EINVAL"),
+                    (4, "EAGAIN"),
+                    (5, "EPERM"),
+                ],
+            ]),
+        );
+        assert_eq!(
+            edits,
+            [
+                (2, "{ one_of: [0, { died: { signal: 9 } }] }".to_string()),
+                (3, "EINVAL".to_string()),
+                (4, "[EAGAIN, EBADF]".to_string()),
+            ]
+        );
+        assert_eq!(differing, [2, 4]);
+        let (recorded, _) = apply(src, &edits);
+        // A later recording that sees only some of the listed answers changes nothing.
+        let (again, _) = merge_runs(
+            &recorded,
+            &runs(&[&[(2, "{died: {signal: 9}}"), (3, "EINVAL"), (4, "EBADF")]]),
+        );
+        assert_eq!(again, [(3, "EINVAL".to_string())]);
+        let (same, changed) = apply(&recorded, &again);
+        assert_eq!((same.as_str(), changed.len()), (recorded.as_str(), 0));
+        // A new answer is not hidden: the expectation becomes what this recording saw.
+        let (changed, _) = merge_runs(&recorded, &runs(&[&[(4, "ENOENT")]]));
+        assert_eq!(changed, [(4, "ENOENT".to_string())]);
     }
 
     #[test]

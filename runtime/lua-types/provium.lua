@@ -216,7 +216,18 @@ function Vm:kill() end
 ---@field errno table<string, integer>
 ---@field nr table<string, integer>
 ---@field bad_ptr integer an address that is never mapped (for EFAULT)
+---@field c table<string, integer> the built-in constants by name (`provium headers constants`)
 provium = {}
+---The table a compiled spec keeps its saved values in; ready-made values (`unused_pid`,
+---`unused_port`, `unused_fd`, `fd_table_size`) are asked of the guest when first read.
+---@param vm ProviumVm
+---@return table<string, any>
+function provium.saved(vm) end
+---One ready-made value (`unused_pid`, `unused_port`, `unused_fd`, `fd_table_size`), or nil.
+---@param vm ProviumVm
+---@param name string
+---@return integer|nil
+function provium.ready(vm, name) end
 ---@param profile string|nil default "minimal"
 ---@return ProviumVm
 function provium.create(profile) end

@@ -205,3 +205,54 @@ fn header_tables_work_without_arguments_and_errors_name_the_cause() {
         "{text}"
     );
 }
+
+/// `record --runs N`: a case whose answer differs from run to run is recorded with every answer
+/// seen (not whichever came last), the recording passes, and recording again writes the same
+/// spec. The varying answer comes from Lua's random generator (seeded per run): getpriority on
+/// this process (a priority) or on a pid nobody has (ESRCH); 16 runs all agreeing has a chance
+/// of 2 in 65,536.
+#[test]
+fn record_keeps_every_answer_of_a_case_that_varies_between_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("varying.yaml");
+    std::fs::write(
+        &spec,
+        "suite: varying\ncases:\n  - name: varies\n    steps:\n      - lua: |\n          saved.who = math.random(2) == 1 and 0 or provium.ready(vm, 'unused_pid')\n        save: who\n      - { syscall: getpriority, args: [PRIO_PROCESS, $who], expect: any }\n  - name: steady\n    syscall: kill\n    args: [$unused_pid, 0]\n    expect: any\n",
+    )
+    .unwrap();
+    let record = |runs: &str| {
+        run(provium().current_dir(dir.path()).args([
+            "record",
+            "varying.yaml",
+            "--update",
+            "--runs",
+            runs,
+        ]))
+    };
+    let (code, text) = record("16");
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("varying.yaml:8: the answer differed"),
+        "{text}"
+    );
+    assert!(text.contains("1 varying"), "{text}");
+    let recorded = std::fs::read_to_string(&spec).unwrap();
+    assert!(
+        recorded.contains("expect: { one_of: [ESRCH, ok] } }"),
+        "{recorded}"
+    );
+    assert!(recorded.contains("    expect: ESRCH\n"), "{recorded}");
+    let (code, text) = run(provium()
+        .current_dir(dir.path())
+        .args(["test", "varying.yaml"]));
+    assert_eq!(code, 0, "the recording passes:\n{text}");
+    for _ in 0..2 {
+        let (code, text) = record("2");
+        assert_eq!(code, 0, "{text}");
+        assert_eq!(
+            std::fs::read_to_string(&spec).unwrap(),
+            recorded,
+            "recording again changes nothing:\n{text}"
+        );
+    }
+}

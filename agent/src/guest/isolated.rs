@@ -57,7 +57,11 @@ pub fn run(cases: &[IsolatedCase], agent: guard::AgentFds) -> Vec<Vec<SyscallOut
         }
         let results: Vec<Vec<SyscallOutcome>> = cases.iter().map(run_case).collect();
         let mut writer = writer;
-        let code = if write_message(&mut writer, &results).is_ok() { 0 } else { EXIT_NO_PIPE };
+        let code = if write_message(&mut writer, &results).is_ok() {
+            0
+        } else {
+            EXIT_NO_PIPE
+        };
         // SAFETY: leaving the zygote without the executor's destructors.
         unsafe { libc::_exit(code) };
     }

@@ -98,6 +98,32 @@ impl Checker<'_> {
 
     // ---- steps and cases -----------------------------------------------------------------
 
+    /// The names a `lua:` step or case saves: `save: pid` or `save: [pid, port]`. The code
+    /// sets them (`saved.pid = ...`); the compiled spec checks that it did.
+    fn lua_saves(&mut self, save: Option<&Node>) -> Vec<String> {
+        let Some(node) = save else {
+            return Vec::new();
+        };
+        let items: Vec<&Node> = match &node.value {
+            Value::Seq(items) => items.iter().collect(),
+            _ => vec![node],
+        };
+        let mut names = Vec::new();
+        for it in items {
+            match it.as_str() {
+                Some(name) if is_ident(name) => {
+                    self.saved.insert(name.to_string());
+                    names.push(name.to_string());
+                }
+                _ => self.error(
+                    it.pos,
+                    "a `lua:` block saves the names it sets in `saved`: `save: pid` or `save: [pid, port]`",
+                ),
+            }
+        }
+        names
+    }
+
     pub(super) fn lua_block(&mut self, code: &At<String>) -> model::LuaBlock {
         // A block scalar (`lua: |`) starts on the line after the key.
         let at = crate::diag::byte_offset(self.source, code.pos);
@@ -111,6 +137,7 @@ impl Checker<'_> {
             code: code.value.clone(),
             first_line,
             row: self.row_lua.clone(),
+            saves: Vec::new(),
         }
     }
 
@@ -139,12 +166,18 @@ impl Checker<'_> {
                 default_expect,
             )?)
         } else if let Some(code) = &s.lua {
-            StepKind::Lua(self.lua_block(code))
+            let mut block = self.lua_block(code);
+            block.saves = self.lua_saves(s.save.as_deref());
+            StepKind::Lua(block)
         } else {
             StepKind::Exec(s.exec.as_ref()?.value.clone())
         };
-        if s.syscall.is_none() && (s.expect.is_some() || !s.args.is_empty() || s.save.is_some()) {
-            self.error(step.pos, "`args`, `expect` and `save` go with `syscall`");
+        let save_misplaced = s.save.is_some() && s.lua.is_none();
+        if s.syscall.is_none() && (s.expect.is_some() || !s.args.is_empty() || save_misplaced) {
+            self.error(
+                step.pos,
+                "`args` and `expect` go with `syscall`; `save` with `syscall` or `lua`",
+            );
         }
         Some(Step {
             line: step.pos.line,
@@ -218,10 +251,11 @@ impl Checker<'_> {
             );
             return None;
         }
-        if c.syscall.is_none() && (c.expect.is_some() || !c.args.is_empty() || c.save.is_some()) {
+        let save_misplaced = c.save.is_some() && c.lua.is_none();
+        if c.syscall.is_none() && (c.expect.is_some() || !c.args.is_empty() || save_misplaced) {
             self.error(
                 c.name.pos,
-                "`args`, `expect` and `save` go with `syscall`; in `steps`, give them per step",
+                "`args`, `expect` and `save` go with `syscall` (`save` also with `lua`); in `steps`, give them per step",
             );
             return None;
         }
@@ -250,7 +284,9 @@ impl Checker<'_> {
             let steps: Vec<Step> = steps.iter().filter_map(|s| self.step(s, None)).collect();
             Body::Steps(steps)
         } else {
-            Body::Lua(self.lua_block(c.lua.as_ref()?))
+            let mut block = self.lua_block(c.lua.as_ref()?);
+            block.saves = self.lua_saves(c.save.as_deref());
+            Body::Lua(block)
         };
         Some(model::Case {
             name: c.name.value.clone(),

@@ -102,6 +102,36 @@ impl Checker<'_> {
                     names.join(" or "),
                 )
             }
+            Value::Map(m) if node.get("one_of").is_some() => {
+                // What `provium record --runs N` writes for an answer that differed between runs.
+                if m.len() != 1 {
+                    self.error(
+                        node.pos,
+                        "`one_of:` stands alone: `expect: {one_of: [0, EINTR]}`",
+                    );
+                    return None;
+                }
+                let list = node.get("one_of")?;
+                let Value::Seq(items) = &list.value else {
+                    self.error(list.pos, "`one_of:` is a list of expectations: `[0, EINTR, {died: {signal: SIGKILL}}]`");
+                    return None;
+                };
+                if items.is_empty() {
+                    self.error(list.pos, "an empty `one_of:` can never match");
+                    return None;
+                }
+                let mut tables = Vec::new();
+                let mut summary = Vec::new();
+                for it in items {
+                    let e = self.expect(it)?;
+                    tables.push(e.table);
+                    summary.push(e.summary);
+                }
+                simple(
+                    format!("{{one_of = {{{}}}}}", tables.join(", ")),
+                    format!("one of: {}", summary.join(" | ")),
+                )
+            }
             Value::Map(m) => {
                 let mut parts = Vec::new();
                 let mut summary = Vec::new();
@@ -168,7 +198,8 @@ impl Checker<'_> {
                             parts.push(format!("out = {}", self.out_checks(v)?));
                         }
                         other => {
-                            let known = ["ret", "errno", "ok", "out", "died", "timed_out"];
+                            let known =
+                                ["ret", "errno", "ok", "out", "died", "timed_out", "one_of"];
                             let hint = did_you_mean(other, known);
                             self.error_help(k.pos, format!("unknown expectation `{other}`"), hint);
                             return None;
@@ -307,12 +338,7 @@ impl Checker<'_> {
             offset += f.offset;
             let last = i == parts.len() - 1;
             match (&f.ty, last) {
-                (FieldType::Int { bytes, signed }, true) => {
-                    return Some((
-                        offset,
-                        format!("{}{}", if *signed { 'i' } else { 'u' }, bytes * 8),
-                    ))
-                }
+                (ty @ FieldType::Int { .. }, true) => return Some((offset, ty.to_string())),
                 (FieldType::Ptr, true) => return Some((offset, "u64".into())),
                 (FieldType::Struct(s), false) => {
                     current = self.layouts.get(s)?.clone();
@@ -386,8 +412,11 @@ impl Checker<'_> {
                                     .and_then(Node::as_str)
                                     .unwrap_or("i64")
                                     .to_string();
-                                if !["u8", "i8", "u16", "i16", "u32", "i32", "u64", "i64"]
-                                    .contains(&ty.as_str())
+                                if ![
+                                    "u8", "i8", "u16", "i16", "u32", "i32", "u64", "i64", "be16",
+                                    "be32", "be64",
+                                ]
+                                .contains(&ty.as_str())
                                 {
                                     self.error(
                                         v.pos,

@@ -267,8 +267,9 @@ impl<'a> Checker<'a> {
             .collect();
         let reads = std::mem::take(&mut self.reads);
         for (name, pos) in reads {
-            if !self.saved.contains(&name) {
-                let hint = did_you_mean(&name, self.saved.iter().map(String::as_str));
+            let ready = crate::READY_MADE.iter().map(|(n, _)| *n);
+            if !self.saved.contains(&name) && !ready.clone().any(|n| n == name) {
+                let hint = did_you_mean(&name, self.saved.iter().map(String::as_str).chain(ready));
                 self.error_help(
                     pos,
                     format!("`${name}` is never saved (add `save: {name}` to an earlier step)"),

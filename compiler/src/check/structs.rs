@@ -97,7 +97,8 @@ impl Checker<'_> {
                         let hint = did_you_mean(
                             ttext,
                             names.iter().map(String::as_str).chain([
-                                "u8", "u16", "u32", "u64", "i8", "i16", "i32", "i64", "ptr",
+                                "u8", "u16", "u32", "u64", "i8", "i16", "i32", "i64", "be16",
+                                "be32", "be64", "ptr",
                             ]),
                         );
                         self.error_help(ftype.pos, e, hint);
@@ -222,9 +223,9 @@ impl Checker<'_> {
         out: &mut Packed,
     ) -> bool {
         match ty {
-            FieldType::Int { bytes, signed } => {
-                out.fmt
-                    .push(format!("{}{}", if *signed { 'i' } else { 'u' }, bytes * 8));
+            FieldType::Int { bytes, signed, .. } => {
+                // The pack format of the field is its type's name (`u16`, `be16`, ...).
+                out.fmt.push(ty.to_string());
                 let v = match value {
                     None => Int::Const(0),
                     Some(n) => match self.int(n, label) {

@@ -327,3 +327,24 @@ fn a_file_name_with_a_newline_stays_in_comments() {
         .unwrap_or_else(|| panic!("{}", c.lua));
     assert_eq!(c.source_map.line(line), Some(3));
 }
+
+#[test]
+fn lua_blocks_save_names_and_ready_made_values_need_no_saving() {
+    let src = "cases:\n  - name: x\n    steps:\n      - lua: 'saved.pid = 1'\n        save: [pid]\n      - { syscall: kill, args: [$pid, 0], expect: ok }\n  - name: y\n    syscall: kill\n    args: [$unused_pid, 0]\n    expect: ESRCH\n";
+    let chunk = lua(src);
+    assert!(
+        chunk.contains("if rawget(saved, \"pid\") == nil then error("),
+        "the promise is checked:\n{chunk}"
+    );
+    assert!(chunk.contains("saved.unused_pid"), "{chunk}");
+    let e = errors("cases:\n  - name: x\n    steps:\n      - exec: 'true'\n        save: x\n");
+    assert!(e[0].contains("`save` with `syscall` or `lua`"), "{e:?}");
+    let e = errors(
+        "cases:\n  - name: x\n    syscall: kill\n    args: [$unused_pd, 0]\n    expect: ok\n",
+    );
+    assert!(e[0].contains("did you mean `unused_pid`"), "{e:?}");
+    let e = errors("cases:\n  - name: x\n    syscall: sched_yield\n    expect: {one_of: []}\n");
+    assert!(e[0].contains("empty `one_of:`"), "{e:?}");
+    let e = errors("structs:\n  s: [{port: be12}]\ncases:\n  - name: x\n    syscall: write\n    args: [1, {struct: s}, 2]\n    expect: ok\n");
+    assert!(e[0].contains("did you mean `be16`"), "{e:?}");
+}

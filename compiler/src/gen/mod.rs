@@ -365,7 +365,15 @@ fn probes(sig: &Signature, parsed: &Parsed) -> Vec<Case> {
 /// Syscall families whose objects outlive the process that made them and are visible to any
 /// other (SysV IPC ids, POSIX message queues, keys): their specs keep a VM of their own, since
 /// a queue one spec made would change what another's `msgrcv` does.
-const KERNEL_OBJECTS: &[&str] = &["msg", "sem", "shm", "mq_", "add_key", "request_key", "keyctl"];
+const KERNEL_OBJECTS: &[&str] = &[
+    "msg",
+    "sem",
+    "shm",
+    "mq_",
+    "add_key",
+    "request_key",
+    "keyctl",
+];
 
 /// Whether a generated spec's cases leave nothing another file could see (their paths are the
 /// syscall's own): its VM may pass to the next file.

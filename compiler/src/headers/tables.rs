@@ -137,6 +137,9 @@ pub const BUILTIN_HEADERS: &[&str] = &[
     "linux/fanotify.h",
     "linux/utsname.h",
     "linux/if_ether.h",
+    "linux/resource.h",
+    "asm-generic/signal-defs.h",
+    "linux/timerfd.h",
 ];
 
 /// [`BUILTIN_HEADERS`] as a C file can include them together (for struct layouts): glibc's
@@ -162,6 +165,18 @@ pub const SOCKET_TYPES: &[(&str, i64)] = &[
     ("SOCK_SEQPACKET", 5),
     ("SOCK_NONBLOCK", 0o4000),
     ("SOCK_CLOEXEC", 0o2000000),
+];
+
+/// Constants of the C library's API that the kernel's ABI fixes but no uapi header defines
+/// (LTP's tests use them): `access(2)` modes and eventfd flags.
+pub const LIBC_ABI: &[(&str, i64, &str)] = &[
+    ("F_OK", 0, "unistd.h (access)"),
+    ("X_OK", 1, "unistd.h (access)"),
+    ("W_OK", 2, "unistd.h (access)"),
+    ("R_OK", 4, "unistd.h (access)"),
+    ("EFD_SEMAPHORE", 1, "sys/eventfd.h"),
+    ("EFD_NONBLOCK", 0o4000, "sys/eventfd.h"),
+    ("EFD_CLOEXEC", 0o2000000, "sys/eventfd.h"),
 ];
 
 /// Finds a header under an include root, looking in the multiarch directory for `asm/` and
@@ -225,6 +240,11 @@ pub fn builtin_constants(
     for (name, v) in SOCKET_TYPES {
         if seen.insert(name.to_string()) {
             out.push((name.to_string(), *v, "linux/net.h (enum sock_type)".into()));
+        }
+    }
+    for (name, v, origin) in LIBC_ABI {
+        if seen.insert(name.to_string()) {
+            out.push((name.to_string(), *v, origin.to_string()));
         }
     }
     Ok(out)

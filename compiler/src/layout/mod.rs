@@ -15,6 +15,8 @@ pub enum FieldType {
         bytes: usize,
         /// Signed or not.
         signed: bool,
+        /// Big-endian (`be16`, `be32`, `be64`: network byte order), always unsigned.
+        big_endian: bool,
     },
     /// `char[N]`: a string, zero-padded.
     Chars(usize),
@@ -29,7 +31,12 @@ pub enum FieldType {
 impl fmt::Display for FieldType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            FieldType::Int { bytes, signed } => {
+            FieldType::Int {
+                bytes,
+                big_endian: true,
+                ..
+            } => write!(f, "be{}", bytes * 8),
+            FieldType::Int { bytes, signed, .. } => {
                 write!(f, "{}{}", if *signed { 'i' } else { 'u' }, bytes * 8)
             }
             FieldType::Chars(n) => write!(f, "char[{n}]"),
@@ -57,7 +64,20 @@ pub fn parse_type(text: &str, known: &dyn Fn(&str) -> bool) -> Result<FieldType,
             other => FieldType::Array(Box::new(parse_type(other, known)?), n),
         });
     }
-    let int = |bytes, signed| Ok(FieldType::Int { bytes, signed });
+    let int = |bytes, signed| {
+        Ok(FieldType::Int {
+            bytes,
+            signed,
+            big_endian: false,
+        })
+    };
+    let be = |bytes| {
+        Ok(FieldType::Int {
+            bytes,
+            signed: false,
+            big_endian: true,
+        })
+    };
     match t {
         "u8" | "__u8" | "unsigned char" => int(1, false),
         "i8" | "__s8" | "s8" | "char" => int(1, true),
@@ -67,10 +87,13 @@ pub fn parse_type(text: &str, known: &dyn Fn(&str) -> bool) -> Result<FieldType,
         "i32" | "__s32" | "s32" | "int" => int(4, true),
         "u64" | "__u64" | "__aligned_u64" | "unsigned long" | "size_t" => int(8, false),
         "i64" | "__s64" | "s64" | "long" | "ssize_t" => int(8, true),
+        "be16" | "__be16" => be(2),
+        "be32" | "__be32" => be(4),
+        "be64" | "__be64" => be(8),
         "ptr" | "void*" | "void *" => Ok(FieldType::Ptr),
         name if known(name) => Ok(FieldType::Struct(name.to_string())),
         other => Err(format!(
-            "unknown type `{other}` (expected u8..u64, i8..i64, char[N], T[N], ptr, or a struct name)"
+            "unknown type `{other}` (expected u8..u64, i8..i64, be16, be32, be64, char[N], T[N], ptr, or a struct name)"
         )),
     }
 }
@@ -185,7 +208,7 @@ impl Layouts {
     /// The C type of a field, structs already laid out standing in by size and alignment.
     fn c_type(&self, ty: &FieldType) -> Result<c::CType, String> {
         Ok(match ty {
-            FieldType::Int { bytes, signed } => c::CType::Int {
+            FieldType::Int { bytes, signed, .. } => c::CType::Int {
                 size: *bytes,
                 signed: *signed,
             },

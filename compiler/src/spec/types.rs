@@ -280,7 +280,7 @@ shaped!(
 
 shaped!(
     /// What a call must return: an errno name (`EBADF`), `ok`, `any`, `died`, `timed_out`, a
-    /// list of errno names (any of them), a return value, or a map of checks.
+    /// list of errno names (any of them), a return value, a map of checks, or `{one_of: [...]}`.
     Expect,
     |_g| json_schema!({
         "anyOf": [
@@ -295,7 +295,8 @@ shaped!(
                     "errno": {"description": "An errno name or a list of them.", "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
                     "out": {"description": "Checks on output buffers, by argument index.", "type": "object"},
                     "died": {"description": "The call ends the executor: true, or {exit_code} / {signal}."},
-                    "timed_out": {"description": "The call blocks past its timeout.", "type": "boolean"}
+                    "timed_out": {"description": "The call blocks past its timeout.", "type": "boolean"},
+                    "one_of": {"description": "Any of these expectations (an answer that differs from run to run).", "type": "array", "minItems": 1, "items": {"$ref": "#/definitions/Expect"}}
                 },
                 "additionalProperties": false
             }
@@ -310,6 +311,7 @@ shaped!(
     |_g| json_schema!({
         "anyOf": [
             {"type": "string"},
+            {"type": "array", "items": {"type": "string"}, "description": "The names a `lua:` block sets in `saved`."},
             {"type": "object", "additionalProperties": {
                 "anyOf": [
                     {"const": "ret"},

@@ -142,6 +142,10 @@ pub struct RecordArgs {
     jobs: usize,
     #[arg(long, value_parser = ["kvm", "tcg"])]
     accel: Option<String>,
+    /// Run every case this many times; an answer that differs between runs is recorded as all
+    /// the answers seen (`[EAGAIN, EBADF]`, `{ one_of: [0, { died: { signal: 9 } }] }`).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=100))]
+    runs: u32,
 }
 
 pub fn record(args: RecordArgs) -> Result<u8> {
@@ -162,24 +166,50 @@ pub fn record(args: RecordArgs) -> Result<u8> {
     config.settings.defaults = defaults;
     config.settings.record = true;
     let started = std::time::Instant::now();
-    let summary = run::run(files.clone(), &config, &mut |_| {});
+    // Each run's observations, per file; a file that failed to run in any run is not recorded.
+    let mut observed: Vec<Vec<Vec<(u32, String)>>> = vec![Vec::new(); files.len()];
+    let mut failed: Vec<Option<String>> = vec![None; files.len()];
+    for _ in 0..args.runs {
+        let summary = run::run(files.clone(), &config, &mut |_| {});
+        if let Some(sig) = summary.interrupted {
+            bail!("interrupted by {}; nothing was recorded", sig.name());
+        }
+        for (i, report) in summary.reports.iter().enumerate() {
+            match &report.file_error {
+                Some(p) => {
+                    failed[i].get_or_insert_with(|| p.message.clone());
+                }
+                None => observed[i].push(report.observations.clone()),
+            }
+        }
+    }
     let mut out = anstream::stdout();
     let mut total_changed = 0;
     let mut problems = 0;
-    for (file, report) in files.iter().zip(&summary.reports) {
-        if let Some(p) = &report.file_error {
+    let mut nondeterministic = 0;
+    for (i, file) in files.iter().enumerate() {
+        if let Some(message) = &failed[i] {
             problems += 1;
             writeln!(
                 out,
-                "{} {}: {}",
+                "{} {}: {message}",
                 paint(WARN, "   error"),
-                file.display,
-                p.message
+                file.display
             )?;
             continue;
         }
         let source = std::fs::read_to_string(&file.path)?;
-        let (text, changed) = provium_compiler::record::apply(&source, &report.observations);
+        let (edits, differing) = provium_compiler::record::merge_runs(&source, &observed[i]);
+        for line in &differing {
+            nondeterministic += 1;
+            writeln!(
+                out,
+                "{} {}:{line}: the answer differed between runs or rows; all of them are kept",
+                paint(WARN, " varying"),
+                file.display
+            )?;
+        }
+        let (text, changed) = provium_compiler::record::apply(&source, &edits);
         total_changed += changed.len();
         if changed.is_empty() {
             continue;
@@ -198,14 +228,21 @@ pub fn record(args: RecordArgs) -> Result<u8> {
     }
     writeln!(
         out,
-        "{} {} specs, {total_changed} expectation{} {} in {:.1} s",
+        "{} {} specs over {} run{}, {total_changed} expectation{} {}{} in {:.1} s",
         paint(OK, "recorded"),
         files.len(),
+        args.runs,
+        if args.runs == 1 { "" } else { "s" },
         if total_changed == 1 { "" } else { "s" },
         if args.update {
             "written"
         } else {
             "would change (run with --update)"
+        },
+        if nondeterministic > 0 {
+            format!(", {nondeterministic} varying")
+        } else {
+            String::new()
         },
         started.elapsed().as_secs_f64()
     )?;

@@ -220,6 +220,12 @@ fn module(lua: &Lua) -> mlua::Result<Table> {
         nr.set(*name, *number)?;
     }
     m.set("nr", nr)?;
+    let c = lua.create_table()?;
+    for (name, value, _) in linux::constants() {
+        c.set(*name, *value)?;
+    }
+    m.set("c", c)?;
+    super::ready::install(lua, &m)?;
     Ok(m)
 }
 

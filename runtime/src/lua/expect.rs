@@ -118,7 +118,41 @@ pub fn expect(lua: &Lua, (outcome, spec): (Value, Table)) -> mlua::Result<()> {
         }
         return Ok(());
     }
-    let fail = |message: String| Err(errors::assertion(lua, message, ""));
+    // `one_of`: a nondeterministic answer (what `provium record --runs N` saw differ between
+    // runs); the outcome must meet at least one of the alternatives.
+    if let Some(alternatives) = spec.get::<Option<Table>>("one_of")? {
+        let mut misses = Vec::new();
+        for alt in alternatives.sequence_values::<Table>() {
+            match mismatch(lua, &outcome, &alt?, died, timed_out)? {
+                None => return Ok(()),
+                Some(m) => misses.push(m),
+            }
+        }
+        return Err(errors::assertion(
+            lua,
+            format!(
+                "none of the {} alternatives held: {}",
+                misses.len(),
+                misses.join("; ")
+            ),
+            "",
+        ));
+    }
+    match mismatch(lua, &outcome, &spec, died, timed_out)? {
+        None => Ok(()),
+        Some(m) => Err(errors::assertion(lua, m, "")),
+    }
+}
+
+/// Why `outcome` does not meet `spec`, or `None` when it does.
+fn mismatch(
+    lua: &Lua,
+    outcome: &Table,
+    spec: &Table,
+    died: bool,
+    timed_out: bool,
+) -> mlua::Result<Option<String>> {
+    let fail = |message: String| Ok(Some(message));
 
     if spec.get::<Option<bool>>("died")?.unwrap_or(false) {
         if !died {
@@ -134,23 +168,23 @@ pub fn expect(lua: &Lua, (outcome, spec): (Value, Table)) -> mlua::Result<()> {
                 if got != Some(want) {
                     return fail(format!(
                         "expected the executor to end with {key} {want}, but it {}",
-                        termination(&outcome)?
+                        termination(outcome)?
                     ));
                 }
             }
         }
-        return Ok(());
+        return Ok(None);
     }
     if spec.get::<Option<bool>>("timed_out")?.unwrap_or(false) {
         if !timed_out {
             return fail("expected the call to block until its timeout, but it returned".into());
         }
-        return Ok(());
+        return Ok(None);
     }
     if died {
         return fail(format!(
             "the call ended the executor: it {}",
-            termination(&outcome)?
+            termination(outcome)?
         ));
     }
     if timed_out {
@@ -197,7 +231,7 @@ pub fn expect(lua: &Lua, (outcome, spec): (Value, Table)) -> mlua::Result<()> {
             }
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 fn buffer_check(lua: &Lua, idx: i64, data: &[u8], check: &Table) -> mlua::Result<Option<String>> {

@@ -5,6 +5,7 @@
 //! | field | bytes | packs / unpacks |
 //! |---|---|---|
 //! | `u8 i8 u16 i16 u32 i32 u64 i64` | 1–8 | an integer, range-checked |
+//! | `be16 be32 be64` | 2–8 | an unsigned big-endian integer (network byte order: ports, addresses) |
 //! | `ptr` | 8 | an address (same as `u64`) |
 //! | `xN` | N (default 1) | zero padding; no value |
 //! | `cN` | N | a byte string, zero-padded on pack, returned as is |
@@ -16,7 +17,12 @@ use std::fmt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Field {
-    Int { bytes: usize, signed: bool },
+    Int {
+        bytes: usize,
+        signed: bool,
+        /// Big-endian (network byte order) instead of the guest's little-endian.
+        big: bool,
+    },
     Pad(usize),
     Bytes(usize),
     CString(usize),
@@ -32,7 +38,10 @@ impl Field {
 
     fn name(self) -> String {
         match self {
-            Field::Int { bytes, signed } => {
+            Field::Int {
+                bytes, big: true, ..
+            } => format!("be{}", bytes * 8),
+            Field::Int { bytes, signed, .. } => {
                 format!("{}{}", if signed { 'i' } else { 'u' }, bytes * 8)
             }
             Field::Pad(n) => format!("x{n}"),
@@ -79,34 +88,53 @@ pub fn parse(fmt: &str) -> Result<Vec<Field>, FormatError> {
             "u8" => Field::Int {
                 bytes: 1,
                 signed: false,
+                big: false,
             },
             "i8" => Field::Int {
                 bytes: 1,
                 signed: true,
+                big: false,
             },
             "u16" => Field::Int {
                 bytes: 2,
                 signed: false,
+                big: false,
             },
             "i16" => Field::Int {
                 bytes: 2,
                 signed: true,
+                big: false,
             },
             "u32" => Field::Int {
                 bytes: 4,
                 signed: false,
+                big: false,
             },
             "i32" => Field::Int {
                 bytes: 4,
                 signed: true,
+                big: false,
             },
             "u64" | "ptr" => Field::Int {
                 bytes: 8,
                 signed: false,
+                big: false,
             },
             "i64" => Field::Int {
                 bytes: 8,
                 signed: true,
+                big: false,
+            },
+            "be16" | "be32" | "be64" => Field::Int {
+                bytes: if base == "be16" {
+                    2
+                } else if base == "be32" {
+                    4
+                } else {
+                    8
+                },
+                signed: false,
+                big: true,
             },
             other => {
                 let (kind, count) = other.split_at(1.min(other.len()));
@@ -140,7 +168,7 @@ pub fn parse(fmt: &str) -> Result<Vec<Field>, FormatError> {
 
 fn unknown(token: &str) -> FormatError {
     FormatError(format!(
-        "unknown field `{token}` (expected u8 i8 u16 i16 u32 i32 u64 i64 ptr, xN, cN or zN)"
+        "unknown field `{token}` (expected u8 i8 u16 i16 u32 i32 u64 i64 be16 be32 be64 ptr, xN, cN or zN)"
     ))
 }
 
@@ -175,7 +203,7 @@ pub fn pack(fields: &[Field], values: &[Value]) -> Result<Vec<u8>, FormatError> 
             break;
         };
         match (field, value) {
-            (Field::Int { bytes, signed }, Value::Int(v)) => {
+            (Field::Int { bytes, signed, big }, Value::Int(v)) => {
                 check_range(*v, bytes, signed).map_err(|why| {
                     FormatError(format!(
                         "value {} (argument {}) {why} for {}",
@@ -184,7 +212,11 @@ pub fn pack(fields: &[Field], values: &[Value]) -> Result<Vec<u8>, FormatError> 
                         field.name()
                     ))
                 })?;
-                out.extend_from_slice(&v.to_le_bytes()[..bytes]);
+                let mut le = v.to_le_bytes();
+                if big {
+                    le[..bytes].reverse();
+                }
+                out.extend_from_slice(&le[..bytes]);
             }
             (Field::Bytes(n) | Field::CString(n), Value::Bytes(b)) => {
                 if b.len() > n {
@@ -253,9 +285,12 @@ pub fn unpack(fields: &[Field], data: &[u8]) -> Result<Vec<Value>, FormatError> 
         at += n;
         match field {
             Field::Pad(_) => {}
-            Field::Int { bytes, signed } => {
+            Field::Int { bytes, signed, big } => {
                 let mut buf = [0u8; 8];
                 buf[..bytes].copy_from_slice(chunk);
+                if big {
+                    buf[..bytes].reverse();
+                }
                 let raw = u64::from_le_bytes(buf);
                 let v = if signed && bytes < 8 {
                     let shift = 64 - bytes as u32 * 8;
@@ -281,6 +316,14 @@ mod tests {
 
     #[test]
     fn round_trip_with_padding_and_strings() {
+        let be = parse("be16 be32").unwrap();
+        let bytes = pack(&be, &[Value::Int(0x1234), Value::Int(0x7f000001)]).unwrap();
+        assert_eq!(bytes, [0x12, 0x34, 0x7f, 0, 0, 1]);
+        assert_eq!(
+            unpack(&be, &bytes).unwrap(),
+            [Value::Int(0x1234), Value::Int(0x7f000001)]
+        );
+        assert!(pack(&be, &[Value::Int(0x10000), Value::Int(0)]).is_err());
         let f = parse("u8 x3 i32 u16[2] z8 c4").unwrap();
         assert_eq!(size(&f), 1 + 3 + 4 + 4 + 8 + 4);
         let values = vec![

@@ -64,6 +64,7 @@ impl CTypes {
             CType::Int { size, signed } => FieldType::Int {
                 bytes: *size,
                 signed: *signed,
+                big_endian: false,
             },
             CType::Ptr | CType::Func => FieldType::Ptr,
             CType::Array(t, Some(n)) => match **t {

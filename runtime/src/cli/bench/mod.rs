@@ -210,10 +210,21 @@ pub fn run(args: Args) -> Result<u8> {
         writeln!(
             out,
             "{}",
-            paint(BOLD, &format!("The headers-generated suite ({} cases, -j{jobs})", g.cases))
+            paint(
+                BOLD,
+                &format!("The headers-generated suite ({} cases, -j{jobs})", g.cases)
+            )
         )?;
-        writeln!(out, "  5 cold boots (baseline: 5 × the median of 5)   {:>9}", ms(boots5))?;
-        writeln!(out, "  provium gen                                  {:>9}", ms(g.gen))?;
+        writeln!(
+            out,
+            "  5 cold boots (baseline: 5 × the median of 5)   {:>9}",
+            ms(boots5)
+        )?;
+        writeln!(
+            out,
+            "  provium gen                                  {:>9}",
+            ms(g.gen)
+        )?;
         writeln!(
             out,
             "  provium record --update                      {:>9}   {:.2}× the baseline",
@@ -237,7 +248,10 @@ pub fn run(args: Args) -> Result<u8> {
             out,
             "  outcomes differing between the two test runs: {}{}",
             g.differing.len(),
-            g.differing.first().map(|d| format!(" (first: {d})")).unwrap_or_default()
+            g.differing
+                .first()
+                .map(|d| format!(" (first: {d})"))
+                .unwrap_or_default()
         )?;
         writeln!(out)?;
     }
@@ -303,7 +317,12 @@ pub fn run(args: Args) -> Result<u8> {
         writeln!(out)?;
     }
     for transport in [TransportChoice::VirtioSerial, TransportChoice::Vsock] {
-        if !(all || matches!(args.what, What::Roundtrip | What::Batch | What::Buffer | What::Isolated)) {
+        if !(all
+            || matches!(
+                args.what,
+                What::Roundtrip | What::Batch | What::Buffer | What::Isolated
+            ))
+        {
             break;
         }
         let opts = BootOptions {
@@ -363,9 +382,16 @@ pub fn run(args: Args) -> Result<u8> {
             writeln!(
                 out,
                 "{}",
-                paint(BOLD, &format!("One case, three ways, over {name} ({} cases each)", r.cases))
+                paint(
+                    BOLD,
+                    &format!("One case, three ways, over {name} ({} cases each)", r.cases)
+                )
             )?;
-            writeln!(out, "  in a batch of the VM's executor (no isolation, baseline)  {:>9} per case", us(r.batched))?;
+            writeln!(
+                out,
+                "  in a batch of the VM's executor (no isolation, baseline)  {:>9} per case",
+                us(r.batched)
+            )?;
             writeln!(
                 out,
                 "  isolated: a forked child each, one round trip           {:>9} per case   {:.1}× the baseline",

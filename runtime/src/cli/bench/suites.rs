@@ -445,7 +445,10 @@ pub struct GeneratedBench {
     pub differing: Vec<String>,
 }
 
-pub fn generated(profile: &crate::machine::profile::Profile, jobs: usize) -> Result<GeneratedBench> {
+pub fn generated(
+    profile: &crate::machine::profile::Profile,
+    jobs: usize,
+) -> Result<GeneratedBench> {
     use std::process::Command;
     let mut boots = Vec::new();
     for _ in 0..5 {
@@ -470,9 +473,17 @@ pub fn generated(profile: &crate::machine::profile::Profile, jobs: usize) -> Res
     };
     let j = jobs.to_string();
     let (gen, out) = run(&["gen", "--out", "gen"], false)?;
-    anyhow::ensure!(out.status.success(), "provium gen failed: {}", String::from_utf8_lossy(&out.stderr));
+    anyhow::ensure!(
+        out.status.success(),
+        "provium gen failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let (record, out) = run(&["record", "gen", "--update", "-j", &j], false)?;
-    anyhow::ensure!(out.status.success(), "provium record failed: {}", String::from_utf8_lossy(&out.stdout));
+    anyhow::ensure!(
+        out.status.success(),
+        "provium record failed: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let outcomes = |out: &std::process::Output| -> std::collections::BTreeMap<String, String> {
         String::from_utf8_lossy(&out.stdout)
             .lines()
@@ -480,7 +491,11 @@ pub fn generated(profile: &crate::machine::profile::Profile, jobs: usize) -> Res
             .filter(|e| e["type"] == "test")
             .map(|e| {
                 (
-                    format!("{}::{}", e["file"].as_str().unwrap_or(""), e["name"].as_str().unwrap_or("")),
+                    format!(
+                        "{}::{}",
+                        e["file"].as_str().unwrap_or(""),
+                        e["name"].as_str().unwrap_or("")
+                    ),
                     format!("{} {}", e["status"], e["observed"]),
                 )
             })
@@ -492,9 +507,18 @@ pub fn generated(profile: &crate::machine::profile::Profile, jobs: usize) -> Res
     let mut differing: Vec<String> = a
         .iter()
         .filter(|(k, v)| b.get(*k) != Some(v))
-        .map(|(k, v)| format!("{k}: {v} / {}", b.get(k).map(String::as_str).unwrap_or("missing")))
+        .map(|(k, v)| {
+            format!(
+                "{k}: {v} / {}",
+                b.get(k).map(String::as_str).unwrap_or("missing")
+            )
+        })
         .collect();
-    differing.extend(b.keys().filter(|k| !a.contains_key(*k)).map(|k| format!("{k}: missing")));
+    differing.extend(
+        b.keys()
+            .filter(|k| !a.contains_key(*k))
+            .map(|k| format!("{k}: missing")),
+    );
     Ok(GeneratedBench {
         cold_boot,
         cases: a.len(),
