@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use std::io::{self, Read, Write};
 
 /// Bumped whenever a message changes shape. The host refuses an agent with another version.
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// The first four bytes of the hello payload, so that a host connected to something that is not
 /// a Provium agent (a console, a stale socket) fails with a clear message.
@@ -291,7 +291,7 @@ pub struct IsolatedCase {
     pub timeout_ms: u32,
 }
 
-/// Process settings an isolated case starts with, on top of the boot state.
+/// Process settings a worker or an isolated case starts with, on top of the boot state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct ProcessSetup {
     /// The file mode creation mask (default 022).
@@ -317,17 +317,25 @@ pub struct ExecResult {
     pub truncated: bool,
 }
 
-/// Credentials of a worker executor.
+/// Credentials of a worker executor (or an isolated case), and the process settings it takes
+/// before them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Credentials {
-    /// Real, effective and saved user id.
+    /// Real and saved user id (and effective, unless `euid` says otherwise).
     pub uid: u32,
-    /// Real, effective and saved group id.
+    /// Real and saved group id (and effective, unless `egid` says otherwise).
     pub gid: u32,
+    /// A different effective user id (a setreuid-style process: real 0, effective 1000).
+    pub euid: Option<u32>,
+    /// A different effective group id.
+    pub egid: Option<u32>,
     /// Supplementary groups.
     pub groups: Vec<u32>,
     /// Capability numbers kept (permitted, effective, inheritable and ambient) after the switch.
     pub caps: Vec<u8>,
+    /// Umask, working directory and limits, taken before the credentials (raising a hard limit
+    /// needs the privilege the credentials may drop).
+    pub setup: ProcessSetup,
 }
 
 /// What the agent answers.

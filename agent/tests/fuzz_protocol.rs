@@ -74,6 +74,13 @@ fn frames() -> Vec<Vec<u8>> {
             gid: 1000,
             groups: vec![1, 2],
             caps: vec![12],
+            euid: Some(0),
+            egid: None,
+            setup: provium_agent::protocol::ProcessSetup {
+                umask: Some(0o077),
+                cwd: Some("/tmp".into()),
+                rlimits: vec![(7, 16, 16)],
+            },
         }),
         Request::SyncClock {
             unix_ns: 1,

@@ -143,6 +143,22 @@ fn creds_table(c: &Creds) -> String {
         let caps: Vec<String> = c.caps.iter().map(|c| lua::str(c)).collect();
         parts.push(format!("caps = {{{}}}", caps.join(", ")));
     }
+    for (key, v) in [("euid", c.euid), ("egid", c.egid), ("umask", c.umask)] {
+        if let Some(v) = v {
+            parts.push(format!("{key} = {v}"));
+        }
+    }
+    if let Some(cwd) = &c.cwd {
+        parts.push(format!("cwd = {}", lua::str(cwd)));
+    }
+    if !c.rlimits.is_empty() {
+        let l: Vec<String> = c
+            .rlimits
+            .iter()
+            .map(|(r, soft, hard)| format!("{{{r}, {soft}, {hard}}}"))
+            .collect();
+        parts.push(format!("rlimits = {{{}}}", l.join(", ")));
+    }
     format!("{{{}}}", parts.join(", "))
 }
 

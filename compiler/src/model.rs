@@ -55,7 +55,7 @@ pub struct Requires {
 }
 
 /// Credentials of the worker a case or step runs in.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Creds {
     /// User id.
     pub uid: u32,
@@ -65,6 +65,16 @@ pub struct Creds {
     pub groups: Vec<u32>,
     /// Capabilities kept, by name.
     pub caps: Vec<String>,
+    /// A different effective user id.
+    pub euid: Option<u32>,
+    /// A different effective group id.
+    pub egid: Option<u32>,
+    /// The umask.
+    pub umask: Option<u32>,
+    /// The working directory.
+    pub cwd: Option<String>,
+    /// Limits: resource number, soft, hard (-1: RLIM_INFINITY).
+    pub rlimits: Vec<(i64, i64, i64)>,
 }
 
 /// One test case.

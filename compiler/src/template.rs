@@ -295,7 +295,7 @@ impl Renderer<'_> {
                     .collect::<Result<_, _>>()?,
                 expect: self.opt(&v.expect)?,
                 save: self.opt(&v.save)?,
-                as_: v.as_.clone(),
+                as_: self.opt(&v.as_)?,
                 timeout: v.timeout.clone(),
                 exec: self.at(&v.exec)?,
                 // Lua is code, not a template: `{{` in it is Lua (the row is `row` there).
@@ -323,6 +323,7 @@ pub fn has_templates(case: &types::Case) -> bool {
         || opt(&case.syscall)
         || case.args.iter().any(|a| node(a))
         || opt(&case.expect)
+        || opt(&case.as_)
         || text(&case.xfail)
         || text(&case.skip)
         || case.steps.as_ref().is_some_and(|steps| {
@@ -380,7 +381,7 @@ pub fn render_case(case: &types::Case, row: &Row) -> Result<types::Case, Diagnos
             .collect::<Result<_, _>>()?,
         expect: r.opt(&case.expect)?,
         save: r.opt(&case.save)?,
-        as_: case.as_.clone(),
+        as_: r.opt(&case.as_)?,
         requires: case.requires.clone(),
         xfail: r.at(&case.xfail)?,
         skip: r.at(&case.skip)?,

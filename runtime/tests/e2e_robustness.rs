@@ -111,8 +111,7 @@ fn workers_run_with_their_credentials() {
         .spawn_worker(Credentials {
             uid: 1000,
             gid: 1000,
-            groups: vec![],
-            caps: vec![],
+            ..Credentials::default()
         })
         .unwrap();
     assert_eq!(

@@ -1,7 +1,7 @@
 //! Dropping an executor to a worker's credentials.
 
 use super::sys::cvt;
-use provium_agent::protocol::Credentials;
+use provium_agent::protocol::{Credentials, ProcessSetup};
 use std::io;
 
 const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
@@ -22,9 +22,45 @@ struct CapData {
     inheritable: u32,
 }
 
-/// Switches the calling process to `creds`, keeping exactly the listed capabilities.
+/// Takes the settings that are given (the rest stay as they are): the working directory, the
+/// umask, then the limits.
+pub fn set_up(s: &ProcessSetup) -> Result<(), String> {
+    if let Some(cwd) = s.cwd.as_deref() {
+        let path = std::ffi::CString::new(cwd).map_err(|_| format!("cwd {cwd:?} holds a NUL"))?;
+        // SAFETY: a valid C string.
+        if unsafe { libc::chdir(path.as_ptr()) } != 0 {
+            return Err(format!("chdir {cwd}: {}", io::Error::last_os_error()));
+        }
+    }
+    if let Some(mask) = s.umask {
+        // SAFETY: umask takes a plain value.
+        unsafe { libc::umask(mask as libc::mode_t) };
+    }
+    for &(resource, soft, hard) in &s.rlimits {
+        let l = libc::rlimit {
+            rlim_cur: soft,
+            rlim_max: hard,
+        };
+        // SAFETY: a valid rlimit.
+        if unsafe { libc::setrlimit(resource as _, &l) } != 0 {
+            return Err(format!(
+                "setrlimit({resource}, {soft}, {hard}): {}",
+                io::Error::last_os_error()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Takes `creds`: its process settings first, then its ids, keeping exactly the listed
+/// capabilities.
 pub fn apply(creds: &Credentials) -> io::Result<()> {
-    let root = creds.uid == 0 && creds.gid == 0 && creds.caps.is_empty();
+    set_up(&creds.setup).map_err(io::Error::other)?;
+    let root = creds.uid == 0
+        && creds.gid == 0
+        && creds.caps.is_empty()
+        && creds.euid.is_none()
+        && creds.egid.is_none();
     if root {
         // Root worker with full capabilities: only the groups change.
         // SAFETY: valid pointer and length.
@@ -35,8 +71,10 @@ pub fn apply(creds: &Credentials) -> io::Result<()> {
     unsafe {
         cvt(libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0))?;
         cvt(libc::setgroups(creds.groups.len(), creds.groups.as_ptr()))?;
-        cvt(libc::setresgid(creds.gid, creds.gid, creds.gid))?;
-        cvt(libc::setresuid(creds.uid, creds.uid, creds.uid))?;
+        let egid = creds.egid.unwrap_or(creds.gid);
+        cvt(libc::setresgid(creds.gid, egid, creds.gid))?;
+        let euid = creds.euid.unwrap_or(creds.uid);
+        cvt(libc::setresuid(creds.uid, euid, creds.uid))?;
     }
     let mut data = [CapData::default(); 2];
     for &cap in &creds.caps {

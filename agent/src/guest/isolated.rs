@@ -8,7 +8,7 @@
 
 use super::{clean, creds, guard, raw, sys};
 use provium_agent::protocol::{
-    read_message, write_message, IsolatedCase, SyscallOutcome, Termination,
+    read_message, write_message, IsolatedCase, ProcessSetup, SyscallOutcome, Termination,
 };
 use std::fs::File;
 use std::io;
@@ -79,30 +79,15 @@ pub fn run(cases: &[IsolatedCase], agent: guard::AgentFds) -> Vec<Vec<SyscallOut
     }
 }
 
-/// The case's settings, then its credentials (last: they may take away what the others need).
+/// The case's settings (the boot state's working directory and umask unless it says
+/// otherwise), then its credentials (last: they may take away what the others need).
 fn set_up(case: &IsolatedCase) -> Result<(), String> {
     let s = &case.setup;
-    let cwd = s.cwd.as_deref().unwrap_or("/");
-    let path = std::ffi::CString::new(cwd).map_err(|_| format!("cwd {cwd:?} holds a NUL"))?;
-    // SAFETY: a valid C string; umask and setrlimit take plain values.
-    unsafe {
-        if libc::chdir(path.as_ptr()) != 0 {
-            return Err(format!("chdir {cwd}: {}", io::Error::last_os_error()));
-        }
-        libc::umask(s.umask.unwrap_or(0o022) as libc::mode_t);
-        for &(resource, soft, hard) in &s.rlimits {
-            let l = libc::rlimit {
-                rlim_cur: soft,
-                rlim_max: hard,
-            };
-            if libc::setrlimit(resource as _, &l) != 0 {
-                return Err(format!(
-                    "setrlimit({resource}, {soft}, {hard}): {}",
-                    io::Error::last_os_error()
-                ));
-            }
-        }
-    }
+    creds::set_up(&ProcessSetup {
+        cwd: Some(s.cwd.clone().unwrap_or_else(|| "/".into())),
+        umask: Some(s.umask.unwrap_or(0o022)),
+        rlimits: s.rlimits.clone(),
+    })?;
     if let Some(c) = &case.creds {
         creds::apply(c).map_err(|e| format!("taking uid {} gid {}: {e}", c.uid, c.gid))?;
     }

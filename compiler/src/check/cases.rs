@@ -74,25 +74,153 @@ impl Checker<'_> {
         out
     }
 
-    pub(super) fn creds(&mut self, c: &types::Creds) -> Creds {
-        let uid = c.uid.as_ref().map(|u| u.value).unwrap_or(0);
-        for cap in &c.caps {
-            let name = cap.value.to_ascii_uppercase();
-            let full = if name.starts_with("CAP_") {
-                name
-            } else {
-                format!("CAP_{name}")
-            };
-            if linux::capability(&full).is_none() {
-                let hint = did_you_mean(&full, linux::capabilities());
-                self.error_help(cap.pos, format!("unknown capability `{}`", cap.value), hint);
+    /// A constant id, umask or limit of `as:` (templates already filled in).
+    fn process_int(&mut self, node: &Node, what: &str) -> Option<i64> {
+        match self.int(node, what)? {
+            Int::Const(v) => Some(v),
+            Int::Runtime(_) => {
+                self.error(
+                    node.pos,
+                    format!("`{what}` is a constant (saved values come too late)"),
+                );
+                None
             }
         }
-        Creds {
-            uid,
-            gid: c.gid.as_ref().map(|g| g.value).unwrap_or(uid),
-            groups: c.groups.clone(),
-            caps: c.caps.iter().map(|c| c.value.clone()).collect(),
+    }
+
+    fn process_id(&mut self, node: &Node, what: &str) -> Option<u32> {
+        let v = self.process_int(node, what)?;
+        match u32::try_from(v) {
+            Ok(id) => Some(id),
+            Err(_) => {
+                self.error(
+                    node.pos,
+                    format!("`{what}` {v} is not a valid id (0 to 4294967295)"),
+                );
+                None
+            }
+        }
+    }
+
+    /// `as: {uid, gid, euid, egid, groups, caps, umask, cwd, rlimits}`.
+    pub(super) fn creds(&mut self, node: &Node) -> Creds {
+        const KEYS: [&str; 9] = [
+            "uid", "gid", "euid", "egid", "groups", "caps", "umask", "cwd", "rlimits",
+        ];
+        let mut c = Creds::default();
+        let Some(map) = node.as_map() else {
+            self.error(
+                node.pos,
+                "`as:` is a map: `{uid: 1000, umask: 0o077, rlimits: {RLIMIT_NOFILE: 16}}`",
+            );
+            return c;
+        };
+        let mut gid = None;
+        for (k, v) in map {
+            let key = k.as_str().unwrap_or("");
+            match key {
+                "uid" => c.uid = self.process_id(v, "uid").unwrap_or(0),
+                "gid" => gid = self.process_id(v, "gid"),
+                "euid" => c.euid = self.process_id(v, "euid"),
+                "egid" => c.egid = self.process_id(v, "egid"),
+                "groups" => {
+                    let items: Vec<&Node> = match &v.value {
+                        Value::Seq(items) => items.iter().collect(),
+                        _ => vec![v],
+                    };
+                    for g in items {
+                        if let Some(g) = self.process_id(g, "groups") {
+                            c.groups.push(g);
+                        }
+                    }
+                }
+                "caps" => {
+                    let items: Vec<&Node> = match &v.value {
+                        Value::Seq(items) => items.iter().collect(),
+                        _ => vec![v],
+                    };
+                    for cap in items {
+                        let shown = cap.as_str().unwrap_or("").to_string();
+                        let name = shown.to_ascii_uppercase();
+                        let full = if name.starts_with("CAP_") {
+                            name
+                        } else {
+                            format!("CAP_{name}")
+                        };
+                        if linux::capability(&full).is_none() {
+                            let hint = did_you_mean(&full, linux::capabilities());
+                            self.error_help(cap.pos, format!("unknown capability `{shown}`"), hint);
+                        }
+                        c.caps.push(shown);
+                    }
+                }
+                "umask" => {
+                    c.umask = self.process_int(v, "umask").and_then(|m| {
+                        if (0..=0o777).contains(&m) {
+                            Some(m as u32)
+                        } else {
+                            self.error(v.pos, format!("umask {m:#o} is more than 0o777"));
+                            None
+                        }
+                    })
+                }
+                "cwd" => match v.as_str() {
+                    Some(p) => c.cwd = Some(p.to_string()),
+                    None => self.error(v.pos, "`cwd` is a path in the guest"),
+                },
+                "rlimits" => self.rlimits(v, &mut c),
+                other => {
+                    let hint = did_you_mean(other, KEYS);
+                    self.error_help(k.pos, format!("unknown `as:` key `{other}`"), hint);
+                }
+            }
+        }
+        c.gid = gid.unwrap_or(c.uid);
+        c
+    }
+
+    /// `rlimits: {RLIMIT_NOFILE: [soft, hard], RLIMIT_FSIZE: 4096}`.
+    fn rlimits(&mut self, node: &Node, c: &mut Creds) {
+        let Some(map) = node.as_map() else {
+            self.error(node.pos, "`rlimits:` maps a resource to a limit: `{RLIMIT_NOFILE: [16, 16]}` or `{RLIMIT_FSIZE: 4096}`");
+            return;
+        };
+        for (k, v) in map {
+            let name = k.as_str().unwrap_or("");
+            let resource = match linux::constant(name).filter(|_| name.starts_with("RLIMIT_")) {
+                Some(r) => r,
+                None => {
+                    let hint = did_you_mean(
+                        name,
+                        linux::constants()
+                            .iter()
+                            .map(|(n, _, _)| *n)
+                            .filter(|n| n.starts_with("RLIMIT_")),
+                    );
+                    self.error_help(k.pos, format!("unknown resource `{name}`"), hint);
+                    continue;
+                }
+            };
+            let mut limit = |n: &Node| -> Option<i64> {
+                if n.as_str() == Some("unlimited") {
+                    return Some(-1);
+                }
+                self.process_int(n, name)
+            };
+            let (soft, hard) = match &v.value {
+                Value::Seq(items) if items.len() == 2 => (limit(&items[0]), limit(&items[1])),
+                Value::Seq(_) => {
+                    self.error(v.pos, format!("`{name}` is one limit or `[soft, hard]`"));
+                    continue;
+                }
+                _ => {
+                    let l = limit(v);
+                    (l, l)
+                }
+            };
+            if let (Some(soft), Some(hard)) = (soft, hard) {
+                c.rlimits.push((resource, soft, hard));
+            }
         }
     }
 

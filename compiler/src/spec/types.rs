@@ -79,22 +79,6 @@ pub struct Requires {
     pub path: Option<Names>,
 }
 
-/// Credentials for a case run in a worker.
-#[derive(Debug, Clone, Deserialize, JsonSchema, Default)]
-#[serde(deny_unknown_fields)]
-pub struct Creds {
-    /// The user id.
-    pub uid: Option<At<u32>>,
-    /// Defaults to `uid`.
-    pub gid: Option<At<u32>>,
-    /// Supplementary groups.
-    #[serde(default)]
-    pub groups: Vec<u32>,
-    /// Capabilities kept, by name (`CAP_NET_ADMIN`).
-    #[serde(default)]
-    pub caps: Vec<At<String>>,
-}
-
 /// One test case: a syscall with its expectation, steps, or Lua.
 ///
 /// The call fields (`syscall`, `args`, `expect`, `save`, `as`, `timeout`) are repeated in
@@ -122,7 +106,7 @@ pub struct Case {
     pub save: Option<Save>,
     /// Run the case in a worker with these credentials.
     #[serde(rename = "as")]
-    pub as_: Option<Creds>,
+    pub as_: Option<Process>,
     /// Conditions of the case: unmet, it is skipped with the reason.
     pub requires: Option<Requires>,
     /// A known bug: the case is skipped with this reason when it fails, and fails when it
@@ -166,7 +150,7 @@ pub struct Step {
     pub save: Option<Save>,
     /// Run the step in a worker with these credentials.
     #[serde(rename = "as")]
-    pub as_: Option<Creds>,
+    pub as_: Option<Process>,
     /// Seconds the call may block before it is killed.
     pub timeout: Option<At<f64>>,
     /// A shell command in the guest (busybox); it must exit 0.
@@ -322,6 +306,28 @@ shaped!(
                 ]
             }}
         ]
+    })
+);
+
+shaped!(
+    /// The process a case (or step) runs in: credentials (`uid`, `gid`, a different effective
+    /// `euid`/`egid`, `groups`, `caps`) and settings (`umask`, `cwd`, `rlimits`). Any value may
+    /// be a template (`uid: "{{ uid }}"`).
+    Process,
+    |_g| json_schema!({
+        "type": "object",
+        "properties": {
+            "uid": {"description": "The real, saved (and effective) user id.", "type": ["integer", "string"]},
+            "gid": {"description": "The group id; defaults to `uid`.", "type": ["integer", "string"]},
+            "euid": {"description": "A different effective user id (real stays `uid`).", "type": ["integer", "string"]},
+            "egid": {"description": "A different effective group id.", "type": ["integer", "string"]},
+            "groups": {"description": "Supplementary groups.", "type": "array", "items": {"type": ["integer", "string"]}},
+            "caps": {"description": "Capabilities kept, by name (`CAP_NET_ADMIN`).", "type": "array", "items": {"type": "string"}},
+            "umask": {"description": "The file mode creation mask (`0o077`).", "type": ["integer", "string"]},
+            "cwd": {"description": "The working directory.", "type": "string"},
+            "rlimits": {"description": "Limits: `{RLIMIT_NOFILE: [soft, hard]}` or `{RLIMIT_FSIZE: 4096}` (both); `unlimited` for RLIM_INFINITY.", "type": "object"}
+        },
+        "additionalProperties": false
     })
 );
 

@@ -9,12 +9,8 @@ use super::options::credentials;
 use super::session::Session;
 use super::target::dry_outcome;
 use super::vm::{with_vm, Target};
-use crate::protocol::{IsolatedCase, ProcessSetup};
+use crate::protocol::IsolatedCase;
 use mlua::{Lua, Table, Value};
-
-fn number(lua: &Lua, v: Value, what: &str) -> mlua::Result<i64> {
-    convert::int(lua, &v, what)
-}
 
 /// One case from its Lua table, with each call's output buffer indexes.
 fn case_from_table(
@@ -45,23 +41,7 @@ fn case_from_table(
     if let Some(creds) = t.get::<Option<Table>>("as")? {
         case.creds = Some(credentials(lua, Some(&creds))?);
     }
-    let mut setup = ProcessSetup::default();
-    if let Some(u) = t.get::<Option<Value>>("umask")? {
-        setup.umask = Some(number(lua, u, &format!("{what}: umask"))? as u32);
-    }
-    setup.cwd = t.get::<Option<String>>("cwd")?;
-    if let Some(limits) = t.get::<Option<Table>>("rlimits")? {
-        for l in limits.sequence_values::<Table>() {
-            let l = l?;
-            let field = |n: usize| -> mlua::Result<i64> {
-                number(lua, l.get::<Value>(n)?, &format!("{what}: rlimits"))
-            };
-            // -1 is RLIM_INFINITY.
-            setup
-                .rlimits
-                .push((field(1)? as u32, field(2)? as u64, field(3)? as u64));
-        }
-    }
+    let setup = super::options::process_setup(lua, t, &what)?;
     case.setup = setup;
     if let Some(secs) = t.get::<Option<f64>>("timeout")? {
         case.timeout_ms = super::control::timeout_from_secs(secs)

@@ -137,6 +137,9 @@ pub(super) fn credentials(lua: &Lua, opts: Option<&Table>) -> mlua::Result<Crede
         match key.as_str() {
             "uid" => c.uid = int(lua, &value, "spawn: uid")? as u32,
             "gid" => c.gid = int(lua, &value, "spawn: gid")? as u32,
+            "euid" => c.euid = Some(int(lua, &value, "spawn: euid")? as u32),
+            "egid" => c.egid = Some(int(lua, &value, "spawn: egid")? as u32),
+            "umask" | "cwd" | "rlimits" => {}
             "groups" => {
                 let groups: Vec<i64> = lua.unpack(value)?;
                 c.groups = groups.into_iter().map(|g| g as u32).collect();
@@ -176,7 +179,9 @@ pub(super) fn credentials(lua: &Lua, opts: Option<&Table>) -> mlua::Result<Crede
             other => {
                 let hint = provium_compiler::diag::did_you_mean_suffix(
                     other,
-                    ["uid", "gid", "groups", "caps"],
+                    [
+                        "uid", "gid", "euid", "egid", "groups", "caps", "umask", "cwd", "rlimits",
+                    ],
                 );
                 return Err(errors::error(
                     lua,
@@ -188,6 +193,7 @@ pub(super) fn credentials(lua: &Lua, opts: Option<&Table>) -> mlua::Result<Crede
     if c.gid == 0 && c.uid != 0 && !t.contains_key("gid")? {
         c.gid = c.uid;
     }
+    c.setup = process_setup(lua, t, "spawn")?;
     Ok(c)
 }
 
@@ -267,4 +273,42 @@ pub(super) fn exec_result(lua: &Lua, r: crate::protocol::ExecResult) -> mlua::Re
         }
     }
     Ok(t)
+}
+
+/// `umask`, `cwd` and `rlimits` (`{{"RLIMIT_NOFILE", soft, hard}, ...}`, a resource by name or
+/// number, -1 for RLIM_INFINITY) from an options table.
+pub(super) fn process_setup(
+    lua: &Lua,
+    t: &Table,
+    what: &str,
+) -> mlua::Result<crate::protocol::ProcessSetup> {
+    let mut setup = crate::protocol::ProcessSetup::default();
+    if let Some(u) = t.get::<Option<Value>>("umask")? {
+        setup.umask = Some(int(lua, &u, &format!("{what}: umask"))? as u32);
+    }
+    setup.cwd = t.get::<Option<String>>("cwd")?;
+    if let Some(limits) = t.get::<Option<Table>>("rlimits")? {
+        for l in limits.sequence_values::<Table>() {
+            let l = l?;
+            let resource = match l.get::<Value>(1)? {
+                Value::String(name) => {
+                    let name = name.to_string_lossy();
+                    provium_compiler::linux::constant(&name)
+                        .filter(|_| name.starts_with("RLIMIT_"))
+                        .ok_or_else(|| {
+                            errors::error(lua, format!("{what}: unknown resource `{name}`"))
+                        })?
+                }
+                other => int(lua, &other, &format!("{what}: rlimits"))?,
+            };
+            let field = |n: usize| -> mlua::Result<i64> {
+                int(lua, &l.get::<Value>(n)?, &format!("{what}: rlimits"))
+            };
+            // -1 is RLIM_INFINITY.
+            setup
+                .rlimits
+                .push((resource as u32, field(2)? as u64, field(3)? as u64));
+        }
+    }
+    Ok(setup)
 }

@@ -301,6 +301,10 @@ impl Terminal {
             return;
         }
         let m = super::matrix::Matrix::new(s);
+        if m.kernels.len() < 2 {
+            // `--kernel K` once picks a kernel; there is nothing to compare.
+            return;
+        }
         let rows: Vec<&super::matrix::Row> = m.differing().collect();
         self.line(&format!(
             "{} {} of {} tests differ between {} kernels",
