@@ -162,11 +162,33 @@ fn creds_table(c: &Creds) -> String {
     format!("{{{}}}", parts.join(", "))
 }
 
+/// Whether the call must raise signals (`raises:`): it then runs on its own, wrapped.
+fn raises(call: &Call) -> bool {
+    call.expect.as_ref().is_some_and(|e| !e.raises.is_empty())
+}
+
+/// The Lua that runs `call` on `target` and yields its outcome: `target:call{...}`, or
+/// `provium.raising(target, {...}, {signals})` when it must raise signals.
+fn invoke(target: &str, call: &Call) -> String {
+    match call.expect.as_ref().filter(|e| !e.raises.is_empty()) {
+        Some(e) => {
+            let sigs: Vec<String> = e.raises.iter().map(i64::to_string).collect();
+            format!(
+                "provium.raising({target}, {}, {{{}}})",
+                call_table(call),
+                sigs.join(", ")
+            )
+        }
+        None => format!("{target}:call{}", call_table(call)),
+    }
+}
+
 /// A case can join a batch when it is one plain call whose inputs are known before the batch.
 fn batchable(case: &Case, saved_in_segment: &[String]) -> bool {
     match &case.body {
         Body::Call(c) => {
-            case.creds.is_none()
+            !raises(c)
+                && case.creds.is_none()
                 && case.requires.is_none()
                 && case.skip.is_none()
                 && !c.reads.iter().any(|r| saved_in_segment.contains(r))
@@ -184,7 +206,8 @@ fn isolatable(model: &Model, case: &Case) -> bool {
     }
     match &case.body {
         Body::Call(c) => {
-            case.creds.is_some()
+            !raises(c)
+                && case.creds.is_some()
                 && case.requires.is_none()
                 && case.skip.is_none()
                 && c.saves.is_empty()
@@ -360,7 +383,7 @@ fn single_case(out: &mut Out, c: &Case) {
             };
             out.line(
                 indent,
-                &format!("local r = {target}:call{}", call_table(call)),
+                &format!("local r = {}", invoke(target, call)),
                 call.line,
             );
             if c.creds.is_some() {
@@ -463,7 +486,7 @@ fn step_with(out: &mut Out, indent: usize, s: &Step, who: Who<'_>) {
             out.line(indent, "do", 0);
             out.line(
                 indent + 1,
-                &format!("local r = {target}:call{}", call_table(call)),
+                &format!("local r = {}", invoke(target, call)),
                 call.line,
             );
             if creds.is_some() {

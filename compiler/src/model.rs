@@ -196,6 +196,9 @@ pub struct Expect {
     pub table: Lua,
     /// A one-line description for comments.
     pub summary: String,
+    /// Signals the call must raise (`raises: SIGPIPE`): the call runs with them blocked and
+    /// they must be pending after it (`provium.raising`).
+    pub raises: Vec<i64>,
 }
 
 /// A value a call keeps (`save:`).

@@ -228,6 +228,13 @@ function provium.saved(vm) end
 ---@param name string
 ---@return integer|nil
 function provium.ready(vm, name) end
+---Runs one call with `signals` blocked, in one round trip; its outcome's `raised` lists those
+---that were pending after it.
+---@param target ProviumVm|ProviumWorker
+---@param call table a `vm:call` table
+---@param signals integer[]
+---@return table
+function provium.raising(target, call, signals) end
 ---@param profile string|nil default "minimal"
 ---@return ProviumVm
 function provium.create(profile) end

@@ -189,3 +189,33 @@ fn compiled_lua_can_be_taken_over_by_hand() {
         "{stdout}"
     );
 }
+
+/// The newer expectations can fail too: a signal that was not raised, an answer outside
+/// `one_of`, a promised `lua:` save that was not set; each at its YAML line.
+#[test]
+fn raises_one_of_and_lua_saves_fail_when_they_do_not_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("wrong.yaml"),
+        "suite: wrong\ncases:\n  - name: nothing raised\n    syscall: getpid\n    expect: { ok: true, raises: SIGPIPE }\n  - name: outside one_of\n    syscall: close\n    args: [-1]\n    expect: { one_of: [0, EINTR] }\n  - name: promise broken\n    steps:\n      - lua: 'local x = 1'\n        save: pid\n      - { syscall: kill, args: [$pid, 0], expect: ok }\n  - name: raised\n    steps:\n      - { syscall: getpid, save: me }\n      - { syscall: kill, args: [$me, SIGUSR2], expect: { ret: 0, raises: [SIGUSR2] } }\n",
+    )
+    .unwrap();
+    let out = provium()
+        .current_dir(dir.path())
+        .args(["test", "wrong.yaml"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    for wanted in [
+        "expected the call to raise SIGPIPE, but it was not pending after the call",
+        "at wrong.yaml:5",
+        "none of the 2 alternatives held",
+        "at wrong.yaml:9",
+        "promises `save: pid` but did not set saved.pid",
+        "at wrong.yaml:12",
+        "1 passed, 2 failed, 1 errored",
+    ] {
+        assert!(stdout.contains(wanted), "{wanted}:\n{stdout}");
+    }
+}

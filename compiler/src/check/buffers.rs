@@ -197,6 +197,7 @@ impl Checker<'_> {
                 line: syscall.pos.line,
                 table: format!("{{{d} = true}}"),
                 summary: d.into(),
+                raises: Vec::new(),
             }),
             (None, None) => None,
         };

@@ -25,6 +25,40 @@ impl Checker<'_> {
         None
     }
 
+    /// A signal by name (`SIGPIPE`) or number (1 to 64).
+    pub(super) fn signal(&mut self, node: &Node) -> Option<i64> {
+        let name = node.as_str().unwrap_or("");
+        let value = if name.starts_with("SIG") {
+            linux::constant(name).filter(|_| !name.starts_with("SIG_"))
+        } else {
+            match self.int(node, "signal")? {
+                Int::Const(n) => Some(n),
+                Int::Runtime(_) => None,
+            }
+        };
+        match value {
+            Some(n) if (1..=64).contains(&n) => Some(n),
+            _ => {
+                let hint = did_you_mean(
+                    name,
+                    linux::constants()
+                        .iter()
+                        .map(|(n, _, _)| *n)
+                        .filter(|n| n.starts_with("SIG") && !n.starts_with("SIG_")),
+                );
+                self.error_help(
+                    node.pos,
+                    format!(
+                        "`{}` is not a signal",
+                        node.scalar_text().unwrap_or_default()
+                    ),
+                    hint,
+                );
+                None
+            }
+        }
+    }
+
     pub(super) fn comparison(&mut self, node: &Node, what: &str) -> Option<String> {
         match &node.value {
             Value::Map(m) => {
@@ -59,6 +93,7 @@ impl Checker<'_> {
                 line,
                 table,
                 summary,
+                raises: Vec::new(),
             })
         };
         match &node.value {
@@ -135,9 +170,22 @@ impl Checker<'_> {
             Value::Map(m) => {
                 let mut parts = Vec::new();
                 let mut summary = Vec::new();
+                let mut raises = Vec::new();
                 for (k, v) in m {
                     let key = k.as_str().unwrap_or("");
                     match key {
+                        "raises" => {
+                            let items: Vec<&Node> = match &v.value {
+                                Value::Seq(items) => items.iter().collect(),
+                                _ => vec![v],
+                            };
+                            for it in items {
+                                raises.push(self.signal(it)?);
+                            }
+                            let nums: Vec<String> = raises.iter().map(i64::to_string).collect();
+                            parts.push(format!("raises = {{{}}}", nums.join(", ")));
+                            summary.push("raises a signal".into());
+                        }
                         "ret" => {
                             parts.push(format!("ret = {}", self.comparison(v, "ret")?));
                             summary.push("ret".to_string());
@@ -206,7 +254,12 @@ impl Checker<'_> {
                         }
                     }
                 }
-                simple(format!("{{{}}}", parts.join(", ")), summary.join(", "))
+                Some(Expect {
+                    line,
+                    table: format!("{{{}}}", parts.join(", ")),
+                    summary: summary.join(", "),
+                    raises,
+                })
             }
             _ => {
                 self.error(

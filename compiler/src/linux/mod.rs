@@ -140,6 +140,17 @@ pub fn constant(name: &str) -> Option<i64> {
         .map(|(_, v, _)| *v)
 }
 
+/// The name of signal `n` (`SIGPIPE`), from the built-in constants (`SIGIO` and `SIGPOLL`
+/// share 29: the first defined wins).
+pub fn signal_name(n: i64) -> Option<&'static str> {
+    uapi_constants::CONSTANTS
+        .iter()
+        .find(|(name, v, h)| {
+            *v == n && *h == "asm/signal.h" && name.starts_with("SIG") && !name.starts_with("SIG_")
+        })
+        .map(|(name, _, _)| *name)
+}
+
 /// Every built-in constant: name, value, header.
 pub fn constants() -> &'static [(&'static str, i64, &'static str)] {
     uapi_constants::CONSTANTS

@@ -280,7 +280,8 @@ shaped!(
                     "out": {"description": "Checks on output buffers, by argument index.", "type": "object"},
                     "died": {"description": "The call ends the executor: true, or {exit_code} / {signal}."},
                     "timed_out": {"description": "The call blocks past its timeout.", "type": "boolean"},
-                    "one_of": {"description": "Any of these expectations (an answer that differs from run to run).", "type": "array", "minItems": 1, "items": {"$ref": "#/definitions/Expect"}}
+                    "one_of": {"description": "Any of these expectations (an answer that differs from run to run).", "type": "array", "minItems": 1, "items": {"$ref": "#/definitions/Expect"}},
+                    "raises": {"description": "Signals the call raises (run with them blocked, pending after it): `SIGPIPE` or a list.", "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
                 },
                 "additionalProperties": false
             }

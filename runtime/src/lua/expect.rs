@@ -214,6 +214,22 @@ fn mismatch(
             return fail(m);
         }
     }
+    if let Some(wanted) = spec.get::<Option<Vec<i64>>>("raises")? {
+        let raised: Vec<i64> = outcome
+            .get::<Option<Vec<i64>>>("raised")?
+            .unwrap_or_default();
+        let missing: Vec<String> = wanted
+            .iter()
+            .filter(|s| !raised.contains(s))
+            .map(|s| linux::signal_name(*s).map_or_else(|| s.to_string(), str::to_string))
+            .collect();
+        if !missing.is_empty() {
+            return fail(format!(
+                "expected the call to raise {}, but it was not pending after the call",
+                missing.join(" and ")
+            ));
+        }
+    }
     if let Some(out) = spec.get::<Option<Table>>("out")? {
         let bufs: Table = outcome.get("bufs")?;
         for pair in out.pairs::<i64, Table>() {

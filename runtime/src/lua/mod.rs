@@ -14,6 +14,7 @@ mod isolated;
 mod options;
 pub mod pack;
 mod pool;
+mod raising;
 mod ready;
 pub mod session;
 mod target;
