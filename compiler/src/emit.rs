@@ -117,7 +117,12 @@ fn requires_table(r: &Requires) -> String {
     if let Some(root) = r.root {
         parts.push(format!("root = {root}"));
     }
-    for (key, list) in [("config", &r.config), ("path", &r.paths)] {
+    for (key, list) in [
+        ("config", &r.config),
+        ("path", &r.paths),
+        ("filesystem", &r.filesystems),
+        ("module", &r.modules),
+    ] {
         if !list.is_empty() {
             let items: Vec<String> = list.iter().map(|s| lua::str(s)).collect();
             parts.push(format!("{key} = {{{}}}", items.join(", ")));
@@ -162,14 +167,23 @@ fn creds_table(c: &Creds) -> String {
     format!("{{{}}}", parts.join(", "))
 }
 
-/// Whether the call must raise signals (`raises:`): it then runs on its own, wrapped.
+/// Whether the call runs wrapped, on its own: it must raise signals (`raises:`) or repeats
+/// (`repeat:`).
 fn raises(call: &Call) -> bool {
-    call.expect.as_ref().is_some_and(|e| !e.raises.is_empty())
+    call.repeat.is_some() || call.expect.as_ref().is_some_and(|e| !e.raises.is_empty())
 }
 
 /// The Lua that runs `call` on `target` and yields its outcome: `target:call{...}`, or
 /// `provium.raising(target, {...}, {signals})` when it must raise signals.
 fn invoke(target: &str, call: &Call) -> String {
+    if let Some((until, at_most)) = call.repeat.as_deref() {
+        let errnos: Vec<String> = until.iter().map(|e| lua::str(e)).collect();
+        return format!(
+            "provium.repeating({target}, {}, {{{}}}, {at_most})",
+            call_table(call),
+            errnos.join(", ")
+        );
+    }
     match call.expect.as_ref().filter(|e| !e.raises.is_empty()) {
         Some(e) => {
             let sigs: Vec<String> = e.raises.iter().map(i64::to_string).collect();

@@ -52,6 +52,10 @@ pub struct Requires {
     pub config: Vec<String>,
     /// Guest paths that must exist.
     pub paths: Vec<String>,
+    /// File systems the kernel must know.
+    pub filesystems: Vec<String>,
+    /// Modules or drivers that must be present.
+    pub modules: Vec<String>,
 }
 
 /// Credentials of the worker a case or step runs in.
@@ -168,6 +172,9 @@ pub struct Call {
     pub saves: Vec<Save>,
     /// Saved values the call reads.
     pub reads: Vec<String>,
+    /// Repeat until one of these errnos, at most this many calls (`repeat:`); boxed, as few
+    /// calls repeat.
+    pub repeat: Option<Box<(Vec<String>, u32)>>,
 }
 
 /// A buffer reached through a pointer inside another buffer.

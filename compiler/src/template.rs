@@ -324,6 +324,10 @@ pub fn has_templates(case: &types::Case) -> bool {
         || case.args.iter().any(|a| node(a))
         || opt(&case.expect)
         || opt(&case.as_)
+        || case
+            .requires
+            .as_ref()
+            .is_some_and(|q| opt(&q.filesystem) || opt(&q.module) || opt(&q.path) || opt(&q.config))
         || text(&case.xfail)
         || text(&case.skip)
         || case.steps.as_ref().is_some_and(|steps| {
@@ -382,10 +386,23 @@ pub fn render_case(case: &types::Case, row: &Row) -> Result<types::Case, Diagnos
         expect: r.opt(&case.expect)?,
         save: r.opt(&case.save)?,
         as_: r.opt(&case.as_)?,
-        requires: case.requires.clone(),
+        requires: case
+            .requires
+            .as_ref()
+            .map(|q| -> Result<types::Requires, Diagnostic> {
+                Ok(types::Requires {
+                    filesystem: r.opt(&q.filesystem)?,
+                    module: r.opt(&q.module)?,
+                    path: r.opt(&q.path)?,
+                    config: r.opt(&q.config)?,
+                    ..q.clone()
+                })
+            })
+            .transpose()?,
         xfail: r.at(&case.xfail)?,
         skip: r.at(&case.skip)?,
         timeout: case.timeout.clone(),
+        repeat: r.opt(&case.repeat)?,
         table: None,
         matrix: None,
         steps: case

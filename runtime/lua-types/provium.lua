@@ -235,6 +235,14 @@ function provium.ready(vm, name) end
 ---@param signals integer[]
 ---@return table
 function provium.raising(target, call, signals) end
+---Repeats one call until it fails with one of `errnos` (at most `at_most` calls); the outcome
+---has `repeats`, the number of calls it took.
+---@param target ProviumVm|ProviumWorker
+---@param call table a `vm:call` table
+---@param errnos string[]
+---@param at_most integer
+---@return table
+function provium.repeating(target, call, errnos, at_most) end
 ---@param profile string|nil default "minimal"
 ---@return ProviumVm
 function provium.create(profile) end

@@ -75,9 +75,11 @@ fn close_range_over_everything_costs_only_that_call() {
             .unwrap(),
     );
     assert!(why.contains("closed descriptor"), "{why}");
+    // Detected from the call's own answer (the call has no time limit: a detection that waited
+    // for something would hang); the bound is generous so that a slow machine still meets it.
     assert!(
-        started.elapsed() < std::time::Duration::from_secs(1),
-        "detected within a second, took {:?}",
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "detected without waiting for a timeout, took {:?}",
         started.elapsed()
     );
     answers_from_a_fresh_executor(&mut vm, before);

@@ -174,6 +174,7 @@ impl Checker<'_> {
             expect: None,
             saves: Vec::new(),
             reads: Vec::new(),
+            repeat: None,
         };
         let mut ok = true;
         for (i, a) in args.iter().enumerate() {

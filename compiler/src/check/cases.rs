@@ -46,7 +46,12 @@ impl Checker<'_> {
             out.line = out.line.max(root.pos.line);
             out.root = Some(root.value);
         }
-        for (names, what) in [(&r.config, "config"), (&r.path, "path")] {
+        for (names, what) in [
+            (&r.config, "config"),
+            (&r.path, "path"),
+            (&r.filesystem, "filesystem"),
+            (&r.module, "module"),
+        ] {
             let Some(names) = names else { continue };
             out.line = out.line.max(names.pos.line);
             let items: Vec<Node> = match &names.value {
@@ -58,7 +63,20 @@ impl Checker<'_> {
                     self.error(n.pos, format!("requires.{what}: expected a string"));
                     continue;
                 };
-                if what == "config" {
+                if what == "filesystem" || what == "module" {
+                    let fine = !text.is_empty()
+                        && text
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.');
+                    if !fine {
+                        self.error(n.pos, format!("requires.{what}: `{text}` is not a name"));
+                    }
+                    if what == "filesystem" {
+                        out.filesystems.push(text.clone());
+                    } else {
+                        out.modules.push(text.clone());
+                    }
+                } else if what == "config" {
                     if let Err(e) = crate::check::config_condition(text) {
                         self.error(n.pos, e);
                     }
@@ -72,6 +90,53 @@ impl Checker<'_> {
             }
         }
         out
+    }
+
+    /// `repeat: {until: EMFILE, at_most: 4096}`.
+    fn repeat(&mut self, node: &Node) -> Option<(Vec<String>, u32)> {
+        const MAX: i64 = 1_000_000;
+        let Some(map) = node.as_map() else {
+            self.error(node.pos, "`repeat:` is `{until: EMFILE, at_most: 4096}`");
+            return None;
+        };
+        let mut until = Vec::new();
+        let mut at_most = None;
+        for (k, v) in map {
+            match k.as_str().unwrap_or("") {
+                "until" => {
+                    let items: Vec<&Node> = match &v.value {
+                        Value::Seq(items) => items.iter().collect(),
+                        _ => vec![v],
+                    };
+                    for it in items {
+                        until.push(self.errno_name(it)?);
+                    }
+                }
+                "at_most" => {
+                    let n = self.process_int(v, "at_most")?;
+                    if !(1..=MAX).contains(&n) {
+                        self.error(v.pos, format!("`at_most` is 1 to {MAX}, not {n}"));
+                        return None;
+                    }
+                    at_most = Some(n as u32);
+                }
+                other => {
+                    let hint = did_you_mean(other, ["until", "at_most"]);
+                    self.error_help(k.pos, format!("unknown `repeat:` key `{other}`"), hint);
+                    return None;
+                }
+            }
+        }
+        match (until.is_empty(), at_most) {
+            (false, Some(n)) => Some((until, n)),
+            _ => {
+                self.error(
+                    node.pos,
+                    "`repeat:` needs `until` (an errno) and `at_most` (a count)",
+                );
+                None
+            }
+        }
     }
 
     /// A constant id, umask or limit of `as:` (templates already filled in).
@@ -387,8 +452,22 @@ impl Checker<'_> {
             );
             return None;
         }
-        let creds = c.as_.as_ref().map(|cr| self.creds(cr));
+        let mut creds = c.as_.as_ref().map(|cr| self.creds(cr));
         let requires = c.requires.as_ref().map(|r| self.requires(r));
+        let repeat = match &c.repeat {
+            Some(node) if c.syscall.is_none() => {
+                self.error(node.pos, "`repeat:` goes with a one-call case (`syscall:`)");
+                return None;
+            }
+            Some(node) => {
+                let r = self.repeat(node)?;
+                // What a repetition exhausts (descriptors, memory) must not be the shared
+                // executor's: without `as:`, the case gets a root process of its own.
+                creds.get_or_insert_with(Creds::default);
+                Some(r)
+            }
+            None => None,
+        };
         let body = if let Some(sys) = &c.syscall {
             if c.expect.is_none() {
                 self.error(
@@ -400,14 +479,16 @@ impl Checker<'_> {
                 );
                 return None;
             }
-            Body::Call(self.call(
+            let mut call = self.call(
                 sys,
                 &c.args,
                 c.expect.as_deref(),
                 c.save.as_deref(),
                 c.timeout.as_ref(),
                 None,
-            )?)
+            )?;
+            call.repeat = repeat.map(Box::new);
+            Body::Call(call)
         } else if let Some(steps) = &c.steps {
             let steps: Vec<Step> = steps.iter().filter_map(|s| self.step(s, None)).collect();
             Body::Steps(steps)

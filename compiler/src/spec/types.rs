@@ -77,6 +77,14 @@ pub struct Requires {
     /// Paths that must exist in the guest (`/sys/kernel/mm/ksm`); one or a list.
     #[serde(default)]
     pub path: Option<Names>,
+    /// File systems the kernel must know (`ext4`, `tmpfs`: listed in the guest's
+    /// `/proc/filesystems`); one or a list. LTP's `.needs_filesystems`.
+    #[serde(default)]
+    pub filesystem: Option<Names>,
+    /// Kernel modules or drivers that must be present (`loop`: `/sys/module/loop` in the
+    /// guest, loaded or built in); one or a list. LTP's `.needs_drivers`.
+    #[serde(default)]
+    pub module: Option<Names>,
 }
 
 /// One test case: a syscall with its expectation, steps, or Lua.
@@ -116,6 +124,10 @@ pub struct Case {
     pub skip: Option<At<String>>,
     /// Seconds the call may block before it is killed.
     pub timeout: Option<At<f64>>,
+    /// Repeat the call until it fails with an errno (`{until: EMFILE, at_most: 4096}`), then
+    /// check `expect` against that answer; in a process of its own.
+    #[serde(rename = "repeat")]
+    pub repeat: Option<Repeat>,
     /// Rows of values, each becoming its own case; `{{ column }}` in strings is replaced.
     pub table: Option<Vec<Row>>,
     /// Lists of values whose cartesian product becomes the cases.
@@ -328,6 +340,21 @@ shaped!(
             "cwd": {"description": "The working directory.", "type": "string"},
             "rlimits": {"description": "Limits: `{RLIMIT_NOFILE: [soft, hard]}` or `{RLIMIT_FSIZE: 4096}` (both); `unlimited` for RLIM_INFINITY.", "type": "object"}
         },
+        "additionalProperties": false
+    })
+);
+
+shaped!(
+    /// `{until: EMFILE, at_most: 4096}`: the errno (or a list) that ends the repetition, and
+    /// the most calls to make before the case fails.
+    Repeat,
+    |_g| json_schema!({
+        "type": "object",
+        "properties": {
+            "until": {"description": "The errno (or a list) that ends the repetition.", "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+            "at_most": {"description": "The most calls to make (at most 1,000,000).", "type": ["integer", "string"]}
+        },
+        "required": ["until", "at_most"],
         "additionalProperties": false
     })
 );

@@ -226,7 +226,7 @@ fn module(lua: &Lua) -> mlua::Result<Table> {
     }
     m.set("c", c)?;
     super::ready::install(lua, &m)?;
-    super::raising::install(lua, &m)?;
+    super::patterns::install(lua, &m)?;
     Ok(m)
 }
 

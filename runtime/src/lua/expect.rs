@@ -153,6 +153,9 @@ fn mismatch(
     timed_out: bool,
 ) -> mlua::Result<Option<String>> {
     let fail = |message: String| Ok(Some(message));
+    if let Some(unmet) = outcome.get::<Option<String>>("repeat_unmet")? {
+        return fail(unmet);
+    }
 
     if spec.get::<Option<bool>>("died")?.unwrap_or(false) {
         if !died {
@@ -530,6 +533,38 @@ pub fn requires(lua: &Lua, (vm, req): (mlua::AnyUserData, Table)) -> mlua::Resul
         let outcome: Table = call.call((vm.clone(), probe))?;
         if outcome.get::<Option<i64>>("ret")? != Some(0) {
             return Ok(Some(format!("needs {path} in the guest")));
+        }
+    }
+    let filesystems = list("filesystem")?;
+    if !filesystems.is_empty() {
+        let read: Function = vm.get("read_file")?;
+        let known: String = read.call((vm.clone(), "/proc/filesystems"))?;
+        for fs in &filesystems {
+            // Lines are `nodev\ttmpfs` or `\text4`: the name is the last field.
+            let listed = known
+                .lines()
+                .any(|l| l.split_whitespace().last() == Some(fs.as_str()));
+            if !listed {
+                return Ok(Some(format!(
+                    "needs file system {fs}, which this kernel does not list in /proc/filesystems \
+                     (built without it, or its module is not in the profile)"
+                )));
+            }
+        }
+    }
+    for module in list("module")? {
+        // /sys/module/NAME exists for a loaded module and for a built-in one with parameters.
+        let probe = lua.create_table()?;
+        probe.set("nr", 269)?;
+        probe.set("args", vec![-100i64, 0, 0, 0])?;
+        let bufs = lua.create_table()?;
+        bufs.set(1, format!("/sys/module/{}\0", module.replace('-', "_")))?;
+        probe.set("bufs", bufs)?;
+        let outcome: Table = call.call((vm.clone(), probe))?;
+        if outcome.get::<Option<i64>>("ret")? != Some(0) {
+            return Ok(Some(format!(
+                "needs module {module} (no /sys/module/{module} in the guest)"
+            )));
         }
     }
     if let Some(root) = req.get::<Option<bool>>("root")? {
