@@ -19,6 +19,7 @@ pub mod qemu;
 pub mod qmp;
 pub mod signals;
 pub mod sync;
+pub mod tools;
 pub mod transport;
 pub mod tsc;
 pub mod vm;

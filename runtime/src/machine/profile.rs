@@ -86,6 +86,8 @@ pub struct Profile {
     pub initramfs: Vec<PathBuf>,
     /// Guest path → host path, copied into the initramfs.
     pub files: BTreeMap<String, PathBuf>,
+    /// Host programs put in the guest with the libraries they need (`mkfs.xfs`).
+    pub tools: Vec<String>,
     pub kernel_args: Vec<String>,
     /// Add the kernel arguments that cut boot work (see `docs/profiles.md`).
     pub fast_boot: bool,
@@ -129,6 +131,7 @@ impl Profile {
             load_modules: Vec::new(),
             initramfs: Vec::new(),
             files: BTreeMap::new(),
+            tools: Vec::new(),
             kernel_args: Vec::new(),
             fast_boot: true,
             memory_mib: 256,
@@ -244,6 +247,7 @@ pub struct ProfileConfig {
     pub load_modules: Option<Vec<String>>,
     pub initramfs: Option<Vec<PathBuf>>,
     pub files: Option<BTreeMap<String, PathBuf>>,
+    pub tools: Option<Vec<String>>,
     pub kernel_args: Option<Vec<String>>,
     pub fast_boot: Option<bool>,
     pub memory: Option<String>,
@@ -319,6 +323,26 @@ impl Profiles {
         Ok(Profiles::builtin())
     }
 
+    /// The profiles of the `provium.toml` nearest to `file`, when that is another file than
+    /// this one's (a test in a sub-project names that project's profiles); the kernel a run
+    /// over several kernels gave stays.
+    pub fn nearest_for(&self, file: &Path) -> Option<Profiles> {
+        let dir = std::fs::canonicalize(file).ok()?.parent()?.to_path_buf();
+        let found = Profiles::discover(&dir).ok()?;
+        let theirs = std::fs::canonicalize(found.source.as_ref()?).ok()?;
+        let ours = self
+            .source
+            .as_ref()
+            .and_then(|s| std::fs::canonicalize(s).ok());
+        if ours.as_ref() == Some(&theirs) {
+            return None;
+        }
+        Some(Profiles {
+            kernel_override: self.kernel_override.clone(),
+            ..found
+        })
+    }
+
     pub fn names(&self) -> Vec<String> {
         let mut names: Vec<String> = vec!["minimal".into()];
         names.extend(self.configs.keys().filter(|k| *k != "minimal").cloned());
@@ -386,6 +410,9 @@ impl Profiles {
         }
         if let Some(v) = &cfg.files {
             p.files = v.iter().map(|(g, h)| (g.clone(), abs(h))).collect();
+        }
+        if let Some(v) = &cfg.tools {
+            p.tools = v.clone();
         }
         if let Some(v) = &cfg.kernel_args {
             p.kernel_args = v.clone();

@@ -135,12 +135,19 @@ pub fn run_file(
         let display = file.display.clone();
         Rc::new(move |name: &str| f.matches(&display, name)) as lua::TestFilter
     });
+    let mut settings = config.settings_for(file).clone();
+    if let Some(own) = settings.profiles.nearest_for(&file.path) {
+        if let Some(f) = &mut settings.fixtures {
+            f.fixtures = Arc::new(f.fixtures.with_profiles(own.clone()));
+        }
+        settings.profiles = own;
+    }
     let mut session = SessionConfig {
         index,
         emit,
         filter,
         control,
-        ..SessionConfig::new(&file.display, config.settings_for(file).clone())
+        ..SessionConfig::new(&file.display, settings)
     };
     let error_report = |problem: Problem| FileReport {
         path: file.display.clone(),

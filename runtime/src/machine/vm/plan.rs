@@ -263,6 +263,15 @@ pub fn plan(profile: &Profile, opts: &BootOptions) -> Result<BootPlan> {
             mode: None,
         });
     }
+    let tools = crate::machine::tools::closure(&profile.tools)
+        .with_context(|| format!("the tools of profile `{}`", profile.name))?;
+    for host in tools {
+        files.push(ExtraFile {
+            guest: host.to_string_lossy().into_owned(),
+            host,
+            mode: None,
+        });
+    }
     let spec = InitramfsSpec {
         agent: agent.into_owned(),
         busybox: if profile.busybox {
