@@ -174,7 +174,7 @@ pub fn serve(mut chan: File, guard: &Guard) -> ! {
         let response = match read_message::<_, Operation>(&mut chan) {
             Ok(op) => {
                 let watched = matches!(&op, Operation::Syscall(c)
-                    if guard::may_touch_descriptors(c.nr));
+                    if guard.may_be_touched_by(c.nr, &c.args));
                 let response = run(op, me, guard.fds());
                 if watched && guard.check().is_err() {
                     // The answer could go anywhere now: PID 1 reports the call from the exit

@@ -99,7 +99,7 @@ fn hand_to_pid1(chan: &mut File, payload: &[u8]) {
 /// which answers for the request (the answer could not reach the host from here) and starts a
 /// fresh front.
 fn check_after(call: &SyscallCall, guard: &Guard, control: &Control) {
-    if !guard::may_touch_descriptors(call.nr) {
+    if !guard.may_be_touched_by(call.nr, &call.args) {
         return;
     }
     if let Err(reason) = guard.check() {

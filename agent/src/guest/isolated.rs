@@ -96,6 +96,11 @@ fn set_up(case: &IsolatedCase) -> Result<(), String> {
 
 /// In the case's child (forked from the zygote, already in the boot state): never returns.
 fn child(case: &IsolatedCase, mut out: File) -> ! {
+    // A session of its own, as every executor has: the case's process is then the same kind
+    // of process a fresh worker is (setpgid on it is EPERM, kill(0, ...) reaches only it), so
+    // isolated and worker runs of a case answer alike.
+    // SAFETY: setsid has no preconditions.
+    unsafe { libc::setsid() };
     if let Err(why) = set_up(case) {
         let _ = write_message(&mut out, &SyscallOutcome::Rejected(why));
         // SAFETY: leaving the child.

@@ -246,13 +246,12 @@ pub fn run(args: Args) -> Result<u8> {
         )?;
         writeln!(
             out,
-            "  outcomes differing between the two test runs: {}{}",
-            g.differing.len(),
-            g.differing
-                .first()
-                .map(|d| format!(" (first: {d})"))
-                .unwrap_or_default()
+            "  outcomes differing between the two test runs: {}",
+            g.differing.len()
         )?;
+        for d in g.differing.iter().take(20) {
+            writeln!(out, "    {d}")?;
+        }
         writeln!(out)?;
     }
     if all || args.what == What::Headers {
