@@ -229,16 +229,22 @@ mod tests {
     use super::*;
     use std::os::fd::AsRawFd;
 
-    #[test]
-    fn closing_replacing_and_flag_changes_are_seen() {
-        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+    /// A guard watching one end of a fresh socket pair as the channel (both ends returned,
+    /// to keep them open).
+    fn watching_a_socket() -> (Guard, RawFd, [std::os::unix::net::UnixStream; 2]) {
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
         let fd = a.as_raw_fd();
         let fds = AgentFds {
             link_read: -1,
             link_write: -1,
             channel: fd,
         };
-        let guard = Guard::record(fds, &[fd]).unwrap();
+        (Guard::record(fds, &[fd]).unwrap(), fd, [a, b])
+    }
+
+    #[test]
+    fn closing_replacing_and_flag_changes_are_seen() {
+        let (guard, fd, _ends) = watching_a_socket();
         assert_eq!(guard.check(), Ok(()));
         // SAFETY: flag changes on a descriptor this test owns.
         unsafe {
@@ -260,14 +266,7 @@ mod tests {
 
     #[test]
     fn only_calls_that_name_a_watched_descriptor_are_checked() {
-        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
-        let fd = a.as_raw_fd();
-        let fds = AgentFds {
-            link_read: -1,
-            link_write: -1,
-            channel: fd,
-        };
-        let guard = Guard::record(fds, &[fd]).unwrap();
+        let (guard, fd, _ends) = watching_a_socket();
         let f = i64::from(fd);
         let args = |a: i64, b: i64| [a, b, 0, 0, 0, 0];
         assert!(guard.may_be_touched_by(libc::SYS_close, &args(f, 0)));

@@ -104,10 +104,7 @@ impl Checker<'_> {
         for (k, v) in map {
             match k.as_str().unwrap_or("") {
                 "until" => {
-                    let items: Vec<&Node> = match &v.value {
-                        Value::Seq(items) => items.iter().collect(),
-                        _ => vec![v],
-                    };
+                    let items = one_or_many(v);
                     for it in items {
                         until.push(self.errno_name(it)?);
                     }
@@ -189,10 +186,7 @@ impl Checker<'_> {
                 "euid" => c.euid = self.process_id(v, "euid"),
                 "egid" => c.egid = self.process_id(v, "egid"),
                 "groups" => {
-                    let items: Vec<&Node> = match &v.value {
-                        Value::Seq(items) => items.iter().collect(),
-                        _ => vec![v],
-                    };
+                    let items = one_or_many(v);
                     for g in items {
                         if let Some(g) = self.process_id(g, "groups") {
                             c.groups.push(g);
@@ -200,10 +194,7 @@ impl Checker<'_> {
                     }
                 }
                 "caps" => {
-                    let items: Vec<&Node> = match &v.value {
-                        Value::Seq(items) => items.iter().collect(),
-                        _ => vec![v],
-                    };
+                    let items = one_or_many(v);
                     for cap in items {
                         let shown = cap.as_str().unwrap_or("").to_string();
                         let name = shown.to_ascii_uppercase();
@@ -297,10 +288,7 @@ impl Checker<'_> {
         let Some(node) = save else {
             return Vec::new();
         };
-        let items: Vec<&Node> = match &node.value {
-            Value::Seq(items) => items.iter().collect(),
-            _ => vec![node],
-        };
+        let items = one_or_many(node);
         let mut names = Vec::new();
         for it in items {
             match it.as_str() {

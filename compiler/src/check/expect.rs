@@ -175,10 +175,7 @@ impl Checker<'_> {
                     let key = k.as_str().unwrap_or("");
                     match key {
                         "raises" => {
-                            let items: Vec<&Node> = match &v.value {
-                                Value::Seq(items) => items.iter().collect(),
-                                _ => vec![v],
-                            };
+                            let items = one_or_many(v);
                             for it in items {
                                 raises.push(self.signal(it)?);
                             }

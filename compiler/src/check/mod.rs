@@ -180,6 +180,14 @@ pub fn check(source: &str, opts: &Options) -> Result<Model, Vec<Diagnostic>> {
     }
 }
 
+/// A value that may be one item or a list of them (`caps: CAP_X` or `caps: [CAP_X, CAP_Y]`).
+fn one_or_many(node: &crate::spec::node::Node) -> Vec<&crate::spec::node::Node> {
+    match &node.value {
+        crate::spec::node::Value::Seq(items) => items.iter().collect(),
+        _ => vec![node],
+    }
+}
+
 fn is_ident(s: &str) -> bool {
     s.chars()
         .next()
