@@ -11,6 +11,10 @@
 //!
 //! See `docs/protocol.md` for the full description.
 //!
+//! One file on purpose (about 700 lines, most of them documented types): it is the contract
+//! between two binaries built separately, and reading it whole is how a change to either side
+//! is checked against the other; the framing helpers and their tests stay beside the types.
+//!
 //! One file of about 630 lines on purpose: it is the whole contract between two programs built
 //! separately, and a reader checking compatibility should see every message and limit at once.
 

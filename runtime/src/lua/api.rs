@@ -179,7 +179,7 @@ fn module(lua: &Lua) -> mlua::Result<Table> {
             Ok(())
         })?,
     )?;
-    m.set("requires", lua.create_function(super::expect::requires)?)?;
+    m.set("requires", lua.create_function(super::requires::requires)?)?;
     m.set(
         "pad",
         lua.create_function(|lua, (s, len): (mlua::LuaString, i64)| {

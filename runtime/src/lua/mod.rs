@@ -16,6 +16,7 @@ pub mod pack;
 mod patterns;
 mod pool;
 mod ready;
+mod requires;
 pub mod session;
 mod target;
 pub mod vm;
