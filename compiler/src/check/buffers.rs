@@ -152,6 +152,34 @@ impl Checker<'_> {
         // Keep checking after an unknown syscall, so one run reports every problem.
         let resolved = self.resolve_syscall(syscall);
         let (nr, name) = resolved.clone().unwrap_or((0, String::new()));
+        // Suggestions for misspelled constants in the arguments prefer this call's own.
+        self.in_call = resolved.as_ref().map(|(_, n)| n.clone());
+        let call = self.call_inner(
+            nr,
+            name,
+            syscall,
+            args,
+            expect,
+            save,
+            timeout,
+            default_expect,
+        );
+        self.in_call = None;
+        call.filter(|_| resolved.is_some())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn call_inner(
+        &mut self,
+        nr: i64,
+        name: String,
+        syscall: &Node,
+        args: &[crate::spec::types::Arg],
+        expect: Option<&Node>,
+        save: Option<&Node>,
+        timeout: Option<&At<f64>>,
+        default_expect: Option<&str>,
+    ) -> Option<Call> {
         if args.len() > 6 {
             self.error(
                 args[6].pos,
@@ -206,7 +234,7 @@ impl Checker<'_> {
         if let Some(s) = save {
             call.saves = self.save(s)?;
         }
-        (ok && resolved.is_some()).then_some(call)
+        ok.then_some(call)
     }
 }
 

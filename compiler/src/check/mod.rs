@@ -120,6 +120,8 @@ struct Checker<'a> {
     expanded: usize,
     /// The row being expanded, as a Lua table (`row` in `lua:` blocks).
     row_lua: String,
+    /// The syscall whose arguments are being checked (suggestions prefer its constants).
+    in_call: Option<String>,
 }
 
 /// The most problems one spec reports: the rest are counted, not listed (a 100,000-row table
@@ -156,6 +158,7 @@ pub fn check(source: &str, opts: &Options) -> Result<Model, Vec<Diagnostic>> {
         profile: "minimal".into(),
         expanded: 0,
         row_lua: "{}".into(),
+        in_call: None,
     };
     let model = c.spec(spec);
     let mut diags = c.diags;

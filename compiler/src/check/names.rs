@@ -18,7 +18,11 @@ impl Checker<'_> {
 
     pub(super) fn const_hint(&self, name: &str) -> Option<String> {
         let spec = self.const_order.iter().map(String::as_str);
-        let builtin = linux::constants().iter().map(|(n, _, _)| *n);
+        let call = self.in_call.as_deref();
+        let builtin = linux::constants()
+            .iter()
+            .map(|(n, _, _)| *n)
+            .filter(move |n| linux::suggestible_in(n, call));
         let errnos = linux::errnos().map(|e| e.name);
         did_you_mean(name, spec.chain(builtin).chain(errnos))
     }

@@ -348,3 +348,23 @@ fn lua_blocks_save_names_and_ready_made_values_need_no_saving() {
     let e = errors("structs:\n  s: [{port: be12}]\ncases:\n  - name: x\n    syscall: write\n    args: [1, {struct: s}, 2]\n    expect: ok\n");
     assert!(e[0].contains("did you mean `be16`"), "{e:?}");
 }
+
+#[test]
+fn suggestions_offer_a_call_its_own_constant_family() {
+    // SFD_NONBLOCK is one edit away, but it belongs to signalfd: eventfd2 gets its own.
+    let e = errors(
+        "cases:\n  - name: x\n    syscall: eventfd2\n    args: [0, SFD_NONBLOK]\n    expect: ok\n",
+    );
+    assert!(e[0].contains("did you mean `EFD_NONBLOCK`"), "{e:?}");
+    let e = errors("cases:\n  - name: x\n    syscall: signalfd4\n    args: [-1, 0, 8, SFD_NONBLOK]\n    expect: ok\n");
+    assert!(e[0].contains("did you mean `SFD_NONBLOCK`"), "{e:?}");
+    assert!(crate::linux::suggestible_in(
+        "TFD_CLOEXEC",
+        Some("timerfd_create")
+    ));
+    assert!(!crate::linux::suggestible_in(
+        "TFD_CLOEXEC",
+        Some("eventfd2")
+    ));
+    assert!(crate::linux::suggestible_in("O_CLOEXEC", Some("eventfd2")));
+}

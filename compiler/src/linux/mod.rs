@@ -151,6 +151,48 @@ pub fn signal_name(n: i64) -> Option<&'static str> {
         .map(|(name, _, _)| *name)
 }
 
+/// Constant families that belong to one API each: a suggestion for a misspelled name in a call
+/// to another syscall never offers them (`EFD_CLOEXC` in `eventfd2` suggests `EFD_CLOEXEC`,
+/// not `TFD_CLOEXEC` or `SFD_CLOEXEC`, which are the same number for other calls).
+pub const API_FAMILIES: &[(&str, &[&str])] = &[
+    ("EFD_", &["eventfd", "eventfd2"]),
+    (
+        "TFD_",
+        &["timerfd_create", "timerfd_settime", "timerfd_gettime"],
+    ),
+    ("SFD_", &["signalfd", "signalfd4"]),
+    ("MFD_", &["memfd_create"]),
+    (
+        "IN_",
+        &["inotify_init1", "inotify_add_watch", "inotify_rm_watch"],
+    ),
+    ("FAN_", &["fanotify_init", "fanotify_mark"]),
+    (
+        "EPOLL",
+        &[
+            "epoll_create1",
+            "epoll_ctl",
+            "epoll_wait",
+            "epoll_pwait",
+            "epoll_pwait2",
+        ],
+    ),
+    (
+        "PIDFD_",
+        &["pidfd_open", "pidfd_send_signal", "pidfd_getfd"],
+    ),
+    ("UFFD", &["userfaultfd"]),
+];
+
+/// Whether constant `name` may be suggested in a call to `syscall` (`None`: outside a call).
+pub fn suggestible_in(name: &str, syscall: Option<&str>) -> bool {
+    let Some(syscall) = syscall else { return true };
+    API_FAMILIES
+        .iter()
+        .find(|(prefix, _)| name.starts_with(prefix))
+        .is_none_or(|(_, calls)| calls.contains(&syscall))
+}
+
 /// Every built-in constant: name, value, header.
 pub fn constants() -> &'static [(&'static str, i64, &'static str)] {
     uapi_constants::CONSTANTS
