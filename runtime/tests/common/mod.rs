@@ -43,6 +43,17 @@ impl Shared {
     }
 
     pub fn get(&self) -> VmGuard<'_> {
+        // A shared VM lives in a static, which is never dropped: at exit, its QEMU is killed and
+        // its run directory removed (CI checks that no run directory is left behind).
+        static AT_EXIT: std::sync::Once = std::sync::Once::new();
+        extern "C" fn clean_up() {
+            provium::machine::cleanup::cleanup_all();
+        }
+        // SAFETY: registering a plain function that only kills processes and removes
+        // directories this process made.
+        AT_EXIT.call_once(|| unsafe {
+            libc::atexit(clean_up);
+        });
         let m = self.slot.get_or_init(|| Mutex::new(None));
         let mut guard = m.lock().unwrap_or_else(|p| p.into_inner());
         if !guard.as_ref().is_some_and(|vm| vm.is_running()) {
