@@ -53,7 +53,18 @@ pub fn rows(case: &types::Case, pos: Pos) -> Result<Option<Vec<Row>>, Diagnostic
                 let mut values = Vec::new();
                 for (k, v) in m {
                     let Some(key) = k.as_str() else {
-                        return Err(Diagnostic::new(k.pos, "a column name is a string"));
+                        let why = match &k.value {
+                            // YAML 1.1 reads `on`, `off`, `yes`, `no` as booleans.
+                            crate::spec::node::Value::Bool(_) => "; this one reads as a boolean \
+                                 (YAML takes on, off, yes, no, true and false that way): quote \
+                                 it or pick another name"
+                                .to_string(),
+                            _ => format!("; this one is {}", k.kind()),
+                        };
+                        return Err(Diagnostic::new(
+                            k.pos,
+                            format!("a column name is a string{why}"),
+                        ));
                     };
                     values.push((key.to_string(), v.clone()));
                 }

@@ -368,3 +368,12 @@ fn suggestions_offer_a_call_its_own_constant_family() {
     ));
     assert!(crate::linux::suggestible_in("O_CLOEXEC", Some("eventfd2")));
 }
+
+#[test]
+fn a_column_yaml_reads_as_a_boolean_is_named_as_such() {
+    let e = errors("cases:\n  - name: x\n    table: [{off: 1}]\n    syscall: close\n    args: [\"{{ off }}\"]\n    expect: ok\n");
+    assert!(
+        e[0].contains("reads as a boolean") && e[0].contains("quote it"),
+        "{e:?}"
+    );
+}
