@@ -243,8 +243,16 @@ impl Checker<'_> {
                             parts.push(format!("out = {}", self.out_checks(v)?));
                         }
                         other => {
-                            let known =
-                                ["ret", "errno", "ok", "out", "died", "timed_out", "one_of"];
+                            let known = [
+                                "ret",
+                                "errno",
+                                "ok",
+                                "out",
+                                "died",
+                                "timed_out",
+                                "one_of",
+                                "raises",
+                            ];
                             let hint = did_you_mean(other, known);
                             self.error_help(k.pos, format!("unknown expectation `{other}`"), hint);
                             return None;

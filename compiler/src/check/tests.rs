@@ -377,3 +377,18 @@ fn a_column_yaml_reads_as_a_boolean_is_named_as_such() {
         "{e:?}"
     );
 }
+
+#[test]
+fn the_new_keys_suggest_what_was_meant() {
+    for (src, hint) in [
+        ("cases:\n  - name: x\n    as: { uid: 0, umaks: 0o077 }\n    syscall: getpid\n    expect: ok\n", "did you mean `umask`"),
+        ("cases:\n  - name: x\n    syscall: dup\n    args: [0]\n    repeat: { untill: EMFILE, at_most: 9 }\n    expect: EMFILE\n", "did you mean `until`"),
+        ("cases:\n  - name: x\n    syscall: getpid\n    expect: { ok: true, raise: SIGPIPE }\n", "did you mean `raises`"),
+        ("cases:\n  - name: x\n    syscall: getpid\n    expect: { raises: SIGPIPEE }\n", "did you mean `SIGPIPE`"),
+        ("cases:\n  - name: x\n    as: { uid: 0, rlimits: { RLIMIT_NOFLIE: 4 } }\n    syscall: getpid\n    expect: ok\n", "did you mean `RLIMIT_NOFILE`"),
+        ("cases:\n  - name: x\n    requires: { filesytem: ext4 }\n    syscall: getpid\n    expect: ok\n", "did you mean `filesystem`"),
+    ] {
+        let e = errors(src);
+        assert!(e.iter().any(|m| m.contains(hint)), "{hint}: {e:?}");
+    }
+}
