@@ -12,18 +12,28 @@
 
 use std::collections::BTreeMap;
 
-/// The edits that record what `runs` observed (each run: `(line, observed)` pairs, as
-/// `apply` takes them), and the lines whose answer differed between runs or rows.
-pub fn merge_runs(source: &str, runs: &[Vec<(u32, String)>]) -> (Vec<(u32, String)>, Vec<u32>) {
+/// The edits that record what `runs` observed (each run: `(line, observed, whether the
+/// expectation as written held)`), and the lines whose answer differed between runs or rows.
+/// A line whose expectation held on every run and row is left as written: recording never
+/// weakens a passing expectation (`expect: 3` stays, not `ok`).
+pub fn merge_runs(
+    source: &str,
+    runs: &[Vec<(u32, String, bool)>],
+) -> (Vec<(u32, String)>, Vec<u32>) {
     let mut seen: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    let mut failed: std::collections::BTreeSet<u32> = Default::default();
     for run in runs {
-        for (line, value) in run {
+        for (line, value, holds) in run {
             let values = seen.entry(*line).or_default();
             if !values.contains(value) {
                 values.push(value.clone());
             }
+            if !holds {
+                failed.insert(*line);
+            }
         }
     }
+    seen.retain(|line, values| failed.contains(line) || values.len() > 1);
     let lines: Vec<&str> = source.split('\n').collect();
     let mut edits = Vec::new();
     let mut differing = Vec::new();
@@ -33,6 +43,11 @@ pub fn merge_runs(source: &str, runs: &[Vec<(u32, String)>]) -> (Vec<(u32, Strin
             .and_then(|l| inline_value(l));
         if existing.is_some_and(|e| e.contains("{{")) {
             // A templated expectation (a table row's `{{ err }}`) is data, not a recording.
+            continue;
+        }
+        if checks_more_than_the_answer(&lines, line as usize) {
+            // `{ret: 0, out: {...}}` or `{errno: EPIPE, raises: SIGPIPE}`: a recording holds
+            // only the answer and would drop the other checks; such a line is left as written.
             continue;
         }
         if values.len() > 1 {
@@ -52,6 +67,35 @@ pub fn merge_runs(source: &str, runs: &[Vec<(u32, String)>]) -> (Vec<(u32, Strin
         edits.push((line, render(&values)));
     }
     (edits, differing)
+}
+
+/// Whether the expectation on `line` (1-based) checks more than the call's answer: buffers
+/// (`out`) or signals (`raises`), inline or as a block below the key.
+fn checks_more_than_the_answer(lines: &[&str], line: usize) -> bool {
+    // A block value's position is its first key, on the line below `expect:`.
+    let line = match lines.get(line.saturating_sub(1)) {
+        Some(t) if t.contains("expect:") => line,
+        _ if line >= 2 && lines[line - 2].trim_end().ends_with("expect:") => line - 1,
+        _ => return false,
+    };
+    let text = lines[line - 1];
+    let value = match inline_value(text) {
+        Some(v) => v.to_string(),
+        None => {
+            // A block value: the lines indented under the key.
+            let indent = text.len() - text.trim_start().len();
+            lines[line..]
+                .iter()
+                .take_while(|l| l.trim().is_empty() || l.len() - l.trim_start().len() > indent)
+                .copied()
+                .collect::<Vec<_>>()
+                .join("\n")
+        }
+    };
+    match normalize(&value) {
+        Some(serde_json::Value::Object(m)) => m.contains_key("out") || m.contains_key("raises"),
+        _ => false,
+    }
 }
 
 /// The value after `expect:` on a line, when it is on that line.
@@ -211,9 +255,11 @@ mod tests {
         assert_eq!(changed, [4, 5, 7]);
     }
 
-    fn runs(list: &[&[(u32, &str)]]) -> Vec<Vec<(u32, String)>> {
+    /// Runs whose observations all failed their expectation (as a fresh `expect: any` does
+    /// not: `any` holds; what matters here is what is written).
+    fn runs(list: &[&[(u32, &str)]]) -> Vec<Vec<(u32, String, bool)>> {
         list.iter()
-            .map(|r| r.iter().map(|(l, v)| (*l, v.to_string())).collect())
+            .map(|r| r.iter().map(|(l, v)| (*l, v.to_string(), false)).collect())
             .collect()
     }
 
@@ -253,6 +299,24 @@ mod tests {
         // A new answer is not hidden: the expectation becomes what this recording saw.
         let (changed, _) = merge_runs(&recorded, &runs(&[&[(4, "ENOENT")]]));
         assert_eq!(changed, [(4, "ENOENT".to_string())]);
+    }
+
+    #[test]
+    fn expectations_that_check_more_than_the_answer_are_kept() {
+        let src = "cases:\n  - { expect: { ret: 3, out: { 1: { equals: abc } } } }\n  - name: b\n    expect:\n      errno: EPIPE\n      raises: SIGPIPE\n  - { expect: { ret: 1 } }\n";
+        let (edits, _) = merge_runs(src, &runs(&[&[(2, "ok"), (5, "EPIPE"), (7, "ok")]]));
+        assert_eq!(edits, [(7, "ok".to_string())]);
+    }
+
+    #[test]
+    fn an_expectation_that_holds_is_left_as_written() {
+        let src = "cases:\n  - { expect: 3 }\n  - { expect: EINVAL }\n";
+        let observed = vec![vec![
+            (2, "ok".to_string(), true),
+            (3, "EBADF".to_string(), false),
+        ]];
+        let (edits, _) = merge_runs(src, &observed);
+        assert_eq!(edits, [(3, "EBADF".to_string())]);
     }
 
     #[test]

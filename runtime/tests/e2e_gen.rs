@@ -217,7 +217,7 @@ fn record_keeps_every_answer_of_a_case_that_varies_between_runs() {
     let spec = dir.path().join("varying.yaml");
     std::fs::write(
         &spec,
-        "suite: varying\ncases:\n  - name: varies\n    steps:\n      - lua: |\n          saved.who = math.random(2) == 1 and 0 or provium.ready(vm, 'unused_pid')\n        save: who\n      - { syscall: getpriority, args: [PRIO_PROCESS, $who], expect: any }\n  - name: steady\n    syscall: kill\n    args: [$unused_pid, 0]\n    expect: any\n",
+        "suite: varying\ncases:\n  - name: varies\n    steps:\n      - lua: |\n          saved.who = math.random(2) == 1 and 0 or provium.ready(vm, 'unused_pid')\n        save: who\n      - { syscall: getpriority, args: [PRIO_PROCESS, $who], expect: any }\n  - name: steady\n    syscall: kill\n    args: [$unused_pid, 0]\n    expect: any\n  - name: hand-written and holding\n    syscall: getpid\n    expect: { ret: { gt: 1 } }\n",
     )
     .unwrap();
     let record = |runs: &str| {
@@ -242,6 +242,10 @@ fn record_keeps_every_answer_of_a_case_that_varies_between_runs() {
         "{recorded}"
     );
     assert!(recorded.contains("    expect: ESRCH\n"), "{recorded}");
+    assert!(
+        recorded.contains("    expect: { ret: { gt: 1 } }\n"),
+        "an expectation that holds is not weakened to `ok`:\n{recorded}"
+    );
     let (code, text) = run(provium()
         .current_dir(dir.path())
         .args(["test", "varying.yaml"]));

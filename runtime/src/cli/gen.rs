@@ -167,7 +167,7 @@ pub fn record(args: RecordArgs) -> Result<u8> {
     config.settings.record = true;
     let started = std::time::Instant::now();
     // Each run's observations, per file; a file that failed to run in any run is not recorded.
-    let mut observed: Vec<Vec<Vec<(u32, String)>>> = vec![Vec::new(); files.len()];
+    let mut observed: Vec<Vec<Vec<(u32, String, bool)>>> = vec![Vec::new(); files.len()];
     let mut failed: Vec<Option<String>> = vec![None; files.len()];
     for _ in 0..args.runs {
         let summary = run::run(files.clone(), &config, &mut |_| {});

@@ -233,9 +233,10 @@ pub struct FileReport {
     /// the boot.
     #[serde(skip)]
     pub after_boot: Option<Duration>,
-    /// In record mode: what each `expect` saw, by spec line, as an expectation.
+    /// In record mode: what each `expect` saw, by spec line, as an expectation, and whether
+    /// the expectation as written held (`any` never does: it is a placeholder to record).
     #[serde(skip)]
-    pub observations: Vec<(u32, String)>,
+    pub observations: Vec<(u32, String, bool)>,
 }
 
 impl FileReport {

@@ -108,13 +108,17 @@ pub fn expect(lua: &Lua, (outcome, spec): (Value, Table)) -> mlua::Result<()> {
         *session.observed.borrow_mut() = Some(seen.clone());
     }
     if session.config.settings.record {
-        let observed = seen;
+        // Whether the expectation as written already holds: `record` leaves those alone (a
+        // hand-written `expect: 3` is not weakened to the recorded `ok`).
+        // `any` (an empty expectation) is what `provium gen` writes to be recorded.
+        let placeholder = spec.pairs::<Value, Value>().next().is_none();
+        let holds = !placeholder && holds(lua, &outcome, &spec, died, timed_out)?;
         if let Some(loc) = errors::caller(lua, 1) {
             session
                 .report
                 .borrow_mut()
                 .observations
-                .push((loc.line, observed));
+                .push((loc.line, seen, holds));
         }
         return Ok(());
     }
@@ -142,6 +146,25 @@ pub fn expect(lua: &Lua, (outcome, spec): (Value, Table)) -> mlua::Result<()> {
         None => Ok(()),
         Some(m) => Err(errors::assertion(lua, m, "")),
     }
+}
+
+/// Whether `outcome` meets `spec` (any of its `one_of` alternatives).
+fn holds(
+    lua: &Lua,
+    outcome: &Table,
+    spec: &Table,
+    died: bool,
+    timed_out: bool,
+) -> mlua::Result<bool> {
+    if let Some(alternatives) = spec.get::<Option<Table>>("one_of")? {
+        for alt in alternatives.sequence_values::<Table>() {
+            if mismatch(lua, outcome, &alt?, died, timed_out)?.is_none() {
+                return Ok(true);
+            }
+        }
+        return Ok(false);
+    }
+    Ok(mismatch(lua, outcome, spec, died, timed_out)?.is_none())
 }
 
 /// Why `outcome` does not meet `spec`, or `None` when it does.
