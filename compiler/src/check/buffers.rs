@@ -154,87 +154,67 @@ impl Checker<'_> {
         let (nr, name) = resolved.clone().unwrap_or((0, String::new()));
         // Suggestions for misspelled constants in the arguments prefer this call's own.
         self.in_call = resolved.as_ref().map(|(_, n)| n.clone());
-        let call = self.call_inner(
-            nr,
-            name,
-            syscall,
-            args,
-            expect,
-            save,
-            timeout,
-            default_expect,
-        );
+        // The checks run in a closure so that every way out of them resets `in_call`.
+        let check = || -> Option<Call> {
+            if args.len() > 6 {
+                self.error(
+                    args[6].pos,
+                    format!(
+                        "a syscall takes at most 6 arguments; {} are given",
+                        args.len()
+                    ),
+                );
+                return None;
+            }
+            let reads_before = self.reads.len();
+            let mut call = Call {
+                line: syscall.pos.line,
+                nr,
+                name,
+                args: Vec::new(),
+                bufs: Vec::new(),
+                ptrs: Vec::new(),
+                timeout: timeout.map(|t| t.value),
+                expect: None,
+                saves: Vec::new(),
+                reads: Vec::new(),
+                repeat: None,
+            };
+            let mut ok = true;
+            for (i, a) in args.iter().enumerate() {
+                match self.arg(a, i) {
+                    Some(Arg::Int(v)) => call.args.push(v.lua()),
+                    Some(Arg::Buf(b)) => {
+                        call.args.push("0".into());
+                        call.bufs.push((i, b.data.clone()));
+                        flatten_subs(&b, Some(i), None, &mut call.ptrs);
+                    }
+                    None => ok = false,
+                }
+            }
+            call.reads = self.reads[reads_before..]
+                .iter()
+                .map(|(n, _)| n.clone())
+                .collect();
+            let expect = match (expect, default_expect) {
+                (Some(e), _) => self.expect(e),
+                (None, Some(d)) => Some(Expect {
+                    line: syscall.pos.line,
+                    table: format!("{{{d} = true}}"),
+                    summary: d.into(),
+                    raises: Vec::new(),
+                }),
+                (None, None) => None,
+            };
+            call.expect = expect;
+            if let Some(s) = save {
+                call.saves = self.save(s)?;
+            }
+            ok.then_some(call)
+        };
+        let call = check();
         self.in_call = None;
         call.filter(|_| resolved.is_some())
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn call_inner(
-        &mut self,
-        nr: i64,
-        name: String,
-        syscall: &Node,
-        args: &[crate::spec::types::Arg],
-        expect: Option<&Node>,
-        save: Option<&Node>,
-        timeout: Option<&At<f64>>,
-        default_expect: Option<&str>,
-    ) -> Option<Call> {
-        if args.len() > 6 {
-            self.error(
-                args[6].pos,
-                format!(
-                    "a syscall takes at most 6 arguments; {} are given",
-                    args.len()
-                ),
-            );
-            return None;
-        }
-        let reads_before = self.reads.len();
-        let mut call = Call {
-            line: syscall.pos.line,
-            nr,
-            name,
-            args: Vec::new(),
-            bufs: Vec::new(),
-            ptrs: Vec::new(),
-            timeout: timeout.map(|t| t.value),
-            expect: None,
-            saves: Vec::new(),
-            reads: Vec::new(),
-            repeat: None,
-        };
-        let mut ok = true;
-        for (i, a) in args.iter().enumerate() {
-            match self.arg(a, i) {
-                Some(Arg::Int(v)) => call.args.push(v.lua()),
-                Some(Arg::Buf(b)) => {
-                    call.args.push("0".into());
-                    call.bufs.push((i, b.data.clone()));
-                    flatten_subs(&b, Some(i), None, &mut call.ptrs);
-                }
-                None => ok = false,
-            }
-        }
-        call.reads = self.reads[reads_before..]
-            .iter()
-            .map(|(n, _)| n.clone())
-            .collect();
-        let expect = match (expect, default_expect) {
-            (Some(e), _) => self.expect(e),
-            (None, Some(d)) => Some(Expect {
-                line: syscall.pos.line,
-                table: format!("{{{d} = true}}"),
-                summary: d.into(),
-                raises: Vec::new(),
-            }),
-            (None, None) => None,
-        };
-        call.expect = expect;
-        if let Some(s) = save {
-            call.saves = self.save(s)?;
-        }
-        ok.then_some(call)
     }
 }
 
