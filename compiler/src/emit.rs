@@ -230,6 +230,18 @@ fn isolatable(model: &Model, case: &Case) -> bool {
     }
 }
 
+/// Opens a segment of cases gathered into one `vm:METHOD{...}` round trip, stored in `var`.
+fn open_segment(out: &mut Out, var: &str, cases: &[Case], method: &str, how: &str) {
+    let first = cases.first().map_or(0, |c| c.line);
+    let last = cases.last().map_or(0, |c| c.line);
+    out.line(1, &format!("-- cases at lines {first}-{last} {how}"), 0);
+    out.line(
+        1,
+        &format!("local {var} = SKIP and {{}} or vm:{method}{{"),
+        first,
+    );
+}
+
 /// Emits the tests of a gathered segment, each checking its outcome `{var}[k]…`.
 fn segment_tests(out: &mut Out, var: &str, cases: &[Case], outcome_suffix: &str) {
     for (k, c) in cases.iter().enumerate() {
@@ -259,18 +271,7 @@ fn emit_cases(out: &mut Out, model: &Model) {
         if j - i >= 2 {
             batch_no += 1;
             let var = format!("B{batch_no}");
-            let first = cases[i].line;
-            let last = cases[j - 1].line;
-            out.line(
-                1,
-                &format!("-- cases at lines {first}-{last} run in one round trip"),
-                0,
-            );
-            out.line(
-                1,
-                &format!("local {var} = SKIP and {{}} or vm:batch{{"),
-                first,
-            );
+            open_segment(out, &var, &cases[i..j], "batch", "run in one round trip");
             for c in &cases[i..j] {
                 if let Body::Call(call) = &c.body {
                     out.line(2, &format!("{},", call_table(call)), call.line);
@@ -310,17 +311,12 @@ fn emit_cases(out: &mut Out, model: &Model) {
         if j > i {
             batch_no += 1;
             let var = format!("I{batch_no}");
-            let first = cases[i].line;
-            let last = cases[j - 1].line;
-            out.line(
-                1,
-                &format!("-- cases at lines {first}-{last} run isolated, in one round trip"),
-                0,
-            );
-            out.line(
-                1,
-                &format!("local {var} = SKIP and {{}} or vm:isolated{{"),
-                first,
+            open_segment(
+                out,
+                &var,
+                &cases[i..j],
+                "isolated",
+                "run isolated, in one round trip",
             );
             for c in &cases[i..j] {
                 if let (Body::Call(call), Some(cr)) = (&c.body, &c.creds) {

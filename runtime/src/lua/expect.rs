@@ -112,7 +112,7 @@ pub fn expect(lua: &Lua, (outcome, spec): (Value, Table)) -> mlua::Result<()> {
         // hand-written `expect: 3` is not weakened to the recorded `ok`).
         // `any` (an empty expectation) is what `provium gen` writes to be recorded.
         let placeholder = spec.pairs::<Value, Value>().next().is_none();
-        let holds = !placeholder && holds(lua, &outcome, &spec, died, timed_out)?;
+        let holds = !placeholder && unmet(lua, &outcome, &spec, died, timed_out)?.is_none();
         if let Some(loc) = errors::caller(lua, 1) {
             session
                 .report
@@ -122,49 +122,36 @@ pub fn expect(lua: &Lua, (outcome, spec): (Value, Table)) -> mlua::Result<()> {
         }
         return Ok(());
     }
-    // `one_of`: a nondeterministic answer (what `provium record --runs N` saw differ between
-    // runs); the outcome must meet at least one of the alternatives.
-    if let Some(alternatives) = spec.get::<Option<Table>>("one_of")? {
-        let mut misses = Vec::new();
-        for alt in alternatives.sequence_values::<Table>() {
-            match mismatch(lua, &outcome, &alt?, died, timed_out)? {
-                None => return Ok(()),
-                Some(m) => misses.push(m),
-            }
-        }
-        return Err(errors::assertion(
-            lua,
-            format!(
-                "none of the {} alternatives held: {}",
-                misses.len(),
-                misses.join("; ")
-            ),
-            "",
-        ));
-    }
-    match mismatch(lua, &outcome, &spec, died, timed_out)? {
+    match unmet(lua, &outcome, &spec, died, timed_out)? {
         None => Ok(()),
         Some(m) => Err(errors::assertion(lua, m, "")),
     }
 }
 
-/// Whether `outcome` meets `spec` (any of its `one_of` alternatives).
-fn holds(
+/// Why `outcome` does not meet `spec`, or `None` when it does. `one_of` (a nondeterministic
+/// answer, as `provium record --runs N` writes it) holds when any alternative does.
+fn unmet(
     lua: &Lua,
     outcome: &Table,
     spec: &Table,
     died: bool,
     timed_out: bool,
-) -> mlua::Result<bool> {
-    if let Some(alternatives) = spec.get::<Option<Table>>("one_of")? {
-        for alt in alternatives.sequence_values::<Table>() {
-            if mismatch(lua, outcome, &alt?, died, timed_out)?.is_none() {
-                return Ok(true);
-            }
+) -> mlua::Result<Option<String>> {
+    let Some(alternatives) = spec.get::<Option<Table>>("one_of")? else {
+        return mismatch(lua, outcome, spec, died, timed_out);
+    };
+    let mut misses = Vec::new();
+    for alt in alternatives.sequence_values::<Table>() {
+        match mismatch(lua, outcome, &alt?, died, timed_out)? {
+            None => return Ok(None),
+            Some(m) => misses.push(m),
         }
-        return Ok(false);
     }
-    Ok(mismatch(lua, outcome, spec, died, timed_out)?.is_none())
+    Ok(Some(format!(
+        "none of the {} alternatives held: {}",
+        misses.len(),
+        misses.join("; ")
+    )))
 }
 
 /// Why `outcome` does not meet `spec`, or `None` when it does.
