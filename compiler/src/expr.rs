@@ -82,24 +82,6 @@ pub enum BinOp {
     Rem,
 }
 
-impl BinOp {
-    /// The operator in Lua.
-    pub fn symbol(self) -> &'static str {
-        match self {
-            BinOp::Or => "|",
-            BinOp::Xor => "~",
-            BinOp::And => "&",
-            BinOp::Shl => "<<",
-            BinOp::Shr => ">>",
-            BinOp::Add => "+",
-            BinOp::Sub => "-",
-            BinOp::Mul => "*",
-            BinOp::Div => "//",
-            BinOp::Rem => "%",
-        }
-    }
-}
-
 /// Where in the text a parse failed, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseError {

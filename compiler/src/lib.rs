@@ -15,7 +15,6 @@ pub mod gen;
 pub mod headers;
 pub mod layout;
 pub mod linux;
-pub mod lua;
 pub mod model;
 pub mod record;
 pub mod source_map;

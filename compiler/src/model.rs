@@ -1,10 +1,8 @@
-//! The checked model: every name resolved, every layout computed, every value turned into the
-//! Lua expression that produces it. The emitter only arranges it.
+//! The checked model: every name resolved, every layout computed, every value typed. It holds
+//! no Lua: the emitter (`emit/`) is the one place that writes Lua, from these types.
 
+pub use crate::expr::{BinOp, UnOp};
 use crate::layout::Layouts;
-
-/// A Lua expression (generated source).
-pub type Lua = String;
 
 /// A checked spec.
 #[derive(Debug, Clone)]
@@ -142,8 +140,8 @@ pub struct LuaBlock {
     pub code: String,
     /// The spec line of the block's first line of code.
     pub first_line: u32,
-    /// The table row of the case, as a Lua table (`row` in the block; `{}` outside tables).
-    pub row: Lua,
+    /// The table row of the case, column by column (`row` in the block; empty outside tables).
+    pub row: Vec<(String, RowValue)>,
     /// The names the block promises to set in `saved` (`save: [pid, port]`), for `$NAME` in
     /// later steps and cases.
     pub saves: Vec<String>,
@@ -158,10 +156,10 @@ pub struct Call {
     pub nr: i64,
     /// The syscall's name, for comments and messages.
     pub name: String,
-    /// Exactly as many argument expressions as were written; buffer arguments hold `0`.
-    pub args: Vec<Lua>,
-    /// Buffers bound to arguments: (0-based index, Lua expression of the contents or size).
-    pub bufs: Vec<(usize, Lua)>,
+    /// Exactly as many arguments as were written; buffer arguments hold `0`.
+    pub args: Vec<Int>,
+    /// Buffers bound to arguments: (0-based index, contents).
+    pub bufs: Vec<(usize, Data)>,
     /// Sub-buffers reached through pointers inside other buffers.
     pub ptrs: Vec<Ptr>,
     /// Seconds the call may block before it is killed.
@@ -187,32 +185,231 @@ pub struct Ptr {
     /// Where the pointer is written in its holder.
     pub offset: usize,
     /// The pointed-to buffer's contents.
-    pub data: Lua,
-    /// Its size, when larger than its contents.
-    pub len: Option<Lua>,
+    pub data: Data,
     /// Its contents come back after the call.
     pub output: bool,
 }
 
+/// An integer: known when the spec is checked, or computed at run time from values earlier
+/// steps saved (`$fd + 1`; its constants are resolved, the expression kept as written).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Int {
+    /// Known now.
+    Const(i64),
+    /// A saved value (`$fd`).
+    Saved(String),
+    /// A prefix operator applied to its operand.
+    Unary(UnOp, Box<Int>),
+    /// A binary operator applied to its operands.
+    Binary(BinOp, Box<Int>, Box<Int>),
+    /// An unsigned cast (`(u32)$x`): the operand and-ed with this mask.
+    Masked(Box<Int>, i64),
+}
+
+impl Int {
+    /// The value, when it is known now.
+    pub fn as_const(&self) -> Option<i64> {
+        match self {
+            Int::Const(v) => Some(*v),
+            _ => None,
+        }
+    }
+}
+
+/// The contents of a buffer a call passes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Data {
+    /// Bytes as written (`str:`, `cstr:` with its NUL, `bytes:`).
+    Bytes(Vec<u8>),
+    /// An output buffer of this many zero bytes (`out: N`).
+    Zeroed(Int),
+    /// A struct, packed field by field (`struct:` with `set:`).
+    Packed(Vec<Piece>),
+    /// Contents padded with zero bytes to a length (`len:`).
+    Padded(Box<Data>, Int),
+}
+
+/// One piece of a packed struct, in memory order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece {
+    /// Padding: this many zero bytes.
+    Pad(usize),
+    /// An integer field of a pack type (`u16`, `i32`, `be32`, ...).
+    Int {
+        /// The pack type: its name in C's fixed-width spelling.
+        ty: String,
+        /// The value.
+        value: Int,
+    },
+    /// A `char[N]` field: the text, NUL-padded to `size`.
+    Chars {
+        /// The field's size in bytes.
+        size: usize,
+        /// The text.
+        text: String,
+    },
+    /// A pointer field: its value (`0` where a sub-buffer's address goes, see [`Ptr`]).
+    Ptr(Int),
+}
+
 /// What a call must return.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Expect {
     /// The expectation's spec line.
     pub line: u32,
-    /// The Lua table given to `expect(outcome, ...)`.
-    pub table: Lua,
+    /// What must hold, all of it, in the order written.
+    pub conditions: Vec<Condition>,
     /// A one-line description for comments.
     pub summary: String,
+}
+
+impl Expect {
     /// Signals the call must raise (`raises: SIGPIPE`): the call runs with them blocked and
-    /// they must be pending after it (`provium.raising`).
-    pub raises: Vec<i64>,
+    /// they must be pending after it.
+    pub fn raises(&self) -> &[i64] {
+        self.conditions
+            .iter()
+            .find_map(|c| match c {
+                Condition::Raises(s) => Some(s.as_slice()),
+                _ => None,
+            })
+            .unwrap_or(&[])
+    }
+}
+
+/// One thing an outcome must show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Condition {
+    /// The call succeeded.
+    Ok,
+    /// It failed with one of these errnos (by name).
+    Errno(Vec<String>),
+    /// Its return value meets every comparison.
+    Ret(Vec<Comparison>),
+    /// The process running it died.
+    Died,
+    /// ... exiting with this code.
+    ExitCode(Int),
+    /// ... killed by this signal.
+    Signal(i64),
+    /// It was still blocked at its timeout.
+    TimedOut,
+    /// These signals are pending after it.
+    Raises(Vec<i64>),
+    /// Checks of output buffers, by argument index.
+    Out(Vec<(i64, Vec<BufferCheck>)>),
+    /// One of these expectations holds (what `record --runs N` writes for answers that vary).
+    OneOf(Vec<Expect>),
+}
+
+/// A comparison of an integer with a value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Comparison {
+    /// How they compare.
+    pub op: CmpOp,
+    /// The value compared with.
+    pub value: Int,
+}
+
+/// Comparison operators, as specs name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CmpOp {
+    /// Equal.
+    Eq,
+    /// Not equal.
+    Ne,
+    /// Less than.
+    Lt,
+    /// Less or equal.
+    Le,
+    /// Greater than.
+    Gt,
+    /// Greater or equal.
+    Ge,
+}
+
+impl CmpOp {
+    /// Every operator, with the name specs use.
+    pub const ALL: [(&'static str, CmpOp); 6] = [
+        ("eq", CmpOp::Eq),
+        ("ne", CmpOp::Ne),
+        ("lt", CmpOp::Lt),
+        ("le", CmpOp::Le),
+        ("gt", CmpOp::Gt),
+        ("ge", CmpOp::Ge),
+    ];
+
+    /// The name specs use (`eq`, `lt`, ...).
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, op)| *op == self)
+            .map_or("eq", |(n, _)| n)
+    }
+}
+
+/// A check of an output buffer's contents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BufferCheck {
+    /// It starts with these bytes (`starts_with:`, `bytes:`).
+    StartsWith(Vec<u8>),
+    /// It contains these bytes.
+    Contains(Vec<u8>),
+    /// It is exactly these bytes (up to the call's answer).
+    Equals(Vec<u8>),
+    /// An integer field of a struct in it meets every comparison.
+    Field {
+        /// `struct.path`, for messages.
+        name: String,
+        /// Its offset in the buffer.
+        at: usize,
+        /// Its pack type.
+        ty: String,
+        /// What it must meet.
+        compare: Vec<Comparison>,
+    },
 }
 
 /// A value a call keeps (`save:`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Save {
     /// `$name` in later steps, `saved.name` in Lua.
     pub name: String,
-    /// Lua expression over the outcome `r`.
-    pub value: Lua,
+    /// Where the value comes from.
+    pub from: SaveFrom,
+}
+
+/// Where a saved value comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SaveFrom {
+    /// The call's return value.
+    Ret,
+    /// An integer in an output buffer.
+    Buffer {
+        /// The argument index of the buffer.
+        index: i64,
+        /// The integer's offset in it.
+        offset: usize,
+        /// Its pack type.
+        ty: String,
+    },
+}
+
+/// A value of a table row, as YAML wrote it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RowValue {
+    /// `null` or empty.
+    Nil,
+    /// `true` / `false`.
+    Bool(bool),
+    /// An integer.
+    Int(i64),
+    /// A number with a fraction.
+    Float(f64),
+    /// A string.
+    Str(String),
+    /// A list.
+    Seq(Vec<RowValue>),
+    /// A map, keys as text.
+    Map(Vec<(String, RowValue)>),
 }

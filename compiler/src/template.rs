@@ -4,6 +4,7 @@
 //! integer and keeps the row's position for error messages. Other strings are rendered as text.
 
 use crate::diag::{did_you_mean, Diagnostic};
+use crate::model::RowValue;
 use crate::spec::node::{At, Node, Pos, Value};
 use crate::spec::types;
 use minijinja::{Environment, UndefinedBehavior};
@@ -142,39 +143,27 @@ pub fn fmt_thousands(n: usize) -> String {
     out
 }
 
-/// A row's values as a Lua table, for `row` in `lua:` blocks.
-pub fn row_lua(row: &Row) -> String {
-    fn node(n: &Node) -> String {
+/// A row's values, for `row` in `lua:` blocks.
+pub fn row_values(row: &Row) -> Vec<(String, RowValue)> {
+    fn value(n: &Node) -> RowValue {
         match &n.value {
-            Value::Null => "nil".into(),
-            Value::Bool(b) => b.to_string(),
-            Value::Int(i) => crate::lua::int(*i),
-            Value::Float(f) if f.is_finite() => format!("{f:?}"),
-            Value::Float(_) => "0/0".into(),
-            Value::Str(s) => crate::lua::str(s),
-            Value::Seq(items) => format!(
-                "{{{}}}",
-                items.iter().map(node).collect::<Vec<_>>().join(", ")
-            ),
-            Value::Map(m) => format!(
-                "{{{}}}",
+            Value::Null => RowValue::Nil,
+            Value::Bool(b) => RowValue::Bool(*b),
+            Value::Int(i) => RowValue::Int(*i),
+            Value::Float(f) => RowValue::Float(*f),
+            Value::Str(s) => RowValue::Str(s.clone()),
+            Value::Seq(items) => RowValue::Seq(items.iter().map(value).collect()),
+            Value::Map(m) => RowValue::Map(
                 m.iter()
-                    .map(|(k, v)| format!(
-                        "[{}] = {}",
-                        crate::lua::str(&k.scalar_text().unwrap_or_default()),
-                        node(v)
-                    ))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                    .map(|(k, v)| (k.scalar_text().unwrap_or_default(), value(v)))
+                    .collect(),
             ),
         }
     }
-    let fields: Vec<String> = row
-        .values
+    row.values
         .iter()
-        .map(|(k, v)| format!("[{}] = {}", crate::lua::str(k), node(v)))
-        .collect();
-    format!("{{{}}}", fields.join(", "))
+        .map(|(k, v)| (k.clone(), value(v)))
+        .collect()
 }
 
 fn to_value(n: &Node) -> minijinja::Value {

@@ -2,8 +2,7 @@
 
 use super::*;
 use crate::diag::did_you_mean;
-use crate::lua;
-use crate::model::{Call, Expect, Ptr};
+use crate::model::{Call, Condition, Data, Expect, Ptr};
 use crate::spec::node::{At, Node, Value};
 
 impl Checker<'_> {
@@ -74,7 +73,7 @@ impl Checker<'_> {
                 if forms[0] == "cstr" {
                     bytes.push(0);
                 }
-                (lua::string(&bytes), Vec::new())
+                (Data::Bytes(bytes), Vec::new())
             }
             "bytes" => {
                 let Some(s) = v.scalar_text() else {
@@ -82,7 +81,7 @@ impl Checker<'_> {
                     return None;
                 };
                 match hex(&s) {
-                    Ok(b) => (lua::string(&b), Vec::new()),
+                    Ok(b) => (Data::Bytes(b), Vec::new()),
                     Err(e) => {
                         self.error(v.pos, format!("bytes: {e}"));
                         return None;
@@ -91,7 +90,7 @@ impl Checker<'_> {
             }
             "out" => {
                 let size = self.int(v, "out")?;
-                if let Int::Const(n) = size {
+                if let Some(n) = size.as_const() {
                     if !(0..=(256 << 20)).contains(&n) {
                         self.error(
                             v.pos,
@@ -101,8 +100,7 @@ impl Checker<'_> {
                     }
                 }
                 return Some(Buffer {
-                    data: size.lua(),
-                    len: None,
+                    data: Data::Zeroed(size),
                     subs: Vec::new(),
                     output: true,
                 });
@@ -118,23 +116,20 @@ impl Checker<'_> {
                     return None;
                 };
                 let p = self.pack_struct(&layout, node.get("set"), 0)?;
-                let mut call = vec![lua::str(&p.fmt.join(" "))];
-                call.extend(p.values);
-                (format!("provium.pack({})", call.join(", ")), p.subs)
+                (Data::Packed(p.pieces), p.subs)
             }
         };
         if node.get("set").is_some() && forms[0] != "struct" {
             self.error(node.pos, "`set:` goes with `struct:`");
             return None;
         }
-        let data = match &len {
-            Some(l) => format!("provium.pad({data}, {})", l.lua()),
+        let data = match len {
+            Some(l) => Data::Padded(Box::new(data), l),
             None => data,
         };
         // Only `{out: N}` sub-buffers come back; argument buffers always do.
         Some(Buffer {
             data,
-            len: None,
             subs,
             output: false,
         })
@@ -147,7 +142,7 @@ impl Checker<'_> {
         expect: Option<&Node>,
         save: Option<&Node>,
         timeout: Option<&At<f64>>,
-        default_expect: Option<&str>,
+        expect_ok: bool,
     ) -> Option<Call> {
         // Keep checking after an unknown syscall, so one run reports every problem.
         let resolved = self.resolve_syscall(syscall);
@@ -183,9 +178,9 @@ impl Checker<'_> {
             let mut ok = true;
             for (i, a) in args.iter().enumerate() {
                 match self.arg(a, i) {
-                    Some(Arg::Int(v)) => call.args.push(v.lua()),
+                    Some(Arg::Int(v)) => call.args.push(v),
                     Some(Arg::Buf(b)) => {
-                        call.args.push("0".into());
+                        call.args.push(Int::Const(0));
                         call.bufs.push((i, b.data.clone()));
                         flatten_subs(&b, Some(i), None, &mut call.ptrs);
                     }
@@ -196,15 +191,14 @@ impl Checker<'_> {
                 .iter()
                 .map(|(n, _)| n.clone())
                 .collect();
-            let expect = match (expect, default_expect) {
+            let expect = match (expect, expect_ok) {
                 (Some(e), _) => self.expect(e),
-                (None, Some(d)) => Some(Expect {
+                (None, true) => Some(Expect {
                     line: syscall.pos.line,
-                    table: format!("{{{d} = true}}"),
-                    summary: d.into(),
-                    raises: Vec::new(),
+                    conditions: vec![Condition::Ok],
+                    summary: "ok".into(),
                 }),
-                (None, None) => None,
+                (None, false) => None,
             };
             call.expect = expect;
             if let Some(s) = save {
@@ -230,7 +224,6 @@ pub(super) fn flatten_subs(
             parent,
             offset: *offset,
             data: sub.data.clone(),
-            len: sub.len.clone(),
             output: sub.output,
         });
         let me = out.len();

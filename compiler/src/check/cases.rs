@@ -140,7 +140,7 @@ impl Checker<'_> {
     fn process_int(&mut self, node: &Node, what: &str) -> Option<i64> {
         match self.int(node, what)? {
             Int::Const(v) => Some(v),
-            Int::Runtime(_) => {
+            _ => {
                 self.error(
                     node.pos,
                     format!("`{what}` is a constant (saved values come too late)"),
@@ -317,16 +317,12 @@ impl Checker<'_> {
         model::LuaBlock {
             code: code.value.clone(),
             first_line,
-            row: self.row_lua.clone(),
+            row: self.row.clone(),
             saves: Vec::new(),
         }
     }
 
-    pub(super) fn step(
-        &mut self,
-        step: &At<types::Step>,
-        default_expect: Option<&str>,
-    ) -> Option<Step> {
+    pub(super) fn step(&mut self, step: &At<types::Step>, expect_ok: bool) -> Option<Step> {
         let s = &step.value;
         let kinds = [s.syscall.is_some(), s.lua.is_some(), s.exec.is_some()];
         if kinds.iter().filter(|k| **k).count() != 1 {
@@ -344,7 +340,7 @@ impl Checker<'_> {
                 s.expect.as_deref(),
                 s.save.as_deref(),
                 s.timeout.as_ref(),
-                default_expect,
+                expect_ok,
             )?)
         } else if let Some(code) = &s.lua {
             let mut block = self.lua_block(code);
@@ -410,13 +406,13 @@ impl Checker<'_> {
         };
         let mut out = Vec::new();
         for row in rows {
-            self.row_lua = template::row_lua(&row);
+            self.row = template::row_values(&row);
             match template::render_case(&case.value, &row) {
                 Ok(rendered) => out.extend(self.one_case(&rendered, row.pos.line)),
                 Err(d) => self.diags.push(d),
             }
         }
-        self.row_lua = "{}".into();
+        self.row = Vec::new();
         out
     }
 
@@ -473,12 +469,12 @@ impl Checker<'_> {
                 c.expect.as_deref(),
                 c.save.as_deref(),
                 c.timeout.as_ref(),
-                None,
+                false,
             )?;
             call.repeat = repeat.map(Box::new);
             Body::Call(call)
         } else if let Some(steps) = &c.steps {
-            let steps: Vec<Step> = steps.iter().filter_map(|s| self.step(s, None)).collect();
+            let steps: Vec<Step> = steps.iter().filter_map(|s| self.step(s, false)).collect();
             Body::Steps(steps)
         } else {
             let mut block = self.lua_block(c.lua.as_ref()?);

@@ -5,8 +5,7 @@ use super::*;
 use crate::diag::{did_you_mean, Diagnostic};
 use crate::layout::{FieldType, Layout};
 use crate::linux::{self};
-use crate::lua;
-use crate::model::{Expect, Save};
+use crate::model::{BufferCheck, CmpOp, Comparison, Condition, Expect, Save, SaveFrom};
 use crate::spec::node::{Node, Pos, Value};
 
 impl Checker<'_> {
@@ -33,7 +32,7 @@ impl Checker<'_> {
         } else {
             match self.int(node, "signal")? {
                 Int::Const(n) => Some(n),
-                Int::Runtime(_) => None,
+                _ => None,
             }
         };
         match value {
@@ -59,67 +58,79 @@ impl Checker<'_> {
         }
     }
 
-    pub(super) fn comparison(&mut self, node: &Node, what: &str) -> Option<String> {
+    pub(super) fn comparison(&mut self, node: &Node, what: &str) -> Option<Vec<Comparison>> {
         match &node.value {
             Value::Map(m) => {
-                let mut parts = Vec::new();
+                let mut out = Vec::new();
                 for (k, v) in m {
-                    let op = k.as_str().unwrap_or("");
-                    if !["eq", "ne", "lt", "le", "gt", "ge"].contains(&op) {
-                        let hint = did_you_mean(op, ["eq", "ne", "lt", "le", "gt", "ge"]);
+                    let name = k.as_str().unwrap_or("");
+                    let Some(op) = CmpOp::ALL
+                        .iter()
+                        .find(|(n, _)| *n == name)
+                        .map(|(_, op)| *op)
+                    else {
+                        let hint = did_you_mean(name, CmpOp::ALL.iter().map(|(n, _)| *n));
                         self.error_help(
                             k.pos,
-                            format!("unknown comparison `{op}` (eq, ne, lt, le, gt, ge)"),
+                            format!("unknown comparison `{name}` (eq, ne, lt, le, gt, ge)"),
                             hint,
                         );
                         return None;
-                    }
-                    let v = self.int(v, what)?;
-                    parts.push(format!("{op} = {}", v.lua()));
+                    };
+                    let value = self.int(v, what)?;
+                    out.push(Comparison { op, value });
                 }
-                Some(format!("{{{}}}", parts.join(", ")))
+                Some(out)
             }
             _ => {
-                let v = self.int(node, what)?;
-                Some(format!("{{eq = {}}}", v.lua()))
+                let value = self.int(node, what)?;
+                Some(vec![Comparison {
+                    op: CmpOp::Eq,
+                    value,
+                }])
             }
         }
     }
 
     pub(super) fn expect(&mut self, node: &Node) -> Option<Expect> {
         let line = node.pos.line;
-        let simple = |table: String, summary: String| {
+        let simple = |conditions: Vec<Condition>, summary: String| {
             Some(Expect {
                 line,
-                table,
+                conditions,
                 summary,
-                raises: Vec::new(),
             })
         };
         match &node.value {
             Value::Str(s) => match s.trim() {
-                "ok" => simple("{ok = true}".into(), "ok".into()),
-                "died" => simple("{died = true}".into(), "died".into()),
-                "timed_out" => simple("{timed_out = true}".into(), "timed out".into()),
-                "any" => simple("{}".into(), "any".into()),
+                "ok" => simple(vec![Condition::Ok], "ok".into()),
+                "died" => simple(vec![Condition::Died], "died".into()),
+                "timed_out" => simple(vec![Condition::TimedOut], "timed out".into()),
+                "any" => simple(Vec::new(), "any".into()),
                 t if t.starts_with('E')
                     && is_ident(t)
                     && t.chars()
                         .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()) =>
                 {
                     let name = self.errno_name(node)?;
-                    simple(format!("{{errno = {{{}}}}}", lua::str(&name)), name)
+                    simple(vec![Condition::Errno(vec![name.clone()])], name)
                 }
                 _ => {
-                    let v = self.int(node, "expect")?;
+                    let value = self.int(node, "expect")?;
                     simple(
-                        format!("{{ret = {{eq = {}}}}}", v.lua()),
+                        vec![Condition::Ret(vec![Comparison {
+                            op: CmpOp::Eq,
+                            value,
+                        }])],
                         format!("ret = {s}"),
                     )
                 }
             },
             Value::Int(i) => simple(
-                format!("{{ret = {{eq = {}}}}}", lua::int(*i)),
+                vec![Condition::Ret(vec![Comparison {
+                    op: CmpOp::Eq,
+                    value: Int::Const(*i),
+                }])],
                 format!("ret = {i}"),
             ),
             Value::Seq(items) => {
@@ -131,11 +142,8 @@ impl Checker<'_> {
                     self.error(node.pos, "an empty list of errnos can never match");
                     return None;
                 }
-                let quoted: Vec<String> = names.iter().map(|n| lua::str(n)).collect();
-                simple(
-                    format!("{{errno = {{{}}}}}", quoted.join(", ")),
-                    names.join(" or "),
-                )
+                let summary = names.join(" or ");
+                simple(vec![Condition::Errno(names)], summary)
             }
             Value::Map(m) if node.get("one_of").is_some() => {
                 // What `provium record --runs N` writes for an answer that differed between runs.
@@ -155,39 +163,37 @@ impl Checker<'_> {
                     self.error(list.pos, "an empty `one_of:` can never match");
                     return None;
                 }
-                let mut tables = Vec::new();
+                let mut alternatives = Vec::new();
                 let mut summary = Vec::new();
                 for it in items {
                     let e = self.expect(it)?;
-                    tables.push(e.table);
-                    summary.push(e.summary);
+                    summary.push(e.summary.clone());
+                    alternatives.push(e);
                 }
                 simple(
-                    format!("{{one_of = {{{}}}}}", tables.join(", ")),
+                    vec![Condition::OneOf(alternatives)],
                     format!("one of: {}", summary.join(" | ")),
                 )
             }
             Value::Map(m) => {
                 let mut parts = Vec::new();
                 let mut summary = Vec::new();
-                let mut raises = Vec::new();
                 for (k, v) in m {
                     let key = k.as_str().unwrap_or("");
                     match key {
                         "raises" => {
-                            let items = one_or_many(v);
-                            for it in items {
+                            let mut raises = Vec::new();
+                            for it in one_or_many(v) {
                                 raises.push(self.signal(it)?);
                             }
-                            let nums: Vec<String> = raises.iter().map(i64::to_string).collect();
-                            parts.push(format!("raises = {{{}}}", nums.join(", ")));
+                            parts.push(Condition::Raises(raises));
                             summary.push("raises a signal".into());
                         }
                         "ret" => {
-                            parts.push(format!("ret = {}", self.comparison(v, "ret")?));
+                            parts.push(Condition::Ret(self.comparison(v, "ret")?));
                             summary.push("ret".to_string());
                         }
-                        "ok" => parts.push("ok = true".into()),
+                        "ok" => parts.push(Condition::Ok),
                         "errno" => {
                             let names: Vec<String> = match &v.value {
                                 Value::Seq(items) => {
@@ -195,20 +201,18 @@ impl Checker<'_> {
                                 }
                                 _ => vec![self.errno_name(v)?],
                             };
-                            let quoted: Vec<String> = names.iter().map(|n| lua::str(n)).collect();
-                            parts.push(format!("errno = {{{}}}", quoted.join(", ")));
                             summary.push(names.join(" or "));
+                            parts.push(Condition::Errno(names));
                         }
                         "died" => {
-                            parts.push("died = true".into());
+                            parts.push(Condition::Died);
                             match &v.value {
                                 Value::Bool(true) | Value::Null => {}
                                 Value::Map(dm) => {
                                     for (dk, dv) in dm {
                                         match dk.as_str().unwrap_or("") {
-                                            "exit_code" => parts.push(format!(
-                                                "exit_code = {}",
-                                                self.int(dv, "exit_code")?.lua()
+                                            "exit_code" => parts.push(Condition::ExitCode(
+                                                self.int(dv, "exit_code")?,
                                             )),
                                             "signal" => {
                                                 let sig =
@@ -216,10 +220,10 @@ impl Checker<'_> {
                                                         Some(s) => s,
                                                         None => match self.int(dv, "signal")? {
                                                             Int::Const(s) => s,
-                                                            Int::Runtime(_) => return None,
+                                                            _ => return None,
                                                         },
                                                     };
-                                                parts.push(format!("signal = {sig}"));
+                                                parts.push(Condition::Signal(sig));
                                             }
                                             other => {
                                                 self.error(dk.pos, format!("unknown `died:` key `{other}` (exit_code, signal)"));
@@ -236,11 +240,11 @@ impl Checker<'_> {
                             summary.push("died".into());
                         }
                         "timed_out" => {
-                            parts.push("timed_out = true".into());
+                            parts.push(Condition::TimedOut);
                             summary.push("timed out".into());
                         }
                         "out" => {
-                            parts.push(format!("out = {}", self.out_checks(v)?));
+                            parts.push(Condition::Out(self.out_checks(v)?));
                         }
                         other => {
                             let known = [
@@ -261,9 +265,8 @@ impl Checker<'_> {
                 }
                 Some(Expect {
                     line,
-                    table: format!("{{{}}}", parts.join(", ")),
+                    conditions: parts,
                     summary: summary.join(", "),
-                    raises,
                 })
             }
             _ => {
@@ -279,7 +282,7 @@ impl Checker<'_> {
         }
     }
 
-    pub(super) fn out_checks(&mut self, node: &Node) -> Option<String> {
+    pub(super) fn out_checks(&mut self, node: &Node) -> Option<Vec<(i64, Vec<BufferCheck>)>> {
         let Some(m) = node.as_map() else {
             self.error(
                 node.pos,
@@ -313,10 +316,15 @@ impl Checker<'_> {
                             self.error(cv.pos, format!("`{key}:` takes a string"));
                             return None;
                         };
-                        checks.push(format!("{{{key} = {}}}", lua::str(&s)));
+                        let bytes = s.into_bytes();
+                        checks.push(match key {
+                            "starts_with" => BufferCheck::StartsWith(bytes),
+                            "contains" => BufferCheck::Contains(bytes),
+                            _ => BufferCheck::Equals(bytes),
+                        });
                     }
                     "bytes" => match hex(&cv.scalar_text().unwrap_or_default()) {
-                        Ok(b) => checks.push(format!("{{starts_with = {}}}", lua::string(&b))),
+                        Ok(b) => checks.push(BufferCheck::StartsWith(b)),
                         Err(e) => {
                             self.error(cv.pos, format!("bytes: {e}"));
                             return None;
@@ -344,13 +352,13 @@ impl Checker<'_> {
                         for (fk, fv) in fm {
                             let path = fk.as_str().unwrap_or("");
                             let (offset, ty) = self.field_path(&layout, path, fk.pos)?;
-                            let cmp = self.comparison(fv, &format!("field `{path}`"))?;
-                            let inner = cmp.trim_start_matches('{').trim_end_matches('}');
-                            checks.push(format!(
-                                "{{field = {}, at = {offset}, type = {}, {inner}}}",
-                                lua::str(&format!("{}.{path}", layout.name)),
-                                lua::str(&ty)
-                            ));
+                            let compare = self.comparison(fv, &format!("field `{path}`"))?;
+                            checks.push(BufferCheck::Field {
+                                name: format!("{}.{path}", layout.name),
+                                at: offset,
+                                ty,
+                                compare,
+                            });
                         }
                     }
                     other => {
@@ -368,9 +376,9 @@ impl Checker<'_> {
                     }
                 }
             }
-            entries.push(format!("[{idx}] = {{{}}}", checks.join(", ")));
+            entries.push((idx, checks));
         }
-        Some(format!("{{{}}}", entries.join(", ")))
+        Some(entries)
     }
 
     /// The offset and pack type of `a.b.c` inside a layout.
@@ -426,7 +434,7 @@ impl Checker<'_> {
                 self.saved.insert(name.clone());
                 Some(vec![Save {
                     name: name.clone(),
-                    value: "r.ret".into(),
+                    from: SaveFrom::Ret,
                 }])
             }
             Value::Map(m) => {
@@ -437,8 +445,8 @@ impl Checker<'_> {
                         self.error(k.pos, format!("`{name}` is not a valid name to save"));
                         return None;
                     }
-                    let value = match &v.value {
-                        Value::Str(s) if s == "ret" => "r.ret".to_string(),
+                    let from = match &v.value {
+                        Value::Str(s) if s == "ret" => SaveFrom::Ret,
                         Value::Map(_) => {
                             let Some(Value::Int(idx)) = v.get("out").map(|n| &n.value) else {
                                 self.error(v.pos, "save from a buffer: `{out: INDEX, at: OFFSET, type: i32}` or `{out: INDEX, struct: NAME, field: F}`");
@@ -484,12 +492,11 @@ impl Checker<'_> {
                                 }
                                 (at, ty)
                             };
-                            let fmt = if offset > 0 {
-                                format!("x{offset} {ty}")
-                            } else {
-                                ty
-                            };
-                            format!("provium.unpack({}, r.bufs[{idx}])", lua::str(&fmt))
+                            SaveFrom::Buffer {
+                                index: *idx,
+                                offset,
+                                ty,
+                            }
                         }
                         _ => {
                             self.error(v.pos, "save `ret`, or a value from a buffer `{out: INDEX, at: OFFSET, type: i32}`");
@@ -497,7 +504,7 @@ impl Checker<'_> {
                         }
                     };
                     self.saved.insert(name.clone());
-                    out.push(Save { name, value });
+                    out.push(Save { name, from });
                 }
                 Some(out)
             }

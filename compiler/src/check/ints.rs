@@ -4,7 +4,6 @@ use super::*;
 use crate::diag::{did_you_mean, Diagnostic};
 use crate::expr::{self, Expr};
 use crate::layout::parse_type;
-use crate::lua;
 use crate::spec::node::{Node, Pos, Value};
 
 impl Checker<'_> {
@@ -110,8 +109,8 @@ impl Checker<'_> {
                 let p = self.inner_pos(pos, offset);
                 self.reads.push((s.clone(), p));
             }
-            match self.to_lua(&e) {
-                Ok(l) => Some(Int::Runtime(l)),
+            match self.runtime_int(&e) {
+                Ok(v) => Some(v),
                 Err(m) => {
                     self.error(pos, format!("{what}: {m}"));
                     None
@@ -120,32 +119,29 @@ impl Checker<'_> {
         }
     }
 
-    /// Lua for an expression that uses saved values; constants are folded where possible.
-    pub(super) fn to_lua(&self, e: &Expr) -> Result<String, String> {
+    /// An expression that uses saved values, its constants resolved: the emitter writes it as
+    /// Lua that computes it when the saved values exist.
+    pub(super) fn runtime_int(&self, e: &Expr) -> Result<Int, String> {
         Ok(match e {
-            Expr::Num(n) => lua::int(*n),
-            Expr::Name(n) => lua::int(
+            Expr::Num(n) => Int::Const(*n),
+            Expr::Name(n) => Int::Const(
                 self.lookup_const(n)
                     .ok_or(format!("unknown constant `{n}`"))?,
             ),
-            Expr::Saved(n) => format!("saved.{n}"),
-            Expr::Unary(op, i) => {
-                let inner = self.to_lua(i)?;
-                match op {
-                    expr::UnOp::Neg => format!("(-{inner})"),
-                    expr::UnOp::Not => format!("(~{inner})"),
-                    expr::UnOp::LogicalNot => format!("(({inner}) == 0 and 1 or 0)"),
-                }
-            }
-            Expr::Binary(op, a, b) => {
-                format!("({} {} {})", self.to_lua(a)?, op.symbol(), self.to_lua(b)?)
-            }
+            Expr::Saved(n) => Int::Saved(n.clone()),
+            Expr::Unary(op, i) => Int::Unary(*op, Box::new(self.runtime_int(i)?)),
+            Expr::Binary(op, a, b) => Int::Binary(
+                *op,
+                Box::new(self.runtime_int(a)?),
+                Box::new(self.runtime_int(b)?),
+            ),
             Expr::Cast(t, i) => match expr::cast_bits(t) {
+                // `cast_bits` knows no 64-bit types: widths are 8 to 32, so the shift holds.
                 Some((bits, false)) => {
-                    format!("({} & {})", self.to_lua(i)?, lua::int((1i64 << bits) - 1))
+                    Int::Masked(Box::new(self.runtime_int(i)?), (1i64 << bits) - 1)
                 }
                 Some((_, true)) => return Err(format!("a signed cast `({t})` of a saved value")),
-                None => self.to_lua(i)?,
+                None => self.runtime_int(i)?,
             },
             Expr::Call(n, _) => return Err(format!("`{n}(...)` cannot use saved values")),
             Expr::Type(t) => return Err(format!("the type `{t}` is not a value")),

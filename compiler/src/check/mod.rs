@@ -1,12 +1,10 @@
 //! From the spec as written to the checked [`Model`]: names resolved (syscalls, constants,
-//! errnos, structs, saved values), layouts computed, table rows expanded, every value turned into
-//! Lua. Problems are collected, each with its position and a suggestion where one helps.
+//! errnos, structs, saved values), layouts computed, table rows expanded, every value typed. Problems are collected, each with its position and a suggestion where one helps.
 
 use crate::diag::{did_you_mean, Diagnostic};
 use crate::layout::{Layout, Layouts};
 use crate::linux::Arch;
-use crate::lua;
-use crate::model::{self, Model, Step};
+use crate::model::{self, Int, Model, Step};
 use crate::spec::node::{At, Pos};
 use crate::spec::types;
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -68,27 +66,10 @@ pub struct HeaderSet {
 /// The address agents guarantee unmapped (`provium.bad_ptr`).
 pub const BAD_POINTER: i64 = 0x1000;
 
-/// A checked integer: known now, or computed at run time from saved values.
-#[derive(Debug, Clone)]
-enum Int {
-    Const(i64),
-    Runtime(model::Lua),
-}
-
-impl Int {
-    pub(super) fn lua(&self) -> model::Lua {
-        match self {
-            Int::Const(v) => lua::int(*v),
-            Int::Runtime(e) => e.clone(),
-        }
-    }
-}
-
-/// A buffer argument: its contents as Lua, and sub-buffers reached through pointers in it.
+/// A buffer argument: its contents, and sub-buffers reached through pointers in it.
 #[derive(Debug, Clone)]
 struct Buffer {
-    data: model::Lua,
-    len: Option<model::Lua>,
+    data: model::Data,
     subs: Vec<(usize, Buffer)>,
     output: bool,
 }
@@ -99,8 +80,7 @@ enum Arg {
 }
 
 struct Packed {
-    fmt: Vec<String>,
-    values: Vec<model::Lua>,
+    pieces: Vec<model::Piece>,
     subs: Vec<(usize, Buffer)>,
 }
 
@@ -118,8 +98,8 @@ struct Checker<'a> {
     profile: String,
     /// Cases expanded so far (tables and matrices of every case count).
     expanded: usize,
-    /// The row being expanded, as a Lua table (`row` in `lua:` blocks).
-    row_lua: String,
+    /// The row being expanded (`row` in `lua:` blocks).
+    row: Vec<(String, model::RowValue)>,
     /// The syscall whose arguments are being checked (suggestions prefer its constants).
     in_call: Option<String>,
 }
@@ -157,7 +137,7 @@ pub fn check(source: &str, opts: &Options) -> Result<Model, Vec<Diagnostic>> {
         reads: Vec::new(),
         profile: "minimal".into(),
         expanded: 0,
-        row_lua: "{}".into(),
+        row: Vec::new(),
         in_call: None,
     };
     let model = c.spec(spec);
@@ -262,7 +242,7 @@ impl<'a> Checker<'a> {
         let setup: Vec<Step> = spec
             .setup
             .iter()
-            .filter_map(|s| self.step(s, Some("ok")))
+            .filter_map(|s| self.step(s, true))
             .collect();
         let mut cases = Vec::new();
         for case in &spec.cases {
@@ -274,7 +254,7 @@ impl<'a> Checker<'a> {
         let teardown: Vec<Step> = spec
             .teardown
             .iter()
-            .filter_map(|s| self.step(s, Some("ok")))
+            .filter_map(|s| self.step(s, true))
             .collect();
         let reads = std::mem::take(&mut self.reads);
         for (name, pos) in reads {

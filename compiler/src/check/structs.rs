@@ -3,7 +3,7 @@
 use super::*;
 use crate::diag::did_you_mean;
 use crate::layout::{parse_type, FieldType, Layout, Layouts, StructDecl};
-use crate::lua;
+use crate::model::Piece;
 use crate::spec::node::{Entries, Node, Pos, Value};
 use std::collections::{HashMap, HashSet};
 
@@ -188,15 +188,14 @@ impl Checker<'_> {
             }
         }
         let mut out = Packed {
-            fmt: Vec::new(),
-            values: Vec::new(),
+            pieces: Vec::new(),
             subs: Vec::new(),
         };
         let mut cursor = 0;
         let mut ok = true;
         for f in &layout.fields {
             if f.offset > cursor {
-                out.fmt.push(format!("x{}", f.offset - cursor));
+                out.pieces.push(Piece::Pad(f.offset - cursor));
             }
             let label = format!("{}.{}", layout.name, f.name);
             ok &= self.pack_value(
@@ -209,7 +208,7 @@ impl Checker<'_> {
             cursor = f.offset + f.size;
         }
         if layout.size > cursor {
-            out.fmt.push(format!("x{}", layout.size - cursor));
+            out.pieces.push(Piece::Pad(layout.size - cursor));
         }
         ok.then_some(out)
     }
@@ -224,8 +223,6 @@ impl Checker<'_> {
     ) -> bool {
         match ty {
             FieldType::Int { bytes, signed, .. } => {
-                // The pack format of the field is its type's name (`u16`, `be16`, ...).
-                out.fmt.push(ty.to_string());
                 let v = match value {
                     None => Int::Const(0),
                     Some(n) => match self.int(n, label) {
@@ -233,8 +230,8 @@ impl Checker<'_> {
                         None => return false,
                     },
                 };
-                if let (Int::Const(c), Some(n)) = (&v, value) {
-                    if !fits(*c, *bytes, *signed) {
+                if let (Some(c), Some(n)) = (v.as_const(), value) {
+                    if !fits(c, *bytes, *signed) {
                         self.error(
                             n.pos,
                             format!("{c} is out of range for {ty} field `{label}`"),
@@ -242,11 +239,14 @@ impl Checker<'_> {
                         return false;
                     }
                 }
-                out.values.push(v.lua());
+                // The pack type of the field is its type's name (`u16`, `be16`, ...).
+                out.pieces.push(Piece::Int {
+                    ty: ty.to_string(),
+                    value: v,
+                });
                 true
             }
             FieldType::Chars(n) => {
-                out.fmt.push(format!("z{n}"));
                 let text = match value {
                     None => String::new(),
                     Some(node) => match node.as_str() {
@@ -267,7 +267,7 @@ impl Checker<'_> {
                         }
                     },
                 };
-                out.values.push(lua::str(&text));
+                out.pieces.push(Piece::Chars { size: *n, text });
                 true
             }
             FieldType::Array(elem, n) => {
@@ -309,44 +309,40 @@ impl Checker<'_> {
                 };
                 match self.pack_struct(&layout, value, offset) {
                     Some(p) => {
-                        out.fmt.extend(p.fmt);
-                        out.values.extend(p.values);
+                        out.pieces.extend(p.pieces);
                         out.subs.extend(p.subs);
                         true
                     }
                     None => false,
                 }
             }
-            FieldType::Ptr => {
-                out.fmt.push("ptr".into());
-                match value {
-                    None => {
-                        out.values.push("0".into());
-                        true
-                    }
-                    Some(n)
-                        if n.as_map().is_some()
-                            && n.get("bad_ptr").is_none()
-                            && n.get("sizeof").is_none() =>
-                    {
-                        match self.buffer(n) {
-                            Some(b) => {
-                                out.values.push("0".into());
-                                out.subs.push((offset, b));
-                                true
-                            }
-                            None => false,
-                        }
-                    }
-                    Some(n) => match self.int(n, label) {
-                        Some(v) => {
-                            out.values.push(v.lua());
+            FieldType::Ptr => match value {
+                None => {
+                    out.pieces.push(Piece::Ptr(Int::Const(0)));
+                    true
+                }
+                Some(n)
+                    if n.as_map().is_some()
+                        && n.get("bad_ptr").is_none()
+                        && n.get("sizeof").is_none() =>
+                {
+                    match self.buffer(n) {
+                        Some(b) => {
+                            out.pieces.push(Piece::Ptr(Int::Const(0)));
+                            out.subs.push((offset, b));
                             true
                         }
                         None => false,
-                    },
+                    }
                 }
-            }
+                Some(n) => match self.int(n, label) {
+                    Some(v) => {
+                        out.pieces.push(Piece::Ptr(v));
+                        true
+                    }
+                    None => false,
+                },
+            },
         }
     }
 }

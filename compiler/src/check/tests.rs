@@ -392,3 +392,56 @@ fn the_new_keys_suggest_what_was_meant() {
         assert!(e.iter().any(|m| m.contains(hint)), "{hint}: {e:?}");
     }
 }
+
+#[test]
+fn the_model_holds_typed_values_and_the_emitter_spells_them() {
+    use crate::model::{Body, CmpOp, Comparison, Condition, Data, Int, StepKind};
+    let src = "cases:\n  - name: t\n    steps:\n      - { syscall: dup, args: [0], save: fd }\n      - syscall: close\n        args: [\"(__u64)$fd + O_RDWR\"]\n        expect: { ret: { lt: 0 }, errno: [EBADF] }\n      - { syscall: write, args: [1, {cstr: hi, len: 8}, 3] }\n";
+    let compiled = compile(src).unwrap();
+    let Body::Steps(steps) = &compiled.model.cases[0].body else {
+        panic!("a steps case");
+    };
+    let StepKind::Call(close) = &steps[1].kind else {
+        panic!("a call");
+    };
+    // A 64-bit cast of a saved value changes nothing: no mask.
+    assert_eq!(
+        close.args,
+        vec![Int::Binary(
+            crate::expr::BinOp::Add,
+            Box::new(Int::Saved("fd".into())),
+            Box::new(Int::Const(2))
+        )]
+    );
+    let expect = close.expect.as_ref().unwrap();
+    assert_eq!(
+        expect.conditions,
+        vec![
+            Condition::Ret(vec![Comparison {
+                op: CmpOp::Lt,
+                value: Int::Const(0)
+            }]),
+            Condition::Errno(vec!["EBADF".into()]),
+        ]
+    );
+    let StepKind::Call(write) = &steps[2].kind else {
+        panic!("a call");
+    };
+    assert_eq!(
+        write.bufs,
+        vec![(
+            1,
+            Data::Padded(Box::new(Data::Bytes(b"hi\0".to_vec())), Int::Const(8))
+        )]
+    );
+    let out = compiled.lua;
+    assert!(out.contains("args = {(saved.fd + 2)}"), "{out}");
+    assert!(
+        out.contains("expect(r, {ret = {lt = 0}, errno = {\"EBADF\"}})"),
+        "{out}"
+    );
+    assert!(out.contains("[1] = provium.pad(\"hi\\0\", 8)"), "{out}");
+    // A narrower unsigned cast masks.
+    let narrow = lua(&src.replace("(__u64)", "(__u16)"));
+    assert!(narrow.contains("((saved.fd & 65535) + 2)"), "{narrow}");
+}

@@ -13,7 +13,6 @@
 
 use crate::headers::signatures::{Role, Signature};
 use crate::headers::tree::Parsed;
-use crate::lua;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Calls that would end or wedge the executor, or the VM, without telling anything about
@@ -401,7 +400,9 @@ fn spec_text(sig: &Signature, cases: &[Case], opts: &GenOptions) -> String {
     );
     for c in cases {
         s.push_str(&format!("  # {}\n", c.comment));
-        s.push_str(&format!("  - name: {}\n", lua::str(&c.name)));
+        // A JSON string is a YAML double-quoted scalar.
+        let name = serde_json::to_string(&c.name).unwrap_or_default();
+        s.push_str(&format!("  - name: {name}\n"));
         s.push_str(&format!(
             "    as: {{ uid: 0 }}\n    timeout: {}\n",
             opts.timeout

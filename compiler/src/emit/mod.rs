@@ -5,11 +5,14 @@
 //! Consecutive independent cases run in one `vm:batch`, so a table of 1,000 rows costs one round
 //! trip, not 1,000; each case then checks its own outcome.
 
-use crate::lua;
 use crate::model::{Body, Call, Case, Creds, LuaBlock, Model, Requires, Step, StepKind};
 use minijinja::{context, Environment};
+use values::{call_table, creds_table, requires_table};
 
-const TEMPLATE: &str = include_str!("../templates/spec.lua.j2");
+pub(crate) mod lua;
+mod values;
+
+const TEMPLATE: &str = include_str!("../../templates/spec.lua.j2");
 
 /// Calls per `vm:batch` round trip.
 const BATCH_LIMIT: usize = 2000;
@@ -98,39 +101,6 @@ pub fn emit(model: &Model) -> Result<(String, crate::SourceMap), String> {
     Ok((chunk, map))
 }
 
-fn requires_table(r: &Requires) -> String {
-    let mut parts = Vec::new();
-    if let Some(k) = &r.kernel {
-        parts.push(format!("kernel = {}", lua::str(k)));
-    }
-    if let Some(a) = &r.arch {
-        parts.push(format!("arch = {}", lua::str(a)));
-    }
-    if !r.syscalls.is_empty() {
-        let s: Vec<String> = r
-            .syscalls
-            .iter()
-            .map(|(n, nr)| format!("{{{}, {nr}}}", lua::str(n)))
-            .collect();
-        parts.push(format!("syscalls = {{{}}}", s.join(", ")));
-    }
-    if let Some(root) = r.root {
-        parts.push(format!("root = {root}"));
-    }
-    for (key, list) in [
-        ("config", &r.config),
-        ("path", &r.paths),
-        ("filesystem", &r.filesystems),
-        ("module", &r.modules),
-    ] {
-        if !list.is_empty() {
-            let items: Vec<String> = list.iter().map(|s| lua::str(s)).collect();
-            parts.push(format!("{key} = {{{}}}", items.join(", ")));
-        }
-    }
-    format!("{{{}}}", parts.join(", "))
-}
-
 fn requires_expr(r: Option<&Requires>) -> String {
     match r {
         Some(r) => format!("provium.requires(vm, {})", requires_table(r)),
@@ -138,61 +108,28 @@ fn requires_expr(r: Option<&Requires>) -> String {
     }
 }
 
-fn creds_table(c: &Creds) -> String {
-    let mut parts = vec![format!("uid = {}", c.uid), format!("gid = {}", c.gid)];
-    if !c.groups.is_empty() {
-        let g: Vec<String> = c.groups.iter().map(u32::to_string).collect();
-        parts.push(format!("groups = {{{}}}", g.join(", ")));
-    }
-    if !c.caps.is_empty() {
-        let caps: Vec<String> = c.caps.iter().map(|c| lua::str(c)).collect();
-        parts.push(format!("caps = {{{}}}", caps.join(", ")));
-    }
-    for (key, v) in [("euid", c.euid), ("egid", c.egid), ("umask", c.umask)] {
-        if let Some(v) = v {
-            parts.push(format!("{key} = {v}"));
-        }
-    }
-    if let Some(cwd) = &c.cwd {
-        parts.push(format!("cwd = {}", lua::str(cwd)));
-    }
-    if !c.rlimits.is_empty() {
-        let l: Vec<String> = c
-            .rlimits
-            .iter()
-            .map(|(r, soft, hard)| format!("{{{r}, {soft}, {hard}}}"))
-            .collect();
-        parts.push(format!("rlimits = {{{}}}", l.join(", ")));
-    }
-    format!("{{{}}}", parts.join(", "))
-}
-
 /// Whether the call runs wrapped, on its own: it must raise signals (`raises:`) or repeats
 /// (`repeat:`).
 fn raises(call: &Call) -> bool {
-    call.repeat.is_some() || call.expect.as_ref().is_some_and(|e| !e.raises.is_empty())
+    call.repeat.is_some() || call.expect.as_ref().is_some_and(|e| !e.raises().is_empty())
 }
 
 /// The Lua that runs `call` on `target` and yields its outcome: `target:call{...}`, or
 /// `provium.raising(target, {...}, {signals})` when it must raise signals.
 fn invoke(target: &str, call: &Call) -> String {
     if let Some((until, at_most)) = call.repeat.as_deref() {
-        let errnos: Vec<String> = until.iter().map(|e| lua::str(e)).collect();
         return format!(
-            "provium.repeating({target}, {}, {{{}}}, {at_most})",
+            "provium.repeating({target}, {}, {}, {at_most})",
             call_table(call),
-            errnos.join(", ")
+            values::strings(until)
         );
     }
-    match call.expect.as_ref().filter(|e| !e.raises.is_empty()) {
-        Some(e) => {
-            let sigs: Vec<String> = e.raises.iter().map(i64::to_string).collect();
-            format!(
-                "provium.raising({target}, {}, {{{}}})",
-                call_table(call),
-                sigs.join(", ")
-            )
-        }
+    match call.expect.as_ref().filter(|e| !e.raises().is_empty()) {
+        Some(e) => format!(
+            "provium.raising({target}, {}, {})",
+            call_table(call),
+            values::numbers(e.raises())
+        ),
         None => format!("{target}:call{}", call_table(call)),
     }
 }
@@ -284,7 +221,7 @@ fn emit_cases(out: &mut Out, model: &Model) {
                         let assigns: Vec<String> = call
                             .saves
                             .iter()
-                            .map(|s| format!("saved.{} = {}", s.name, s.value))
+                            .map(|s| format!("saved.{} = {}", s.name, values::saved_value(&s.from)))
                             .collect();
                         out.line(
                             1,
@@ -433,7 +370,7 @@ fn single_case(out: &mut Out, c: &Case) {
 
 fn check(out: &mut Out, indent: usize, call: &Call, outcome: &str, xfail: Option<&str>) {
     let Some(e) = &call.expect else { return };
-    let stmt = format!("expect({outcome}, {})", e.table);
+    let stmt = format!("expect({outcome}, {})", values::expect_table(e));
     match xfail {
         Some(reason) => out.line(
             indent,
@@ -448,7 +385,7 @@ fn saves(out: &mut Out, indent: usize, call: &Call) {
     for s in &call.saves {
         out.line(
             indent,
-            &format!("saved.{} = {}", s.name, s.value),
+            &format!("saved.{} = {}", s.name, values::saved_value(&s.from)),
             call.line,
         );
     }
@@ -539,7 +476,7 @@ fn lua_block(out: &mut Out, indent: usize, block: &LuaBlock, creds: Option<&Cred
         indent,
         &format!(
             "local env = setmetatable({{vm = vm, saved = saved, worker = {worker}, row = {}}}, {{__index = _G}})",
-            block.row
+            values::row_table(&block.row)
         ),
         block.first_line,
     );
@@ -565,48 +502,4 @@ fn lua_block(out: &mut Out, indent: usize, block: &LuaBlock, creds: Option<&Cred
             block.first_line,
         );
     }
-}
-
-/// A call as the Lua table `vm:call` and `vm:batch` take.
-fn call_table(call: &Call) -> String {
-    let mut parts = vec![format!("nr = {}", call.nr)];
-    if !call.args.is_empty() {
-        parts.push(format!("args = {{{}}}", call.args.join(", ")));
-    }
-    if !call.bufs.is_empty() {
-        let b: Vec<String> = call
-            .bufs
-            .iter()
-            .map(|(i, v)| format!("[{i}] = {v}"))
-            .collect();
-        parts.push(format!("bufs = {{{}}}", b.join(", ")));
-    }
-    if !call.ptrs.is_empty() {
-        let p: Vec<String> = call
-            .ptrs
-            .iter()
-            .map(|p| {
-                let mut f = Vec::new();
-                match (p.buf_idx, p.parent) {
-                    (Some(i), _) => f.push(format!("buf_idx = {i}")),
-                    (None, Some(k)) => f.push(format!("ptr = {k}")),
-                    (None, None) => {}
-                }
-                f.push(format!("ptr_offset = {}", p.offset));
-                f.push(format!("data = {}", p.data));
-                if let Some(l) = &p.len {
-                    f.push(format!("data_len = {l}"));
-                }
-                if p.output {
-                    f.push("output = true".into());
-                }
-                format!("{{{}}}", f.join(", "))
-            })
-            .collect();
-        parts.push(format!("ptrs = {{{}}}", p.join(", ")));
-    }
-    if let Some(t) = call.timeout {
-        parts.push(format!("timeout = {t}"));
-    }
-    format!("{{{}}}", parts.join(", "))
 }

@@ -71,26 +71,6 @@ pub fn long_string(code: &str) -> String {
     format!("[{eq}[\n{code}]{eq}]")
 }
 
-/// A Lua identifier-safe key, or a bracketed string key.
-pub fn key(name: &str) -> String {
-    let ident = name
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && !KEYWORDS.contains(&name);
-    if ident {
-        name.to_string()
-    } else {
-        format!("[{}]", str(name))
-    }
-}
-
-const KEYWORDS: [&str; 22] = [
-    "and", "break", "do", "else", "elseif", "end", "false", "for", "function", "goto", "if", "in",
-    "local", "nil", "not", "or", "repeat", "return", "then", "true", "until", "while",
-];
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,12 +95,5 @@ mod tests {
     fn long_strings_pick_a_free_level() {
         assert_eq!(long_string("x = 1\n"), "[[\nx = 1\n]]");
         assert_eq!(long_string("a[b[1]]\n"), "[=[\na[b[1]]\n]=]");
-    }
-
-    #[test]
-    fn keys() {
-        assert_eq!(key("fd"), "fd");
-        assert_eq!(key("end"), "[\"end\"]");
-        assert_eq!(key("a-b"), "[\"a-b\"]");
     }
 }
