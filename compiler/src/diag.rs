@@ -209,6 +209,15 @@ pub fn from_yaml_error(file: &str, err: &serde_saphyr::Error) -> Diagnostic {
              several files"
         );
     }
+    if matches!(
+        err.without_snippet(),
+        serde_saphyr::Error::InvalidBooleanStrict { .. }
+    ) {
+        // Specs are YAML 1.2, as editors and the schema read them.
+        message = "expected `true` or `false` (in YAML 1.2, yes, no, on, off, y and n are \
+                   strings)"
+            .into();
+    }
     let mut d = Diagnostic::new(pos, message.clone());
     d.file = file.to_string();
     if let Some((field, expected)) = unknown_field(&message) {

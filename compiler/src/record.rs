@@ -125,7 +125,7 @@ fn alternatives(text: &str) -> Option<Vec<serde_json::Value>> {
 
 /// A recorded value as data, so that `{died: {signal: 9}}` and `{ died: { signal: 9 } }` agree.
 fn normalize(text: &str) -> Option<serde_json::Value> {
-    serde_saphyr::from_str(text).ok()
+    serde_saphyr::from_str_with_options(text, crate::check::yaml_options()).ok()
 }
 
 /// One answer as itself; several errnos as a list; anything else as `{ one_of: [...] }`.

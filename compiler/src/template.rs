@@ -55,10 +55,10 @@ pub fn rows(case: &types::Case, pos: Pos) -> Result<Option<Vec<Row>>, Diagnostic
                 for (k, v) in m {
                     let Some(key) = k.as_str() else {
                         let why = match &k.value {
-                            // YAML 1.1 reads `on`, `off`, `yes`, `no` as booleans.
+                            // Specs are YAML 1.2: only `true` and `false` are booleans.
                             crate::spec::node::Value::Bool(_) => "; this one reads as a boolean \
-                                 (YAML takes on, off, yes, no, true and false that way): quote \
-                                 it or pick another name"
+                                 (YAML takes true and false that way): quote it or pick another \
+                                 name"
                                 .to_string(),
                             _ => format!("; this one is {}", k.kind()),
                         };

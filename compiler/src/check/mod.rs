@@ -113,9 +113,13 @@ const MAX_DIAGNOSTICS: usize = 50;
 /// reader and in the checker, and a runner's worker thread has 2 MiB.
 pub const MAX_YAML_DEPTH: usize = 32;
 
-fn yaml_options() -> serde_saphyr::Options {
+/// YAML 1.2, as editors and JSON Schema validators read it: only `true` and `false` are
+/// booleans, so a column or value `n`, `y`, `on`, `off`, `yes` or `no` stays a string (YAML
+/// 1.1's "Norway problem" would turn `{n: 1}` into a boolean key).
+pub fn yaml_options() -> serde_saphyr::Options {
     serde_saphyr::options! {
         budget: serde_saphyr::budget! { max_depth: MAX_YAML_DEPTH },
+        strict_booleans: true,
     }
 }
 

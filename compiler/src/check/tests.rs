@@ -371,9 +371,23 @@ fn suggestions_offer_a_call_its_own_constant_family() {
 
 #[test]
 fn a_column_yaml_reads_as_a_boolean_is_named_as_such() {
-    let e = errors("cases:\n  - name: x\n    table: [{off: 1}]\n    syscall: close\n    args: [\"{{ off }}\"]\n    expect: ok\n");
+    let e = errors("cases:\n  - name: x\n    table: [{true: 1}]\n    syscall: close\n    args: [\"{{ true }}\"]\n    expect: ok\n");
     assert!(
         e[0].contains("reads as a boolean") && e[0].contains("quote it"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn specs_are_yaml_1_2_so_n_y_on_off_yes_no_are_strings() {
+    // YAML 1.1 reads all of these as booleans (the "Norway problem"); editors and the JSON
+    // Schema validator read YAML 1.2, and so does the compiler.
+    let out = lua("cases:\n  - name: \"{{ n }} {{ on }} {{ no }}\"\n    table: [{n: 1, y: 2, on: off, yes: no, no: NO}]\n    syscall: close\n    args: [\"{{ y }}\"]\n    expect: any\n");
+    assert!(out.contains("test(\"1 off NO\""), "{out}");
+    assert!(out.contains("args = {2}"), "{out}");
+    let e = errors("share_vm: yes\ncases:\n  - name: x\n    syscall: getpid\n    expect: ok\n");
+    assert!(
+        e[0].contains("1:11") && e[0].contains("expected `true` or `false`"),
         "{e:?}"
     );
 }
