@@ -9,7 +9,7 @@
 //! sum     := product ( ('+' | '-') product )*
 //! product := unary ( ('*' | '/' | '%') unary )*
 //! unary   := ('-' | '~' | '!' | '+' | cast) unary | atom
-//! cast    := '(' C type ')'                     e.g. (__u64), (unsigned long)
+//! cast    := '(' C type ')'                     e.g. (__u64), (unsigned long), (u32)
 //! atom    := number | '$'name | name | name '(' args ')' | '(' expr ')'
 //! number  := 0x.. | 0o.. | 0b.. | 0NNN (C octal, headers only) | decimal, with U/L suffixes
 //! ```
@@ -147,9 +147,11 @@ fn char_literal(input: &str) -> IResult<&str, i64> {
     Ok((rest, c as i64))
 }
 
-const TYPE_WORDS: [&str; 14] = [
+const TYPE_WORDS: [&str; 26] = [
     "unsigned", "signed", "long", "int", "short", "char", "const", "struct", "union", "void",
     "volatile", "__u64", "__u32", "__s64",
+    // The spec's own field types, so that `(u32)$fd` is a cast as a spec author means it.
+    "u8", "u16", "u32", "u64", "s8", "s16", "s32", "s64", "i8", "i16", "i32", "i64",
 ];
 
 /// A C type in parentheses: `(__u64)`, `(unsigned long)`, `(struct foo *)`.
@@ -395,11 +397,11 @@ pub fn cast_bits(ty: &str) -> Option<(u32, bool)> {
     }
     Some(match t {
         "__u8" | "u8" | "unsigned char" | "uint8_t" => (8, false),
-        "__s8" | "s8" | "char" | "signed char" | "int8_t" => (8, true),
+        "__s8" | "s8" | "i8" | "char" | "signed char" | "int8_t" => (8, true),
         "__u16" | "u16" | "unsigned short" | "uint16_t" => (16, false),
-        "__s16" | "s16" | "short" | "int16_t" => (16, true),
+        "__s16" | "s16" | "i16" | "short" | "int16_t" => (16, true),
         "__u32" | "u32" | "unsigned int" | "unsigned" | "uint32_t" => (32, false),
-        "__s32" | "s32" | "int" | "signed int" | "int32_t" => (32, true),
+        "__s32" | "s32" | "i32" | "int" | "signed int" | "int32_t" => (32, true),
         _ => return None,
     })
 }
@@ -535,6 +537,10 @@ mod tests {
         assert_eq!(value("(__u64)1 << 63"), i64::MIN);
         assert_eq!(value("(__u32)-1"), 0xffff_ffff);
         assert_eq!(value("(int)0xffffffff"), -1);
+        // The spec's own type names cast too.
+        assert_eq!(value("(u32)-1"), 0xffff_ffff);
+        assert_eq!(value("(i16)0xffff"), -1);
+        assert_eq!(value("(u64)-1"), -1);
         assert_eq!(value("7 / 2 % 2"), 1);
     }
 
