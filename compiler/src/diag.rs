@@ -179,7 +179,7 @@ pub fn did_you_mean_suffix<'a>(
 }
 
 /// Turns a serde-saphyr error into a diagnostic, adding a suggestion for unknown fields.
-pub fn from_yaml_error(file: &str, err: &serde_saphyr::Error) -> Diagnostic {
+pub fn from_yaml_error(file: &str, source: &str, err: &serde_saphyr::Error) -> Diagnostic {
     let pos = err
         .location()
         .map(|l| Pos {
@@ -218,6 +218,22 @@ pub fn from_yaml_error(file: &str, err: &serde_saphyr::Error) -> Diagnostic {
                    strings)"
             .into();
     }
+    if let serde_saphyr::Error::Unexpected { expected, .. } = err.without_snippet() {
+        // serde-saphyr names the YAML event it wanted ("sequence start"); say it as the spec
+        // does, for the key whose value it is.
+        let wanted = match *expected {
+            "sequence start" => Some("a list (`[a, b]`, or lines starting with `- `)"),
+            "mapping start" => Some("a map (`{key: value}`, or indented `key: value` lines)"),
+            "scalar" | "string scalar" | "value" => Some("a single value (a string or a number)"),
+            _ => None,
+        };
+        if let Some(wanted) = wanted {
+            message = match key_of_value_at(source, pos) {
+                Some(key) => format!("`{key}:` takes {wanted}"),
+                None => format!("expected {wanted}"),
+            };
+        }
+    }
     let mut d = Diagnostic::new(pos, message.clone());
     d.file = file.to_string();
     if let Some((field, expected)) = unknown_field(&message) {
@@ -227,6 +243,33 @@ pub fn from_yaml_error(file: &str, err: &serde_saphyr::Error) -> Diagnostic {
         }
     }
     d
+}
+
+/// The key whose value starts at `pos`: `args` for `args: "1, 2"`, or for a block value the key
+/// on the nearest line above that ends with `key:`.
+fn key_of_value_at(source: &str, pos: Pos) -> Option<String> {
+    let lines: Vec<&str> = source.lines().collect();
+    let line = lines.get((pos.line as usize).checked_sub(1)?)?;
+    let before: String = line
+        .chars()
+        .take(pos.col.saturating_sub(1) as usize)
+        .collect();
+    let key_before = |text: &str| -> Option<String> {
+        let text = text.trim_end().strip_suffix(':')?;
+        let key = text
+            .rsplit(|c: char| c.is_whitespace() || "{,[-".contains(c))
+            .next()?
+            .trim_matches(|c| c == '"' || c == '\'');
+        (!key.is_empty()).then(|| key.to_string())
+    };
+    if !before.trim().is_empty() {
+        return key_before(&before);
+    }
+    lines[..pos.line as usize - 1]
+        .iter()
+        .rev()
+        .find(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .and_then(|l| key_before(l))
 }
 
 fn strip_position(m: &str) -> &str {
@@ -274,7 +317,7 @@ mod tests {
         }
         let src = "name: x\nexpct: 1\n";
         let err = serde_saphyr::from_str::<C>(src).unwrap_err();
-        let d = from_yaml_error("t.yaml", &err);
+        let d = from_yaml_error("t.yaml", src, &err);
         assert_eq!(d.pos, Pos { line: 2, col: 1 });
         assert!(
             d.message.starts_with("unknown field `expct`"),
@@ -288,5 +331,31 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("expct: 1"), "{text}");
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_shape_names_its_key_and_the_shape_wanted() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct C {
+            cases: Vec<Case>,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Case {
+            args: Vec<i64>,
+        }
+        for (src, want) in [
+            ("cases:\n  - args: \"1, 2\"\n", "`args:` takes a list"),
+            ("cases:\n  args: [1]\n", "`cases:` takes a list"),
+            (
+                "cases: [{args: [1]}, {args: {a: 1}}]\n",
+                "`args:` takes a list",
+            ),
+        ] {
+            let err = serde_saphyr::from_str::<C>(src).unwrap_err();
+            let d = from_yaml_error("t.yaml", src, &err);
+            assert!(d.message.starts_with(want), "{src}: {}", d.message);
+        }
     }
 }

@@ -127,7 +127,7 @@ pub fn yaml_options() -> serde_saphyr::Options {
 pub fn check(source: &str, opts: &Options) -> Result<Model, Vec<Diagnostic>> {
     let spec: types::Spec = match serde_saphyr::from_str_with_options(source, yaml_options()) {
         Ok(s) => s,
-        Err(e) => return Err(vec![crate::diag::from_yaml_error(&opts.file, &e)]),
+        Err(e) => return Err(vec![crate::diag::from_yaml_error(&opts.file, source, &e)]),
     };
     let mut c = Checker {
         opts,
