@@ -218,6 +218,18 @@ pub fn from_yaml_error(file: &str, source: &str, err: &serde_saphyr::Error) -> D
                    strings)"
             .into();
     }
+    if let serde_saphyr::Error::InvalidScalar { ty, .. } = err.without_snippet() {
+        let wanted = match *ty {
+            "floating point" => "a number",
+            "boolean" => "`true` or `false`",
+            _ => "an integer",
+        };
+        let found = scalar_at(source, pos);
+        message = match key_of_value_at(source, pos) {
+            Some(key) => format!("`{key}:` takes {wanted}, not `{found}`"),
+            None => format!("expected {wanted}, not `{found}`"),
+        };
+    }
     if let serde_saphyr::Error::Unexpected { expected, .. } = err.without_snippet() {
         // serde-saphyr names the YAML event it wanted ("sequence start"); say it as the spec
         // does, for the key whose value it is.
@@ -270,6 +282,16 @@ fn key_of_value_at(source: &str, pos: Pos) -> Option<String> {
         .rev()
         .find(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
         .and_then(|l| key_before(l))
+}
+
+/// The plain scalar written at `pos` (up to a flow separator or a comment), for messages.
+fn scalar_at(source: &str, pos: Pos) -> String {
+    let at = byte_offset(source, pos);
+    let text = source.get(at..).unwrap_or("");
+    let end = text
+        .find(|c: char| c == '\n' || c == ',' || c == '}' || c == ']' || c == '#')
+        .unwrap_or(text.len());
+    excerpt(text[..end].trim())
 }
 
 fn strip_position(m: &str) -> &str {
@@ -357,5 +379,14 @@ mod tests {
             let d = from_yaml_error("t.yaml", src, &err);
             assert!(d.message.starts_with(want), "{src}: {}", d.message);
         }
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct T {
+            timeout: f64,
+        }
+        let src = "timeout: fast  # seconds\n";
+        let err = serde_saphyr::from_str::<T>(src).unwrap_err();
+        let d = from_yaml_error("t.yaml", src, &err);
+        assert_eq!(d.message, "`timeout:` takes a number, not `fast`");
     }
 }

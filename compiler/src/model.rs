@@ -329,22 +329,26 @@ pub enum CmpOp {
 }
 
 impl CmpOp {
-    /// Every operator, with the name specs use.
-    pub const ALL: [(&'static str, CmpOp); 6] = [
-        ("eq", CmpOp::Eq),
-        ("ne", CmpOp::Ne),
-        ("lt", CmpOp::Lt),
-        ("le", CmpOp::Le),
-        ("gt", CmpOp::Gt),
-        ("ge", CmpOp::Ge),
+    /// Every operator.
+    pub const ALL: [CmpOp; 6] = [
+        CmpOp::Eq,
+        CmpOp::Ne,
+        CmpOp::Lt,
+        CmpOp::Le,
+        CmpOp::Gt,
+        CmpOp::Ge,
     ];
 
     /// The name specs use (`eq`, `lt`, ...).
     pub fn name(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(_, op)| *op == self)
-            .map_or("eq", |(n, _)| n)
+        match self {
+            CmpOp::Eq => "eq",
+            CmpOp::Ne => "ne",
+            CmpOp::Lt => "lt",
+            CmpOp::Le => "le",
+            CmpOp::Gt => "gt",
+            CmpOp::Ge => "ge",
+        }
     }
 }
 

@@ -64,12 +64,8 @@ impl Checker<'_> {
                 let mut out = Vec::new();
                 for (k, v) in m {
                     let name = k.as_str().unwrap_or("");
-                    let Some(op) = CmpOp::ALL
-                        .iter()
-                        .find(|(n, _)| *n == name)
-                        .map(|(_, op)| *op)
-                    else {
-                        let hint = did_you_mean(name, CmpOp::ALL.iter().map(|(n, _)| *n));
+                    let Some(op) = CmpOp::ALL.into_iter().find(|op| op.name() == name) else {
+                        let hint = did_you_mean(name, CmpOp::ALL.map(CmpOp::name));
                         self.error_help(
                             k.pos,
                             format!("unknown comparison `{name}` (eq, ne, lt, le, gt, ge)"),
