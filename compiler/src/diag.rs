@@ -289,7 +289,7 @@ fn scalar_at(source: &str, pos: Pos) -> String {
     let at = byte_offset(source, pos);
     let text = source.get(at..).unwrap_or("");
     let end = text
-        .find(|c: char| c == '\n' || c == ',' || c == '}' || c == ']' || c == '#')
+        .find(['\n', ',', '}', ']', '#'])
         .unwrap_or(text.len());
     excerpt(text[..end].trim())
 }
