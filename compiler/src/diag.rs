@@ -288,9 +288,7 @@ fn key_of_value_at(source: &str, pos: Pos) -> Option<String> {
 fn scalar_at(source: &str, pos: Pos) -> String {
     let at = byte_offset(source, pos);
     let text = source.get(at..).unwrap_or("");
-    let end = text
-        .find(['\n', ',', '}', ']', '#'])
-        .unwrap_or(text.len());
+    let end = text.find(['\n', ',', '}', ']', '#']).unwrap_or(text.len());
     excerpt(text[..end].trim())
 }
 

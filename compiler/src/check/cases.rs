@@ -151,6 +151,18 @@ impl Checker<'_> {
     }
 
     fn process_id(&mut self, node: &Node, what: &str) -> Option<u32> {
+        if let Some(name) = node.as_str().filter(|n| is_ident(n)) {
+            if self.lookup_const(name).is_none() {
+                // Ids are numbers: the guest's initramfs has no user database to look names up.
+                let known = match name {
+                    "root" => " (`root` is 0)",
+                    "nobody" | "nogroup" => " (`nobody` and `nogroup` are 65534)",
+                    _ => "",
+                };
+                self.error(node.pos, format!("`{what}` is a number, not a name{known}"));
+                return None;
+            }
+        }
         let v = self.process_int(node, what)?;
         match u32::try_from(v) {
             Ok(id) => Some(id),

@@ -401,6 +401,7 @@ fn the_new_keys_suggest_what_was_meant() {
         ("cases:\n  - name: x\n    syscall: getpid\n    expect: { raises: SIGPIPEE }\n", "did you mean `SIGPIPE`"),
         ("cases:\n  - name: x\n    as: { uid: 0, rlimits: { RLIMIT_NOFLIE: 4 } }\n    syscall: getpid\n    expect: ok\n", "did you mean `RLIMIT_NOFILE`"),
         ("cases:\n  - name: x\n    requires: { filesytem: ext4 }\n    syscall: getpid\n    expect: ok\n", "did you mean `filesystem`"),
+        ("cases:\n  - name: x\n    as: { uid: nobody }\n    syscall: getpid\n    expect: ok\n", "`uid` is a number, not a name (`nobody` and `nogroup` are 65534)"),
     ] {
         let e = errors(src);
         assert!(e.iter().any(|m| m.contains(hint)), "{hint}: {e:?}");
