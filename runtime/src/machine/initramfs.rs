@@ -4,6 +4,7 @@
 //! Archives are cached by the hash of everything that goes into them, and left uncompressed:
 //! compressing cost 30–900 ms and gained nothing at boot in our measurements.
 
+use crate::machine::cache_lease::{self, CacheLease};
 use crate::machine::modules::ModuleFile;
 use crate::machine::paths;
 use anyhow::{Context, Result};
@@ -33,16 +34,31 @@ pub struct InitramfsSpec {
     pub archives: Vec<PathBuf>,
 }
 
-/// Returns the path of the archive for `spec`, building it on a cache miss.
-pub fn build_cached(spec: &InitramfsSpec) -> Result<PathBuf> {
+/// Returns the path of the archive for `spec`, building it on a cache miss, with a lease that
+/// keeps it from collection until QEMU has read it (`None` only when the cache is read-only or
+/// the archive is private to this process).
+pub fn build_cached(spec: &InitramfsSpec) -> Result<(PathBuf, Option<CacheLease>)> {
     let key = cache_key(spec)?;
     let path = paths::initramfs_cache().join(format!("{key}.cpio"));
     if paths::cached_intact(&path) {
-        return Ok(path);
+        // Gone since the check (collected): made again below.
+        if let Some(lease) = CacheLease::take(&path) {
+            return Ok((path, Some(lease)));
+        }
     }
     let bytes = build(spec)?;
-    paths::write_cached_anywhere(&path, &bytes)
-        .with_context(|| format!("writing {}", path.display()))
+    let written = paths::write_cached_anywhere(&path, &bytes)
+        .with_context(|| format!("writing {}", path.display()))?;
+    let lease = CacheLease::take(&written);
+    // A new archive is the moment old ones may have stopped being used: collect once a run.
+    static COLLECTED: std::sync::Once = std::sync::Once::new();
+    COLLECTED.call_once(|| {
+        let removed = cache_lease::collect(&paths::initramfs_cache(), "cpio", cache_lease::IDLE);
+        if removed > 0 {
+            tracing::info!("removed {removed} initramfs archives unused for a week");
+        }
+    });
+    Ok((written, lease))
 }
 
 fn cache_key(spec: &InitramfsSpec) -> Result<String> {

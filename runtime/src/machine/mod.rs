@@ -7,6 +7,7 @@
 
 pub mod accel;
 pub mod agent_binary;
+pub mod cache_lease;
 pub mod cleanup;
 pub mod client;
 pub mod initramfs;

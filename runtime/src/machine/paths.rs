@@ -98,7 +98,8 @@ pub fn write_cached_anywhere(path: &Path, data: &[u8]) -> std::io::Result<PathBu
     }
 }
 
-fn sidecar(path: &Path) -> PathBuf {
+/// The file beside a cache file that holds its content hash (`KEY.cpio.b3`).
+pub(crate) fn sidecar(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(".b3");
     path.with_file_name(name)

@@ -69,6 +69,8 @@ pub struct BootPlan {
     pub memory_mib: u32,
     pub transport: TransportKind,
     pub initrd: PathBuf,
+    /// Keeps the initramfs from collection while the plan lives (past QEMU's start).
+    pub initrd_lease: Option<Arc<crate::machine::cache_lease::CacheLease>>,
     pub kernel_args: Vec<String>,
     pub firmware: Option<PathBuf>,
     pub timeout: Duration,
@@ -283,7 +285,8 @@ pub fn plan(profile: &Profile, opts: &BootOptions) -> Result<BootPlan> {
         files,
         archives: profile.initramfs.clone(),
     };
-    let initrd = initramfs::build_cached(&spec).context("building the initramfs")?;
+    let (initrd, initrd_lease) =
+        initramfs::build_cached(&spec).context("building the initramfs")?;
 
     let mut kernel_args = qemu::base_kernel_args(machine, crate::machine::tsc::host_tsc_khz());
     if opts.fast_boot.unwrap_or(profile.fast_boot) {
@@ -318,6 +321,7 @@ pub fn plan(profile: &Profile, opts: &BootOptions) -> Result<BootPlan> {
         memory_mib: opts.memory_mib.unwrap_or(profile.memory_mib),
         transport,
         initrd,
+        initrd_lease: initrd_lease.map(std::sync::Arc::new),
         kernel_args,
         firmware,
         timeout: opts

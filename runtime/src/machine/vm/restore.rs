@@ -107,6 +107,9 @@ impl Vm {
         });
         launch.incoming = Some("defer".into());
         seed_console(&console_log, snapshot)?;
+        // The initramfs is read when QEMU starts: a lease keeps it from collection until this
+        // returns, and stamps its use (a fixture may resume for weeks without a boot).
+        let _initrd_lease = crate::machine::cache_lease::CacheLease::take(&launch.initrd);
         let qemu_log = dir.join("qemu.log");
         // QEMU reads the device state from an inherited descriptor (`fd:`), which spares the
         // shell and `cat` that `exec:` costs.
