@@ -261,3 +261,30 @@ fn a_kernel_without_its_modules_is_refused_at_once() {
         .env_remove("PROVIUM_MODULES");
     expect(c, 1, "set PROVIUM_MODULES", FAST);
 }
+
+/// Calls are counted against the kernel's own declarations (`include/linux/syscalls.h` of the
+/// headers tree `scripts/setup` unpacks beside the kernel), and messages name the parameter.
+#[test]
+fn check_counts_arguments_against_the_kernels_declarations() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("arity.yaml"),
+        "cases:\n  - name: a\n    syscall: close\n    args: [3, 4, 5]\n    expect: any\n  - name: b\n    syscall: stat\n    args: [{cstr: /}, {out: 144}, 0]\n    expect: any\n  - name: c\n    syscall: write\n    args: [1, 1.5, 2]\n    expect: any\n  - name: d\n    syscall: openat\n    args: [AT_FDCWD, {cstr: /}, O_RDONLY]\n    expect: any\n",
+    )
+    .unwrap();
+    let out = provium(dir.path())
+        .args(["check", "--color", "never", "arity.yaml"])
+        .output()
+        .unwrap();
+    let text = show(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    for says in [
+        "arity.yaml:4:15: `close` takes 1 argument (fd) in include/linux/syscalls.h; 3 are given",
+        // x86_64's stat is the kernel's sys_newstat.
+        "arity.yaml:8:35: `stat` takes 2 arguments (filename, statbuf)",
+        "arity.yaml:12:15: argument 2 (buf): expected an integer, got 1.5",
+        "3 problems",
+    ] {
+        assert!(text.contains(says), "missing {says:?}\n{text}");
+    }
+}

@@ -10,8 +10,8 @@ impl Checker<'_> {
 
     const BUFFER_KEYS: [&'static str; 7] = ["cstr", "str", "bytes", "out", "struct", "set", "len"];
 
-    pub(super) fn arg(&mut self, node: &Node, index: usize) -> Option<Arg> {
-        let what = format!("argument {}", index + 1);
+    /// Argument `what` (`argument 2 (buf)`): an integer, or a buffer.
+    pub(super) fn arg(&mut self, node: &Node, what: &str) -> Option<Arg> {
         if let Value::Map(m) = &node.value {
             let is_int =
                 m.len() == 1 && (node.get("sizeof").is_some() || node.get("bad_ptr").is_some());
@@ -19,7 +19,7 @@ impl Checker<'_> {
                 return self.buffer(node).map(Arg::Buf);
             }
         }
-        self.int(node, &what).map(Arg::Int)
+        self.int(node, what).map(Arg::Int)
     }
 
     pub(super) fn buffer(&mut self, node: &Node) -> Option<Buffer> {
@@ -161,6 +161,30 @@ impl Checker<'_> {
                 );
                 return None;
             }
+            let params = self
+                .opts
+                .headers
+                .as_ref()
+                .zip(resolved.as_ref())
+                .and_then(|(h, (_, name))| h.syscall_params(name));
+            if let (Some(params), Some((_, name))) = (&params, &resolved) {
+                if args.len() > params.len() {
+                    let takes = match params.len() {
+                        0 => "no arguments".to_string(),
+                        1 => format!("1 argument ({})", params[0]),
+                        n => format!("{n} arguments ({})", params.join(", ")),
+                    };
+                    let given = match args.len() {
+                        1 => "1 is given".to_string(),
+                        n => format!("{n} are given"),
+                    };
+                    self.error(
+                        args[params.len()].pos,
+                        format!("`{name}` takes {takes} in include/linux/syscalls.h; {given}"),
+                    );
+                    return None;
+                }
+            }
             let reads_before = self.reads.len();
             let mut call = Call {
                 line: syscall.pos.line,
@@ -177,7 +201,11 @@ impl Checker<'_> {
             };
             let mut ok = true;
             for (i, a) in args.iter().enumerate() {
-                match self.arg(a, i) {
+                let what = match params.as_ref().and_then(|p| p.get(i)) {
+                    Some(param) => format!("argument {} ({param})", i + 1),
+                    None => format!("argument {}", i + 1),
+                };
+                match self.arg(a, &what) {
                     Some(Arg::Int(v)) => call.args.push(v),
                     Some(Arg::Buf(b)) => {
                         call.args.push(Int::Const(0));

@@ -52,6 +52,14 @@ pub trait HeaderProvider: std::fmt::Debug + Send + Sync {
     /// Loads headers by include name; an error is reported at the `headers:` entry.
     /// `profile` is the spec's profile, which may name its own include tree.
     fn load(&self, profile: &str, names: &[String]) -> Result<HeaderSet, String>;
+
+    /// The parameters of a syscall by name (`["fd", "buf", "count"]`; a parameter the header
+    /// leaves unnamed is given by its type), from the kernel's `include/linux/syscalls.h` when
+    /// the provider has it. A call given more arguments is an error, and messages name the
+    /// parameter. `None`: not known here, nothing is checked.
+    fn syscall_params(&self, _syscall: &str) -> Option<Vec<String>> {
+        None
+    }
 }
 
 /// What a spec's `headers:` made available.

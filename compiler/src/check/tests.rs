@@ -460,3 +460,42 @@ fn the_model_holds_typed_values_and_the_emitter_spells_them() {
     let narrow = lua(&src.replace("(__u64)", "(__u16)"));
     assert!(narrow.contains("((saved.fd & 65535) + 2)"), "{narrow}");
 }
+
+#[test]
+fn a_provider_that_knows_the_declarations_counts_arguments() {
+    #[derive(Debug)]
+    struct Declared;
+    impl HeaderProvider for Declared {
+        fn load(&self, _: &str, _: &[String]) -> Result<HeaderSet, String> {
+            Ok(HeaderSet::default())
+        }
+        fn syscall_params(&self, syscall: &str) -> Option<Vec<String>> {
+            match syscall {
+                "close" => Some(vec!["fd".into()]),
+                "getpid" => Some(Vec::new()),
+                _ => None,
+            }
+        }
+    }
+    let mut opts = Options::new("t.yaml");
+    opts.headers = Some(std::sync::Arc::new(Declared));
+    let e = crate::compile(
+        "cases:\n  - {name: a, syscall: close, args: [1, 2], expect: ok}\n  - {name: b, syscall: getpid, args: [1], expect: ok}\n  - {name: c, syscall: close, args: [\"1.5\"], expect: ok}\n  - {name: d, syscall: dup, args: [1, 2, 3], expect: ok}\n",
+        &opts,
+    )
+    .unwrap_err();
+    let e: Vec<String> = e.iter().map(|d| d.headline()).collect();
+    assert!(
+        e.iter().any(|m| m.contains("2:41: `close` takes 1 argument (fd)")
+            && m.contains("2 are given")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|m| m.contains("`getpid` takes no arguments") && m.contains("1 is given")),
+        "{e:?}"
+    );
+    assert!(e.iter().any(|m| m.contains("argument 1 (fd):")), "{e:?}");
+    // Unknown to the provider: not counted.
+    assert!(!e.iter().any(|m| m.contains("`dup`")), "{e:?}");
+}

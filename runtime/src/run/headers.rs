@@ -47,6 +47,8 @@ pub fn tree() -> HeaderTree {
 #[derive(Debug, Default)]
 struct Provider {
     cache: Mutex<HashMap<(PathBuf, Vec<String>), HeaderSet>>,
+    /// Syscall parameters by name, from the kernel tree's `include/linux/syscalls.h`.
+    params: std::sync::OnceLock<HashMap<String, Vec<String>>>,
 }
 
 fn root_for(profile: &str) -> PathBuf {
@@ -85,6 +87,39 @@ impl HeaderProvider for Provider {
             c.insert(key, set.clone());
         }
         Ok(set)
+    }
+
+    fn syscall_params(&self, syscall: &str) -> Option<Vec<String>> {
+        let table = self.params.get_or_init(|| {
+            // Read once per process (about 2 ms); without a kernel tree nothing is checked.
+            let signatures = tree().signatures().unwrap_or_default();
+            let mut table: HashMap<String, Vec<String>> = HashMap::new();
+            for sig in signatures {
+                let params: Vec<String> = sig
+                    .params
+                    .iter()
+                    .map(|p| {
+                        if p.name.is_empty() {
+                            p.ty.clone()
+                        } else {
+                            p.name.clone()
+                        }
+                    })
+                    .collect();
+                // Variants under #ifdef (clone's argument orders): the longest counts.
+                let entry = table.entry(sig.name).or_default();
+                if params.len() >= entry.len() {
+                    *entry = params;
+                }
+            }
+            table
+        });
+        // x86_64 names some entry points without the `new` of their sys_ function (`stat` is
+        // sys_newstat, `uname` sys_newuname).
+        table
+            .get(syscall)
+            .or_else(|| table.get(&format!("new{syscall}")))
+            .cloned()
     }
 }
 
