@@ -1,5 +1,7 @@
 //! From the spec as written to the checked [`Model`]: names resolved (syscalls, constants,
-//! errnos, structs, saved values), layouts computed, table rows expanded, every value typed. Problems are collected, each with its position and a suggestion where one helps.
+//! errnos, structs, saved values), layouts computed, table rows expanded, every value typed (no
+//! Lua: that is the emitter's). Problems are collected, each with its position and a
+//! suggestion where one helps.
 
 use crate::diag::{did_you_mean, Diagnostic};
 use crate::layout::{Layout, Layouts};
