@@ -8,7 +8,8 @@
 //! removed, and checks the last use again under the lock, so one that was just picked is not
 //! either. Archives pile up otherwise: one per agent build, profile and tool set.
 //!
-//! The same `flock` discipline guards fixture builds (`fixture::store`).
+//! The same `flock` discipline guards fixture builds (`fixture::store`) and run directories
+//! (`cleanup`), whose lock files are created already locked ([`create_locked`]).
 
 use super::paths;
 use std::fs::File;
@@ -34,6 +35,21 @@ pub(crate) fn still_at(f: &File, path: &Path) -> bool {
         (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
         _ => false,
     }
+}
+
+/// Creates the lock file `dir/name` already exclusively locked: it is created and locked under
+/// another name, then renamed into place. Sweepers take a lock file nobody holds for a dead
+/// owner's, so one created under its name and locked after could be swept (or its lock taken)
+/// in between.
+pub(crate) fn create_locked(dir: &Path, name: &str) -> std::io::Result<File> {
+    let unnamed = dir.join(format!(".{name}.new"));
+    let lock = File::create(&unnamed)?;
+    // Nobody else can have opened it: its name is this directory's and new.
+    if !flock(&lock, libc::LOCK_EX | libc::LOCK_NB) {
+        return Err(std::io::Error::last_os_error());
+    }
+    std::fs::rename(&unnamed, dir.join(name))?;
+    Ok(lock)
 }
 
 /// A shared lock on a cache file's sidecar: while it lives, collection leaves the file alone.

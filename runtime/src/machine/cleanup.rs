@@ -273,11 +273,9 @@ impl RunDir {
             .prefix(RUN_DIR_PREFIX)
             .tempdir_in(&base)?
             .keep();
-        let lock = std::fs::File::create(dir.join(".lock"))?;
-        // SAFETY: flock on an open file.
-        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        // Locked before it has its name: another run's sweep could take the lock of a new
+        // directory otherwise, and remove it. A directory without `.lock` is never swept.
+        let lock = crate::machine::cache_lease::create_locked(&dir, ".lock")?;
         with_registry(|r| r.dirs.insert(dir.clone(), ()));
         let mut run_dir = RunDir {
             path: dir,
@@ -422,5 +420,33 @@ mod tests {
         sweep_stale();
         assert!(!stale.exists());
         assert!(live.path().exists(), "a live directory is never swept");
+    }
+
+    /// Another process's sweep runs at any moment, also while a directory is being created:
+    /// a directory is never swept between its creation and its lock (a resume in one run once
+    /// found its run directory gone: "binding agent.sock: No such file or directory").
+    #[test]
+    fn a_directory_being_created_is_never_swept() {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sweeper = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    sweep_stale();
+                }
+            })
+        };
+        let started = std::time::Instant::now();
+        let mut created = 0;
+        while started.elapsed() < std::time::Duration::from_secs(3) {
+            let dir = RunDir::create().unwrap();
+            created += 1;
+            assert!(
+                dir.path().join(".lock").exists(),
+                "run directory {created} was swept while it was created"
+            );
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        sweeper.join().unwrap();
     }
 }
