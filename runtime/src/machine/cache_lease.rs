@@ -88,8 +88,18 @@ pub fn collect(dir: &Path, ext: &str, idle: Duration) -> usize {
             .is_ok_and(|t| now.duration_since(t).unwrap_or_default() > idle)
     };
     let mut removed = 0;
+    let sidecar_ext = format!("{ext}.b3");
     for entry in entries.flatten() {
         let path = entry.path();
+        let name = entry.file_name().to_string_lossy().to_string();
+        if name.ends_with(&sidecar_ext) {
+            // A hash whose file never came (its writer died between the two) or was removed.
+            let file = path.with_extension("");
+            if !file.exists() && idle_since(&path) && std::fs::remove_file(&path).is_ok() {
+                removed += 1;
+            }
+            continue;
+        }
         if path.extension().and_then(|e| e.to_str()) != Some(ext) {
             continue;
         }
@@ -153,6 +163,14 @@ mod tests {
             .unwrap()
             .set_modified(SystemTime::now() - week)
             .unwrap();
+        let lone_hash = dir.path().join("lone.cpio.b3");
+        std::fs::write(&lone_hash, b"0").unwrap();
+        File::options()
+            .write(true)
+            .open(&lone_hash)
+            .unwrap()
+            .set_modified(SystemTime::now() - week)
+            .unwrap();
         let orphan = dir.path().join("orphan.cpio");
         std::fs::write(&orphan, b"no sidecar").unwrap();
         File::options()
@@ -162,9 +180,9 @@ mod tests {
             .set_modified(SystemTime::now() - week)
             .unwrap();
 
-        assert_eq!(collect(dir.path(), "cpio", IDLE), 2);
+        assert_eq!(collect(dir.path(), "cpio", IDLE), 3);
         assert!(!idle.exists() && !paths::sidecar(&idle).exists());
-        assert!(!orphan.exists());
+        assert!(!orphan.exists() && !lone_hash.exists());
         assert!(recent.exists() && leased.exists());
         drop(lease);
         assert_eq!(collect(dir.path(), "cpio", IDLE), 1, "the lease is gone");

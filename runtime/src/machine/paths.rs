@@ -63,8 +63,11 @@ pub fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
 /// Writes a derived cache file (an extracted vmlinux, an initramfs) with a `.b3` file beside
 /// it holding its content hash, so that [`cached_intact`] can tell a damaged copy.
 pub fn write_cached(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    write_atomically(path, data)?;
-    write_atomically(&sidecar(path), blake3::hash(data).to_hex().as_bytes())
+    // The hash goes first: a reader between the two sees no file yet (a miss), never a file
+    // without its hash, which it would take for a damaged one and remove under the writer.
+    // Names are content hashes, so a hash already there is this content's.
+    write_atomically(&sidecar(path), blake3::hash(data).to_hex().as_bytes())?;
+    write_atomically(path, data)
 }
 
 /// [`write_cached`], or, when the cache cannot be written (a read-only or full `PROVIUM_HOME`), the same
@@ -271,6 +274,45 @@ mod tests {
 
     fn mode(p: &Path) -> u32 {
         std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    /// A reader that checks a new cache entry while another thread or process writes it must
+    /// never take the half-written entry for a damaged one and remove it under the writer.
+    #[test]
+    fn a_cache_file_being_written_is_never_taken_for_a_damaged_one() {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let d = tempfile::tempdir().unwrap();
+        let entry = {
+            let dir = d.path().to_path_buf();
+            move |n: usize| dir.join(format!("entry-{n}.cpio"))
+        };
+        let (stop, current) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicUsize::new(0)),
+        );
+        let reader = {
+            let (stop, current, entry) = (stop.clone(), current.clone(), entry.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    cached_intact(&entry(current.load(Ordering::Relaxed)));
+                }
+            })
+        };
+        let started = std::time::Instant::now();
+        let mut n = 0;
+        while started.elapsed() < std::time::Duration::from_secs(2) {
+            n += 1;
+            // A new key each time, as a miss writes one; the reader looks at it at once.
+            current.store(n, Ordering::Relaxed);
+            write_cached(&entry(n), format!("content {n}").as_bytes()).unwrap();
+            assert!(
+                entry(n).exists(),
+                "write {n} was removed as damaged while it was written"
+            );
+        }
+        stop.store(true, Ordering::Relaxed);
+        reader.join().unwrap();
     }
 
     #[test]
