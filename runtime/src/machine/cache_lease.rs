@@ -132,18 +132,21 @@ pub fn collect(dir: &Path, ext: &str, idle: Duration) -> usize {
 mod tests {
     use super::*;
 
-    fn entry(dir: &Path, name: &str, age: Duration) -> std::path::PathBuf {
+    /// Sets a file's mtime `age` in the past.
+    fn age(path: &Path, age: Duration) {
+        File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(SystemTime::now() - age)
+            .unwrap();
+    }
+
+    fn entry(dir: &Path, name: &str, last_use: Duration) -> std::path::PathBuf {
         let path = dir.join(format!("{name}.cpio"));
         paths::write_cached(&path, name.as_bytes()).unwrap();
-        let then = SystemTime::now() - age;
-        for p in [path.clone(), paths::sidecar(&path)] {
-            File::options()
-                .write(true)
-                .open(&p)
-                .unwrap()
-                .set_modified(then)
-                .unwrap();
-        }
+        age(&path, last_use);
+        age(&paths::sidecar(&path), last_use);
         path
     }
 
@@ -157,28 +160,14 @@ mod tests {
         let lease = CacheLease::take(&leased).expect("a lease on an intact archive");
         // Leasing stamps the last use: the collector would keep it anyway; make it look idle
         // again to prove the lock alone keeps it.
-        File::options()
-            .write(true)
-            .open(paths::sidecar(&leased))
-            .unwrap()
-            .set_modified(SystemTime::now() - week)
-            .unwrap();
+        age(&paths::sidecar(&leased), week);
+        // A hash whose archive never came, and an archive without its hash.
         let lone_hash = dir.path().join("lone.cpio.b3");
         std::fs::write(&lone_hash, b"0").unwrap();
-        File::options()
-            .write(true)
-            .open(&lone_hash)
-            .unwrap()
-            .set_modified(SystemTime::now() - week)
-            .unwrap();
+        age(&lone_hash, week);
         let orphan = dir.path().join("orphan.cpio");
         std::fs::write(&orphan, b"no sidecar").unwrap();
-        File::options()
-            .write(true)
-            .open(&orphan)
-            .unwrap()
-            .set_modified(SystemTime::now() - week)
-            .unwrap();
+        age(&orphan, week);
 
         assert_eq!(collect(dir.path(), "cpio", IDLE), 3);
         assert!(!idle.exists() && !paths::sidecar(&idle).exists());
