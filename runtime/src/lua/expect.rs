@@ -100,10 +100,8 @@ pub fn expect(lua: &Lua, (outcome, spec): (Value, Table)) -> mlua::Result<()> {
     if let Some(why) = outcome.get::<Option<String>>("broken")? {
         return Err(errors::error(lua, broken_message(&why)));
     }
-    let died = outcome.get::<Option<bool>>("died")?.unwrap_or(false);
-    let timed_out = outcome.get::<Option<bool>>("timed_out")?.unwrap_or(false);
     let session = super::Session::get(lua);
-    let seen = observed(&outcome, died, timed_out)?;
+    let seen = observed(&outcome)?;
     if session.current.borrow().is_some() {
         *session.observed.borrow_mut() = Some(seen.clone());
     }
@@ -112,7 +110,7 @@ pub fn expect(lua: &Lua, (outcome, spec): (Value, Table)) -> mlua::Result<()> {
         // hand-written `expect: 3` is not weakened to the recorded `ok`).
         // `any` (an empty expectation) is what `provium gen` writes to be recorded.
         let placeholder = spec.pairs::<Value, Value>().next().is_none();
-        let holds = !placeholder && unmet(lua, &outcome, &spec, died, timed_out)?.is_none();
+        let holds = !placeholder && unmet(lua, &outcome, &spec)?.is_none();
         if let Some(loc) = errors::caller(lua, 1) {
             session
                 .report
@@ -122,7 +120,7 @@ pub fn expect(lua: &Lua, (outcome, spec): (Value, Table)) -> mlua::Result<()> {
         }
         return Ok(());
     }
-    match unmet(lua, &outcome, &spec, died, timed_out)? {
+    match unmet(lua, &outcome, &spec)? {
         None => Ok(()),
         Some(m) => Err(errors::assertion(lua, m, "")),
     }
@@ -130,19 +128,13 @@ pub fn expect(lua: &Lua, (outcome, spec): (Value, Table)) -> mlua::Result<()> {
 
 /// Why `outcome` does not meet `spec`, or `None` when it does. `one_of` (a nondeterministic
 /// answer, as `provium record --runs N` writes it) holds when any alternative does.
-fn unmet(
-    lua: &Lua,
-    outcome: &Table,
-    spec: &Table,
-    died: bool,
-    timed_out: bool,
-) -> mlua::Result<Option<String>> {
+fn unmet(lua: &Lua, outcome: &Table, spec: &Table) -> mlua::Result<Option<String>> {
     let Some(alternatives) = spec.get::<Option<Table>>("one_of")? else {
-        return mismatch(lua, outcome, spec, died, timed_out);
+        return mismatch(lua, outcome, spec);
     };
     let mut misses = Vec::new();
     for alt in alternatives.sequence_values::<Table>() {
-        match mismatch(lua, outcome, &alt?, died, timed_out)? {
+        match mismatch(lua, outcome, &alt?)? {
             None => return Ok(None),
             Some(m) => misses.push(m),
         }
@@ -155,14 +147,9 @@ fn unmet(
 }
 
 /// Why `outcome` does not meet `spec`, or `None` when it does.
-fn mismatch(
-    lua: &Lua,
-    outcome: &Table,
-    spec: &Table,
-    died: bool,
-    timed_out: bool,
-) -> mlua::Result<Option<String>> {
+fn mismatch(lua: &Lua, outcome: &Table, spec: &Table) -> mlua::Result<Option<String>> {
     let fail = |message: String| Ok(Some(message));
+    let (died, timed_out) = ended(outcome)?;
     if let Some(unmet) = outcome.get::<Option<String>>("repeat_unmet")? {
         return fail(unmet);
     }
@@ -327,8 +314,17 @@ fn buffer_check(lua: &Lua, idx: i64, data: &[u8], check: &Table) -> mlua::Result
     Ok(None)
 }
 
+/// Whether the call's process died, and whether the call timed out.
+fn ended(outcome: &Table) -> mlua::Result<(bool, bool)> {
+    Ok((
+        outcome.get::<Option<bool>>("died")?.unwrap_or(false),
+        outcome.get::<Option<bool>>("timed_out")?.unwrap_or(false),
+    ))
+}
+
 /// What an outcome is, written as a spec expectation (for `provium record`).
-fn observed(outcome: &Table, died: bool, timed_out: bool) -> mlua::Result<String> {
+fn observed(outcome: &Table) -> mlua::Result<String> {
+    let (died, timed_out) = ended(outcome)?;
     if died {
         return Ok(
             match (

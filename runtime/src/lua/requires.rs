@@ -86,16 +86,15 @@ fn kernel_config(
 pub fn requires(lua: &Lua, (vm, req): (mlua::AnyUserData, Table)) -> mlua::Result<Option<String>> {
     let call: Function = vm.get("call")?;
     let info: Value = vm.get("info")?;
-    let info = match info {
-        Value::Table(t) => Some(t),
-        _ => None,
+    // A field of `vm.info`, empty when the VM has no info table.
+    let info_field = |key: &str| -> mlua::Result<String> {
+        match &info {
+            Value::Table(t) => t.get::<String>(key),
+            _ => Ok(String::new()),
+        }
     };
     if let Some(range) = req.get::<Option<String>>("kernel")? {
-        let release: String = info
-            .as_ref()
-            .map(|i| i.get::<String>("kernel_release"))
-            .transpose()?
-            .unwrap_or_default();
+        let release = info_field("kernel_release")?;
         if release.is_empty() {
             return Ok(None);
         }
@@ -106,11 +105,7 @@ pub fn requires(lua: &Lua, (vm, req): (mlua::AnyUserData, Table)) -> mlua::Resul
         }
     }
     if let Some(arch) = req.get::<Option<String>>("arch")? {
-        let have: String = info
-            .as_ref()
-            .map(|i| i.get::<String>("arch"))
-            .transpose()?
-            .unwrap_or_default();
+        let have = info_field("arch")?;
         if !have.is_empty() && have != arch {
             return Ok(Some(format!("needs arch {arch}, running {have}")));
         }
