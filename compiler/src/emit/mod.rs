@@ -134,37 +134,29 @@ fn invoke(target: &str, call: &Call) -> String {
     }
 }
 
-/// A case can join a batch when it is one plain call whose inputs are known before the batch.
-fn batchable(case: &Case, saved_in_segment: &[String]) -> bool {
+/// The call of a case that is one plain call: not wrapped (`raises:`, `repeat:`), without a
+/// condition of its own, not skipped. Such cases can be gathered into one round trip.
+fn plain_call(case: &Case) -> Option<&Call> {
     match &case.body {
-        Body::Call(c) => {
-            !raises(c)
-                && case.creds.is_none()
-                && case.requires.is_none()
-                && case.skip.is_none()
-                && !c.reads.iter().any(|r| saved_in_segment.contains(r))
-        }
-        _ => false,
+        Body::Call(c) if !raises(c) && case.requires.is_none() && case.skip.is_none() => Some(c),
+        _ => None,
     }
 }
 
-/// A case can run isolated with others in one round trip (`vm:isolated`) when it is one call
-/// in a worker with its own credentials (`as:`) whose inputs are known before the round trip:
-/// each runs in its own child process, at the cost of a fork instead of a new worker.
+/// A case can join a batch when it is one plain call in the shared executor whose inputs are
+/// known before the batch.
+fn batchable(case: &Case, saved_in_segment: &[String]) -> bool {
+    plain_call(case).is_some_and(|c| {
+        case.creds.is_none() && !c.reads.iter().any(|r| saved_in_segment.contains(r))
+    })
+}
+
+/// A case can run isolated with others in one round trip (`vm:isolated`) when it is one plain
+/// call in a worker with its own credentials (`as:`) that saves nothing: each runs in its own
+/// child process, at the cost of a fork instead of a new worker.
 fn isolatable(model: &Model, case: &Case) -> bool {
-    if !model.fork_isolated {
-        return false;
-    }
-    match &case.body {
-        Body::Call(c) => {
-            !raises(c)
-                && case.creds.is_some()
-                && case.requires.is_none()
-                && case.skip.is_none()
-                && c.saves.is_empty()
-        }
-        _ => false,
-    }
+    model.fork_isolated
+        && plain_call(case).is_some_and(|c| case.creds.is_some() && c.saves.is_empty())
 }
 
 /// Opens a segment of cases gathered into one `vm:METHOD{...}` round trip, stored in `var`.
