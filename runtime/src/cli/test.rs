@@ -157,13 +157,13 @@ pub fn run(args: Args, verbose: bool) -> Result<u8> {
         kernels: Vec::new(),
     }
     .with_kernels(kernels);
-    let plans = run::plan(&config.expand(files.clone()), &config);
+    // From here a signal stops the run and its reports are still written (planning included).
+    let _in_progress = crate::machine::signals::RunInProgress::begin();
+    let plan = run::plan_run(files.clone(), &config);
     if args.list {
-        return list(&plans, args.format);
+        return list(&plan.planned, args.format);
     }
-    let selected: usize = plans.iter().map(|p| p.tests.len()).sum();
-    let unlistable = plans.iter().any(|p| p.plan_error.is_some());
-    if selected == 0 && !unlistable {
+    if plan.is_empty() && crate::machine::signals::interrupted().is_none() {
         super::say(&format!(
             "provium: no tests selected ({} file{} searched{}); nothing was run",
             files.len(),
@@ -189,7 +189,7 @@ pub fn run(args: Args, verbose: bool) -> Result<u8> {
         reporters.push(crate::report::html::HtmlFile::new(path));
     }
     let selected: Vec<String> = files.iter().map(|f| f.display.clone()).collect();
-    let summary = run::run(files, &config, &mut |e| reporters.report(e));
+    let summary = run::run_plan(plan, &config, &mut |e| reporters.report(e));
     if let Err(e) = LastRun::from_summary(&summary, &selected).save(&cwd) {
         tracing::warn!("cannot record the run for --rerun-failed: {e:#}");
     }
@@ -218,7 +218,15 @@ fn list(plans: &[crate::event::PlannedFile], format: Format) -> Result<u8> {
     }
     for p in plans {
         for t in p.tests.iter().filter(|_| format != Format::Json) {
-            writeln!(out, "{}::{}", p.path, t.name)?;
+            writeln!(out, "{}::{}", p.display(), t.name)?;
+        }
+        if p.provisional {
+            super::say(&format!(
+                "{}: its tests depend on what its VMs answer; a run may define more than \
+                 the {} listed",
+                p.display(),
+                p.tests.len()
+            ));
         }
         if let Some(why) = &p.plan_error {
             // On stderr: stdout stays a clean list for tools.

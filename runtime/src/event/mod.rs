@@ -40,6 +40,11 @@ pub struct PlannedFile {
     /// Why the file could not be listed (a spec that does not compile); it still runs, and says
     /// so in its report.
     pub plan_error: Option<String>,
+    /// The file's tests depend on what its VMs answer (its top level used VM answers, which
+    /// planning can only invent, or planning ran out of time): it runs even when no planned test
+    /// is selected, and reports the tests it defines as it defines them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub provisional: bool,
     /// In a run over several kernels (`--kernel`), the kernel this run of the file targets.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kernel: Option<String>,
@@ -77,6 +82,13 @@ pub enum RunEvent {
     BootFinished {
         file: usize,
     },
+    /// A VM of the file waits for room on the machine (other files of this run, or other
+    /// provium runs, hold its CPUs or memory). The wait is not charged to the file's time limit
+    /// nor to its tests; the file's report says how long it was (`FileReport::queued`).
+    Waiting {
+        file: usize,
+        wait: GateWait,
+    },
     TestStarted {
         file: usize,
         name: String,
@@ -108,6 +120,7 @@ impl RunEvent {
             RunEvent::FileStarted { file }
             | RunEvent::BootStarted { file, .. }
             | RunEvent::BootFinished { file }
+            | RunEvent::Waiting { file, .. }
             | RunEvent::TestStarted { file, .. }
             | RunEvent::TestFinished { file, .. }
             | RunEvent::Output { file, .. }

@@ -227,12 +227,24 @@ pub struct FileReport {
     pub duration: Duration,
     /// What the file printed outside tests.
     pub output: String,
+    /// How long its VMs waited at the machine-wide gate for room (included in `duration`,
+    /// never in a test's time or against the file's time limit).
+    #[serde(with = "secs")]
+    #[schemars(with = "f64")]
+    pub queued: Duration,
     /// Unix time (seconds) when the file started.
     pub started_at: u64,
     /// From the first VM being ready to the end of the last test: what the tests cost without
     /// the boot.
     #[serde(skip)]
     pub after_boot: Option<Duration>,
+    /// In a planning (list-mode) run: VM answers the file's top level used, which planning can
+    /// only invent; its tests may depend on them.
+    #[serde(skip)]
+    pub invented_answers: usize,
+    /// In a planning run: planning was stopped at its time limit.
+    #[serde(skip)]
+    pub listing_stopped: bool,
     /// In record mode: what each `expect` saw, by spec line, as an expectation, and whether
     /// the expectation as written held (`any` never does: it is a placeholder to record).
     #[serde(skip)]
@@ -287,6 +299,37 @@ impl Counts {
     /// Tests that ran to an outcome (skips and tests never run are not counted).
     pub fn run(&self) -> usize {
         self.passed + self.failed + self.errored
+    }
+}
+
+/// Why a VM waits at the gate: what is held of the machine's budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct GateWait {
+    /// CPUs held by running VMs, and the budget.
+    pub busy_cpus: u32,
+    pub cpus: u32,
+    /// Memory (MiB) held by running VMs, and the budget.
+    pub busy_mib: u64,
+    pub mib: u64,
+    /// Of the busy CPUs, those held by other provium processes on the machine.
+    pub other_processes_cpus: u32,
+}
+
+impl std::fmt::Display for GateWait {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "waiting for room on this machine: {} of {} CPUs and {} of {} MiB are in use",
+            self.busy_cpus, self.cpus, self.busy_mib, self.mib
+        )?;
+        if self.other_processes_cpus > 0 {
+            write!(
+                f,
+                " ({} CPUs by other provium runs)",
+                self.other_processes_cpus
+            )?;
+        }
+        Ok(())
     }
 }
 

@@ -341,9 +341,12 @@ fn test(lua: &Lua, (name, body): (Value, Value)) -> mlua::Result<()> {
         name: name.clone(),
     });
     let started = Instant::now();
+    let queued_before = session.queued.get();
     let run: Function = lua.named_registry_value("provium.run")?;
     let result: mlua::Result<(bool, Value, Option<String>)> = run.call(body);
-    let duration = started.elapsed() + session.take_charged();
+    // A VM the test booted may have waited at the gate: that wait is not the test's time.
+    let queued = session.queued.get().saturating_sub(queued_before);
+    let duration = started.elapsed().saturating_sub(queued) + session.take_charged();
     let mut output = session.current.borrow_mut().take().unwrap_or_default();
     if let Some(control) = &session.config.control {
         control.set_current(None);

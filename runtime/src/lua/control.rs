@@ -100,11 +100,19 @@ impl FileControl {
         *lock(&self.timeout)
     }
 
+    /// When the file runs out of time: its limit counts from the start, without the time its
+    /// VMs waited at the machine-wide gate for another run's VMs (that wait is not the file's).
     pub fn deadline(&self) -> Instant {
         let t = self.timeout();
-        self.started
+        let start = self.started + crate::machine::vm::gate::waited(self.group);
+        start
             .checked_add(t)
-            .unwrap_or_else(|| self.started + MAX_FILE_TIMEOUT)
+            .unwrap_or_else(|| start + MAX_FILE_TIMEOUT)
+    }
+
+    /// How long the file's VMs have waited at the gate so far.
+    pub fn waited(&self) -> Duration {
+        crate::machine::vm::gate::waited(self.group)
     }
 
     pub fn set_current(&self, test: Option<(&str, &Location)>) {

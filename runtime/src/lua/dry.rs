@@ -7,10 +7,18 @@ use crate::protocol::{SyscallOutcome, Termination};
 /// top-level set-up code does not stop the listing.
 pub trait DryRun {
     fn dry() -> Self;
+    /// Whether the invented value can steer the file (a number, bytes, an outcome): a file that
+    /// uses one at its top level may define other tests when it really runs.
+    fn informative() -> bool {
+        true
+    }
 }
 
 impl DryRun for () {
     fn dry() {}
+    fn informative() -> bool {
+        false
+    }
 }
 impl DryRun for i64 {
     fn dry() -> i64 {

@@ -67,6 +67,7 @@ pub fn isolated<T: Target + ?Sized>(lua: &Lua, this: &T, cases: Value) -> mlua::
     let requests: Vec<IsolatedCase> = built.iter().map(|(c, _)| c.clone()).collect();
     let started = std::time::Instant::now();
     let results = if Session::get(lua).config.settings.list_only {
+        Session::get(lua).invented();
         requests
             .iter()
             .map(|c| c.calls.iter().map(dry_outcome).collect())

@@ -30,6 +30,10 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 /// A script may not use more memory than this on the host.
 const LUA_MEMORY_LIMIT: usize = 2 << 30;
 
+/// How long planning (a list-mode run) may take for one file. Planning answers VM calls with
+/// invented values, so a loop that waits for a real answer would never end.
+pub const PLAN_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Runs Lua `code` as the test file `config.file`. Errors never escape: they are in the report.
 /// `chunk_name` is what error messages and tracebacks call the code (the file's path, or the
 /// YAML spec a chunk was compiled from).
@@ -40,11 +44,41 @@ pub fn run_chunk(config: SessionConfig, chunk_name: &str, code: &str) -> FileRep
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let session = Rc::new(Session::new(config));
+    // Waits at the machine-wide gate are shown as they start and kept off the tests' times.
+    let _waits = {
+        let s = Rc::downgrade(&session);
+        crate::machine::vm::gate::observe_waits(Rc::new(move |notice| {
+            let Some(s) = s.upgrade() else { return };
+            match notice {
+                crate::machine::vm::gate::WaitNotice::Waiting {
+                    busy_cpus,
+                    cpus,
+                    busy_mib,
+                    mib,
+                    others_cpus,
+                } => s.emit(crate::event::RunEvent::Waiting {
+                    file: s.config.index,
+                    wait: crate::event::GateWait {
+                        busy_cpus,
+                        cpus,
+                        busy_mib,
+                        mib,
+                        other_processes_cpus: others_cpus,
+                    },
+                }),
+                crate::machine::vm::gate::WaitNotice::Admitted { waited } => {
+                    s.queued.set(s.queued.get() + waited)
+                }
+            }
+        }))
+    };
     let lua = Lua::new();
     let _ = lua.set_memory_limit(LUA_MEMORY_LIMIT);
     lua.set_app_data(session.clone());
     if let Some(control) = session.config.control.clone() {
         install_cancel_hook(&lua, control);
+    } else if session.config.settings.list_only {
+        install_plan_limit(&lua, started);
     }
     let file_error = match api::install(&lua) {
         Ok(()) => execute(&lua, &session, chunk_name, code),
@@ -62,11 +96,33 @@ pub fn run_chunk(config: SessionConfig, chunk_name: &str, code: &str) -> FileRep
         report.file_error = file_error;
     }
     report.duration = started.elapsed();
+    report.queued = session.queued.get();
     if let (Some(b), Some(e)) = (session.booted_at.get(), session.last_test_end.get()) {
         report.after_boot = Some(e.saturating_duration_since(b));
     }
     report.started_at = started_at;
     report
+}
+
+/// Error raised when planning a file runs out of time.
+const PLAN_STOPPED: &str = "planning stopped";
+
+/// Planning stops at [`PLAN_TIME_LIMIT`]: the report then says so (`listing_stopped`) and keeps
+/// the tests listed until then.
+fn install_plan_limit(lua: &Lua, started: Instant) {
+    let triggers = mlua::HookTriggers::new().every_nth_instruction(1000);
+    let _ = lua.set_hook(triggers, move |lua, _| {
+        if started.elapsed() < PLAN_TIME_LIMIT {
+            return Ok(mlua::VmState::Continue);
+        }
+        if let Some(s) = lua.app_data_ref::<Rc<Session>>() {
+            s.report.borrow_mut().listing_stopped = true;
+        }
+        Err(mlua::Error::RuntimeError(format!(
+            "{PLAN_STOPPED} after {} s",
+            PLAN_TIME_LIMIT.as_secs()
+        )))
+    });
 }
 
 /// A stopped file (timed out, interrupted) stops at its next Lua instruction inside a test; the

@@ -44,6 +44,8 @@ pub struct Session {
     batch_shares: RefCell<HashMap<usize, std::time::Duration>>,
     /// Time charged to the running test for batch outcomes it checked.
     charged: std::cell::Cell<std::time::Duration>,
+    /// Time the file's VMs waited at the machine-wide gate, so far.
+    pub queued: std::cell::Cell<std::time::Duration>,
 }
 
 /// What every file of a run shares, whoever starts its session (the runner, a fixture build).
@@ -126,6 +128,7 @@ impl Session {
             names: RefCell::new(HashMap::new()),
             batch_shares: RefCell::new(HashMap::new()),
             charged: Default::default(),
+            queued: Default::default(),
         }
     }
 
@@ -193,6 +196,12 @@ impl Session {
         lua.app_data_ref::<Rc<Session>>()
             .map(|s| s.clone())
             .expect("the Provium session is installed before any script runs")
+    }
+
+    /// Planning answered a VM call with an invented value (see `dry`): the file's tests may
+    /// depend on it.
+    pub fn invented(&self) {
+        self.report.borrow_mut().invented_answers += 1;
     }
 
     pub fn record_console(&self, console: &str) {

@@ -50,6 +50,7 @@ pub(super) fn run_call<T: Target + ?Sized>(
     call: SyscallCall,
 ) -> mlua::Result<SyscallOutcome> {
     if Session::get(lua).config.settings.list_only {
+        Session::get(lua).invented();
         return Ok(dry_outcome(&call));
     }
     with_vm(lua, target, method, |vm, w| vm.worker(w).syscall(call))
@@ -254,6 +255,7 @@ pub(super) fn add_target_methods<T: Target + UserData + 'static, M: UserDataMeth
         let requests: Vec<SyscallCall> = built.iter().map(|(c, _)| c.clone()).collect();
         let started = std::time::Instant::now();
         let outcomes = if Session::get(lua).config.settings.list_only {
+            Session::get(lua).invented();
             requests.iter().map(dry_outcome).collect()
         } else {
             with_vm(lua, this, "batch", |vm, w| vm.worker(w).batch(requests))?

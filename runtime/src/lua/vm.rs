@@ -139,6 +139,9 @@ where
 {
     let label = target.label();
     if Session::get(lua).config.settings.list_only {
+        if R::informative() {
+            Session::get(lua).invented();
+        }
         return Ok(R::dry());
     }
     let mut slot = target.slot().borrow_mut();

@@ -137,10 +137,18 @@ fn from_image(image: &Path) -> KernelTarget {
         .as_ref()
         .and_then(|r| beside(format!("config-{r}")))
         .filter(|p| p.is_file());
-    let modules = release
-        .as_ref()
-        .map(|r| PathBuf::from(format!("/lib/modules/{r}")))
-        .filter(|p| p.is_dir());
+    // An unpacked package (boot/vmlinuz-R beside lib/modules/R, as scripts/setup leaves it),
+    // then the host's own.
+    let modules = release.as_ref().and_then(|r| {
+        let unpacked = image
+            .parent()
+            .and_then(Path::parent)
+            .map(|root| root.join("lib/modules").join(r));
+        unpacked
+            .into_iter()
+            .chain([PathBuf::from(format!("/lib/modules/{r}"))])
+            .find(|p| p.is_dir())
+    });
     KernelTarget {
         label: release.unwrap_or_else(|| image.display().to_string()),
         image: image.to_path_buf(),

@@ -55,6 +55,9 @@ pub enum JsonEvent<'a> {
         kernel: Option<&'a str>,
         /// Seconds.
         duration: f64,
+        /// Seconds of `duration` its VMs waited at the machine-wide gate for room (never
+        /// charged to a test or to the file's time limit).
+        queued: f64,
         /// Unix time (seconds).
         started_at: u64,
         counts: Counts,
@@ -166,6 +169,7 @@ impl<W: Write> Reporter for Json<W> {
                     suite,
                     kernel: report.kernel.as_deref(),
                     duration: report.duration.as_secs_f64(),
+                    queued: report.queued.as_secs_f64(),
                     started_at: report.started_at,
                     counts: report.counts(),
                     vms: &report.vms,

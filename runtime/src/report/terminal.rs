@@ -379,6 +379,17 @@ impl Reporter for Terminal {
                 let path = self.path(*file);
                 self.set_activity(path);
             }
+            RunEvent::Waiting { file, wait } => {
+                // A line even without a terminal: a CI log must say why nothing happens.
+                let line = format!(
+                    "{} {} {}",
+                    paint(WARN, &format!("{:>12}", "WAITING")),
+                    self.path(*file),
+                    paint(DIM, &wait.to_string())
+                );
+                self.line(&line);
+                self.set_activity(format!("waiting for room: {}", self.path(*file)));
+            }
             RunEvent::TestFinished { file, test } => self.test_finished(*file, test),
             RunEvent::Output { file, text } => self.output(*file, text),
             RunEvent::FileFinished { file, report } => self.file_finished(*file, report),

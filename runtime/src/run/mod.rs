@@ -27,7 +27,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use plan::plan;
+pub use plan::{plan, plan_run, Plan};
 
 /// How to run.
 #[derive(Clone)]
@@ -86,6 +86,17 @@ impl RunConfig {
         self
     }
 
+    /// The same run in list mode, on every kernel: VM calls answer invented values, nothing
+    /// boots, test bodies do not run.
+    pub fn listing(&self) -> RunConfig {
+        let mut c = self.clone();
+        c.settings.list_only = true;
+        for k in &mut c.kernels {
+            k.settings.list_only = true;
+        }
+        c
+    }
+
     /// The kernel a file's run targets, in a run over several.
     pub fn kernel_of(&self, file: &TestFile) -> Option<&KernelRun> {
         file.kernel.and_then(|k| self.kernels.get(k))
@@ -120,7 +131,13 @@ impl RunConfig {
 /// `sink` (in file order, whatever order the files finish in), and returns the summary that the
 /// last event carries.
 pub fn run(files: Vec<TestFile>, config: &RunConfig, sink: &mut dyn FnMut(&RunEvent)) -> Summary {
-    schedule::run(config.expand(files), config, sink)
+    let _in_progress = crate::machine::signals::RunInProgress::begin();
+    run_plan(plan_run(files, config), config, sink)
+}
+
+/// Runs a plan made by [`plan_run`] with the same `config` (nothing is planned again).
+pub fn run_plan(plan: Plan, config: &RunConfig, sink: &mut dyn FnMut(&RunEvent)) -> Summary {
+    schedule::run(plan, config, sink)
 }
 
 /// Runs one file on the current thread; its events go to `emit`.

@@ -109,6 +109,7 @@ impl Pool {
                 report,
             })));
             cleanup::set_group(0);
+            crate::machine::vm::gate::forget_waits(group);
             // Another worker took this one's place when it was given up on.
             if control.is_abandoned() {
                 break;
@@ -147,11 +148,14 @@ struct Overdue {
     killed: usize,
 }
 
-pub fn run(files: Vec<TestFile>, config: &RunConfig, sink: &mut dyn FnMut(&RunEvent)) -> Summary {
+pub fn run(plan: super::Plan, config: &RunConfig, sink: &mut dyn FnMut(&RunEvent)) -> Summary {
     let started = Instant::now();
     let started_at = unix_now();
     let _in_progress = signals::RunInProgress::begin();
-    let plans = super::plan(&files, config);
+    let super::Plan {
+        files,
+        planned: plans,
+    } = plan;
     let n = files.len();
     let jobs = config.jobs.max(1).min(n.max(1));
     sink(&RunEvent::RunStarted {
@@ -168,6 +172,10 @@ pub fn run(files: Vec<TestFile>, config: &RunConfig, sink: &mut dyn FnMut(&RunEv
         next: Arc::new(AtomicUsize::new(0)),
         stop: Arc::new(AtomicBool::new(false)),
     };
+    if signals::interrupted().is_some() {
+        // Interrupted while planning: nothing starts, everything is reported as not run.
+        pool.stop.store(true, Ordering::SeqCst);
+    }
     let mut handles: Vec<_> = (0..jobs).map(|_| pool.spawn_worker()).collect();
 
     let mut order = Ordered::new(n);

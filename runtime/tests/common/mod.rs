@@ -156,3 +156,30 @@ pub fn show(out: &std::process::Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     )
 }
+
+/// A `PROVIUM_QEMU` that counts the QEMUs started (one line each in the returned file), then
+/// runs the real one.
+pub fn qemu_counter(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let real = provium::machine::qemu::find_qemu().expect("QEMU is installed");
+    let count = dir.join("qemu-starts");
+    let wrapper = dir.join("counting-qemu");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> '{}'\nexec '{}' \"$@\"\n",
+            count.display(),
+            real.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (wrapper, count)
+}
+
+/// Lines in `path` (0 when it does not exist).
+pub fn lines_in(path: &std::path::Path) -> usize {
+    std::fs::read_to_string(path)
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+}

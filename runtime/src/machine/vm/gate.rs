@@ -137,6 +137,85 @@ fn post(dir: &Path, mib: u64, cpus: u32) -> Option<Posted> {
     Some(Posted { path, _file: f })
 }
 
+/// What a file is told while its VM waits at the gate.
+#[derive(Debug, Clone, Copy)]
+pub enum WaitNotice {
+    /// The VM does not fit now: `busy_cpus` of `cpus` and `busy_mib` of `mib` are held (by this
+    /// process's other files and by other provium processes, `others_cpus` of them).
+    Waiting {
+        busy_cpus: u32,
+        cpus: u32,
+        busy_mib: u64,
+        mib: u64,
+        others_cpus: u32,
+    },
+    /// The VM was admitted after waiting this long.
+    Admitted { waited: Duration },
+}
+
+/// Hears about waits (see [`observe_waits`]).
+pub type WaitObserver = std::rc::Rc<dyn Fn(WaitNotice)>;
+
+thread_local! {
+    /// Who hears about this thread's waits: the file running on it (see `observe_waits`).
+    static OBSERVER: std::cell::RefCell<Option<WaitObserver>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Tells `observer` about every wait of VMs admitted on this thread until the guard is dropped.
+pub fn observe_waits(observer: WaitObserver) -> ObserverGuard {
+    OBSERVER.with(|o| *o.borrow_mut() = Some(observer));
+    ObserverGuard(())
+}
+
+/// Ends [`observe_waits`].
+pub struct ObserverGuard(());
+
+impl Drop for ObserverGuard {
+    fn drop(&mut self) {
+        OBSERVER.with(|o| *o.borrow_mut() = None);
+    }
+}
+
+fn notify(n: WaitNotice) {
+    let observer = OBSERVER.with(|o| o.borrow().clone());
+    if let Some(f) = observer {
+        f(n);
+    }
+}
+
+/// Time spent waiting at the gate, by run group (test file): a file's time limit counts from
+/// the moment its VMs are admitted, so its waits are taken off (see `lua::control`).
+#[derive(Default, Clone, Copy)]
+struct Waits {
+    total: Duration,
+    since: Option<std::time::Instant>,
+}
+
+fn waits() -> std::sync::MutexGuard<'static, HashMap<u64, Waits>> {
+    static WAITS: OnceLock<Mutex<HashMap<u64, Waits>>> = OnceLock::new();
+    crate::machine::sync::lock(WAITS.get_or_init(Default::default))
+}
+
+/// How long the VMs of run group `group` have waited at the gate so far, the wait in progress
+/// included.
+pub fn waited(group: u64) -> Duration {
+    waits()
+        .get(&group)
+        .map(|w| w.total + w.since.map(|s| s.elapsed()).unwrap_or_default())
+        .unwrap_or_default()
+}
+
+/// Whether a VM of `group` is waiting at the gate now.
+pub fn is_waiting(group: u64) -> bool {
+    waits().get(&group).is_some_and(|w| w.since.is_some())
+}
+
+/// Forgets a finished file's waits.
+pub fn forget_waits(group: u64) {
+    waits().remove(&group);
+}
+
 /// Sets the budget VMs are admitted within; `None` admits everything (the library default).
 pub fn set_budget(budget: Option<(u64, u32)>) {
     lock().budget = budget;
@@ -165,6 +244,7 @@ pub fn admit(memory_mib: u32, cpus: u32) -> Ticket {
     let dir = open_dir();
     let mut s = lock();
     let waiting_since = std::time::Instant::now();
+    let mut waiting_noticed = false;
     loop {
         // Other processes are counted under the directory's lock, so that two processes do
         // not both decide that the last CPU is theirs.
@@ -192,6 +272,14 @@ pub fn admit(memory_mib: u32, cpus: u32) -> Ticket {
         if fits || idle || holds || patient {
             let posted = dir.as_deref().and_then(|d| post(d, mib, cpus));
             drop(global);
+            if waiting_noticed {
+                let waited = waiting_since.elapsed();
+                if let Some(w) = waits().get_mut(&group) {
+                    w.total += waited;
+                    w.since = None;
+                }
+                notify(WaitNotice::Admitted { waited });
+            }
             s.used_mib += mib;
             s.used_cpus += cpus;
             *s.held.entry(group).or_insert(0) += 1;
@@ -203,6 +291,19 @@ pub fn admit(memory_mib: u32, cpus: u32) -> Ticket {
             };
         }
         drop(global);
+        if !waiting_noticed {
+            waiting_noticed = true;
+            waits().entry(group).or_default().since = Some(waiting_since);
+            if let Some((mem, cpu)) = s.budget {
+                notify(WaitNotice::Waiting {
+                    busy_cpus: used_cpus,
+                    cpus: cpu,
+                    busy_mib: used_mib,
+                    mib: mem,
+                    others_cpus: other_cpus,
+                });
+            }
+        }
         // Woken by this process's VMs stopping, or after a while to look at the others'.
         s = gate()
             .freed

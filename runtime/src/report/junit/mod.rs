@@ -135,6 +135,13 @@ fn suite(file: &FileReport) -> TestSuite {
         suite.set_timestamp(ts);
     }
     suite.add_property(Property::new("file", text::protect(&file.path)));
+    if !file.queued.is_zero() {
+        // The suite's time includes it; no test's time does.
+        suite.add_property(Property::new(
+            "queued.ms",
+            file.queued.as_millis().to_string(),
+        ));
+    }
     if let Some(k) = &file.kernel {
         suite.add_property(Property::new("kernel", text::protect(k)));
     }

@@ -1,0 +1,286 @@
+//! A run does what it says, once: `--kernel` plans without running anything and starts the
+//! QEMUs a plain run starts; a test body runs once per kernel; a fixture script's column runs on
+//! its own kernel; `--filter` boots only files with a selected test; planning has a time limit
+//! and a file whose tests depend on VM answers still runs; a wait at the machine-wide gate is
+//! never charged to a file's time limit.
+
+mod common;
+
+use common::{lines_in, provium_in as provium, qemu_counter, show, write_file as write};
+use std::path::Path;
+
+/// A test whose body appends a line to a host file each time it runs.
+fn marking(marker: &Path) -> String {
+    format!(
+        r#"
+local vm = provium.create()
+vm:boot()
+test("marks", function()
+  local f = assert(io.open("{}", "a"))
+  f:write("ran\n")
+  f:close()
+  assert_errno(vm:syscall(provium.nr.close, -1), "EBADF")
+end)
+"#,
+        marker.display()
+    )
+}
+
+#[test]
+fn kernel_starts_the_qemus_a_plain_run_starts_and_runs_each_test_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("marker");
+    write(dir.path(), "t/mark.lua", &marking(&marker));
+    write(
+        dir.path(),
+        "t/close.yaml",
+        "cases:\n  - {name: close, syscall: close, args: [-1], expect: EBADF}\n",
+    );
+    let (qemu, starts) = qemu_counter(dir.path());
+    let run = |extra: &[&str]| {
+        let _ = std::fs::remove_file(&starts);
+        let _ = std::fs::remove_file(&marker);
+        let out = provium(dir.path())
+            .args(["test", "t", "-j", "1"])
+            .args(extra)
+            .env("PROVIUM_QEMU", &qemu)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", show(&out));
+        (lines_in(&starts), lines_in(&marker))
+    };
+    let default = provium::machine::kernels::default_target()
+        .unwrap()
+        .image
+        .display()
+        .to_string();
+    // Warm: fixtures are built by the first run of each kind.
+    run(&[]);
+    run(&["--kernel", &default]);
+    let plain = run(&[]);
+    let on_default = run(&["--kernel", &default]);
+    assert_eq!(plain.1, 1, "the body runs once");
+    assert_eq!(
+        on_default, plain,
+        "--kernel <default> starts the QEMUs a plain run starts, and runs the body once"
+    );
+    let two = run(&["--kernel", "6.1", "--kernel", "6.12"]);
+    assert_eq!(two.1, 2, "once per kernel");
+
+    // Listing boots nothing and runs no body, on any number of kernels.
+    let _ = std::fs::remove_file(&starts);
+    let _ = std::fs::remove_file(&marker);
+    let out = provium(dir.path())
+        .args(["test", "t", "--list", "--kernel", "6.1", "--kernel", "6.12"])
+        .env("PROVIUM_QEMU", &qemu)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(listed.lines().count(), 4, "{listed}");
+    assert_eq!(lines_in(&starts), 0, "--list starts no QEMU");
+    assert_eq!(lines_in(&marker), 0, "--list runs no test body");
+}
+
+#[test]
+fn a_fixture_script_runs_each_kernels_column_on_that_kernel() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "fixtures/prepared.lua",
+        "local vm = provium.create(\"minimal\")\nvm:boot()\nvm:write_file(\"/tmp/ready\", \"yes\")\nreturn vm\n",
+    );
+    write(
+        dir.path(),
+        "uname.lua",
+        r#"
+local vm = provium.fixture("prepared")
+test("uname", function()
+  assert_eq("yes", vm:read_file("/tmp/ready"))
+  print(vm:exec("uname -r").stdout:trim())
+end)
+"#,
+    );
+    // Twice: the second run resumes what the first built, and must still pick per kernel.
+    for _ in 0..2 {
+        let out = provium(dir.path())
+            .args([
+                "test",
+                "uname.lua",
+                "--kernel",
+                "6.1",
+                "--kernel",
+                "6.12",
+                "--format",
+                "json",
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", show(&out));
+        let mut columns = 0;
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let e: serde_json::Value = serde_json::from_str(line).unwrap();
+            if e["type"] == "test" {
+                let kernel = e["kernel"].as_str().unwrap();
+                let uname = e["output"].as_str().unwrap().trim();
+                assert_eq!(kernel, uname, "the {kernel} column ran on {uname}");
+                columns += 1;
+            }
+        }
+        assert_eq!(columns, 2, "{}", show(&out));
+    }
+}
+
+#[test]
+fn filter_boots_only_the_files_with_a_selected_test() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["a", "b", "c"] {
+        write(
+            dir.path(),
+            &format!("t/{name}.yaml"),
+            &format!(
+                "cases:\n  - {{name: {name} close, syscall: close, args: [-1], expect: EBADF}}\n"
+            ),
+        );
+    }
+    let (qemu, starts) = qemu_counter(dir.path());
+    let run = |args: &[&str]| {
+        let _ = std::fs::remove_file(&starts);
+        let out = provium(dir.path())
+            .args(["test", "-j", "1", "--junit", "r.xml"])
+            .args(args)
+            .env("PROVIUM_QEMU", &qemu)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", show(&out));
+        let xml = std::fs::read_to_string(dir.path().join("r.xml")).unwrap();
+        (lines_in(&starts), xml.matches("<testsuite ").count())
+    };
+    run(&["t/b.yaml"]);
+    let one_file = run(&["t/b.yaml"]);
+    let filtered = run(&["t", "--filter", "b close"]);
+    assert_eq!(one_file.1, 1);
+    assert_eq!(
+        filtered, one_file,
+        "a filter selecting one file's test boots and reports that file only"
+    );
+}
+
+#[test]
+fn planning_has_a_time_limit_and_files_whose_tests_depend_on_the_vm_still_run() {
+    let dir = tempfile::tempdir().unwrap();
+    // Planning answers every call with 0: the loop never ends there, and no test is defined.
+    write(
+        dir.path(),
+        "dynamic.lua",
+        r#"
+local vm = provium.create()
+vm:boot()
+repeat until vm:syscall(provium.nr.getpid) > 0
+for i = 1, vm:syscall(provium.nr.getpid) do
+  test("defined from an answer " .. i, function()
+    assert_errno(vm:syscall(provium.nr.close, -1), "EBADF")
+  end)
+end
+"#,
+    );
+    let started = std::time::Instant::now();
+    let out = provium(dir.path())
+        .args(["test", "dynamic.lua", "--list"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        started.elapsed() < provium::lua::PLAN_TIME_LIMIT * 2,
+        "planning stopped"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("depend on what its VMs answer"),
+        "{}",
+        show(&out)
+    );
+    // The agent is PID 1: one test, defined from the answer, runs and passes.
+    let out = provium(dir.path())
+        .args(["test", "dynamic.lua", "--filter", "answer"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        stdout.contains("PASS") && stdout.contains("dynamic.lua::defined from an answer 1"),
+        "{}",
+        show(&out)
+    );
+}
+
+#[test]
+fn a_wait_at_the_gate_is_not_charged_to_the_time_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = dir.path().join("gate");
+    std::fs::create_dir_all(&gate).unwrap();
+    write(
+        dir.path(),
+        "t.lua",
+        r#"
+provium.timeout(3)
+local vm = provium.create()
+vm:boot()
+test("close(-1)", function() assert_errno(vm:syscall(provium.nr.close, -1), "EBADF") end)
+"#,
+    );
+    // Warm the fixture outside the gate under test.
+    let out = provium(dir.path()).args(["test", "t.lua"]).output().unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    // Another "run" holds every CPU of the machine for 6 s (its ticket, flocked by a child).
+    let ticket = gate.join("1-0");
+    std::fs::write(&ticket, "100000 4096\n").unwrap();
+    let mut holder = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("exec 9<'{}'; flock 9; exec sleep 6", ticket.display()))
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let out = provium(dir.path())
+        .args(["test", "t.lua", "--format", "json"])
+        .env("PROVIUM_GATE_DIR", &gate)
+        .output()
+        .unwrap();
+    let _ = holder.wait();
+    assert!(out.status.success(), "{}", show(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let finished: serde_json::Value = stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|e| e["type"] == "file-finished")
+        .unwrap();
+    let queued = finished["queued"].as_f64().unwrap();
+    assert!(queued > 3.0, "the wait is reported: {finished}");
+    let test: serde_json::Value = stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|e| e["type"] == "test")
+        .unwrap();
+    assert!(test["duration"].as_f64().unwrap() < 3.0, "{test}");
+
+    // The terminal says so as the wait starts, without a TTY. (The gate swept the ticket of
+    // the holder that ended.)
+    std::fs::write(&ticket, "100000 4096\n").unwrap();
+    let mut holder = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("exec 9<'{}'; flock 9; exec sleep 2", ticket.display()))
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let out = provium(dir.path())
+        .args(["test", "t.lua"])
+        .env("PROVIUM_GATE_DIR", &gate)
+        .output()
+        .unwrap();
+    let _ = holder.wait();
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("WAITING t.lua waiting for room"),
+        "{}",
+        show(&out)
+    );
+}
