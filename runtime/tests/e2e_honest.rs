@@ -229,14 +229,20 @@ test("close(-1)", function() assert_errno(vm:syscall(provium.nr.close, -1), "EBA
 "#,
     );
     // Warm the fixture outside the gate under test.
-    let out = provium(dir.path()).args(["test", "t.lua"]).output().unwrap();
+    let out = provium(dir.path())
+        .args(["test", "t.lua"])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", show(&out));
     // Another "run" holds every CPU of the machine for 6 s (its ticket, flocked by a child).
     let ticket = gate.join("1-0");
     std::fs::write(&ticket, "100000 4096\n").unwrap();
     let mut holder = std::process::Command::new("sh")
         .arg("-c")
-        .arg(format!("exec 9<'{}'; flock 9; exec sleep 6", ticket.display()))
+        .arg(format!(
+            "exec 9<'{}'; flock 9; exec sleep 6",
+            ticket.display()
+        ))
         .spawn()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(300));
@@ -267,7 +273,10 @@ test("close(-1)", function() assert_errno(vm:syscall(provium.nr.close, -1), "EBA
     std::fs::write(&ticket, "100000 4096\n").unwrap();
     let mut holder = std::process::Command::new("sh")
         .arg("-c")
-        .arg(format!("exec 9<'{}'; flock 9; exec sleep 2", ticket.display()))
+        .arg(format!(
+            "exec 9<'{}'; flock 9; exec sleep 2",
+            ticket.display()
+        ))
         .spawn()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(300));
@@ -283,4 +292,95 @@ test("close(-1)", function() assert_errno(vm:syscall(provium.nr.close, -1), "EBA
         "{}",
         show(&out)
     );
+}
+
+/// The default (6.1) kernel copied with its config into `dir`, without its modules.
+fn modular_kernel_without_modules(dir: &Path) -> std::path::PathBuf {
+    let target = provium::machine::kernels::resolve("6.1").unwrap();
+    let release = provium::machine::kernel::release_of(&target.image).unwrap();
+    let image = dir.join(format!("vmlinuz-{release}"));
+    std::fs::copy(&target.image, &image).unwrap();
+    std::fs::copy(
+        target.config.expect("the package's config"),
+        dir.join(format!("config-{release}")),
+    )
+    .unwrap();
+    image
+}
+
+#[test]
+fn a_kernel_that_cannot_run_the_agent_is_refused_before_anything_boots() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = modular_kernel_without_modules(dir.path());
+    write(
+        dir.path(),
+        "close.yaml",
+        "cases:\n  - {name: close, syscall: close, args: [-1], expect: EBADF}\n  - {name: dup, syscall: dup, args: [-1], expect: EBADF}\n",
+    );
+    let (qemu, starts) = qemu_counter(dir.path());
+    // Debian's 6.1 builds virtio_console as a module: named, with what to do, at once.
+    let started = std::time::Instant::now();
+    let out = provium(dir.path())
+        .args(["test", "close.yaml"])
+        .env("PROVIUM_KERNEL", &image)
+        .env("PROVIUM_QEMU", &qemu)
+        .output()
+        .unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "refused at once"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        stdout.contains("virtio_console") && stdout.contains("PROVIUM_MODULES"),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(lines_in(&starts), 0, "no QEMU started");
+    // doctor runs the same checks.
+    let out = provium(dir.path())
+        .args(["doctor", "--kernel"])
+        .arg(&image)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("missing boot plan"),
+        "{}",
+        show(&out)
+    );
+
+    // A damaged image beside a good kernel: its column reports every planned test as not run,
+    // with why, and only that column.
+    let mut bytes = std::fs::read(&image).unwrap();
+    let middle = bytes.len() / 2;
+    for b in &mut bytes[middle..middle + 4096] {
+        *b ^= 0x5a;
+    }
+    let garbled = dir.path().join("garbled");
+    std::fs::write(&garbled, bytes).unwrap();
+    let out = provium(dir.path())
+        .args(["test", "close.yaml", "--kernel", "6.1", "--kernel"])
+        .arg(&garbled)
+        .args(["--format", "json"])
+        .env("PROVIUM_QEMU", &qemu)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let mut by_status = std::collections::BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let e: serde_json::Value = serde_json::from_str(line).unwrap();
+        if e["type"] == "test" {
+            *by_status
+                .entry(e["status"].as_str().unwrap().to_string())
+                .or_insert(0) += 1;
+        }
+        if e["type"] == "file-finished" && e["kernel"].as_str().unwrap().contains("garbled") {
+            let why = e["file_error"]["message"].as_str().unwrap();
+            assert!(why.contains("damaged"), "{why}");
+        }
+    }
+    assert_eq!(by_status.get("passed"), Some(&2), "{by_status:?}");
+    assert_eq!(by_status.get("not_run"), Some(&2), "{by_status:?}");
 }

@@ -10,6 +10,10 @@ pub struct Args {
     /// The profile to check (its kernel and modules).
     #[arg(long, default_value = "minimal")]
     profile: String,
+    /// Check this kernel instead of the profile's: an installed release (`6.12`), an image, or
+    /// a build tree, as `provium test --kernel` takes it.
+    #[arg(long, value_name = "KERNEL")]
+    kernel: Option<String>,
 }
 
 #[derive(PartialEq)]
@@ -153,17 +157,57 @@ fn collect(args: &Args) -> Vec<Finding> {
         ),
     });
 
-    let profiles = project_profiles();
+    let mut profiles = project_profiles();
+    if let Some(k) = &args.kernel {
+        match crate::machine::kernels::resolve(k) {
+            Ok(t) => profiles = profiles.with_kernel(&t.image, t.modules.as_deref()),
+            Err(e) => {
+                f.push(bad(
+                    "kernel",
+                    Level::Missing,
+                    format!("--kernel {k}: {e:#}"),
+                    "`provium kernels` lists the installed ones; `scripts/setup --kernel VERSION` fetches Debian's",
+                ));
+                return f;
+            }
+        }
+    }
+    let configured = profiles
+        .get(&args.profile)
+        .ok()
+        .and_then(|p| p.kernel.clone())
+        .filter(|_| args.kernel.is_none());
     match profiles.get(&args.profile).and_then(|p| {
         let (k, m) = p.resolve_kernel()?;
         Ok((p, k, m))
     }) {
-        Ok((profile, kernel, modules)) => kernel_findings(&mut f, &profile, &kernel, modules),
+        Ok((profile, kernel, modules)) => {
+            if !kernel.is_file() {
+                f.push(bad(
+                    "kernel",
+                    Level::Missing,
+                    format!("{} does not exist", kernel.display()),
+                    format!(
+                        "fix the `kernel =` line of profile `{}` in provium.toml",
+                        profile.name
+                    ),
+                ));
+            } else {
+                kernel_findings(&mut f, &profile, &kernel, modules);
+            }
+        }
         Err(e) => f.push(bad(
             "kernel",
             Level::Missing,
             format!("{e:#}"),
-            "scripts/setup (fetches a Debian kernel into the cache), or PROVIUM_KERNEL=/path/to/bzImage",
+            match configured {
+                Some(k) => format!(
+                    "fix the `kernel =` line of profile `{}` in provium.toml (it names {})",
+                    args.profile,
+                    k.display()
+                ),
+                None => "scripts/setup (fetches a Debian kernel into the cache), or PROVIUM_KERNEL=/path/to/bzImage".into(),
+            },
         )),
     }
 
@@ -285,7 +329,14 @@ fn kernel_findings(
                 "kernel",
                 Level::Missing,
                 format!("{e:#}"),
-                "point PROVIUM_KERNEL at a bzImage",
+                if profile.name == "minimal" {
+                    "point PROVIUM_KERNEL at a bzImage".to_string()
+                } else {
+                    format!(
+                        "point the `kernel =` line of profile `{}` at a bzImage",
+                        profile.name
+                    )
+                },
             ));
             return;
         }
@@ -351,4 +402,21 @@ fn kernel_findings(
             "set `modules = \"/lib/modules/<release>\"` in the profile",
         )),
     }
+    // The checks every boot makes before QEMU starts (configuration, drivers, machine).
+    let opts = crate::machine::vm::BootOptions::default();
+    f.push(match crate::machine::vm::plan::plan(profile, &opts) {
+        Ok(plan) => ok(
+            "boot plan",
+            format!(
+                "{} machine, {} transport, loaded as {:?}",
+                plan.machine, plan.transport, plan.loaded_as
+            ),
+        ),
+        Err(e) => bad(
+            "boot plan",
+            Level::Missing,
+            format!("{e:#}"),
+            "see docs/profiles.md for what a kernel needs",
+        ),
+    });
 }

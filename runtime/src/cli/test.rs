@@ -109,6 +109,7 @@ pub fn run(args: Args, verbose: bool) -> Result<u8> {
         .iter()
         .map(|k| crate::machine::kernels::resolve(k).with_context(|| format!("--kernel {k}")))
         .collect::<Result<Vec<_>>>()?;
+    let kernels = crate::machine::kernels::distinct_labels(kernels);
     let timeout = crate::lua::control::timeout_from_secs(args.timeout)
         .map_err(|e| anyhow::anyhow!("--timeout: {e}"))?;
     if args.keep {

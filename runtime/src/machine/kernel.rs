@@ -223,13 +223,13 @@ impl KernelImage {
         let (pvh_elf, pvh_unavailable) = if paths::cached_intact(&cached) {
             (Some(cached), None)
         } else {
-            match extract_pvh_elf(&header, &image) {
+            match extract_pvh_elf(&header, &image)? {
                 Ok(elf) => {
                     let written = paths::write_cached_anywhere(&cached, &elf)
                         .with_context(|| format!("caching {}", cached.display()))?;
                     (Some(written), None)
                 }
-                Err(why) => (None, Some(format!("{why:#}"))),
+                Err(why) => (None, Some(why)),
             }
         };
         Ok(KernelImage {
@@ -242,15 +242,40 @@ impl KernelImage {
     }
 }
 
-fn extract_pvh_elf(header: &SetupHeader, image: &[u8]) -> Result<Vec<u8>> {
-    let payload = header
-        .payload(image)
-        .context("the boot protocol is too old to locate the payload")?;
-    let elf = decompress(payload)?;
-    if !has_pvh_note(&elf) {
-        bail!("the kernel was built without CONFIG_PVH");
+/// The PVH-bootable ELF inside a bzImage; `Ok(Err(why))` when the kernel simply cannot boot
+/// that way (an old boot protocol, a compression not handled here, no `CONFIG_PVH`), and an
+/// error when the image is damaged: a payload in a known format that does not decompress would
+/// only hang QEMU's own decompressor, so it is refused before anything boots.
+fn extract_pvh_elf(
+    header: &SetupHeader,
+    image: &[u8],
+) -> Result<std::result::Result<Vec<u8>, String>> {
+    let Some(payload) = header.payload(image) else {
+        if header.protocol >= 0x0208 {
+            bail!(
+                "the kernel image is damaged: its payload ({} bytes at {}) lies outside the file \
+                 ({} bytes)",
+                header.payload_length,
+                header.payload_offset,
+                image.len()
+            );
+        }
+        return Ok(Err(
+            "the boot protocol is too old to locate the payload".into()
+        ));
+    };
+    if let Compression::Other(name) = Compression::detect(payload) {
+        return Ok(Err(format!(
+            "{name}-compressed kernels are not supported for PVH"
+        )));
     }
-    Ok(elf)
+    let elf = decompress(payload).map_err(|e| {
+        anyhow::anyhow!("the kernel image is damaged: its payload does not decompress ({e:#})")
+    })?;
+    if !has_pvh_note(&elf) {
+        return Ok(Err("the kernel was built without CONFIG_PVH".into()));
+    }
+    Ok(Ok(elf))
 }
 
 #[cfg(test)]

@@ -67,37 +67,15 @@ fn from_installed(k: &Installed) -> KernelTarget {
     }
 }
 
-/// The options a kernel needs for Provium, each with why; at least one of each group.
-const NEEDED: &[(&[&str], &str)] = &[
-    (
-        &["CONFIG_BLK_DEV_INITRD"],
-        "the agent starts from an initramfs",
-    ),
-    (&["CONFIG_VIRTIO_MMIO", "CONFIG_VIRTIO_PCI"], "a virtio bus"),
-    (
-        &["CONFIG_VIRTIO_CONSOLE", "CONFIG_VIRTIO_VSOCKETS"],
-        "a transport to the host (virtio-serial or vsock)",
-    ),
-    (&["CONFIG_DEVTMPFS"], "device nodes for the transport"),
-    (&["CONFIG_PROC_FS"], "/proc for the agent"),
-];
-
-/// Checks a build tree's `.config` for what Provium needs; the error names every option missing.
-pub fn check_config(config: &Config, source: &Path) -> Result<()> {
-    let mut missing = Vec::new();
-    for (any_of, why) in NEEDED {
-        if !any_of.iter().any(|o| config.enabled(o)) {
-            missing.push(format!("{} ({why})", any_of.join(" or ")));
-        }
-    }
+/// Checks a build tree's `.config` for what Provium needs (see `requirements`); the error names
+/// every option missing, and every module the tree should have built but has not.
+pub fn check_config(config: &Config, source: &Path, modules: Option<&Path>) -> Result<()> {
+    let tree = modules.and_then(|m| crate::machine::vm::plan::open_modules(m).ok());
+    let missing = crate::machine::requirements::check(config, tree.as_deref());
     if missing.is_empty() {
         return Ok(());
     }
-    bail!(
-        "{} lacks what Provium needs: {}; see docs/profiles.md for the config fragment",
-        source.display(),
-        missing.join(", ")
-    )
+    bail!("{}", missing.explain(&source.display().to_string()))
 }
 
 fn from_tree(tree: &Path) -> Result<KernelTarget> {
@@ -115,7 +93,7 @@ fn from_tree(tree: &Path) -> Result<KernelTarget> {
     let config_path = tree.join(".config");
     let config = Config::read(&config_path)
         .with_context(|| format!("{}: a build tree needs its .config", tree.display()))?;
-    check_config(&config, &config_path)?;
+    check_config(&config, &config_path, Some(tree))?;
     let label = crate::machine::kernel::release_of(&image).unwrap_or_else(|| {
         tree.file_name()
             .map(|n| n.to_string_lossy().to_string())
@@ -204,6 +182,18 @@ pub fn resolve(spec: &str) -> Result<KernelTarget> {
                 .join(", ")
         ),
     }
+}
+
+/// Targets as reports name them: two kernels of one release (a rebuilt tree beside the
+/// package, a copy) are told apart by their paths, so that neither column hides the other.
+pub fn distinct_labels(mut targets: Vec<KernelTarget>) -> Vec<KernelTarget> {
+    let labels: Vec<String> = targets.iter().map(|t| t.label.clone()).collect();
+    for t in &mut targets {
+        if labels.iter().filter(|l| **l == t.label).count() > 1 {
+            t.label = format!("{} ({})", t.label, t.image.display());
+        }
+    }
+    targets
 }
 
 /// The default kernel as a target (what `minimal` boots).

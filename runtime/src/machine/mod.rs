@@ -18,6 +18,7 @@ pub mod paths;
 pub mod profile;
 pub mod qemu;
 pub mod qmp;
+pub mod requirements;
 pub mod signals;
 pub mod sync;
 pub mod tools;

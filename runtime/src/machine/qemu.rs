@@ -72,11 +72,23 @@ pub struct LaunchPlan {
     pub devices: Vec<String>,
     /// `-incoming` source, for resuming a snapshot.
     pub incoming: Option<String>,
+    /// ACPI tables on microvm. Without `CONFIG_ACPI` the kernel never sees the virtio-mmio
+    /// devices they describe; with `acpi=off` QEMU names them on the command line instead
+    /// (`virtio_mmio.device=`), which needs `CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES`.
+    #[serde(default = "acpi_default")]
+    pub acpi: bool,
+}
+
+fn acpi_default() -> bool {
+    true
 }
 
 impl LaunchPlan {
     pub fn args(&self) -> Vec<String> {
         let mut machine = self.machine.as_str().to_string();
+        if self.machine == MachineKind::Microvm && !self.acpi {
+            machine.push_str(",acpi=off");
+        }
         if self.shared_memory.is_some() {
             machine.push_str(",memory-backend=mem0");
         }
@@ -294,6 +306,7 @@ mod tests {
             firmware: Some("/qboot.rom".into()),
             devices: vec!["-device".into(), "x".into()],
             incoming: None,
+            acpi: true,
         }
     }
 

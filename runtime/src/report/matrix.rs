@@ -39,6 +39,8 @@ pub struct Row<'a> {
     /// One per kernel column; `None` where the test did not exist (the file failed to load).
     pub cells: Vec<Option<Cell<'a>>>,
     pub differs: bool,
+    /// Not run (or absent) on some kernel: not compared there.
+    pub incomplete: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -91,16 +93,22 @@ impl<'a> Matrix<'a> {
             .into_iter()
             .map(|key| {
                 let cells = cells.remove(&key).unwrap_or_default();
-                let first = cells.first().and_then(|c| c.as_ref()).map(Cell::outcome);
-                let differs = cells.len() > 1
-                    && cells
-                        .iter()
-                        .any(|c| c.as_ref().map(Cell::outcome) != first || c.is_none());
+                // Only what ran is compared: a test an interrupted run or a kernel that did not
+                // boot never reached says nothing about how the kernels differ.
+                let ran: Vec<(&'static str, Option<&str>)> = cells
+                    .iter()
+                    .flatten()
+                    .filter(|c| !matches!(c.test.status, Status::NotRun { .. }))
+                    .map(Cell::outcome)
+                    .collect();
+                let differs = ran.windows(2).any(|w| w[0] != w[1]);
+                let incomplete = cells.len() > 1 && ran.len() < cells.len();
                 Row {
                     file: key.0,
                     test: key.1,
                     cells,
                     differs,
+                    incomplete,
                 }
             })
             .collect();
@@ -111,5 +119,10 @@ impl<'a> Matrix<'a> {
 
     pub fn differing(&self) -> impl Iterator<Item = &Row<'a>> {
         self.rows.iter().filter(|r| r.differs)
+    }
+
+    /// Rows not run on every kernel.
+    pub fn incomplete(&self) -> usize {
+        self.rows.iter().filter(|r| r.incomplete).count()
     }
 }

@@ -176,10 +176,11 @@ impl Terminal {
         self.shown.clear();
         if let Some(p) = &report.file_error {
             let status = paint(FAIL, &format!("{:>12}", "ERROR"));
+            let shown = self.path(file);
             self.line(&format!(
                 "{status} {} {}",
                 time(report.duration),
-                paint(BOLD, &report.path)
+                paint(BOLD, &shown)
             ));
             let p = p.clone();
             self.problem(&p);
@@ -313,6 +314,18 @@ impl Terminal {
             m.rows.len(),
             m.kernels.len()
         ));
+        let incomplete = m.incomplete();
+        if incomplete > 0 {
+            self.line(&paint(
+                DIM,
+                &format!(
+                    "             {incomplete} test{} did not run on every kernel and {} compared only where {} ran",
+                    if incomplete == 1 { "" } else { "s" },
+                    if incomplete == 1 { "is" } else { "are" },
+                    if incomplete == 1 { "it" } else { "they" },
+                ),
+            ));
+        }
         if rows.is_empty() {
             return;
         }

@@ -157,8 +157,8 @@ pub fn show(out: &std::process::Output) -> String {
     )
 }
 
-/// A `PROVIUM_QEMU` that counts the QEMUs started (one line each in the returned file), then
-/// runs the real one.
+/// A `PROVIUM_QEMU` that counts the VMs started (one line each in the returned file; the
+/// `--version` probe is not counted), then runs the real QEMU.
 pub fn qemu_counter(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
     let real = provium::machine::qemu::find_qemu().expect("QEMU is installed");
     let count = dir.join("qemu-starts");
@@ -166,7 +166,7 @@ pub fn qemu_counter(dir: &std::path::Path) -> (std::path::PathBuf, std::path::Pa
     std::fs::write(
         &wrapper,
         format!(
-            "#!/bin/sh\necho \"$*\" >> '{}'\nexec '{}' \"$@\"\n",
+            "#!/bin/sh\n[ \"$1\" = --version ] || echo \"$*\" >> '{}'\nexec '{}' \"$@\"\n",
             count.display(),
             real.display()
         ),

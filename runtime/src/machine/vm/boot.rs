@@ -61,6 +61,7 @@ impl Vm {
             firmware: plan.firmware.clone(),
             devices: transport.qemu_args(plan.machine),
             incoming: None,
+            acpi: plan.acpi,
         };
         let mut launch = launch;
         if plan.terminal {

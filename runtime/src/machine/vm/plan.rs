@@ -77,6 +77,8 @@ pub struct BootPlan {
     pub keep_run_dir: bool,
     pub snapshot_memory: Option<PathBuf>,
     pub terminal: bool,
+    /// ACPI on microvm (see `LaunchPlan::acpi`).
+    pub acpi: bool,
 }
 
 pub(crate) type Memo<T> = Mutex<HashMap<(PathBuf, Option<SystemTime>), Arc<T>>>;
@@ -187,7 +189,25 @@ pub fn plan(profile: &Profile, opts: &BootOptions) -> Result<BootPlan> {
         Some(dir) => Some(open_modules(dir)?),
         None => None,
     };
-    let has_module = |name: &str| tree.as_ref().is_none_or(|t| t.has(name));
+    // The kernel's configuration, when it is known (a package's config-<release>, a build
+    // tree's .config), says before anything boots what the guest can do.
+    let config = crate::machine::kernels::config_beside(&kernel_path);
+    if let Some(c) = &config {
+        let missing = crate::machine::requirements::check(c, tree.as_deref());
+        if !missing.is_empty() {
+            bail!(
+                "{}",
+                missing.explain(&format!("the kernel {}", kernel_path.display()))
+            );
+        }
+    }
+    // A driver the guest will have: in the module tree, built in by the configuration, or (when
+    // neither is known) assumed, and looked for in the image below.
+    let has_module = |name: &str| match (&tree, &config) {
+        (Some(t), _) => t.has(name),
+        (None, Some(c)) => crate::machine::requirements::builtin(c, name).unwrap_or(true),
+        (None, None) => true,
+    };
 
     let boot = opts.boot.unwrap_or(profile.boot);
     let loaded_as = match (boot, &kernel.pvh_elf) {
@@ -227,9 +247,48 @@ pub fn plan(profile: &Profile, opts: &BootOptions) -> Result<BootPlan> {
         TransportChoice::Auto if has_module("vmw_vsock_virtio_transport") => TransportKind::Vsock,
         TransportChoice::Auto => TransportKind::VirtioSerial,
     };
-    if tree.is_none() {
+    for (module, what) in [
+        (
+            machine.virtio_bus_module(),
+            format!("the {machine} machine's virtio bus"),
+        ),
+        (
+            transport.guest_modules()[0],
+            format!("the {transport} transport"),
+        ),
+    ] {
+        if !has_module(module) {
+            bail!(
+                "the kernel {} has no {module} ({what}){}: set PROVIUM_MODULES to its \
+                 /lib/modules/<release> tree (or `modules =` in the profile), or build it in",
+                kernel_path.display(),
+                if tree.is_some() {
+                    " in the modules given"
+                } else {
+                    " built in and no modules were given"
+                }
+            );
+        }
+    }
+    if tree.is_none() && config.is_none() {
         preflight_builtin_transport(&kernel, &kernel_path, transport)?;
     }
+    // microvm describes its virtio-mmio devices in ACPI tables: a kernel without ACPI needs
+    // them on its command line (`acpi=off` makes QEMU put them there).
+    let acpi = match (&config, machine) {
+        (Some(c), MachineKind::Microvm) if !c.enabled("CONFIG_ACPI") => {
+            if !c.enabled("CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES") {
+                bail!(
+                    "the kernel {} has neither CONFIG_ACPI nor CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES, \
+                     so it cannot find microvm's virtio devices: enable one (or boot it on q35 \
+                     with CONFIG_VIRTIO_PCI: `machine = \"q35\"`)",
+                    kernel_path.display()
+                );
+            }
+            false
+        }
+        _ => true,
+    };
     let (accel, accel_reason) = match opts.accel.or(profile.accel) {
         Some(a) => (a, "chosen by the profile or the command line".to_string()),
         None => accel::detect(),
@@ -330,5 +389,6 @@ pub fn plan(profile: &Profile, opts: &BootOptions) -> Result<BootPlan> {
         keep_run_dir: opts.keep_run_dir,
         snapshot_memory: opts.snapshot_memory.clone(),
         terminal: opts.terminal,
+        acpi,
     })
 }
