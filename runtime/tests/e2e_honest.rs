@@ -384,3 +384,79 @@ fn a_kernel_that_cannot_run_the_agent_is_refused_before_anything_boots() {
     assert_eq!(by_status.get("passed"), Some(&2), "{by_status:?}");
     assert_eq!(by_status.get("not_run"), Some(&2), "{by_status:?}");
 }
+
+/// Fault drills on isolated cases: each one costs only the case that did it.
+const ISOLATED_DRILLS: &str = r#"
+local vm = provium.create()
+vm:boot()
+local nr = provium.nr
+local three = provium.pack("u64 u64", 3, 3)
+
+test("the machinery's descriptors are not the case's", function()
+  local calls = {}
+  for fd = 3, 8 do calls[#calls + 1] = {nr = nr.fcntl, args = {fd, 1}} end
+  local r = vm:isolated{{calls = calls}}
+  for i = 1, #calls do assert_errno(r[1][i], "EBADF", "descriptor " .. (i + 2)) end
+end)
+
+test("garbage on descriptors 3..20 costs its batch mates nothing", function()
+  local calls = {}
+  for fd = 3, 20 do calls[#calls + 1] = {nr = nr.write, args = {fd, 0, 8}, bufs = {[1] = "garbage!"}} end
+  local r = vm:isolated{{nr = nr.getpid}, {calls = calls}, {nr = nr.getpid}}
+  assert(r[1][1].ret > 0 and r[3][1].ret > 0)
+end)
+
+-- Pids are allocated in sequence in a quiet guest: the next batch's zygote is the last case's
+-- pid + 1. The drill checks it before trusting it.
+local function next_zygote() return vm:isolated{{nr = nr.getppid}}[1][1].ret + 2 end
+
+test("a case that kills its zygote costs only itself", function()
+  local z = next_zygote()
+  local r = vm:isolated{{nr = nr.getppid}, {calls = {{nr = nr.kill, args = {z, 9}}, {nr = nr.getpid}}}, {nr = nr.getpid}}
+  if r[1][1].ret ~= z then skip("pids were not allocated in sequence") end
+  assert(r[2][1].broken:find("killed by signal 9 during this case"), r[2][1].broken)
+  assert(r[3][1].ret > 0, "the case after it ran")
+end)
+
+test("a case that stops its zygote costs only itself", function()
+  local z = next_zygote()
+  local r = vm:isolated{{nr = nr.getppid}, {calls = {{nr = nr.kill, args = {z, 19}}}, timeout = 1}, {nr = nr.getpid}}
+  if r[1][1].ret ~= z then skip("pids were not allocated in sequence") end
+  assert(r[2][1].broken:find("stopped answering"), r[2][1].broken)
+  assert(r[3][1].ret > 0, "the case after it ran")
+end)
+
+test("PID 1's limits lowered from a case do not stop new workers", function()
+  local r = vm:isolated{{calls = {{nr = nr.prlimit64, args = {1, 7, 0, 0}, bufs = {[2] = three}}}}}
+  assert_eq(0, r[1][1].ret)
+  assert_eq(1000, vm:spawn{uid = 1000, gid = 1000}:syscall(nr.getuid))
+end)
+
+test("a fork bomb in a case leaves nothing behind", function()
+  local calls = {}
+  for _ = 1, 11 do calls[#calls + 1] = {nr = nr.fork} end
+  calls[#calls + 1] = {nr = nr.pause}
+  vm:isolated{{calls = calls, timeout = 3}}
+  assert(vm:exec("true").ok)
+end)
+
+test("a lowered limit in the shared executor does not fail isolated cases or commands", function()
+  assert_eq(0, vm:syscall_buf(nr.setrlimit, 1, three, 7, 0))
+  local r = vm:isolated{{nr = nr.getpid}, {nr = nr.getpid}}
+  assert(r[1][1].ret > 0 and r[2][1].ret > 0)
+  assert(vm:exec("true").ok)
+end)
+"#;
+
+#[test]
+fn an_isolated_case_costs_only_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "drills.lua", ISOLATED_DRILLS);
+    let out = provium(dir.path())
+        .args(["test", "drills.lua"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(stdout.contains("7 tests run: 7 passed"), "{}", show(&out));
+}

@@ -35,6 +35,51 @@ pub fn capture_defaults() {
     let _ = LIMITS.set(limits);
 }
 
+/// Runs `f` with the descriptor limit PID 1 booted with (when the process lowered its own, a
+/// test's `setrlimit(RLIMIT_NOFILE)`), then puts the process's limit back: the agent's own
+/// pipes (commands, file helpers, isolated cases) must not fail for a limit a test set for its
+/// calls.
+pub fn with_boot_limits<T>(f: impl FnOnce() -> T) -> T {
+    let boot = LIMITS.get().and_then(|l| {
+        l.iter()
+            .find(|(r, _)| *r == libc::RLIMIT_NOFILE as u32)
+            .map(|(_, l)| *l)
+    });
+    let mut now = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: a valid rlimit pointer.
+    let known = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut now) } == 0;
+    let lowered = match boot {
+        Some(b) if known => now.rlim_cur < b.rlim_cur || now.rlim_max < b.rlim_max,
+        _ => false,
+    };
+    if !lowered {
+        return f();
+    }
+    if let Some(b) = boot {
+        // SAFETY: setrlimit with a valid pointer; it may fail (no CAP_SYS_RESOURCE to raise the
+        // hard limit again), and then `f` meets the lowered limit.
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &b) };
+    }
+    let result = f();
+    // SAFETY: as above, putting back what the process had.
+    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &now) };
+    result
+}
+
+/// Puts PID 1's own resource limits back to what it booted with: a test may lower them from
+/// outside (`prlimit64(1, …)`), and every process PID 1 forks afterwards would inherit them.
+pub fn restore_own_limits() {
+    if let Some(limits) = LIMITS.get() {
+        for (resource, limit) in limits {
+            // SAFETY: setrlimit with a valid pointer; PID 1 runs as root.
+            unsafe { libc::setrlimit(*resource as _, limit) };
+        }
+    }
+}
+
 /// Default dispositions for every signal and an empty mask, as a freshly exec'd process has
 /// (the Rust runtime's SIGSEGV/SIGBUS handlers would otherwise swallow a `kill(getpid(),
 /// SIGSEGV)`); SIGPIPE ignored when `ignore_sigpipe` (executors, so that writes to a broken

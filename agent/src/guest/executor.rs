@@ -39,6 +39,9 @@ pub enum Role<'a> {
 /// Forks an executor. The child keeps only its channel (and, for the front, the link), drops to
 /// the worker's credentials, reports success or failure over the channel, then serves.
 pub fn spawn(role: Role<'_>) -> io::Result<Executor> {
+    // A test may have lowered PID 1's limits from outside (`prlimit64(1, RLIMIT_NOFILE, …)`):
+    // the new executor starts from the boot limits, and PID 1 can make its socket pair.
+    clean::restore_own_limits();
     let (parent_end, child_end) = sys::socketpair()?;
     let fds = AgentFds::at_top();
     // SAFETY: PID 1 is single-threaded, so the child may allocate and run ordinary code.
@@ -201,6 +204,15 @@ pub fn serve(mut chan: File, guard: &Guard) -> ! {
 }
 
 pub fn run(op: Operation, me: u32, agent: guard::AgentFds) -> Response {
+    // A test's calls see the limits it set; the agent's own work (pipes, children) runs under
+    // the boot limits.
+    if matches!(op, Operation::Syscall(_) | Operation::Batch(_)) {
+        return run_op(op, me, agent);
+    }
+    clean::with_boot_limits(|| run_op(op, me, agent))
+}
+
+fn run_op(op: Operation, me: u32, agent: guard::AgentFds) -> Response {
     match op {
         Operation::Isolated(cases) => Response::Isolated(super::isolated::run(&cases, agent)),
         Operation::Syscall(call) => Response::Syscall(raw::perform(&call, me)),
