@@ -42,7 +42,7 @@ pub fn capture_defaults() {
 pub fn with_boot_limits<T>(f: impl FnOnce() -> T) -> T {
     let boot = LIMITS.get().and_then(|l| {
         l.iter()
-            .find(|(r, _)| *r == libc::RLIMIT_NOFILE as u32)
+            .find(|(r, _)| *r == libc::RLIMIT_NOFILE)
             .map(|(_, l)| *l)
     });
     let mut now = libc::rlimit {
