@@ -62,7 +62,8 @@ impl Diagnostic {
         )
     }
 
-    /// The headline, then the source with the spot marked.
+    /// `file:line:col: message`, then the source with the spot marked and the suggestion, each
+    /// said once (miette's own heading repeats the message, so it is left out).
     pub fn render(&self, source: &str, color: bool) -> String {
         let offset = byte_offset(source, self.pos);
         let len = self
@@ -85,7 +86,19 @@ impl Diagnostic {
         if handler.render_report(&mut out, &report).is_err() {
             return self.headline();
         }
-        format!("{}\n{out}", self.headline())
+        // Miette's heading (`× message`, possibly wrapped) comes before the snippet's frame.
+        let snippet: Vec<&str> = out
+            .lines()
+            .skip_while(|l| !l.trim_start().starts_with('╭'))
+            .collect();
+        if snippet.is_empty() {
+            return self.headline();
+        }
+        let headline = format!(
+            "{}:{}:{}: {}",
+            self.file, self.pos.line, self.pos.col, self.message
+        );
+        format!("{headline}\n{}\n", snippet.join("\n"))
     }
 }
 

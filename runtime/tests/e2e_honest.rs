@@ -460,3 +460,51 @@ fn an_isolated_case_costs_only_itself() {
     assert!(out.status.success(), "{}", show(&out));
     assert!(stdout.contains("7 tests run: 7 passed"), "{}", show(&out));
 }
+
+#[test]
+fn a_failed_test_has_one_location_in_json_and_says_where_it_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "f.lua",
+        "test(\"fails\", function()\n  assert_eq(1, 2)\nend)\n",
+    );
+    let out = provium(dir.path())
+        .args(["test", "f.lua", "--format", "json"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("\"type\":\"test\""))
+        .unwrap_or_else(|| panic!("{}", show(&out)));
+    // serde_json keeps the last of two equal keys: count them in the text.
+    assert_eq!(line.matches("\"location\"").count(), 1, "{line}");
+    let e: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(e["location"]["line"], 1, "the test is defined on line 1");
+    assert_eq!(e["failure_location"]["line"], 2, "it failed on line 2");
+}
+
+#[test]
+fn an_uncompilable_spec_on_two_kernels_has_a_distinct_junit_case_per_kernel() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "bad.yaml",
+        "cases:\n  - {name: c, syscall: clsoe, args: [-1], expect: EBADF}\n",
+    );
+    let out = provium(dir.path())
+        .args([
+            "test", "bad.yaml", "--kernel", "6.1", "--kernel", "6.12", "--junit", "r.xml",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let xml = std::fs::read_to_string(dir.path().join("r.xml")).unwrap();
+    let names: std::collections::BTreeSet<&str> = xml
+        .split("<testcase name=\"")
+        .skip(1)
+        .filter_map(|c| c.split('"').next())
+        .collect();
+    assert_eq!(names.len(), 2, "GitLab keeps one of equal names: {xml}");
+}

@@ -193,7 +193,7 @@ impl Checker<'_> {
                 args: Vec::new(),
                 bufs: Vec::new(),
                 ptrs: Vec::new(),
-                timeout: timeout.map(|t| t.value),
+                timeout: timeout.and_then(|t| self.timeout(t, "timeout")),
                 expect: None,
                 saves: Vec::new(),
                 reads: Vec::new(),

@@ -193,6 +193,17 @@ fn is_ident(s: &str) -> bool {
 }
 
 impl<'a> Checker<'a> {
+    /// A time limit as `provium test` takes it: positive, finite, at most [`MAX_TIMEOUT_SECS`].
+    pub(super) fn timeout(&mut self, t: &crate::spec::node::At<f64>, key: &str) -> Option<f64> {
+        match check_timeout(t.value) {
+            Ok(v) => Some(v),
+            Err(why) => {
+                self.error(t.pos, format!("`{key}:` {why}"));
+                None
+            }
+        }
+    }
+
     pub(super) fn error(&mut self, pos: Pos, message: impl Into<String>) {
         self.diags.push(Diagnostic::new(pos, message));
     }
@@ -304,7 +315,7 @@ impl<'a> Checker<'a> {
                 .map(|p| p.value)
                 .unwrap_or_else(|| "minimal".into()),
             fixture: spec.fixture.map(|f| f.value),
-            timeout: spec.timeout.map(|t| t.value),
+            timeout: spec.timeout.and_then(|t| self.timeout(&t, "timeout")),
             share_vm: spec.share_vm.map(|s| s.value).unwrap_or(false),
             fork_isolated: self.opts.fork_isolated,
             requires,
@@ -411,3 +422,26 @@ pub fn parse_version_range(text: &str) -> Result<Vec<(String, Vec<u32>)>, String
 
 #[cfg(test)]
 mod tests;
+
+/// The longest time limit anything may be given: a week. Longer is a typo (or `1e308`), and a
+/// deadline must stay representable. The runtime refuses the same (`provium.timeout`,
+/// `--timeout`, `vm:boot{timeout}`).
+pub const MAX_TIMEOUT_SECS: f64 = 7.0 * 24.0 * 3600.0;
+
+/// Checks a time limit in seconds: positive, finite, at most a week.
+pub fn check_timeout(secs: f64) -> Result<f64, String> {
+    if !(secs > 0.0 && secs.is_finite()) {
+        return Err(format!("expected a positive number of seconds, got {secs}"));
+    }
+    if secs > MAX_TIMEOUT_SECS {
+        let shown = if secs < 1e9 {
+            secs.to_string()
+        } else {
+            format!("{secs:e}")
+        };
+        return Err(format!(
+            "{shown} s is more than the limit of {MAX_TIMEOUT_SECS} s (a week)"
+        ));
+    }
+    Ok(secs)
+}

@@ -29,6 +29,8 @@ fn color() -> bool {
 }
 
 pub fn check(args: CheckArgs) -> Result<u8> {
+    // The project's provium.toml is input too: `test` refuses a bad one, so `check` does.
+    crate::machine::profile::Profiles::discover(&std::env::current_dir()?)?;
     let files = discover::discover(&args.paths)?;
     let mut out = anstream::stdout();
     let mut problems = 0;
@@ -124,6 +126,11 @@ fn print_layouts(out: &mut impl Write, layouts: &provium_compiler::layout::Layou
 
 pub fn compile(args: CompileArgs) -> Result<u8> {
     let display = args.file.display().to_string();
+    if !args.file.is_file() {
+        // As `test` and `check` say it: a path that is not there is a usage error.
+        discover::discover(std::slice::from_ref(&args.file))?;
+        anyhow::bail!("{display}: not a spec file");
+    }
     match crate::run::specs::compile_file(&args.file, &display) {
         Ok(c) => {
             std::io::stdout().lock().write_all(c.lua.as_bytes())?;

@@ -118,9 +118,17 @@ pub enum SkipKind {
 pub enum Status {
     Passed,
     /// An assertion failed: the kernel did not behave as expected.
-    Failed(#[serde(rename = "problem")] Problem),
+    Failed(
+        #[serde(serialize_with = "in_test::serialize")]
+        #[schemars(with = "in_test::ProblemInTest")]
+        Problem,
+    ),
     /// Anything else went wrong: a Lua error, a lost VM, a bad argument.
-    Errored(#[serde(rename = "problem")] Problem),
+    Errored(
+        #[serde(serialize_with = "in_test::serialize")]
+        #[schemars(with = "in_test::ProblemInTest")]
+        Problem,
+    ),
     Skipped {
         reason: String,
         #[serde(rename = "skip_kind")]
@@ -433,6 +441,39 @@ pub struct KernelRef {
     pub path: String,
     /// `uname -r` as the image says it (none when the image cannot be read).
     pub release: Option<String>,
+}
+
+/// A problem as a test's fields carry it: merged into the test's object, where `location` is
+/// already the test's own, so the place the problem happened is `failure_location`.
+mod in_test {
+    use super::{ConsoleExcerpt, Location, Problem};
+    use schemars::JsonSchema;
+    use serde::Serialize;
+
+    #[derive(Serialize, JsonSchema)]
+    pub struct ProblemInTest {
+        /// One line, for summaries and the JUnit `message` attribute.
+        pub message: String,
+        /// Where it happened (an assertion's line), when that is known and differs from where
+        /// the test is defined.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub failure_location: Option<Location>,
+        /// The Lua traceback and any detail (expected/actual).
+        pub detail: String,
+        /// What the guest console showed when the VM failed or the test was stopped.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub console: Option<ConsoleExcerpt>,
+    }
+
+    pub fn serialize<S: serde::Serializer>(p: &Problem, s: S) -> Result<S::Ok, S::Error> {
+        ProblemInTest {
+            message: p.message.clone(),
+            failure_location: p.location.clone(),
+            detail: p.detail.clone(),
+            console: p.console.clone(),
+        }
+        .serialize(s)
+    }
 }
 
 mod secs {

@@ -13,28 +13,15 @@ use std::time::{Duration, Instant};
 /// The default time a file may run.
 pub const DEFAULT_FILE_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// The longest time limit a file may be given: a week. Longer is a typo (or `1e308`), and a
-/// deadline must stay representable.
-pub const MAX_FILE_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
+/// The longest time limit a file may be given: a week (the compiler's limit, so that `check`
+/// and `test` agree).
+pub const MAX_FILE_TIMEOUT: Duration =
+    Duration::from_secs(provium_compiler::check::MAX_TIMEOUT_SECS as u64);
 
 /// A file time limit from seconds, as `--timeout`, `provium.timeout` and a spec's `timeout:`
 /// give it.
 pub fn timeout_from_secs(secs: f64) -> Result<Duration, String> {
-    if !(secs > 0.0 && secs.is_finite()) {
-        return Err(format!("expected a positive number of seconds, got {secs}"));
-    }
-    if secs > MAX_FILE_TIMEOUT.as_secs_f64() {
-        let shown = if secs < 1e9 {
-            secs.to_string()
-        } else {
-            format!("{secs:e}")
-        };
-        return Err(format!(
-            "{shown} s is more than the limit of {} s (a week)",
-            MAX_FILE_TIMEOUT.as_secs()
-        ));
-    }
-    Ok(Duration::from_secs_f64(secs))
+    provium_compiler::check::check_timeout(secs).map(Duration::from_secs_f64)
 }
 
 /// Why the runner stopped a file.

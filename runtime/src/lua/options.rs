@@ -61,7 +61,9 @@ pub(super) fn apply_boot_options(lua: &Lua, t: &Table, o: &mut BootOptions) -> m
             }
             "timeout" => {
                 let secs: f64 = lua.unpack(value)?;
-                o.timeout = Some(Duration::from_secs_f64(secs.max(0.1)));
+                let t = super::control::timeout_from_secs(secs)
+                    .map_err(|e| errors::error(lua, format!("vm:boot: timeout: {e}")))?;
+                o.timeout = Some(t.max(Duration::from_millis(100)));
             }
             "files" => {
                 let Value::Table(files) = value else {

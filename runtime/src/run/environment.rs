@@ -5,14 +5,30 @@ use crate::event::{KernelRef, RunEnvironment, PROVIUM_VERSION};
 use crate::machine::{accel, kernel};
 
 /// The environment of a run with `config`: every profile's kernel (each read once, from its
-/// setup header) and the accelerator VMs will use.
+/// setup header), or in a run over several kernels (`--kernel`) each of those, and the
+/// accelerator VMs will use.
 pub fn detect(config: &RunConfig) -> RunEnvironment {
     let accelerator = match config.settings.defaults.accel {
         Some(a) => a.to_string(),
         None => accel::detect().0.to_string(),
     };
-    let profiles = &config.settings.profiles;
     let mut kernels: Vec<KernelRef> = Vec::new();
+    if !config.kernels.is_empty() {
+        // Every profile boots the run's kernel of the file; each kernel is one entry.
+        for k in &config.kernels {
+            kernels.push(KernelRef {
+                profile: "*".into(),
+                path: k.target.image.display().to_string(),
+                release: kernel::release_of(&k.target.image).or(Some(k.target.label.clone())),
+            });
+        }
+        return RunEnvironment {
+            provium: PROVIUM_VERSION.to_string(),
+            accelerator,
+            kernels,
+        };
+    }
+    let profiles = &config.settings.profiles;
     for name in profiles.names() {
         let Ok((path, _)) = profiles.get(&name).and_then(|p| p.resolve_kernel()) else {
             continue;

@@ -354,6 +354,13 @@ fn fill_not_run(report: &mut FileReport, plan: &PlannedFile, why: &str) {
 fn complete(report: &mut FileReport, plan: &PlannedFile, state: &Running) {
     report.suite = plan.suite.clone();
     report.kernel = plan.kernel.clone();
+    // A report made without the file's own (a panic caught in its thread) keeps the tests the
+    // file reported before it went.
+    for t in &state.seen {
+        if !report.tests.iter().any(|r| r.name == t.name) {
+            report.tests.push(t.clone());
+        }
+    }
     let stop = state.control.as_ref().and_then(|c| c.stop_reason());
     let current = state.control.as_ref().and_then(|c| c.stopped_during());
     let Some(stop) = stop else {

@@ -177,7 +177,10 @@ fn suite(file: &FileReport) -> TestSuite {
         suite.add_test_case(case);
     }
     if let Some(p) = &file.file_error {
-        let mut case = TestCase::new("(file)", problem_status(NonSuccessKind::Error, "error", p));
+        let mut case = TestCase::new(
+            on_kernel("(file)"),
+            problem_status(NonSuccessKind::Error, "error", p),
+        );
         case.set_classname(class.as_str());
         case.set_time(Duration::ZERO);
         case.extra
