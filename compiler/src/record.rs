@@ -1,16 +1,137 @@
 //! Writing observed outcomes into a spec as its expectations, keeping everything else of the
 //! file (comments, order, formatting) as it was.
 //!
-//! Edits are textual: the value after `expect:` on a given line is replaced. A scalar or a
-//! one-line flow value (`[EBADF, EINVAL]`, `{ret: 0}`) is replaced in place; a block value (the
-//! indented lines under `expect:`) is replaced by one line.
+//! Where each expectation is comes from the YAML parser, never from a text search: the value of
+//! every `expect:` key, at the position the parser gives (a name that says "what to expect:"
+//! is a string, not a key). A scalar or a one-line flow value (`[EBADF, EINVAL]`, `{ret: 0}`) is
+//! replaced in place; a block value (the indented lines under `expect:`) is replaced by one
+//! line.
 //!
 //! A suite recorded over several runs (`provium record --runs N`) keeps one expectation per
 //! line: the answer if every run gave the same one, else all the answers seen, as an errno
 //! list or `{ one_of: [...] }`. An expectation that already lists several answers stays while
 //! the runs give only answers it lists, so recording twice writes the same specs.
 
+use crate::diag::byte_offset;
+use crate::spec::node::{Node, Value};
 use std::collections::BTreeMap;
+use std::ops::Range;
+
+/// One `expect:` of a spec, as the parser found it.
+#[derive(Debug, Clone)]
+struct Located {
+    /// The line observations name it by: its value's (a block map's first key).
+    line: u32,
+    /// The line of its `expect:` key.
+    key_line: u32,
+    /// The bytes of its value; for a block value, from the end of `expect:` to the end of the
+    /// block's last line.
+    range: Range<usize>,
+    /// A block value (replaced by one line after the key).
+    block: bool,
+    value: Node,
+}
+
+/// Every `expect:` in `source` with its value's place, by line; lines with more than one (two
+/// flow maps on one line) are left out, as an edit there could not say which it means.
+fn locate(source: &str) -> BTreeMap<u32, Located> {
+    let Ok(root) =
+        serde_saphyr::from_str_with_options::<Node>(source, crate::check::yaml_options())
+    else {
+        return BTreeMap::new();
+    };
+    let mut found: Vec<Located> = Vec::new();
+    walk(source, &root, &mut found);
+    let mut by_line: BTreeMap<u32, Vec<Located>> = BTreeMap::new();
+    for l in found {
+        // A block value is also found by its key's line, as it is written.
+        if l.block && l.key_line != l.line {
+            by_line.entry(l.key_line).or_default().push(l.clone());
+        }
+        by_line.entry(l.line).or_default().push(l);
+    }
+    by_line
+        .into_iter()
+        .filter_map(|(line, mut v)| (v.len() == 1).then(|| (line, v.remove(0))))
+        .collect()
+}
+
+fn walk(source: &str, node: &Node, out: &mut Vec<Located>) {
+    match &node.value {
+        Value::Map(entries) => {
+            for (k, v) in entries {
+                if k.as_str() == Some("expect") {
+                    if let Some(l) = place(source, k, v) {
+                        out.push(l);
+                    }
+                }
+                walk(source, v, out);
+            }
+        }
+        Value::Seq(items) => items.iter().for_each(|n| walk(source, n, out)),
+        _ => {}
+    }
+}
+
+/// Where the value of the `expect` key `key` is.
+fn place(source: &str, key: &Node, value: &Node) -> Option<Located> {
+    if matches!(value.value, Value::Null) {
+        return None;
+    }
+    let start = byte_offset(source, value.pos);
+    let rest = source.get(start..)?;
+    let flow_or_scalar = !matches!(value.value, Value::Map(_) | Value::Seq(_))
+        || rest.starts_with(['{', '['])
+        || value.pos.line == key.pos.line;
+    if flow_or_scalar {
+        // A scalar ends on its line (a flow collection may span lines).
+        let rest = if rest.starts_with(['{', '[']) {
+            rest
+        } else {
+            rest.split('\n').next().unwrap_or(rest)
+        };
+        return Some(Located {
+            line: value.pos.line,
+            key_line: key.pos.line,
+            range: start..start + value_len(rest),
+            block: false,
+            value: value.clone(),
+        });
+    }
+    // A block value: from after `expect:` to the end of the last line indented under the key.
+    let key_at = byte_offset(source, key.pos);
+    let colon = key_at + source.get(key_at..)?.find(':')? + 1;
+    let key_line_end = colon + source[colon..].find('\n').unwrap_or(source.len() - colon);
+    let indent = (key.pos.col - 1) as usize;
+    let mut end = key_line_end;
+    let mut at = key_line_end;
+    while at < source.len() {
+        let line_start = at + 1;
+        let line_end = source[line_start..]
+            .find('\n')
+            .map(|e| line_start + e)
+            .unwrap_or(source.len());
+        let line = &source[line_start..line_end];
+        if line_start >= source.len() {
+            break;
+        }
+        if !line.trim().is_empty() {
+            let li = line.len() - line.trim_start().len();
+            if li <= indent {
+                break;
+            }
+            end = line_end;
+        }
+        at = line_end;
+    }
+    Some(Located {
+        line: value.pos.line,
+        key_line: key.pos.line,
+        range: colon..end,
+        block: true,
+        value: value.clone(),
+    })
+}
 
 /// The edits that record what `runs` observed (each run: `(line, observed, whether the
 /// expectation as written held)`), and the lines whose answer differed between runs or rows.
@@ -34,18 +155,19 @@ pub fn merge_runs(
         }
     }
     seen.retain(|line, values| failed.contains(line) || values.len() > 1);
-    let lines: Vec<&str> = source.split('\n').collect();
+    let located = locate(source);
     let mut edits = Vec::new();
     let mut differing = Vec::new();
     for (line, mut values) in seen {
-        let existing = lines
-            .get((line as usize).saturating_sub(1))
-            .and_then(|l| inline_value(l));
-        if existing.is_some_and(|e| e.contains("{{")) {
+        let Some(at) = located.get(&line) else {
+            continue;
+        };
+        let existing = &source[at.range.clone()];
+        if existing.contains("{{") {
             // A templated expectation (a table row's `{{ err }}`) is data, not a recording.
             continue;
         }
-        if checks_more_than_the_answer(&lines, line as usize) {
+        if checks_more_than_the_answer(&at.value) {
             // `{ret: 0, out: {...}}` or `{errno: EPIPE, raises: SIGPIPE}`: a recording holds
             // only the answer and would drop the other checks; such a line is left as written.
             continue;
@@ -53,7 +175,7 @@ pub fn merge_runs(
         if values.len() > 1 {
             differing.push(line);
         }
-        if let Some(listed) = existing.and_then(alternatives) {
+        if let Some(listed) = alternatives(existing.trim()) {
             let answers: Vec<Option<serde_json::Value>> =
                 values.iter().map(|v| normalize(v)).collect();
             if answers
@@ -69,43 +191,10 @@ pub fn merge_runs(
     (edits, differing)
 }
 
-/// Whether the expectation on `line` (1-based) checks more than the call's answer: buffers
-/// (`out`) or signals (`raises`), inline or as a block below the key.
-fn checks_more_than_the_answer(lines: &[&str], line: usize) -> bool {
-    // A block value's position is its first key, on the line below `expect:`.
-    let line = match lines.get(line.saturating_sub(1)) {
-        Some(t) if t.contains("expect:") => line,
-        _ if line >= 2 && lines[line - 2].trim_end().ends_with("expect:") => line - 1,
-        _ => return false,
-    };
-    let text = lines[line - 1];
-    let value = match inline_value(text) {
-        Some(v) => v.to_string(),
-        None => {
-            // A block value: the lines indented under the key.
-            let indent = text.len() - text.trim_start().len();
-            lines[line..]
-                .iter()
-                .take_while(|l| l.trim().is_empty() || l.len() - l.trim_start().len() > indent)
-                .copied()
-                .collect::<Vec<_>>()
-                .join("\n")
-        }
-    };
-    match normalize(&value) {
-        Some(serde_json::Value::Object(m)) => m.contains_key("out") || m.contains_key("raises"),
-        _ => false,
-    }
-}
-
-/// The value after `expect:` on a line, when it is on that line.
-fn inline_value(line: &str) -> Option<&str> {
-    let at = line.find("expect:")?;
-    let rest = line[at + "expect:".len()..].trim_start();
-    if rest.is_empty() || rest.starts_with('#') {
-        return None;
-    }
-    Some(&rest[..value_len(rest)])
+/// Whether an expectation checks more than the call's answer: buffers (`out`) or signals
+/// (`raises`).
+fn checks_more_than_the_answer(value: &Node) -> bool {
+    value.get("out").is_some() || value.get("raises").is_some()
 }
 
 /// The answers an expectation lists when it lists several: `[EBADF, EINVAL]`,
@@ -139,61 +228,40 @@ fn render(values: &[String]) -> String {
     }
 }
 
-/// Replaces the expectation on each `(line, value)`; lines without `expect:` are left alone.
-/// Returns the new text and the lines actually changed.
+/// Replaces the expectation on each `(line, value)` (lines with no expectation of their own are
+/// left alone). Returns the new text and the lines actually changed.
 pub fn apply(source: &str, edits: &[(u32, String)]) -> (String, Vec<u32>) {
-    let mut lines: Vec<String> = source.split('\n').map(String::from).collect();
-    let mut changed = Vec::new();
-    let mut remove: Vec<usize> = Vec::new();
+    let located = locate(source);
+    let mut replacements: Vec<(Range<usize>, String, u32)> = Vec::new();
     for (line, value) in edits {
-        let i = (*line as usize).saturating_sub(1);
-        let Some(text) = lines.get(i).cloned() else {
+        let Some(at) = located.get(line) else {
             continue;
         };
-        let Some(at) = text.find("expect:") else {
-            continue;
-        };
-        let value_start = at + "expect:".len();
-        let rest = &text[value_start..];
-        let trimmed = rest.trim_start();
-        let lead = rest.len() - trimmed.len();
-        let (old_len, tail) = if trimmed.is_empty() || trimmed.starts_with('#') {
-            // A block value on the lines below.
-            let indent = text.len() - text.trim_start().len();
-            let mut j = i + 1;
-            while j < lines.len() {
-                let l = &lines[j];
-                let li = l.len() - l.trim_start().len();
-                if !l.trim().is_empty() && li <= indent {
-                    break;
-                }
-                j += 1;
-            }
-            remove.extend(i + 1..j);
-            (trimmed.len(), String::new())
+        let new = if at.block {
+            format!(" {value}")
         } else {
-            let n = value_len(trimmed);
-            (n, trimmed[n..].to_string())
+            value.clone()
         };
-        let _ = old_len;
-        let new = format!(
-            "{}{}{}{}",
-            &text[..value_start],
-            if lead == 0 { " " } else { &rest[..lead] },
-            value,
-            tail
-        );
-        if new != text {
-            changed.push(*line);
+        if source[at.range.clone()] != new {
+            replacements.push((at.range.clone(), new, *line));
         }
-        lines[i] = new;
     }
-    remove.sort_unstable();
-    remove.dedup();
-    for i in remove.into_iter().rev() {
-        lines.remove(i);
+    replacements.sort_by_key(|(r, _, _)| r.start);
+    let mut out = String::with_capacity(source.len());
+    let mut from = 0;
+    let mut changed = Vec::new();
+    for (range, new, line) in replacements {
+        if range.start < from {
+            continue;
+        }
+        out.push_str(&source[from..range.start]);
+        out.push_str(&new);
+        from = range.end;
+        changed.push(line);
     }
-    (lines.join("\n"), changed)
+    out.push_str(&source[from..]);
+    changed.sort_unstable();
+    (out, changed)
 }
 
 /// The length of the YAML value at the start of `s`: a bracketed flow value, a quoted string,
@@ -317,6 +385,41 @@ mod tests {
         ]];
         let (edits, _) = merge_runs(src, &observed);
         assert_eq!(edits, [(3, "EBADF".to_string())]);
+    }
+
+    #[test]
+    fn an_expect_inside_a_string_is_not_an_expectation() {
+        let src = "cases:\n  - {name: \"what to expect: EBADF\", syscall: close, args: [-1], expect: 0}\n";
+        let (out, changed) = apply(src, &[(2, "EBADF".into())]);
+        assert_eq!(
+            out,
+            "cases:\n  - {name: \"what to expect: EBADF\", syscall: close, args: [-1], expect: EBADF}\n"
+        );
+        assert_eq!(changed, [2]);
+    }
+
+    #[test]
+    fn a_block_expectation_is_recorded_by_its_values_line() {
+        let src = "cases:\n  - name: b\n    syscall: close\n    expect:\n      errno: EINVAL\n    args: [-1]\n";
+        let observed = vec![vec![(5, "EBADF".to_string(), false)]];
+        let (edits, _) = merge_runs(src, &observed);
+        assert_eq!(edits, [(5, "EBADF".to_string())]);
+        let (out, _) = apply(src, &edits);
+        assert_eq!(
+            out,
+            "cases:\n  - name: b\n    syscall: close\n    expect: EBADF\n    args: [-1]\n"
+        );
+    }
+
+    #[test]
+    fn a_scalar_ends_on_its_line() {
+        let src =
+            "cases:\n  - name: a\n    expect: any\n  - name: b\n    expect: { ret: { gt: 1 } }\n";
+        let (out, _) = apply(src, &[(3, "ESRCH".into())]);
+        assert_eq!(
+            out,
+            "cases:\n  - name: a\n    expect: ESRCH\n  - name: b\n    expect: { ret: { gt: 1 } }\n"
+        );
     }
 
     #[test]

@@ -42,6 +42,48 @@ pub struct GenArgs {
     /// Print the deny list and exit.
     #[arg(long)]
     list_denied: bool,
+    /// Replace specs that changed since `gen` wrote them (hand-written cases, recorded
+    /// expectations, files behind symlinks); without it they are named and nothing is written.
+    #[arg(long)]
+    force: bool,
+}
+
+/// What `gen` last wrote into an output directory: each spec's content hash, so that a spec
+/// someone changed since (an edit, a recording) is never overwritten unasked.
+const MANIFEST: &str = ".provium-gen.json";
+
+fn content_hash(data: &[u8]) -> String {
+    blake3::hash(data).to_hex()[..32].to_string()
+}
+
+/// The specs of `specs` that `gen` would overwrite although they are not what it last wrote.
+fn changed_since_gen(
+    out: &std::path::Path,
+    specs: &std::collections::BTreeMap<String, String>,
+) -> Vec<String> {
+    let manifest: std::collections::BTreeMap<String, String> = std::fs::read(out.join(MANIFEST))
+        .ok()
+        .and_then(|t| serde_json::from_slice(&t).ok())
+        .unwrap_or_default();
+    specs
+        .iter()
+        .filter_map(|(name, text)| {
+            let path = out.join(name);
+            let meta = std::fs::symlink_metadata(&path).ok()?;
+            if meta.file_type().is_symlink() {
+                return Some(format!("{name} (a symlink)"));
+            }
+            let current = std::fs::read(&path).ok()?;
+            if current == text.as_bytes() {
+                return None;
+            }
+            match manifest.get(name) {
+                Some(h) if *h == content_hash(&current) => None,
+                Some(_) => Some(format!("{name} (changed since gen wrote it)")),
+                None => Some(format!("{name} (not written by gen)")),
+            }
+        })
+        .collect()
 }
 
 pub fn gen(args: GenArgs) -> Result<u8> {
@@ -103,13 +145,56 @@ pub fn gen(args: GenArgs) -> Result<u8> {
     }
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
+    let conflicts = changed_since_gen(&args.out, &specs);
+    if !conflicts.is_empty() && !args.force {
+        const SHOWN: usize = 10;
+        let mut list = conflicts
+            .iter()
+            .take(SHOWN)
+            .map(|c| format!("  {c}"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        if conflicts.len() > SHOWN {
+            list.push_str(&format!("\n  … and {} more", conflicts.len() - SHOWN));
+        }
+        super::say(&format!(
+            "provium gen: {} spec{} in {} would be overwritten although gen did not write {} \
+             as {} now; nothing was written:\n{list}\nKeep them (write elsewhere with --out), \
+             or replace them with --force.",
+            conflicts.len(),
+            if conflicts.len() == 1 { "" } else { "s" },
+            args.out.display(),
+            if conflicts.len() == 1 { "it" } else { "them" },
+            if conflicts.len() == 1 {
+                "it is"
+            } else {
+                "they are"
+            },
+        ));
+        return Ok(super::EXIT_FAILED);
+    }
     super::project::write_editor_files(&project)?;
     let mut cases = 0;
+    let mut manifest: std::collections::BTreeMap<String, String> =
+        std::fs::read(args.out.join(MANIFEST))
+            .ok()
+            .and_then(|t| serde_json::from_slice(&t).ok())
+            .unwrap_or_default();
     for (name, text) in &specs {
         cases += text.matches("\n  - name:").count();
         let path = args.out.join(name);
-        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+            // --force replaces the link itself, never the file it points to.
+            std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+        }
+        crate::machine::paths::write_output(&path, text.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
+        manifest.insert(name.clone(), content_hash(text.as_bytes()));
     }
+    crate::machine::paths::write_output(
+        &args.out.join(MANIFEST),
+        serde_json::to_string_pretty(&manifest)?.as_bytes(),
+    )?;
     for (name, why) in &skipped {
         writeln!(
             out,
@@ -146,6 +231,37 @@ pub struct RecordArgs {
     /// the answers seen (`[EAGAIN, EBADF]`, `{ one_of: [0, { died: { signal: 9 } }] }`).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=100))]
     runs: u32,
+    /// The reference kernel whose answers are recorded: an installed release (`6.12`), an
+    /// image, or a build tree (default: the profiles' own).
+    #[arg(long, value_name = "KERNEL")]
+    kernel: Option<String>,
+}
+
+/// A spec being recorded: locked against other `provium record` runs from before the first run
+/// until it is written, and its text as it was read, so that an edit made meanwhile is never
+/// overwritten.
+struct Held {
+    _lock: std::fs::File,
+    text: String,
+}
+
+/// Takes an exclusive lock on `path` (waiting, with a word, for another record of it) and reads
+/// it.
+fn hold(path: &std::path::Path, display: &str) -> Result<Held> {
+    use std::os::fd::AsRawFd;
+    let lock = std::fs::File::open(path).with_context(|| format!("opening {display}"))?;
+    // SAFETY: flock on an open descriptor.
+    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        super::say(&format!(
+            "provium: {display} is being recorded by another provium; waiting for it"
+        ));
+        // SAFETY: as above, waiting.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            bail!("locking {display}: {}", std::io::Error::last_os_error());
+        }
+    }
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {display}"))?;
+    Ok(Held { _lock: lock, text })
 }
 
 pub fn record(args: RecordArgs) -> Result<u8> {
@@ -159,7 +275,19 @@ pub fn record(args: RecordArgs) -> Result<u8> {
         defaults.accel = Some(a.parse().map_err(anyhow::Error::msg)?);
     }
     let cwd = std::env::current_dir()?;
-    let profiles = Profiles::discover(&cwd)?;
+    let mut profiles = Profiles::discover(&cwd)?;
+    if let Some(k) = &args.kernel {
+        let target =
+            crate::machine::kernels::resolve(k).with_context(|| format!("--kernel {k}"))?;
+        profiles = profiles.with_kernel(&target.image, target.modules.as_deref());
+    }
+    // Locked from before the first run until written: two records of one spec, or a record
+    // and an edit, never mix.
+    let _in_progress = crate::machine::signals::RunInProgress::begin();
+    let held: Vec<Held> = files
+        .iter()
+        .map(|f| hold(&f.path, &f.display))
+        .collect::<Result<_>>()?;
     let mut config = RunConfig::new(profiles.clone());
     config.jobs = args.jobs.max(1);
     config.settings.fixtures = Some(crate::lua::fixture::discover(&cwd, profiles, true)?);
@@ -172,7 +300,11 @@ pub fn record(args: RecordArgs) -> Result<u8> {
     for _ in 0..args.runs {
         let summary = run::run(files.clone(), &config, &mut |_| {});
         if let Some(sig) = summary.interrupted {
-            bail!("interrupted by {}; nothing was recorded", sig.name());
+            super::say(&format!(
+                "provium: interrupted by {}; nothing was recorded",
+                sig.name()
+            ));
+            return Ok(sig.exit_code());
         }
         for (i, report) in summary.reports.iter().enumerate() {
             match &report.file_error {
@@ -198,7 +330,7 @@ pub fn record(args: RecordArgs) -> Result<u8> {
             )?;
             continue;
         }
-        let source = std::fs::read_to_string(&file.path)?;
+        let source = held[i].text.clone();
         let (edits, differing) = provium_compiler::record::merge_runs(&source, &observed[i]);
         for line in &differing {
             nondeterministic += 1;
@@ -223,7 +355,10 @@ pub fn record(args: RecordArgs) -> Result<u8> {
             if changed.len() == 1 { "" } else { "s" }
         )?;
         if args.update {
-            crate::machine::paths::write_output(&file.path, text.as_bytes())?;
+            if let Err(why) = write_recorded(&file.path, &file.display, &source, &text) {
+                problems += 1;
+                writeln!(out, "{} {}: {why}", paint(WARN, "   error"), file.display)?;
+            }
         }
     }
     writeln!(
@@ -251,4 +386,34 @@ pub fn record(args: RecordArgs) -> Result<u8> {
     } else {
         super::EXIT_OK
     })
+}
+
+/// Writes a recorded spec, atomically, unless it changed since it was read (an edit made during
+/// the record is kept and named); then checks it, and puts the original back if the recorded
+/// text does not check (a bug in recording never costs the user their spec).
+fn write_recorded(
+    path: &std::path::Path,
+    display: &str,
+    read: &str,
+    recorded: &str,
+) -> std::result::Result<(), String> {
+    let now = std::fs::read_to_string(path).map_err(|e| format!("reading it again: {e}"))?;
+    if now != read {
+        return Err("it changed while it was recorded; not written (record it again)".into());
+    }
+    crate::machine::paths::write_output(path, recorded.as_bytes())
+        .map_err(|e| format!("writing it: {e}"))?;
+    if let Err(e) = crate::run::specs::compile_file(path, display) {
+        let restored = crate::machine::paths::write_output(path, read.as_bytes());
+        return Err(format!(
+            "the recorded spec does not check ({}); {} (a bug in provium record: please \
+             report it)",
+            e.problem().message,
+            match restored {
+                Ok(()) => "the original is back".to_string(),
+                Err(r) => format!("and the original could not be put back: {r}"),
+            }
+        ));
+    }
+    Ok(())
 }

@@ -43,7 +43,10 @@ pub fn cleanup_all() {
         unsafe { libc::kill(pid, libc::SIGKILL) };
     }
     for dir in dirs {
-        let _ = std::fs::remove_dir_all(dir);
+        // Directories, and the temporary files of writes in progress (`paths::write_output`).
+        if std::fs::remove_dir_all(&dir).is_err() {
+            let _ = std::fs::remove_file(&dir);
+        }
     }
 }
 
@@ -315,8 +318,8 @@ impl Drop for RunDir {
     }
 }
 
-/// Registers a directory this process is making elsewhere (a fixture build), so that an
-/// interrupted run removes it.
+/// Registers a directory (or a temporary file) this process is making elsewhere (a fixture
+/// build, a report being written), so that an interrupted run removes it.
 pub fn remember_dir(path: &Path) {
     with_registry(|r| r.dirs.insert(path.to_path_buf(), ()));
 }

@@ -208,12 +208,22 @@ pub fn write_output(path: &Path, data: &[u8]) -> std::io::Result<()> {
     let dir = target.parent().filter(|d| !d.as_os_str().is_empty());
     let dir = dir.unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    tmp.write_all(data)?;
-    tmp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(mode))?;
-    tmp.persist(&target).map_err(|e| e.error)?;
-    Ok(())
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".provium-")
+        .suffix(".tmp")
+        .tempfile_in(dir)?;
+    // A signal that ends the process meanwhile removes it (no destructor runs then).
+    crate::machine::cleanup::remember_dir(tmp.path());
+    let written = (|| {
+        tmp.write_all(data)?;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(mode))?;
+        Ok::<(), std::io::Error>(())
+    })();
+    let tmp_path = tmp.path().to_path_buf();
+    let result = written.and_then(|()| tmp.persist(&target).map(|_| ()).map_err(|e| e.error));
+    crate::machine::cleanup::forget_dir(&tmp_path);
+    result
 }
 
 /// Copies a sparse file (a guest RAM file): only its data extents are read and written, so a
