@@ -508,3 +508,58 @@ fn an_uncompilable_spec_on_two_kernels_has_a_distinct_junit_case_per_kernel() {
         .collect();
     assert_eq!(names.len(), 2, "GitLab keeps one of equal names: {xml}");
 }
+
+#[test]
+fn outputs_never_replace_inputs_each_other_or_the_terminal_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = "cases:\n  - {name: c, syscall: close, args: [-1], expect: EBADF}\n";
+    write(dir.path(), "c.yaml", spec);
+    let refused = |args: &[&str], says: &str| {
+        let out = provium(dir.path()).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(says),
+            "{}",
+            show(&out)
+        );
+    };
+    refused(
+        &["test", "c.yaml", "--junit", "c.yaml"],
+        "one of the test files",
+    );
+    refused(
+        &["test", "c.yaml", "--html", "./c.yaml"],
+        "one of the test files",
+    );
+    refused(
+        &["test", "c.yaml", "--junit", "r.xml", "--html", "r.xml"],
+        "both name r.xml",
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("c.yaml")).unwrap(),
+        spec
+    );
+    // `--junit /dev/stdout > log`: the report would replace the log.
+    let log = std::fs::File::create(dir.path().join("log")).unwrap();
+    let out = provium(dir.path())
+        .args(["test", "c.yaml", "--junit", "/dev/stdout"])
+        .stdout(log)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    // A FIFO whose reader comes late gets the whole report.
+    let fifo = dir.path().join("fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo with a valid path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let child = provium(dir.path())
+        .args(["test", "c.yaml", "--junit", "fifo"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let xml = std::fs::read_to_string(&fifo).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(xml.contains("<testsuites") && xml.ends_with(">\n"), "{xml}");
+}

@@ -110,6 +110,11 @@ pub fn run(args: Args, verbose: bool) -> Result<u8> {
         .map(|k| crate::machine::kernels::resolve(k).with_context(|| format!("--kernel {k}")))
         .collect::<Result<Vec<_>>>()?;
     let kernels = crate::machine::kernels::distinct_labels(kernels);
+    let outputs: Vec<(&str, &std::path::Path)> = [("--junit", &args.junit), ("--html", &args.html)]
+        .into_iter()
+        .filter_map(|(flag, p)| p.as_deref().map(|p| (flag, p)))
+        .collect();
+    check_outputs(&outputs, &files)?;
     let timeout = crate::lua::control::timeout_from_secs(args.timeout)
         .map_err(|e| anyhow::anyhow!("--timeout: {e}"))?;
     if args.keep {
@@ -202,6 +207,69 @@ pub fn run(args: Args, verbose: bool) -> Result<u8> {
     } else {
         super::EXIT_FAILED
     })
+}
+
+/// Outputs never replace inputs, nor each other, nor the run's own terminal output: a report
+/// path that is one of the test files, another report's path, or the file standard output or
+/// error already goes to is refused before anything runs.
+fn check_outputs(
+    outputs: &[(&str, &std::path::Path)],
+    inputs: &[discover::TestFile],
+) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let identity = |m: std::fs::Metadata| (m.dev(), m.ino());
+    let id_of = |p: &std::path::Path| std::fs::metadata(p).ok().map(identity);
+    let fd_id = |fd: i32| {
+        // SAFETY: fstat on a descriptor number; a closed one fails.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        (unsafe { libc::fstat(fd, &mut st) } == 0).then_some((st.st_dev, st.st_ino))
+    };
+    let regular = |p: &std::path::Path| std::fs::metadata(p).is_ok_and(|m| m.is_file());
+    let inputs: Vec<((u64, u64), &str)> = inputs
+        .iter()
+        .filter_map(|f| id_of(&f.path).map(|id| (id, f.display.as_str())))
+        .collect();
+    for (i, (flag, path)) in outputs.iter().enumerate() {
+        let Some(id) = id_of(path) else { continue };
+        if let Some((_, name)) = inputs.iter().find(|(i, _)| *i == id) {
+            anyhow::bail!(
+                "{flag} {}: that is {name}, one of the test files; a report never replaces an input",
+                path.display()
+            );
+        }
+        for (other, other_path) in &outputs[..i] {
+            if id_of(other_path) == Some(id) {
+                anyhow::bail!(
+                    "{flag} and {other} both name {}; give each report its own file",
+                    path.display()
+                );
+            }
+        }
+        // A regular file that is this run's stdout or stderr (`--junit /dev/stdout > log`):
+        // the report would replace the terminal log. Pipes and terminals are streams, and
+        // written through.
+        for (fd, stream) in [(1, "standard output"), (2, "standard error")] {
+            if regular(path) && fd_id(fd) == Some(id) {
+                anyhow::bail!(
+                    "{flag} {}: that is this run's {stream}, where the terminal report goes; \
+                     name another file (or use --format json or --format ktap on stdout)",
+                    path.display()
+                );
+            }
+        }
+    }
+    // Two reports naming one new file.
+    for (i, (flag, path)) in outputs.iter().enumerate() {
+        for (other, other_path) in &outputs[..i] {
+            if path == other_path {
+                anyhow::bail!(
+                    "{flag} and {other} both name {}; give each report its own file",
+                    path.display()
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `--list`: `file::test` per line on stdout; files that cannot be listed on stderr.

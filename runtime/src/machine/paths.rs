@@ -163,6 +163,19 @@ pub fn cached_intact(path: &Path) -> bool {
 pub fn write_output(path: &Path, data: &[u8]) -> std::io::Result<()> {
     use std::io::{Error, ErrorKind, Write};
     use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
+    // A pipe or device, named directly or through a link the kernel resolves (`/dev/stdout`,
+    // a shell's `>(…)` as `/dev/fd/63`, whose target `pipe:[…]` is no path): written through.
+    if let Ok(m) = std::fs::metadata(path) {
+        let t = m.file_type();
+        if t.is_fifo() || t.is_char_device() || t.is_block_device() {
+            let mut f = if t.is_fifo() {
+                open_fifo(path, FIFO_PATIENCE)?
+            } else {
+                std::fs::OpenOptions::new().write(true).open(path)?
+            };
+            return f.write_all(data).and_then(|()| f.flush());
+        }
+    }
     let target = match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_symlink() => std::fs::canonicalize(path).unwrap_or_else(|_| {
             // A dangling link: create what it points to.
@@ -182,18 +195,13 @@ pub fn write_output(path: &Path, data: &[u8]) -> std::io::Result<()> {
         Some(m) => {
             let t = m.file_type();
             if t.is_char_device() || t.is_block_device() || t.is_fifo() {
-                // O_NONBLOCK: a FIFO without a reader fails (ENXIO) instead of hanging.
-                let mut f = std::fs::OpenOptions::new()
-                    .write(true)
-                    .custom_flags(if t.is_fifo() { libc::O_NONBLOCK } else { 0 })
-                    .open(&target)
-                    .map_err(|e| {
-                        if e.raw_os_error() == Some(libc::ENXIO) {
-                            Error::other("a FIFO that nobody reads")
-                        } else {
-                            e
-                        }
-                    })?;
+                // Written through, as a stream. A FIFO's reader may come late (a shell's
+                // `<(…)`, a reader started after the run): it is waited for, within reason.
+                let mut f = if t.is_fifo() {
+                    open_fifo(&target, FIFO_PATIENCE)?
+                } else {
+                    std::fs::OpenOptions::new().write(true).open(&target)?
+                };
                 return f.write_all(data).and_then(|()| f.flush());
             }
             let what = if m.is_dir() {
@@ -224,6 +232,44 @@ pub fn write_output(path: &Path, data: &[u8]) -> std::io::Result<()> {
     let result = written.and_then(|()| tmp.persist(&target).map(|_| ()).map_err(|e| e.error));
     crate::machine::cleanup::forget_dir(&tmp_path);
     result
+}
+
+/// How long a report waits for a FIFO's reader.
+const FIFO_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Opens a FIFO for writing once it has a reader, waiting at most `patience`; then in blocking
+/// mode, so the report streams to it.
+fn open_fifo(path: &Path, patience: std::time::Duration) -> std::io::Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let deadline = std::time::Instant::now() + patience;
+    loop {
+        // O_NONBLOCK: without a reader the open fails (ENXIO) instead of hanging.
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+        {
+            Ok(f) => {
+                // SAFETY: fcntl on an open descriptor.
+                unsafe {
+                    let flags = libc::fcntl(f.as_raw_fd(), libc::F_GETFL);
+                    libc::fcntl(f.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK);
+                }
+                return Ok(f);
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+                if std::time::Instant::now() >= deadline {
+                    return Err(std::io::Error::other(format!(
+                        "a FIFO that nobody read within {} s",
+                        patience.as_secs()
+                    )));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Copies a sparse file (a guest RAM file): only its data extents are read and written, so a
@@ -388,8 +434,18 @@ mod tests {
         let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
         // SAFETY: mkfifo with a valid path.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-        let e = write_output(&fifo, b"x").unwrap_err();
-        assert!(e.to_string().contains("nobody reads"), "{e}");
+        let e = open_fifo(&fifo, std::time::Duration::from_millis(200)).unwrap_err();
+        assert!(e.to_string().contains("nobody read"), "{e}");
+        // A reader that comes late gets the whole report.
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                std::fs::read(&fifo).unwrap()
+            })
+        };
+        write_output(&fifo, b"late but whole").unwrap();
+        assert_eq!(reader.join().unwrap(), b"late but whole");
         assert!(write_output(d.path(), b"x")
             .unwrap_err()
             .to_string()
