@@ -220,8 +220,9 @@ fn check_outputs(
     let identity = |m: std::fs::Metadata| (m.dev(), m.ino());
     let id_of = |p: &std::path::Path| std::fs::metadata(p).ok().map(identity);
     let fd_id = |fd: i32| {
-        // SAFETY: fstat on a descriptor number; a closed one fails.
+        // SAFETY: a plain C struct, all zeroes is a valid value.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: fstat on a descriptor number with a valid buffer; a closed one fails.
         (unsafe { libc::fstat(fd, &mut st) } == 0).then_some((st.st_dev, st.st_ino))
     };
     let regular = |p: &std::path::Path| std::fs::metadata(p).is_ok_and(|m| m.is_file());

@@ -162,7 +162,7 @@ pub fn cached_intact(path: &Path) -> bool {
 /// - a FIFO nobody reads, a directory or a socket is refused with a clear error.
 pub fn write_output(path: &Path, data: &[u8]) -> std::io::Result<()> {
     use std::io::{Error, ErrorKind, Write};
-    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
     // A pipe or device, named directly or through a link the kernel resolves (`/dev/stdout`,
     // a shell's `>(…)` as `/dev/fd/63`, whose target `pipe:[…]` is no path): written through.
     if let Ok(m) = std::fs::metadata(path) {
