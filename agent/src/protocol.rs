@@ -257,6 +257,10 @@ impl std::fmt::Display for Termination {
     }
 }
 
+/// How much of each stream of a command (`exec`, a background job) the agent keeps; the rest is
+/// dropped and the result says `truncated`.
+pub const EXEC_OUTPUT_LIMIT: usize = 16 << 20;
+
 /// What became of one syscall.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SyscallOutcome {

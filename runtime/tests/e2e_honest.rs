@@ -563,3 +563,19 @@ fn outputs_never_replace_inputs_each_other_or_the_terminal_log() {
     assert!(out.status.success(), "{}", show(&out));
     assert!(xml.contains("<testsuites") && xml.ends_with(">\n"), "{xml}");
 }
+
+#[test]
+fn shell_says_when_a_commands_output_was_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = provium(dir.path())
+        .args(["shell", "-c", "head -c 17000000 /dev/zero"])
+        .output()
+        .unwrap();
+    assert_eq!(out.stdout.len(), provium::protocol::EXEC_OUTPUT_LIMIT);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("output was cut"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

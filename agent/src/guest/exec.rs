@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// Each stream keeps at most this much; the rest is counted as truncated.
-const OUTPUT_CAP: usize = 16 << 20;
+const OUTPUT_CAP: usize = provium_agent::protocol::EXEC_OUTPUT_LIMIT;
 
 /// The command `call` describes, with its environment and working directory (stdio not set).
 pub fn command(call: &ExecCall) -> io::Result<Command> {

@@ -105,10 +105,20 @@ pub fn shell(args: ShellArgs) -> Result<u8> {
         std::io::stderr().write_all(&result.stderr)?;
         print_kept(&vm);
         let _ = vm.shutdown();
-        return Ok(match result.termination {
+        let status = match result.termination {
             Some(crate::protocol::Termination::Exited(code)) => code.clamp(0, 255) as u8,
             Some(_) | None => super::EXIT_FAILED,
-        });
+        };
+        if result.truncated {
+            // What was asked for was not all delivered: said, and not a success.
+            super::say(&format!(
+                "provium shell: the command's output was cut: the agent keeps at most {} MiB \
+                 of each stream (redirect it to a file in the guest and read that in parts)",
+                crate::protocol::EXEC_OUTPUT_LIMIT >> 20
+            ));
+            return Ok(status.max(super::EXIT_FAILED));
+        }
+        return Ok(status);
     }
     if !std::io::stdin().is_terminal() || !std::io::stdout().is_terminal() {
         anyhow::bail!("an interactive shell needs a terminal; run one command with `provium shell -c COMMAND`");
