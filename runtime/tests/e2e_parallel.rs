@@ -403,7 +403,7 @@ test("after the garbage", function() vm:syscall(provium.nr.getpid) end)
         .find(|c| c.starts_with("name=\"crashes the kernel\""))
         .unwrap_or_else(|| panic!("no crash testcase\n{xml}"));
     assert!(
-        crash.contains("message=\"kernel panic: ")
+        crash.contains("message=\"Kernel panic - not syncing: ")
             && crash.contains("<system-out>--- kernel panic: guest console ---")
             && crash.contains("sysrq"),
         "the console of the crash is on its test case\n{xml}"

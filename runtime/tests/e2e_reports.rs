@@ -96,7 +96,7 @@ fn a_junit_report_with_every_outcome_reads_right_in_real_consumers() {
     for shown in [
         "my suite",
         "a_outcomes_lua",
-        "kernel panic: ",
+        "Kernel panic - not syncing: sysrq triggered crash (",
         "--- kernel panic: guest console ---",
         "todo: write it",
         "xfail: known bug",
@@ -182,7 +182,7 @@ fn ktap_output_passes_the_kernels_own_parser() {
         "{v:#}"
     );
     for line in [
-        "  not ok 7 crashes the kernel # ERROR ",
+        "  not ok 7 crashes the kernel # ERROR Kernel panic - not syncing: sysrq triggered crash",
         "  # --- kernel panic: guest console ---",
         "  ok 5 todos # SKIP todo: write it",
         "  ok 6 xfails # XFAIL known bug",
@@ -231,6 +231,14 @@ fn json_events_validate_against_their_schema() {
         .find(|l| l["name"] == "crashes the kernel")
         .unwrap();
     assert_eq!(crash["console"]["event"], "kernel_panic", "{crash}");
+    // The kernel's own line leads the message, before what Provium saw.
+    assert!(
+        crash["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Kernel panic - not syncing: sysrq triggered crash ("),
+        "{crash}"
+    );
     let schema = common::root().join("schemas/events.schema.json");
     let check = Command::new("check-jsonschema")
         .arg("--schemafile")

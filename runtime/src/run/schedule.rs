@@ -217,7 +217,10 @@ pub fn run(plan: super::Plan, config: &RunConfig, sink: &mut dyn FnMut(&RunEvent
                     continue;
                 }
                 match &mut event {
-                    RunEvent::TestFinished { file, test } => running[*file].seen.push(test.clone()),
+                    RunEvent::TestFinished { file, test } => {
+                        lead_with_kernel(&mut test.status);
+                        running[*file].seen.push(test.clone())
+                    }
                     RunEvent::FileFinished { file, report } => {
                         let state = std::mem::take(&mut running[*file]);
                         complete(report, &plans[*file], &state);
@@ -312,6 +315,28 @@ pub fn run(plan: super::Plan, config: &RunConfig, sink: &mut dyn FnMut(&RunEvent
     summary
 }
 
+/// A problem the kernel caused says so first, in every report: its message leads with the
+/// kernel's own line (`Kernel panic - not syncing: …`, `BUG: …`, `WARNING: …`), then what
+/// Provium saw (`vm:exec: the VM was lost: …`).
+fn lead_problem(p: &mut Problem) {
+    let Some(line) = p
+        .console
+        .as_ref()
+        .and_then(crate::machine::vm::console::headline)
+    else {
+        return;
+    };
+    if !p.message.starts_with(&line) {
+        p.message = format!("{line} ({})", p.message);
+    }
+}
+
+fn lead_with_kernel(status: &mut Status) {
+    if let Status::Failed(p) | Status::Errored(p) = status {
+        lead_problem(p);
+    }
+}
+
 /// The report of a file that never started: every planned test, not run.
 fn never_started(plan: &PlannedFile, why: &str) -> FileReport {
     let mut report = FileReport {
@@ -368,6 +393,7 @@ fn complete(report: &mut FileReport, plan: &PlannedFile, state: &Running) {
             let why = format!("the file stopped early: {}", p.message);
             fill_not_run(report, plan, &why);
         }
+        lead_all(report);
         return;
     };
     let why = stop.to_string();
@@ -465,6 +491,16 @@ fn complete(report: &mut FileReport, plan: &PlannedFile, state: &Running) {
         report.console = console;
     }
     fill_not_run(report, plan, &why);
+    lead_all(report);
+}
+
+fn lead_all(report: &mut FileReport) {
+    for t in &mut report.tests {
+        lead_with_kernel(&mut t.status);
+    }
+    if let Some(p) = &mut report.file_error {
+        lead_problem(p);
+    }
 }
 
 /// Holds back the events of later files until earlier files are done, so that output does not

@@ -48,7 +48,7 @@ want = {
     "skips": ("skipped", "not here"),
     "todos": ("skipped", "todo: write it"),
     "xfails": ("skipped", "xfail: known bug"),
-    "crashes the kernel": ("error", "kernel panic: "),
+    "crashes the kernel": ("error", "Kernel panic - not syncing: sysrq triggered crash ("),
     "after the crash": ("skipped", "not run: "),
 }
 for name, (kind, message) in want.items():

@@ -46,6 +46,43 @@ const EXCERPT_LINES: usize = 80;
 /// Lines shown when the kernel reported nothing.
 const PLAIN_TAIL: usize = 40;
 
+/// Lines every boot of some kernels prints that look like trouble and are not (microvm has no
+/// PCI config space; 6.12 says so as "Fatal"): an excerpt never starts with them.
+const HARMLESS: &[&str] = &[
+    "PCI: Fatal: No config space access function found",
+    "PCI: System does not support PCI",
+];
+
+/// A console line without its log level and timestamp.
+fn body(line: &str) -> &str {
+    let line = match line.trim_start().strip_prefix('<') {
+        Some(rest) => rest.split_once('>').map(|(_, r)| r).unwrap_or(line),
+        None => line,
+    };
+    match line.trim_start().strip_prefix('[') {
+        Some(rest) => rest.split_once("] ").map(|(_, b)| b).unwrap_or(line),
+        None => line,
+    }
+}
+
+/// The kernel's own line for the worst thing an excerpt shows (`Kernel panic - not syncing:
+/// Fatal exception`), without its timestamp: what a report leads with.
+pub fn headline(excerpt: &ConsoleExcerpt) -> Option<String> {
+    if !excerpt.event.is_kernel() {
+        return None;
+    }
+    excerpt
+        .text
+        .lines()
+        .map(body)
+        .find(|b| {
+            MARKERS
+                .iter()
+                .any(|(m, e)| *e == excerpt.event && b.starts_with(m))
+        })
+        .map(|b| b.trim().to_string())
+}
+
 /// The worst thing the kernel reported in `text`, and the line where its first report starts.
 pub fn kernel_event(text: &str) -> Option<(ConsoleEvent, usize)> {
     let mut worst: Option<ConsoleEvent> = None;
@@ -53,14 +90,7 @@ pub fn kernel_event(text: &str) -> Option<(ConsoleEvent, usize)> {
     for (i, line) in text.lines().enumerate() {
         // The log level (`<4>`, in `dmesg` text) and the timestamp (`[    1.234567] `) come
         // before the marker.
-        let line = match line.trim_start().strip_prefix('<') {
-            Some(rest) => rest.split_once('>').map(|(_, r)| r).unwrap_or(line),
-            None => line,
-        };
-        let body = match line.trim_start().strip_prefix('[') {
-            Some(rest) => rest.split_once("] ").map(|(_, b)| b).unwrap_or(line),
-            None => line,
-        };
+        let body = body(line);
         if let Some((_, event)) = MARKERS.iter().find(|(m, _)| body.starts_with(m)) {
             first.get_or_insert(i);
             worst = worst.max(Some(*event));
@@ -82,10 +112,17 @@ pub fn excerpt(text: &str, otherwise: ConsoleEvent) -> ConsoleExcerpt {
                 text: lines[start..end].join("\n"),
             }
         }
-        None => ConsoleExcerpt {
-            event: otherwise,
-            text: lines[lines.len().saturating_sub(PLAIN_TAIL)..].join("\n"),
-        },
+        None => {
+            let tail = &lines[lines.len().saturating_sub(PLAIN_TAIL)..];
+            let skip = tail
+                .iter()
+                .take_while(|l| HARMLESS.iter().any(|h| body(l).starts_with(h)))
+                .count();
+            ConsoleExcerpt {
+                event: otherwise,
+                text: tail[skip..].join("\n"),
+            }
+        }
     }
 }
 
@@ -123,6 +160,22 @@ mod tests {
             kernel_event("BUG: soft lockup\n"),
             Some((ConsoleEvent::Bug, 0))
         );
+    }
+
+    #[test]
+    fn harmless_boot_lines_never_start_an_excerpt_and_reports_lead_with_the_kernels_line() {
+        let console = "[    0.1] PCI: Fatal: No config space access function found\n[    0.2] ok\n";
+        let e = excerpt(console, ConsoleEvent::TimedOut);
+        assert_eq!(e.text, "[    0.2] ok");
+        let panic = excerpt(
+            "[    1.0] sysrq: Trigger a crash\n[    1.1] Kernel panic - not syncing: sysrq triggered crash\n",
+            ConsoleEvent::VmLost,
+        );
+        assert_eq!(
+            headline(&panic).as_deref(),
+            Some("Kernel panic - not syncing: sysrq triggered crash")
+        );
+        assert_eq!(headline(&e), None);
     }
 
     #[test]

@@ -58,7 +58,10 @@ fn problem_status(kind: NonSuccessKind, ty: &str, p: &Problem) -> TestCaseStatus
         None => p.message.clone(),
     };
     if let Some(c) = &p.console {
-        if c.event.is_kernel() {
+        // The runner leads a problem with the kernel's own line (`Kernel panic - not syncing:
+        // …`); a problem made elsewhere gets at least what the kernel reported.
+        let event = c.event.to_string().to_lowercase();
+        if c.event.is_kernel() && !message.to_lowercase().contains(&event) {
             message = format!("{}: {message}", c.event);
         }
     }
