@@ -122,22 +122,39 @@ struct Report {
     span: SourceSpan,
 }
 
-/// The byte offset of a 1-based line and column (columns count characters).
+/// The byte offset of a 1-based line and column (columns count characters). Lines end as YAML
+/// ends them: at `\n`, `\r\n` or a lone `\r`.
 pub fn byte_offset(source: &str, pos: Pos) -> usize {
-    let mut offset = 0;
-    for (i, line) in source.split_inclusive('\n').enumerate() {
-        if i + 1 == pos.line as usize {
-            let col = (pos.col.max(1) - 1) as usize;
-            return offset
-                + line
-                    .char_indices()
-                    .nth(col)
-                    .map(|(b, _)| b)
-                    .unwrap_or(line.trim_end_matches('\n').len());
+    let mut line_start = 0;
+    let mut line = 1usize;
+    let bytes = source.as_bytes();
+    let mut i = 0;
+    while line < pos.line as usize && i < bytes.len() {
+        match bytes[i] {
+            b'\n' => {
+                line += 1;
+                line_start = i + 1;
+            }
+            b'\r' if bytes.get(i + 1) != Some(&b'\n') => {
+                line += 1;
+                line_start = i + 1;
+            }
+            _ => {}
         }
-        offset += line.len();
+        i += 1;
     }
-    source.len()
+    if line < pos.line as usize {
+        return source.len();
+    }
+    let text = &source[line_start..];
+    let end = text.find(['\n', '\r']).unwrap_or(text.len());
+    let col = (pos.col.max(1) - 1) as usize;
+    line_start
+        + text[..end]
+            .char_indices()
+            .nth(col)
+            .map(|(b, _)| b)
+            .unwrap_or(end)
 }
 
 /// User text quoted in a message: at most 60 characters, so that a 10,000-character line does
@@ -173,12 +190,43 @@ pub fn closest<'a>(typed: &str, candidates: impl IntoIterator<Item = &'a str>) -
         .map(|(_, c)| c)
 }
 
+/// Names longer than this are never close to a known one (the longest syscall, errno or
+/// constant name is under 40 characters): no suggestion is looked for.
+const LONGEST_SUGGESTED: usize = 96;
+
 /// `did you mean `x``, for the closest candidate when it is close enough.
+///
+/// Errors in a table repeat for every row (1,000 rows with one misspelled name are 1,000 checks
+/// of the same name): each distinct name against each list of candidates is looked up once per
+/// thread, and names too long to be anyone's are not compared at all.
 pub fn did_you_mean<'a>(
     typed: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<String> {
-    closest(typed, candidates).map(|c| format!("did you mean `{c}`?"))
+    use std::hash::{Hash, Hasher};
+    type Memo = std::collections::HashMap<(String, u64), Option<String>>;
+    thread_local! {
+        static MEMO: std::cell::RefCell<Memo> = std::cell::RefCell::new(Memo::new());
+    }
+    if typed.chars().count() > LONGEST_SUGGESTED {
+        return None;
+    }
+    let candidates: Vec<&str> = candidates.into_iter().collect();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    candidates.hash(&mut h);
+    let key = (typed.to_string(), h.finish());
+    if let Some(hit) = MEMO.with(|m| m.borrow().get(&key).cloned()) {
+        return hit;
+    }
+    let found = closest(typed, candidates).map(|c| format!("did you mean `{c}`?"));
+    MEMO.with(|m| {
+        let mut m = m.borrow_mut();
+        if m.len() > 4096 {
+            m.clear();
+        }
+        m.insert(key, found.clone());
+    });
+    found
 }
 
 /// `, did you mean `x`?` to end a sentence with, or nothing.

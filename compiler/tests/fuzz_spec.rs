@@ -1,7 +1,7 @@
 //! Fuzzes the spec compiler on the stable toolchain: mutations of every shipped spec and
 //! example (and of each input that once failed, kept in `tests/fuzz/crashers/`). Every input
-//! must end within 2 s, without a panic, compiled or with diagnostics that each point at a
-//! line of it.
+//! must end within 2 s, without a panic, compiled to a Lua chunk that loads or with diagnostics
+//! that each point at a line of it.
 //!
 //! `cargo test -p provium-compiler --test fuzz_spec` makes a few thousand executions from a
 //! fixed seed; `PROVIUM_FUZZ_SECS=3600 cargo test --release -p provium-compiler --test
@@ -112,9 +112,19 @@ fn the_spec_compiler_survives_mutated_specs() {
     let execs = mutate::fuzz("spec", &corpus, &crashers, TOKENS, 3000, |input| {
         let text = String::from_utf8_lossy(input);
         match provium_compiler::compile(&text, &provium_compiler::Options::new("fuzz.yaml")) {
-            Ok(_) => Ok(()),
+            // A spec that checks must compile to a chunk that loads.
+            Ok(c) => match mlua::Lua::new().load(&c.lua).into_function() {
+                Ok(_) => Ok(()),
+                Err(e) => Err(format!("checked, but its Lua does not load: {e}")),
+            },
             Err(diags) => {
-                let lines = text.lines().count() as u32 + 1;
+                // Lines as YAML counts them: a lone `\r` ends one too.
+                let lines = text
+                    .replace("\r\n", "\n")
+                    .replace('\r', "\n")
+                    .lines()
+                    .count() as u32
+                    + 1;
                 match diags
                     .iter()
                     .find(|d| d.file != "fuzz.yaml" || d.pos.line == 0 || d.pos.line > lines)

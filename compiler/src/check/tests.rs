@@ -43,6 +43,24 @@ fn the_tour_compiles() {
 }
 
 #[test]
+fn a_typo_repeated_by_every_row_is_one_problem_and_long_names_get_no_suggestion() {
+    let rows: String = (0..1000)
+        .map(|i| format!("      - {{fd: {i}}}\n"))
+        .collect();
+    let long = "x".repeat(10_000);
+    let e = errors(&format!(
+        "cases:\n  - name: \"c {{{{ fd }}}}\"\n    table:\n{rows}    syscall: {long}\n    args: [\"{{{{ fd }}}}\"]\n    expect: EBADF\n"
+    ));
+    assert_eq!(e.len(), 1, "{}", e.len());
+    assert!(!e[0].contains("did you mean"), "{}", &e[0][..200]);
+    let e = errors(&format!(
+        "cases:\n  - name: \"c {{{{ fd }}}}\"\n    table:\n{rows}    syscall: clsoe\n    args: [\"{{{{ fd }}}}\"]\n    expect: EBADF\n"
+    ));
+    assert_eq!(e.len(), 1);
+    assert!(e[0].contains("did you mean `close`?"), "{}", e[0]);
+}
+
+#[test]
 fn typos_get_positions_and_suggestions() {
     let e = errors("cases:\n  - name: x\n    syscall: clsoe\n    args: [-1]\n    expect: EINVLA\n");
     assert_eq!(e.len(), 2, "{e:?}");
