@@ -165,7 +165,33 @@ pub fn run(args: Args, verbose: bool) -> Result<u8> {
     .with_kernels(kernels);
     // From here a signal stops the run and its reports are still written (planning included).
     let _in_progress = crate::machine::signals::RunInProgress::begin();
-    let plan = run::plan_run(files.clone(), &config);
+    let plan = {
+        // Planning is milliseconds a file; a long one (thousands of files, a file that loops
+        // until planning's time limit) is said, also without a terminal.
+        let done = std::sync::Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+        let watcher = {
+            let done = done.clone();
+            let n = files.len() * config.kernels.len().max(1);
+            std::thread::spawn(move || {
+                let (lock, cv) = &*done;
+                let guard = crate::machine::sync::lock(lock);
+                let (finished, _) = cv
+                    .wait_timeout_while(guard, std::time::Duration::from_secs(2), |d| !*d)
+                    .unwrap_or_else(|p| p.into_inner());
+                if !*finished {
+                    super::say(&format!(
+                        "    PLANNING {n} file{} (listing their tests; nothing boots)",
+                        if n == 1 { "" } else { "s" }
+                    ));
+                }
+            })
+        };
+        let plan = run::plan_run(files.clone(), &config);
+        *crate::machine::sync::lock(&done.0) = true;
+        done.1.notify_all();
+        let _ = watcher.join();
+        plan
+    };
     if args.list {
         return list(&plan.planned, args.format);
     }

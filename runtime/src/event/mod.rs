@@ -89,6 +89,11 @@ pub enum RunEvent {
         file: usize,
         wait: GateWait,
     },
+    /// A fixture's snapshot is being built for the file (once; later files resume it).
+    Building {
+        file: usize,
+        fixture: String,
+    },
     TestStarted {
         file: usize,
         name: String,
@@ -121,6 +126,7 @@ impl RunEvent {
             | RunEvent::BootStarted { file, .. }
             | RunEvent::BootFinished { file }
             | RunEvent::Waiting { file, .. }
+            | RunEvent::Building { file, .. }
             | RunEvent::TestStarted { file, .. }
             | RunEvent::TestFinished { file, .. }
             | RunEvent::Output { file, .. }

@@ -44,20 +44,23 @@ pub fn run_chunk(config: SessionConfig, chunk_name: &str, code: &str) -> FileRep
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let session = Rc::new(Session::new(config));
-    // Waits at the machine-wide gate are shown as they start and kept off the tests' times.
-    let _waits = {
+    // Waits at the machine-wide gate and fixture builds are shown as they start; waits are
+    // kept off the tests' times.
+    let _notices = {
+        use crate::machine::notice::Notice;
         let s = Rc::downgrade(&session);
-        crate::machine::vm::gate::observe_waits(Rc::new(move |notice| {
+        crate::machine::notice::observe(Rc::new(move |notice| {
             let Some(s) = s.upgrade() else { return };
+            let file = s.config.index;
             match notice {
-                crate::machine::vm::gate::WaitNotice::Waiting {
+                Notice::Waiting {
                     busy_cpus,
                     cpus,
                     busy_mib,
                     mib,
                     others_cpus,
                 } => s.emit(crate::event::RunEvent::Waiting {
-                    file: s.config.index,
+                    file,
                     wait: crate::event::GateWait {
                         busy_cpus,
                         cpus,
@@ -66,8 +69,9 @@ pub fn run_chunk(config: SessionConfig, chunk_name: &str, code: &str) -> FileRep
                         other_processes_cpus: others_cpus,
                     },
                 }),
-                crate::machine::vm::gate::WaitNotice::Admitted { waited } => {
-                    s.queued.set(s.queued.get() + waited)
+                Notice::Admitted { waited } => s.queued.set(s.queued.get() + waited),
+                Notice::Building { fixture } => {
+                    s.emit(crate::event::RunEvent::Building { file, fixture })
                 }
             }
         }))

@@ -14,6 +14,7 @@ pub mod initramfs;
 pub mod kernel;
 pub mod kernels;
 pub mod modules;
+pub mod notice;
 pub mod paths;
 pub mod profile;
 pub mod qemu;

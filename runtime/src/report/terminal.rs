@@ -403,6 +403,22 @@ impl Reporter for Terminal {
                 self.line(&line);
                 self.set_activity(format!("waiting for room: {}", self.path(*file)));
             }
+            RunEvent::Building { file, fixture } => {
+                // A line even without a terminal: a build takes seconds, once.
+                let line = format!(
+                    "{} {} {}",
+                    paint(DIM, &format!("{:>12}", "BUILDING")),
+                    self.path(*file),
+                    paint(
+                        DIM,
+                        &format!(
+                            "fixture `{fixture}` (booted and saved once; later files resume it)"
+                        )
+                    )
+                );
+                self.line(&line);
+                self.set_activity(format!("building fixture {fixture}"));
+            }
             RunEvent::TestFinished { file, test } => self.test_finished(*file, test),
             RunEvent::Output { file, text } => self.output(*file, text),
             RunEvent::FileFinished { file, report } => self.file_finished(*file, report),

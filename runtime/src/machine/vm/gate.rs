@@ -137,52 +137,7 @@ fn post(dir: &Path, mib: u64, cpus: u32) -> Option<Posted> {
     Some(Posted { path, _file: f })
 }
 
-/// What a file is told while its VM waits at the gate.
-#[derive(Debug, Clone, Copy)]
-pub enum WaitNotice {
-    /// The VM does not fit now: `busy_cpus` of `cpus` and `busy_mib` of `mib` are held (by this
-    /// process's other files and by other provium processes, `others_cpus` of them).
-    Waiting {
-        busy_cpus: u32,
-        cpus: u32,
-        busy_mib: u64,
-        mib: u64,
-        others_cpus: u32,
-    },
-    /// The VM was admitted after waiting this long.
-    Admitted { waited: Duration },
-}
-
-/// Hears about waits (see [`observe_waits`]).
-pub type WaitObserver = std::rc::Rc<dyn Fn(WaitNotice)>;
-
-thread_local! {
-    /// Who hears about this thread's waits: the file running on it (see `observe_waits`).
-    static OBSERVER: std::cell::RefCell<Option<WaitObserver>> =
-        const { std::cell::RefCell::new(None) };
-}
-
-/// Tells `observer` about every wait of VMs admitted on this thread until the guard is dropped.
-pub fn observe_waits(observer: WaitObserver) -> ObserverGuard {
-    OBSERVER.with(|o| *o.borrow_mut() = Some(observer));
-    ObserverGuard(())
-}
-
-/// Ends [`observe_waits`].
-pub struct ObserverGuard(());
-
-impl Drop for ObserverGuard {
-    fn drop(&mut self) {
-        OBSERVER.with(|o| *o.borrow_mut() = None);
-    }
-}
-
-fn notify(n: WaitNotice) {
-    let observer = OBSERVER.with(|o| o.borrow().clone());
-    if let Some(f) = observer {
-        f(n);
-    }
-}
+use crate::machine::notice::{notify, Notice};
 
 /// Time spent waiting at the gate, by run group (test file): a file's time limit counts from
 /// the moment its VMs are admitted, so its waits are taken off (see `lua::control`).
@@ -278,7 +233,7 @@ pub fn admit(memory_mib: u32, cpus: u32) -> Ticket {
                     w.total += waited;
                     w.since = None;
                 }
-                notify(WaitNotice::Admitted { waited });
+                notify(Notice::Admitted { waited });
             }
             s.used_mib += mib;
             s.used_cpus += cpus;
@@ -295,7 +250,7 @@ pub fn admit(memory_mib: u32, cpus: u32) -> Ticket {
             waiting_noticed = true;
             waits().entry(group).or_default().since = Some(waiting_since);
             if let Some((mem, cpu)) = s.budget {
-                notify(WaitNotice::Waiting {
+                notify(Notice::Waiting {
                     busy_cpus: used_cpus,
                     cpus: cpu,
                     busy_mib: used_mib,
