@@ -108,8 +108,14 @@ fn one_suite_on_two_kernels_shows_what_differs() {
         .and_then(|b| b.split("</tr>").next())
         .unwrap_or_default();
     assert!(
-        first_row.contains(r#"class="differs""#) && first_row.contains("syscall 451 exists"),
+        first_row.contains(r#"class="differs bad""#) && first_row.contains("syscall 451 exists"),
         "{first_row}"
+    );
+    // Each kernel's column says its own counts.
+    assert!(
+        dom.contains("1 passed · 1 failed · 0 skipped · 0 not run")
+            && dom.contains("2 passed · 0 failed · 0 skipped · 0 not run"),
+        "{dom}"
     );
     assert!(first_row.contains("FAIL ENOSYS"), "{first_row}");
     // Each cell links to its details, which exist.
@@ -136,6 +142,47 @@ fn one_suite_on_two_kernels_shows_what_differs() {
     assert!(std::fs::metadata(&png)
         .map(|m| m.len() > 10_000)
         .unwrap_or(false));
+}
+
+/// On one kernel the page is a plain report: nothing about differences between kernels, the
+/// failures first, a failed Lua test's cell says why, and a signal is named.
+#[test]
+fn the_html_report_on_one_kernel_puts_failures_first() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "a.yaml",
+        "cases:\n  - {name: passes, syscall: close, args: [-1], expect: EBADF}\n  - {name: dies of SIGILL, syscall: kill, args: [0, SIGILL], expect: ok}\n",
+    );
+    write(
+        dir.path(),
+        "b.lua",
+        "test(\"asserts\", function() assert_eq(1, 2) end)\n",
+    );
+    let out = provium(dir.path())
+        .args(["test", "a.yaml", "b.lua", "--html", "r.html"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let dom = Command::new("chromium")
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--dump-dom"])
+        .arg(format!("file://{}", dir.path().join("r.html").display()))
+        .output()
+        .expect("chromium (scripts/setup installs it)");
+    let dom = String::from_utf8_lossy(&dom.stdout).to_string();
+    assert!(!dom.contains("differ between the kernels"), "{dom}");
+    assert!(dom.contains(r#"<b id="bad">2</b> of 3 tests"#), "{dom}");
+    let body = dom.split("<tbody>").nth(1).unwrap_or_default();
+    let rows: Vec<&str> = body.split("</tr>").collect();
+    assert!(
+        rows[0].contains("dies of SIGILL") && rows[0].contains("died: SIGILL"),
+        "{body}"
+    );
+    assert!(
+        rows[1].contains("asserts") && rows[1].contains("expected 1, got 2"),
+        "{body}"
+    );
+    assert!(rows[2].contains("passes"), "{body}");
 }
 
 /// A test during which the kernel becomes tainted fails with the taint letters (root can OR a

@@ -103,7 +103,7 @@ pub fn expect(lua: &Lua, (outcome, spec): (Value, Table)) -> mlua::Result<()> {
     let session = super::Session::get(lua);
     let seen = observed(&outcome)?;
     if session.current.borrow().is_some() {
-        *session.observed.borrow_mut() = Some(seen.clone());
+        *session.observed.borrow_mut() = Some(shown(&outcome, &seen)?);
     }
     if session.config.settings.record {
         // Whether the expectation as written already holds: `record` leaves those alone (a
@@ -348,6 +348,28 @@ fn observed(outcome: &Table) -> mlua::Result<String> {
         Some(_) => "ok".into(),
         None => "any".into(),
     })
+}
+
+/// What a report shows of an answer (a matrix cell, `observed` in JSON): as recorded, but a
+/// process killed by a signal names it (`died: SIGILL`, not `{ died: { signal: 4 } }`).
+fn shown(outcome: &Table, seen: &str) -> mlua::Result<String> {
+    let (died, _) = ended(outcome)?;
+    if !died {
+        return Ok(seen.to_string());
+    }
+    Ok(
+        match (
+            outcome.get::<Option<i64>>("exit_code")?,
+            outcome.get::<Option<i64>>("signal")?,
+        ) {
+            (Some(c), _) => format!("died: exit {c}"),
+            (None, Some(s)) => match linux::signal_name(s) {
+                Some(name) => format!("died: {name}"),
+                None => format!("died: signal {s}"),
+            },
+            _ => seen.to_string(),
+        },
+    )
 }
 
 /// Runs `f`; an assertion failure inside becomes a skip ("known bug"), a pass becomes a failure.

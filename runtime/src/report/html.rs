@@ -6,46 +6,11 @@
 
 use super::matrix::{Cell, Matrix, Row};
 use super::Reporter;
-use crate::event::{RunEvent, Status, Summary};
-use html_escape::encode_text as esc;
-use std::fmt::Write as _;
+use crate::event::{Counts, RunEvent, Status, Summary};
+use serde::Serialize;
 
-const STYLE: &str = r#"
-body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; }
-h1 { font-size: 1.4em; margin: 0 0 .3em; }
-.meta { color: #555; margin-bottom: 1em; }
-.counts span { margin-right: 1em; }
-table { border-collapse: collapse; }
-th, td { border: 1px solid #ccc; padding: .25em .5em; text-align: left; vertical-align: top; }
-th { background: #f3f3f3; position: sticky; top: 0; }
-tr.differs td.test { border-left: 4px solid #d08000; font-weight: bold; }
-tr.differs { background: #fff6e0; }
-td.cell a { text-decoration: none; color: inherit; display: block; }
-td.passed { background: #e3f6e3; }
-td.failed, td.errored, td.not_run { background: #fbe0e0; }
-td.skipped { background: #f0f0f0; color: #666; }
-td.missing { background: repeating-linear-gradient(45deg,#fff,#fff 4px,#eee 4px,#eee 8px); }
-.detail { border: 1px solid #ddd; margin: .8em 0; padding: .5em .8em; }
-.detail:target { outline: 3px solid #d08000; }
-pre { background: #f7f7f7; padding: .5em; overflow-x: auto; white-space: pre-wrap; }
-label { user-select: none; }
-"#;
-
-/// Hides the rows that agree when asked, and says how many rows are shown.
-const SCRIPT: &str = r#"
-const only = document.getElementById('only-differing');
-function apply() {
-  let shown = 0;
-  for (const row of document.querySelectorAll('tbody tr')) {
-    const hide = only.checked && !row.classList.contains('differs');
-    row.hidden = hide;
-    if (!hide) shown++;
-  }
-  document.getElementById('shown').textContent = shown;
-}
-only.addEventListener('change', apply);
-apply();
-"#;
+/// The page, a minijinja template (auto-escaped as HTML).
+const TEMPLATE: &str = include_str!("../../templates/report.html.j2");
 
 fn status_class(s: &Status) -> &'static str {
     match s {
@@ -61,145 +26,200 @@ fn anchor(row: usize, col: usize) -> String {
     format!("d-{row}-{col}")
 }
 
-fn cell_html(out: &mut String, row: usize, col: usize, cell: &Option<Cell>) {
-    match cell {
-        Some(c) => {
-            let _ = write!(
-                out,
-                r##"<td class="cell {}"><a href="#{}">{}</a></td>"##,
-                status_class(&c.test.status),
-                anchor(row, col),
-                esc(&c.text())
-            );
-        }
-        None => out.push_str(r#"<td class="cell missing">-</td>"#),
+#[derive(Serialize)]
+struct KernelColumn {
+    name: String,
+    counts: Counts,
+}
+
+#[derive(Serialize)]
+struct CellView {
+    class: &'static str,
+    text: String,
+    /// A failed test that reported no answer (a Lua assertion): the start of its message.
+    note: Option<String>,
+    anchor: String,
+}
+
+#[derive(Serialize)]
+struct RowView {
+    name: String,
+    differs: bool,
+    bad: bool,
+    cells: Vec<Option<CellView>>,
+}
+
+#[derive(Serialize)]
+struct DetailView {
+    anchor: String,
+    name: String,
+    kernel: String,
+    status: &'static str,
+    location: String,
+    duration: String,
+    observed: Option<String>,
+    reason: Option<String>,
+    message: Option<String>,
+    at: Option<String>,
+    detail: Option<String>,
+    console: Option<String>,
+    output: Option<String>,
+    vm: Option<String>,
+}
+
+#[derive(Serialize)]
+struct PageView {
+    version: &'static str,
+    started: String,
+    duration: String,
+    success: bool,
+    counts: Counts,
+    kernels: Vec<KernelColumn>,
+    differing: usize,
+    incomplete: usize,
+    bad: usize,
+    rows: Vec<RowView>,
+    details: Vec<DetailView>,
+}
+
+/// The first words of a message, for a cell.
+fn note(message: &str) -> String {
+    const MAX: usize = 48;
+    let line = message.lines().next().unwrap_or_default();
+    if line.chars().count() <= MAX {
+        line.to_string()
+    } else {
+        format!("{}…", line.chars().take(MAX).collect::<String>())
     }
 }
 
-fn detail_html(out: &mut String, summary: &Summary, kernel: &str, r: &Row, row: usize, col: usize) {
-    let Some(Some(c)) = r.cells.get(col) else {
-        return;
+fn cell_view(row: usize, col: usize, c: &Cell) -> CellView {
+    let note = match (&c.test.observed, c.test.status.problem()) {
+        (None, Some(p)) => Some(note(&p.message)),
+        _ => None,
     };
+    CellView {
+        class: status_class(&c.test.status),
+        text: c.text(),
+        note,
+        anchor: anchor(row, col),
+    }
+}
+
+fn detail_view(
+    summary: &Summary,
+    kernel: &str,
+    r: &Row,
+    row: usize,
+    col: usize,
+) -> Option<DetailView> {
+    let c = r.cells.get(col)?.as_ref()?;
     let t = c.test;
     let report = &summary.reports[c.report];
-    let _ = write!(
-        out,
-        r#"<div class="detail" id="{}"><h3>{}::{} <small>on {}</small></h3><p><b>{}</b> at {} ({:.3} s)"#,
-        anchor(row, col),
-        esc(r.file),
-        esc(r.test),
-        esc(kernel),
-        esc(t.status.label()),
-        esc(&t.location.to_string()),
-        t.duration.as_secs_f64()
-    );
-    if let Some(seen) = &t.observed {
-        let _ = write!(out, "; the kernel answered <code>{}</code>", esc(seen));
-    }
-    out.push_str("</p>");
-    match &t.status {
-        Status::Skipped { reason, .. } | Status::NotRun { reason } => {
-            let _ = write!(out, "<p>{}</p>", esc(reason));
-        }
-        _ => {}
-    }
-    if let Some(p) = t.status.problem() {
-        let _ = write!(out, "<p>{}", esc(&p.message));
-        if let Some(l) = &p.location {
-            let _ = write!(out, " <small>({})</small>", esc(&l.to_string()));
-        }
-        out.push_str("</p>");
-        if !p.detail.is_empty() {
-            let _ = write!(out, "<pre>{}</pre>", esc(&p.detail));
-        }
-        if let Some(console) = &p.console {
-            let _ = write!(out, "<pre>{}</pre>", esc(&console.render()));
-        }
-    }
-    if !t.output.is_empty() {
-        let _ = write!(out, "<p>Output:</p><pre>{}</pre>", esc(&t.output));
-    }
-    if let Some(vm) = report.vms.first() {
-        let _ = write!(
-            out,
-            "<p><small>{} · {} · {}{}</small></p>",
-            esc(&vm.kernel_release),
-            esc(&vm.accel),
-            esc(&vm.transport),
-            vm.fixture
-                .as_deref()
-                .map(|f| format!(" · fixture {}", esc(f)))
-                .unwrap_or_default()
-        );
-    }
-    out.push_str("</div>\n");
+    let problem = t.status.problem();
+    Some(DetailView {
+        anchor: anchor(row, col),
+        name: format!("{}::{}", r.file, r.test),
+        kernel: kernel.to_string(),
+        status: t.status.label(),
+        location: t.location.to_string(),
+        duration: format!("{:.3}", t.duration.as_secs_f64()),
+        observed: t.observed.clone(),
+        reason: match &t.status {
+            Status::Skipped { reason, .. } | Status::NotRun { reason } => Some(reason.clone()),
+            _ => None,
+        },
+        message: problem.map(|p| p.message.clone()),
+        at: problem
+            .and_then(|p| p.location.as_ref())
+            .map(|l| l.to_string()),
+        detail: problem.map(|p| p.detail.clone()).filter(|d| !d.is_empty()),
+        console: problem.and_then(|p| p.console.as_ref()).map(|c| c.render()),
+        output: Some(t.output.clone()).filter(|o| !o.is_empty()),
+        vm: report.vms.first().map(|vm| {
+            let mut s = format!("{} · {} · {}", vm.kernel_release, vm.accel, vm.transport);
+            if let Some(f) = &vm.fixture {
+                s.push_str(&format!(" · fixture {f}"));
+            }
+            s
+        }),
+    })
 }
 
-/// The page for a finished run.
+/// The page for a finished run: rows that differ between kernels first, then rows that failed
+/// somewhere, then the rest, each group in run order.
 pub fn page(summary: &Summary) -> String {
     let m = Matrix::new(summary);
-    let differing = m.differing().count();
-    let c = summary.counts;
-    let mut out = String::new();
-    out.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">");
-    out.push_str("<meta name=\"viewport\" content=\"width=device-width\">");
-    let _ = write!(
-        out,
-        "<title>Provium: {} tests on {} kernel{}</title><style>{STYLE}</style></head><body>",
-        m.rows.len(),
-        m.kernels.len(),
-        if m.kernels.len() == 1 { "" } else { "s" }
-    );
-    let _ = write!(
-        out,
-        r#"<h1>Provium run</h1><div class="meta">{} · started {} · {:.1} s · {}</div>"#,
-        esc(crate::event::PROVIUM_VERSION),
-        chrono::DateTime::from_timestamp(summary.started_at as i64, 0)
+    let several = m.kernels.len() > 1;
+    let bad_row = |r: &Row| r.cells.iter().flatten().any(Cell::is_bad);
+    let mut order: Vec<usize> = (0..m.rows.len()).collect();
+    order.sort_by_key(|&i| {
+        let r = &m.rows[i];
+        (!(several && r.differs), !bad_row(r))
+    });
+    let mut kernels: Vec<KernelColumn> = m
+        .kernels
+        .iter()
+        .map(|k| KernelColumn {
+            name: k.clone(),
+            counts: Counts::default(),
+        })
+        .collect();
+    let mut rows = Vec::new();
+    let mut details = Vec::new();
+    for (shown, &i) in order.iter().enumerate() {
+        let r = &m.rows[i];
+        for (col, cell) in r.cells.iter().enumerate() {
+            if let Some(c) = cell {
+                let mut one = crate::event::FileReport::default();
+                one.tests.push(c.test.clone());
+                kernels[col].counts.add(one.counts());
+            }
+            if let Some(d) = detail_view(summary, &m.kernels[col], r, shown, col) {
+                details.push(d);
+            }
+        }
+        rows.push(RowView {
+            name: format!("{}::{}", r.file, r.test),
+            differs: several && r.differs,
+            bad: bad_row(r),
+            cells: r
+                .cells
+                .iter()
+                .enumerate()
+                .map(|(col, c)| c.as_ref().map(|c| cell_view(shown, col, c)))
+                .collect(),
+        });
+    }
+    let view = PageView {
+        version: crate::event::PROVIUM_VERSION,
+        started: chrono::DateTime::from_timestamp(summary.started_at as i64, 0)
             .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
             .unwrap_or_default(),
-        summary.duration.as_secs_f64(),
-        if summary.is_success() {
-            "success"
-        } else {
-            "failed"
-        }
-    );
-    let _ = write!(
-        out,
-        r#"<div class="counts"><span id="passed">{} passed</span><span id="failed">{} failed</span><span id="errored">{} errored</span><span id="skipped">{} skipped</span><span id="not-run">{} not run</span></div>"#,
-        c.passed, c.failed, c.errored, c.skipped, c.not_run
-    );
-    let _ = write!(
-        out,
-        r#"<p id="summary"><b id="differing">{differing}</b> of {} tests differ between the kernels. <label><input type="checkbox" id="only-differing"> only those</label> · <span id="shown"></span> rows shown</p>"#,
-        m.rows.len()
-    );
-    out.push_str("<table id=\"matrix\"><thead><tr><th>test</th>");
-    for k in &m.kernels {
-        let _ = write!(out, "<th>{}</th>", esc(k));
+        duration: format!("{:.1}", summary.duration.as_secs_f64()),
+        success: summary.is_success(),
+        counts: summary.counts,
+        differing: if several { m.differing().count() } else { 0 },
+        incomplete: if several { m.incomplete() } else { 0 },
+        bad: rows.iter().filter(|r| r.bad).count(),
+        kernels,
+        rows,
+        details,
+    };
+    let mut env = minijinja::Environment::new();
+    env.set_auto_escape_callback(|_| minijinja::AutoEscape::Html);
+    let rendered = env
+        .add_template("report.html", TEMPLATE)
+        .and_then(|()| env.get_template("report.html"))
+        .and_then(|t| t.render(minijinja::value::Serde(&view)));
+    match rendered {
+        Ok(html) => html,
+        // The template is part of the binary and tested; should it fail, the page says so.
+        Err(e) => format!(
+            "<!DOCTYPE html><html><body><p>Provium could not render this report: {}</p></body></html>",
+            html_escape::encode_text(&e.to_string())
+        ),
     }
-    out.push_str("</tr></thead><tbody>\n");
-    for (i, r) in m.rows.iter().enumerate() {
-        let _ = write!(
-            out,
-            r#"<tr{}><td class="test">{}::{}</td>"#,
-            if r.differs { " class=\"differs\"" } else { "" },
-            esc(r.file),
-            esc(r.test)
-        );
-        for (col, cell) in r.cells.iter().enumerate() {
-            cell_html(&mut out, i, col, cell);
-        }
-        out.push_str("</tr>\n");
-    }
-    out.push_str("</tbody></table><h2>Details</h2>\n");
-    for (i, r) in m.rows.iter().enumerate() {
-        for (col, k) in m.kernels.iter().enumerate() {
-            detail_html(&mut out, summary, k, r, i, col);
-        }
-    }
-    let _ = writeln!(out, "<script>{SCRIPT}</script></body></html>");
-    out
 }
 
 /// The HTML reporter: writes the page when the run ends (an interrupted run too).
