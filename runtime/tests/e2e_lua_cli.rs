@@ -264,6 +264,14 @@ fn completions_and_manual_cover_every_subcommand() {
     assert!(man.status.success());
     let page = String::from_utf8_lossy(&man.stdout).to_string();
     assert!(page.contains(".TH provium 1"), "{page}");
+    assert!(
+        page.contains(".SH \"EXIT STATUS\"") && page.contains(".SH ENVIRONMENT"),
+        "{page}"
+    );
+    assert!(
+        !page.contains("provium-help"),
+        "a page that is never written: {page}"
+    );
     for s in subcommands {
         assert!(page.contains(s), "man: {s}");
     }

@@ -25,14 +25,90 @@ pub fn completions(args: CompletionArgs) -> Result<u8> {
     Ok(super::EXIT_OK)
 }
 
+/// The manual's EXIT STATUS section (roff), from the codes the command returns.
+fn exit_status_section() -> String {
+    let codes: &[(u8, &str)] = &[
+        (super::EXIT_OK, "Everything selected passed (skips aside)."),
+        (
+            super::EXIT_FAILED,
+            "A test failed or errored or was not run, a spec did not compile, `check` found \
+             problems, or `doctor` found something missing.",
+        ),
+        (
+            super::EXIT_USAGE,
+            "Usage or configuration error: a bad flag, an unknown path, a bad provium.toml, a \
+             report that would replace an input.",
+        ),
+        (
+            super::EXIT_NO_TESTS,
+            "No test was selected: nothing booted and no report was written.",
+        ),
+        (
+            129,
+            "Interrupted by SIGHUP (130 for SIGINT, 143 for SIGTERM): every VM was stopped, \
+             every temporary directory removed, and the reports of what finished written, the \
+             rest reported as not run.",
+        ),
+    ];
+    let mut out = String::from(".SH \"EXIT STATUS\"\n");
+    for (code, text) in codes {
+        out.push_str(&format!(".TP\n\\fB{code}\\fR\n{}\n", roff_text(text)));
+    }
+    out
+}
+
+/// The manual's ENVIRONMENT section (roff).
+fn environment_section() -> String {
+    let vars: &[(&str, &str)] = &[
+        ("PROVIUM_HOME", "The cache (kernels, initramfs archives, fixtures); default ~/.cache/provium. It may be read-only."),
+        ("PROVIUM_KERNEL, PROVIUM_MODULES", "Another default kernel image and its /lib/modules/<release> tree."),
+        ("PROVIUM_QEMU", "The QEMU binary (checked to answer --version like QEMU)."),
+        ("PROVIUM_FIXTURE_KEEP_SECS", "How long an unused, superseded fixture build is kept; default an hour."),
+        ("PROVIUM_GATE_DIR", "Where provium processes on the machine share their VM tickets; default /dev/shm/provium-gate."),
+        ("PROVIUM_INCLUDE, PROVIUM_KERNEL_HEADERS", "The include tree and kernel headers tree `gen` and `headers` read."),
+        ("PROVIUM_LOG", "Diagnostics, as tracing filters (debug, info)."),
+        ("NO_COLOR, CLICOLOR_FORCE", "Colour off or on, unless --color says otherwise."),
+    ];
+    let mut out = String::from(".SH ENVIRONMENT\n");
+    for (name, text) in vars {
+        out.push_str(&format!(".TP\n\\fB{name}\\fR\n{}\n", roff_text(text)));
+    }
+    out
+}
+
+/// Text for a roff paragraph: a leading dot or quote would be a request, and backslashes escape.
+fn roff_text(text: &str) -> String {
+    let t = text.replace('\\', "\\e");
+    if t.starts_with(['.', '\'']) {
+        format!("\\&{t}")
+    } else {
+        t
+    }
+}
+
 pub fn man(args: ManArgs) -> Result<u8> {
-    let cmd = super::Cli::command();
+    // `help` is clap's, not a page of its own: a SEE ALSO entry for provium-help(1) would name
+    // a page that does not exist.
+    let cmd = super::Cli::command().disable_help_subcommand(true);
     match args.dir {
         Some(dir) => {
             std::fs::create_dir_all(&dir)?;
             clap_mangen::generate_to(cmd, &dir)?;
         }
-        None => clap_mangen::Man::new(cmd).render(&mut std::io::stdout())?,
+        None => {
+            let man = clap_mangen::Man::new(cmd);
+            let mut out = Vec::new();
+            man.render_title(&mut out)?;
+            man.render_name_section(&mut out)?;
+            man.render_synopsis_section(&mut out)?;
+            man.render_description_section(&mut out)?;
+            man.render_options_section(&mut out)?;
+            man.render_subcommands_section(&mut out)?;
+            out.extend_from_slice(exit_status_section().as_bytes());
+            out.extend_from_slice(environment_section().as_bytes());
+            man.render_version_section(&mut out)?;
+            std::io::Write::write_all(&mut std::io::stdout(), &out)?;
+        }
     }
     Ok(super::EXIT_OK)
 }
