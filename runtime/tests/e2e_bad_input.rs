@@ -69,7 +69,12 @@ fn bad_command_lines_and_files_say_what_and_where() {
         "fifo.yaml",
         FAST,
     );
-    expect(args(&["compile", "empty"]), 2, "empty: not a spec file", FAST);
+    expect(
+        args(&["compile", "empty"]),
+        2,
+        "empty: not a spec file",
+        FAST,
+    );
     expect(args(&["test", "-j", "0", "empty"]), 2, "at least 1", FAST);
     expect(
         args(&["test", "--partition", "count:0/0"]),

@@ -440,6 +440,13 @@ test("a fork bomb in a case leaves nothing behind", function()
   assert(vm:exec("true").ok)
 end)
 
+test("a root case that kills every process costs only itself", function()
+  local r = vm:isolated{{nr = nr.getpid}, {calls = {{nr = nr.kill, args = {-1, 9}}, {nr = nr.getpid}}}, {nr = nr.getpid}}
+  assert(r[1][1].ret > 0 and r[3][1].ret > 0, "its batch mates ran")
+  assert(r[2][1].died and r[2][1].signal == 9, "it took its executor with it")
+  assert(vm:syscall(nr.getpid) > 0, "the VM goes on")
+end)
+
 test("a lowered limit in the shared executor does not fail isolated cases or commands", function()
   assert_eq(0, vm:syscall_buf(nr.setrlimit, 1, three, 7, 0))
   local r = vm:isolated{{nr = nr.getpid}, {nr = nr.getpid}}
@@ -458,7 +465,7 @@ fn an_isolated_case_costs_only_itself() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", show(&out));
-    assert!(stdout.contains("7 tests run: 7 passed"), "{}", show(&out));
+    assert!(stdout.contains("8 tests run: 8 passed"), "{}", show(&out));
 }
 
 #[test]

@@ -73,9 +73,7 @@ pub fn isolated<T: Target + ?Sized>(lua: &Lua, this: &T, cases: Value) -> mlua::
             .map(|c| c.calls.iter().map(dry_outcome).collect())
             .collect()
     } else {
-        with_vm(lua, this, "isolated", |vm, w| {
-            vm.worker(w).isolated(requests)
-        })?
+        with_vm(lua, this, "isolated", |vm, w| run_cases(vm, w, requests))?
     };
     let elapsed = started.elapsed();
     let out = lua.create_table()?;
@@ -94,4 +92,38 @@ pub fn isolated<T: Target + ?Sized>(lua: &Lua, this: &T, cases: Value) -> mlua::
     }
     Session::get(lua).share_batch_time(&all, elapsed);
     Ok(out)
+}
+
+/// Runs isolated cases in one round trip. A case can take the whole executor with it (as root,
+/// `kill(-1, SIGKILL)` reaches every process but PID 1 and itself): the batch's answer is then
+/// lost, so each case is run again on its own, and only the one that ends its executor again
+/// has that as its outcome. The rest are re-run, never reported as failed for another case.
+fn run_cases(
+    vm: &mut crate::machine::vm::Vm,
+    worker: crate::protocol::WorkerId,
+    requests: Vec<IsolatedCase>,
+) -> Result<Vec<Vec<crate::protocol::SyscallOutcome>>, crate::machine::vm::VmError> {
+    use crate::machine::vm::VmError;
+    use crate::protocol::{ErrorKind, SyscallOutcome};
+    let executor_died = |e: &VmError| match e {
+        VmError::Agent(a) => match a.kind {
+            ErrorKind::ExecutorDied(t) => Some(t),
+            _ => None,
+        },
+        _ => None,
+    };
+    let many = requests.len() > 1;
+    match vm.worker(worker).isolated(requests.clone()) {
+        Err(e) if many && executor_died(&e).is_some() => requests
+            .into_iter()
+            .map(|case| match vm.worker(worker).isolated(vec![case]) {
+                Ok(mut one) => Ok(one.pop().unwrap_or_default()),
+                Err(e) => match executor_died(&e) {
+                    Some(t) => Ok(vec![SyscallOutcome::ExecutorDied(t)]),
+                    None => Err(e),
+                },
+            })
+            .collect(),
+        other => other,
+    }
 }
