@@ -21,7 +21,7 @@ pub mod source_map;
 pub mod spec;
 pub mod template;
 
-pub use check::{HeaderProvider, HeaderSet, Options};
+pub use check::{HeaderProvider, HeaderSet, KernelNames, Options};
 pub use diag::Diagnostic;
 pub use source_map::SourceMap;
 

@@ -17,6 +17,9 @@ pub struct Model {
     pub fixture: Option<String>,
     /// Seconds the whole file may run.
     pub timeout: Option<f64>,
+    /// Why none of its cases can run on the kernel it was compiled for (a header that kernel
+    /// lacks): each is skipped with it.
+    pub skip: Option<String>,
     /// The file's VM may pass to the next file (`share_vm: true`).
     pub share_vm: bool,
     /// Cases with credentials run isolated in forked children (see `check::Options`).

@@ -34,6 +34,21 @@ pub struct Options {
     /// trip (the default); `false` runs each in a fresh worker (the slower path, kept as the
     /// baseline that benchmarks and comparisons use).
     pub fork_isolated: bool,
+    /// The kernel the spec is compiled for, when it has names of its own (a build tree's
+    /// syscall table), or when other kernels of the run have names it lacks.
+    pub kernel: Option<std::sync::Arc<KernelNames>>,
+}
+
+/// The syscall names one kernel of a run knows, and those only other kernels of the run know.
+#[derive(Debug, Clone, Default)]
+pub struct KernelNames {
+    /// What reports call the kernel (`6.1.0-57-cloud-amd64`).
+    pub label: String,
+    /// Its own table (name → number), from its uapi headers; `None`: the built-in table.
+    pub syscalls: Option<std::collections::BTreeMap<String, i64>>,
+    /// Syscalls other kernels of the run have and this one lacks, with their numbers there: a
+    /// case that calls one is checked as it is written and skipped on this kernel, with why.
+    pub elsewhere: std::collections::BTreeMap<String, i64>,
 }
 
 impl Options {
@@ -45,6 +60,7 @@ impl Options {
             headers: None,
             profiles: None,
             fork_isolated: true,
+            kernel: None,
         }
     }
 }
@@ -71,6 +87,10 @@ pub struct HeaderSet {
     pub constants: HashMap<String, i64>,
     /// Struct layouts.
     pub layouts: Vec<Layout>,
+    /// Why the kernel the spec is compiled for lacks some of the headers, which were read from
+    /// another kernel of the run instead (`linux/kacs.h is not among 6.1.0-57's headers`): the
+    /// spec checks as written, and every case skips on this kernel with that reason.
+    pub absent: Option<String>,
 }
 
 /// The address agents guarantee unmapped (`provium.bad_ptr`).
@@ -112,6 +132,10 @@ struct Checker<'a> {
     row: Vec<(String, model::RowValue)>,
     /// The syscall whose arguments are being checked (suggestions prefer its constants).
     in_call: Option<String>,
+    /// Why the whole spec cannot run on the kernel it is compiled for (a header it lacks).
+    unavailable_here: Option<String>,
+    /// Why the case being checked cannot run there (a syscall it lacks).
+    case_unavailable: Option<String>,
 }
 
 /// The most problems one spec reports: the rest are counted, not listed (a 100,000-row table
@@ -153,6 +177,8 @@ pub fn check(source: &str, opts: &Options) -> Result<Model, Vec<Diagnostic>> {
         expanded: 0,
         row: Vec::new(),
         in_call: None,
+        unavailable_here: None,
+        case_unavailable: None,
     };
     let model = c.spec(spec);
     let mut diags = c.diags;
@@ -316,6 +342,7 @@ impl<'a> Checker<'a> {
                 .unwrap_or_else(|| "minimal".into()),
             fixture: spec.fixture.map(|f| f.value),
             timeout: spec.timeout.and_then(|t| self.timeout(&t, "timeout")),
+            skip: self.unavailable_here.take(),
             share_vm: spec.share_vm.map(|s| s.value).unwrap_or(false),
             fork_isolated: self.opts.fork_isolated,
             requires,
@@ -337,6 +364,9 @@ impl<'a> Checker<'a> {
         let names: Vec<String> = headers.iter().map(|h| h.value.clone()).collect();
         match provider.load(&self.profile, &names) {
             Ok(set) => {
+                if let Some(why) = set.absent {
+                    self.unavailable_here.get_or_insert(why);
+                }
                 for (k, v) in set.constants {
                     self.constants.entry(k).or_insert(v);
                 }

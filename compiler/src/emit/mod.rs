@@ -90,7 +90,7 @@ pub fn emit(model: &Model) -> Result<(String, crate::SourceMap), String> {
             fixture => model.fixture.as_deref().map(lua::str),
             timeout => model.timeout.map(|t| format!("{t}")),
             share_vm => model.share_vm && model.fork_isolated,
-            requires => requires_expr(model.requires.as_ref()),
+            requires => requires_expr(model.skip.as_deref(), model.requires.as_ref()),
             requires_line => model.requires.as_ref().map(|r| r.line).unwrap_or(0),
             setup => setup.text,
             teardown => teardown.text,
@@ -101,10 +101,12 @@ pub fn emit(model: &Model) -> Result<(String, crate::SourceMap), String> {
     Ok((chunk, map))
 }
 
-fn requires_expr(r: Option<&Requires>) -> String {
-    match r {
-        Some(r) => format!("provium.requires(vm, {})", requires_table(r)),
-        None => "nil".into(),
+fn requires_expr(skip: Option<&str>, r: Option<&Requires>) -> String {
+    match (skip, r) {
+        // A header the kernel lacks: every case skips, before any condition is asked.
+        (Some(why), _) => lua::str(why),
+        (None, Some(r)) => format!("provium.requires(vm, {})", requires_table(r)),
+        (None, None) => "nil".into(),
     }
 }
 

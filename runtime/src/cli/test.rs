@@ -154,6 +154,7 @@ pub fn run(args: Args, verbose: bool) -> Result<u8> {
             profiles,
             defaults,
             record: false,
+            naming: None,
         },
         filter,
         jobs,

@@ -216,8 +216,40 @@ fn module(lua: &Lua) -> mlua::Result<Table> {
         })?,
     )?;
     let nr = lua.create_table()?;
-    for (name, number) in Arch::X86_64.syscalls() {
-        nr.set(*name, *number)?;
+    let naming = Session::get(lua).config.settings.naming.clone();
+    match naming.as_ref().and_then(|n| n.names.syscalls.as_ref()) {
+        // The kernel's own table: a build tree's new syscalls by name.
+        Some(table) => {
+            for (name, number) in table {
+                nr.set(name.as_str(), *number)?;
+            }
+        }
+        None => {
+            for (name, number) in Arch::X86_64.syscalls() {
+                nr.set(*name, *number)?;
+            }
+        }
+    }
+    if let Some(n) = naming.filter(|n| !n.names.elsewhere.is_empty()) {
+        // A name only another kernel of the run has: the test that asks for it skips here.
+        let meta = lua.create_table()?;
+        meta.set(
+            "__index",
+            lua.create_function(move |_, (_t, key): (Value, Value)| {
+                let Value::String(k) = key else {
+                    return Ok(Value::Nil);
+                };
+                let k = k.to_string_lossy();
+                if n.names.elsewhere.contains_key(k.as_str()) {
+                    return Err(errors::skip_error(format!(
+                        "`{k}` is not in {}'s syscall table",
+                        n.names.label
+                    )));
+                }
+                Ok(Value::Nil)
+            })?,
+        )?;
+        nr.set_metatable(Some(meta))?;
     }
     m.set("nr", nr)?;
     let c = lua.create_table()?;

@@ -90,6 +90,14 @@ pub fn chunk_file(source: &str) -> String {
 }
 
 /// The test cannot go on for a reason outside it (a VM lost in an earlier test).
+/// A skip (`skip(reason)`), raised by the runtime itself.
+pub fn skip_error(reason: impl Into<String>) -> mlua::Error {
+    mlua::Error::external(Raised::Skip {
+        reason: reason.into(),
+        kind: crate::event::SkipKind::Skip,
+    })
+}
+
 pub fn not_run(reason: impl Into<String>) -> mlua::Error {
     mlua::Error::external(Raised::NotRun {
         reason: reason.into(),

@@ -63,6 +63,20 @@ pub struct Settings {
     pub record: bool,
     /// Fixture definitions, and whether to resume snapshots of them (off with `--cold`).
     pub fixtures: Option<FixtureUse>,
+    /// The names of the kernel the files run on, when they are not the built-in ones (a build
+    /// tree's new syscalls and headers), or other kernels of the run have names it lacks.
+    pub naming: Option<Arc<KernelNaming>>,
+}
+
+/// A kernel's names: its syscall table (and those only other kernels of the run have), its uapi
+/// headers, and the other kernels' headers, for a header it lacks.
+#[derive(Debug)]
+pub struct KernelNaming {
+    pub names: Arc<provium_compiler::KernelNames>,
+    /// Its uapi headers (`None`: the host's).
+    pub include: Option<PathBuf>,
+    /// The other kernels of the run and their uapi headers (`None`: the host's).
+    pub others: Vec<(String, Option<PathBuf>)>,
 }
 
 impl Settings {
@@ -75,6 +89,7 @@ impl Settings {
             defaults: BootOptions::default(),
             record: false,
             fixtures: None,
+            naming: None,
         }
     }
 }

@@ -18,6 +18,16 @@ pub struct KernelTarget {
     pub modules: Option<PathBuf>,
     /// Its `.config` (a packaged kernel's `config-<release>`, a build tree's `.config`).
     pub config: Option<PathBuf>,
+    /// Its own uapi headers (a build tree's `usr/include`, written by `make headers_install`):
+    /// the syscall table and headers specs compile with on it. `None`: the host's
+    /// `/usr/include` and the built-in tables.
+    pub include: Option<PathBuf>,
+}
+
+/// A build tree's installed uapi headers, when `make headers_install` wrote them.
+fn tree_include(tree: &Path) -> Option<PathBuf> {
+    let include = tree.join("usr/include");
+    include.join("asm/unistd_64.h").is_file().then_some(include)
 }
 
 /// A kernel `scripts/setup` installed in the cache.
@@ -64,6 +74,7 @@ fn from_installed(k: &Installed) -> KernelTarget {
         image: k.dir.join("boot").join(format!("vmlinuz-{}", k.release)),
         modules: modules.is_dir().then_some(modules),
         config: config.is_file().then_some(config),
+        include: None,
     }
 }
 
@@ -105,6 +116,7 @@ fn from_tree(tree: &Path) -> Result<KernelTarget> {
         // Modules are found in the tree itself (their .ko files and modules.builtin).
         modules: Some(tree.to_path_buf()),
         config: Some(config_path),
+        include: tree_include(tree),
     })
 }
 
@@ -127,11 +139,14 @@ fn from_image(image: &Path) -> KernelTarget {
             .chain([PathBuf::from(format!("/lib/modules/{r}"))])
             .find(|p| p.is_dir())
     });
+    // An image inside a build tree (arch/x86/boot/bzImage) has the tree's headers.
+    let include = image.ancestors().nth(4).and_then(tree_include);
     KernelTarget {
         label: release.unwrap_or_else(|| image.display().to_string()),
         image: image.to_path_buf(),
         modules,
         config,
+        include,
     }
 }
 

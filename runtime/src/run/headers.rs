@@ -46,6 +46,8 @@ pub fn tree() -> HeaderTree {
 /// Loads headers for specs, once per include tree and header list.
 #[derive(Debug, Default)]
 struct Provider {
+    /// The kernel a run compiles for, when it has headers of its own or the run has others.
+    kernel: Option<Kernel>,
     cache: Mutex<HashMap<(PathBuf, Vec<String>), HeaderSet>>,
     /// Syscall parameters by name, from the kernel tree's `include/linux/syscalls.h`.
     params: std::sync::OnceLock<HashMap<String, Vec<String>>>,
@@ -64,9 +66,62 @@ fn root_for(profile: &str) -> PathBuf {
         .unwrap_or_else(include_root)
 }
 
-impl HeaderProvider for Provider {
-    fn load(&self, profile: &str, names: &[String]) -> Result<HeaderSet, String> {
-        let root = root_for(profile);
+/// One kernel of a run: what reports call it, its uapi headers (`None`: the host's), and the
+/// other kernels', where a header it lacks is read from (its cases then skip on it).
+#[derive(Debug, Clone)]
+struct Kernel {
+    label: String,
+    include: Option<PathBuf>,
+    others: Vec<(String, Option<PathBuf>)>,
+}
+
+impl Provider {
+    /// `names` from this kernel's headers; a header it lacks that another kernel of the run has
+    /// is read from that one, and the set says why the spec cannot run here.
+    fn load_on(&self, k: &Kernel, profile: &str, names: &[String]) -> Result<HeaderSet, String> {
+        let own = k.include.clone().unwrap_or_else(|| root_for(profile));
+        let lacks: Vec<&String> = names
+            .iter()
+            .filter(|n| {
+                provium_compiler::headers::tables::find_header(&own, "x86_64-linux-gnu", n)
+                    .is_none()
+            })
+            .collect();
+        if lacks.is_empty() {
+            return self.load_from(&own, names);
+        }
+        let elsewhere = k.others.iter().find_map(|(_, inc)| {
+            let root = inc.clone().unwrap_or_else(|| root_for(profile));
+            lacks
+                .iter()
+                .all(|n| {
+                    provium_compiler::headers::tables::find_header(&root, "x86_64-linux-gnu", n)
+                        .is_some()
+                })
+                .then_some(root)
+        });
+        let Some(root) = elsewhere else {
+            return self.load_from(&own, names);
+        };
+        let mut set = self.load_from(&root, names)?;
+        set.absent = Some(format!(
+            "{} {} not among {}'s headers",
+            lacks
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            if lacks.len() == 1 { "is" } else { "are" },
+            k.label
+        ));
+        Ok(set)
+    }
+}
+
+impl Provider {
+    /// `names` parsed from the include tree `root`, once per tree and list.
+    fn load_from(&self, root: &std::path::Path, names: &[String]) -> Result<HeaderSet, String> {
+        let root = root.to_path_buf();
         let key = (root.clone(), names.to_vec());
         if let Some(hit) = self.cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
             return Ok(hit);
@@ -87,6 +142,15 @@ impl HeaderProvider for Provider {
             c.insert(key, set.clone());
         }
         Ok(set)
+    }
+}
+
+impl HeaderProvider for Provider {
+    fn load(&self, profile: &str, names: &[String]) -> Result<HeaderSet, String> {
+        match &self.kernel {
+            Some(k) => self.load_on(k, profile, names),
+            None => self.load_from(&root_for(profile), names),
+        }
     }
 
     fn syscall_params(&self, syscall: &str) -> Option<Vec<String>> {
@@ -121,6 +185,30 @@ impl HeaderProvider for Provider {
             .or_else(|| table.get(&format!("new{syscall}")))
             .cloned()
     }
+}
+
+/// The provider for specs compiled for one kernel of a run: its headers, the others' for what
+/// it lacks. One per kernel and process.
+pub fn provider_on(naming: &crate::lua::session::KernelNaming) -> Option<Arc<dyn HeaderProvider>> {
+    type Providers = Mutex<HashMap<String, Arc<Provider>>>;
+    static PROVIDERS: std::sync::OnceLock<Providers> = std::sync::OnceLock::new();
+    let label = naming.names.label.clone();
+    let mut all = crate::machine::sync::lock(PROVIDERS.get_or_init(Default::default));
+    let p = all
+        .entry(label.clone())
+        .or_insert_with(|| {
+            Arc::new(Provider {
+                kernel: Some(Kernel {
+                    label,
+                    include: naming.include.clone(),
+                    others: naming.others.clone(),
+                }),
+                ..Default::default()
+            })
+        })
+        .clone();
+    let p: Arc<dyn HeaderProvider> = p;
+    Some(p)
 }
 
 /// The provider specs use.

@@ -68,12 +68,62 @@ impl RunConfig {
         }
     }
 
-    /// Runs every file on each of `targets`, in that order.
+    /// Runs every file on each of `targets`, in that order. Each compiles specs with its own
+    /// names: a build tree's syscall table and uapi headers, and knowing which names only the
+    /// other kernels have (cases that need them skip on this one).
     pub fn with_kernels(mut self, targets: Vec<KernelTarget>) -> RunConfig {
+        let tables: Vec<Option<std::collections::BTreeMap<String, i64>>> =
+            targets.iter().map(kernel_syscalls).collect();
+        let builtin = || -> std::collections::BTreeMap<String, i64> {
+            provium_compiler::linux::Arch::X86_64
+                .syscalls()
+                .iter()
+                .map(|(n, nr)| (n.to_string(), *nr as i64))
+                .collect()
+        };
+        let namings: Vec<Option<Arc<crate::lua::session::KernelNaming>>> = targets
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let own = tables[i].clone();
+                let mine = own.clone().unwrap_or_else(builtin);
+                let mut elsewhere = std::collections::BTreeMap::new();
+                for (j, other) in tables.iter().enumerate() {
+                    if j == i {
+                        continue;
+                    }
+                    for (name, nr) in other.clone().unwrap_or_else(builtin) {
+                        if !mine.contains_key(&name) {
+                            elsewhere.entry(name).or_insert(nr);
+                        }
+                    }
+                }
+                let others: Vec<(String, Option<std::path::PathBuf>)> = targets
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != i)
+                    .map(|(_, o)| (o.label.clone(), o.include.clone()))
+                    .collect();
+                if own.is_none() && elsewhere.is_empty() && t.include.is_none() {
+                    return None;
+                }
+                Some(Arc::new(crate::lua::session::KernelNaming {
+                    names: Arc::new(provium_compiler::KernelNames {
+                        label: t.label.clone(),
+                        syscalls: own,
+                        elsewhere,
+                    }),
+                    include: t.include.clone(),
+                    others,
+                }))
+            })
+            .collect();
         self.kernels = targets
             .into_iter()
-            .map(|target| {
+            .zip(namings)
+            .map(|(target, naming)| {
                 let mut settings = self.settings.clone();
+                settings.naming = naming;
                 settings.profiles = settings
                     .profiles
                     .with_kernel(&target.image, target.modules.as_deref());
@@ -127,6 +177,15 @@ impl RunConfig {
     }
 }
 
+/// A kernel's syscall table from its own uapi headers (a build tree's), if it has them.
+fn kernel_syscalls(t: &KernelTarget) -> Option<std::collections::BTreeMap<String, i64>> {
+    let include = t.include.as_ref()?;
+    let table = provium_compiler::headers::tree::HeaderTree::new(include)
+        .syscalls()
+        .ok()?;
+    Some(table.into_iter().map(|(n, nr)| (n, nr as i64)).collect())
+}
+
 /// Runs `files` with up to `config.jobs` files at a time, sending every event of the run to
 /// `sink` (in file order, whatever order the files finish in), and returns the summary that the
 /// last event carries.
@@ -177,7 +236,11 @@ pub fn run_file(
             Ok(code) => lua::run_chunk(session, &file.display, &code),
             Err(why) => error_report(Problem::new(format!("{}: {why}", file.display))),
         },
-        FileKind::Spec => match (config.compile)(&file.path, &file.display) {
+        FileKind::Spec => match (config.compile)(
+            &file.path,
+            &file.display,
+            config.settings_for(file).naming.as_deref(),
+        ) {
             Ok(compiled) => {
                 let chunk = format!("{}.lua", file.display);
                 session.source_map = Some(lua::SourceMap::new(

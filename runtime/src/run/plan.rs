@@ -116,7 +116,13 @@ fn unplanned(file: &TestFile, why: &str) -> PlannedFile {
 fn plan_file(file: &TestFile, listing: &RunConfig) -> PlannedFile {
     // A spec's suite name comes from its `suite:` key.
     let suite = match file.kind {
-        FileKind::Spec => match (listing.compile)(&file.path, &file.display) {
+        FileKind::Spec => match (listing.compile)(
+            &file.path,
+            &file.display,
+            listing
+                .kernel_of(file)
+                .and_then(|k| k.settings.naming.as_deref()),
+        ) {
             Ok(c) => c.model.suite.clone(),
             Err(e) => return unplanned(file, &e.problem().message),
         },

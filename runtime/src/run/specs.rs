@@ -2,6 +2,7 @@
 //! problems as typed report data (rendered for people only by reporters and `provium check`).
 
 use crate::event::{Location, Problem};
+use crate::lua::session::KernelNaming;
 use provium_compiler::{Compiled, Diagnostic, Options};
 use std::path::Path;
 use std::sync::Arc;
@@ -9,8 +10,17 @@ use std::sync::Arc;
 /// Compiler options for a spec file: its profiles are those of the `provium.toml` nearest to
 /// it (a spec in another project is checked against that project's profiles).
 pub fn options(path: &Path, display: &str) -> Options {
+    options_on(path, display, None)
+}
+
+/// Compiler options for a spec compiled for one kernel of a run: its names and headers.
+pub fn options_on(path: &Path, display: &str, naming: Option<&KernelNaming>) -> Options {
     let mut o = Options::new(display);
-    o.headers = super::headers::provider();
+    o.headers = match naming {
+        Some(n) => super::headers::provider_on(n),
+        None => super::headers::provider(),
+    };
+    o.kernel = naming.map(|n| n.names.clone());
     // PROVIUM_ISOLATION=worker: every case with credentials in a fresh worker, as before
     // isolated cases existed (the baseline `provium bench isolated` compares with).
     o.fork_isolated = std::env::var("PROVIUM_ISOLATION").as_deref() != Ok("worker");
@@ -57,6 +67,15 @@ impl SpecErrors {
 
 /// Compiles a spec file, or returns its problems.
 pub fn compile_file(path: &Path, display: &str) -> Result<Compiled, SpecErrors> {
+    compile_on(path, display, None)
+}
+
+/// Compiles a spec file for one kernel of a run (its names and headers).
+pub fn compile_on(
+    path: &Path,
+    display: &str,
+    naming: Option<&KernelNaming>,
+) -> Result<Compiled, SpecErrors> {
     let source = crate::run::discover::read_test_file(path).map_err(|e| SpecErrors {
         diagnostics: vec![{
             let mut d = Diagnostic::new(provium_compiler::spec::node::Pos { line: 1, col: 1 }, e);
@@ -65,13 +84,12 @@ pub fn compile_file(path: &Path, display: &str) -> Result<Compiled, SpecErrors> 
         }],
         source: String::new(),
     })?;
-    let compiled =
-        provium_compiler::compile(&source, &options(path, display)).map_err(|diagnostics| {
-            SpecErrors {
-                diagnostics,
-                source: source.clone(),
-            }
-        })?;
+    let compiled = provium_compiler::compile(&source, &options_on(path, display, naming)).map_err(
+        |diagnostics| SpecErrors {
+            diagnostics,
+            source: source.clone(),
+        },
+    )?;
     // What `check` accepts must also run: the Lua it compiles to must parse (a `lua:` block is
     // spliced in as written).
     let chunk = format!("{display}.lua");
@@ -146,11 +164,12 @@ pub fn render(diags: &[Diagnostic], source: &str, color: bool) -> String {
 
 /// Compiles a YAML spec into the Lua chunk that runs it (the runner's hook, replaceable in
 /// tests and benchmarks).
-pub type SpecCompiler = Arc<dyn Fn(&Path, &str) -> Result<Compiled, SpecErrors> + Send + Sync>;
+pub type SpecCompiler =
+    Arc<dyn Fn(&Path, &str, Option<&KernelNaming>) -> Result<Compiled, SpecErrors> + Send + Sync>;
 
 /// The compiler hook for `provium test`.
 pub fn compiler() -> SpecCompiler {
-    Arc::new(compile_file)
+    Arc::new(compile_on)
 }
 
 #[cfg(test)]
