@@ -11,6 +11,7 @@ mod gen;
 mod headers;
 mod init;
 mod junit;
+mod kernel;
 mod kernels;
 mod project;
 mod shell;
@@ -66,6 +67,8 @@ pub enum Command {
     Doctor(doctor::Args),
     /// List the kernels installed in the cache (what `--kernel` can name).
     Kernels,
+    /// Configure and build a kernel tree for Provium (your own syscalls, your options).
+    Kernel(kernel::Args),
     /// Measure boot time, round trips, batching and buffers against in-run baselines.
     Bench(bench::Args),
     /// A shell in a VM on this terminal, or one command with -c.
@@ -121,6 +124,7 @@ pub fn main() -> ExitCode {
         Command::Compile(args) => check::compile(args),
         Command::Doctor(args) => doctor::run(args),
         Command::Kernels => kernels::run(),
+        Command::Kernel(args) => kernel::run(args),
         Command::Headers(args) => headers::run(args),
         Command::Gen(args) => gen::gen(args),
         Command::Record(args) => gen::record(args),

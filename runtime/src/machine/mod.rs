@@ -12,6 +12,7 @@ pub mod cleanup;
 pub mod client;
 pub mod initramfs;
 pub mod kernel;
+pub mod kernel_build;
 pub mod kernels;
 pub mod modules;
 pub mod notice;
