@@ -92,7 +92,12 @@ impl HeaderTree {
 
     fn find(&self, header: &str) -> Result<PathBuf, String> {
         tables::find_header(&self.root, "x86_64-linux-gnu", header)
-            .ok_or_else(|| format!("{header} not found under {}", self.root.display()))
+            .ok_or_else(|| {
+                format!(
+                    "{header} not found under {} (a kernel tree's own headers are read with --kernel TREE)",
+                    self.root.display()
+                )
+            })
     }
 
     /// The syscall table (`asm/unistd_64.h`).

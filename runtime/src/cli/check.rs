@@ -14,6 +14,9 @@ pub struct CheckArgs {
     /// Print each struct's size, alignment and field offsets.
     #[arg(long)]
     layout: bool,
+    /// Check with a kernel's own names: a build tree's syscall table and uapi headers.
+    #[arg(long, value_name = "KERNEL")]
+    kernel: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -31,36 +34,46 @@ fn color() -> bool {
 pub fn check(args: CheckArgs) -> Result<u8> {
     // The project's provium.toml is input too: `test` refuses a bad one, so `check` does.
     crate::machine::profile::Profiles::discover(&std::env::current_dir()?)?;
+    let naming = match &args.kernel {
+        Some(k) => {
+            let target = crate::machine::kernels::resolve(k)
+                .map_err(|e| anyhow::anyhow!("--kernel {k}: {e:#}"))?;
+            crate::run::kernel_namings(&[target]).pop().flatten()
+        }
+        None => None,
+    };
     let files = discover::discover(&args.paths)?;
     let mut out = anstream::stdout();
     let mut problems = 0;
     let mut cases = 0;
     for f in &files {
         match f.kind {
-            FileKind::Spec => match crate::run::specs::compile_file(&f.path, &f.display) {
-                Ok(c) => {
-                    cases += c.model.cases.len();
-                    writeln!(
-                        out,
-                        "{} {} {}",
-                        paint(OK, "    ok"),
-                        f.display,
-                        paint(DIM, &format!("({} cases)", c.model.cases.len()))
-                    )?;
-                    if args.layout {
-                        print_layouts(&mut out, &c.model.layouts)?;
+            FileKind::Spec => {
+                match crate::run::specs::compile_on(&f.path, &f.display, naming.as_deref()) {
+                    Ok(c) => {
+                        cases += c.model.cases.len();
+                        writeln!(
+                            out,
+                            "{} {} {}",
+                            paint(OK, "    ok"),
+                            f.display,
+                            paint(DIM, &format!("({} cases)", c.model.cases.len()))
+                        )?;
+                        if args.layout {
+                            print_layouts(&mut out, &c.model.layouts)?;
+                        }
+                    }
+                    Err(e) => {
+                        problems += e.diagnostics.len().max(1);
+                        writeln!(out, "{} {}", paint(FAIL, " error"), f.display)?;
+                        say(&crate::run::specs::render(
+                            &e.diagnostics,
+                            &e.source,
+                            color(),
+                        ));
                     }
                 }
-                Err(e) => {
-                    problems += e.diagnostics.len().max(1);
-                    writeln!(out, "{} {}", paint(FAIL, " error"), f.display)?;
-                    say(&crate::run::specs::render(
-                        &e.diagnostics,
-                        &e.source,
-                        color(),
-                    ));
-                }
-            },
+            }
             FileKind::Lua => match discover::read_test_file(&f.path) {
                 Ok(code) => match crate::lua::syntax_error(&code, &f.display) {
                     None => writeln!(out, "{} {}", paint(OK, "    ok"), f.display)?,

@@ -32,6 +32,10 @@ pub struct GenArgs {
     /// A kernel headers tree with include/linux/syscalls.h (default: the one in the cache).
     #[arg(long, value_name = "DIR", env = "PROVIUM_KERNEL_HEADERS")]
     kernel_headers: Option<PathBuf>,
+    /// Generate from a kernel's own headers: a build tree (its syscall table and declarations,
+    /// new syscalls included) or an installed release.
+    #[arg(long, value_name = "KERNEL")]
+    kernel: Option<String>,
     /// Seconds each probe may block before it is killed.
     #[arg(long, default_value_t = 2.0)]
     timeout: f64,
@@ -95,7 +99,12 @@ pub fn gen(args: GenArgs) -> Result<u8> {
         return Ok(super::EXIT_OK);
     }
     let project = super::project::root(&std::env::current_dir()?);
-    let mut tree = crate::run::headers::tree();
+    let mut tree = match &args.kernel {
+        Some(k) => crate::run::headers::tree_of(
+            &crate::machine::kernels::resolve(k).with_context(|| format!("--kernel {k}"))?,
+        ),
+        None => crate::run::headers::tree(),
+    };
     if let Some(i) = &args.include {
         tree.root = i.clone();
     }
@@ -275,12 +284,12 @@ pub fn record(args: RecordArgs) -> Result<u8> {
         defaults.accel = Some(a.parse().map_err(anyhow::Error::msg)?);
     }
     let cwd = std::env::current_dir()?;
-    let mut profiles = Profiles::discover(&cwd)?;
-    if let Some(k) = &args.kernel {
-        let target =
-            crate::machine::kernels::resolve(k).with_context(|| format!("--kernel {k}"))?;
-        profiles = profiles.with_kernel(&target.image, target.modules.as_deref());
-    }
+    let profiles = Profiles::discover(&cwd)?;
+    let reference = args
+        .kernel
+        .as_ref()
+        .map(|k| crate::machine::kernels::resolve(k).with_context(|| format!("--kernel {k}")))
+        .transpose()?;
     // Locked from before the first run until written: two records of one spec, or a record
     // and an edit, never mix.
     let _in_progress = crate::machine::signals::RunInProgress::begin();
@@ -293,6 +302,11 @@ pub fn record(args: RecordArgs) -> Result<u8> {
     config.settings.fixtures = Some(crate::lua::fixture::discover(&cwd, profiles, true)?);
     config.settings.defaults = defaults;
     config.settings.record = true;
+    // The reference kernel runs every spec with its own names (a tree's new syscalls).
+    let config = match reference {
+        Some(target) => config.with_kernels(vec![target]),
+        None => config,
+    };
     let started = std::time::Instant::now();
     // Each run's observations, per file; a file that failed to run in any run is not recorded.
     let mut observed: Vec<Vec<Vec<(u32, String, bool)>>> = vec![Vec::new(); files.len()];
@@ -355,7 +369,13 @@ pub fn record(args: RecordArgs) -> Result<u8> {
             if changed.len() == 1 { "" } else { "s" }
         )?;
         if args.update {
-            if let Err(why) = write_recorded(&file.path, &file.display, &source, &text) {
+            let naming = config
+                .kernels
+                .first()
+                .and_then(|k| k.settings.naming.clone());
+            if let Err(why) =
+                write_recorded(&file.path, &file.display, &source, &text, naming.as_deref())
+            {
                 problems += 1;
                 writeln!(out, "{} {}: {why}", paint(WARN, "   error"), file.display)?;
             }
@@ -396,6 +416,7 @@ fn write_recorded(
     display: &str,
     read: &str,
     recorded: &str,
+    naming: Option<&crate::lua::session::KernelNaming>,
 ) -> std::result::Result<(), String> {
     let now = std::fs::read_to_string(path).map_err(|e| format!("reading it again: {e}"))?;
     if now != read {
@@ -403,7 +424,7 @@ fn write_recorded(
     }
     crate::machine::paths::write_output(path, recorded.as_bytes())
         .map_err(|e| format!("writing it: {e}"))?;
-    if let Err(e) = crate::run::specs::compile_file(path, display) {
+    if let Err(e) = crate::run::specs::compile_on(path, display, naming) {
         let restored = crate::machine::paths::write_output(path, read.as_bytes());
         return Err(format!(
             "the recorded spec does not check ({}); {} (a bug in provium record: please \

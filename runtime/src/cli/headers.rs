@@ -17,6 +17,10 @@ pub struct Args {
     /// A kernel headers tree with include/linux/syscalls.h (default: the one in the cache).
     #[arg(long, value_name = "DIR", env = "PROVIUM_KERNEL_HEADERS")]
     kernel_headers: Option<PathBuf>,
+    /// Read a kernel's own headers: a build tree (its uapi headers and syscall declarations, new
+    /// syscalls included), or an installed release.
+    #[arg(long, value_name = "KERNEL")]
+    kernel: Option<String>,
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
 }
@@ -44,7 +48,13 @@ struct Constant {
 }
 
 pub fn run(args: Args) -> Result<u8> {
-    let mut tree = crate::run::headers::tree();
+    let mut tree = match &args.kernel {
+        Some(k) => crate::run::headers::tree_of(
+            &crate::machine::kernels::resolve(k)
+                .map_err(|e| anyhow::anyhow!("--kernel {k}: {e:#}"))?,
+        ),
+        None => crate::run::headers::tree(),
+    };
     if let Some(i) = &args.include {
         tree.root = i.clone();
     }

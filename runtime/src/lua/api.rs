@@ -216,7 +216,10 @@ fn module(lua: &Lua) -> mlua::Result<Table> {
         })?,
     )?;
     let nr = lua.create_table()?;
-    let naming = Session::get(lua).config.settings.naming.clone();
+    // Without a session (a Lua state made for checking names), the built-in table.
+    let naming = lua
+        .app_data_ref::<std::rc::Rc<Session>>()
+        .and_then(|s| s.config.settings.naming.clone());
     match naming.as_ref().and_then(|n| n.names.syscalls.as_ref()) {
         // The kernel's own table: a build tree's new syscalls by name.
         Some(table) => {

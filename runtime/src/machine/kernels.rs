@@ -113,8 +113,9 @@ fn from_tree(tree: &Path) -> Result<KernelTarget> {
     Ok(KernelTarget {
         label,
         image,
-        // Modules are found in the tree itself (their .ko files and modules.builtin).
-        modules: Some(tree.to_path_buf()),
+        // Modules are found in the tree itself (their .ko files and modules.builtin), when it
+        // builds any.
+        modules: config.enabled("CONFIG_MODULES").then(|| tree.to_path_buf()),
         config: Some(config_path),
         include: tree_include(tree),
     })

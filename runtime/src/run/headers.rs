@@ -37,6 +37,33 @@ pub fn kernel_tree() -> Option<PathBuf> {
         })
 }
 
+/// The headers of a kernel `--kernel` names: a build tree's own (`usr/include` for the uapi,
+/// the tree for `include/linux/syscalls.h`); an installed kernel's declarations beside it.
+pub fn tree_of(target: &crate::machine::kernels::KernelTarget) -> HeaderTree {
+    let mut t = tree();
+    if let Some(include) = &target.include {
+        t.root = include.clone();
+    }
+    // The tree the image came from (arch/x86/boot/bzImage → the tree), or an unpacked package.
+    let declarations = target
+        .image
+        .ancestors()
+        .skip(1)
+        .take(5)
+        .flat_map(|dir| {
+            let mut candidates = vec![dir.to_path_buf()];
+            if let Ok(entries) = std::fs::read_dir(dir.join("usr/src")) {
+                candidates.extend(entries.flatten().map(|e| e.path()));
+            }
+            candidates
+        })
+        .find(|d| d.join("include/linux/syscalls.h").is_file());
+    if let Some(d) = declarations {
+        t.kernel = Some(d);
+    }
+    t
+}
+
 pub fn tree() -> HeaderTree {
     let mut t = HeaderTree::new(include_root());
     t.kernel = kernel_tree();

@@ -72,52 +72,7 @@ impl RunConfig {
     /// names: a build tree's syscall table and uapi headers, and knowing which names only the
     /// other kernels have (cases that need them skip on this one).
     pub fn with_kernels(mut self, targets: Vec<KernelTarget>) -> RunConfig {
-        let tables: Vec<Option<std::collections::BTreeMap<String, i64>>> =
-            targets.iter().map(kernel_syscalls).collect();
-        let builtin = || -> std::collections::BTreeMap<String, i64> {
-            provium_compiler::linux::Arch::X86_64
-                .syscalls()
-                .iter()
-                .map(|(n, nr)| (n.to_string(), *nr as i64))
-                .collect()
-        };
-        let namings: Vec<Option<Arc<crate::lua::session::KernelNaming>>> = targets
-            .iter()
-            .enumerate()
-            .map(|(i, t)| {
-                let own = tables[i].clone();
-                let mine = own.clone().unwrap_or_else(builtin);
-                let mut elsewhere = std::collections::BTreeMap::new();
-                for (j, other) in tables.iter().enumerate() {
-                    if j == i {
-                        continue;
-                    }
-                    for (name, nr) in other.clone().unwrap_or_else(builtin) {
-                        if !mine.contains_key(&name) {
-                            elsewhere.entry(name).or_insert(nr);
-                        }
-                    }
-                }
-                let others: Vec<(String, Option<std::path::PathBuf>)> = targets
-                    .iter()
-                    .enumerate()
-                    .filter(|(j, _)| *j != i)
-                    .map(|(_, o)| (o.label.clone(), o.include.clone()))
-                    .collect();
-                if own.is_none() && elsewhere.is_empty() && t.include.is_none() {
-                    return None;
-                }
-                Some(Arc::new(crate::lua::session::KernelNaming {
-                    names: Arc::new(provium_compiler::KernelNames {
-                        label: t.label.clone(),
-                        syscalls: own,
-                        elsewhere,
-                    }),
-                    include: t.include.clone(),
-                    others,
-                }))
-            })
-            .collect();
+        let namings = kernel_namings(&targets);
         self.kernels = targets
             .into_iter()
             .zip(namings)
@@ -175,6 +130,59 @@ impl RunConfig {
             })
             .collect()
     }
+}
+
+/// Each kernel's names in a run over `targets`: its own syscall table and headers (a build
+/// tree's), and the syscalls only the others have. `None` for a kernel with nothing of either.
+pub fn kernel_namings(
+    targets: &[KernelTarget],
+) -> Vec<Option<Arc<crate::lua::session::KernelNaming>>> {
+    let tables: Vec<Option<std::collections::BTreeMap<String, i64>>> =
+        targets.iter().map(kernel_syscalls).collect();
+    let builtin = || -> std::collections::BTreeMap<String, i64> {
+        provium_compiler::linux::Arch::X86_64
+            .syscalls()
+            .iter()
+            .map(|(n, nr)| (n.to_string(), *nr as i64))
+            .collect()
+    };
+    targets
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let own = tables[i].clone();
+            let mine = own.clone().unwrap_or_else(builtin);
+            let mut elsewhere = std::collections::BTreeMap::new();
+            for (j, other) in tables.iter().enumerate() {
+                if j == i {
+                    continue;
+                }
+                for (name, nr) in other.clone().unwrap_or_else(builtin) {
+                    if !mine.contains_key(&name) {
+                        elsewhere.entry(name).or_insert(nr);
+                    }
+                }
+            }
+            let others: Vec<(String, Option<std::path::PathBuf>)> = targets
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, o)| (o.label.clone(), o.include.clone()))
+                .collect();
+            if own.is_none() && elsewhere.is_empty() && t.include.is_none() {
+                return None;
+            }
+            Some(Arc::new(crate::lua::session::KernelNaming {
+                names: Arc::new(provium_compiler::KernelNames {
+                    label: t.label.clone(),
+                    syscalls: own,
+                    elsewhere,
+                }),
+                include: t.include.clone(),
+                others,
+            }))
+        })
+        .collect()
 }
 
 /// A kernel's syscall table from its own uapi headers (a build tree's), if it has them.

@@ -25,6 +25,10 @@ pub struct Args {
     /// Profile to boot.
     #[arg(long, default_value = "minimal")]
     profile: String,
+    /// Boot this kernel instead of the profile's: an installed release, an image, or a build
+    /// tree (`provium bench boot --kernel TREE` times your own kernel against its bare boot).
+    #[arg(long, value_name = "KERNEL")]
+    kernel: Option<String>,
     /// Cold boots and resumes for `fixture`.
     #[arg(long, default_value_t = 10)]
     resumes: usize,
@@ -56,7 +60,12 @@ enum What {
 }
 
 pub fn run(args: Args) -> Result<u8> {
-    let profiles = Profiles::discover(&std::env::current_dir()?)?;
+    let mut profiles = Profiles::discover(&std::env::current_dir()?)?;
+    if let Some(k) = &args.kernel {
+        let t = crate::machine::kernels::resolve(k)
+            .map_err(|e| anyhow::anyhow!("--kernel {k}: {e:#}"))?;
+        profiles = profiles.with_kernel(&t.image, t.modules.as_deref());
+    }
     let profile = profiles.get(&args.profile)?;
     let mut out = anstream::stdout();
     let all = args.what == What::All;

@@ -203,10 +203,16 @@ pub fn plan(profile: &Profile, opts: &BootOptions) -> Result<BootPlan> {
     }
     // A driver the guest will have: in the module tree, built in by the configuration, or (when
     // neither is known) assumed, and looked for in the image below.
-    let has_module = |name: &str| match (&tree, &config) {
-        (Some(t), _) => t.has(name),
-        (None, Some(c)) => crate::machine::requirements::builtin(c, name).unwrap_or(true),
-        (None, None) => true,
+    let builtin = |name: &str| {
+        config
+            .as_ref()
+            .and_then(|c| crate::machine::requirements::builtin(c, name))
+    };
+    let has_module = |name: &str| match &tree {
+        // In the tree, or built in by the configuration (a tree copied without its
+        // modules.builtin still says so in its .config).
+        Some(t) => t.has(name) || builtin(name) == Some(true),
+        None => builtin(name).unwrap_or(true),
     };
 
     let boot = opts.boot.unwrap_or(profile.boot);
@@ -305,6 +311,8 @@ pub fn plan(profile: &Profile, opts: &BootOptions) -> Result<BootPlan> {
     let mut wanted: Vec<String> = vec![machine.virtio_bus_module().to_string()];
     wanted.extend(transport.guest_modules().iter().map(|s| s.to_string()));
     wanted.extend(profile.load_modules.iter().cloned());
+    // What the configuration builds in is not looked for as a module file.
+    wanted.retain(|m| builtin(m) != Some(true));
     let module_files = match &tree {
         Some(t) => t
             .resolve(&wanted)
