@@ -40,6 +40,19 @@ pub const MAX_BUFFER: usize = 256 << 20;
 /// The virtio-serial port name the agent looks for.
 pub const SERIAL_PORT_NAME: &str = "org.provium.agent";
 
+/// The virtio-serial port on which the host asks a VM that stopped answering for its tasks'
+/// stacks, before killing it: each byte `d` received there makes PID 1 print them.
+pub const DUMP_PORT_NAME: &str = "org.provium.dump";
+
+/// The byte the host sends on [`DUMP_PORT_NAME`] to ask for a dump.
+pub const DUMP_REQUEST: u8 = b'd';
+
+/// The line PID 1 writes to the console before a dump.
+pub const DUMP_START: &str = "provium-agent: the host is about to stop this VM; its tasks:";
+
+/// The line PID 1 writes to the console after a dump, so the host knows it is complete.
+pub const DUMP_END: &str = "provium-agent: end of the task dump";
+
 /// Default vsock port the agent connects to on the host (CID 2).
 pub const DEFAULT_VSOCK_PORT: u32 = 10_240;
 

@@ -586,3 +586,58 @@ fn shell_says_when_a_commands_output_was_cut() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Before killing the VMs of a file that timed out, Provium asks each for its tasks' states and
+/// kernel stacks: the excerpt says where the test hangs, in the front executor and in a worker
+/// (whose PID 1 is itself blocked waiting for it).
+#[test]
+fn a_file_that_times_out_shows_where_its_vm_hangs() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "a_front.lua",
+        r#"
+provium.timeout(4)
+local vm = provium.create()
+vm:boot()
+test("pauses", function() vm:call{nr = provium.nr.pause, timeout = 600} end)
+"#,
+    );
+    write(
+        dir.path(),
+        "b_worker.lua",
+        r#"
+provium.timeout(4)
+local vm = provium.create()
+vm:boot()
+local w = vm:spawn{uid = 65534}
+test("waits in a worker", function()
+  w:call{nr = provium.nr.pause, timeout = 600}
+end)
+"#,
+    );
+    let junit = dir.path().join("out.xml");
+    let out = provium(dir.path())
+        .args(["test", "-j", "1", "a_front.lua", "b_worker.lua", "--junit"])
+        .arg(&junit)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    for text in [&*stdout, &*xml] {
+        assert!(text.contains("TIMED OUT") || text.contains("timed out"), "{text}");
+        // The front executor of one file and the worker of the other, each in pause(2).
+        assert!(
+            text.matches("waiting in __do_sys_pause").count() >= 2,
+            "{text}"
+        );
+        for wanted in [
+            "pid 1 (init, Provium",
+            "sysrq: Show Blocked State",
+            "end of the task dump",
+        ] {
+            assert!(text.contains(wanted), "{wanted} missing in:\n{text}");
+        }
+    }
+}

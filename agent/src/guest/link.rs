@@ -41,7 +41,7 @@ pub fn connect(kind: &Kind) -> io::Result<File> {
     let mut pause = Duration::from_micros(200);
     loop {
         let attempt = match kind {
-            Kind::VirtioSerial => open_serial_port(),
+            Kind::VirtioSerial => open_serial_port(SERIAL_PORT_NAME),
             Kind::Vsock { port } => connect_vsock(*port),
         };
         match attempt {
@@ -56,11 +56,11 @@ pub fn connect(kind: &Kind) -> io::Result<File> {
 }
 
 /// The port appears asynchronously after `virtio_console` binds; its name is in sysfs.
-fn open_serial_port() -> io::Result<File> {
+pub fn open_serial_port(wanted: &str) -> io::Result<File> {
     for entry in std::fs::read_dir("/sys/class/virtio-ports")? {
         let entry = entry?;
         let name = std::fs::read_to_string(entry.path().join("name")).unwrap_or_default();
-        if name.trim() == SERIAL_PORT_NAME {
+        if name.trim() == wanted {
             let dev = format!("/dev/{}", entry.file_name().to_string_lossy());
             return std::fs::OpenOptions::new().read(true).write(true).open(dev);
         }

@@ -4,6 +4,7 @@ mod boot;
 mod clean;
 mod control;
 mod creds;
+mod dump;
 mod exec;
 mod executor;
 mod front;

@@ -82,6 +82,7 @@ pub fn run_as_init() -> ! {
         }
     };
     timeline.push(("link".into(), sys::monotonic_us()));
+    super::dump::start();
     let mut hello = make_hello(kind.name(), module_errors);
     hello.timeline = timeline;
     // Boot is quiet; from here on oopses and panics caused by tests are printed in full.

@@ -4,6 +4,7 @@
 
 use crate::event::Location;
 use crate::machine::sync::lock;
+use crate::machine::vm::dump::DumpTarget;
 use crate::machine::vm::Vm;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -57,6 +58,8 @@ pub struct FileControl {
     stop: Mutex<Option<Stop>>,
     abandoned: AtomicBool,
     consoles: Mutex<Vec<PathBuf>>,
+    /// Where to ask the file's VMs for a task dump before they are killed.
+    dumps: Mutex<Vec<DumpTarget>>,
     current: Mutex<Option<(String, Location)>>,
 }
 
@@ -70,6 +73,7 @@ impl FileControl {
             stop: Mutex::new(None),
             abandoned: AtomicBool::new(false),
             consoles: Mutex::new(Vec::new()),
+            dumps: Mutex::new(Vec::new()),
             current: Mutex::new(None),
         }
     }
@@ -77,6 +81,21 @@ impl FileControl {
     /// Remembers a VM's console log, to show its tail if the file is stopped.
     pub fn watch(&self, vm: &Vm) {
         lock(&self.consoles).push(vm.console_log().to_path_buf());
+        if let Some(target) = vm.dump_target() {
+            let mut dumps = lock(&self.dumps);
+            // A file may boot many VMs: forget those that are gone.
+            dumps.retain(|t| t.console.is_file());
+            dumps.push(target);
+        }
+    }
+
+    /// Asks the file's VMs that still run to print their tasks' stacks on their consoles, and
+    /// waits up to `patience` for them: the excerpt of a file that timed out then shows where
+    /// it hangs.
+    pub fn dump_tasks(&self, patience: Duration) -> usize {
+        let mut dumps = lock(&self.dumps);
+        dumps.retain(|t| t.console.is_file());
+        crate::machine::vm::dump::request(&dumps, patience)
     }
 
     pub fn set_timeout(&self, timeout: Duration) {

@@ -3,7 +3,7 @@
 //! VM boots. Writes to a closed terminal are dropped: the run and its other reports go on.
 
 use super::Reporter;
-use crate::event::{FileReport, PlannedFile, Problem, RunEvent, Status, Summary, TestReport};
+use crate::event::{ConsoleEvent, FileReport, PlannedFile, Problem, RunEvent, Status, Summary, TestReport};
 use crate::report::style::{paint, BOLD, DIM, FAIL, OK, WARN};
 use anstyle::Style;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -172,6 +172,27 @@ impl Terminal {
             .collect();
         for t in &late {
             self.test_finished(file, t);
+        }
+        // A test shown as it ended, then found to be the one running when its file timed out:
+        // where the VM was then (its task dump) is shown now.
+        let late_names: HashSet<&str> = late.iter().map(|t| t.name.as_str()).collect();
+        for t in report
+            .tests
+            .iter()
+            .filter(|t| !late_names.contains(t.name.as_str()))
+        {
+            if let Some(c) = t.status.problem().and_then(|p| p.console.as_ref()) {
+                if c.event == ConsoleEvent::TimedOut {
+                    self.line(&format!(
+                        "{} {}",
+                        paint(FAIL, &format!("{:>12}", "TIMED OUT")),
+                        paint(BOLD, &format!("{}::{}", self.path(file), t.name))
+                    ));
+                    for l in c.render().lines() {
+                        self.line(&format!("            {}", paint(DIM, l)));
+                    }
+                }
+            }
         }
         self.shown.clear();
         if let Some(p) = &report.file_error {

@@ -28,6 +28,8 @@ const ABANDON_AFTER: Duration = Duration::from_secs(10);
 const ABANDON_AFTER_INTERRUPT: Duration = Duration::from_secs(3);
 /// Enough console to find where the kernel started reporting trouble (`console::excerpt`).
 const CONSOLE_TAIL_LINES: usize = 300;
+/// How long a file that timed out may take to print its tasks' stacks before it is killed.
+const DUMP_PATIENCE: Duration = Duration::from_secs(3);
 /// The stack of a worker thread (see `Pool::spawn_worker`).
 pub(super) const WORKER_STACK: usize = 8 << 20;
 
@@ -260,6 +262,7 @@ pub fn run(plan: super::Plan, config: &RunConfig, sink: &mut dyn FnMut(&RunEvent
                 continue;
             };
             if !control.is_stopped() && Instant::now() >= control.deadline() {
+                control.dump_tasks(DUMP_PATIENCE);
                 let console = control.console_tail(CONSOLE_TAIL_LINES);
                 control.stop(StopReason::TimedOut(control.timeout()));
                 let killed = cleanup::kill_group(control.group);

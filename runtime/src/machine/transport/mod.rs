@@ -60,6 +60,12 @@ pub trait Transport: Send {
     /// `provium.*` kernel arguments that tell the agent where to look.
     fn kernel_args(&self) -> Vec<String>;
 
+    /// The listener of the port on which the host asks the guest for a task dump, if this
+    /// transport has one.
+    fn dump_port(&self) -> Option<std::os::unix::net::UnixListener> {
+        None
+    }
+
     /// Whether guest RAM must be a shared memfd (vhost-user backends map it).
     fn needs_shared_memory(&self) -> bool {
         false

@@ -1,9 +1,10 @@
 //! virtio-serial: a virtserialport named `org.provium.agent`, backed by a unix socket on which
-//! the host listens and QEMU connects.
+//! the host listens and QEMU connects; beside it the `org.provium.dump` port, on which the host
+//! asks a hung VM for its tasks' stacks before killing it (see the agent's `dump` module).
 
 use super::{accept_unix, Connection, Transport, TransportKind};
 use crate::machine::qemu::MachineKind;
-use provium_agent::protocol::SERIAL_PORT_NAME;
+use provium_agent::protocol::{DUMP_PORT_NAME, SERIAL_PORT_NAME};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -11,14 +12,27 @@ use std::time::Instant;
 pub struct VirtioSerial {
     socket: PathBuf,
     listener: UnixListener,
+    dump_socket: PathBuf,
+    dump: UnixListener,
 }
 
 impl VirtioSerial {
     pub fn listen(run_dir: &Path) -> anyhow::Result<VirtioSerial> {
-        let socket = run_dir.join("agent.sock");
-        let listener = UnixListener::bind(&socket)
-            .map_err(|e| anyhow::anyhow!("binding {}: {e}", socket.display()))?;
-        Ok(VirtioSerial { socket, listener })
+        let bind = |name: &str| {
+            let socket = run_dir.join(name);
+            UnixListener::bind(&socket)
+                .map(|l| (socket.clone(), l))
+                .map_err(|e| anyhow::anyhow!("binding {}: {e}", socket.display()))
+        };
+        let (socket, listener) = bind("agent.sock")?;
+        // QEMU connects to it as it starts; the host accepts only when it needs a dump.
+        let (dump_socket, dump) = bind("dump.sock")?;
+        Ok(VirtioSerial {
+            socket,
+            listener,
+            dump_socket,
+            dump,
+        })
     }
 }
 
@@ -36,14 +50,22 @@ impl Transport for VirtioSerial {
             "-chardev".into(),
             format!("socket,id=agent,path={}", self.socket.display()),
             "-device".into(),
-            format!("{bus},id=vs0,max_ports=2"),
+            format!("{bus},id=vs0,max_ports=3"),
             "-device".into(),
             format!("virtserialport,bus=vs0.0,nr=1,chardev=agent,name={SERIAL_PORT_NAME}"),
+            "-chardev".into(),
+            format!("socket,id=dump,path={}", self.dump_socket.display()),
+            "-device".into(),
+            format!("virtserialport,bus=vs0.0,nr=2,chardev=dump,name={DUMP_PORT_NAME}"),
         ]
     }
 
     fn kernel_args(&self) -> Vec<String> {
         vec!["provium.transport=virtio-serial".into()]
+    }
+
+    fn dump_port(&self) -> Option<UnixListener> {
+        self.dump.try_clone().ok()
     }
 
     fn accept(

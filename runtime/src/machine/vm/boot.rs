@@ -148,7 +148,7 @@ impl Vm {
         Ok(Vm {
             state: State::Running(client),
             qemu,
-            _transport: transport,
+            transport,
             console_log,
             run_dir,
             info,

@@ -1,6 +1,7 @@
 //! The guest's serial console log, and its tail for error reports.
 
 use crate::event::{ConsoleEvent, ConsoleExcerpt};
+use provium_agent::protocol::DUMP_START;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
@@ -101,6 +102,9 @@ pub fn kernel_event(text: &str) -> Option<(ConsoleEvent, usize)> {
 
 /// The part of a console worth showing: from just before the kernel's first report of trouble,
 /// headed by the worst it reported; when it reported nothing, the last lines under `otherwise`.
+/// The most lines of a task dump an excerpt keeps.
+const DUMP_LINES: usize = 200;
+
 pub fn excerpt(text: &str, otherwise: ConsoleEvent) -> ConsoleExcerpt {
     let lines: Vec<&str> = text.lines().collect();
     match kernel_event(text) {
@@ -110,6 +114,19 @@ pub fn excerpt(text: &str, otherwise: ConsoleEvent) -> ConsoleExcerpt {
             ConsoleExcerpt {
                 event,
                 text: lines[start..end].join("\n"),
+            }
+        }
+        None if otherwise == ConsoleEvent::TimedOut && text.contains(DUMP_START) => {
+            // The task dump the VM printed before it was killed (see `vm::dump`) is the
+            // excerpt: where each task was.
+            let first = lines
+                .iter()
+                .rposition(|l| l.contains(DUMP_START))
+                .unwrap_or(0);
+            let end = (first + DUMP_LINES).min(lines.len());
+            ConsoleExcerpt {
+                event: otherwise,
+                text: lines[first..end].join("\n"),
             }
         }
         None => {

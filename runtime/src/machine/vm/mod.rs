@@ -13,6 +13,7 @@
 
 mod boot;
 pub mod console;
+pub mod dump;
 pub mod gate;
 pub mod plan;
 mod restore;
@@ -92,7 +93,7 @@ pub struct Vm {
     state: State,
     qemu: Supervised,
     // Keeps the transport's listener and any back-end daemon alive with the VM.
-    _transport: Box<dyn Transport>,
+    transport: Box<dyn Transport>,
     console_log: PathBuf,
     run_dir: RunDir,
     info: VmInfo,
@@ -137,6 +138,14 @@ impl Vm {
 
     pub fn console_log(&self) -> &Path {
         &self.console_log
+    }
+
+    /// Where to ask this VM for a task dump before killing it, if its transport has a port.
+    pub fn dump_target(&self) -> Option<dump::DumpTarget> {
+        Some(dump::DumpTarget {
+            console: self.console_log.clone(),
+            port: self.transport.dump_port()?,
+        })
     }
 
     pub fn console_tail(&self, lines: usize) -> String {

@@ -187,7 +187,7 @@ impl Vm {
         let mut vm = Vm {
             state: State::Running(AgentClient::new(conn)),
             qemu,
-            _transport: transport,
+            transport,
             console_log,
             run_dir,
             info,
