@@ -626,7 +626,10 @@ end)
     let stdout = String::from_utf8_lossy(&out.stdout);
     let xml = std::fs::read_to_string(&junit).unwrap();
     for text in [&*stdout, &*xml] {
-        assert!(text.contains("TIMED OUT") || text.contains("timed out"), "{text}");
+        assert!(
+            text.contains("TIMED OUT") || text.contains("timed out"),
+            "{text}"
+        );
         // The front executor of one file and the worker of the other, each in pause(2).
         assert!(
             text.matches("waiting in __do_sys_pause").count() >= 2,

@@ -232,8 +232,9 @@ fn doctor_reports_what_this_host_has() {
     assert!(stderr.contains("did you mean `minimal`?"), "{stderr}");
 }
 
-/// Completions and the manual page come from the command line definition: every subcommand is
-/// in them, the bash script parses, and the page renders with groff without a warning.
+/// Completions and the manual page come from the command line definition: bash offers every
+/// subcommand, the installed kernels for `--kernel` (and paths), the project's profiles for
+/// `--profile`; the page renders with groff without a warning.
 #[test]
 fn completions_and_manual_cover_every_subcommand() {
     let subcommands = [
@@ -251,24 +252,57 @@ fn completions_and_manual_cover_every_subcommand() {
         "completions",
         "man",
     ];
-    let bash = provium().args(["completions", "bash"]).output().unwrap();
-    assert!(bash.status.success());
-    let script = String::from_utf8_lossy(&bash.stdout).to_string();
-    for s in subcommands {
-        assert!(
-            script.contains(&format!("provium__{s}")) || script.contains(&format!(" {s} ")),
-            "bash: {s}"
-        );
-    }
+    // What bash offers at a TAB, through the registration script `completions bash` prints:
+    // the script runs provium itself, so values come from the machine and the project.
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("provium.bash");
-    std::fs::write(&file, &script).unwrap();
-    let syntax = Command::new("bash").arg("-n").arg(&file).output().unwrap();
-    assert!(
-        syntax.status.success(),
-        "{}",
-        String::from_utf8_lossy(&syntax.stderr)
+    let home = dir.path().join("home");
+    write(&home, "kernels/6.3.7-test/boot/vmlinuz-6.3.7-test", "");
+    write(&home, "kernels/default", "6.3.7-test\n");
+    write(
+        dir.path(),
+        "proj/provium.toml",
+        "[profile.next]\nmemory = \"1G\"\n",
     );
+    write(dir.path(), "proj/linux-tree/Makefile", "");
+    let tab = |line: &str| -> Vec<String> {
+        let script = format!(
+            r#"source <({bin} completions bash) || exit 9
+read -ra COMP_WORDS <<< "$LINE"
+[[ $LINE == *" " ]] && COMP_WORDS+=("")
+COMP_CWORD=$(( ${{#COMP_WORDS[@]}} - 1 )); COMP_LINE=$LINE; COMP_POINT=${{#LINE}}; COMP_TYPE=9
+_clap_complete_provium provium "${{COMP_WORDS[COMP_CWORD]}}" "${{COMP_WORDS[COMP_CWORD-1]}}"
+printf '%s\n' "${{COMPREPLY[@]}}""#,
+            bin = env!("CARGO_BIN_EXE_provium")
+        );
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(&script)
+            .current_dir(dir.path().join("proj"))
+            .env("PROVIUM_HOME", &home)
+            .env("PATH", std::env::var_os("PATH").unwrap())
+            .env("LINE", line)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.trim().to_string())
+            .filter(|l| !l.is_empty())
+            .collect()
+    };
+    let top = tab("provium ");
+    for s in subcommands {
+        assert!(top.iter().any(|c| c == s), "{s} not offered: {top:?}");
+    }
+    assert_eq!(tab("provium test --kernel "), ["6.3", "6.3.7-test"]);
+    assert_eq!(tab("provium test --kernel 6.3."), ["6.3.7-test"]);
+    assert_eq!(tab("provium doctor --kernel lin"), ["linux-tree/"]);
+    assert!(tab("provium shell --profile ").contains(&"next".to_string()));
+    assert!(tab("provium test --fo").contains(&"--format".to_string()));
     for shell in ["zsh", "fish"] {
         let out = provium().args(["completions", shell]).output().unwrap();
         assert!(out.status.success() && !out.stdout.is_empty(), "{shell}");

@@ -23,16 +23,14 @@ const MAX_STACK_LINES: usize = 24;
 /// Starts the thread. It looks for the port off the boot's critical path: ports appear one by
 /// one as `virtio_console` binds, and a VM on another transport has none (then it ends).
 pub fn start() {
-    let spawned = std::thread::Builder::new()
-        .name("dump".into())
-        .spawn(|| {
-            for _ in 0..100 {
-                if let Ok(port) = link::open_serial_port(DUMP_PORT_NAME) {
-                    serve(port);
-                }
-                std::thread::sleep(Duration::from_millis(20));
+    let spawned = std::thread::Builder::new().name("dump".into()).spawn(|| {
+        for _ in 0..100 {
+            if let Ok(port) = link::open_serial_port(DUMP_PORT_NAME) {
+                serve(port);
             }
-        });
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
     if let Err(e) = spawned {
         super::log(format_args!("cannot start the task-dump thread: {e}"));
     }
@@ -130,7 +128,11 @@ impl Task {
         let wchan = std::fs::read_to_string(format!("/proc/{}/wchan", self.pid))
             .ok()
             .filter(|w| !w.is_empty() && w != "0");
-        let role = if self.pid == 1 { ", Provium's agent" } else { "" };
+        let role = if self.pid == 1 {
+            ", Provium's agent"
+        } else {
+            ""
+        };
         let _ = write!(
             out,
             "provium-agent:   pid {} ({}{role}) state {}",

@@ -15,7 +15,7 @@ pub struct CheckArgs {
     #[arg(long)]
     layout: bool,
     /// Check with a kernel's own names: a build tree's syscall table and uapi headers.
-    #[arg(long, value_name = "KERNEL")]
+    #[arg(add = crate::cli::complete::kernel(), long, value_name = "KERNEL")]
     kernel: Option<String>,
 }
 

@@ -8,11 +8,11 @@ use std::io::Write;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The profile to check (its kernel and modules).
-    #[arg(long, default_value = "minimal")]
+    #[arg(add = crate::cli::complete::profile(), long, default_value = "minimal")]
     profile: String,
     /// Check this kernel instead of the profile's: an installed release (`6.12`), an image, or
     /// a build tree, as `provium test --kernel` takes it.
-    #[arg(long, value_name = "KERNEL")]
+    #[arg(add = crate::cli::complete::kernel(), long, value_name = "KERNEL")]
     kernel: Option<String>,
 }
 

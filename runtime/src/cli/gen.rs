@@ -34,7 +34,7 @@ pub struct GenArgs {
     kernel_headers: Option<PathBuf>,
     /// Generate from a kernel's own headers: a build tree (its syscall table and declarations,
     /// new syscalls included) or an installed release.
-    #[arg(long, value_name = "KERNEL")]
+    #[arg(add = crate::cli::complete::kernel(), long, value_name = "KERNEL")]
     kernel: Option<String>,
     /// Seconds each probe may block before it is killed.
     #[arg(long, default_value_t = 2.0)]
@@ -242,7 +242,7 @@ pub struct RecordArgs {
     runs: u32,
     /// The reference kernel whose answers are recorded: an installed release (`6.12`), an
     /// image, or a build tree (default: the profiles' own).
-    #[arg(long, value_name = "KERNEL")]
+    #[arg(add = crate::cli::complete::kernel(), long, value_name = "KERNEL")]
     kernel: Option<String>,
 }
 

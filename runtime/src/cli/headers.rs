@@ -19,7 +19,7 @@ pub struct Args {
     kernel_headers: Option<PathBuf>,
     /// Read a kernel's own headers: a build tree (its uapi headers and syscall declarations, new
     /// syscalls included), or an installed release.
-    #[arg(long, value_name = "KERNEL")]
+    #[arg(add = crate::cli::complete::kernel(), long, value_name = "KERNEL")]
     kernel: Option<String>,
     #[arg(long, value_enum, default_value = "text")]
     format: Format,

@@ -5,6 +5,7 @@
 
 mod bench;
 mod check;
+mod complete;
 mod doctor;
 mod fixture;
 mod gen;
@@ -102,6 +103,11 @@ pub fn say(text: &str) {
 }
 
 pub fn main() -> ExitCode {
+    // `COMPLETE=bash provium …` (what the script of `provium completions bash` runs at each TAB)
+    // answers with completions and exits here.
+    clap_complete::CompleteEnv::with_factory(<Cli as clap::CommandFactory>::command)
+        .bin("provium")
+        .complete();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -19,9 +19,26 @@ pub struct ManArgs {
     dir: Option<std::path::PathBuf>,
 }
 
+/// Prints the shell's registration script: at each TAB it runs `COMPLETE=<shell> provium -- …`,
+/// so options, subcommands and values (installed kernels, the project's profiles) come from the
+/// binary as it is now. Source it from the shell's startup rather than saving it, so that an
+/// upgraded provium never answers an old script.
 pub fn completions(args: CompletionArgs) -> Result<u8> {
-    let mut cmd = super::Cli::command();
-    clap_complete::generate(args.shell, &mut cmd, "provium", &mut std::io::stdout());
+    use clap_complete::env::EnvCompleter;
+    let shell: &dyn EnvCompleter = match args.shell {
+        clap_complete::Shell::Bash => &clap_complete::env::Bash,
+        clap_complete::Shell::Zsh => &clap_complete::env::Zsh,
+        clap_complete::Shell::Fish => &clap_complete::env::Fish,
+        clap_complete::Shell::Elvish => &clap_complete::env::Elvish,
+        clap_complete::Shell::PowerShell => &clap_complete::env::Powershell,
+        other => anyhow::bail!("no completions for {other}"),
+    };
+    // The script runs this very binary at each TAB, wherever it is (target/release, ~/.cargo).
+    let me = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "provium".into());
+    let mut out = std::io::stdout().lock();
+    shell.write_registration("COMPLETE", "provium", "provium", &me, &mut out)?;
     Ok(super::EXIT_OK)
 }
 
@@ -116,10 +133,10 @@ pub fn man(args: ManArgs) -> Result<u8> {
 #[derive(Debug, clap::Args)]
 pub struct ShellArgs {
     /// The profile to boot.
-    #[arg(long, default_value = "minimal")]
+    #[arg(add = crate::cli::complete::profile(), long, default_value = "minimal")]
     profile: String,
     /// Another kernel: an installed release (`6.12`), an image, or a build tree.
-    #[arg(long)]
+    #[arg(add = crate::cli::complete::kernel(), long)]
     kernel: Option<String>,
     /// Run this command through the guest's shell, print what it prints, and exit with its
     /// status (the VM is resumed from the profile's fixture).

@@ -65,7 +65,7 @@ pub struct Args {
     html: Option<PathBuf>,
     /// Run every test on this kernel (repeat for several, compared in one run): a release
     /// installed in the cache (`6.12`), a kernel image, or a kernel build tree.
-    #[arg(long, value_name = "KERNEL")]
+    #[arg(add = crate::cli::complete::kernel(), long, value_name = "KERNEL")]
     kernel: Vec<String>,
 }
 

@@ -3,7 +3,9 @@
 //! VM boots. Writes to a closed terminal are dropped: the run and its other reports go on.
 
 use super::Reporter;
-use crate::event::{ConsoleEvent, FileReport, PlannedFile, Problem, RunEvent, Status, Summary, TestReport};
+use crate::event::{
+    ConsoleEvent, FileReport, PlannedFile, Problem, RunEvent, Status, Summary, TestReport,
+};
 use crate::report::style::{paint, BOLD, DIM, FAIL, OK, WARN};
 use anstyle::Style;
 use indicatif::{ProgressBar, ProgressStyle};

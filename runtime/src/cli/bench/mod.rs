@@ -23,11 +23,11 @@ pub struct Args {
     #[arg(long, default_value_t = 10_000)]
     calls: usize,
     /// Profile to boot.
-    #[arg(long, default_value = "minimal")]
+    #[arg(add = crate::cli::complete::profile(), long, default_value = "minimal")]
     profile: String,
     /// Boot this kernel instead of the profile's: an installed release, an image, or a build
     /// tree (`provium bench boot --kernel TREE` times your own kernel against its bare boot).
-    #[arg(long, value_name = "KERNEL")]
+    #[arg(add = crate::cli::complete::kernel(), long, value_name = "KERNEL")]
     kernel: Option<String>,
     /// Cold boots and resumes for `fixture`.
     #[arg(long, default_value_t = 10)]
