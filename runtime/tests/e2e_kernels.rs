@@ -118,6 +118,9 @@ fn one_suite_on_two_kernels_shows_what_differs() {
         "{dom}"
     );
     assert!(first_row.contains("FAIL ENOSYS"), "{first_row}");
+    // The failure names the call: 451 is cachestat (a syscall newer than the headers' table).
+    assert!(dom.contains("cachestat (451): expected"), "{dom}");
+    assert!(stdout.contains("cachestat (451): expected"), "{stdout}");
     // Each cell links to its details, which exist.
     let link = first_row
         .split("href=\"#")

@@ -212,3 +212,41 @@ fn spec_schema_is_current() {
     assert_eq!(v["title"], "Provium spec");
     assert!(v["properties"]["cases"].is_object());
 }
+
+/// The later syscalls that only name numbers in reports are what linux 6.12's syscall table says
+/// (the kconfig tree scripts/setup unpacks), and start where the headers' table ends.
+#[test]
+fn later_syscall_names_match_linux_6_12() {
+    let tools = std::env::var_os("PROVIUM_TOOLS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/provium-tools")
+        });
+    let tbl = tools.join("kconfig/linux-source-6.12/arch/x86/entry/syscalls/syscall_64.tbl");
+    let text = std::fs::read_to_string(&tbl)
+        .unwrap_or_else(|e| panic!("{}: {e}; run scripts/setup", tbl.display()));
+    let last = Arch::X86_64.syscalls().last().unwrap().1;
+    let mut later = Vec::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let [nr, abi, name, ..] = f[..] else { continue };
+        let nr: u32 = nr.parse().unwrap();
+        if nr > last && nr < 512 && (abi == "common" || abi == "64") {
+            later.push((name, nr));
+        }
+    }
+    assert_eq!(
+        later.len(),
+        super::later_syscalls::LATER_SYSCALLS.len(),
+        "{later:?}"
+    );
+    for (name, nr) in &later {
+        assert_eq!(Arch::X86_64.syscall_name(*nr as i64), Some(*name));
+        assert_eq!(
+            Arch::X86_64.syscall_number(name),
+            None,
+            "{name} must not compile"
+        );
+    }
+    assert_eq!(Arch::X86_64.syscall_name(451), Some("cachestat"));
+}

@@ -242,6 +242,8 @@ pub fn outcome_table(
     outputs: &[usize],
 ) -> mlua::Result<Table> {
     let t = lua.create_table()?;
+    // Which call this was, so that a failed expectation can name it.
+    t.set("nr", call.nr)?;
     t.set("died", false)?;
     t.set("timed_out", false)?;
     match outcome {

@@ -122,7 +122,14 @@ pub fn expect(lua: &Lua, (outcome, spec): (Value, Table)) -> mlua::Result<()> {
     }
     match unmet(lua, &outcome, &spec)? {
         None => Ok(()),
-        Some(m) => Err(errors::assertion(lua, m, "")),
+        // Named by the call it is about: "cachestat (451): expected -9 (EBADF), got -38 …".
+        Some(m) => {
+            let m = match outcome.get::<Option<i64>>("nr")? {
+                Some(nr) => format!("{}: {m}", super::target::call_label(lua, nr)),
+                None => m,
+            };
+            Err(errors::assertion(lua, m, ""))
+        }
     }
 }
 
@@ -196,7 +203,31 @@ fn mismatch(lua: &Lua, outcome: &Table, spec: &Table) -> mlua::Result<Option<Str
     if spec.get::<Option<bool>>("ok")?.unwrap_or(false) && ret < 0 {
         return fail(format!("expected success (>= 0), got {}", describe(ret)));
     }
-    if let Some(errnos) = spec.get::<Option<Vec<String>>>("errno")? {
+    // `errno = "EBADF"` or a list of acceptable ones.
+    let errnos = match spec.get::<Value>("errno")? {
+        Value::Nil => None,
+        Value::String(one) => Some(vec![one.to_str()?.to_string()]),
+        Value::Table(list) => Some(
+            list.sequence_values::<String>()
+                .collect::<mlua::Result<Vec<_>>>()
+                .map_err(|_| {
+                    errors::error(
+                        lua,
+                        "expect: errno is a name or a list of names".to_string(),
+                    )
+                })?,
+        ),
+        other => {
+            return Err(errors::error(
+                lua,
+                format!(
+                    "expect: errno is a name (\"EBADF\") or a list of names, not a {}",
+                    other.type_name()
+                ),
+            ))
+        }
+    };
+    if let Some(errnos) = errnos {
         let matched = errnos
             .iter()
             .any(|n| linux::errno_number(n).is_some_and(|e| ret == -(e as i64)));

@@ -18,6 +18,30 @@ pub(super) fn syscall_label(nr: i64) -> String {
     }
 }
 
+/// `cachestat (451)`: a call as a failure names it, by the kernel's own table when it is a
+/// build tree's (a new syscall by its name), else by the known x86_64 tables.
+pub(super) fn call_label(lua: &Lua, nr: i64) -> String {
+    let own = lua
+        .app_data_ref::<std::rc::Rc<Session>>()
+        .and_then(|s| s.config.settings.naming.clone())
+        .and_then(|n| {
+            n.names
+                .syscalls
+                .as_ref()?
+                .iter()
+                .find(|(_, v)| **v == nr)
+                .map(|(k, _)| k.clone())
+        });
+    match own.or_else(|| {
+        provium_compiler::linux::Arch::X86_64
+            .syscall_name(nr)
+            .map(str::to_string)
+    }) {
+        Some(name) => format!("{name} ({nr})"),
+        None => format!("syscall {nr}"),
+    }
+}
+
 /// A call's outcome when only a return is acceptable: death and timeouts are errors here.
 pub(super) fn expect_returned(
     lua: &Lua,
