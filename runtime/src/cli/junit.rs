@@ -44,7 +44,7 @@ pub fn run(args: Args) -> Result<u8> {
                 );
             }
             let report = crate::report::junit::merge(&inputs)?;
-            crate::report::junit::write_report(&report, &out)?;
+            crate::report::junit::write_report(&report, &out, crate::machine::paths::write_output)?;
             super::say(&format!(
                 "merged {} report(s): {} tests, {} failures, {} errors, {} skipped → {}",
                 inputs.len(),

@@ -216,10 +216,13 @@ pub fn run(args: Args, verbose: bool) -> Result<u8> {
         Format::Ktap => reporters.push(crate::report::ktap::Ktap::stdout()),
     }
     if let Some(path) = &args.junit {
-        reporters.push(JunitFile::new(path));
+        reporters.push(JunitFile::new(path, crate::machine::paths::write_output));
     }
     if let Some(path) = &args.html {
-        reporters.push(crate::report::html::HtmlFile::new(path));
+        reporters.push(crate::report::html::HtmlFile::new(
+            path,
+            crate::machine::paths::write_output,
+        ));
     }
     let selected: Vec<String> = files.iter().map(|f| f.display.clone()).collect();
     let summary = run::run_plan(plan, &config, &mut |e| reporters.report(e));

@@ -149,8 +149,7 @@ pub fn requires(lua: &Lua, (vm, req): (mlua::AnyUserData, Table)) -> mlua::Resul
     if !config.is_empty() {
         let kernel_config = kernel_config(lua, &vm)?;
         for condition in &config {
-            let holds = kernel_config
-                .holds(condition)
+            let holds = config_holds(&kernel_config, condition)
                 .map_err(|e| errors::error(lua, format!("provium.requires: {e}")))?;
             if !holds {
                 return Ok(Some(format!("needs {condition} in the kernel's config")));
@@ -216,6 +215,18 @@ pub fn requires(lua: &Lua, (vm, req): (mlua::AnyUserData, Table)) -> mlua::Resul
     Ok(None)
 }
 
+/// Whether a condition holds for a kernel's config: `CONFIG_X` (built in or a module),
+/// `CONFIG_X=y`, `CONFIG_X=m`, `CONFIG_X=VALUE`, `!CONFIG_X` (not set). The `CONFIG_` prefix may
+/// be left out. Parsed by the compiler's rule, so that specs and Lua accept the same conditions.
+fn config_holds(config: &crate::machine::kernels::Config, condition: &str) -> Result<bool, String> {
+    let c = provium_compiler::check::config_condition(condition)?;
+    let holds = match &c.value {
+        None => config.enabled(&c.option),
+        Some(v) => config.value(&c.option) == Some(v.as_str()),
+    };
+    Ok(holds != c.negated)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,5 +240,27 @@ mod tests {
         assert!(!kernel_in_range("5.5.19", ">=5.6").unwrap());
         assert!(kernel_in_range("6.1.0", "==6.1").unwrap());
         assert!(kernel_in_range("6.1", "nonsense").is_err());
+    }
+}
+
+#[cfg(test)]
+mod config_tests {
+    use super::*;
+
+    #[test]
+    fn config_conditions() {
+        let c = crate::machine::kernels::Config::parse(
+            "CONFIG_KSM=y\nCONFIG_TUN=m\n# CONFIG_KASAN is not set\nCONFIG_HZ=250\nCONFIG_LOCALVERSION=\"-x\"\n",
+        );
+        assert!(config_holds(&c, "CONFIG_KSM").unwrap());
+        assert!(config_holds(&c, "KSM=y").unwrap());
+        assert!(config_holds(&c, "CONFIG_TUN").unwrap());
+        assert!(!config_holds(&c, "CONFIG_TUN=y").unwrap());
+        assert!(config_holds(&c, "CONFIG_TUN=m").unwrap());
+        assert!(config_holds(&c, "!CONFIG_KASAN").unwrap());
+        assert!(!config_holds(&c, "CONFIG_KASAN").unwrap());
+        assert!(config_holds(&c, "CONFIG_HZ=250").unwrap());
+        assert!(config_holds(&c, "CONFIG_LOCALVERSION=-x").unwrap());
+        assert!(config_holds(&c, "CONFIG_X Y").is_err());
     }
 }

@@ -273,40 +273,11 @@ impl Config {
     pub fn value(&self, option: &str) -> Option<&str> {
         self.options.get(option).map(String::as_str)
     }
-
-    /// Whether a condition holds: `CONFIG_X` (built in or a module), `CONFIG_X=y`,
-    /// `CONFIG_X=m`, `CONFIG_X=VALUE`, `!CONFIG_X` (not set). The `CONFIG_` prefix may be left
-    /// out.
-    pub fn holds(&self, condition: &str) -> Result<bool, String> {
-        let c = provium_compiler::check::config_condition(condition)?;
-        let holds = match &c.value {
-            None => self.enabled(&c.option),
-            Some(v) => self.value(&c.option) == Some(v.as_str()),
-        };
-        Ok(holds != c.negated)
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn config_conditions() {
-        let c = Config::parse(
-            "CONFIG_KSM=y\nCONFIG_TUN=m\n# CONFIG_KASAN is not set\nCONFIG_HZ=250\nCONFIG_LOCALVERSION=\"-x\"\n",
-        );
-        assert!(c.holds("CONFIG_KSM").unwrap());
-        assert!(c.holds("KSM=y").unwrap());
-        assert!(c.holds("CONFIG_TUN").unwrap());
-        assert!(!c.holds("CONFIG_TUN=y").unwrap());
-        assert!(c.holds("CONFIG_TUN=m").unwrap());
-        assert!(c.holds("!CONFIG_KASAN").unwrap());
-        assert!(!c.holds("CONFIG_KASAN").unwrap());
-        assert!(c.holds("CONFIG_HZ=250").unwrap());
-        assert!(c.holds("CONFIG_LOCALVERSION=-x").unwrap());
-        assert!(c.holds("CONFIG_X Y").is_err());
-    }
 
     #[test]
     fn a_tree_without_what_provium_needs_is_refused_naming_the_options() {

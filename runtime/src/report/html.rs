@@ -225,13 +225,15 @@ pub fn page(summary: &Summary) -> String {
 /// The HTML reporter: writes the page when the run ends (an interrupted run too).
 pub struct HtmlFile {
     path: std::path::PathBuf,
+    write: super::WriteFile,
     result: anyhow::Result<()>,
 }
 
 impl HtmlFile {
-    pub fn new(path: &std::path::Path) -> HtmlFile {
+    pub fn new(path: &std::path::Path, write: super::WriteFile) -> HtmlFile {
         HtmlFile {
             path: path.to_path_buf(),
+            write,
             result: Ok(()),
         }
     }
@@ -240,7 +242,7 @@ impl HtmlFile {
 impl Reporter for HtmlFile {
     fn report(&mut self, event: &RunEvent) {
         if let RunEvent::RunFinished { summary } = event {
-            self.result = crate::machine::paths::write_output(&self.path, page(summary).as_bytes())
+            self.result = (self.write)(&self.path, page(summary).as_bytes())
                 .map_err(|e| anyhow::anyhow!("writing {}: {e}", self.path.display()));
         }
     }

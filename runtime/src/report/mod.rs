@@ -12,6 +12,11 @@ pub mod terminal;
 use crate::event::RunEvent;
 
 /// Receives every event of a run, in order (see [`RunEvent`]).
+/// How a reporter writes the file a user named (`--junit`, `--html`): the command passes its
+/// writer (atomic, and streaming to pipes), so that reporters need nothing below the event
+/// layer.
+pub type WriteFile = fn(&std::path::Path, &[u8]) -> std::io::Result<()>;
+
 pub trait Reporter {
     fn report(&mut self, event: &RunEvent);
 

@@ -24,7 +24,7 @@ mod text;
 
 pub use merge::merge;
 
-use super::Reporter;
+use super::{Reporter, WriteFile};
 use crate::event::{FileReport, Problem, RunEvent, SkipKind, Status, Summary};
 use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
 use std::time::Duration;
@@ -215,29 +215,31 @@ fn timestamp(unix: u64) -> Option<chrono::DateTime<chrono::FixedOffset>> {
     chrono::DateTime::from_timestamp(unix as i64, 0).map(|t| t.fixed_offset())
 }
 
-pub fn write_report(report: &Report, path: &std::path::Path) -> anyhow::Result<()> {
+/// Writes `report` to `path` through `write` (the command's way of writing a file it was given).
+pub fn write_report(
+    report: &Report,
+    path: &std::path::Path,
+    write: WriteFile,
+) -> anyhow::Result<()> {
     let xml = report
         .to_string()
         .map_err(|e| anyhow::anyhow!("serializing JUnit XML: {e}"))?;
-    crate::machine::paths::write_output(path, text::restore(&xml).as_bytes())
+    write(path, text::restore(&xml).as_bytes())
         .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))
-}
-
-/// Writes the report to `path` (atomically, so a reader never sees half a file).
-pub fn write(summary: &Summary, path: &std::path::Path) -> anyhow::Result<()> {
-    write_report(&report(summary), path)
 }
 
 /// The JUnit reporter: writes the report when the run ends (an interrupted run too).
 pub struct JunitFile {
     path: std::path::PathBuf,
+    write: WriteFile,
     result: anyhow::Result<()>,
 }
 
 impl JunitFile {
-    pub fn new(path: &std::path::Path) -> JunitFile {
+    pub fn new(path: &std::path::Path, write: WriteFile) -> JunitFile {
         JunitFile {
             path: path.to_path_buf(),
+            write,
             result: Ok(()),
         }
     }
@@ -246,8 +248,7 @@ impl JunitFile {
 impl Reporter for JunitFile {
     fn report(&mut self, event: &RunEvent) {
         if let RunEvent::RunFinished { summary } = event {
-            self.result = write(summary, &self.path)
-                .map_err(|e| e.context(format!("writing {}", self.path.display())));
+            self.result = write_report(&report(summary), &self.path, self.write);
         }
     }
 
@@ -259,6 +260,10 @@ impl Reporter for JunitFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn plain_write(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
+        std::fs::write(path, data)
+    }
     use crate::event::{Location, TestReport};
 
     fn file(path: &str, tests: &[(&str, Status)]) -> FileReport {
@@ -326,7 +331,7 @@ mod tests {
         };
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.xml");
-        write(&summary, &path).unwrap();
+        write_report(&report(&summary), &path, plain_write).unwrap();
         let xml = std::fs::read_to_string(&path).unwrap();
         assert!(
             xml.contains(r#"<testsuite name="open and openat""#),
@@ -350,7 +355,7 @@ mod tests {
         // Merging keeps the bytes.
         let merged = merge(&[path]).unwrap();
         let again = dir.path().join("m.xml");
-        write_report(&merged, &again).unwrap();
+        write_report(&merged, &again, plain_write).unwrap();
         let xml2 = std::fs::read_to_string(&again).unwrap();
         assert!(xml2.contains("col1&#9;col2&#13;"), "{xml2}");
         assert_eq!(classname("./a/b.c/d.lua"), "a.b_c.d_lua");
@@ -366,7 +371,7 @@ mod tests {
                 ..Default::default()
             };
             let path = dir.path().join(name);
-            write(&summary, &path).unwrap();
+            write_report(&report(&summary), &path, plain_write).unwrap();
             path
         };
         let a = shard(
