@@ -37,7 +37,8 @@ enum Command {
 
 pub fn run(args: Args) -> Result<u8> {
     let cwd = std::env::current_dir()?;
-    let fixtures = crate::lua::fixture::discover(&cwd, Profiles::discover(&cwd)?, true)?.fixtures;
+    let fixtures =
+        crate::lua::fixture_script::discover(&cwd, Profiles::discover(&cwd)?, true)?.fixtures;
     let mut out = anstream::stdout();
     match args.command {
         Command::List => {

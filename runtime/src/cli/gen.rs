@@ -299,7 +299,7 @@ pub fn record(args: RecordArgs) -> Result<u8> {
         .collect::<Result<_>>()?;
     let mut config = RunConfig::new(profiles.clone());
     config.jobs = args.jobs.max(1);
-    config.settings.fixtures = Some(crate::lua::fixture::discover(&cwd, profiles, true)?);
+    config.settings.fixtures = Some(crate::lua::fixture_script::discover(&cwd, profiles, true)?);
     config.settings.defaults = defaults;
     config.settings.record = true;
     // The reference kernel runs every spec with its own names (a tree's new syscalls).

@@ -174,7 +174,7 @@ pub fn shell(args: ShellArgs) -> Result<u8> {
     if let Some(command) = &args.command {
         // One command: the profile's fixture is resumed, as a test's VM would be.
         let cwd = std::env::current_dir()?;
-        let uses = crate::lua::fixture::discover(&cwd, profiles, true)?;
+        let uses = crate::lua::fixture_script::discover(&cwd, profiles, true)?;
         let def = crate::fixture::Definition {
             name: profile.name.clone(),
             source: crate::fixture::Source::Profile {

@@ -146,7 +146,7 @@ pub fn run(args: Args, verbose: bool) -> Result<u8> {
         settings: crate::lua::Settings {
             capture: !args.no_capture,
             list_only: false,
-            fixtures: Some(crate::lua::fixture::discover(
+            fixtures: Some(crate::lua::fixture_script::discover(
                 &cwd,
                 profiles.clone(),
                 !args.cold,

@@ -3,7 +3,7 @@
 use super::errors::{self, caller, Raised};
 use super::pack;
 use super::session::Session;
-use super::vm::{LuaVm, VmSlot};
+use super::slot::{LuaVm, VmSlot};
 use crate::event::{Location, Problem, RunEvent, SkipKind, Status, TestReport};
 use mlua::{Function, Lua, MultiValue, Table, Value};
 use provium_compiler::linux::{self, Arch};

@@ -52,7 +52,7 @@ impl DryRun for Vec<Vec<SyscallOutcome>> {
 }
 impl DryRun for SyscallOutcome {
     fn dry() -> SyscallOutcome {
-        SyscallOutcome::Returned {
+        crate::protocol::SyscallOutcome::Returned {
             ret: 0,
             buffers: Vec::new(),
         }
@@ -71,5 +71,18 @@ impl DryRun for crate::protocol::ExecResult {
             stderr: Vec::new(),
             truncated: false,
         }
+    }
+}
+
+/// In `--list` mode: a successful call whose output buffers are zeros of their size, so that
+/// set-up code that unpacks them (a pipe's descriptors) runs on to the tests.
+pub(super) fn dry_outcome(call: &crate::protocol::SyscallCall) -> crate::protocol::SyscallOutcome {
+    crate::protocol::SyscallOutcome::Returned {
+        ret: 0,
+        buffers: call
+            .buffers
+            .iter()
+            .map(|b| b.output.then(|| vec![0; b.len as usize]))
+            .collect(),
     }
 }

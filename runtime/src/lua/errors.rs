@@ -221,3 +221,8 @@ mod tests {
         assert_eq!(msg, "no location here");
     }
 }
+
+/// What a test is told when its call disturbed the agent's descriptors.
+pub fn broken_message(why: &str) -> String {
+    format!("{why}; the agent replaced the executor, and the next call runs in a fresh one")
+}

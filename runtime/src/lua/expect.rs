@@ -98,7 +98,7 @@ pub fn expect(lua: &Lua, (outcome, spec): (Value, Table)) -> mlua::Result<()> {
         ));
     }
     if let Some(why) = outcome.get::<Option<String>>("broken")? {
-        return Err(errors::error(lua, broken_message(&why)));
+        return Err(errors::error(lua, errors::broken_message(&why)));
     }
     let session = super::Session::get(lua);
     let seen = observed(&outcome)?;
@@ -422,9 +422,4 @@ pub fn xfail(lua: &Lua, (reason, f): (String, Function)) -> mlua::Result<()> {
             _ => Err(e),
         },
     }
-}
-
-/// What a test is told when its call disturbed the agent's descriptors.
-pub fn broken_message(why: &str) -> String {
-    format!("{why}; the agent replaced the executor, and the next call runs in a fresh one")
 }

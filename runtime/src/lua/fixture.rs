@@ -1,38 +1,32 @@
-//! `provium.fixture(name)`, the automatic resume of plain `vm:boot()`, and the running of fixture
-//! scripts (`fixtures/NAME.lua`) when a fixture is built.
+//! `provium.fixture(name)` and the automatic resume of plain `vm:boot()`. Fixture scripts are
+//! run by `fixture_script`, above the API they install.
 
 use super::errors;
-use super::session::{Session, SessionConfig, Settings};
-use super::vm::{vm_error, LuaVm, VmSlot};
+use super::session::Session;
+use super::slot::{LuaVm, VmSlot};
+use super::use_vm::vm_error;
 use crate::fixture::{Definition, FixtureUse, Fixtures, Source};
 use crate::machine::profile::{Profile, TransportChoice};
 use crate::machine::vm::{BootOptions, Vm, VmError};
-use mlua::{Lua, Value};
+use mlua::Lua;
 use std::cell::RefCell;
-use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::sync::Arc;
-
-/// The fixtures of the project around `start`, able to build from fixture scripts; resumed
-/// from snapshots when `snapshots` (not with `--cold`).
-pub fn discover(
-    start: &Path,
-    profiles: crate::machine::profile::Profiles,
-    snapshots: bool,
-) -> anyhow::Result<FixtureUse> {
-    Ok(FixtureUse {
-        fixtures: Arc::new(Fixtures::discover(start, profiles)?.with_scripts(Arc::new(run_script))),
-        snapshots,
-    })
-}
 
 /// The fixtures a session uses: the runner's, or the ones around the working directory.
 fn fixture_use(session: &Session) -> Result<FixtureUse, anyhow::Error> {
     if let Some(f) = &session.config.settings.fixtures {
         return Ok(f.clone());
     }
+    // Nothing set fixtures up (a Lua state made by hand): the project's, booted cold. Fixture
+    // scripts get their builder's (see `fixture_script::run_script`), so this needs no scripts.
     let cwd = std::env::current_dir()?;
-    discover(&cwd, session.config.settings.profiles.clone(), false)
+    Ok(FixtureUse {
+        fixtures: std::sync::Arc::new(Fixtures::discover(
+            &cwd,
+            session.config.settings.profiles.clone(),
+        )?),
+        snapshots: false,
+    })
 }
 
 /// Boots or resumes `def` for a session, with the spinner events around it.
@@ -149,57 +143,4 @@ pub fn resume_plain_boot(
             .map(|vm| (vm, key))
             .map_err(|e| vm_error(lua, "vm:boot", &e)),
     )
-}
-
-/// Runs a fixture script and takes the VM it returns. With `snapshot_dir`, every VM the script
-/// boots keeps its RAM in a file there, so that the returned one can be saved.
-pub fn run_script(
-    fixtures: &Fixtures,
-    path: &Path,
-    text: &str,
-    snapshot_dir: Option<&Path>,
-) -> Result<(Vm, Vec<PathBuf>), VmError> {
-    let name = fixtures.display_path(path);
-    let mut settings = Settings::new(fixtures.profiles.clone());
-    // Snapshots are resumed over virtio-serial.
-    settings.defaults.transport = Some(TransportChoice::VirtioSerial);
-    let session = Rc::new(Session::new(SessionConfig {
-        snapshot_dir: snapshot_dir.map(Path::to_path_buf),
-        ..SessionConfig::new(&name, settings)
-    }));
-    let lua = Lua::new();
-    lua.set_app_data(session.clone());
-    let result = (|| -> Result<(Vm, Vec<PathBuf>), String> {
-        super::api::install(&lua).map_err(|e| e.to_string())?;
-        let value: Value = lua
-            .load(text)
-            .set_name(format!("@{name}"))
-            .call(())
-            .map_err(|e| errors::innermost(&e))?;
-        let taken = match &value {
-            Value::UserData(ud) => ud.borrow::<LuaVm>().ok().map(|vm| {
-                let mut slot = vm.0.borrow_mut();
-                (slot.vm.take(), slot.pushed.clone())
-            }),
-            _ => None,
-        };
-        match taken {
-            Some((Some(vm), pushed)) => Ok((vm, pushed)),
-            Some((None, _)) => Err("the VM it returns is not booted".into()),
-            None => Err(format!(
-                "it must return the VM it prepared (`return vm`), not {}",
-                value.type_name()
-            )),
-        }
-    })();
-    session.shutdown_all();
-    drop(lua);
-    result.map_err(|why| {
-        let output = session.report.borrow().output.clone();
-        let mut msg = format!("fixture script {name}: {why}");
-        if !output.trim().is_empty() {
-            msg.push_str(&format!("\nits output:\n{}", output.trim_end()));
-        }
-        VmError::Setup(anyhow::anyhow!(msg))
-    })
 }

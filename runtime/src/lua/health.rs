@@ -9,37 +9,11 @@
 //! after it rather than lost.
 
 use super::session::Session;
-use super::vm::VmSlot;
+use super::slot::{console_len, HealthMark, VmSlot};
 use crate::event::{ConsoleEvent, ConsoleExcerpt, Problem, Status};
 use crate::machine::profile::TaintPolicy;
 use crate::machine::vm::{console, Vm};
 use std::io::{Read, Seek, SeekFrom};
-
-/// Where a VM's kernel stood at the last check.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct HealthMark {
-    pub tainted: u64,
-    pub console_len: u64,
-    /// The VM's request count right after the mark: no request since, nothing to check.
-    pub requests: u64,
-}
-
-impl HealthMark {
-    pub fn of(vm: &mut Vm) -> HealthMark {
-        let tainted = vm.tainted().unwrap_or(0);
-        HealthMark {
-            tainted,
-            console_len: console_len(vm),
-            requests: vm.requests(),
-        }
-    }
-}
-
-fn console_len(vm: &Vm) -> u64 {
-    std::fs::metadata(vm.console_log())
-        .map(|m| m.len())
-        .unwrap_or(0)
-}
 
 /// At most this much new console is read after a test.
 const MAX_NEW_CONSOLE: u64 = 1 << 20;

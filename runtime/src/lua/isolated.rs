@@ -4,11 +4,12 @@
 //! `rlimits` (`{{RLIMIT, soft, hard}, ...}`) and `timeout` (seconds, the whole case).
 
 use super::convert::{self, outcome_table};
+use super::dry::dry_outcome;
 use super::errors;
 use super::options::credentials;
 use super::session::Session;
-use super::target::dry_outcome;
-use super::vm::{with_vm, Target};
+use super::slot::Target;
+use super::use_vm::with_vm;
 use crate::protocol::IsolatedCase;
 use mlua::{Lua, Table, Value};
 

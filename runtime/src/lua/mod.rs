@@ -9,6 +9,7 @@ mod dry;
 pub mod errors;
 pub mod expect;
 pub mod fixture;
+pub mod fixture_script;
 mod health;
 mod isolated;
 mod options;
@@ -18,7 +19,9 @@ mod pool;
 mod ready;
 mod requires;
 pub mod session;
+pub mod slot;
 mod target;
+mod use_vm;
 pub mod vm;
 
 use crate::event::{FileReport, Location, Problem, Status, TestReport};

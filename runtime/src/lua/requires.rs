@@ -49,7 +49,7 @@ fn kernel_config(
     vm: &mlua::AnyUserData,
 ) -> mlua::Result<crate::machine::kernels::Config> {
     let image = vm
-        .borrow::<super::vm::LuaVm>()
+        .borrow::<super::slot::LuaVm>()
         .ok()
         .and_then(|v| v.0.borrow().profile.resolve_kernel().ok())
         .map(|(image, _)| image);

@@ -1,7 +1,7 @@
 //! One test file's run: its report in progress, its VMs, its captured output.
 
 use super::control::FileControl;
-use super::vm::VmSlot;
+use super::slot::VmSlot;
 use crate::event::{FileReport, Location, Problem, RunEvent, Status, TestReport};
 use crate::fixture::FixtureUse;
 use crate::machine::profile::Profiles;

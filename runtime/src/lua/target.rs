@@ -5,7 +5,8 @@ use super::convert::{self, int, outcome_table, plain_call};
 use super::errors;
 use super::options::{exec_call, exec_result, file_mode};
 use super::session::Session;
-use super::vm::{with_vm, Target};
+use super::slot::Target;
+use super::use_vm::with_vm;
 use crate::protocol::{SyscallCall, SyscallOutcome, Termination};
 use mlua::LuaSerdeExt;
 use mlua::{Lua, MultiValue, Table, UserData, UserDataMethods, Value};
@@ -62,7 +63,7 @@ pub(super) fn expect_returned(
         }
         SyscallOutcome::ExecutorBroken(why) => Err(errors::error(
             lua,
-            format!("{method}: {what}: {}", super::expect::broken_message(&why)),
+            format!("{method}: {what}: {}", super::errors::broken_message(&why)),
         )),
     }
 }
@@ -75,22 +76,9 @@ pub(super) fn run_call<T: Target + ?Sized>(
 ) -> mlua::Result<SyscallOutcome> {
     if Session::get(lua).config.settings.list_only {
         Session::get(lua).invented();
-        return Ok(dry_outcome(&call));
+        return Ok(super::dry::dry_outcome(&call));
     }
     with_vm(lua, target, method, |vm, w| vm.worker(w).syscall(call))
-}
-
-/// In `--list` mode: a successful call whose output buffers are zeros of their size, so that
-/// set-up code that unpacks them (a pipe's descriptors) runs on to the tests.
-pub(super) fn dry_outcome(call: &SyscallCall) -> SyscallOutcome {
-    SyscallOutcome::Returned {
-        ret: 0,
-        buffers: call
-            .buffers
-            .iter()
-            .map(|b| b.output.then(|| vec![0; b.len as usize]))
-            .collect(),
-    }
 }
 
 /// Runs a call that must return, and answers what the buffer methods return: the return value,
@@ -280,7 +268,7 @@ pub(super) fn add_target_methods<T: Target + UserData + 'static, M: UserDataMeth
         let started = std::time::Instant::now();
         let outcomes = if Session::get(lua).config.settings.list_only {
             Session::get(lua).invented();
-            requests.iter().map(dry_outcome).collect()
+            requests.iter().map(super::dry::dry_outcome).collect()
         } else {
             with_vm(lua, this, "batch", |vm, w| vm.worker(w).batch(requests))?
         };

@@ -286,7 +286,7 @@ pub fn fixture(
     let runs = runs.max(1);
     let profiles = crate::machine::profile::Profiles::discover(&std::env::current_dir()?)?;
     let fixtures =
-        crate::lua::fixture::discover(&std::env::current_dir()?, profiles, true)?.fixtures;
+        crate::lua::fixture_script::discover(&std::env::current_dir()?, profiles, true)?.fixtures;
     let opts = BootOptions {
         transport: Some(TransportChoice::VirtioSerial),
         ..Default::default()
@@ -344,7 +344,7 @@ pub fn suite(dir: &std::path::Path, jobs: usize) -> Result<Vec<SuiteRun>> {
     anyhow::ensure!(!files.is_empty(), "no specs under {}", dir.display());
     let mut out = Vec::new();
     // The fixture is built before the timed runs: its one-off cost is not a per-run cost.
-    let uses = crate::lua::fixture::discover(&cwd, profiles.clone(), true)?;
+    let uses = crate::lua::fixture_script::discover(&cwd, profiles.clone(), true)?;
     for (label, jobs, snapshots) in [
         ("-j1, every VM booted (--cold)".to_string(), 1, false),
         ("-j1, fixtures resumed".to_string(), 1, true),
@@ -388,7 +388,7 @@ pub fn kernels(dir: &std::path::Path, jobs: usize) -> Result<Option<(SuiteRun, S
     let cwd = std::env::current_dir()?;
     let profiles = crate::machine::profile::Profiles::discover(&cwd)?;
     let files = crate::run::discover::discover(&[dir.to_path_buf()])?;
-    let uses = crate::lua::fixture::discover(&cwd, profiles.clone(), true)?;
+    let uses = crate::lua::fixture_script::discover(&cwd, profiles.clone(), true)?;
     let targets = [
         crate::machine::kernels::resolve(&first.release)?,
         crate::machine::kernels::resolve(&second.release)?,
