@@ -122,7 +122,7 @@ pub fn main() -> ExitCode {
         ColorWhen::Never => anstream::ColorChoice::Never.write_global(),
     }
     init_tracing(cli.verbose);
-    crate::machine::cleanup::install_signal_handler();
+    crate::machine::signals::install();
     let result = match cli.command {
         Command::Init(args) => init::run(args),
         Command::Test(args) => test::run(args, cli.verbose > 0),

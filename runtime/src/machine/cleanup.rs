@@ -2,9 +2,16 @@
 //! killed and removed on drop, on SIGINT, SIGTERM and SIGHUP (see `signals`), and, for processes, by the
 //! kernel when the host dies (`PR_SET_PDEATHSIG`). Run directories of a host that was killed
 //! outright are swept by the next run: each holds a lock while its owner lives.
+//!
+//! The registry itself (what to kill and remove) is `registry`, below this and `paths`; its
+//! functions are re-exported here, where callers have always found them.
 
-use std::cell::Cell;
-use std::collections::HashMap;
+use super::registry;
+pub use super::registry::{
+    cleanup_all, forget_dir, group, kill_all_processes, kill_group, live_pids, remember_dir,
+    set_group,
+};
+
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
@@ -13,86 +20,6 @@ use std::process::{Child, Command, ExitStatus};
 use std::sync::mpsc;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
-
-#[derive(Default)]
-struct Registry {
-    /// Live children, with the run group (test file) that started them.
-    pids: HashMap<i32, u64>,
-    dirs: HashMap<PathBuf, ()>,
-}
-
-fn registry() -> &'static Mutex<Registry> {
-    static REGISTRY: OnceLock<Mutex<Registry>> = OnceLock::new();
-    REGISTRY.get_or_init(Default::default)
-}
-
-fn with_registry<T>(f: impl FnOnce(&mut Registry) -> T) -> T {
-    f(&mut crate::machine::sync::lock(registry()))
-}
-
-/// Kills every registered process and removes every registered directory.
-pub fn cleanup_all() {
-    let (pids, dirs) = with_registry(|r| {
-        (
-            r.pids.drain().map(|(p, _)| p).collect::<Vec<_>>(),
-            r.dirs.drain().map(|(d, _)| d).collect::<Vec<_>>(),
-        )
-    });
-    for pid in pids {
-        // SAFETY: signalling a child we started.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-    }
-    for dir in dirs {
-        // Directories, and the temporary files of writes in progress (`paths::write_output`).
-        if std::fs::remove_dir_all(&dir).is_err() {
-            let _ = std::fs::remove_file(&dir);
-        }
-    }
-}
-
-thread_local! {
-    static GROUP: Cell<u64> = const { Cell::new(0) };
-}
-
-/// Tags the processes this thread starts from now on with `group` (the runner gives each test
-/// file its own), so that [`kill_group`] can stop one file's VMs and nothing else.
-pub fn set_group(group: u64) {
-    GROUP.with(|g| g.set(group));
-}
-
-/// The calling thread's group (0 when none was set).
-pub fn group() -> u64 {
-    GROUP.with(|g| g.get())
-}
-
-/// Kills the live processes started by `group`; their owners see them exit. Returns how many.
-pub fn kill_group(group: u64) -> usize {
-    with_registry(|r| {
-        let mut n = 0;
-        for (&pid, &g) in &r.pids {
-            if g == group {
-                // SAFETY: a registered child is not yet reaped, so its pid is still ours.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-                n += 1;
-            }
-        }
-        n
-    })
-}
-
-/// Installs the handler of SIGINT, SIGTERM and SIGHUP once (see [`super::signals`]).
-pub fn install_signal_handler() {
-    super::signals::install();
-}
-
-/// Kills every registered process (their owners see them exit and clean up the rest).
-pub fn kill_all_processes() {
-    let pids: Vec<i32> = with_registry(|r| r.pids.keys().copied().collect());
-    for pid in pids {
-        // SAFETY: a registered child is not yet reaped, so its pid is still ours.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-    }
-}
 
 /// `PR_SET_PDEATHSIG` fires when the *thread* that forked the child exits, not the process.
 /// Spawning every child from one long-lived thread ties the children to the process's life.
@@ -159,8 +86,7 @@ impl Supervised {
             });
         }
         let child = spawn_from_keeper(cmd)?;
-        let g = group();
-        with_registry(|r| r.pids.insert(child.id() as i32, g));
+        registry::remember_pid(child.id() as i32);
         Ok(Supervised {
             child,
             label: label.to_string(),
@@ -188,7 +114,7 @@ impl Supervised {
     fn exited(&mut self, status: ExitStatus) {
         self.status = Some(status);
         let pid = self.child.id() as i32;
-        with_registry(|r| r.pids.remove(&pid));
+        registry::forget_pid(pid);
     }
 
     /// Waits up to `timeout` for the process to exit.
@@ -279,7 +205,7 @@ impl RunDir {
         // Locked before it has its name: another run's sweep could take the lock of a new
         // directory otherwise, and remove it. A directory without `.lock` is never swept.
         let lock = crate::machine::cache_lease::create_locked(&dir, ".lock")?;
-        with_registry(|r| r.dirs.insert(dir.clone(), ()));
+        registry::remember_dir(&dir);
         let mut run_dir = RunDir {
             path: dir,
             _lock: lock,
@@ -303,7 +229,7 @@ impl RunDir {
     /// Leaves the directory in place (for debugging with `--keep`).
     pub fn keep(&mut self) {
         self.keep = true;
-        with_registry(|r| r.dirs.remove(&self.path));
+        registry::forget_dir(&self.path);
         // Without its lock file, later runs' sweeps leave the directory alone.
         let _ = std::fs::remove_file(self.path.join(".lock"));
     }
@@ -313,20 +239,9 @@ impl Drop for RunDir {
     fn drop(&mut self) {
         if !self.keep {
             let _ = std::fs::remove_dir_all(&self.path);
-            with_registry(|r| r.dirs.remove(&self.path));
+            registry::forget_dir(&self.path);
         }
     }
-}
-
-/// Registers a directory (or a temporary file) this process is making elsewhere (a fixture
-/// build, a report being written), so that an interrupted run removes it.
-pub fn remember_dir(path: &Path) {
-    with_registry(|r| r.dirs.insert(path.to_path_buf(), ()));
-}
-
-/// The directory is finished (moved into place) or removed: it is not this process's to clean.
-pub fn forget_dir(path: &Path) {
-    with_registry(|r| r.dirs.remove(path));
 }
 
 /// Removes run directories left by hosts that were killed outright (their lock is free).
@@ -353,11 +268,6 @@ pub fn sweep_stale() -> usize {
         }
     }
     removed
-}
-
-/// Pids of live processes registered here (for tests of the cleanup itself).
-pub fn live_pids() -> Vec<i32> {
-    with_registry(|r| r.pids.keys().copied().collect())
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@
 //! installed, `O=DIR` trees too), then `make headers`, whose `usr/include` gives specs the tree's
 //! own syscall table and uapi headers.
 
-use crate::machine::kernels::Config;
+use crate::machine::kconfig::Config;
 use anyhow::{bail, Context, Result};
 use std::io::BufRead;
 use std::path::{Path, PathBuf};

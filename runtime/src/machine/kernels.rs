@@ -3,9 +3,9 @@
 //! modules, without `make modules_install`). Also each kernel's configuration, for `requires:
 //! {config: …}`.
 
+pub use crate::machine::kconfig::Config;
 use crate::machine::paths;
 use anyhow::{bail, Context, Result};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// A kernel to run tests on.
@@ -81,8 +81,8 @@ fn from_installed(k: &Installed) -> KernelTarget {
 /// Checks a build tree's `.config` for what Provium needs (see `requirements`); the error names
 /// every option missing, and every module the tree should have built but has not.
 pub fn check_config(config: &Config, source: &Path, modules: Option<&Path>) -> Result<()> {
-    let tree = modules.and_then(|m| crate::machine::vm::plan::open_modules(m).ok());
-    let missing = crate::machine::requirements::check(config, tree.as_deref());
+    let tree = modules.and_then(|m| crate::machine::modules::ModuleTree::open(m).ok());
+    let missing = crate::machine::requirements::check(config, tree.as_ref());
     if missing.is_empty() {
         return Ok(());
     }
@@ -240,39 +240,6 @@ pub fn config_beside(image: &Path) -> Option<Config> {
         .into_iter()
         .find(|p| p.is_file())
         .and_then(|p| Config::read(&p).ok())
-}
-
-/// A kernel configuration: `CONFIG_X` → `y`, `m`, a value; absent or `is not set` means off.
-#[derive(Debug, Clone, Default)]
-pub struct Config {
-    options: BTreeMap<String, String>,
-}
-
-impl Config {
-    pub fn read(path: &Path) -> Result<Config> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        Ok(Config::parse(&text))
-    }
-
-    pub fn parse(text: &str) -> Config {
-        let options = text
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .filter(|(k, _)| k.starts_with("CONFIG_"))
-            .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
-            .collect();
-        Config { options }
-    }
-
-    /// `y` or `m`.
-    pub fn enabled(&self, option: &str) -> bool {
-        matches!(self.value(option), Some("y" | "m"))
-    }
-
-    pub fn value(&self, option: &str) -> Option<&str> {
-        self.options.get(option).map(String::as_str)
-    }
 }
 
 #[cfg(test)]

@@ -87,7 +87,7 @@ pub fn write_cached_anywhere(path: &Path, data: &[u8]) -> std::io::Result<PathBu
         {
             let dir = runtime_base().join(format!("provium-cache-{}", std::process::id()));
             std::fs::create_dir_all(&dir)?;
-            crate::machine::cleanup::remember_dir(&dir);
+            crate::machine::registry::remember_dir(&dir);
             let private = dir.join(path.file_name().unwrap_or_default());
             write_cached(&private, data)?;
             tracing::info!(
@@ -221,7 +221,7 @@ pub fn write_output(path: &Path, data: &[u8]) -> std::io::Result<()> {
         .suffix(".tmp")
         .tempfile_in(dir)?;
     // A signal that ends the process meanwhile removes it (no destructor runs then).
-    crate::machine::cleanup::remember_dir(tmp.path());
+    crate::machine::registry::remember_dir(tmp.path());
     let written = (|| {
         tmp.write_all(data)?;
         tmp.as_file()
@@ -230,7 +230,7 @@ pub fn write_output(path: &Path, data: &[u8]) -> std::io::Result<()> {
     })();
     let tmp_path = tmp.path().to_path_buf();
     let result = written.and_then(|()| tmp.persist(&target).map(|_| ()).map_err(|e| e.error));
-    crate::machine::cleanup::forget_dir(&tmp_path);
+    crate::machine::registry::forget_dir(&tmp_path);
     result
 }
 

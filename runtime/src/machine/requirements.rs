@@ -7,7 +7,7 @@
 //! module and where modules come from (`PROVIUM_MODULES`, `modules =`) when an option is built as
 //! a module and no module tree was given.
 
-use crate::machine::kernels::Config;
+use crate::machine::kconfig::Config;
 use crate::machine::modules::ModuleTree;
 
 /// One need: at least one of the options, built in (`y`), or as a module (`m`) whose `.ko` is

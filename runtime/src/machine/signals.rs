@@ -53,7 +53,7 @@ fn received(sig: i32) {
         "{name}: stopping the run and writing its reports (again to stop at once)"
     ));
     // Every VM call in flight fails at once; the runner turns that into reports.
-    super::cleanup::kill_all_processes();
+    super::registry::kill_all_processes();
     std::thread::spawn(move || {
         std::thread::sleep(GRACE);
         say("the run did not stop in time; exiting");
@@ -62,7 +62,7 @@ fn received(sig: i32) {
 }
 
 fn exit_now(sig: i32) -> ! {
-    super::cleanup::cleanup_all();
+    super::registry::cleanup_all();
     std::process::exit(128 + sig)
 }
 

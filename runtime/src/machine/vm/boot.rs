@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 impl Vm {
     /// Boots `profile` and waits for the agent.
     pub fn boot(profile: &Profile, opts: &BootOptions) -> Result<Vm, VmError> {
-        cleanup::install_signal_handler();
+        crate::machine::signals::install();
         sweep_once();
         let plan = plan::plan(profile, opts)?;
         Vm::launch(&plan)

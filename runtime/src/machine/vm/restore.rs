@@ -3,7 +3,7 @@
 
 use super::boot::{exited, failed_start, spawn_qemu, sweep_once};
 use super::{gate, State, Vm, VmError, VmInfo, DEFAULT_SYSCALL_TIMEOUT};
-use crate::machine::cleanup::{self, RunDir, Supervised};
+use crate::machine::cleanup::{RunDir, Supervised};
 use crate::machine::client::AgentClient;
 use crate::machine::qemu::{LaunchPlan, SharedMemory};
 use crate::machine::transport;
@@ -88,7 +88,7 @@ impl Vm {
     /// Starts a VM from a snapshot. The guest RAM file is mapped copy-on-write: the snapshot is
     /// never changed, and every resume is independent of the others.
     pub fn resume(snapshot: &Snapshot) -> Result<Vm, VmError> {
-        cleanup::install_signal_handler();
+        crate::machine::signals::install();
         sweep_once();
         let ticket = gate::admit(snapshot.launch.memory_mib, snapshot.launch.cpus);
         let run_dir =
