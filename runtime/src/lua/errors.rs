@@ -207,6 +207,11 @@ pub fn split_location(message: &str) -> (Option<Location>, String) {
     (None, message.to_string())
 }
 
+/// What a test is told when its call disturbed the agent's descriptors.
+pub fn broken_message(why: &str) -> String {
+    format!("{why}; the agent replaced the executor, and the next call runs in a fresh one")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,9 +225,4 @@ mod tests {
         assert!(loc.is_none());
         assert_eq!(msg, "no location here");
     }
-}
-
-/// What a test is told when its call disturbed the agent's descriptors.
-pub fn broken_message(why: &str) -> String {
-    format!("{why}; the agent replaced the executor, and the next call runs in a fresh one")
 }
