@@ -121,6 +121,45 @@ pub fn set_hostname(name: &str) {
     unsafe { libc::sethostname(name.as_ptr() as *const libc::c_char, name.len()) };
 }
 
+/// Sets the wall clock (never backwards) and mixes `seed` into the entropy pool.
+pub fn sync_clock(unix_ns: u64, seed: &[u8]) -> io::Result<()> {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid timespec pointers.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut now) };
+    let current = now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64;
+    if unix_ns > current {
+        let ts = libc::timespec {
+            tv_sec: (unix_ns / 1_000_000_000) as libc::time_t,
+            tv_nsec: (unix_ns % 1_000_000_000) as libc::c_long,
+        };
+        // SAFETY: valid timespec.
+        sys::cvt(unsafe { libc::clock_settime(libc::CLOCK_REALTIME, &ts) })?;
+    }
+    if !seed.is_empty() {
+        // struct rand_pool_info { int entropy_count; int buf_size; __u32 buf[]; }
+        let mut info = Vec::with_capacity(8 + seed.len());
+        info.extend_from_slice(&((seed.len() * 8) as i32).to_ne_bytes());
+        info.extend_from_slice(&(seed.len() as i32).to_ne_bytes());
+        info.extend_from_slice(seed);
+        let random = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/urandom")?;
+        const RNDADDENTROPY: libc::c_ulong = 0x4008_5203;
+        // SAFETY: the ioctl reads `info`, which is laid out as rand_pool_info.
+        sys::cvt(unsafe {
+            libc::ioctl(
+                std::os::fd::AsRawFd::as_raw_fd(&random),
+                RNDADDENTROPY,
+                info.as_ptr(),
+            )
+        })?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

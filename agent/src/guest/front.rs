@@ -69,7 +69,7 @@ pub fn serve(mut chan: File, fds: AgentFds, guard: &Guard, control: &Control, se
             // paths are as cold as any after a restore. A test may have dropped this
             // executor's privileges; PID 1 then does it.
             Request::SyncClock { unix_ns, ref seed } => {
-                match super::supervisor::sync_clock(unix_ns, seed) {
+                match super::boot::sync_clock(unix_ns, seed) {
                     Ok(()) => reply(&mut writer, envelope.id, Response::Done),
                     Err(_) => hand_to_pid1(&mut chan, &payload),
                 }

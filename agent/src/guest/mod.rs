@@ -14,6 +14,7 @@ mod jobs;
 mod link;
 mod raw;
 mod reply;
+mod spawn;
 mod supervisor;
 mod sys;
 

@@ -6,8 +6,8 @@
 //! handlers from the loop would spread the supervisor's state over modules that all mutate it.
 
 use super::control::{self, Busy, Control};
-use super::executor::{self, Executor, Role};
 use super::reply::{bad_request, os_error};
+use super::spawn::{self, Executor, Role};
 use super::{boot, clean, front, guard, link, sys};
 use provium_agent::protocol::{
     decode, read_frame, read_message, write_message, AgentError, Credentials, Envelope, ErrorKind,
@@ -164,7 +164,7 @@ impl Supervisor {
         }
         let control = Control::new()?;
         let serial = matches!(self.link.kind, Some(link::Kind::VirtioSerial));
-        let exe = executor::spawn(Role::Front {
+        let exe = spawn::spawn(Role::Front {
             link: (self.link.reader.as_raw_fd(), self.link.writer.as_raw_fd()),
             control: &control,
             serial,
@@ -349,7 +349,7 @@ impl Supervisor {
                 Err(e) => os_error("/proc/sys/kernel/tainted", &e),
             },
             Request::Shutdown => Response::Done,
-            Request::SyncClock { unix_ns, seed } => match sync_clock(unix_ns, &seed) {
+            Request::SyncClock { unix_ns, seed } => match boot::sync_clock(unix_ns, &seed) {
                 Ok(()) => Response::Done,
                 Err(e) => os_error("sync clock", &e),
             },
@@ -411,7 +411,7 @@ impl Supervisor {
             return Err(Failure::Unavailable(format!("no worker {worker}")));
         };
         if slot.is_none() {
-            match executor::spawn(Role::Worker(creds)) {
+            match spawn::spawn(Role::Worker(creds)) {
                 Ok(e) => *slot = Some(e),
                 Err(e) => {
                     return Err(Failure::Unavailable(format!(
@@ -486,7 +486,7 @@ impl Supervisor {
     }
 
     fn spawn_worker(&mut self, creds: Credentials) -> Response {
-        match executor::spawn(Role::Worker(&creds)) {
+        match spawn::spawn(Role::Worker(&creds)) {
             Ok(exe) => {
                 let id = self.next_worker;
                 self.next_worker += 1;
@@ -581,37 +581,4 @@ fn failed_operation(f: Failure) -> Response {
         Failure::Unavailable(why) | Failure::Broken(why) => (ErrorKind::BadRequest, why),
     };
     Response::Error(AgentError { kind, message })
-}
-
-/// Sets the wall clock (never backwards) and mixes `seed` into the entropy pool.
-pub(super) fn sync_clock(unix_ns: u64, seed: &[u8]) -> io::Result<()> {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid timespec pointers.
-    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut now) };
-    let current = now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64;
-    if unix_ns > current {
-        let ts = libc::timespec {
-            tv_sec: (unix_ns / 1_000_000_000) as libc::time_t,
-            tv_nsec: (unix_ns % 1_000_000_000) as libc::c_long,
-        };
-        // SAFETY: valid timespec.
-        sys::cvt(unsafe { libc::clock_settime(libc::CLOCK_REALTIME, &ts) })?;
-    }
-    if !seed.is_empty() {
-        // struct rand_pool_info { int entropy_count; int buf_size; __u32 buf[]; }
-        let mut info = Vec::with_capacity(8 + seed.len());
-        info.extend_from_slice(&((seed.len() * 8) as i32).to_ne_bytes());
-        info.extend_from_slice(&(seed.len() as i32).to_ne_bytes());
-        info.extend_from_slice(seed);
-        let random = std::fs::OpenOptions::new()
-            .write(true)
-            .open("/dev/urandom")?;
-        const RNDADDENTROPY: libc::c_ulong = 0x4008_5203;
-        // SAFETY: the ioctl reads `info`, which is laid out as rand_pool_info.
-        sys::cvt(unsafe { libc::ioctl(random.as_raw_fd(), RNDADDENTROPY, info.as_ptr()) })?;
-    }
-    Ok(())
 }
