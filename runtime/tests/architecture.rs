@@ -187,3 +187,163 @@ fn grouped_and_nested_imports_are_read() {
         ["event", "machine", "run"]
     );
 }
+
+/// A folder's files as modules (`machine/vm/plan.rs` is `["vm", "plan"]` under `machine`,
+/// `vm/mod.rs` is `["vm"]`), with their source.
+fn folder_modules(folder: &Path) -> BTreeMap<Vec<String>, String> {
+    let mut files = Vec::new();
+    rust_files(folder, &mut files);
+    files
+        .into_iter()
+        .map(|f| {
+            let rel = f.strip_prefix(folder).unwrap().with_extension("");
+            let mut parts: Vec<String> = rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect();
+            if parts.last().is_some_and(|p| p == "mod") {
+                parts.pop();
+            }
+            (parts, std::fs::read_to_string(&f).unwrap())
+        })
+        .collect()
+}
+
+/// The paths `text` names through `prefix::`, each as its segments (grouped imports expanded one
+/// level: `super::{a::b, c}` gives `a::b` and `c`).
+fn named_paths(text: &str, prefix: &str) -> Vec<Vec<String>> {
+    let needle = format!("{prefix}::");
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find(&needle) {
+        let before = rest[..i].chars().last();
+        rest = &rest[i + needle.len()..];
+        if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+            continue;
+        }
+        let chain = |s: &str| -> Vec<String> {
+            s.split("::")
+                .map(head)
+                .take_while(|p| !p.is_empty())
+                .collect()
+        };
+        if let Some(group) = rest.strip_prefix('{') {
+            let end = group.find('}').unwrap_or(group.len());
+            for item in group[..end].split(',') {
+                out.push(chain(item.trim()));
+            }
+        } else {
+            out.push(chain(rest));
+        }
+    }
+    out
+}
+
+/// Files of `folder` that import each other in a loop (strongly connected components of more
+/// than one file). Test modules are left out: a test may use anything.
+fn file_loops(folder: &Path, crate_path: &[&str]) -> Vec<Vec<String>> {
+    let modules = folder_modules(folder);
+    let names: Vec<Vec<String>> = modules.keys().cloned().collect();
+    let resolve = |base: &[String], parts: &[String]| -> Option<usize> {
+        (1..=parts.len()).rev().find_map(|k| {
+            let mut full = base.to_vec();
+            full.extend_from_slice(&parts[..k]);
+            names.iter().position(|n| *n == full)
+        })
+    };
+    let mut edges: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); names.len()];
+    for (i, (me, text)) in modules.iter().enumerate() {
+        let text = code(text);
+        let text = match text.find("#[cfg(test)]") {
+            Some(t) => &text[..t],
+            None => &text[..],
+        };
+        // `super::` from `vm/plan.rs` is `vm`; from `vm/mod.rs` (["vm"]) it is the folder.
+        let parent: Vec<String> = me[..me.len().saturating_sub(1)].to_vec();
+        let mut targets = Vec::new();
+        for p in named_paths(text, "super") {
+            targets.push(resolve(&parent, &p));
+        }
+        for p in named_paths(text, "self") {
+            targets.push(resolve(me, &p));
+        }
+        for p in named_paths(text, "crate") {
+            let inside =
+                p.len() > crate_path.len() && p.iter().zip(crate_path).all(|(a, b)| a == b);
+            if inside {
+                targets.push(resolve(&[], &p[crate_path.len()..]));
+            }
+        }
+        for t in targets.into_iter().flatten() {
+            if t != i {
+                edges[i].insert(t);
+            }
+        }
+    }
+    // Which files reach which (few files: a plain closure is enough).
+    let n = names.len();
+    let mut reach = vec![vec![false; n]; n];
+    for (i, e) in edges.iter().enumerate() {
+        for &j in e {
+            reach[i][j] = true;
+        }
+    }
+    for k in 0..n {
+        for i in 0..n {
+            if reach[i][k] {
+                for j in 0..n {
+                    if reach[k][j] {
+                        reach[i][j] = true;
+                    }
+                }
+            }
+        }
+    }
+    let mut seen = vec![false; n];
+    let mut loops = Vec::new();
+    for i in 0..n {
+        if seen[i] {
+            continue;
+        }
+        let group: Vec<usize> = (0..n)
+            .filter(|&j| j == i || (reach[i][j] && reach[j][i]))
+            .collect();
+        for &j in &group {
+            seen[j] = true;
+        }
+        if group.len() > 1 {
+            loops.push(group.iter().map(|&j| names[j].join("/")).collect());
+        }
+    }
+    loops
+}
+
+/// Each folder has a one-way order: no two files import each other, directly or round a loop.
+#[test]
+fn no_folder_has_files_importing_in_a_loop() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut found = Vec::new();
+    for (folder, crate_path) in [
+        ("src/lua", &["lua"][..]),
+        ("src/machine", &["machine"][..]),
+        ("src/run", &["run"][..]),
+        ("src/fixture", &["fixture"][..]),
+        ("src/report", &["report"][..]),
+        ("../agent/src/guest", &["guest"][..]),
+    ] {
+        for l in file_loops(&root.join(folder), crate_path) {
+            found.push(format!("{folder}: {}", l.join(" <-> ")));
+        }
+    }
+    assert!(found.is_empty(), "import loops:\n{}", found.join("\n"));
+}
+
+#[test]
+fn a_loop_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.rs"), "use super::b::X;").unwrap();
+    std::fs::write(dir.path().join("b.rs"), "use super::{c, d};").unwrap();
+    std::fs::write(dir.path().join("c.rs"), "fn f() { crate::m::a::g() }").unwrap();
+    std::fs::write(dir.path().join("d.rs"), "").unwrap();
+    assert_eq!(file_loops(dir.path(), &["m"]), [["a", "b", "c"]]);
+}
