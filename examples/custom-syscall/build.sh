@@ -3,7 +3,7 @@
 # `provium kernel build` (tinyconfig + Provium's fragment). Prints the tree's path.
 #
 # The result is cached by a hash of the source package's version, the patch and Provium's
-# fragment, under $PROVIUM_HOME/kernels/trees/kacs-HASH (about 12 MB: the image, its .config,
+# fragment, under $PROVIUM_HOME/kernels/trees/kacs-HASH (about 15 MB: the image, its .config,
 # its uapi headers and its syscall declarations): a warm cache pays nothing. A cold build takes
 # about 12 minutes on 2 cores (139 MB download, 20 s to unpack, 500-750 CPU-seconds of make).
 #
