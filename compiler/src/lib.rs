@@ -20,6 +20,7 @@ pub mod record;
 pub mod source_map;
 pub mod spec;
 pub mod template;
+pub mod verdict;
 
 pub use check::{HeaderProvider, HeaderSet, KernelNames, Options};
 pub use diag::Diagnostic;

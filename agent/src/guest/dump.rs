@@ -1,47 +1,80 @@
 //! Where a hung VM hangs: before the host kills a VM whose file ran out of time, it sends a byte
-//! on the `org.provium.dump` port, and a thread of PID 1 prints to the console what the kernel
-//! knows about the guest's tasks: sysrq `w` (tasks in uninterruptible sleep, with their kernel
-//! stacks) and, for every user process, its state, wait channel and kernel stack from /proc.
-//! The host then keeps the console's tail as the timeout's excerpt.
+//! on the `org.provium.dump` port, and PID 1 prints to the console what the kernel knows about
+//! the guest's tasks: sysrq `w` (tasks in uninterruptible sleep, with their kernel stacks) and,
+//! for every user process, its state, wait channel and kernel stack from /proc. The host then
+//! keeps the console's tail as the timeout's excerpt.
 //!
-//! A thread, not PID 1's loop: PID 1 may itself be blocked waiting for a worker that hangs.
-//! The thread only reads /proc and writes whole lines with raw `write(2)` (never through
-//! std's stderr lock), so an executor forked while it runs cannot inherit a held lock.
+//! PID 1 watches the port wherever it waits: for the front's next message and for a worker's
+//! answer, so a test hanging in either is described. Not a thread: PID 1 forks every executor,
+//! and a child forked from a threaded process may inherit a lock another thread held (an
+//! executor then hung in its first `exec`).
 
 use super::link;
 use provium_agent::protocol::{DUMP_END, DUMP_PORT_NAME, DUMP_REQUEST, DUMP_START};
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::Read;
-use std::time::Duration;
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::{Duration, Instant};
 
 /// At most this many user processes are described (a fork bomb must not flood the console).
 const MAX_TASKS: usize = 64;
 /// At most this many stack lines per task.
 const MAX_STACK_LINES: usize = 24;
+/// How long the port is looked for after boot (ports appear one by one as `virtio_console`
+/// binds; a VM on another transport has none).
+const LOOK_FOR: Duration = Duration::from_secs(10);
 
-/// Starts the thread. It looks for the port off the boot's critical path: ports appear one by
-/// one as `virtio_console` binds, and a VM on another transport has none (then it ends).
-pub fn start() {
-    let spawned = std::thread::Builder::new().name("dump".into()).spawn(|| {
-        for _ in 0..100 {
-            if let Ok(port) = link::open_serial_port(DUMP_PORT_NAME) {
-                serve(port);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    });
-    if let Err(e) = spawned {
-        super::log(format_args!("cannot start the task-dump thread: {e}"));
-    }
+/// The dump port, once found.
+pub struct DumpPort {
+    port: Option<File>,
+    started: Instant,
+    next_look: Instant,
+    /// The host side is not connected (a snapshot being taken): the port reads as ended.
+    quiet_until: Option<Instant>,
 }
 
-fn serve(mut port: File) -> ! {
-    let mut buf = [0u8; 64];
-    loop {
+impl DumpPort {
+    pub fn new() -> DumpPort {
+        let now = Instant::now();
+        let mut d = DumpPort {
+            port: None,
+            started: now,
+            next_look: now,
+            quiet_until: None,
+        };
+        d.look();
+        d
+    }
+
+    fn look(&mut self) {
+        let now = Instant::now();
+        if self.port.is_some() || now < self.next_look || now - self.started > LOOK_FOR {
+            return;
+        }
+        self.port = link::open_serial_port(DUMP_PORT_NAME).ok();
+        self.next_look = now + Duration::from_millis(200);
+    }
+
+    /// The descriptor to watch beside the one PID 1 waits for, if there is one now.
+    pub fn fd(&mut self) -> Option<RawFd> {
+        self.look();
+        if self.quiet_until.is_some_and(|t| Instant::now() < t) {
+            return None;
+        }
+        self.port.as_ref().map(|p| p.as_raw_fd())
+    }
+
+    /// The port is readable: a request (dumped at once), or the host side went away.
+    pub fn serve(&mut self) {
+        let Some(port) = self.port.as_mut() else {
+            return;
+        };
+        let mut buf = [0u8; 64];
         match port.read(&mut buf) {
-            // The host side is not connected (a snapshot being taken): look again later.
-            Ok(0) | Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            Ok(0) | Err(_) => {
+                self.quiet_until = Some(Instant::now() + Duration::from_millis(500));
+            }
             Ok(n) => {
                 if buf[..n].contains(&DUMP_REQUEST) {
                     dump();

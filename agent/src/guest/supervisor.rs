@@ -6,8 +6,10 @@
 //! handlers from the loop would spread the supervisor's state over modules that all mutate it.
 
 use super::control::{self, Busy, Control};
+use super::dump::DumpPort;
 use super::reply::{bad_request, os_error};
 use super::spawn::{self, Executor, Role};
+use super::sys::Ready;
 use super::{boot, clean, front, guard, link, sys};
 use provium_agent::protocol::{
     decode, read_frame, read_message, write_message, AgentError, Credentials, Envelope, ErrorKind,
@@ -48,6 +50,8 @@ enum Failure {
 
 struct Supervisor {
     link: Link,
+    /// Where the host asks for a task dump before killing a hung VM.
+    dump: DumpPort,
     front: Option<Front>,
     workers: BTreeMap<WorkerId, (Credentials, Option<Executor>)>,
     next_worker: WorkerId,
@@ -82,7 +86,6 @@ pub fn run_as_init() -> ! {
         }
     };
     timeline.push(("link".into(), sys::monotonic_us()));
-    super::dump::start();
     let mut hello = make_hello(kind.name(), module_errors);
     hello.timeline = timeline;
     // Boot is quiet; from here on oopses and panics caused by tests are printed in full.
@@ -143,6 +146,7 @@ impl Supervisor {
         workers.insert(0, (Credentials::default(), None));
         Supervisor {
             link,
+            dump: DumpPort::new(),
             front: None,
             workers,
             next_worker: 1,
@@ -183,18 +187,26 @@ impl Supervisor {
                     continue;
                 }
             }
-            let Some(front) = self.front.as_mut() else {
+            let Some(front) = self.front.as_ref() else {
                 continue;
             };
             let tick = watchdog_wait(&front.control);
-            match sys::wait_readable(front.exe.chan.as_raw_fd(), Some(tick)) {
-                Ok(true) => {}
-                Ok(false) => {
+            let chan = front.exe.chan.as_raw_fd();
+            match sys::wait_readable_or(chan, self.dump.fd(), Some(tick)) {
+                Ok(Ready::Main) => {}
+                Ok(Ready::Other) => {
+                    self.dump.serve();
+                    continue;
+                }
+                Ok(Ready::Timeout) => {
                     self.watchdog();
                     continue;
                 }
                 Err(_) => continue,
             }
+            let Some(front) = self.front.as_mut() else {
+                continue;
+            };
             match read_frame(&mut front.exe.chan) {
                 Ok(payload) => {
                     if self.handed_over(&payload) {
@@ -423,7 +435,7 @@ impl Supervisor {
         let Some(exe) = slot.as_mut() else {
             return Err(Failure::Unavailable("executor missing".into()));
         };
-        let step = exchange(exe, op, timeout);
+        let step = exchange(exe, op, timeout, &mut self.dump);
         match step {
             Step::Answer(response) => Ok(response),
             Step::Silent => {
@@ -548,16 +560,29 @@ enum Step {
     Gone,
 }
 
-fn exchange(exe: &mut Executor, op: &Operation, timeout: Option<Duration>) -> Step {
+fn exchange(
+    exe: &mut Executor,
+    op: &Operation,
+    timeout: Option<Duration>,
+    dump: &mut DumpPort,
+) -> Step {
     if write_message(&mut exe.chan, op).is_err() {
         return Step::Gone;
     }
-    match sys::wait_readable(exe.chan.as_raw_fd(), timeout) {
-        Ok(false) => Step::Silent,
-        Ok(true) | Err(_) => match read_message::<_, Response>(&mut exe.chan) {
-            Ok(r) => Step::Answer(r),
-            Err(_) => Step::Gone,
-        },
+    let deadline = timeout.map(|t| std::time::Instant::now() + t);
+    loop {
+        let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+        match sys::wait_readable_or(exe.chan.as_raw_fd(), dump.fd(), left) {
+            // The host asks where a hung worker hangs: answer, and keep waiting for it.
+            Ok(Ready::Other) => dump.serve(),
+            Ok(Ready::Timeout) => return Step::Silent,
+            Ok(Ready::Main) | Err(_) => {
+                return match read_message::<_, Response>(&mut exe.chan) {
+                    Ok(r) => Step::Answer(r),
+                    Err(_) => Step::Gone,
+                }
+            }
+        }
     }
 }
 

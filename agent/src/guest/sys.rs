@@ -175,6 +175,62 @@ pub fn wait_readable(fd: RawFd, timeout: Option<Duration>) -> io::Result<bool> {
     }
 }
 
+/// What [`wait_readable_or`] saw first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ready {
+    Main,
+    Other,
+    Timeout,
+}
+
+/// Waits until `fd` is readable (`Main`), `other` is (`Other`), or `timeout` passes.
+pub fn wait_readable_or(
+    fd: RawFd,
+    other: Option<RawFd>,
+    timeout: Option<Duration>,
+) -> io::Result<Ready> {
+    let Some(other) = other else {
+        return Ok(if wait_readable(fd, timeout)? {
+            Ready::Main
+        } else {
+            Ready::Timeout
+        });
+    };
+    let deadline = timeout.map(|t| Instant::now() + t);
+    loop {
+        let ms = match deadline {
+            None => -1,
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                left.as_millis().min(i32::MAX as u128) as i32
+            }
+        };
+        let mut pfds = [fd, other].map(|fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        });
+        // SAFETY: two valid pollfds.
+        let ret = unsafe { libc::poll(pfds.as_mut_ptr(), 2, ms) };
+        if ret < 0 {
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return Err(err);
+        }
+        if pfds[0].revents != 0 {
+            return Ok(Ready::Main);
+        }
+        if pfds[1].revents != 0 {
+            return Ok(Ready::Other);
+        }
+        if ms == 0 || deadline.is_some_and(|d| Instant::now() >= d) {
+            return Ok(Ready::Timeout);
+        }
+    }
+}
+
 pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
     // SAFETY: valid array of two ints.

@@ -12,6 +12,12 @@ use values::{call_table, creds_table, requires_table};
 pub(crate) mod lua;
 mod values;
 
+/// An expectation as the Lua table `expect(outcome, …)` takes (what compiled specs pass): the
+/// runtime reads it back into a [`crate::verdict::Expectation`].
+pub fn expectation_table(e: &crate::model::Expect) -> String {
+    values::expect_table(e)
+}
+
 const TEMPLATE: &str = include_str!("../../templates/spec.lua.j2");
 
 /// Calls per `vm:batch` round trip.

@@ -1,84 +1,11 @@
 //! `expect(outcome, spec)` and `xfail(reason, fn)`: the checks that compiled specs use, public
 //! for Lua tests too (`provium.requires` is in `requires`).
 
-use super::assert::show;
 use super::errors::{self, Raised};
 use mlua::{Function, Lua, Table, Value};
 use provium_compiler::linux;
-
-fn describe(ret: i64) -> String {
-    linux::describe_ret(ret)
-}
-
-/// `-22 (EINVAL)`, or `one of -22 (EINVAL), -1 (EPERM)`.
-fn errno_list(names: &[String]) -> String {
-    let shown: Vec<String> = names
-        .iter()
-        .map(|n| match linux::errno_number(n) {
-            Some(e) => format!("-{e} ({n})"),
-            None => n.clone(),
-        })
-        .collect();
-    match shown.as_slice() {
-        [one] => one.clone(),
-        many => format!("one of {}", many.join(", ")),
-    }
-}
-
-fn cmp_ok(op: &str, actual: i64, want: i64) -> bool {
-    match op {
-        "eq" => actual == want,
-        "ne" => actual != want,
-        "lt" => actual < want,
-        "le" => actual <= want,
-        "gt" => actual > want,
-        "ge" => actual >= want,
-        _ => false,
-    }
-}
-
-fn cmp_text(op: &str) -> &'static str {
-    match op {
-        "eq" => "==",
-        "ne" => "!=",
-        "lt" => "<",
-        "le" => "<=",
-        "gt" => ">",
-        _ => ">=",
-    }
-}
-
-const OPS: [&str; 6] = ["eq", "ne", "lt", "le", "gt", "ge"];
-
-/// Checks every comparison in `t` against `actual`; the first that fails is described.
-fn comparisons(t: &Table, actual: i64, what: &str) -> mlua::Result<Option<String>> {
-    for op in OPS {
-        if let Some(want) = t.get::<Option<i64>>(op)? {
-            if !cmp_ok(op, actual, want) {
-                return Ok(Some(format!(
-                    "expected {what} {} {}, got {}",
-                    cmp_text(op),
-                    describe(want),
-                    describe(actual)
-                )));
-            }
-        }
-    }
-    Ok(None)
-}
-
-fn termination(outcome: &Table) -> mlua::Result<String> {
-    Ok(
-        match (
-            outcome.get::<Option<i64>>("exit_code")?,
-            outcome.get::<Option<i64>>("signal")?,
-        ) {
-            (Some(code), _) => format!("exited with status {code}"),
-            (None, Some(sig)) => format!("was killed by signal {sig}"),
-            _ => "died".into(),
-        },
-    )
-}
+use provium_compiler::model::CmpOp;
+use provium_compiler::verdict::{self, BufferRule, Expectation, Observed, Rule};
 
 pub fn expect(lua: &Lua, (outcome, spec): (Value, Table)) -> mlua::Result<()> {
     let Value::Table(outcome) = outcome else {
@@ -133,216 +60,205 @@ pub fn expect(lua: &Lua, (outcome, spec): (Value, Table)) -> mlua::Result<()> {
     }
 }
 
-/// Why `outcome` does not meet `spec`, or `None` when it does. `one_of` (a nondeterministic
-/// answer, as `provium record --runs N` writes it) holds when any alternative does.
+/// Why `outcome` does not meet `spec`, or `None` when it does: the spec table read into the
+/// compiler's typed expectation and decided by `provium_compiler::verdict::check`, the one
+/// function compiled specs and Lua's `expect()` share.
 fn unmet(lua: &Lua, outcome: &Table, spec: &Table) -> mlua::Result<Option<String>> {
-    let Some(alternatives) = spec.get::<Option<Table>>("one_of")? else {
-        return mismatch(lua, outcome, spec);
-    };
-    let mut misses = Vec::new();
-    for alt in alternatives.sequence_values::<Table>() {
-        match mismatch(lua, outcome, &alt?)? {
-            None => return Ok(None),
-            Some(m) => misses.push(m),
-        }
-    }
-    Ok(Some(format!(
-        "none of the {} alternatives held: {}",
-        misses.len(),
-        misses.join("; ")
-    )))
+    let expected = expectation(lua, spec)?;
+    let observed = observed_of(outcome)?;
+    verdict::check(&expected, &observed).map_err(|e| errors::error(lua, format!("expect: {e}")))
 }
 
-/// Why `outcome` does not meet `spec`, or `None` when it does.
-fn mismatch(lua: &Lua, outcome: &Table, spec: &Table) -> mlua::Result<Option<String>> {
-    let fail = |message: String| Ok(Some(message));
-    let (died, timed_out) = ended(outcome)?;
-    if let Some(unmet) = outcome.get::<Option<String>>("repeat_unmet")? {
-        return fail(unmet);
-    }
+/// The keys an expectation table may have.
+const EXPECT_KEYS: [&str; 10] = [
+    "ok",
+    "errno",
+    "ret",
+    "died",
+    "exit_code",
+    "signal",
+    "timed_out",
+    "raises",
+    "out",
+    "one_of",
+];
 
-    if spec.get::<Option<bool>>("died")?.unwrap_or(false) {
-        if !died {
-            let got = match outcome.get::<Option<i64>>("ret")? {
-                Some(r) => format!("the call returned {}", describe(r)),
-                None => "the call did not end the executor".into(),
-            };
-            return fail(format!("expected the call to end the executor, but {got}"));
-        }
-        for key in ["exit_code", "signal"] {
-            if let Some(want) = spec.get::<Option<i64>>(key)? {
-                let got = outcome.get::<Option<i64>>(key)?;
-                if got != Some(want) {
-                    return fail(format!(
-                        "expected the executor to end with {key} {want}, but it {}",
-                        termination(outcome)?
-                    ));
+/// An expectation table (`{errno = "EBADF"}`, `{ret = {ge = 0}}`, …, as compiled specs write
+/// them and tests write them by hand) as the compiler's [`Expectation`]. An unknown key is an
+/// error, not an expectation that always holds.
+fn expectation(lua: &Lua, spec: &Table) -> mlua::Result<Expectation> {
+    let bad = |m: String| errors::error(lua, format!("expect: {m}"));
+    let mut rules = Vec::new();
+    for pair in spec.pairs::<Value, Value>() {
+        let (k, v) = pair?;
+        let Value::String(k) = k else {
+            return Err(bad(format!(
+                "expectation keys are names ({}), not {}",
+                EXPECT_KEYS.join(", "),
+                k.type_name()
+            )));
+        };
+        let key = k.to_str()?.to_string();
+        let flag = |v: &Value| -> mlua::Result<bool> {
+            match v {
+                Value::Boolean(b) => Ok(*b),
+                other => Err(bad(format!(
+                    "`{key}` is true or false, not {}",
+                    other.type_name()
+                ))),
+            }
+        };
+        let int = |v: &Value| -> mlua::Result<i64> {
+            super::convert::int(lua, v, &format!("expect: `{key}`"))
+        };
+        match key.as_str() {
+            "ok" => {
+                if flag(&v)? {
+                    rules.push(Rule::Ok)
                 }
             }
+            "died" => {
+                if flag(&v)? {
+                    rules.push(Rule::Died)
+                }
+            }
+            "timed_out" => {
+                if flag(&v)? {
+                    rules.push(Rule::TimedOut)
+                }
+            }
+            "errno" => rules.push(Rule::Errno(match &v {
+                Value::String(one) => vec![one.to_str()?.to_string()],
+                Value::Table(list) => list
+                    .sequence_values::<String>()
+                    .collect::<mlua::Result<Vec<_>>>()
+                    .map_err(|_| bad("errno is a name or a list of names".into()))?,
+                other => {
+                    return Err(bad(format!(
+                        "errno is a name (\"EBADF\") or a list of names, not a {}",
+                        other.type_name()
+                    )))
+                }
+            })),
+            "ret" => rules.push(Rule::Ret(match &v {
+                Value::Table(t) => comparisons(lua, t, "ret")?,
+                // `ret = 3` is `ret = {eq = 3}`.
+                other => vec![(CmpOp::Eq, int(other)?)],
+            })),
+            "exit_code" => rules.push(Rule::ExitCode(int(&v)?)),
+            "signal" => rules.push(Rule::Signal(int(&v)?)),
+            "raises" => {
+                let Value::Table(t) = &v else {
+                    return Err(bad("raises is a list of signal numbers".into()));
+                };
+                let sigs = t
+                    .sequence_values::<Value>()
+                    .map(|s| int(&s?))
+                    .collect::<mlua::Result<Vec<_>>>()?;
+                rules.push(Rule::Raises(sigs));
+            }
+            "out" => {
+                let Value::Table(t) = &v else {
+                    return Err(bad("out maps argument indexes to lists of checks".into()));
+                };
+                let mut bufs = Vec::new();
+                for pair in t.pairs::<i64, Table>() {
+                    let (idx, checks) = pair?;
+                    let mut list = Vec::new();
+                    for check in checks.sequence_values::<Table>() {
+                        list.push(buffer_rule(lua, &check?)?);
+                    }
+                    bufs.push((idx, list));
+                }
+                bufs.sort_by_key(|(i, _)| *i);
+                rules.push(Rule::Out(bufs));
+            }
+            "one_of" => {
+                let Value::Table(t) = &v else {
+                    return Err(bad("one_of is a list of expectations".into()));
+                };
+                let alts = t
+                    .sequence_values::<Table>()
+                    .map(|a| expectation(lua, &a?))
+                    .collect::<mlua::Result<Vec<_>>>()?;
+                rules.push(Rule::OneOf(alts));
+            }
+            other => {
+                let hint = provium_compiler::diag::did_you_mean_suffix(other, EXPECT_KEYS);
+                return Err(bad(format!("unknown expectation `{other}`{hint}")));
+            }
         }
-        return Ok(None);
     }
-    if spec.get::<Option<bool>>("timed_out")?.unwrap_or(false) {
-        if !timed_out {
-            return fail("expected the call to block until its timeout, but it returned".into());
-        }
-        return Ok(None);
-    }
-    if died {
-        return fail(format!(
-            "the call ended the executor: it {}",
-            termination(outcome)?
-        ));
-    }
-    if timed_out {
-        return fail("the call blocked until its timeout".into());
-    }
-    let Some(ret) = outcome.get::<Option<i64>>("ret")? else {
-        return fail("the call has no return value".into());
-    };
-    if spec.get::<Option<bool>>("ok")?.unwrap_or(false) && ret < 0 {
-        return fail(format!("expected success (>= 0), got {}", describe(ret)));
-    }
-    // `errno = "EBADF"` or a list of acceptable ones.
-    let errnos = match spec.get::<Value>("errno")? {
-        Value::Nil => None,
-        Value::String(one) => Some(vec![one.to_str()?.to_string()]),
-        Value::Table(list) => Some(
-            list.sequence_values::<String>()
-                .collect::<mlua::Result<Vec<_>>>()
-                .map_err(|_| {
-                    errors::error(
-                        lua,
-                        "expect: errno is a name or a list of names".to_string(),
-                    )
-                })?,
-        ),
-        other => {
-            return Err(errors::error(
-                lua,
-                format!(
-                    "expect: errno is a name (\"EBADF\") or a list of names, not a {}",
-                    other.type_name()
-                ),
-            ))
-        }
-    };
-    if let Some(errnos) = errnos {
-        let matched = errnos
-            .iter()
-            .any(|n| linux::errno_number(n).is_some_and(|e| ret == -(e as i64)));
-        if !matched {
-            let got = if ret >= 0 {
-                format!("{ret} (success)")
-            } else {
-                describe(ret)
-            };
-            return fail(format!("expected {}, got {got}", errno_list(&errnos)));
-        }
-    }
-    if let Some(cmp) = spec.get::<Option<Table>>("ret")? {
-        if let Some(m) = comparisons(&cmp, ret, "ret")? {
-            return fail(m);
-        }
-    }
-    if let Some(wanted) = spec.get::<Option<Vec<i64>>>("raises")? {
-        let raised: Vec<i64> = outcome
-            .get::<Option<Vec<i64>>>("raised")?
-            .unwrap_or_default();
-        let missing: Vec<String> = wanted
-            .iter()
-            .filter(|s| !raised.contains(s))
-            .map(|s| linux::signal_name(*s).map_or_else(|| s.to_string(), str::to_string))
-            .collect();
-        if !missing.is_empty() {
-            return fail(format!(
-                "expected the call to raise {}, but it was not pending after the call",
-                missing.join(" and ")
+    Ok(Expectation { rules })
+}
+
+/// `{eq = 3, lt = 10}`.
+fn comparisons(lua: &Lua, t: &Table, what: &str) -> mlua::Result<Vec<(CmpOp, i64)>> {
+    let mut out = Vec::new();
+    for op in CmpOp::ALL {
+        let v: Value = t.get(op.name())?;
+        if !v.is_nil() {
+            out.push((
+                op,
+                super::convert::int(lua, &v, &format!("expect: {what}.{}", op.name()))?,
             ));
         }
     }
-    if let Some(out) = spec.get::<Option<Table>>("out")? {
-        let bufs: Table = outcome.get("bufs")?;
-        for pair in out.pairs::<i64, Table>() {
-            let (idx, checks) = pair?;
-            let Some(data) = bufs.get::<Option<mlua::LuaString>>(idx)? else {
-                return fail(format!(
-                    "buffer {idx}: the call has no buffer at argument {idx}"
-                ));
-            };
-            let data = data.as_bytes().to_vec();
-            for check in checks.sequence_values::<Table>() {
-                if let Some(m) = buffer_check(lua, idx, &data, &check?)? {
-                    return fail(m);
-                }
-            }
-        }
-    }
-    Ok(None)
+    Ok(out)
 }
 
-fn buffer_check(lua: &Lua, idx: i64, data: &[u8], check: &Table) -> mlua::Result<Option<String>> {
-    let shown = |bytes: &[u8]| -> mlua::Result<String> {
-        Ok(show(lua, &Value::String(lua.create_string(bytes)?)))
+/// `{starts_with = …}`, `{contains = …}`, `{equals = …}` or `{field = NAME, at = N, type = T,
+/// eq = …}`.
+fn buffer_rule(lua: &Lua, check: &Table) -> mlua::Result<BufferRule> {
+    let bytes = |key: &str| -> mlua::Result<Option<Vec<u8>>> {
+        Ok(check
+            .get::<Option<mlua::LuaString>>(key)?
+            .map(|s| s.as_bytes().to_vec()))
     };
-    if let Some(prefix) = check.get::<Option<mlua::LuaString>>("starts_with")? {
-        let p = prefix.as_bytes();
-        if !data.starts_with(&p) {
-            let got = &data[..data.len().min(p.len().max(16))];
-            return Ok(Some(format!(
-                "buffer {idx}: expected it to start with {}, got {}",
-                shown(&p)?,
-                shown(got)?
-            )));
+    if let Some(b) = bytes("starts_with")? {
+        return Ok(BufferRule::StartsWith(b));
+    }
+    if let Some(b) = bytes("contains")? {
+        return Ok(BufferRule::Contains(b));
+    }
+    if let Some(b) = bytes("equals")? {
+        return Ok(BufferRule::Equals(b));
+    }
+    if let Some(name) = check.get::<Option<String>>("field")? {
+        return Ok(BufferRule::Field {
+            at: check.get("at")?,
+            ty: check.get("type")?,
+            compare: comparisons(lua, check, &name)?,
+            name,
+        });
+    }
+    Err(errors::error(
+        lua,
+        "expect: a buffer check is starts_with, contains, equals or field".to_string(),
+    ))
+}
+
+/// What the call did, from its outcome table.
+fn observed_of(outcome: &Table) -> mlua::Result<Observed> {
+    let mut bufs = std::collections::BTreeMap::new();
+    if let Some(t) = outcome.get::<Option<Table>>("bufs")? {
+        for pair in t.pairs::<i64, mlua::LuaString>() {
+            let (i, data) = pair?;
+            bufs.insert(i, data.as_bytes().to_vec());
         }
     }
-    if let Some(needle) = check.get::<Option<mlua::LuaString>>("contains")? {
-        let n = needle.as_bytes();
-        if !n.is_empty() && !data.windows(n.len()).any(|w| w == &n[..]) {
-            return Ok(Some(format!(
-                "buffer {idx}: expected it to contain {}, got {}",
-                shown(&n)?,
-                shown(data)?
-            )));
-        }
-    }
-    if let Some(exact) = check.get::<Option<mlua::LuaString>>("equals")? {
-        let e = exact.as_bytes();
-        let got = &data[..data.len().min(e.len())];
-        let rest_zero = data[got.len()..].iter().all(|&b| b == 0);
-        if got != &e[..] || !rest_zero {
-            return Ok(Some(format!(
-                "buffer {idx}: expected {}, got {}",
-                shown(&e)?,
-                shown(data)?
-            )));
-        }
-    }
-    if let Some(field) = check.get::<Option<String>>("field")? {
-        let at: usize = check.get("at")?;
-        let ty: String = check.get("type")?;
-        let fields = super::pack::parse(&ty).map_err(|e| errors::error(lua, e.to_string()))?;
-        let size = super::pack::size(&fields);
-        let Some(bytes) = data.get(at..at + size) else {
-            return Ok(Some(format!(
-                "buffer {idx}: field {field} at offset {at} is past its {} bytes",
-                data.len()
-            )));
-        };
-        let value = match super::pack::unpack(&fields, bytes) {
-            Ok(v) => match v.first() {
-                Some(super::pack::Value::Int(i)) => *i,
-                _ => 0,
-            },
-            Err(e) => return Err(errors::error(lua, e.to_string())),
-        };
-        return comparisons(
-            check,
-            value,
-            &format!("{field} (buffer {idx}, offset {at})"),
-        );
-    }
-    Ok(None)
+    Ok(Observed {
+        ret: outcome.get("ret")?,
+        died: outcome.get::<Option<bool>>("died")?.unwrap_or(false),
+        exit_code: outcome.get("exit_code")?,
+        signal: outcome.get("signal")?,
+        timed_out: outcome.get::<Option<bool>>("timed_out")?.unwrap_or(false),
+        raised: outcome
+            .get::<Option<Vec<i64>>>("raised")?
+            .unwrap_or_default(),
+        bufs,
+        repeat_unmet: outcome.get("repeat_unmet")?,
+    })
 }
 
 /// Whether the call's process died, and whether the call timed out.
@@ -421,5 +337,136 @@ pub fn xfail(lua: &Lua, (reason, f): (String, Function)) -> mlua::Result<()> {
             })),
             _ => Err(e),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rules in a canonical order (a Lua table has none), nested alternatives too.
+    fn canonical(e: &Expectation) -> Vec<String> {
+        let mut rules: Vec<String> = e
+            .rules
+            .iter()
+            .map(|r| match r {
+                Rule::OneOf(alts) => {
+                    let mut a: Vec<Vec<String>> = alts.iter().map(canonical).collect();
+                    a.sort();
+                    format!("OneOf{a:?}")
+                }
+                Rule::Out(bufs) => {
+                    let mut b = bufs.clone();
+                    b.sort_by_key(|(i, _)| *i);
+                    format!("{:?}", Rule::Out(b))
+                }
+                other => format!("{other:?}"),
+            })
+            .collect();
+        rules.sort();
+        rules
+    }
+
+    fn spec_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                spec_files(&path, out);
+            } else if path.extension().is_some_and(|e| e == "yaml") {
+                out.push(path);
+            }
+        }
+    }
+
+    fn calls(model: &provium_compiler::model::Model) -> Vec<&provium_compiler::model::Call> {
+        use provium_compiler::model::{Body, Step, StepKind};
+        fn from_steps<'a>(list: &'a [Step], out: &mut Vec<&'a provium_compiler::model::Call>) {
+            for s in list {
+                if let StepKind::Call(c) = &s.kind {
+                    out.push(c);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        from_steps(&model.setup, &mut out);
+        from_steps(&model.teardown, &mut out);
+        for case in &model.cases {
+            match &case.body {
+                Body::Call(c) => out.push(c),
+                Body::Steps(s) => from_steps(s, &mut out),
+                Body::Lua(_) => {}
+            }
+        }
+        out
+    }
+
+    /// Every expectation of the shipped specs, emitted as compiled specs emit it and read back
+    /// as the runtime reads it, is the compiler's own: what the checker accepted is what the one
+    /// verdict function decides on.
+    #[test]
+    fn every_shipped_expectation_reads_back_as_the_compiler_wrote_it() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut files = Vec::new();
+        for dir in ["specs", "examples"] {
+            spec_files(&root.join(dir), &mut files);
+        }
+        let lua = Lua::new();
+        let mut checked = 0;
+        let mut kinds = std::collections::BTreeSet::new();
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap();
+            let opts = provium_compiler::Options::new(file.display().to_string());
+            // A spec for a kernel of its own (examples/custom-syscall) compiles only with it.
+            let Ok(compiled) = provium_compiler::compile(&text, &opts) else {
+                continue;
+            };
+            for call in calls(&compiled.model) {
+                let Some(e) = &call.expect else { continue };
+                let Some(typed) = Expectation::from_model(e) else {
+                    continue; // an integer only known when the case runs (`$fd`)
+                };
+                let table_text = provium_compiler::emit::expectation_table(e);
+                let table: Table = lua
+                    .load(format!("return {table_text}"))
+                    .eval()
+                    .unwrap_or_else(|err| panic!("{}: {table_text}: {err}", file.display()));
+                let read = expectation(&lua, &table)
+                    .unwrap_or_else(|err| panic!("{}: {table_text}: {err}", file.display()));
+                assert_eq!(
+                    canonical(&read),
+                    canonical(&typed),
+                    "{}: {table_text}",
+                    file.display()
+                );
+                for r in &typed.rules {
+                    kinds.insert(
+                        format!("{r:?}")
+                            .split(['(', ' '])
+                            .next()
+                            .unwrap()
+                            .to_string(),
+                    );
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked > 300, "only {checked} expectations");
+        for kind in ["Ok", "Errno", "Ret", "Died", "Out", "Signal"] {
+            assert!(
+                kinds.contains(kind),
+                "no {kind} expectation among {kinds:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_misspelled_expectation_is_an_error_not_a_pass() {
+        let lua = Lua::new();
+        let t: Table = lua.load("return {erno = 'EBADF'}").eval().unwrap();
+        let e = expectation(&lua, &t).unwrap_err().to_string();
+        assert!(
+            e.contains("unknown expectation `erno`") && e.contains("errno"),
+            "{e}"
+        );
     }
 }
