@@ -10,7 +10,8 @@
 //! decided here once.
 
 use crate::linux;
-use crate::model::{self, CmpOp};
+use crate::model;
+pub use crate::model::CmpOp;
 use std::collections::BTreeMap;
 
 /// An expectation with its integers known: what `expect()` checks.

@@ -28,12 +28,13 @@ fn compiler_allowed(layer: &str, module: &str) -> bool {
         "run" | "cli" => true,
         // The Lua API refuses what the compiler refuses (timeouts, version ranges, config
         // conditions) by the same functions, and knows the names specs know: the ready-made
-        // values (`$unused_pid`) and a kernel's own syscall names; and a compiled chunk's
-        // source map, to say a failure's spec line.
+        // values (`$unused_pid`) and a kernel's own syscall names; a compiled chunk's source
+        // map, to say a failure's spec line; and the one verdict on an expectation.
         "lua" => [
             "linux",
             "diag",
             "check",
+            "verdict",
             "KernelNames",
             "READY_MADE",
             "SourceMap",
@@ -128,6 +129,11 @@ fn no_layer_imports_what_the_table_forbids() {
         for file in files {
             checked += 1;
             let text = code(&std::fs::read_to_string(&file).unwrap());
+            // A unit test may use anything (it compiles specs to test what reads them).
+            let text = match text.find("#[cfg(test)]") {
+                Some(t) => text[..t].to_string(),
+                None => text,
+            };
             let shown = file.strip_prefix(&src).unwrap().display().to_string();
             for used in first_segments(&text, "crate") {
                 if used != *layer && !may_use.contains(&used.as_str()) {

@@ -4,8 +4,7 @@
 use super::errors::{self, Raised};
 use mlua::{Function, Lua, Table, Value};
 use provium_compiler::linux;
-use provium_compiler::model::CmpOp;
-use provium_compiler::verdict::{self, BufferRule, Expectation, Observed, Rule};
+use provium_compiler::verdict::{self, BufferRule, CmpOp, Expectation, Observed, Rule};
 
 pub fn expect(lua: &Lua, (outcome, spec): (Value, Table)) -> mlua::Result<()> {
     let Value::Table(outcome) = outcome else {

@@ -1,6 +1,7 @@
 //! Reporters: peers that consume the run's events. Adding one is one file implementing
 //! [`Reporter::report`]; the terminal, JUnit, KTAP and JSON reporters are examples.
 
+pub mod differences;
 pub mod html;
 pub mod json;
 pub mod junit;

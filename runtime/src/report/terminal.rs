@@ -23,6 +23,8 @@ pub struct Terminal {
     files: Vec<PlannedFile>,
     /// Tests of the current file already shown as they finished.
     shown: HashSet<String>,
+    /// The terminal's width, when stdout is one (tables fit it).
+    columns: Option<usize>,
 }
 
 impl Terminal {
@@ -35,6 +37,10 @@ impl Terminal {
             show_progress: std::io::stderr().is_terminal(),
             files: Vec::new(),
             shown: HashSet::new(),
+            columns: std::io::stdout()
+                .is_terminal()
+                .then(|| terminal_size::terminal_size().map(|(w, _)| w.0 as usize))
+                .flatten(),
         }
     }
 
@@ -353,43 +359,11 @@ impl Terminal {
             return;
         }
         const SHOWN: usize = 40;
-        let name = |r: &super::matrix::Row| format!("{}::{}", r.file, r.test);
-        let width = rows
-            .iter()
-            .take(SHOWN)
-            .map(|r| name(r).chars().count())
-            .max()
-            .unwrap_or(4);
-        let cells: Vec<Vec<String>> = rows
-            .iter()
-            .take(SHOWN)
-            .map(|r| {
-                r.cells
-                    .iter()
-                    .map(|c| c.as_ref().map(|c| c.text()).unwrap_or_else(|| "-".into()))
-                    .collect()
-            })
-            .collect();
-        let col = |k: usize| {
-            cells
-                .iter()
-                .map(|c| c[k].chars().count())
-                .chain(std::iter::once(m.kernels[k].chars().count()))
-                .max()
-                .unwrap_or(1)
-        };
-        let widths: Vec<usize> = (0..m.kernels.len()).map(col).collect();
-        let mut head = format!("             {:<width$}", "test");
-        for (k, w) in m.kernels.iter().zip(&widths) {
-            head.push_str(&format!("  {k:<w$}"));
-        }
-        self.line(&paint(BOLD, head.trim_end()));
-        for (r, c) in rows.iter().zip(&cells) {
-            let mut line = format!("             {:<width$}", name(r));
-            for (text, w) in c.iter().zip(&widths) {
-                line.push_str(&format!("  {text:<w$}"));
-            }
-            self.line(line.trim_end());
+        let shown: Vec<&super::matrix::Row> = rows.iter().take(SHOWN).copied().collect();
+        let (head, body) = super::differences::lines(&m, &shown, self.columns);
+        self.line(&paint(BOLD, &head));
+        for line in body {
+            self.line(&line);
         }
         if rows.len() > SHOWN {
             self.line(&paint(

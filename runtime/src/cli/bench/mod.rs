@@ -10,6 +10,7 @@ use anyhow::Result;
 use measure as bench;
 use measure::{ms, us};
 use std::io::Write;
+use std::time::Duration;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -27,8 +28,10 @@ pub struct Args {
     profile: String,
     /// Boot this kernel instead of the profile's: an installed release, an image, or a build
     /// tree (`provium bench boot --kernel TREE` times your own kernel against its bare boot).
+    /// Repeat it to time several kernels' boots in one run (`bench boot` only; the other
+    /// parts use the first).
     #[arg(add = crate::cli::complete::kernel(), long, value_name = "KERNEL")]
-    kernel: Option<String>,
+    kernel: Vec<String>,
     /// Cold boots and resumes for `fixture`.
     #[arg(long, default_value_t = 10)]
     resumes: usize,
@@ -60,53 +63,96 @@ enum What {
 }
 
 pub fn run(args: Args) -> Result<u8> {
-    let mut profiles = Profiles::discover(&std::env::current_dir()?)?;
-    if let Some(k) = &args.kernel {
+    let discovered = Profiles::discover(&std::env::current_dir()?)?;
+    // Each kernel asked for, as a profile set booting it; none: the profiles' own.
+    let mut kernels: Vec<(Option<String>, Profiles)> = Vec::new();
+    for k in &args.kernel {
         let t = crate::machine::kernels::resolve(k)
             .map_err(|e| anyhow::anyhow!("--kernel {k}: {e:#}"))?;
-        profiles = profiles.with_kernel(&t.image, t.modules.as_deref());
+        kernels.push((
+            Some(t.label.clone()),
+            discovered.with_kernel(&t.image, t.modules.as_deref()),
+        ));
     }
+    if kernels.is_empty() {
+        kernels.push((None, discovered));
+    }
+    let profiles = kernels[0].1.clone();
     let profile = profiles.get(&args.profile)?;
     let mut out = anstream::stdout();
     let all = args.what == What::All;
     if all || args.what == What::Boot {
-        writeln!(
-            out,
-            "{}",
-            paint(
-                BOLD,
-                &format!("Cold boot to a ready agent (median of {})", args.boots)
-            )
-        )?;
-        let steps = step_line();
-        let results = bench::boot(&profile, args.boots, &mut |step| {
-            steps.set_message(step.to_string())
-        });
-        steps.finish_and_clear();
-        let results = results?;
-        let baseline = results[0].wall.p50;
-        writeln!(
-            out,
-            "  {:<42} {:>9} {:>11} {:>12} {:>8} {:>6}",
-            "variant", "wall p50", "min–max", "guest ready", "speed-up", "hangs"
-        )?;
-        for r in &results {
+        // The default variant's median per kernel, compared at the end.
+        let mut defaults: Vec<(String, Duration)> = Vec::new();
+        for (label, kernel_profiles) in &kernels {
+            let profile = kernel_profiles.get(&args.profile)?;
+            let on = label
+                .as_deref()
+                .map(|l| format!(" on {l}"))
+                .unwrap_or_default();
             writeln!(
                 out,
-                "  {:<42} {:>9} {:>11} {:>12} {:>7.2}× {:>6}",
-                r.variant.name,
-                ms(r.wall.p50),
-                format!(
-                    "{:.1}–{:.1}s",
-                    r.wall.min.as_secs_f64(),
-                    r.wall.max.as_secs_f64()
-                ),
-                ms(r.guest_ready.p50),
-                baseline.as_secs_f64() / r.wall.p50.as_secs_f64(),
-                format!("{}/{}", r.failed, args.boots)
+                "{}",
+                paint(
+                    BOLD,
+                    &format!("Cold boot to a ready agent{on} (median of {})", args.boots)
+                )
             )?;
+            let steps = step_line();
+            let results = bench::boot(&profile, args.boots, &mut |step| {
+                steps.set_message(step.to_string())
+            });
+            steps.finish_and_clear();
+            let results = results?;
+            let baseline = results[0].wall.p50;
+            writeln!(
+                out,
+                "  {:<42} {:>9} {:>11} {:>12} {:>8} {:>6}",
+                "variant", "wall p50", "min–max", "guest ready", "speed-up", "hangs"
+            )?;
+            for r in &results {
+                writeln!(
+                    out,
+                    "  {:<42} {:>9} {:>11} {:>12} {:>7.2}× {:>6}",
+                    r.variant.name,
+                    ms(r.wall.p50),
+                    format!(
+                        "{:.1}–{:.1}s",
+                        r.wall.min.as_secs_f64(),
+                        r.wall.max.as_secs_f64()
+                    ),
+                    ms(r.guest_ready.p50),
+                    baseline.as_secs_f64() / r.wall.p50.as_secs_f64(),
+                    format!("{}/{}", r.failed, args.boots)
+                )?;
+            }
+            if let Some(d) = results
+                .iter()
+                .find(|r| r.variant.name.contains("(default)"))
+            {
+                defaults.push((
+                    label
+                        .clone()
+                        .unwrap_or_else(|| "the profile's kernel".into()),
+                    d.wall.p50,
+                ));
+            }
+            writeln!(out)?;
         }
-        writeln!(out)?;
+        if let [(first, base), rest @ ..] = defaults.as_slice() {
+            for (label, t) in rest {
+                writeln!(
+                    out,
+                    "  default variant: {label} {} against {first} {}: {:.2}× its time",
+                    ms(*t),
+                    ms(*base),
+                    t.as_secs_f64() / base.as_secs_f64()
+                )?;
+            }
+            if !rest.is_empty() {
+                writeln!(out)?;
+            }
+        }
     }
     if all || args.what == What::Fixture {
         let steps = step_line();
