@@ -1,4 +1,5 @@
 //! The spec as written in YAML.
 
 pub mod node;
+pub mod shapes;
 pub mod types;
