@@ -340,6 +340,16 @@ pub fn has_templates(case: &types::Case) -> bool {
         })
 }
 
+/// The first string in `n` that still holds a template.
+fn unrendered(n: &Node) -> Option<String> {
+    match &n.value {
+        Value::Str(s) if s.contains("{{") || s.contains("{%") => Some(s.clone()),
+        Value::Seq(items) => items.iter().find_map(unrendered),
+        Value::Map(m) => m.iter().find_map(|(_, v)| unrendered(v)),
+        _ => None,
+    }
+}
+
 /// A row with no values, for templates outside tables.
 pub fn empty_row(pos: Pos) -> Row {
     Row {
@@ -357,13 +367,47 @@ pub fn render_case(case: &types::Case, row: &Row) -> Result<types::Case, Diagnos
     // are an error at their position.
     env.set_fuel(Some(TEMPLATE_FUEL));
     env.set_recursion_limit(32);
-    let ctx = minijinja::Value::from(
-        row.values
-            .iter()
-            .map(|(k, v)| (k.clone(), to_value(v)))
-            .collect::<std::collections::BTreeMap<String, minijinja::Value>>(),
-    );
-    let r = Renderer { env, row, ctx };
+    let ctx_of = |values: &[(String, Node)]| {
+        minijinja::Value::from(
+            values
+                .iter()
+                .map(|(k, v)| (k.clone(), to_value(v)))
+                .collect::<std::collections::BTreeMap<String, minijinja::Value>>(),
+        )
+    };
+    // A cell is a template too, rendered with the row's other columns: `{{ 'n' * 300 }}` in a
+    // cell must reach the kernel as 300 n's, not as the braces (which would fail, or pass, for
+    // the wrong reason).
+    let cells = Renderer {
+        env: env.clone(),
+        row,
+        ctx: ctx_of(&row.values),
+    };
+    let mut values = Vec::with_capacity(row.values.len());
+    for (k, v) in &row.values {
+        let rendered = cells.node(v)?;
+        if let Some(left) = unrendered(&rendered) {
+            return Err(Diagnostic::new(
+                v.pos,
+                format!(
+                    "column `{k}` is still a template after its row is filled in (`{}`): a cell \
+                     may use the row's other columns, not itself",
+                    crate::diag::excerpt(&left)
+                ),
+            ));
+        }
+        values.push((k.clone(), rendered));
+    }
+    let row = &Row {
+        pos: row.pos,
+        values,
+        label: row.label.clone(),
+    };
+    let r = Renderer {
+        env,
+        row,
+        ctx: ctx_of(&row.values),
+    };
     let templated = case.name.value.contains("{{") || case.name.value.contains("{%");
     let name = if templated {
         r.text(&case.name.value, case.name.pos)?

@@ -517,3 +517,22 @@ fn a_provider_that_knows_the_declarations_counts_arguments() {
     // Unknown to the provider: not counted.
     assert!(!e.iter().any(|m| m.contains("`dup`")), "{e:?}");
 }
+
+/// A table cell is a template too, filled in with the row's other columns: the kernel gets the
+/// rendered value, never the braces (which would fail, or pass, for the wrong reason).
+#[test]
+fn table_cells_are_rendered_before_the_case_uses_them() {
+    let out = lua(
+        "cases:\n  - name: \"open {{ n }}\"\n    table:\n      - { n: 300, p: {cstr: \"/tmp/{{ 'n' * n }}\"}, err: ENAMETOOLONG }\n    syscall: openat\n    args: [AT_FDCWD, \"{{ p }}\", O_RDONLY]\n    expect: \"{{ err }}\"\n",
+    );
+    assert!(out.contains(&"n".repeat(300)), "{out}");
+    assert!(!out.contains("{{"), "{out}");
+    let e = errors(
+        "cases:\n  - name: x\n    table:\n      - { p: \"{{ p }}\" }\n    syscall: close\n    args: [\"{{ p }}\"]\n    expect: EBADF\n",
+    );
+    assert!(
+        e.iter()
+            .any(|m| m.contains("column `p` is still a template")),
+        "{e:?}"
+    );
+}
