@@ -293,3 +293,38 @@ fn check_counts_arguments_against_the_kernels_declarations() {
         assert!(text.contains(says), "missing {says:?}\n{text}");
     }
 }
+
+/// A constant a uapi header defines is not called a typo: the hint names the header to add.
+/// The C library's spellings LTP uses (`ENOTSUP`, `UTIME_NOW`, `MNT_DETACH`, `SCHED_OTHER`)
+/// are known as they are.
+#[test]
+fn a_name_from_a_header_says_which_header_and_libc_spellings_work() {
+    let dir = tempfile::tempdir().unwrap();
+    common::write_file(
+        dir.path(),
+        "ipc.yaml",
+        "cases:\n  - name: shmget\n    syscall: shmget\n    args: [IPC_PRIVATE, 4096, 0]\n    expect: ok\n",
+    );
+    let mut c = provium(dir.path());
+    c.args(["check", "ipc.yaml"]);
+    expect(
+        c,
+        1,
+        "`IPC_PRIVATE` is defined in linux/ipc.h: add `headers: [linux/ipc.h]`",
+        FAST,
+    );
+    common::write_file(
+        dir.path(),
+        "libc.yaml",
+        "cases:\n  - name: libc\n    syscall: close\n    args: [\"UTIME_NOW + UTIME_OMIT + MNT_FORCE + MNT_DETACH + MNT_EXPIRE + UMOUNT_NOFOLLOW + SCHED_OTHER\"]\n    expect: [EBADF, ENOTSUP]\n",
+    );
+    let out = provium(dir.path())
+        .args(["compile", "libc.yaml"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let lua = String::from_utf8_lossy(&out.stdout);
+    // (2^30 - 1) + (2^30 - 2) + 1 + 2 + 4 + 8 + 0, and ENOTSUP as the kernel's EOPNOTSUPP.
+    assert!(lua.contains(&((1i64 << 31) - 3 + 15).to_string()), "{lua}");
+    assert!(lua.contains("ENOTSUP"), "{lua}");
+}

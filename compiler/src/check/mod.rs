@@ -78,6 +78,13 @@ pub trait HeaderProvider: std::fmt::Debug + Send + Sync {
     fn syscall_params(&self, _syscall: &str) -> Option<Vec<String>> {
         None
     }
+
+    /// The uapi header that defines `name` (`linux/ipc.h` for `IPC_PRIVATE`), for the hint of a
+    /// constant the spec does not know: asked only on that error path. `None`: no header does,
+    /// or the provider cannot tell.
+    fn defining(&self, _name: &str) -> Option<String> {
+        None
+    }
 }
 
 /// What a spec's `headers:` made available.

@@ -17,6 +17,12 @@ impl Checker<'_> {
     }
 
     pub(super) fn const_hint(&self, name: &str) -> Option<String> {
+        // A name a uapi header defines is not a typo: say which header to add.
+        if let Some(header) = self.opts.headers.as_ref().and_then(|h| h.defining(name)) {
+            return Some(format!(
+                "`{name}` is defined in {header}: add `headers: [{header}]` to the spec"
+            ));
+        }
         let spec = self.const_order.iter().map(String::as_str);
         let call = self.in_call.as_deref();
         let builtin = linux::constants()

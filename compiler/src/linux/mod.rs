@@ -115,10 +115,56 @@ pub fn errnos() -> impl Iterator<Item = Errno> {
         })
 }
 
-/// An errno's number by name.
+/// An errno's number by name; the C library's own spellings too (`ENOTSUP` is glibc's and
+/// musl's name for the kernel's `EOPNOTSUPP`).
 pub fn errno_number(name: &str) -> Option<i32> {
+    let name = match name {
+        "ENOTSUP" => "EOPNOTSUPP",
+        other => other,
+    };
     errnos().find(|e| e.name == name).map(|e| e.number)
 }
+
+/// Names the C library defines that the kernel's uapi headers do not (or names otherwise), as
+/// LTP and man pages spell them: name, value, where it comes from. Specs may use them like the
+/// uapi constants.
+pub const LIBC_CONSTANTS: &[(&str, i64, &str)] = &[
+    (
+        "SCHED_OTHER",
+        0,
+        "glibc's <sched.h>: the kernel's SCHED_NORMAL",
+    ),
+    (
+        "UTIME_NOW",
+        (1 << 30) - 1,
+        "<sys/stat.h> (the kernel's include/linux/stat.h)",
+    ),
+    (
+        "UTIME_OMIT",
+        (1 << 30) - 2,
+        "<sys/stat.h> (the kernel's include/linux/stat.h)",
+    ),
+    (
+        "MNT_FORCE",
+        1,
+        "<sys/mount.h> (the kernel's include/linux/fs.h)",
+    ),
+    (
+        "MNT_DETACH",
+        2,
+        "<sys/mount.h> (the kernel's include/linux/fs.h)",
+    ),
+    (
+        "MNT_EXPIRE",
+        4,
+        "<sys/mount.h> (the kernel's include/linux/fs.h)",
+    ),
+    (
+        "UMOUNT_NOFOLLOW",
+        8,
+        "<sys/mount.h> (the kernel's include/linux/fs.h)",
+    ),
+];
 
 /// The canonical errno for a number (positive or negated): `EAGAIN`, never its alias.
 pub fn errno_for(number: i64) -> Option<Errno> {
@@ -145,6 +191,7 @@ pub fn capabilities() -> impl Iterator<Item = &'static str> {
 pub fn constant(name: &str) -> Option<i64> {
     uapi_constants::CONSTANTS
         .iter()
+        .chain(LIBC_CONSTANTS)
         .find(|(n, _, _)| *n == name)
         .map(|(_, v, _)| *v)
 }

@@ -78,6 +78,58 @@ struct Provider {
     cache: Mutex<HashMap<(PathBuf, Vec<String>), HeaderSet>>,
     /// Syscall parameters by name, from the kernel tree's `include/linux/syscalls.h`.
     params: std::sync::OnceLock<HashMap<String, Vec<String>>>,
+    /// Which uapi header defines each macro name, built the first time a name is unknown.
+    defines: std::sync::OnceLock<HashMap<String, String>>,
+}
+
+/// Every `#define NAME` of the uapi headers under `root` (`linux/`, `asm/`, `asm-generic/` and
+/// the arch directory), with the first header that defines it, as its include name. Read once
+/// per process, on the error path only (about 900 files).
+fn define_index(root: &std::path::Path) -> HashMap<String, String> {
+    let mut index = HashMap::new();
+    let dirs = [
+        ("linux", root.join("linux")),
+        ("asm", root.join("asm")),
+        ("asm", root.join("x86_64-linux-gnu/asm")),
+        ("asm-generic", root.join("asm-generic")),
+    ];
+    for (prefix, dir) in dirs {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "h"))
+            .collect();
+        files.sort();
+        for file in files {
+            let Ok(text) = std::fs::read_to_string(&file) else {
+                continue;
+            };
+            let Some(base) = file.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            let include = format!("{prefix}/{base}");
+            for line in text.lines() {
+                let Some(rest) = line.trim_start().strip_prefix('#') else {
+                    continue;
+                };
+                let Some(rest) = rest.trim_start().strip_prefix("define") else {
+                    continue;
+                };
+                let name: String = rest
+                    .trim_start()
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                // Include guards (`_LINUX_IPC_H`) are not constants anyone means.
+                if !name.is_empty() && !name.starts_with('_') {
+                    index.entry(name).or_insert_with(|| include.clone());
+                }
+            }
+        }
+    }
+    index
 }
 
 fn root_for(profile: &str) -> PathBuf {
@@ -178,6 +230,15 @@ impl HeaderProvider for Provider {
             Some(k) => self.load_on(k, profile, names),
             None => self.load_from(&root_for(profile), names),
         }
+    }
+
+    fn defining(&self, name: &str) -> Option<String> {
+        let root = match &self.kernel {
+            Some(k) => k.include.clone().unwrap_or_else(include_root),
+            None => include_root(),
+        };
+        let index = self.defines.get_or_init(|| define_index(&root));
+        index.get(name).cloned()
     }
 
     fn syscall_params(&self, syscall: &str) -> Option<Vec<String>> {
