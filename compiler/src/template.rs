@@ -324,10 +324,13 @@ pub fn has_templates(case: &types::Case) -> bool {
         || case.args.iter().any(|a| node(a))
         || opt(&case.expect)
         || opt(&case.as_)
-        || case
-            .requires
-            .as_ref()
-            .is_some_and(|q| opt(&q.filesystem) || opt(&q.module) || opt(&q.path) || opt(&q.config))
+        || case.requires.as_ref().is_some_and(|q| {
+            text(&q.kernel)
+                || opt(&q.filesystem)
+                || opt(&q.module)
+                || opt(&q.path)
+                || opt(&q.config)
+        })
         || text(&case.xfail)
         || text(&case.skip)
         || case.steps.as_ref().is_some_and(|steps| {
@@ -435,6 +438,8 @@ pub fn render_case(case: &types::Case, row: &Row) -> Result<types::Case, Diagnos
             .as_ref()
             .map(|q| -> Result<types::Requires, Diagnostic> {
                 Ok(types::Requires {
+                    // A per-row bound (`kernel: "{{ since }}"`: each file system's version).
+                    kernel: r.at(&q.kernel)?,
                     filesystem: r.opt(&q.filesystem)?,
                     module: r.opt(&q.module)?,
                     path: r.opt(&q.path)?,

@@ -536,3 +536,25 @@ fn table_cells_are_rendered_before_the_case_uses_them() {
         "{e:?}"
     );
 }
+
+/// `requires: {kernel: …}` is a template like the case's other conditions: a per-row bound.
+#[test]
+fn a_kernel_condition_takes_the_rows_value() {
+    let out = lua(
+        "cases:\n  - name: \"{{ fs }}\"\n    table:\n      - { fs: tmpfs, since: \">=6.6\" }\n      - { fs: ext4, since: \">=5.1\" }\n    requires: {kernel: \"{{ since }}\"}\n    syscall: close\n    args: [-1]\n    expect: EBADF\n",
+    );
+    assert!(out.contains(">=6.6") && out.contains(">=5.1"), "{out}");
+    assert!(!out.contains("{{ since }}"), "{out}");
+}
+
+/// YAML anchors and merge keys work in specs (the manual says so).
+#[test]
+fn merge_keys_reuse_a_case() {
+    let out = lua(
+        "cases:\n  - &base {syscall: close, args: [-1], expect: EBADF, name: base}\n  - {<<: *base, name: again}\n",
+    );
+    assert!(
+        out.contains("\"base\"") && out.contains("\"again\""),
+        "{out}"
+    );
+}
