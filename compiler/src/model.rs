@@ -99,6 +99,8 @@ pub struct Case {
     pub creds: Option<Creds>,
     /// What the case does.
     pub body: Body,
+    /// Steps run after it whatever happened (`finally:`).
+    pub finally: Vec<Step>,
 }
 
 /// What a case does.

@@ -333,7 +333,7 @@ pub fn has_templates(case: &types::Case) -> bool {
         })
         || text(&case.xfail)
         || text(&case.skip)
-        || case.steps.as_ref().is_some_and(|steps| {
+        || case.steps.iter().chain(&case.finally).any(|steps| {
             steps.iter().any(|s| {
                 opt(&s.value.syscall)
                     || s.value.args.iter().any(|a| node(a))
@@ -456,6 +456,11 @@ pub fn render_case(case: &types::Case, row: &Row) -> Result<types::Case, Diagnos
         matrix: None,
         steps: case
             .steps
+            .as_ref()
+            .map(|s| s.iter().map(|st| r.step(st)).collect::<Result<_, _>>())
+            .transpose()?,
+        finally: case
+            .finally
             .as_ref()
             .map(|s| s.iter().map(|st| r.step(st)).collect::<Result<_, _>>())
             .transpose()?,

@@ -34,6 +34,7 @@ const TOKENS: &[&[u8]] = &[
     b"save: ",
     b"$fd",
     b"steps:\n",
+    b"finally:\n",
     b"lua: |\n",
     b"exec: ",
     b"table: [",

@@ -228,3 +228,60 @@ fn raises_one_of_and_lua_saves_fail_when_they_do_not_hold() {
         assert!(stdout.contains(wanted), "{wanted}:\n{stdout}");
     }
 }
+
+/// `finally:` runs whatever happened to its case: after a failed step (the next case sees no
+/// leftover), and a failing clean-up step fails its own case, at its line; the body's failure
+/// is the one reported when both fail.
+#[test]
+fn finally_cleans_up_after_a_failed_case_and_its_own_failure_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = r#"suite: finally
+cases:
+  - name: fails then cleans up
+    steps:
+      - syscall: mkdirat
+        args: [AT_FDCWD, {cstr: /tmp/provium-fin}, 0o700]
+        expect: ok
+      - syscall: close
+        args: [-1]
+        expect: ok
+    finally:
+      - syscall: unlinkat
+        args: [AT_FDCWD, {cstr: /tmp/provium-fin}, AT_REMOVEDIR]
+  - name: starts clean
+    syscall: mkdirat
+    args: [AT_FDCWD, {cstr: /tmp/provium-fin}, 0o700]
+    expect: ok
+  - name: passes but its clean-up fails
+    syscall: getpid
+    expect: ok
+    finally:
+      - syscall: unlinkat
+        args: [AT_FDCWD, {cstr: /tmp/provium-not-there}, 0]
+"#;
+    std::fs::write(dir.path().join("fin.yaml"), spec).unwrap();
+    let out = provium()
+        .current_dir(dir.path())
+        .args(["test", "fin.yaml"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    // The first case fails at its own step, not at its clean-up; the second finds no leftover.
+    assert!(
+        stdout.contains("fin.yaml::fails then cleans up")
+            && stdout.contains("close (3): expected success"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("PASS") && stdout.contains("fin.yaml::starts clean"),
+        "{stdout}"
+    );
+    // The third passed its call; its clean-up's failure is its failure, at the step's line.
+    assert!(
+        stdout.contains("unlinkat (263): expected success (>= 0), got -2 (ENOENT)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("at fin.yaml:22"), "{stdout}");
+    assert!(stdout.contains("1 passed, 2 failed"), "{stdout}");
+}

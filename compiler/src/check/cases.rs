@@ -506,6 +506,13 @@ impl Checker<'_> {
                 .or_else(|| c.skip.as_ref().map(|x| x.value.clone())),
             creds,
             body,
+            // Clean-up: `ok` unless the step says otherwise, like teardown.
+            finally: c
+                .finally
+                .iter()
+                .flatten()
+                .filter_map(|s| self.step(s, true))
+                .collect(),
         })
     }
 }

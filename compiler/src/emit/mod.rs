@@ -146,7 +146,14 @@ fn invoke(target: &str, call: &Call) -> String {
 /// condition of its own, not skipped. Such cases can be gathered into one round trip.
 fn plain_call(case: &Case) -> Option<&Call> {
     match &case.body {
-        Body::Call(c) if !raises(c) && case.requires.is_none() && case.skip.is_none() => Some(c),
+        Body::Call(c)
+            if !raises(c)
+                && case.requires.is_none()
+                && case.skip.is_none()
+                && case.finally.is_empty() =>
+        {
+            Some(c)
+        }
         _ => None,
     }
 }
@@ -304,16 +311,24 @@ fn single_case(out: &mut Out, c: &Case) {
         );
         out.line(2, "if unmet then skip(unmet) end", r.line);
     }
+    // With `finally:`, the body runs protected so that its steps run whatever happened; the
+    // body's error (or skip) is raised after them, and theirs if the body passed.
+    let base = if c.finally.is_empty() {
+        2
+    } else {
+        out.line(2, "local body_ok, body_err = pcall(function()", c.line);
+        3
+    };
     let (indent, close_xfail) = match &c.xfail {
         Some(reason) => {
             out.line(
-                2,
+                base,
                 &format!("xfail({}, function()", lua::str(reason)),
                 c.line,
             );
-            (3, true)
+            (base + 1, true)
         }
-        None => (2, false),
+        None => (base, false),
     };
     match &c.body {
         Body::Call(call) => {
@@ -363,7 +378,17 @@ fn single_case(out: &mut Out, c: &Case) {
         Body::Lua(block) => lua_block(out, indent, block, c.creds.as_ref()),
     }
     if close_xfail {
+        out.line(base, "end)", 0);
+    }
+    if !c.finally.is_empty() {
         out.line(2, "end)", 0);
+        out.line(2, "local finally_ok, finally_err = pcall(function()", 0);
+        for s in &c.finally {
+            step(out, 3, s, "finally");
+        }
+        out.line(2, "end)", 0);
+        out.line(2, "if not body_ok then error(body_err, 0) end", 0);
+        out.line(2, "if not finally_ok then error(finally_err, 0) end", 0);
     }
     out.line(1, "end)", 0);
 }

@@ -152,6 +152,11 @@ runs_a_call! {
         pub matrix: Option<Entries<Vec<Node>>>,
         /// Several calls in one case, in order.
         pub steps: Option<Vec<At<Step>>>,
+        /// Steps run after the case whatever happened (it passed, failed or stopped at a
+        /// failed step): undo what it set up (a mount, an xattr, a file) so the next case
+        /// starts clean. As root in the file's VM unless a step says `as:`; `expect:` defaults
+        /// to `ok`, and a failing one fails the case.
+        pub finally: Option<Vec<At<Step>>>,
     }
 }
 
