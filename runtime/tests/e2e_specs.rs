@@ -285,3 +285,50 @@ cases:
     assert!(stdout.contains("at fin.yaml:22"), "{stdout}");
     assert!(stdout.contains("1 passed, 2 failed"), "{stdout}");
 }
+
+/// `as: {drop_caps: [...]}` keeps every capability but the dropped ones: root without
+/// CAP_SYS_ADMIN cannot set the hostname, root without another one still can.
+#[test]
+fn dropped_capabilities_are_gone_and_the_rest_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = r#"suite: caps
+cases:
+  - name: without CAP_SYS_ADMIN
+    as: {uid: 0, drop_caps: [CAP_SYS_ADMIN, CAP_SETPCAP]}
+    syscall: sethostname
+    args: [{str: provium}, 7]
+    expect: EPERM
+  - name: without CAP_NET_ADMIN
+    as: {uid: 0, drop_caps: [NET_ADMIN]}
+    syscall: sethostname
+    args: [{str: provium}, 7]
+    expect: ok
+"#;
+    std::fs::write(dir.path().join("caps.yaml"), spec).unwrap();
+    let out = provium()
+        .current_dir(dir.path())
+        .args(["test", "caps.yaml"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("2 passed"), "{stdout}");
+    std::fs::write(
+        dir.path().join("both.yaml"),
+        "cases:\n  - name: x\n    as: {uid: 0, caps: [CAP_KILL], drop_caps: [CAP_SYS_ADMIN]}\n    syscall: getpid\n    expect: ok\n",
+    )
+    .unwrap();
+    let out = provium()
+        .current_dir(dir.path())
+        .args(["check", "both.yaml"])
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("use one"), "{text}");
+}

@@ -178,8 +178,17 @@ impl Checker<'_> {
 
     /// `as: {uid, gid, euid, egid, groups, caps, umask, cwd, rlimits}`.
     pub(super) fn creds(&mut self, node: &Node) -> Creds {
-        const KEYS: [&str; 9] = [
-            "uid", "gid", "euid", "egid", "groups", "caps", "umask", "cwd", "rlimits",
+        const KEYS: [&str; 10] = [
+            "uid",
+            "gid",
+            "euid",
+            "egid",
+            "groups",
+            "caps",
+            "drop_caps",
+            "umask",
+            "cwd",
+            "rlimits",
         ];
         let mut c = Creds::default();
         let Some(map) = node.as_map() else {
@@ -205,8 +214,9 @@ impl Checker<'_> {
                         }
                     }
                 }
-                "caps" => {
+                "caps" | "drop_caps" => {
                     let items = one_or_many(v);
+                    let mut named = Vec::new();
                     for cap in items {
                         let shown = cap.as_str().unwrap_or("").to_string();
                         let name = shown.to_ascii_uppercase();
@@ -219,7 +229,24 @@ impl Checker<'_> {
                             let hint = did_you_mean(&full, linux::capabilities());
                             self.error_help(cap.pos, format!("unknown capability `{shown}`"), hint);
                         }
-                        c.caps.push(shown);
+                        named.push((shown, full));
+                    }
+                    if key == "caps" {
+                        c.caps.extend(named.into_iter().map(|(shown, _)| shown));
+                    } else if map.iter().any(|(k, _)| k.as_str() == Some("caps")) {
+                        self.error(
+                            k.pos,
+                            "`caps:` lists what to keep and `drop_caps:` what to drop: use one",
+                        );
+                    } else {
+                        // Every capability but the dropped ones (LTP's "root without
+                        // CAP_SYS_ADMIN"), kept exactly as a `caps:` list would be.
+                        let dropped: Vec<String> = named.into_iter().map(|(_, f)| f).collect();
+                        c.caps.extend(
+                            linux::capabilities()
+                                .filter(|n| !dropped.iter().any(|d| d == n))
+                                .map(str::to_string),
+                        );
                     }
                 }
                 "umask" => {

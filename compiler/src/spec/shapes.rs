@@ -249,6 +249,9 @@ pub struct ProcessShape {
     /// Capabilities kept, by name (`CAP_NET_ADMIN`).
     #[serde(default)]
     caps: Vec<String>,
+    /// Capabilities dropped, by name: every other one is kept (root without `CAP_SYS_ADMIN`).
+    #[serde(default)]
+    drop_caps: Vec<String>,
     /// The file mode creation mask (`0o077`).
     #[serde(default)]
     umask: Option<IntOrText>,
