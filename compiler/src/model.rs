@@ -178,6 +178,9 @@ pub struct Call {
     /// Repeat until one of these errnos, at most this many calls (`repeat:`); boxed, as few
     /// calls repeat.
     pub repeat: Option<Box<(Vec<String>, u32)>>,
+    /// Skip the case when the answer meets this (`skip_if:`, LTP's TCONF): the kernel or file
+    /// system cannot do what the case needs.
+    pub skip_if: Option<Box<Expect>>,
 }
 
 /// A buffer reached through a pointer inside another buffer.

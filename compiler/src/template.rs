@@ -294,6 +294,7 @@ impl Renderer<'_> {
                     .map(|a| self.node(a).map(types::Arg::from))
                     .collect::<Result<_, _>>()?,
                 expect: self.opt(&v.expect)?,
+                skip_if: self.opt(&v.skip_if)?,
                 save: self.opt(&v.save)?,
                 as_: self.opt(&v.as_)?,
                 timeout: v.timeout.clone(),
@@ -431,6 +432,7 @@ pub fn render_case(case: &types::Case, row: &Row) -> Result<types::Case, Diagnos
             .map(|a| r.node(a).map(types::Arg::from))
             .collect::<Result<_, _>>()?,
         expect: r.opt(&case.expect)?,
+        skip_if: r.opt(&case.skip_if)?,
         save: r.opt(&case.save)?,
         as_: r.opt(&case.as_)?,
         requires: case

@@ -35,6 +35,8 @@ const TOKENS: &[&[u8]] = &[
     b"$fd",
     b"steps:\n",
     b"finally:\n",
+    b"skip_if: ",
+    b"drop_caps: [",
     b"lua: |\n",
     b"exec: ",
     b"table: [",

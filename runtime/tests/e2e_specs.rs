@@ -332,3 +332,42 @@ cases:
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("use one"), "{text}");
 }
+
+/// `skip_if:` on a call skips its case when the answer meets it (LTP's TCONF), naming the call
+/// and the answer; an answer that does not meet it goes on to `expect`.
+#[test]
+fn skip_if_skips_on_the_answer_and_only_then() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = r#"suite: skip_if
+cases:
+  - name: a setup step the kernel cannot do
+    steps:
+      - syscall: close
+        args: [-1]
+        skip_if: [EBADF, EOPNOTSUPP]
+      - syscall: getpid
+        expect: {ret: {lt: 0}}
+  - name: an answer that does not meet it
+    syscall: close
+    args: [-1]
+    skip_if: ENOTTY
+    expect: EBADF
+"#;
+    std::fs::write(dir.path().join("s.yaml"), spec).unwrap();
+    let out = provium()
+        .current_dir(dir.path())
+        .args(["test", "s.yaml"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("close answered EBADF (skip_if)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("1 passed, 1 skipped"), "{stdout}");
+}

@@ -198,6 +198,7 @@ impl Checker<'_> {
                 saves: Vec::new(),
                 reads: Vec::new(),
                 repeat: None,
+                skip_if: None,
             };
             let mut ok = true;
             for (i, a) in args.iter().enumerate() {

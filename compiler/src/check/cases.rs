@@ -373,14 +373,22 @@ impl Checker<'_> {
         }
         let creds = s.as_.as_ref().map(|c| self.creds(c));
         let kind = if let Some(sys) = &s.syscall {
-            StepKind::Call(self.call(
-                sys,
-                &s.args,
-                s.expect.as_deref(),
-                s.save.as_deref(),
-                s.timeout.as_ref(),
-                expect_ok,
-            )?)
+            StepKind::Call({
+                let mut call = self.call(
+                    sys,
+                    &s.args,
+                    s.expect.as_deref(),
+                    s.save.as_deref(),
+                    s.timeout.as_ref(),
+                    expect_ok,
+                )?;
+                call.skip_if = s
+                    .skip_if
+                    .as_deref()
+                    .and_then(|n| self.expect(n))
+                    .map(Box::new);
+                call
+            })
         } else if let Some(code) = &s.lua {
             let mut block = self.lua_block(code);
             block.saves = self.lua_saves(s.save.as_deref());
@@ -512,6 +520,11 @@ impl Checker<'_> {
                 false,
             )?;
             call.repeat = repeat.map(Box::new);
+            call.skip_if = c
+                .skip_if
+                .as_deref()
+                .and_then(|n| self.expect(n))
+                .map(Box::new);
             Body::Call(call)
         } else if let Some(steps) = &c.steps {
             let steps: Vec<Step> = steps.iter().filter_map(|s| self.step(s, false)).collect();

@@ -150,7 +150,8 @@ fn plain_call(case: &Case) -> Option<&Call> {
             if !raises(c)
                 && case.requires.is_none()
                 && case.skip.is_none()
-                && case.finally.is_empty() =>
+                && case.finally.is_empty()
+                && c.skip_if.is_none() =>
         {
             Some(c)
         }
@@ -394,6 +395,18 @@ fn single_case(out: &mut Out, c: &Case) {
 }
 
 fn check(out: &mut Out, indent: usize, call: &Call, outcome: &str, xfail: Option<&str>) {
+    if let Some(s) = &call.skip_if {
+        // Decided by the same verdict as `expect`, without failing.
+        out.line(
+            indent,
+            &format!(
+                "do local met, seen = holds({outcome}, {}) if met then skip({} .. seen .. \" (skip_if)\") end end",
+                values::expect_table(s),
+                lua::str(&format!("{} answered ", call.name))
+            ),
+            s.line,
+        );
+    }
     let Some(e) = &call.expect else { return };
     let stmt = format!("expect({outcome}, {})", values::expect_table(e));
     match xfail {

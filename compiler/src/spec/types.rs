@@ -115,6 +115,9 @@ macro_rules! runs_a_call {
             pub as_: Option<Process>,
             /// Seconds the call may block before it is killed.
             pub timeout: Option<At<f64>>,
+            /// Skip the case when the call's answer meets this (an errno, a list of them, or
+            /// any expectation): the kernel or file system cannot do it (LTP's TCONF).
+            pub skip_if: Option<Expect>,
             /// Lua code with `vm` and saved values (`saved.fd`) in scope.
             pub lua: Option<At<String>>,
         }

@@ -111,6 +111,7 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
     g.set("assert_ok", lua.create_function(super::assert::assert_ok)?)?;
     g.set("print", lua.create_function(print)?)?;
     g.set("expect", lua.create_function(super::expect::expect)?)?;
+    g.set("holds", lua.create_function(super::expect::holds)?)?;
     g.set("xfail", lua.create_function(super::expect::xfail)?)?;
     Ok(())
 }

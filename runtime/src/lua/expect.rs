@@ -59,6 +59,13 @@ pub fn expect(lua: &Lua, (outcome, spec): (Value, Table)) -> mlua::Result<()> {
     }
 }
 
+/// `holds(outcome, expectation)`: whether the outcome meets it (the verdict `expect` uses,
+/// without failing), and what the call answered (`EOPNOTSUPP`, `ok`): `skip_if:` uses it.
+pub fn holds(lua: &Lua, (outcome, spec): (Table, Table)) -> mlua::Result<(bool, String)> {
+    let met = unmet(lua, &outcome, &spec)?.is_none();
+    Ok((met, observed(&outcome)?))
+}
+
 /// Why `outcome` does not meet `spec`, or `None` when it does: the spec table read into the
 /// compiler's typed expectation and decided by `provium_compiler::verdict::check`, the one
 /// function compiled specs and Lua's `expect()` share.
