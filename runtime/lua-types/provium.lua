@@ -340,7 +340,9 @@ function print(...) end
 
 ---@class ProviumExpectation
 ---@field ok boolean|nil ret >= 0
----@field errno string[]|nil one of these errno names
+---@field errno string|string[]|nil an errno name, or a list of acceptable ones
+---@field raises integer[]|nil signals pending after the call
+---@field one_of ProviumExpectation[]|nil any of these
 ---@field ret ProviumComparison|nil
 ---@field out table<integer, ProviumBufferCheck>|nil buffers by argument index
 ---@field died boolean|nil the call ended its executor (`exit_code`, `signal` to be exact)
@@ -352,6 +354,13 @@ function print(...) end
 ---@param outcome ProviumOutcome
 ---@param expectation ProviumExpectation
 function expect(outcome, expectation) end
+---Whether an outcome meets an expectation (the verdict `expect` uses, without failing), and
+---what the call answered (`"EOPNOTSUPP"`, `"ok"`): what a spec's `skip_if:` uses.
+---@param outcome ProviumOutcome
+---@param expectation ProviumExpectation
+---@return boolean met
+---@return string answered
+function holds(outcome, expectation) end
 ---Runs `fn`, a known bug: if an assertion fails in it the test is skipped as xfail; if it
 ---passes the test fails (the bug is fixed: remove the xfail).
 ---@param reason string
