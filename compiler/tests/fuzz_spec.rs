@@ -36,6 +36,7 @@ const TOKENS: &[&[u8]] = &[
     b"steps:\n",
     b"finally:\n",
     b"skip_if: ",
+    b"$repeat",
     b"drop_caps: [",
     b"lua: |\n",
     b"exec: ",

@@ -371,3 +371,46 @@ cases:
     );
     assert!(stdout.contains("1 passed, 1 skipped"), "{stdout}");
 }
+
+/// `$repeat` counts a repetition's calls from 0, so each call can differ (msgget with keys
+/// `key + n`): dup2 onto the last three descriptor numbers succeeds, the next number is past
+/// the table. Identical calls would never fail. Outside `repeat:` it is an error.
+#[test]
+fn a_repetition_counts_its_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = r#"suite: counter
+cases:
+  - name: dup2 onto each number up to the end of the table
+    syscall: dup2
+    args: [0, "$fd_table_size - 3 + $repeat"]
+    repeat: {until: EBADF, at_most: 10}
+    expect: EBADF
+"#;
+    std::fs::write(dir.path().join("c.yaml"), spec).unwrap();
+    let out = provium()
+        .current_dir(dir.path())
+        .args(["test", "c.yaml"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("1 passed"), "{stdout}");
+    std::fs::write(
+        dir.path().join("bad.yaml"),
+        "cases:\n  - name: x\n    syscall: close\n    args: [\"$repeat\"]\n    expect: EBADF\n",
+    )
+    .unwrap();
+    let out = provium()
+        .current_dir(dir.path())
+        .args(["check", "bad.yaml"])
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("goes in a case with `repeat:`"), "{text}");
+}

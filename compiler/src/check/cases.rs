@@ -511,6 +511,7 @@ impl Checker<'_> {
                 );
                 return None;
             }
+            let reads_before = self.reads.len();
             let mut call = self.call(
                 sys,
                 &c.args,
@@ -519,6 +520,17 @@ impl Checker<'_> {
                 c.timeout.as_ref(),
                 false,
             )?;
+            if repeat.is_some() {
+                // `$repeat` is the repetition's count, known here: not a saved value.
+                let mut i = reads_before;
+                while i < self.reads.len() {
+                    if self.reads[i].0 == "repeat" {
+                        self.reads.remove(i);
+                    } else {
+                        i += 1;
+                    }
+                }
+            }
             call.repeat = repeat.map(Box::new);
             call.skip_if = c
                 .skip_if

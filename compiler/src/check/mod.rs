@@ -318,6 +318,13 @@ impl<'a> Checker<'a> {
         for (name, pos) in reads {
             let ready = crate::READY_MADE.iter().map(|(n, _)| *n);
             if !self.saved.contains(&name) && !ready.clone().any(|n| n == name) {
+                if name == "repeat" {
+                    self.error(
+                        pos,
+                        "`$repeat` is the count of a repetition: it goes in a case with `repeat:`",
+                    );
+                    continue;
+                }
                 let hint = did_you_mean(&name, self.saved.iter().map(String::as_str).chain(ready));
                 self.error_help(
                     pos,

@@ -126,9 +126,17 @@ fn raises(call: &Call) -> bool {
 /// `provium.raising(target, {...}, {signals})` when it must raise signals.
 fn invoke(target: &str, call: &Call) -> String {
     if let Some((until, at_most)) = call.repeat.as_deref() {
+        // A call that reads `$repeat` (the repetition's count, from 0) is made anew each time.
+        let call_lua = if call.reads.iter().any(|r| r == "repeat") {
+            format!(
+                "function(i) local saved = setmetatable({{[\"repeat\"] = i}}, {{__index = saved}}) return {} end",
+                call_table(call)
+            )
+        } else {
+            call_table(call)
+        };
         return format!(
-            "provium.repeating({target}, {}, {}, {at_most})",
-            call_table(call),
+            "provium.repeating({target}, {call_lua}, {}, {at_most})",
             values::strings(until)
         );
     }

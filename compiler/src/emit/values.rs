@@ -8,11 +8,24 @@ use crate::model::{
     RowValue, SaveFrom, UnOp,
 };
 
+/// `saved.fd`, or `saved["repeat"]` for a name Lua reserves.
+pub(super) fn saved_ref(name: &str) -> String {
+    const KEYWORDS: [&str; 22] = [
+        "and", "break", "do", "else", "elseif", "end", "false", "for", "function", "goto", "if",
+        "in", "local", "nil", "not", "or", "repeat", "return", "then", "true", "until", "while",
+    ];
+    if KEYWORDS.contains(&name) {
+        format!("saved[{}]", lua::str(name))
+    } else {
+        format!("saved.{name}")
+    }
+}
+
 /// An integer: a literal, or the expression that computes it from `saved` at run time.
 pub(super) fn int(v: &Int) -> String {
     match v {
         Int::Const(c) => lua::int(*c),
-        Int::Saved(name) => format!("saved.{name}"),
+        Int::Saved(name) => saved_ref(name),
         Int::Unary(op, inner) => {
             let inner = int(inner);
             match op {

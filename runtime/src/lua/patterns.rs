@@ -7,7 +7,8 @@
 //! - `provium.repeating(target, call, errnos, at_most)` repeats one call until it fails with
 //!   one of `errnos` (LTP's dup06, fcntl12, mmap until ENOMEM), in batches, and returns that
 //!   outcome with `repeats` (how many calls it took); reaching `at_most` first returns the last
-//!   outcome marked `repeat_unmet`, which `expect` reports as a failure.
+//!   outcome marked `repeat_unmet`, which `expect` reports as a failure. `call` may be a
+//!   function of the count (from 0), for a spec's `$repeat` (msgget with keys `key + n`).
 
 use mlua::{Function, Lua, Table};
 
@@ -66,7 +67,10 @@ return function(target, call, errnos, at_most)
   while done < at_most do
     local n = math.min(batch_size, at_most - done)
     local calls = {}
-    for i = 1, n do calls[i] = call end
+    -- A call that reads `$repeat` is a function of the count (from 0).
+    for i = 1, n do
+      if type(call) == "function" then calls[i] = call(done + i - 1) else calls[i] = call end
+    end
     local results = target:batch(calls)
     for i, r in ipairs(results) do
       last = r
