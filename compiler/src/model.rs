@@ -135,7 +135,13 @@ pub enum StepKind {
     /// Lua code.
     Lua(LuaBlock),
     /// A shell command in the guest, which must exit 0.
-    Exec(String),
+    Exec {
+        /// The command (`sh -c`).
+        command: String,
+        /// Values read from its output: a name and the Lua pattern whose capture is the
+        /// integer (`{ncpus: "0%-(%d+)"}` on `cat /sys/devices/system/cpu/possible`).
+        saves: Vec<(String, String)>,
+    },
 }
 
 /// A `lua:` block.

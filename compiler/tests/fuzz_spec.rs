@@ -37,6 +37,7 @@ const TOKENS: &[&[u8]] = &[
     b"finally:\n",
     b"skip_if: ",
     b"$repeat",
+    b"save: {n: \"(%d+)\"}",
     b"drop_caps: [",
     b"lua: |\n",
     b"exec: ",

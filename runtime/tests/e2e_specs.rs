@@ -414,3 +414,42 @@ cases:
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("goes in a case with `repeat:`"), "{text}");
 }
+
+/// An `exec:` step saves integers from its output by pattern (LTP's tst_ncpus_max() reads
+/// /sys/devices/system/cpu/possible): the value is usable as `$name` and in `lua:`; a pattern
+/// that finds nothing errors, showing the output.
+#[test]
+fn an_exec_step_saves_from_its_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = r#"suite: from_output
+cases:
+  - name: the possible CPUs
+    steps:
+      - exec: cat /sys/devices/system/cpu/possible
+        save: {last_cpu: "(%d+)%s*$"}
+      - lua: assert_eq(0, saved.last_cpu)
+      - syscall: close
+        args: ["$last_cpu - 1"]
+        expect: EBADF
+  - name: nothing to find
+    steps:
+      - exec: echo none
+        save: {n: "(%d+)"}
+"#;
+    std::fs::write(dir.path().join("o.yaml"), spec).unwrap();
+    let out = provium()
+        .current_dir(dir.path())
+        .args(["test", "o.yaml"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("PASS") && stdout.contains("o.yaml::the possible CPUs"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(r#"`echo none`: save n: pattern (%d+) found no integer in "none\n""#),
+        "{stdout}"
+    );
+}

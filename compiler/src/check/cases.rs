@@ -344,6 +344,40 @@ impl Checker<'_> {
         names
     }
 
+    /// `save:` of an `exec:` step: names and the Lua patterns whose one capture, in the
+    /// command's output, is the integer to keep.
+    fn exec_saves(&mut self, node: &Node) -> Vec<(String, String)> {
+        let Some(map) = node.as_map() else {
+            self.error(
+                node.pos,
+                "an `exec:` step saves from its output by pattern: `save: {ncpus: \"0%-(%d+)\"}` (a Lua pattern with one capture)",
+            );
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (k, v) in map {
+            let name = k.as_str().unwrap_or("");
+            if !super::is_ident(name) {
+                self.error(k.pos, format!("`{name}` is not a valid name to save"));
+                continue;
+            }
+            let Some(pattern) = v.as_str() else {
+                self.error(v.pos, "a pattern is a string: `\"0%-(%d+)\"`");
+                continue;
+            };
+            if !pattern.contains('(') || !pattern.contains(')') {
+                self.error(
+                    v.pos,
+                    format!("pattern `{pattern}` has no capture: put the number in parentheses (`(%d+)`)"),
+                );
+                continue;
+            }
+            self.saved.insert(name.to_string());
+            out.push((name.to_string(), pattern.to_string()));
+        }
+        out
+    }
+
     pub(super) fn lua_block(&mut self, code: &At<String>) -> model::LuaBlock {
         // A block scalar (`lua: |`) starts on the line after the key.
         let at = crate::diag::byte_offset(self.source, code.pos);
@@ -394,13 +428,19 @@ impl Checker<'_> {
             block.saves = self.lua_saves(s.save.as_deref());
             StepKind::Lua(block)
         } else {
-            StepKind::Exec(s.exec.as_ref()?.value.clone())
+            StepKind::Exec {
+                command: s.exec.as_ref()?.value.clone(),
+                saves: s
+                    .save
+                    .as_deref()
+                    .map(|n| self.exec_saves(n))
+                    .unwrap_or_default(),
+            }
         };
-        let save_misplaced = s.save.is_some() && s.lua.is_none();
-        if s.syscall.is_none() && (s.expect.is_some() || !s.args.is_empty() || save_misplaced) {
+        if s.syscall.is_none() && (s.expect.is_some() || !s.args.is_empty()) {
             self.error(
                 step.pos,
-                "`args` and `expect` go with `syscall`; `save` with `syscall` or `lua`",
+                "`args` and `expect` go with `syscall`; `save` with `syscall`, `lua` or `exec`",
             );
         }
         Some(Step {

@@ -356,7 +356,11 @@ fn lua_blocks_save_names_and_ready_made_values_need_no_saving() {
     );
     assert!(chunk.contains("saved.unused_pid"), "{chunk}");
     let e = errors("cases:\n  - name: x\n    steps:\n      - exec: 'true'\n        save: x\n");
-    assert!(e[0].contains("`save` with `syscall` or `lua`"), "{e:?}");
+    // An `exec:` step saves by pattern only.
+    assert!(e[0].contains("saves from its output by pattern"), "{e:?}");
+    let e =
+        errors("cases:\n  - name: x\n    steps:\n      - exec: 'true'\n        save: {n: '%d+'}\n");
+    assert!(e[0].contains("has no capture"), "{e:?}");
     let e = errors(
         "cases:\n  - name: x\n    syscall: kill\n    args: [$unused_pd, 0]\n    expect: ok\n",
     );

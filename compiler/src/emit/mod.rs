@@ -490,7 +490,10 @@ fn step_with(out: &mut Out, indent: usize, s: &Step, who: Who<'_>) {
             out.line(indent, "end", 0);
         }
         StepKind::Lua(block) => lua_block(out, indent, block, creds),
-        StepKind::Exec(cmd) => {
+        StepKind::Exec {
+            command: cmd,
+            saves,
+        } => {
             out.line(indent, "do", 0);
             out.line(
                 indent + 1,
@@ -505,6 +508,20 @@ fn step_with(out: &mut Out, indent: usize, s: &Step, who: Who<'_>) {
                 ),
                 s.line,
             );
+            for (name, pattern) in saves {
+                out.line(
+                    indent + 1,
+                    &format!(
+                        "do local m = x.stdout.value:match({p}) local v = m and math.tointeger(tonumber(m)) if not v then error({what} .. \"\\\"\" .. (x.stdout.value:sub(1, 200):gsub(\"\\n\", \"\\\\n\")) .. \"\\\"\", 0) end {target} = v end",
+                        p = lua::str(pattern),
+                        what = lua::str(&format!(
+                            "`{cmd}`: save {name}: pattern {pattern} found no integer in "
+                        )),
+                        target = values::saved_ref(name),
+                    ),
+                    s.line,
+                );
+            }
             out.line(indent, "end", 0);
         }
     }

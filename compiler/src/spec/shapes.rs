@@ -201,6 +201,8 @@ pub enum SaveShape {
 pub enum SaveFrom {
     Ret(RetWord),
     Out(SaveOut),
+    /// On an `exec:` step: a Lua pattern whose one capture, in the output, is the integer.
+    Pattern(String),
 }
 
 /// `ret`: the return value.
