@@ -15,6 +15,20 @@ fn root() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
 }
 
+/// Writes `text` as `file` in `dir` and runs `provium COMMAND file` there: its exit code and
+/// what it printed (stdout, then stderr).
+fn run_spec(dir: &Path, file: &str, text: &str, command: &str) -> (Option<i32>, String) {
+    std::fs::write(dir.join(file), text).unwrap();
+    let out = provium()
+        .current_dir(dir)
+        .args([command, file])
+        .output()
+        .unwrap();
+    let printed =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code(), printed)
+}
+
 /// The cases of every spec under `dir`, subdirectories included (`specs/ltp/`).
 fn cases_in(dir: &Path) -> usize {
     let mut n = 0;
@@ -259,14 +273,8 @@ cases:
       - syscall: unlinkat
         args: [AT_FDCWD, {cstr: /tmp/provium-not-there}, 0]
 "#;
-    std::fs::write(dir.path().join("fin.yaml"), spec).unwrap();
-    let out = provium()
-        .current_dir(dir.path())
-        .args(["test", "fin.yaml"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let (code, stdout) = run_spec(dir.path(), "fin.yaml", spec, "test");
+    assert_eq!(code, Some(1), "{stdout}");
     // The first case fails at its own step, not at its clean-up; the second finds no leftover.
     assert!(
         stdout.contains("fin.yaml::fails then cleans up")
@@ -304,32 +312,16 @@ cases:
     args: [{str: provium}, 7]
     expect: ok
 "#;
-    std::fs::write(dir.path().join("caps.yaml"), spec).unwrap();
-    let out = provium()
-        .current_dir(dir.path())
-        .args(["test", "caps.yaml"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (code, stdout) = run_spec(dir.path(), "caps.yaml", spec, "test");
+    assert_eq!(code, Some(0), "{stdout}");
     assert!(stdout.contains("2 passed"), "{stdout}");
-    std::fs::write(
-        dir.path().join("both.yaml"),
+    let (code, text) = run_spec(
+        dir.path(),
+        "both.yaml",
         "cases:\n  - name: x\n    as: {uid: 0, caps: [CAP_KILL], drop_caps: [CAP_SYS_ADMIN]}\n    syscall: getpid\n    expect: ok\n",
-    )
-    .unwrap();
-    let out = provium()
-        .current_dir(dir.path())
-        .args(["check", "both.yaml"])
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{text}");
+        "check",
+    );
+    assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("use one"), "{text}");
 }
 
@@ -353,18 +345,8 @@ cases:
     skip_if: ENOTTY
     expect: EBADF
 "#;
-    std::fs::write(dir.path().join("s.yaml"), spec).unwrap();
-    let out = provium()
-        .current_dir(dir.path())
-        .args(["test", "s.yaml"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (code, stdout) = run_spec(dir.path(), "s.yaml", spec, "test");
+    assert_eq!(code, Some(0), "{stdout}");
     assert!(
         stdout.contains("close answered EBADF (skip_if)"),
         "{stdout}"
@@ -386,32 +368,16 @@ cases:
     repeat: {until: EBADF, at_most: 10}
     expect: EBADF
 "#;
-    std::fs::write(dir.path().join("c.yaml"), spec).unwrap();
-    let out = provium()
-        .current_dir(dir.path())
-        .args(["test", "c.yaml"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (code, stdout) = run_spec(dir.path(), "c.yaml", spec, "test");
+    assert_eq!(code, Some(0), "{stdout}");
     assert!(stdout.contains("1 passed"), "{stdout}");
-    std::fs::write(
-        dir.path().join("bad.yaml"),
+    let (code, text) = run_spec(
+        dir.path(),
+        "bad.yaml",
         "cases:\n  - name: x\n    syscall: close\n    args: [\"$repeat\"]\n    expect: EBADF\n",
-    )
-    .unwrap();
-    let out = provium()
-        .current_dir(dir.path())
-        .args(["check", "bad.yaml"])
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{text}");
+        "check",
+    );
+    assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("goes in a case with `repeat:`"), "{text}");
 }
 
@@ -436,14 +402,8 @@ cases:
       - exec: echo none
         save: {n: "(%d+)"}
 "#;
-    std::fs::write(dir.path().join("o.yaml"), spec).unwrap();
-    let out = provium()
-        .current_dir(dir.path())
-        .args(["test", "o.yaml"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let (code, stdout) = run_spec(dir.path(), "o.yaml", spec, "test");
+    assert_eq!(code, Some(1), "{stdout}");
     assert!(
         stdout.contains("PASS") && stdout.contains("o.yaml::the possible CPUs"),
         "{stdout}"

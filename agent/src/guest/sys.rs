@@ -143,36 +143,7 @@ pub fn kill(pid: libc::pid_t, sig: libc::c_int) {
 
 /// Waits until `fd` is readable or `timeout` passes; `None` waits forever.
 pub fn wait_readable(fd: RawFd, timeout: Option<Duration>) -> io::Result<bool> {
-    let deadline = timeout.map(|t| Instant::now() + t);
-    loop {
-        let ms = match deadline {
-            None => -1,
-            Some(d) => {
-                let left = d.saturating_duration_since(Instant::now());
-                left.as_millis().min(i32::MAX as u128) as i32
-            }
-        };
-        let mut pfd = libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        let ret = unsafe { libc::poll(&mut pfd, 1, ms) };
-        if ret < 0 {
-            let err = io::Error::last_os_error();
-            if err.raw_os_error() == Some(libc::EINTR) {
-                continue;
-            }
-            return Err(err);
-        }
-        if ret > 0 {
-            return Ok(true);
-        }
-        if ms == 0 || deadline.is_some_and(|d| Instant::now() >= d) {
-            return Ok(false);
-        }
-    }
+    Ok(wait_readable_or(fd, None, timeout)? == Ready::Main)
 }
 
 /// What [`wait_readable_or`] saw first.
@@ -183,20 +154,20 @@ pub enum Ready {
     Timeout,
 }
 
-/// Waits until `fd` is readable (`Main`), `other` is (`Other`), or `timeout` passes.
+/// Waits until `fd` is readable (`Main`), `other` is (`Other`), or `timeout` passes; `None`
+/// waits forever.
 pub fn wait_readable_or(
     fd: RawFd,
     other: Option<RawFd>,
     timeout: Option<Duration>,
 ) -> io::Result<Ready> {
-    let Some(other) = other else {
-        return Ok(if wait_readable(fd, timeout)? {
-            Ready::Main
-        } else {
-            Ready::Timeout
-        });
-    };
     let deadline = timeout.map(|t| Instant::now() + t);
+    let mut pfds = [fd, other.unwrap_or(-1)].map(|fd| libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    });
+    let count = if other.is_some() { 2 } else { 1 };
     loop {
         let ms = match deadline {
             None => -1,
@@ -205,13 +176,8 @@ pub fn wait_readable_or(
                 left.as_millis().min(i32::MAX as u128) as i32
             }
         };
-        let mut pfds = [fd, other].map(|fd| libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        });
-        // SAFETY: two valid pollfds.
-        let ret = unsafe { libc::poll(pfds.as_mut_ptr(), 2, ms) };
+        // SAFETY: `count` valid pollfds.
+        let ret = unsafe { libc::poll(pfds.as_mut_ptr(), count, ms) };
         if ret < 0 {
             let err = io::Error::last_os_error();
             if err.raw_os_error() == Some(libc::EINTR) {

@@ -4,6 +4,7 @@
 use super::errors;
 use mlua::{Lua, MultiValue, Table, Value};
 use provium_compiler::linux;
+use provium_compiler::verdict;
 
 /// A value as a failure message shows it: errno-looking integers with their name, strings
 /// quoted, command output by its text.
@@ -13,10 +14,10 @@ pub fn show(lua: &Lua, v: &Value) -> String {
         Value::Boolean(b) => b.to_string(),
         Value::Integer(i) => linux::describe_ret(*i),
         Value::Number(n) => n.to_string(),
-        Value::String(s) => quote(&s.as_bytes()),
+        Value::String(s) => verdict::quote(&s.as_bytes()),
         Value::Table(t) => {
             if let Some(text) = output_text(lua, v) {
-                return quote(text.as_bytes());
+                return verdict::quote(text.as_bytes());
             }
             let items: Vec<String> = t
                 .clone()
@@ -29,26 +30,6 @@ pub fn show(lua: &Lua, v: &Value) -> String {
         }
         other => format!("<{}>", other.type_name()),
     }
-}
-
-fn quote(bytes: &[u8]) -> String {
-    let mut s = String::from("\"");
-    for &b in bytes.iter().take(256) {
-        match b {
-            b'"' => s.push_str("\\\""),
-            b'\\' => s.push_str("\\\\"),
-            b'\n' => s.push_str("\\n"),
-            b'\t' => s.push_str("\\t"),
-            0x20..=0x7e => s.push(b as char),
-            _ => s.push_str(&format!("\\x{b:02x}")),
-        }
-    }
-    if bytes.len() > 256 {
-        s.push_str(&format!("…\" ({} bytes)", bytes.len()));
-    } else {
-        s.push('"');
-    }
-    s
 }
 
 /// The text of an exec output object.
