@@ -17,6 +17,7 @@ pub mod layout;
 pub mod linux;
 pub mod model;
 pub mod record;
+pub mod requirement;
 pub mod source_map;
 pub mod spec;
 pub mod template;

@@ -3,6 +3,7 @@
 
 pub use crate::expr::{BinOp, UnOp};
 use crate::layout::Layouts;
+use crate::requirement::{ConfigCondition, KernelRange};
 
 /// A checked spec.
 #[derive(Debug, Clone)]
@@ -42,7 +43,7 @@ pub struct Requires {
     /// The spec line of the condition.
     pub line: u32,
     /// A kernel version range (`>=5.6, <6.2`).
-    pub kernel: Option<String>,
+    pub kernel: Option<KernelRange>,
     /// The guest architecture.
     pub arch: Option<String>,
     /// Name and number of each syscall that must exist.
@@ -50,7 +51,7 @@ pub struct Requires {
     /// Must run as root (`true`) or not (`false`).
     pub root: Option<bool>,
     /// Kernel configuration conditions (`CONFIG_KSM`, `!CONFIG_X`, `CONFIG_X=m`).
-    pub config: Vec<String>,
+    pub config: Vec<ConfigCondition>,
     /// Guest paths that must exist.
     pub paths: Vec<String>,
     /// File systems the kernel must know.

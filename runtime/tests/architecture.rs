@@ -352,3 +352,34 @@ fn a_loop_is_found() {
     std::fs::write(dir.path().join("d.rs"), "").unwrap();
     assert_eq!(file_loops(dir.path(), &["m"]), [["a", "b", "c"]]);
 }
+
+/// Below the CLI, errors are typed per operation (firecracker's way): the machine and fixture
+/// layers never return text as an error, nor an `anyhow::Error` a caller would have to
+/// downcast to tell a boot failure from a full cache.
+#[test]
+fn machine_and_fixture_errors_are_typed() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut offences = Vec::new();
+    for layer in ["machine", "fixture"] {
+        let mut files = Vec::new();
+        rust_files(&root.join(layer), &mut files);
+        for file in files {
+            let text = code(&std::fs::read_to_string(&file).unwrap());
+            for (n, line) in text.lines().enumerate() {
+                let compact: String = line.split_whitespace().collect();
+                let string_error = compact
+                    .split("Result<")
+                    .skip(1)
+                    .any(|rest| rest.contains(",String>"));
+                if compact.contains("anyhow") || string_error {
+                    offences.push(format!("{}:{}: {}", file.display(), n + 1, line.trim()));
+                }
+            }
+        }
+    }
+    assert!(
+        offences.is_empty(),
+        "untyped errors:\n{}",
+        offences.join("\n")
+    );
+}

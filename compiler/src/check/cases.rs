@@ -4,6 +4,7 @@ use super::*;
 use crate::diag::did_you_mean;
 use crate::linux::{self, Arch};
 use crate::model::{self, Body, Creds, Requires, Step, StepKind};
+use crate::requirement::{ConfigCondition, KernelRange};
 use crate::spec::node::{At, Node, Value};
 use crate::spec::types;
 use crate::template;
@@ -18,10 +19,10 @@ impl Checker<'_> {
         };
         if let Some(k) = &r.kernel {
             out.line = k.pos.line;
-            if let Err(e) = parse_version_range(&k.value) {
-                self.error(k.pos, e);
+            match k.value.parse::<KernelRange>() {
+                Ok(range) => out.kernel = Some(range),
+                Err(e) => self.error(k.pos, e.to_string()),
             }
-            out.kernel = Some(k.value.clone());
         }
         if let Some(a) = &r.arch {
             out.line = out.line.max(a.pos.line);
@@ -77,10 +78,10 @@ impl Checker<'_> {
                         out.modules.push(text.clone());
                     }
                 } else if what == "config" {
-                    if let Err(e) = crate::check::config_condition(text) {
-                        self.error(n.pos, e);
+                    match text.parse::<ConfigCondition>() {
+                        Ok(c) => out.config.push(c),
+                        Err(e) => self.error(n.pos, e.to_string()),
                     }
-                    out.config.push(text.clone());
                 } else {
                     if !text.starts_with('/') {
                         self.error(n.pos, format!("requires.path: `{text}` must be absolute"));

@@ -246,7 +246,7 @@ pub(super) fn row_table(row: &[(String, RowValue)]) -> String {
 pub(super) fn requires_table(r: &Requires) -> String {
     let mut parts = Vec::new();
     if let Some(k) = &r.kernel {
-        parts.push(format!("kernel = {}", lua::str(k)));
+        parts.push(format!("kernel = {}", lua::str(&k.to_string())));
     }
     if let Some(a) = &r.arch {
         parts.push(format!("arch = {}", lua::str(a)));
@@ -262,8 +262,11 @@ pub(super) fn requires_table(r: &Requires) -> String {
     if let Some(root) = r.root {
         parts.push(format!("root = {root}"));
     }
+    if !r.config.is_empty() {
+        let config: Vec<String> = r.config.iter().map(ToString::to_string).collect();
+        parts.push(format!("config = {}", strings(&config)));
+    }
     for (key, list) in [
-        ("config", &r.config),
         ("path", &r.paths),
         ("filesystem", &r.filesystems),
         ("module", &r.modules),

@@ -129,7 +129,7 @@ pub fn run(args: Args, verbose: bool) -> Result<u8> {
         defaults.accel = Some(a.parse().map_err(anyhow::Error::msg)?);
     }
     if let Some(t) = &args.transport {
-        defaults.transport = Some(t.parse::<TransportChoice>().map_err(anyhow::Error::msg)?);
+        defaults.transport = Some(t.parse::<TransportChoice>()?);
     }
     let jobs = match args.jobs {
         Some(j) => j.max(1),

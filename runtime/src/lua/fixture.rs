@@ -5,9 +5,9 @@ use super::errors;
 use super::session::Session;
 use super::slot::{LuaVm, VmSlot};
 use super::use_vm::vm_error;
-use crate::fixture::{Definition, FixtureUse, Fixtures, Source};
+use crate::fixture::{Definition, FixtureError, FixtureUse, Fixtures, Source};
 use crate::machine::profile::{Profile, TransportChoice};
-use crate::machine::vm::{BootOptions, Vm, VmError};
+use crate::machine::vm::{BootOptions, Vm};
 use mlua::Lua;
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -30,12 +30,12 @@ fn fixture_use(session: &Session) -> Result<FixtureUse, anyhow::Error> {
 }
 
 /// Boots or resumes `def` for a session, with the spinner events around it.
-fn start(session: &Session, uses: &FixtureUse, def: &Definition) -> Result<Vm, VmError> {
+fn start(session: &Session, uses: &FixtureUse, def: &Definition) -> Result<Vm, FixtureError> {
     session.boot_started(&format!("fixture {}", def.name));
     let result = if uses.snapshots {
         match uses.fixtures.resume_def(def) {
             // No build can be made (a read-only cache, a full disk): boot and prepare it here.
-            Err(e) if crate::fixture::CacheUnavailable::is(&e) => {
+            Err(e) if e.is_cache_unavailable() => {
                 warn_once(&e);
                 uses.fixtures.materialize(def, None).map(|(vm, _)| vm)
             }
@@ -51,9 +51,17 @@ fn start(session: &Session, uses: &FixtureUse, def: &Definition) -> Result<Vm, V
     Ok(vm)
 }
 
-fn warn_once(e: &VmError) {
+fn warn_once(e: &FixtureError) {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| tracing::warn!("{e}; booting without snapshots"));
+}
+
+/// A fixture's failure as a Lua error: its VM's, with the console, when the VM failed.
+fn fixture_error(lua: &Lua, what: &str, e: &FixtureError) -> mlua::Error {
+    match e {
+        FixtureError::Vm(vm) => vm_error(lua, what, vm),
+        other => errors::vm_failure(lua, format!("{what}: {other}"), None),
+    }
 }
 
 /// `provium.fixture(name)`: a booted, prepared VM resumed from the fixture's snapshot.
@@ -87,7 +95,7 @@ pub fn fixture(lua: &Lua, name: String) -> mlua::Result<LuaVm> {
             slot.gone = Some(format!("its fixture failed ({e})"));
             slot.lost = true;
             drop(slot);
-            return Err(vm_error(lua, &what, &e));
+            return Err(fixture_error(lua, &what, &e));
         }
     }
     Ok(LuaVm(slot))
@@ -132,7 +140,7 @@ pub fn resume_plain_boot(
     };
     let key = match uses.fixtures.key(&def) {
         Ok(k) => k,
-        Err(e) => return Some(Err(vm_error(lua, "vm:boot", &VmError::Setup(e)))),
+        Err(e) => return Some(Err(fixture_error(lua, "vm:boot", &e))),
     };
     if let Some(vm) = super::pool::take(&key) {
         session.record_vm(&vm);
@@ -141,6 +149,6 @@ pub fn resume_plain_boot(
     Some(
         start(session, uses, &def)
             .map(|vm| (vm, key))
-            .map_err(|e| vm_error(lua, "vm:boot", &e)),
+            .map_err(|e| fixture_error(lua, "vm:boot", &e)),
     )
 }

@@ -4,9 +4,9 @@
 use super::errors;
 use super::session::{Session, SessionConfig, Settings};
 use super::slot::LuaVm;
-use crate::fixture::{FixtureUse, Fixtures};
+use crate::fixture::{FixtureError, FixtureUse, Fixtures};
 use crate::machine::profile::TransportChoice;
-use crate::machine::vm::{Vm, VmError};
+use crate::machine::vm::Vm;
 use mlua::{Lua, Value};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -32,7 +32,7 @@ pub fn run_script(
     path: &Path,
     text: &str,
     snapshot_dir: Option<&Path>,
-) -> Result<(Vm, Vec<PathBuf>), VmError> {
+) -> Result<(Vm, Vec<PathBuf>), FixtureError> {
     let name = fixtures.display_path(path);
     let mut settings = Settings::new(fixtures.profiles.clone());
     // Snapshots are resumed over virtio-serial.
@@ -74,12 +74,9 @@ pub fn run_script(
     })();
     session.shutdown_all();
     drop(lua);
-    result.map_err(|why| {
-        let output = session.report.borrow().output.clone();
-        let mut msg = format!("fixture script {name}: {why}");
-        if !output.trim().is_empty() {
-            msg.push_str(&format!("\nits output:\n{}", output.trim_end()));
-        }
-        VmError::Setup(anyhow::anyhow!(msg))
+    result.map_err(|why| FixtureError::Script {
+        fixture: name,
+        why,
+        output: session.report.borrow().output.trim().to_string(),
     })
 }

@@ -3,6 +3,7 @@
 
 use super::convert::int;
 use super::errors;
+use crate::machine::error::BadValue;
 use crate::machine::profile::{parse_memory, TransportChoice};
 use crate::machine::vm::BootOptions;
 use crate::protocol::{Credentials, ExecCall, Termination};
@@ -38,16 +39,23 @@ pub(super) fn apply_boot_options(lua: &Lua, t: &Table, o: &mut BootOptions) -> m
         let (key, value) = pair?;
         match key.as_str() {
             "memory" => {
-                let mib = match &value {
-                    Value::Integer(n) => parse_memory(&n.to_string()),
-                    Value::String(s) => parse_memory(&s.to_string_lossy()),
-                    other => Err(format!(
-                        "expected \"512M\" or a number of MiB, got {}",
-                        other.type_name()
-                    )),
+                let text = match &value {
+                    Value::Integer(n) => n.to_string(),
+                    Value::String(s) => s.to_string_lossy(),
+                    other => {
+                        return Err(errors::error(
+                            lua,
+                            format!(
+                                "vm:boot: memory: expected \"512M\" or a number of MiB, got {}",
+                                other.type_name()
+                            ),
+                        ))
+                    }
                 };
-                o.memory_mib =
-                    Some(mib.map_err(|e| errors::error(lua, format!("vm:boot: memory: {e}")))?);
+                o.memory_mib = Some(
+                    parse_memory(&text)
+                        .map_err(|e| errors::error(lua, format!("vm:boot: memory: {e}")))?,
+                );
             }
             "cpus" => {
                 let n = int(lua, &value, "vm:boot: cpus")?;
@@ -95,14 +103,14 @@ pub(super) fn apply_boot_options(lua: &Lua, t: &Table, o: &mut BootOptions) -> m
                 let s: String = lua.unpack(value)?;
                 o.accel = Some(
                     s.parse()
-                        .map_err(|e: String| errors::error(lua, format!("vm:boot: {e}")))?,
+                        .map_err(|e: BadValue| errors::error(lua, format!("vm:boot: {e}")))?,
                 );
             }
             "machine" => {
                 let s: String = lua.unpack(value)?;
                 o.machine = Some(
                     s.parse()
-                        .map_err(|e: String| errors::error(lua, format!("vm:boot: {e}")))?,
+                        .map_err(|e: BadValue| errors::error(lua, format!("vm:boot: {e}")))?,
                 );
             }
             "kernel_args" => {

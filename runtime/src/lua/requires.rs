@@ -4,43 +4,7 @@
 
 use super::errors;
 use mlua::{Function, Lua, ObjectLike, Table, Value};
-
-/// `5.6`, `6.1.0-48-cloud-amd64` → `[5, 6]`, `[6, 1, 0]`.
-fn version(text: &str) -> Vec<u32> {
-    text.split(|c: char| !c.is_ascii_digit() && c != '.')
-        .next()
-        .unwrap_or("")
-        .split('.')
-        .filter_map(|p| p.parse().ok())
-        .collect()
-}
-
-fn compare(a: &[u32], b: &[u32]) -> std::cmp::Ordering {
-    let n = a.len().max(b.len());
-    (0..n)
-        .map(|i| a.get(i).unwrap_or(&0).cmp(b.get(i).unwrap_or(&0)))
-        .find(|o| o.is_ne())
-        .unwrap_or(std::cmp::Ordering::Equal)
-}
-
-/// Whether `release` is in `range` (`>=5.6, <6.2`).
-pub fn kernel_in_range(release: &str, range: &str) -> Result<bool, String> {
-    let have = version(release);
-    for (op, want) in provium_compiler::check::parse_version_range(range)? {
-        let o = compare(&have, &want);
-        let ok = match op.as_str() {
-            "<" => o.is_lt(),
-            "<=" => o.is_le(),
-            ">" => o.is_gt(),
-            ">=" => o.is_ge(),
-            _ => o.is_eq(),
-        };
-        if !ok {
-            return Ok(false);
-        }
-    }
-    Ok(true)
-}
+use provium_compiler::requirement::{ConfigCondition, KernelRange};
 
 /// The configuration of the kernel `vm` boots: from the host (beside the image, or its build
 /// tree), else the guest's `/proc/config.gz`.
@@ -93,15 +57,17 @@ pub fn requires(lua: &Lua, (vm, req): (mlua::AnyUserData, Table)) -> mlua::Resul
             _ => Ok(String::new()),
         }
     };
-    if let Some(range) = req.get::<Option<String>>("kernel")? {
+    if let Some(text) = req.get::<Option<String>>("kernel")? {
+        // The compiler's type and rule: a spec and a Lua test get the same answer.
+        let range: KernelRange = text
+            .parse()
+            .map_err(|e| errors::error(lua, format!("provium.requires: {e}")))?;
         let release = info_field("kernel_release")?;
         if release.is_empty() {
             return Ok(None);
         }
-        match kernel_in_range(&release, &range) {
-            Ok(true) => {}
-            Ok(false) => return Ok(Some(format!("needs kernel {range}, running {release}"))),
-            Err(e) => return Err(errors::error(lua, e)),
+        if !range.contains(&release) {
+            return Ok(Some(format!("needs kernel {text}, running {release}")));
         }
     }
     if let Some(arch) = req.get::<Option<String>>("arch")? {
@@ -148,11 +114,12 @@ pub fn requires(lua: &Lua, (vm, req): (mlua::AnyUserData, Table)) -> mlua::Resul
     let config = list("config")?;
     if !config.is_empty() {
         let kernel_config = kernel_config(lua, &vm)?;
-        for condition in &config {
-            let holds = config_holds(&kernel_config, condition)
+        for text in &config {
+            let condition: ConfigCondition = text
+                .parse()
                 .map_err(|e| errors::error(lua, format!("provium.requires: {e}")))?;
-            if !holds {
-                return Ok(Some(format!("needs {condition} in the kernel's config")));
+            if !condition.holds(|option| kernel_config.value(option)) {
+                return Ok(Some(format!("needs {text} in the kernel's config")));
             }
         }
     }
@@ -213,54 +180,4 @@ pub fn requires(lua: &Lua, (vm, req): (mlua::AnyUserData, Table)) -> mlua::Resul
         }
     }
     Ok(None)
-}
-
-/// Whether a condition holds for a kernel's config: `CONFIG_X` (built in or a module),
-/// `CONFIG_X=y`, `CONFIG_X=m`, `CONFIG_X=VALUE`, `!CONFIG_X` (not set). The `CONFIG_` prefix may
-/// be left out. Parsed by the compiler's rule, so that specs and Lua accept the same conditions.
-fn config_holds(config: &crate::machine::kernels::Config, condition: &str) -> Result<bool, String> {
-    let c = provium_compiler::check::config_condition(condition)?;
-    let holds = match &c.value {
-        None => config.enabled(&c.option),
-        Some(v) => config.value(&c.option) == Some(v.as_str()),
-    };
-    Ok(holds != c.negated)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn kernel_ranges() {
-        assert!(kernel_in_range("6.1.0-48-cloud-amd64", ">=5.6").unwrap());
-        assert!(!kernel_in_range("6.1.0-48-cloud-amd64", ">=6.2").unwrap());
-        assert!(kernel_in_range("6.1.0", ">=5.6, <6.2").unwrap());
-        assert!(kernel_in_range("5.6.0", ">=5.6").unwrap());
-        assert!(!kernel_in_range("5.5.19", ">=5.6").unwrap());
-        assert!(kernel_in_range("6.1.0", "==6.1").unwrap());
-        assert!(kernel_in_range("6.1", "nonsense").is_err());
-    }
-}
-
-#[cfg(test)]
-mod config_tests {
-    use super::*;
-
-    #[test]
-    fn config_conditions() {
-        let c = crate::machine::kernels::Config::parse(
-            "CONFIG_KSM=y\nCONFIG_TUN=m\n# CONFIG_KASAN is not set\nCONFIG_HZ=250\nCONFIG_LOCALVERSION=\"-x\"\n",
-        );
-        assert!(config_holds(&c, "CONFIG_KSM").unwrap());
-        assert!(config_holds(&c, "KSM=y").unwrap());
-        assert!(config_holds(&c, "CONFIG_TUN").unwrap());
-        assert!(!config_holds(&c, "CONFIG_TUN=y").unwrap());
-        assert!(config_holds(&c, "CONFIG_TUN=m").unwrap());
-        assert!(config_holds(&c, "!CONFIG_KASAN").unwrap());
-        assert!(!config_holds(&c, "CONFIG_KASAN").unwrap());
-        assert!(config_holds(&c, "CONFIG_HZ=250").unwrap());
-        assert!(config_holds(&c, "CONFIG_LOCALVERSION=-x").unwrap());
-        assert!(config_holds(&c, "CONFIG_X Y").is_err());
-    }
 }

@@ -29,13 +29,15 @@ impl fmt::Display for Accel {
 }
 
 impl std::str::FromStr for Accel {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = crate::machine::error::BadValue;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "kvm" => Ok(Accel::Kvm),
             "tcg" => Ok(Accel::Tcg),
-            other => Err(format!(
-                "unknown accelerator `{other}` (expected kvm or tcg)"
+            other => Err(crate::machine::error::BadValue::new(
+                "accelerator",
+                other,
+                "expected kvm or tcg",
             )),
         }
     }
@@ -48,11 +50,25 @@ pub fn detect() -> (Accel, String) {
             Accel::Kvm,
             "/dev/kvm answers and the CPU has vmx/svm".into(),
         ),
-        Err(why) => (Accel::Tcg, why),
+        Err(why) => (Accel::Tcg, why.to_string()),
     }
 }
 
-fn kvm_usable() -> Result<(), String> {
+/// Why KVM is not used.
+#[derive(Debug, thiserror::Error)]
+enum KvmUnusable {
+    #[error("/dev/kvm is not usable ({0})")]
+    Device(std::io::Error),
+    #[error("/dev/kvm answers API version {0}, not 12")]
+    ApiVersion(libc::c_int),
+    #[error(
+        "/dev/kvm exists but the CPU advertises no vmx/svm (a nested or software hypervisor, \
+         where guests hang): using TCG"
+    )]
+    NoHardwareVirtualisation,
+}
+
+fn kvm_usable() -> Result<(), KvmUnusable> {
     use std::os::fd::AsRawFd;
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let hw_virt = cpuinfo
@@ -63,19 +79,15 @@ fn kvm_usable() -> Result<(), String> {
         .read(true)
         .write(true)
         .open("/dev/kvm")
-        .map_err(|e| format!("/dev/kvm is not usable ({e})"))?;
+        .map_err(KvmUnusable::Device)?;
     const KVM_GET_API_VERSION: libc::c_ulong = 0xae00;
     // SAFETY: KVM_GET_API_VERSION takes no argument.
     let version = unsafe { libc::ioctl(kvm.as_raw_fd(), KVM_GET_API_VERSION, 0) };
     if version != 12 {
-        return Err(format!("/dev/kvm answers API version {version}, not 12"));
+        return Err(KvmUnusable::ApiVersion(version));
     }
     if !hw_virt {
-        return Err(
-            "/dev/kvm exists but the CPU advertises no vmx/svm (a nested or software hypervisor, \
-             where guests hang): using TCG"
-                .into(),
-        );
+        return Err(KvmUnusable::NoHardwareVirtualisation);
     }
     Ok(())
 }

@@ -5,15 +5,26 @@
 //! compressing cost 30–900 ms and gained nothing at boot in our measurements.
 
 use crate::machine::cache_lease::{self, CacheLease};
+use crate::machine::error::{IoContext, IoError};
 use crate::machine::modules::ModuleFile;
 use crate::machine::paths;
-use anyhow::{Context, Result};
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Bumped when the archive layout changes, so that old cache entries are not reused.
 const LAYOUT_VERSION: &str = "provium-initramfs-1";
+
+/// Why an initramfs could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum InitramfsError {
+    #[error(transparent)]
+    Io(#[from] IoError),
+    #[error("{0}: file too large for a newc archive")]
+    TooLarge(String),
+}
+
+type Result<T> = std::result::Result<T, InitramfsError>;
 
 /// A host file copied into the guest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,7 +59,7 @@ pub fn build_cached(spec: &InitramfsSpec) -> Result<(PathBuf, Option<CacheLease>
     }
     let bytes = build(spec)?;
     let written = paths::write_cached_anywhere(&path, &bytes)
-        .with_context(|| format!("writing {}", path.display()))?;
+        .io_context(|| format!("writing {}", path.display()))?;
     let lease = CacheLease::take(&written);
     // A new archive is the moment old ones may have stopped being used: collect once a run.
     static COLLECTED: std::sync::Once = std::sync::Once::new();
@@ -88,7 +99,7 @@ fn cache_key(spec: &InitramfsSpec) -> Result<String> {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+    Ok(std::fs::read(path).map_err(|e| IoError::reading(path, e))?)
 }
 
 struct Archive {
@@ -113,10 +124,12 @@ impl Archive {
         if let Some((major, minor)) = rdev {
             b = b.rdev_major(major).rdev_minor(minor);
         }
-        let size = u32::try_from(data.len()).context("file too large for a newc archive")?;
+        let size =
+            u32::try_from(data.len()).map_err(|_| InitramfsError::TooLarge(name.to_string()))?;
         let mut w = b.write(&mut self.out, size);
-        w.write_all(data)?;
-        w.finish()?;
+        let writing = || format!("writing {name} into the archive");
+        w.write_all(data).io_context(writing)?;
+        w.finish().io_context(writing)?;
         Ok(())
     }
 
@@ -198,7 +211,7 @@ pub fn build(spec: &InitramfsSpec) -> Result<Vec<u8>> {
         };
         a.file(&f.guest, mode, &data)?;
     }
-    let mut out = cpio::newc::trailer(a.out)?;
+    let mut out = cpio::newc::trailer(a.out).io_context(|| "ending the archive".to_string())?;
     for archive in &spec.archives {
         while out.len() % 4 != 0 {
             out.push(0);

@@ -1,7 +1,7 @@
 //! A kernel's configuration (`.config`, `config-<release>`): what Provium checks a kernel
 //! against before it boots, and what `requires: {config: …}` reads.
 
-use anyhow::{Context, Result};
+use crate::machine::error::IoError;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -12,9 +12,8 @@ pub struct Config {
 }
 
 impl Config {
-    pub fn read(path: &Path) -> Result<Config> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    pub fn read(path: &Path) -> Result<Config, IoError> {
+        let text = std::fs::read_to_string(path).map_err(|e| IoError::reading(path, e))?;
         Ok(Config::parse(&text))
     }
 

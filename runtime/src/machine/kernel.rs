@@ -5,10 +5,58 @@
 //! a Debian 6.1 kernel). The ELF `vmlinux` inside can be booted directly through the PVH entry
 //! point when the kernel has `CONFIG_PVH`; QEMU loads it with `-kernel` as it would a bzImage.
 
+use crate::machine::error::IoError;
 use crate::machine::paths;
-use anyhow::{bail, Context, Result};
 use std::io::Read;
 use std::path::{Path, PathBuf};
+
+/// Why a kernel image cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum KernelImageError {
+    #[error(transparent)]
+    Io(#[from] IoError),
+    #[error("{} is neither a bzImage nor an ELF kernel", .0.display())]
+    NotAKernel(PathBuf),
+    #[error(
+        "the kernel image is damaged: its payload ({length} bytes at {offset}) lies outside the \
+         file ({size} bytes)"
+    )]
+    PayloadOutside {
+        length: u32,
+        offset: u32,
+        size: usize,
+    },
+    #[error("the kernel image is damaged: its payload does not decompress ({0})")]
+    Damaged(DecompressError),
+}
+
+/// Why a kernel payload (or a module) did not decompress.
+#[derive(Debug, thiserror::Error)]
+pub enum DecompressError {
+    #[error("gzip data: {0}")]
+    Gzip(std::io::Error),
+    #[error("xz data: {0:?}")]
+    Xz(lzma_rs::error::Error),
+    #[error("zstd data: {0}")]
+    Zstd(ruzstd::decoding::errors::FrameDecoderError),
+    #[error("lz4 block: {0}")]
+    Lz4(lz4_flex::block::DecompressError),
+    #[error("{0}-compressed kernels are not supported for PVH")]
+    Unsupported(&'static str),
+    #[error("the decompressed payload is not an ELF image")]
+    NotElf,
+}
+
+/// Why a kernel boots as a bzImage rather than through PVH.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NoPvh {
+    #[error("the boot protocol is too old to locate the payload")]
+    OldProtocol,
+    #[error("{0}-compressed kernels are not supported for PVH")]
+    Compression(&'static str),
+    #[error("the kernel was built without CONFIG_PVH")]
+    NoPvhNote,
+}
 
 /// What a kernel image is and what it can do.
 #[derive(Debug, Clone)]
@@ -108,43 +156,43 @@ impl Compression {
 
 /// Decompresses a kernel payload. The kernel build appends the uncompressed size as four bytes,
 /// which every decoder here tolerates.
-pub fn decompress(payload: &[u8]) -> Result<Vec<u8>> {
+pub fn decompress(payload: &[u8]) -> Result<Vec<u8>, DecompressError> {
     let mut out = Vec::with_capacity(payload.len() * 4);
     match Compression::detect(payload) {
         Compression::Gzip => {
             flate2::read::GzDecoder::new(payload)
                 .read_to_end(&mut out)
-                .context("gzip payload")?;
+                .map_err(DecompressError::Gzip)?;
         }
         Compression::Xz => {
             lzma_rs::xz_decompress(&mut std::io::BufReader::new(payload), &mut out)
-                .map_err(|e| anyhow::anyhow!("xz payload: {e:?}"))?;
+                .map_err(DecompressError::Xz)?;
         }
         Compression::Zstd => {
-            let mut dec = ruzstd::decoding::StreamingDecoder::new(payload)
-                .map_err(|e| anyhow::anyhow!("zstd payload: {e}"))?;
+            let mut dec =
+                ruzstd::decoding::StreamingDecoder::new(payload).map_err(DecompressError::Zstd)?;
             // Trailing size bytes after the frame end the stream with an error once the frame is
             // complete; what was decoded is kept and validated as ELF below.
             let _ = dec.read_to_end(&mut out);
         }
         Compression::Lz4Legacy => decompress_lz4_legacy(payload, &mut out)?,
-        Compression::Other(name) => bail!("{name}-compressed kernels are not supported for PVH"),
+        Compression::Other(name) => return Err(DecompressError::Unsupported(name)),
     }
     if !out.starts_with(b"\x7fELF") {
-        bail!("the decompressed payload is not an ELF image");
+        return Err(DecompressError::NotElf);
     }
     Ok(out)
 }
 
 /// The kernel's "legacy" LZ4 format (`lz4 -l`): a magic, then blocks of at most 8 MiB, each
 /// preceded by its compressed size.
-fn decompress_lz4_legacy(payload: &[u8], out: &mut Vec<u8>) -> Result<()> {
+fn decompress_lz4_legacy(payload: &[u8], out: &mut Vec<u8>) -> Result<(), DecompressError> {
     const MAGIC: u32 = 0x184c_2102;
     const BLOCK: usize = 8 << 20;
     let mut rest = &payload[4..];
     let mut block = vec![0u8; BLOCK];
     while rest.len() > 4 {
-        let size = u32::from_le_bytes(rest[..4].try_into()?);
+        let size = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
         if size == MAGIC {
             rest = &rest[4..];
             continue;
@@ -155,7 +203,7 @@ fn decompress_lz4_legacy(payload: &[u8], out: &mut Vec<u8>) -> Result<()> {
             break;
         }
         let n = lz4_flex::block::decompress_into(&rest[4..4 + size], &mut block)
-            .context("lz4 block")?;
+            .map_err(DecompressError::Lz4)?;
         out.extend_from_slice(&block[..n]);
         rest = &rest[4 + size..];
     }
@@ -201,9 +249,9 @@ pub fn release_of(path: &Path) -> Option<String> {
 impl KernelImage {
     /// Inspects `path`. For a bzImage with a PVH-capable payload the `vmlinux` is extracted once
     /// into the cache, keyed by the image's content hash.
-    pub fn open(path: &Path) -> Result<KernelImage> {
-        let image =
-            std::fs::read(path).with_context(|| format!("reading kernel {}", path.display()))?;
+    pub fn open(path: &Path) -> Result<KernelImage, KernelImageError> {
+        let image = std::fs::read(path)
+            .map_err(|e| IoError::new(format!("reading kernel {}", path.display()), e))?;
         let hash = blake3::hash(&image).to_hex();
         if image.starts_with(b"\x7fELF") {
             let pvh = has_pvh_note(&image);
@@ -215,9 +263,8 @@ impl KernelImage {
                 content_hash: hash.to_string(),
             });
         }
-        let header = SetupHeader::parse(&image).with_context(|| {
-            format!("{} is neither a bzImage nor an ELF kernel", path.display())
-        })?;
+        let header = SetupHeader::parse(&image)
+            .ok_or_else(|| KernelImageError::NotAKernel(path.to_path_buf()))?;
         let release = header.release();
         let cached = paths::vmlinux_cache().join(format!("{}.elf", &hash[..32]));
         let (pvh_elf, pvh_unavailable) = if paths::cached_intact(&cached) {
@@ -226,10 +273,10 @@ impl KernelImage {
             match extract_pvh_elf(&header, &image)? {
                 Ok(elf) => {
                     let written = paths::write_cached_anywhere(&cached, &elf)
-                        .with_context(|| format!("caching {}", cached.display()))?;
+                        .map_err(|e| IoError::new(format!("caching {}", cached.display()), e))?;
                     (Some(written), None)
                 }
-                Err(why) => (None, Some(why)),
+                Err(why) => (None, Some(why.to_string())),
             }
         };
         Ok(KernelImage {
@@ -249,31 +296,23 @@ impl KernelImage {
 fn extract_pvh_elf(
     header: &SetupHeader,
     image: &[u8],
-) -> Result<std::result::Result<Vec<u8>, String>> {
+) -> Result<Result<Vec<u8>, NoPvh>, KernelImageError> {
     let Some(payload) = header.payload(image) else {
         if header.protocol >= 0x0208 {
-            bail!(
-                "the kernel image is damaged: its payload ({} bytes at {}) lies outside the file \
-                 ({} bytes)",
-                header.payload_length,
-                header.payload_offset,
-                image.len()
-            );
+            return Err(KernelImageError::PayloadOutside {
+                length: header.payload_length,
+                offset: header.payload_offset,
+                size: image.len(),
+            });
         }
-        return Ok(Err(
-            "the boot protocol is too old to locate the payload".into()
-        ));
+        return Ok(Err(NoPvh::OldProtocol));
     };
     if let Compression::Other(name) = Compression::detect(payload) {
-        return Ok(Err(format!(
-            "{name}-compressed kernels are not supported for PVH"
-        )));
+        return Ok(Err(NoPvh::Compression(name)));
     }
-    let elf = decompress(payload).map_err(|e| {
-        anyhow::anyhow!("the kernel image is damaged: its payload does not decompress ({e:#})")
-    })?;
+    let elf = decompress(payload).map_err(KernelImageError::Damaged)?;
     if !has_pvh_note(&elf) {
-        return Ok(Err("the kernel was built without CONFIG_PVH".into()));
+        return Ok(Err(NoPvh::NoPvhNote));
     }
     Ok(Ok(elf))
 }

@@ -9,14 +9,55 @@
 //! installed, `O=DIR` trees too), then `make headers`, whose `usr/include` gives specs the tree's
 //! own syscall table and uapi headers.
 
+use crate::machine::error::{IoContext, IoError};
 use crate::machine::kconfig::Config;
-use anyhow::{bail, Context, Result};
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// What every Provium kernel needs, option by option (see the file for why).
 pub const FRAGMENT: &str = include_str!("../../kernel/provium.config");
+
+/// Why a tree could not be configured or built.
+#[derive(Debug, thiserror::Error)]
+pub enum KernelBuildError {
+    #[error(transparent)]
+    Io(#[from] IoError),
+    #[error(
+        "building a kernel needs {}; install them with `sudo apt-get install {}` (or run \
+         scripts/setup --kernel-build)",
+        .0.iter().map(|(w, _)| *w).collect::<Vec<_>>().join(", "),
+        .0.iter().map(|(_, p)| *p).collect::<Vec<_>>().join(" ")
+    )]
+    MissingTools(Vec<(&'static str, &'static str)>),
+    #[error("{} is not a kernel source tree ({why})", tree.display())]
+    NotATree { tree: PathBuf, why: &'static str },
+    #[error(
+        "{} lacks what Provium needs: {}; `provium kernel config {} --merge` adds Provium's \
+         fragment to it (or remove it for a new one)",
+        config.display(),
+        missing.join(", "),
+        tree.display()
+    )]
+    ConfigLacks {
+        config: PathBuf,
+        tree: PathBuf,
+        missing: Vec<String>,
+    },
+    #[error(
+        "kconfig dropped options the fragments ask for (a dependency of each is off): {}",
+        .0.join(", ")
+    )]
+    Dropped(Vec<String>),
+    #[error("{what} failed ({status}):\n{output}")]
+    Failed {
+        what: &'static str,
+        status: std::process::ExitStatus,
+        output: String,
+    },
+    #[error("make succeeded but {} is not there", .0.display())]
+    NoImage(PathBuf),
+}
 
 /// Where the configuration starts from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,46 +173,31 @@ pub fn missing_tools() -> Vec<(&'static str, &'static str)> {
 }
 
 /// Refuses at once, naming every missing tool and the command that installs them.
-pub fn check_tools() -> Result<()> {
+pub fn check_tools() -> Result<(), KernelBuildError> {
     let missing = missing_tools();
     if missing.is_empty() {
         return Ok(());
     }
-    let packages: Vec<&str> = missing.iter().map(|(_, p)| *p).collect();
-    bail!(
-        "building a kernel needs {}; install them with `sudo apt-get install {}` (or run \
-         scripts/setup --kernel-build)",
-        missing
-            .iter()
-            .map(|(w, _)| *w)
-            .collect::<Vec<_>>()
-            .join(", "),
-        packages.join(" ")
-    )
+    Err(KernelBuildError::MissingTools(missing))
 }
 
 /// Whether `tree` is a kernel source tree (its top Makefile sets VERSION and PATCHLEVEL).
-pub fn check_tree(tree: &Path) -> Result<()> {
-    let makefile = tree.join("Makefile");
-    let text = std::fs::read_to_string(&makefile).with_context(|| {
-        format!(
-            "{} is not a kernel source tree (no Makefile)",
-            tree.display()
-        )
-    })?;
+pub fn check_tree(tree: &Path) -> Result<(), KernelBuildError> {
+    let not_a_tree = |why| KernelBuildError::NotATree {
+        tree: tree.to_path_buf(),
+        why,
+    };
+    let text =
+        std::fs::read_to_string(tree.join("Makefile")).map_err(|_| not_a_tree("no Makefile"))?;
     if !(text.contains("\nVERSION =") || text.starts_with("VERSION ="))
         || !text.contains("PATCHLEVEL =")
     {
-        bail!(
-            "{} is not a kernel source tree (its Makefile sets no VERSION and PATCHLEVEL)",
-            tree.display()
-        );
+        return Err(not_a_tree("its Makefile sets no VERSION and PATCHLEVEL"));
     }
     if !tree.join("scripts/kconfig/merge_config.sh").is_file() {
-        bail!(
-            "{} has no scripts/kconfig/merge_config.sh (a kernel older than 3.x?)",
-            tree.display()
-        );
+        return Err(not_a_tree(
+            "it has no scripts/kconfig/merge_config.sh: a kernel older than 3.x?",
+        ));
     }
     Ok(())
 }
@@ -207,28 +233,31 @@ pub enum Configured {
     Kept,
 }
 
-fn run_quiet(mut c: Command, what: &str) -> Result<()> {
+fn run_quiet(mut c: Command, what: &'static str) -> Result<(), KernelBuildError> {
     let out = c
         .stdin(Stdio::null())
         .output()
-        .with_context(|| format!("running {what}"))?;
+        .io_context(|| format!("running {what}"))?;
     if !out.status.success() {
-        bail!(
-            "{what} failed ({}):\n{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        return Err(KernelBuildError::Failed {
+            what,
+            status: out.status,
+            output: format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        });
     }
     Ok(())
 }
 
 /// Makes sure the tree has a Provium-ready `.config` (see the module's comment).
-pub fn configure(o: &Options) -> Result<Configured> {
+pub fn configure(o: &Options) -> Result<Configured, KernelBuildError> {
     check_tree(&o.tree)?;
     check_tools()?;
     let objdir = o.objdir().to_path_buf();
-    std::fs::create_dir_all(&objdir).with_context(|| format!("creating {}", objdir.display()))?;
+    std::fs::create_dir_all(&objdir).io_context(|| format!("creating {}", objdir.display()))?;
     let config_path = objdir.join(".config");
     let user: Vec<(PathBuf, String)> = o
         .fragments
@@ -236,9 +265,9 @@ pub fn configure(o: &Options) -> Result<Configured> {
         .map(|f| {
             std::fs::read_to_string(f)
                 .map(|t| (f.clone(), t))
-                .with_context(|| format!("reading the fragment {}", f.display()))
+                .io_context(|| format!("reading the fragment {}", f.display()))
         })
-        .collect::<Result<_>>()?;
+        .collect::<Result<_, _>>()?;
     let had = config_path.is_file();
     if had && !o.merge {
         let config = Config::read(&config_path)?;
@@ -249,13 +278,11 @@ pub fn configure(o: &Options) -> Result<Configured> {
         if missing.is_empty() {
             return Ok(Configured::Kept);
         }
-        bail!(
-            "{} lacks what Provium needs: {}; `provium kernel config {} --merge` adds Provium's \
-             fragment to it (or remove it for a new one)",
-            config_path.display(),
-            missing.join(", "),
-            o.tree.display()
-        );
+        return Err(KernelBuildError::ConfigLacks {
+            config: config_path,
+            tree: o.tree.clone(),
+            missing,
+        });
     }
     if !had {
         match &o.base {
@@ -276,16 +303,16 @@ pub fn configure(o: &Options) -> Result<Configured> {
                 "make defconfig",
             )?,
             Base::File(f) => {
-                std::fs::copy(f, &config_path).with_context(|| {
+                std::fs::copy(f, &config_path).io_context(|| {
                     format!("copying {} to {}", f.display(), config_path.display())
                 })?;
             }
         }
     }
     // Provium's fragment, then the user's (theirs win where both set an option).
-    let dir = tempfile::tempdir().context("a directory for the fragment")?;
+    let dir = tempfile::tempdir().io_context(|| "creating a directory for the fragment".into())?;
     let ours = dir.path().join("provium.config");
-    std::fs::write(&ours, FRAGMENT)?;
+    std::fs::write(&ours, FRAGMENT).io_context(|| format!("writing {}", ours.display()))?;
     let mut merge = Command::new(o.tree.join("scripts/kconfig/merge_config.sh"));
     merge
         .current_dir(&o.tree)
@@ -314,10 +341,7 @@ pub fn configure(o: &Options) -> Result<Configured> {
         );
     }
     if !lost.is_empty() {
-        bail!(
-            "kconfig dropped options the fragments ask for (a dependency of each is off): {}",
-            lost.join(", ")
-        );
+        return Err(KernelBuildError::Dropped(lost));
     }
     Ok(if had {
         Configured::Merged
@@ -336,7 +360,7 @@ pub struct Built {
 }
 
 /// Configures (if needed) and builds the tree; `progress` hears each line `make` prints.
-pub fn build(o: &Options, progress: &mut dyn FnMut(&str)) -> Result<Built> {
+pub fn build(o: &Options, progress: &mut dyn FnMut(&str)) -> Result<Built, KernelBuildError> {
     let started = std::time::Instant::now();
     let configured = configure(o)?;
     let ccache = which::which("ccache").is_ok();
@@ -356,10 +380,14 @@ pub fn build(o: &Options, progress: &mut dyn FnMut(&str)) -> Result<Built> {
         progress(line);
     })?;
     if !status.success() {
-        bail!(
-            "make failed ({status}); its last lines:\n{}",
-            tail.into_iter().collect::<Vec<_>>().join("\n")
-        );
+        return Err(KernelBuildError::Failed {
+            what: "make",
+            status,
+            output: format!(
+                "its last lines:\n{}",
+                tail.into_iter().collect::<Vec<_>>().join("\n")
+            ),
+        });
     }
     // The tree's own uapi headers (its syscall table, new headers) for specs: `make headers`
     // writes usr/include (`headers_install` would also need rsync).
@@ -368,7 +396,7 @@ pub fn build(o: &Options, progress: &mut dyn FnMut(&str)) -> Result<Built> {
     run_quiet(headers, "make headers")?;
     let image = o.objdir().join("arch/x86/boot/bzImage");
     if !image.is_file() {
-        bail!("make succeeded but {} is not there", image.display());
+        return Err(KernelBuildError::NoImage(image));
     }
     Ok(Built {
         release: crate::machine::kernel::release_of(&image),
@@ -379,15 +407,17 @@ pub fn build(o: &Options, progress: &mut dyn FnMut(&str)) -> Result<Built> {
 }
 
 /// Runs `c`, handing each line of its output (stdout and stderr) to `line`.
-fn stream(mut c: Command, line: &mut dyn FnMut(&str)) -> Result<std::process::ExitStatus> {
-    let (reader, writer) = std::io::pipe().context("a pipe for make's output")?;
-    let writer2 = writer.try_clone()?;
+fn stream(mut c: Command, line: &mut dyn FnMut(&str)) -> Result<std::process::ExitStatus, IoError> {
+    let (reader, writer) = std::io::pipe().io_context(|| "a pipe for make's output".into())?;
+    let writer2 = writer
+        .try_clone()
+        .io_context(|| "a pipe for make's output".into())?;
     let mut child = c
         .stdin(Stdio::null())
         .stdout(writer)
         .stderr(writer2)
         .spawn()
-        .context("running make")?;
+        .io_context(|| "running make".into())?;
     // The child holds the write ends now; ours are closed when `c` is dropped.
     drop(c);
     for l in std::io::BufReader::new(reader).lines() {
@@ -396,7 +426,7 @@ fn stream(mut c: Command, line: &mut dyn FnMut(&str)) -> Result<std::process::Ex
             Err(_) => break,
         }
     }
-    child.wait().context("waiting for make")
+    child.wait().io_context(|| "waiting for make".into())
 }
 
 #[cfg(test)]

@@ -3,10 +3,43 @@
 //! modules, without `make modules_install`). Also each kernel's configuration, for `requires:
 //! {config: …}`.
 
+use crate::machine::error::IoError;
 pub use crate::machine::kconfig::Config;
 use crate::machine::paths;
-use anyhow::{bail, Context, Result};
+use crate::machine::requirements::Missing;
 use std::path::{Path, PathBuf};
+
+/// Why `--kernel` names no kernel Provium can run.
+#[derive(Debug, thiserror::Error)]
+pub enum KernelTargetError {
+    #[error("{}", missing.explain(&config.display().to_string()))]
+    Unfit { config: PathBuf, missing: Missing },
+    #[error(
+        "{} looks like a kernel tree but holds no arch/x86/boot/bzImage or vmlinux (build it \
+         with `make`)",
+        .0.display()
+    )]
+    Unbuilt(PathBuf),
+    #[error("{}: a build tree needs its .config ({cause})", tree.display())]
+    NoConfig { tree: PathBuf, cause: IoError },
+    #[error("{0} is a directory but not a kernel build tree (no Makefile or .config)")]
+    NotATree(String),
+    #[error(
+        "no kernel `{spec}`: not a file, a build tree or an installed release (installed: {}; \
+         `scripts/setup --kernel VERSION` fetches Debian's)",
+        if installed.is_empty() { "none".to_string() } else { installed.join(", ") }
+    )]
+    Unknown {
+        spec: String,
+        installed: Vec<String>,
+    },
+    #[error("`{spec}` names several installed kernels: {}", matching.join(", "))]
+    Ambiguous { spec: String, matching: Vec<String> },
+    #[error(transparent)]
+    Default(#[from] crate::machine::profile::ProfileError),
+}
+
+type Result<T> = std::result::Result<T, KernelTargetError>;
 
 /// A kernel to run tests on.
 #[derive(Debug, Clone, PartialEq)]
@@ -86,7 +119,10 @@ pub fn check_config(config: &Config, source: &Path, modules: Option<&Path>) -> R
     if missing.is_empty() {
         return Ok(());
     }
-    bail!("{}", missing.explain(&source.display().to_string()))
+    Err(KernelTargetError::Unfit {
+        config: source.to_path_buf(),
+        missing,
+    })
 }
 
 fn from_tree(tree: &Path) -> Result<KernelTarget> {
@@ -94,16 +130,12 @@ fn from_tree(tree: &Path) -> Result<KernelTarget> {
         .iter()
         .map(|p| tree.join(p))
         .find(|p| p.is_file())
-        .with_context(|| {
-            format!(
-                "{} looks like a kernel tree but holds no arch/x86/boot/bzImage or vmlinux \
-                 (build it with `make`)",
-                tree.display()
-            )
-        })?;
+        .ok_or_else(|| KernelTargetError::Unbuilt(tree.to_path_buf()))?;
     let config_path = tree.join(".config");
-    let config = Config::read(&config_path)
-        .with_context(|| format!("{}: a build tree needs its .config", tree.display()))?;
+    let config = Config::read(&config_path).map_err(|cause| KernelTargetError::NoConfig {
+        tree: tree.to_path_buf(),
+        cause,
+    })?;
     check_config(&config, &config_path, Some(tree))?;
     let label = crate::machine::kernel::release_of(&image).unwrap_or_else(|| {
         tree.file_name()
@@ -159,7 +191,7 @@ pub fn resolve(spec: &str) -> Result<KernelTarget> {
         if path.join("Makefile").is_file() || path.join(".config").is_file() {
             return from_tree(path);
         }
-        bail!("{spec} is a directory but not a kernel build tree (no Makefile or .config)");
+        return Err(KernelTargetError::NotATree(spec.to_string()));
     }
     if path.is_file() {
         return Ok(from_image(path));
@@ -178,25 +210,14 @@ pub fn resolve(spec: &str) -> Result<KernelTarget> {
         .collect();
     match matching.as_slice() {
         [one] => Ok(from_installed(one)),
-        [] => {
-            let names: Vec<&str> = all.iter().map(|k| k.release.as_str()).collect();
-            bail!(
-                "no kernel `{spec}`: not a file, a build tree or an installed release \
-                 (installed: {}; `scripts/setup --kernel VERSION` fetches Debian's)",
-                if names.is_empty() {
-                    "none".to_string()
-                } else {
-                    names.join(", ")
-                }
-            )
-        }
-        many => bail!(
-            "`{spec}` names several installed kernels: {}",
-            many.iter()
-                .map(|k| k.release.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        [] => Err(KernelTargetError::Unknown {
+            spec: spec.to_string(),
+            installed: all.iter().map(|k| k.release.clone()).collect(),
+        }),
+        many => Err(KernelTargetError::Ambiguous {
+            spec: spec.to_string(),
+            matching: many.iter().map(|k| k.release.clone()).collect(),
+        }),
     }
 }
 

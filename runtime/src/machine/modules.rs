@@ -4,10 +4,35 @@
 //! (`depmod` runs at install time), so without it the dependencies are read from each needed
 //! module's `.modinfo` section, following only the modules actually asked for.
 
-use anyhow::{bail, Context, Result};
+use crate::machine::error::{IoContext, IoError};
+use crate::machine::kernel::DecompressError;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
+
+/// Why the modules a profile names cannot be had.
+#[derive(Debug, thiserror::Error)]
+pub enum ModuleError {
+    #[error("modules directory {} does not exist", .0.display())]
+    NoDirectory(PathBuf),
+    #[error(transparent)]
+    Io(#[from] IoError),
+    #[error("kernel module `{name}` is not in {}{hint}", root.display())]
+    Unknown {
+        name: String,
+        root: PathBuf,
+        hint: String,
+    },
+    #[error("module dependencies of `{0}` nest too deeply (a cycle?)")]
+    TooDeep(String),
+    #[error("{}: {cause}", path.display())]
+    Decompress {
+        path: PathBuf,
+        cause: DecompressError,
+    },
+}
+
+type Result<T> = std::result::Result<T, ModuleError>;
 
 /// The modules of one kernel release.
 #[derive(Debug)]
@@ -46,13 +71,13 @@ impl ModuleTree {
     /// Opens `/lib/modules/<release>`-style directory.
     pub fn open(root: &Path) -> Result<ModuleTree> {
         if !root.is_dir() {
-            bail!("modules directory {} does not exist", root.display());
+            return Err(ModuleError::NoDirectory(root.to_path_buf()));
         }
         let mut files = BTreeMap::new();
         let mut stack = vec![root.to_path_buf()];
         while let Some(dir) = stack.pop() {
             let entries =
-                std::fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))?;
+                std::fs::read_dir(&dir).io_context(|| format!("listing {}", dir.display()))?;
             for entry in entries.flatten() {
                 let path = entry.path();
                 let Ok(kind) = entry.file_type() else {
@@ -117,10 +142,11 @@ impl ModuleTree {
                     &name,
                     self.files.keys().map(String::as_str),
                 );
-                bail!(
-                    "kernel module `{name}` is not in {}{hint}",
-                    self.root.display()
-                );
+                return Err(ModuleError::Unknown {
+                    name,
+                    root: self.root.clone(),
+                    hint,
+                });
             }
             self.visit(&name, &mut seen, &mut order, 0)?;
         }
@@ -145,7 +171,7 @@ impl ModuleTree {
         depth: usize,
     ) -> Result<()> {
         if depth > 64 {
-            bail!("module dependencies of `{name}` nest too deeply (a cycle?)");
+            return Err(ModuleError::TooDeep(name.to_string()));
         }
         if !seen.insert(name.to_string()) {
             return Ok(());
@@ -176,18 +202,25 @@ fn parse_modules_dep(text: &str) -> HashMap<String, Vec<String>> {
 }
 
 fn read_module(path: &Path) -> Result<Vec<u8>> {
-    let raw = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let raw = std::fs::read(path).map_err(|e| IoError::reading(path, e))?;
     let name = path.to_string_lossy();
     let mut out = Vec::new();
+    let failed = |cause| ModuleError::Decompress {
+        path: path.to_path_buf(),
+        cause,
+    };
     if name.ends_with(".xz") {
         lzma_rs::xz_decompress(&mut &raw[..], &mut out)
-            .map_err(|e| anyhow::anyhow!("{}: {e:?}", path.display()))?;
+            .map_err(|e| failed(DecompressError::Xz(e)))?;
     } else if name.ends_with(".zst") {
         ruzstd::decoding::StreamingDecoder::new(&raw[..])
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
-            .read_to_end(&mut out)?;
+            .map_err(|e| failed(DecompressError::Zstd(e)))?
+            .read_to_end(&mut out)
+            .map_err(|e| IoError::reading(path, e))?;
     } else if name.ends_with(".gz") {
-        flate2::read::GzDecoder::new(&raw[..]).read_to_end(&mut out)?;
+        flate2::read::GzDecoder::new(&raw[..])
+            .read_to_end(&mut out)
+            .map_err(|e| failed(DecompressError::Gzip(e)))?;
     } else {
         out = raw;
     }

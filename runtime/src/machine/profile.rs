@@ -5,11 +5,50 @@
 //! what it names. Relative paths are relative to the `provium.toml` that contains them.
 
 use crate::machine::accel::Accel;
+use crate::machine::error::{BadValue, IoError};
 use crate::machine::paths;
-use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
+/// Why no profile (or no kernel for it) could be had.
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    #[error(transparent)]
+    Io(#[from] IoError),
+    #[error("{}: {cause}", path.display())]
+    Toml {
+        path: PathBuf,
+        cause: toml::de::Error,
+    },
+    #[error("unknown profile `{name}`{hint} (known: {known})")]
+    Unknown {
+        name: String,
+        hint: String,
+        known: String,
+    },
+    #[error("profile `{0}`: `inherits` chain is too long (a cycle?)")]
+    InheritsTooDeep(String),
+    #[error("profile `{profile}`: {problem}")]
+    Setting { profile: String, problem: BadValue },
+    #[error("PROVIUM_KERNEL={} is not a file", .0.display())]
+    KernelVariable(PathBuf),
+    #[error(
+        "no kernel found: run `scripts/setup` (installs a Debian kernel into {}), \
+         or set PROVIUM_KERNEL to a bzImage",
+        .0.display()
+    )]
+    NoKernel(PathBuf),
+}
+
+impl ProfileError {
+    fn setting(profile: &str, problem: BadValue) -> ProfileError {
+        ProfileError::Setting {
+            profile: profile.to_string(),
+            problem,
+        }
+    }
+}
 
 /// The machine type QEMU emulates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
@@ -46,29 +85,33 @@ pub enum TransportChoice {
 }
 
 impl std::str::FromStr for TransportChoice {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = BadValue;
+    fn from_str(s: &str) -> Result<Self, BadValue> {
         match s {
             "auto" => Ok(Self::Auto),
             "virtio-serial" | "serial" => Ok(Self::VirtioSerial),
             "vsock" => Ok(Self::Vsock),
-            other => Err(format!(
-                "unknown transport `{other}` (expected auto, virtio-serial or vsock)"
+            other => Err(BadValue::new(
+                "transport",
+                other,
+                "expected auto, virtio-serial or vsock",
             )),
         }
     }
 }
 
 impl std::str::FromStr for Machine {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = BadValue;
+    fn from_str(s: &str) -> Result<Self, BadValue> {
         match s {
             "auto" => Ok(Self::Auto),
             "microvm" => Ok(Self::Microvm),
             "q35" => Ok(Self::Q35),
             "pc" => Ok(Self::Pc),
-            other => Err(format!(
-                "unknown machine `{other}` (expected auto, microvm, q35 or pc)"
+            other => Err(BadValue::new(
+                "machine",
+                other,
+                "expected auto, microvm, q35 or pc",
             )),
         }
     }
@@ -149,7 +192,7 @@ impl Profile {
     }
 
     /// The kernel image and modules directory this profile boots.
-    pub fn resolve_kernel(&self) -> Result<(PathBuf, Option<PathBuf>)> {
+    pub fn resolve_kernel(&self) -> Result<(PathBuf, Option<PathBuf>), ProfileError> {
         if let Some(k) = &self.kernel {
             return Ok((k.clone(), self.modules.clone()));
         }
@@ -160,11 +203,11 @@ impl Profile {
 
 /// Where the default kernel comes from, in order: `PROVIUM_KERNEL` (with `PROVIUM_MODULES`), the
 /// kernel `scripts/setup` installed in the cache, the host's own `/boot/vmlinuz-$(uname -r)`.
-pub fn find_default_kernel() -> Result<(PathBuf, Option<PathBuf>)> {
+pub fn find_default_kernel() -> Result<(PathBuf, Option<PathBuf>), ProfileError> {
     if let Some(k) = std::env::var_os("PROVIUM_KERNEL").filter(|v| !v.is_empty()) {
         let kernel = PathBuf::from(k);
         if !kernel.is_file() {
-            bail!("PROVIUM_KERNEL={} is not a file", kernel.display());
+            return Err(ProfileError::KernelVariable(kernel));
         }
         let modules = std::env::var_os("PROVIUM_MODULES")
             .filter(|v| !v.is_empty())
@@ -180,11 +223,7 @@ pub fn find_default_kernel() -> Result<(PathBuf, Option<PathBuf>)> {
         let modules = PathBuf::from(format!("/lib/modules/{release}"));
         return Ok((boot, modules.is_dir().then_some(modules)));
     }
-    bail!(
-        "no kernel found: run `scripts/setup` (installs a Debian kernel into {}), \
-         or set PROVIUM_KERNEL to a bzImage",
-        paths::kernels().display()
-    )
+    Err(ProfileError::NoKernel(paths::kernels()))
 }
 
 /// The kernel installed by `scripts/setup`: `kernels/default` names the release directory.
@@ -208,7 +247,8 @@ fn host_release() -> String {
 }
 
 /// Parses sizes like `512M`, `1G`, `256` (MiB) into MiB.
-pub fn parse_memory(text: &str) -> Result<u32, String> {
+pub fn parse_memory(text: &str) -> Result<u32, BadValue> {
+    let bad = |expected| BadValue::new("memory size", text, expected);
     let t = text.trim();
     let (num, mult) = match t.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
         Some((i, _)) => {
@@ -216,23 +256,16 @@ pub fn parse_memory(text: &str) -> Result<u32, String> {
             let mult = match unit.trim_end_matches("IB").trim_end_matches('B') {
                 "M" => 1,
                 "G" => 1024,
-                _ => return Err(format!("bad memory size `{text}` (use M or G, e.g. 512M)")),
+                _ => return Err(bad("use M or G, e.g. 512M")),
             };
             (&t[..i], mult)
         }
         None => (t, 1),
     };
-    let n: u32 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("bad memory size `{text}` (e.g. 512M or 1G)"))?;
-    let mib = n
-        .checked_mul(mult)
-        .ok_or_else(|| format!("memory size `{text}` is too large"))?;
+    let n: u32 = num.trim().parse().map_err(|_| bad("e.g. 512M or 1G"))?;
+    let mib = n.checked_mul(mult).ok_or_else(|| bad("too large"))?;
     if mib < 64 {
-        return Err(format!(
-            "memory size `{text}` is below the 64M a kernel needs"
-        ));
+        return Err(bad("below the 64M a kernel needs"));
     }
     Ok(mib)
 }
@@ -297,11 +330,12 @@ impl Profiles {
     }
 
     /// Reads `provium.toml` at `path`.
-    pub fn load(path: &Path) -> Result<Profiles> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let file: ConfigFile =
-            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    pub fn load(path: &Path) -> Result<Profiles, ProfileError> {
+        let text = std::fs::read_to_string(path).map_err(|e| IoError::reading(path, e))?;
+        let file: ConfigFile = toml::from_str(&text).map_err(|cause| ProfileError::Toml {
+            path: path.to_path_buf(),
+            cause,
+        })?;
         Ok(Profiles {
             configs: file.profile,
             base_dir: path.parent().unwrap_or(Path::new(".")).to_path_buf(),
@@ -311,7 +345,7 @@ impl Profiles {
     }
 
     /// Finds `provium.toml` in `start` or its ancestors; built-ins only when there is none.
-    pub fn discover(start: &Path) -> Result<Profiles> {
+    pub fn discover(start: &Path) -> Result<Profiles, ProfileError> {
         let mut dir = Some(start);
         while let Some(d) = dir {
             let candidate = d.join("provium.toml");
@@ -349,7 +383,7 @@ impl Profiles {
         names
     }
 
-    pub fn get(&self, name: &str) -> Result<Profile> {
+    pub fn get(&self, name: &str) -> Result<Profile, ProfileError> {
         let mut p = self.resolve(name, 0)?;
         if let Some((image, modules)) = &self.kernel_override {
             p.kernel = Some(image.clone());
@@ -366,9 +400,9 @@ impl Profiles {
         }
     }
 
-    fn resolve(&self, name: &str, depth: usize) -> Result<Profile> {
+    fn resolve(&self, name: &str, depth: usize) -> Result<Profile, ProfileError> {
         if depth > 16 {
-            bail!("profile `{name}`: `inherits` chain is too long (a cycle?)");
+            return Err(ProfileError::InheritsTooDeep(name.to_string()));
         }
         let Some(cfg) = self.configs.get(name) else {
             if name == "minimal" {
@@ -377,10 +411,11 @@ impl Profiles {
             let names = self.names();
             let hint =
                 provium_compiler::diag::did_you_mean_suffix(name, names.iter().map(String::as_str));
-            bail!(
-                "unknown profile `{name}`{hint} (known: {})",
-                names.join(", ")
-            );
+            return Err(ProfileError::Unknown {
+                name: name.to_string(),
+                hint,
+                known: names.join(", "),
+            });
         };
         let parent = cfg.inherits.as_deref().unwrap_or("minimal");
         let mut p = if parent == name {
@@ -421,22 +456,19 @@ impl Profiles {
             p.fast_boot = v;
         }
         if let Some(m) = &cfg.memory {
-            p.memory_mib = parse_memory(m).map_err(|e| anyhow::anyhow!("profile `{name}`: {e}"))?;
+            p.memory_mib = parse_memory(m).map_err(|e| ProfileError::setting(name, e))?;
         }
         if let Some(c) = cfg.cpus {
             if c == 0 {
-                bail!("profile `{name}`: cpus must be at least 1");
+                let zero = BadValue::new("cpus", "0", "at least 1");
+                return Err(ProfileError::setting(name, zero));
             }
             p.cpus = c;
         }
         if let Some(a) = &cfg.accel {
             p.accel = match a.as_str() {
                 "auto" => None,
-                other => Some(
-                    other
-                        .parse()
-                        .map_err(|e: String| anyhow::anyhow!("profile `{name}`: {e}"))?,
-                ),
+                other => Some(other.parse().map_err(|e| ProfileError::setting(name, e))?),
             };
         }
         if let Some(m) = cfg.machine {

@@ -5,7 +5,6 @@
 //! arguments that skip boot work. Each is a field here so the benchmark can compare them.
 
 use crate::machine::accel::Accel;
-use anyhow::{bail, Result};
 use std::path::{Path, PathBuf};
 
 /// The concrete machine QEMU emulates.
@@ -202,8 +201,27 @@ pub fn fast_kernel_args() -> Vec<String> {
     .collect()
 }
 
+/// Why no usable QEMU was found.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum QemuError {
+    #[error(
+        "{0} not found: install it (`sudo apt-get install qemu-system-x86`, or run \
+         scripts/setup), or set PROVIUM_QEMU"
+    )]
+    NotFound(String),
+    #[error("PROVIUM_QEMU={}: {cause}", path.display())]
+    Unrunnable {
+        path: PathBuf,
+        cause: std::sync::Arc<std::io::Error>,
+    },
+    #[error("PROVIUM_QEMU={} did not answer `--version` within 2 s: is it QEMU?", .0.display())]
+    NoAnswer(PathBuf),
+    #[error("PROVIUM_QEMU={} is not QEMU: `--version` printed {first_line:?}", path.display())]
+    NotQemu { path: PathBuf, first_line: String },
+}
+
 /// The QEMU binary for the host architecture: `PROVIUM_QEMU`, or `qemu-system-<arch>` on PATH.
-pub fn find_qemu() -> Result<PathBuf> {
+pub fn find_qemu() -> Result<PathBuf, QemuError> {
     if let Some(q) = std::env::var_os("PROVIUM_QEMU").filter(|v| !v.is_empty()) {
         let q = PathBuf::from(q);
         check_qemu(&q)?;
@@ -212,30 +230,30 @@ pub fn find_qemu() -> Result<PathBuf> {
     let name = format!("qemu-system-{}", std::env::consts::ARCH);
     match which::which(&name) {
         Ok(p) => Ok(p),
-        Err(_) => bail!(
-            "{name} not found: install it (`sudo apt-get install qemu-system-x86`, or run \
-             scripts/setup), or set PROVIUM_QEMU"
-        ),
+        Err(_) => Err(QemuError::NotFound(name)),
     }
 }
 
 /// A QEMU given by the user answers `--version` like QEMU within two seconds (checked once per
 /// process), so that a wrong `PROVIUM_QEMU` is an error at once, not a boot that times out.
-fn check_qemu(qemu: &Path) -> Result<()> {
-    static CHECKED: std::sync::Mutex<Vec<(PathBuf, Result<(), String>)>> =
+fn check_qemu(qemu: &Path) -> Result<(), QemuError> {
+    static CHECKED: std::sync::Mutex<Vec<(PathBuf, Result<(), QemuError>)>> =
         std::sync::Mutex::new(Vec::new());
     let mut checked = crate::machine::sync::lock(&CHECKED);
     if let Some((_, r)) = checked.iter().find(|(p, _)| p == qemu) {
-        return r.clone().map_err(anyhow::Error::msg);
+        return r.clone();
     }
-    let result = (|| -> Result<(), String> {
+    let result = (|| -> Result<(), QemuError> {
         let mut child = std::process::Command::new(qemu)
             .arg("--version")
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .spawn()
-            .map_err(|e| format!("PROVIUM_QEMU={}: {e}", qemu.display()))?;
+            .map_err(|e| QemuError::Unrunnable {
+                path: qemu.to_path_buf(),
+                cause: std::sync::Arc::new(e),
+            })?;
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
         loop {
             match child.try_wait() {
@@ -246,10 +264,7 @@ fn check_qemu(qemu: &Path) -> Result<()> {
                 _ => {
                     let _ = child.kill();
                     let _ = child.wait();
-                    return Err(format!(
-                        "PROVIUM_QEMU={} did not answer `--version` within 2 s: is it QEMU?",
-                        qemu.display()
-                    ));
+                    return Err(QemuError::NoAnswer(qemu.to_path_buf()));
                 }
             }
         }
@@ -260,15 +275,14 @@ fn check_qemu(qemu: &Path) -> Result<()> {
         if out.contains("QEMU emulator version") {
             Ok(())
         } else {
-            Err(format!(
-                "PROVIUM_QEMU={} is not QEMU: `--version` printed {:?}",
-                qemu.display(),
-                out.lines().next().unwrap_or("nothing")
-            ))
+            Err(QemuError::NotQemu {
+                path: qemu.to_path_buf(),
+                first_line: out.lines().next().unwrap_or("nothing").to_string(),
+            })
         }
     })();
     checked.push((qemu.to_path_buf(), result.clone()));
-    result.map_err(anyhow::Error::msg)
+    result
 }
 
 /// qboot, when the QEMU installation ships it.

@@ -5,7 +5,7 @@
 //! the way the dynamic linker looks (`DT_RUNPATH`/`DT_RPATH`, then the multiarch and standard
 //! directories).
 
-use anyhow::{bail, Context, Result};
+use crate::machine::error::IoError;
 use object::elf;
 use object::read::elf::{Dyn, FileHeader, ProgramHeader};
 use std::collections::BTreeSet;
@@ -27,22 +27,52 @@ const LIB_DIRS: [&str; 6] = [
 /// A library chain deeper than this is a loop or a broken system.
 const MAX_FILES: usize = 512;
 
+/// Why a tool cannot be put in the guest.
+#[derive(Debug, thiserror::Error)]
+pub enum ToolError {
+    #[error("tool `{0}`: not an absolute path to a file")]
+    NotAbsolute(String),
+    #[error("tool `{0}` is not installed on this host (looked in PATH and /usr/sbin, /sbin)")]
+    NotInstalled(String),
+    #[error("tool `{tool}` ({}): {cause}", path.display())]
+    Closure {
+        tool: String,
+        path: PathBuf,
+        cause: Box<ToolError>,
+    },
+    #[error("more than {MAX_FILES} files: a library loop?")]
+    TooManyFiles,
+    #[error(transparent)]
+    Io(#[from] IoError),
+    #[error("reading ELF {}: {cause}", path.display())]
+    Elf {
+        path: PathBuf,
+        cause: object::read::Error,
+    },
+    #[error("{} needs {library}, which is not on this host", path.display())]
+    MissingLibrary { path: PathBuf, library: String },
+}
+
 /// The host files that make each of `tools` run in the guest: the programs and what they need,
 /// as host paths (the guest path is the same), sorted and without duplicates.
-pub fn closure(tools: &[String]) -> Result<Vec<PathBuf>> {
+pub fn closure(tools: &[String]) -> Result<Vec<PathBuf>, ToolError> {
     let mut out = BTreeSet::new();
     for tool in tools {
         let path = locate(tool)?;
-        add(&path, &mut out).with_context(|| format!("tool `{tool}` ({})", path.display()))?;
+        add(&path, &mut out).map_err(|cause| ToolError::Closure {
+            tool: tool.clone(),
+            path: path.clone(),
+            cause: Box::new(cause),
+        })?;
     }
     Ok(out.into_iter().collect())
 }
 
-fn locate(tool: &str) -> Result<PathBuf> {
+fn locate(tool: &str) -> Result<PathBuf, ToolError> {
     if tool.contains('/') {
         let p = PathBuf::from(tool);
         if !p.is_absolute() || !p.is_file() {
-            bail!("tool `{tool}`: not an absolute path to a file");
+            return Err(ToolError::NotAbsolute(tool.to_string()));
         }
         return Ok(p);
     }
@@ -51,24 +81,22 @@ fn locate(tool: &str) -> Result<PathBuf> {
         .chain(SBIN.iter().map(PathBuf::from))
         .map(|d| d.join(tool))
         .find(|p| p.is_file())
-        .with_context(|| {
-            format!(
-                "tool `{tool}` is not installed on this host (looked in PATH and /usr/sbin, /sbin)"
-            )
-        })
+        .ok_or_else(|| ToolError::NotInstalled(tool.to_string()))
 }
 
 /// Adds `path` and, for an ELF file, its interpreter and libraries.
-fn add(path: &Path, out: &mut BTreeSet<PathBuf>) -> Result<()> {
+fn add(path: &Path, out: &mut BTreeSet<PathBuf>) -> Result<(), ToolError> {
     if out.len() > MAX_FILES {
-        bail!("more than {MAX_FILES} files: a library loop?");
+        return Err(ToolError::TooManyFiles);
     }
     if !out.insert(path.to_path_buf()) {
         return Ok(());
     }
-    let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let Some(deps) =
-        dependencies(&data).with_context(|| format!("reading ELF {}", path.display()))?
+    let data = std::fs::read(path).map_err(|e| IoError::reading(path, e))?;
+    let Some(deps) = dependencies(&data).map_err(|cause| ToolError::Elf {
+        path: path.to_path_buf(),
+        cause,
+    })?
     else {
         return Ok(()); // a script or data file: copied as it is
     };
@@ -89,8 +117,9 @@ fn add(path: &Path, out: &mut BTreeSet<PathBuf>) -> Result<()> {
             .chain(LIB_DIRS.iter().map(PathBuf::from))
             .map(|d| d.join(&lib))
             .find(|p| p.is_file())
-            .with_context(|| {
-                format!("{} needs {lib}, which is not on this host", path.display())
+            .ok_or_else(|| ToolError::MissingLibrary {
+                path: path.to_path_buf(),
+                library: lib.clone(),
             })?;
         add(&found, out)?;
     }
@@ -105,16 +134,13 @@ struct Dependencies {
 
 /// The interpreter, `DT_NEEDED` names and search paths of a 64-bit little-endian ELF file;
 /// `None` for a file that is not one.
-fn dependencies(data: &[u8]) -> Result<Option<Dependencies>> {
+fn dependencies(data: &[u8]) -> Result<Option<Dependencies>, object::read::Error> {
     if !data.starts_with(b"\x7fELF") {
         return Ok(None);
     }
-    let header =
-        elf::FileHeader64::<object::Endianness>::parse(data).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let endian = header.endian().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let segments = header
-        .program_headers(endian, data)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let header = elf::FileHeader64::<object::Endianness>::parse(data)?;
+    let endian = header.endian()?;
+    let segments = header.program_headers(endian, data)?;
     let mut deps = Dependencies {
         interpreter: None,
         needed: Vec::new(),

@@ -16,6 +16,7 @@ pub mod vsock;
 
 pub use connection::{Connection, TransportError};
 
+use crate::machine::error::{IoContext, IoError};
 use crate::machine::qemu::MachineKind;
 use std::path::Path;
 use std::time::Instant;
@@ -76,12 +77,52 @@ pub trait Transport: Send {
     fn accept(
         &mut self,
         deadline: Instant,
-        alive: &mut dyn FnMut() -> anyhow::Result<()>,
-    ) -> anyhow::Result<Connection>;
+        alive: &mut dyn FnMut() -> Result<(), QemuExited>,
+    ) -> Result<Connection, AcceptError>;
+}
+
+/// QEMU is gone (what `alive` answers while a transport waits for the guest).
+#[derive(Debug, thiserror::Error)]
+#[error("QEMU exited {when} ({status})")]
+pub struct QemuExited {
+    pub when: &'static str,
+    pub status: std::process::ExitStatus,
+}
+
+/// Why the host side of a transport could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error(transparent)]
+    Io(#[from] IoError),
+    #[error(
+        "vsock needs /dev/vhost-vsock or the vhost-device-vsock backend: `modprobe \
+         vhost_vsock`, or `cargo install vhost-device-vsock`"
+    )]
+    NoVsockBackend,
+    #[error("vhost-device-vsock exited ({status}) before listening:\n{log}")]
+    BackendExited {
+        status: std::process::ExitStatus,
+        log: String,
+    },
+    #[error("vhost-device-vsock did not create its socket within 10 s")]
+    BackendSilent,
+}
+
+/// Why the guest's agent did not connect.
+#[derive(Debug, thiserror::Error)]
+pub enum AcceptError {
+    #[error(transparent)]
+    QemuExited(#[from] QemuExited),
+    #[error("timed out waiting for the {0} connection")]
+    TimedOut(&'static str),
+    #[error(transparent)]
+    Io(#[from] IoError),
+    #[error(transparent)]
+    Transport(#[from] TransportError),
 }
 
 /// Prepares a transport of `kind` in the VM's run directory.
-pub fn prepare(kind: TransportKind, run_dir: &Path) -> anyhow::Result<Box<dyn Transport>> {
+pub fn prepare(kind: TransportKind, run_dir: &Path) -> Result<Box<dyn Transport>, PrepareError> {
     Ok(match kind {
         TransportKind::VirtioSerial => Box::new(serial::VirtioSerial::listen(run_dir)?),
         TransportKind::Vsock => Box::new(vsock::Vsock::prepare(run_dir)?),
@@ -92,29 +133,28 @@ pub fn prepare(kind: TransportKind, run_dir: &Path) -> anyhow::Result<Box<dyn Tr
 pub(crate) fn accept_unix(
     listener: &std::os::unix::net::UnixListener,
     deadline: Instant,
-    alive: &mut dyn FnMut() -> anyhow::Result<()>,
-    what: &str,
-) -> anyhow::Result<std::os::unix::net::UnixStream> {
+    alive: &mut dyn FnMut() -> Result<(), QemuExited>,
+    what: &'static str,
+) -> Result<std::os::unix::net::UnixStream, AcceptError> {
     use std::os::fd::AsRawFd;
-    listener.set_nonblocking(true)?;
+    let accepting = || format!("accepting the {what} connection");
+    listener.set_nonblocking(true).io_context(accepting)?;
     loop {
         match listener.accept() {
             Ok((stream, _)) => {
-                stream.set_nonblocking(false)?;
+                stream.set_nonblocking(false).io_context(accepting)?;
                 return Ok(stream);
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(anyhow::anyhow!("accepting the {what} connection: {e}")),
+            Err(e) => return Err(IoError::new(accepting(), e).into()),
         }
         alive()?;
         let slice = (Instant::now() + std::time::Duration::from_millis(50)).min(deadline);
         match connection::wait(listener.as_raw_fd(), libc::POLLIN, Some(slice)) {
             Ok(()) => {}
             Err(TransportError::TimedOut) if Instant::now() < deadline => {}
-            Err(TransportError::TimedOut) => {
-                anyhow::bail!("timed out waiting for the {what} connection")
-            }
-            Err(e) => return Err(e.into()),
+            Err(TransportError::TimedOut) => return Err(AcceptError::TimedOut(what)),
+            Err(e) => return Err(AcceptError::Transport(e)),
         }
     }
 }

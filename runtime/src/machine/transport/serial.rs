@@ -2,7 +2,8 @@
 //! the host listens and QEMU connects; beside it the `org.provium.dump` port, on which the host
 //! asks a hung VM for its tasks' stacks before killing it (see the agent's `dump` module).
 
-use super::{accept_unix, Connection, Transport, TransportKind};
+use super::{accept_unix, AcceptError, Connection, QemuExited, Transport, TransportKind};
+use crate::machine::error::{IoContext, IoError};
 use crate::machine::qemu::MachineKind;
 use provium_agent::protocol::{DUMP_PORT_NAME, SERIAL_PORT_NAME};
 use std::os::unix::net::UnixListener;
@@ -17,12 +18,12 @@ pub struct VirtioSerial {
 }
 
 impl VirtioSerial {
-    pub fn listen(run_dir: &Path) -> anyhow::Result<VirtioSerial> {
+    pub fn listen(run_dir: &Path) -> Result<VirtioSerial, IoError> {
         let bind = |name: &str| {
             let socket = run_dir.join(name);
             UnixListener::bind(&socket)
                 .map(|l| (socket.clone(), l))
-                .map_err(|e| anyhow::anyhow!("binding {}: {e}", socket.display()))
+                .io_context(|| format!("binding {}", socket.display()))
         };
         let (socket, listener) = bind("agent.sock")?;
         // QEMU connects to it as it starts; the host accepts only when it needs a dump.
@@ -71,9 +72,10 @@ impl Transport for VirtioSerial {
     fn accept(
         &mut self,
         deadline: Instant,
-        alive: &mut dyn FnMut() -> anyhow::Result<()>,
-    ) -> anyhow::Result<Connection> {
+        alive: &mut dyn FnMut() -> Result<(), QemuExited>,
+    ) -> Result<Connection, AcceptError> {
         let stream = accept_unix(&self.listener, deadline, alive, "virtio-serial")?;
-        Ok(Connection::new(Box::new(stream))?)
+        Ok(Connection::new(Box::new(stream))
+            .io_context(|| "setting up the virtio-serial connection".into())?)
     }
 }

@@ -8,9 +8,10 @@
 //!   connections to `<uds-path>_P`. It maps guest memory, so RAM must be a shared memfd.
 
 use super::{accept_unix, Connection, Transport, TransportKind};
+use super::{AcceptError, PrepareError, QemuExited};
 use crate::machine::cleanup::Supervised;
+use crate::machine::error::{IoContext, IoError};
 use crate::machine::qemu::MachineKind;
-use anyhow::{bail, Context};
 use provium_agent::protocol::DEFAULT_VSOCK_PORT;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
@@ -80,18 +81,15 @@ pub struct Vsock {
 }
 
 impl Vsock {
-    pub fn prepare(run_dir: &Path) -> anyhow::Result<Vsock> {
+    pub fn prepare(run_dir: &Path) -> Result<Vsock, PrepareError> {
         match detect_backend() {
-            Some(Backend::Kernel) => Self::kernel(),
+            Some(Backend::Kernel) => Ok(Self::kernel()?),
             Some(Backend::UserSpace(bin)) => Self::user_space(&bin, run_dir),
-            None => bail!(
-                "vsock needs /dev/vhost-vsock or the vhost-device-vsock backend: \
-                 `modprobe vhost_vsock`, or `cargo install vhost-device-vsock`"
-            ),
+            None => Err(PrepareError::NoVsockBackend),
         }
     }
 
-    fn kernel() -> anyhow::Result<Vsock> {
+    fn kernel() -> Result<Vsock, IoError> {
         // Unique per VM so that concurrent VMs never share a CID or a listening port.
         let unique = std::process::id()
             .wrapping_mul(7919)
@@ -99,22 +97,24 @@ impl Vsock {
         let cid = 3 + unique % 0x3fff_0000;
         let port = 20_000 + unique % 40_000;
         let listener = ::vsock::VsockListener::bind_with_cid_port(::vsock::VMADDR_CID_ANY, port)
-            .with_context(|| format!("listening on vsock port {port}"))?;
+            .io_context(|| format!("listening on vsock port {port}"))?;
         Ok(Vsock {
             mode: Mode::Kernel { cid, listener },
             port,
         })
     }
 
-    fn user_space(bin: &Path, run_dir: &Path) -> anyhow::Result<Vsock> {
+    fn user_space(bin: &Path, run_dir: &Path) -> Result<Vsock, PrepareError> {
         let vhost_socket = run_dir.join("vhost-vsock.sock");
         let uds = run_dir.join("vsock.sock");
         let port = DEFAULT_VSOCK_PORT;
         // Listen before the guest can possibly connect.
         let listen_path = PathBuf::from(format!("{}_{port}", uds.display()));
         let listener = UnixListener::bind(&listen_path)
-            .with_context(|| format!("binding {}", listen_path.display()))?;
-        let log = std::fs::File::create(run_dir.join("vhost-vsock.log"))?;
+            .io_context(|| format!("binding {}", listen_path.display()))?;
+        let log_path = run_dir.join("vhost-vsock.log");
+        let creating = || format!("creating {}", log_path.display());
+        let log = std::fs::File::create(&log_path).io_context(creating)?;
         let mut cmd = Command::new(bin);
         cmd.arg("--guest-cid")
             .arg("3")
@@ -123,19 +123,19 @@ impl Vsock {
             .arg("--uds-path")
             .arg(&uds)
             .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
+            .stdout(log.try_clone().io_context(creating)?)
             .stderr(log);
         let mut daemon = Supervised::spawn(cmd, "vhost-device-vsock")
-            .with_context(|| format!("starting {}", bin.display()))?;
+            .io_context(|| format!("starting {}", bin.display()))?;
         let deadline = Instant::now() + Duration::from_secs(10);
         while !vhost_socket.exists() {
             if let Some(status) = daemon.try_wait() {
                 let log =
                     std::fs::read_to_string(run_dir.join("vhost-vsock.log")).unwrap_or_default();
-                bail!("vhost-device-vsock exited ({status}) before listening:\n{log}");
+                return Err(PrepareError::BackendExited { status, log });
             }
             if Instant::now() > deadline {
-                bail!("vhost-device-vsock did not create its socket within 10 s");
+                return Err(PrepareError::BackendSilent);
             }
             std::thread::sleep(Duration::from_millis(2));
         }
@@ -205,31 +205,32 @@ impl Transport for Vsock {
     fn accept(
         &mut self,
         deadline: Instant,
-        alive: &mut dyn FnMut() -> anyhow::Result<()>,
-    ) -> anyhow::Result<Connection> {
+        alive: &mut dyn FnMut() -> Result<(), QemuExited>,
+    ) -> Result<Connection, AcceptError> {
+        let accepting = || "accepting the vsock connection".to_string();
         match &self.mode {
             Mode::UserSpace { listener, .. } => {
                 let stream = accept_unix(listener, deadline, alive, "vsock")?;
-                Ok(Connection::new(Box::new(stream))?)
+                Ok(Connection::new(Box::new(stream)).io_context(accepting)?)
             }
             Mode::Kernel { cid, listener } => {
-                listener.set_nonblocking(true)?;
+                listener.set_nonblocking(true).io_context(accepting)?;
                 loop {
                     match listener.accept() {
                         Ok((stream, addr)) if addr.cid() == *cid => {
-                            stream.set_nonblocking(false)?;
-                            return Ok(Connection::new(Box::new(stream))?);
+                            stream.set_nonblocking(false).io_context(accepting)?;
+                            return Ok(Connection::new(Box::new(stream)).io_context(accepting)?);
                         }
                         // Another guest found our port: not ours, drop it.
                         Ok(_) => {}
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                             alive()?;
                             if Instant::now() > deadline {
-                                bail!("timed out waiting for the vsock connection");
+                                return Err(AcceptError::TimedOut("vsock"));
                             }
                             std::thread::sleep(Duration::from_millis(5));
                         }
-                        Err(e) => bail!("accepting the vsock connection: {e}"),
+                        Err(e) => return Err(IoError::new(accepting(), e).into()),
                     }
                 }
             }

@@ -3,13 +3,15 @@
 
 use super::plan::{self, BootOptions, BootPlan};
 use super::{
-    console, gate, State, Vm, VmError, VmInfo, CONSOLE_TAIL_LINES, DEFAULT_SYSCALL_TIMEOUT,
+    console, gate, StartError, State, Vm, VmError, VmInfo, CONSOLE_TAIL_LINES,
+    DEFAULT_SYSCALL_TIMEOUT,
 };
 use crate::machine::cleanup::{self, RunDir, Supervised};
 use crate::machine::client::AgentClient;
+use crate::machine::error::{IoContext, IoError};
 use crate::machine::profile::Profile;
 use crate::machine::qemu::{LaunchPlan, SharedMemory};
-use crate::machine::transport::{self, TransportError};
+use crate::machine::transport::{self, QemuExited, TransportError};
 use provium_agent::protocol::decode_hello;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -27,13 +29,13 @@ impl Vm {
     /// Starts QEMU for a decided plan.
     pub fn launch(plan: &BootPlan) -> Result<Vm, VmError> {
         let ticket = gate::admit(plan.memory_mib, plan.cpus);
-        let mut run_dir =
-            RunDir::create().map_err(|e| anyhow::anyhow!("creating a run directory: {e}"))?;
+        let mut run_dir = RunDir::create()
+            .map_err(|e| StartError::from(IoError::new("creating a run directory", e)))?;
         if plan.keep_run_dir {
             run_dir.keep();
         }
         let dir = run_dir.path().to_path_buf();
-        let mut transport = transport::prepare(plan.transport, &dir)?;
+        let mut transport = transport::prepare(plan.transport, &dir).map_err(StartError::from)?;
         let mut kernel_args = plan.kernel_args.clone();
         kernel_args.extend(transport.kernel_args());
         let console_log = dir.join("console.log");
@@ -92,7 +94,7 @@ impl Vm {
             let q = &mut qemu;
             match transport.accept(deadline, &mut || alive(q)) {
                 Ok(c) => c,
-                Err(e) => return Err(boot_failure(&mut qemu, format!("{e:#}"))),
+                Err(e) => return Err(boot_failure(&mut qemu, e.to_string())),
             }
         };
         let mut client = AgentClient::new(conn);
@@ -170,7 +172,8 @@ pub(super) fn spawn_qemu(
     configure: impl FnOnce(&mut Command) -> bool,
 ) -> Result<Supervised, VmError> {
     let stderr = std::fs::File::create(qemu_log)
-        .map_err(|e| anyhow::anyhow!("creating {}: {e}", qemu_log.display()))?;
+        .io_context(|| format!("creating {}", qemu_log.display()))
+        .map_err(StartError::from)?;
     let mut cmd = Command::new(&launch.qemu);
     cmd.args(launch.args())
         .stdin(Stdio::null())
@@ -179,13 +182,14 @@ pub(super) fn spawn_qemu(
     let on_terminal = configure(&mut cmd);
     tracing::debug!(args = ?launch.args(), "starting QEMU");
     Ok(Supervised::spawn_grouped(cmd, "qemu", !on_terminal)
-        .map_err(|e| anyhow::anyhow!("starting {}: {e}", launch.qemu.display()))?)
+        .io_context(|| format!("starting {}", launch.qemu.display()))
+        .map_err(StartError::from)?)
 }
 
 /// An error if QEMU has exited (`when`: "during boot", "while resuming").
-pub(super) fn exited(qemu: &mut Supervised, when: &str) -> anyhow::Result<()> {
+pub(super) fn exited(qemu: &mut Supervised, when: &'static str) -> Result<(), QemuExited> {
     match qemu.try_wait() {
-        Some(status) => anyhow::bail!("QEMU exited {when} ({status})"),
+        Some(status) => Err(QemuExited { when, status }),
         None => Ok(()),
     }
 }

@@ -25,8 +25,10 @@ pub use worker::Worker;
 
 use crate::machine::cleanup::{RunDir, Supervised};
 use crate::machine::client::{AgentClient, ClientError};
+use crate::machine::error::IoError;
 use crate::machine::qemu::LaunchPlan;
-use crate::machine::transport::{Transport, TransportError};
+use crate::machine::qmp::QmpError;
+use crate::machine::transport::{PrepareError, Transport, TransportError};
 use provium_agent::protocol::{
     AgentError, Credentials, Hello, Request, Response, SyscallCall, SyscallOutcome, WorkerId,
 };
@@ -40,11 +42,16 @@ const DEFAULT_EXEC_TIMEOUT: Duration = Duration::from_secs(120);
 /// Enough console to find where the kernel started reporting trouble (`console::excerpt`).
 const CONSOLE_TAIL_LINES: usize = 300;
 
-/// What went wrong with a VM.
+/// What went wrong with a VM. The first three happen before a guest runs (planning, starting
+/// QEMU, saving a snapshot); the rest are about a VM that was started.
 #[derive(Debug, thiserror::Error)]
 pub enum VmError {
-    #[error("{0:#}")]
-    Setup(#[from] anyhow::Error),
+    #[error(transparent)]
+    Plan(#[from] plan::PlanError),
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
     #[error("the VM did not become ready: {reason}")]
     Boot { reason: String, console: String },
     #[error("the VM was lost: {reason}")]
@@ -58,6 +65,29 @@ pub enum VmError {
     /// The request was not sent (it is over a protocol limit); the VM goes on.
     #[error("{0}")]
     Unsendable(String),
+}
+
+/// Why QEMU could not be started (before any guest ran).
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Io(#[from] IoError),
+    #[error(transparent)]
+    Transport(#[from] PrepareError),
+}
+
+/// Why a VM could not be saved.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error(
+        "the VM cannot be snapshotted: it was not booted for one (a VM resumed from a fixture \
+         cannot be saved again; boot it in the fixture script instead)"
+    )]
+    NotBootedForSnapshot,
+    #[error("the VM has no QMP socket")]
+    NoQmp,
+    #[error("taking the snapshot: {0}")]
+    Qmp(#[from] QmpError),
 }
 
 impl VmError {

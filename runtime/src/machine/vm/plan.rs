@@ -3,17 +3,88 @@
 
 pub use crate::event::LoadedAs;
 use crate::machine::accel::{self, Accel};
+use crate::machine::error::IoError;
+use crate::machine::initramfs::InitramfsError;
 use crate::machine::initramfs::{self, ExtraFile, InitramfsSpec};
 use crate::machine::kernel::KernelImage;
+use crate::machine::kernel::KernelImageError;
+use crate::machine::modules::ModuleError;
 use crate::machine::modules::ModuleTree;
+use crate::machine::profile::ProfileError;
 use crate::machine::profile::{BootMethod, Machine, Profile, TransportChoice};
+use crate::machine::qemu::QemuError;
 use crate::machine::qemu::{self, MachineKind};
+use crate::machine::requirements::Missing;
+use crate::machine::tools::ToolError;
 use crate::machine::transport::TransportKind;
-use anyhow::{bail, Context, Result};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
+
+/// Why a profile and options give no machine to boot; found before QEMU starts.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error(transparent)]
+    Qemu(#[from] QemuError),
+    #[error(transparent)]
+    Profile(#[from] ProfileError),
+    #[error(transparent)]
+    Kernel(#[from] KernelImageError),
+    #[error(transparent)]
+    Modules(#[from] ModuleError),
+    #[error("resolving the modules profile `{profile}` needs: {cause}")]
+    ProfileModules { profile: String, cause: ModuleError },
+    #[error("the tools of profile `{profile}`: {cause}")]
+    Tools { profile: String, cause: ToolError },
+    #[error("the agent: {0}")]
+    Agent(IoError),
+    #[error("building the initramfs: {0}")]
+    Initramfs(#[from] InitramfsError),
+    #[error("{}", missing.explain(&format!("the kernel {}", kernel.display())))]
+    Unfit { kernel: PathBuf, missing: Missing },
+    #[error(
+        "the kernel {} has no {module} built in and no modules were given, so the guest agent \
+         could not reach the host: set PROVIUM_MODULES to its /lib/modules/<release> tree (or \
+         `modules =` in the profile){}",
+        kernel.display(),
+        release.as_deref().map(|r| format!(" (release {r})")).unwrap_or_default()
+    )]
+    NoTransportDriver {
+        kernel: PathBuf,
+        module: &'static str,
+        release: Option<String>,
+    },
+    #[error(
+        "the kernel {} has no {module} ({what}){}: set PROVIUM_MODULES to its \
+         /lib/modules/<release> tree (or `modules =` in the profile), or build it in",
+        kernel.display(),
+        if *modules_given { " in the modules given" } else { " built in and no modules were given" }
+    )]
+    MissingDriver {
+        kernel: PathBuf,
+        module: &'static str,
+        what: String,
+        modules_given: bool,
+    },
+    #[error("profile `{profile}` asks for a PVH boot, but {}: {why}", kernel.display())]
+    NoPvh {
+        profile: String,
+        kernel: PathBuf,
+        why: String,
+    },
+    #[error("microvm boots only PVH kernels, and this one is loaded as a bzImage")]
+    MicrovmNeedsPvh,
+    #[error(
+        "the kernel {} has neither CONFIG_ACPI nor CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES, so it \
+         cannot find microvm's virtio devices: enable one (or boot it on q35 with \
+         CONFIG_VIRTIO_PCI: `machine = \"q35\"`)",
+        .0.display()
+    )]
+    NoVirtioDiscovery(PathBuf),
+    #[error("guest path `{0}` must be absolute")]
+    RelativeGuestPath(String),
+}
 
 /// Per-boot overrides of a profile (the Lua `vm:boot{...}` table, CLI flags).
 #[derive(Debug, Clone, Default)]
@@ -85,11 +156,11 @@ pub(crate) type Memo<T> = Mutex<HashMap<(PathBuf, Option<SystemTime>), Arc<T>>>;
 
 /// Opening a kernel reads and hashes it, and a module tree is a directory walk: both are done
 /// once per process and file version.
-pub(crate) fn memoized<T>(
+pub(crate) fn memoized<T, E>(
     memo: &'static OnceLock<Memo<T>>,
     path: &Path,
-    open: impl FnOnce() -> Result<T>,
-) -> Result<Arc<T>> {
+    open: impl FnOnce() -> Result<T, E>,
+) -> Result<Arc<T>, E> {
     let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
     let key = (path.to_path_buf(), mtime);
     let map = memo.get_or_init(Default::default);
@@ -103,12 +174,12 @@ pub(crate) fn memoized<T>(
     Ok(value)
 }
 
-pub fn open_kernel(path: &Path) -> Result<Arc<KernelImage>> {
+pub fn open_kernel(path: &Path) -> Result<Arc<KernelImage>, KernelImageError> {
     static MEMO: OnceLock<Memo<KernelImage>> = OnceLock::new();
     memoized(&MEMO, path, || KernelImage::open(path))
 }
 
-pub fn open_modules(path: &Path) -> Result<Arc<ModuleTree>> {
+pub fn open_modules(path: &Path) -> Result<Arc<ModuleTree>, ModuleError> {
     static MEMO: OnceLock<Memo<ModuleTree>> = OnceLock::new();
     memoized(&MEMO, path, || ModuleTree::open(path))
 }
@@ -149,7 +220,7 @@ fn preflight_builtin_transport(
     kernel: &KernelImage,
     path: &Path,
     transport: TransportKind,
-) -> Result<()> {
+) -> Result<(), PlanError> {
     let Some(elf) = &kernel.pvh_elf else {
         // Not decompressed (no PVH entry): nothing to look into cheaply.
         return Ok(());
@@ -158,17 +229,11 @@ fn preflight_builtin_transport(
     if kernel_contains(elf, marker) {
         return Ok(());
     }
-    bail!(
-        "the kernel {} has no {module} built in and no modules were given, so the guest agent \
-         could not reach the host: set PROVIUM_MODULES to its /lib/modules/<release> tree \
-         (or `modules =` in the profile){}",
-        path.display(),
-        kernel
-            .release
-            .as_deref()
-            .map(|r| format!(" (release {r})"))
-            .unwrap_or_default()
-    )
+    Err(PlanError::NoTransportDriver {
+        kernel: path.to_path_buf(),
+        module,
+        release: kernel.release.clone(),
+    })
 }
 
 /// The modules directory for a kernel: the profile's, or `/lib/modules/<release>` beside it.
@@ -180,7 +245,7 @@ fn modules_dir(given: Option<PathBuf>, release: Option<&str>) -> Option<PathBuf>
     })
 }
 
-pub fn plan(profile: &Profile, opts: &BootOptions) -> Result<BootPlan> {
+pub fn plan(profile: &Profile, opts: &BootOptions) -> Result<BootPlan, PlanError> {
     let qemu = qemu::find_qemu()?;
     let (kernel_path, modules) = profile.resolve_kernel()?;
     let kernel = open_kernel(&kernel_path)?;
@@ -195,10 +260,10 @@ pub fn plan(profile: &Profile, opts: &BootOptions) -> Result<BootPlan> {
     if let Some(c) = &config {
         let missing = crate::machine::requirements::check(c, tree.as_deref());
         if !missing.is_empty() {
-            bail!(
-                "{}",
-                missing.explain(&format!("the kernel {}", kernel_path.display()))
-            );
+            return Err(PlanError::Unfit {
+                kernel: kernel_path,
+                missing,
+            });
         }
     }
     // A driver the guest will have: in the module tree, built in by the configuration, or (when
@@ -219,15 +284,16 @@ pub fn plan(profile: &Profile, opts: &BootOptions) -> Result<BootPlan> {
     let loaded_as = match (boot, &kernel.pvh_elf) {
         (BootMethod::Bzimage, _) => LoadedAs::Bzimage,
         (_, Some(_)) => LoadedAs::Pvh,
-        (BootMethod::Pvh, None) => bail!(
-            "profile `{}` asks for a PVH boot, but {}: {}",
-            profile.name,
-            kernel_path.display(),
-            kernel
-                .pvh_unavailable
-                .as_deref()
-                .unwrap_or("no PVH entry point")
-        ),
+        (BootMethod::Pvh, None) => {
+            return Err(PlanError::NoPvh {
+                profile: profile.name.clone(),
+                kernel: kernel_path,
+                why: kernel
+                    .pvh_unavailable
+                    .clone()
+                    .unwrap_or_else(|| "no PVH entry point".into()),
+            })
+        }
         (BootMethod::Auto, None) => LoadedAs::Bzimage,
     };
     let machine = match opts.machine.unwrap_or(profile.machine) {
@@ -235,9 +301,7 @@ pub fn plan(profile: &Profile, opts: &BootOptions) -> Result<BootPlan> {
             MachineKind::Microvm
         }
         Machine::Auto => MachineKind::Q35,
-        Machine::Microvm if loaded_as != LoadedAs::Pvh => {
-            bail!("microvm boots only PVH kernels, and this one is loaded as a bzImage")
-        }
+        Machine::Microvm if loaded_as != LoadedAs::Pvh => return Err(PlanError::MicrovmNeedsPvh),
         Machine::Microvm => MachineKind::Microvm,
         Machine::Q35 => MachineKind::Q35,
         Machine::Pc => MachineKind::Pc,
@@ -264,16 +328,12 @@ pub fn plan(profile: &Profile, opts: &BootOptions) -> Result<BootPlan> {
         ),
     ] {
         if !has_module(module) {
-            bail!(
-                "the kernel {} has no {module} ({what}){}: set PROVIUM_MODULES to its \
-                 /lib/modules/<release> tree (or `modules =` in the profile), or build it in",
-                kernel_path.display(),
-                if tree.is_some() {
-                    " in the modules given"
-                } else {
-                    " built in and no modules were given"
-                }
-            );
+            return Err(PlanError::MissingDriver {
+                kernel: kernel_path,
+                module,
+                what,
+                modules_given: tree.is_some(),
+            });
         }
     }
     if tree.is_none() && config.is_none() {
@@ -284,12 +344,7 @@ pub fn plan(profile: &Profile, opts: &BootOptions) -> Result<BootPlan> {
     let acpi = match (&config, machine) {
         (Some(c), MachineKind::Microvm) if !c.enabled("CONFIG_ACPI") => {
             if !c.enabled("CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES") {
-                bail!(
-                    "the kernel {} has neither CONFIG_ACPI nor CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES, \
-                     so it cannot find microvm's virtio devices: enable one (or boot it on q35 \
-                     with CONFIG_VIRTIO_PCI: `machine = \"q35\"`)",
-                    kernel_path.display()
-                );
+                return Err(PlanError::NoVirtioDiscovery(kernel_path));
             }
             false
         }
@@ -316,15 +371,18 @@ pub fn plan(profile: &Profile, opts: &BootOptions) -> Result<BootPlan> {
     let module_files = match &tree {
         Some(t) => t
             .resolve(&wanted)
-            .with_context(|| format!("resolving the modules profile `{}` needs", profile.name))?,
+            .map_err(|cause| PlanError::ProfileModules {
+                profile: profile.name.clone(),
+                cause,
+            })?,
         None => Vec::new(),
     };
 
-    let agent = crate::machine::agent_binary::bytes()?;
+    let agent = crate::machine::agent_binary::bytes().map_err(PlanError::Agent)?;
     let mut files: Vec<ExtraFile> = Vec::new();
     for (guest, host) in profile.files.iter().chain(&opts.files) {
         if !guest.starts_with('/') {
-            bail!("guest path `{guest}` must be absolute");
+            return Err(PlanError::RelativeGuestPath(guest.clone()));
         }
         files.push(ExtraFile {
             guest: guest.clone(),
@@ -332,8 +390,11 @@ pub fn plan(profile: &Profile, opts: &BootOptions) -> Result<BootPlan> {
             mode: None,
         });
     }
-    let tools = crate::machine::tools::closure(&profile.tools)
-        .with_context(|| format!("the tools of profile `{}`", profile.name))?;
+    let tools =
+        crate::machine::tools::closure(&profile.tools).map_err(|cause| PlanError::Tools {
+            profile: profile.name.clone(),
+            cause,
+        })?;
     for host in tools {
         files.push(ExtraFile {
             guest: host.to_string_lossy().into_owned(),
@@ -352,8 +413,7 @@ pub fn plan(profile: &Profile, opts: &BootOptions) -> Result<BootPlan> {
         files,
         archives: profile.initramfs.clone(),
     };
-    let (initrd, initrd_lease) =
-        initramfs::build_cached(&spec).context("building the initramfs")?;
+    let (initrd, initrd_lease) = initramfs::build_cached(&spec)?;
 
     let mut kernel_args = qemu::base_kernel_args(machine, crate::machine::tsc::host_tsc_khz());
     if opts.fast_boot.unwrap_or(profile.fast_boot) {

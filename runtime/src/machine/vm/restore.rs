@@ -2,10 +2,12 @@
 //! copy-on-write (firecracker's build-from-snapshot; `boot` is build-for-boot).
 
 use super::boot::{exited, failed_start, spawn_qemu, sweep_once};
-use super::{gate, State, Vm, VmError, VmInfo, DEFAULT_SYSCALL_TIMEOUT};
+use super::{gate, SnapshotError, StartError, State, Vm, VmError, VmInfo, DEFAULT_SYSCALL_TIMEOUT};
 use crate::machine::cleanup::{RunDir, Supervised};
 use crate::machine::client::AgentClient;
+use crate::machine::error::{IoContext, IoError};
 use crate::machine::qemu::{LaunchPlan, SharedMemory};
+use crate::machine::qmp::QmpError;
 use crate::machine::transport;
 use provium_agent::protocol::{Hello, Request, Response};
 use std::path::{Path, PathBuf};
@@ -39,24 +41,16 @@ impl Vm {
             share: true,
         }) = self.launch.shared_memory.clone()
         else {
-            return Err(anyhow::anyhow!(
-                "the VM cannot be snapshotted: it was not booted for one (a VM resumed from a \
-                 fixture cannot be saved again; boot it in the fixture script instead)"
-            )
-            .into());
+            return Err(SnapshotError::NotBootedForSnapshot.into());
         };
-        let qmp_path = self
-            .launch
-            .qmp_socket
-            .clone()
-            .ok_or_else(|| anyhow::anyhow!("the VM has no QMP socket"))?;
+        let qmp_path = self.launch.qmp_socket.clone().ok_or(SnapshotError::NoQmp)?;
         let state = dir.join("state");
         // A round trip first: the agent is then in its steady state, blocked reading the next
         // request. Saved in the middle of its start-up instead, every resume would finish that
         // work with a cold translation cache (78 ms to ready instead of 42 ms under TCG).
         self.ping()?;
         let deadline = Instant::now() + Duration::from_secs(60);
-        let result = (|| -> anyhow::Result<()> {
+        let result = (|| -> Result<(), QmpError> {
             let mut qmp = crate::machine::qmp::Qmp::connect(&qmp_path, deadline)?;
             qmp.execute(
                 "migrate-set-capabilities",
@@ -74,7 +68,7 @@ impl Vm {
             qmp.wait_migration(deadline)
         })();
         self.kill();
-        result.map_err(|e| VmError::Setup(e.context("taking the snapshot")))?;
+        result.map_err(SnapshotError::from)?;
         Ok(Snapshot {
             launch: self.launch.clone(),
             hello: self.hello.clone(),
@@ -91,11 +85,12 @@ impl Vm {
         crate::machine::signals::install();
         sweep_once();
         let ticket = gate::admit(snapshot.launch.memory_mib, snapshot.launch.cpus);
-        let run_dir =
-            RunDir::create().map_err(|e| anyhow::anyhow!("creating a run directory: {e}"))?;
+        let run_dir = RunDir::create()
+            .map_err(|e| StartError::from(IoError::new("creating a run directory", e)))?;
         let dir = run_dir.path().to_path_buf();
         let mut transport =
-            transport::prepare(crate::machine::transport::TransportKind::VirtioSerial, &dir)?;
+            transport::prepare(crate::machine::transport::TransportKind::VirtioSerial, &dir)
+                .map_err(StartError::from)?;
         let console_log = dir.join("console.log");
         let mut launch = snapshot.launch.clone();
         launch.console_log = console_log.clone();
@@ -113,9 +108,9 @@ impl Vm {
         let qemu_log = dir.join("qemu.log");
         // QEMU reads the device state from an inherited descriptor (`fd:`), which spares the
         // shell and `cat` that `exec:` costs.
-        let state = std::fs::File::open(&snapshot.state).map_err(|e| {
-            anyhow::anyhow!("opening the snapshot {}: {e}", snapshot.state.display())
-        })?;
+        let state = std::fs::File::open(&snapshot.state)
+            .io_context(|| format!("opening the snapshot {}", snapshot.state.display()))
+            .map_err(StartError::from)?;
         let state_fd = std::os::fd::AsRawFd::as_raw_fd(&state);
         let started = Instant::now();
         let spawned = spawn_qemu(&launch, &qemu_log, |cmd| {
@@ -145,7 +140,7 @@ impl Vm {
                 &console_log,
             )
         };
-        let incoming = (|| -> anyhow::Result<()> {
+        let incoming = (|| -> Result<(), QmpError> {
             let qmp_path = launch.qmp_socket.clone().unwrap_or_default();
             let mut qmp = crate::machine::qmp::Qmp::connect(&qmp_path, deadline)?;
             qmp.execute_pipelined(&[
@@ -161,7 +156,7 @@ impl Vm {
             Ok(())
         })();
         if let Err(e) = incoming {
-            return Err(failure(&mut qemu, format!("{e:#}")));
+            return Err(failure(&mut qemu, e.to_string()));
         }
         tracing::debug!(
             ms = started.elapsed().as_secs_f64() * 1e3,
@@ -172,7 +167,7 @@ impl Vm {
             let q = &mut qemu;
             match transport.accept(deadline, &mut || alive(q)) {
                 Ok(c) => c,
-                Err(e) => return Err(failure(&mut qemu, format!("{e:#}"))),
+                Err(e) => return Err(failure(&mut qemu, e.to_string())),
             }
         };
         tracing::debug!(
@@ -241,7 +236,8 @@ fn seed_console(console_log: &Path, snapshot: &Snapshot) -> Result<(), VmError> 
         format!("--- provium: resumed from the snapshot of `{name}` ---\n").as_bytes(),
     );
     std::fs::write(console_log, text)
-        .map_err(|e| VmError::Setup(anyhow::anyhow!("writing {}: {e}", console_log.display())))
+        .io_context(|| format!("writing {}", console_log.display()))
+        .map_err(|e| StartError::from(e).into())
 }
 
 /// The host's time and 32 fresh random bytes, for the guest.
