@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use std::io::{self, Read, Write};
 
 /// Bumped whenever a message changes shape. The host refuses an agent with another version.
-pub const PROTOCOL_VERSION: u32 = 6;
+pub const PROTOCOL_VERSION: u32 = 7;
 
 /// The first four bytes of the hello payload, so that a host connected to something that is not
 /// a Provium agent (a console, a stale socket) fails with a clear message.
@@ -357,6 +357,35 @@ pub struct Credentials {
     /// Umask, working directory and limits, taken before the credentials (raising a hard limit
     /// needs the privilege the credentials may drop).
     pub setup: ProcessSetup,
+    /// The descriptors a worker starts with (an isolated case is forked from the executor and
+    /// always has its descriptors).
+    pub descriptors: Descriptors,
+    /// Where the process stands among sessions and process groups.
+    pub session: SessionPlace,
+}
+
+/// The descriptors a worker starts with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum Descriptors {
+    /// Only standard input, output and error, on `/dev/null`.
+    #[default]
+    Fresh,
+    /// The VM's own executor's, at the same numbers and sharing their open files (as a child
+    /// forked from it would): what a file's setup opened is there, as LTP's "open as root,
+    /// then drop privileges" needs.
+    Inherit,
+}
+
+/// Where a worker or an isolated case stands among sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum SessionPlace {
+    /// It leads a session of its own (`setsid`): `setpgid(0, 0)` answers EPERM, `kill(0, …)`
+    /// reaches only its group.
+    #[default]
+    Leader,
+    /// It leads a process group in the agent's session, like a child of a shell or LTP's
+    /// test process: `setpgid(0, 0)` answers 0, `getsid(0)` is not its pid.
+    Member,
 }
 
 /// What the agent answers.

@@ -81,6 +81,8 @@ fn frames() -> Vec<Vec<u8>> {
                 cwd: Some("/tmp".into()),
                 rlimits: vec![(7, 16, 16)],
             },
+            descriptors: provium_agent::protocol::Descriptors::Inherit,
+            session: provium_agent::protocol::SessionPlace::Member,
         }),
         Request::SyncClock {
             unix_ns: 1,

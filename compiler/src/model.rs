@@ -81,6 +81,9 @@ pub struct Creds {
     pub cwd: Option<String>,
     /// Limits: resource number, soft, hard (-1: RLIM_INFINITY).
     pub rlimits: Vec<(i64, i64, i64)>,
+    /// `session: inherit`: the case's process leads a process group in the agent's session
+    /// instead of a session of its own.
+    pub inherit_session: bool,
 }
 
 /// One test case.

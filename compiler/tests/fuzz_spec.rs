@@ -39,6 +39,7 @@ const TOKENS: &[&[u8]] = &[
     b"$repeat",
     b"save: {n: \"(%d+)\"}",
     b"drop_caps: [",
+    b"session: inherit",
     b"lua: |\n",
     b"exec: ",
     b"table: [",

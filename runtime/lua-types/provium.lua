@@ -195,7 +195,7 @@ function Vm:dmesg(pattern) end
 ---@param lines integer|nil
 ---@return string
 function Vm:console(lines) end
----@param creds {uid: integer|nil, gid: integer|nil, euid: integer|nil, egid: integer|nil, groups: integer[]|nil, caps: (string|integer)[]|nil, umask: integer|nil, cwd: string|nil, rlimits: table[]|nil}|nil
+---@param creds {uid: integer|nil, gid: integer|nil, euid: integer|nil, egid: integer|nil, groups: integer[]|nil, caps: (string|integer)[]|nil, umask: integer|nil, cwd: string|nil, rlimits: table[]|nil, descriptors: "fresh"|"inherit"|nil, session: "own"|"inherit"|nil}|nil
 ---@return ProviumWorker
 function Vm:spawn(creds) end
 ---Mounts debugfs, tracefs, securityfs, configfs, bpf, pstore, mqueue, hugetlbfs and

@@ -118,3 +118,15 @@ pub fn apply(creds: &Credentials) -> io::Result<()> {
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) };
     Ok(())
 }
+
+/// A session of its own (a test's kill(0, …) or setpgid reaches only the executor), or a process
+/// group of its own in the agent's session.
+pub fn take_place(place: provium_agent::protocol::SessionPlace) {
+    // SAFETY: setsid and setpgid have no preconditions; in a fresh child neither fails.
+    unsafe {
+        match place {
+            provium_agent::protocol::SessionPlace::Leader => libc::setsid(),
+            provium_agent::protocol::SessionPlace::Member => libc::setpgid(0, 0),
+        };
+    }
+}

@@ -203,11 +203,10 @@ fn child(case: &IsolatedCase, mut out: File, zygote_out: RawFd) -> ! {
     // The zygote's own pipe to the executor is not the case's to see.
     // SAFETY: closing an inherited descriptor this process does not use.
     unsafe { libc::close(zygote_out) };
-    // A session of its own, as every executor has: the case's process is then the same kind
-    // of process a fresh worker is (setpgid on it is EPERM, kill(0, ...) reaches only it), so
-    // isolated and worker runs of a case answer alike.
-    // SAFETY: setsid has no preconditions.
-    unsafe { libc::setsid() };
+    // Where a worker with the same credentials would stand (a session of its own by default:
+    // setpgid on it is EPERM, kill(0, ...) reaches only it), so isolated and worker runs of a
+    // case answer alike. Either way it leads its process group, which is killed after it.
+    creds::take_place(case.creds.as_ref().map(|c| c.session).unwrap_or_default());
     if let Err(why) = set_up(case) {
         let _ = write_message(&mut out, &SyscallOutcome::Rejected(why));
         // SAFETY: leaving the child.

@@ -9,6 +9,7 @@ mod exec;
 mod executor;
 mod front;
 mod guard;
+mod inherit;
 mod isolated;
 mod jobs;
 mod link;

@@ -7,8 +7,10 @@
 use super::clean;
 use super::control::Control;
 use super::guard::{self, AgentFds, Guard};
-use super::{creds, executor, front, sys};
-use provium_agent::protocol::{read_message, write_message, Credentials, FrameError};
+use super::{creds, executor, front, inherit, sys};
+use provium_agent::protocol::{
+    read_message, write_message, Credentials, Descriptors, FrameError, SessionPlace,
+};
 use std::fs::File;
 use std::io;
 use std::os::fd::{FromRawFd, IntoRawFd, RawFd};
@@ -21,8 +23,12 @@ pub struct Executor {
 
 /// What the forked process becomes.
 pub enum Role<'a> {
-    /// A worker: operations arrive from PID 1 over the channel.
-    Worker(&'a Credentials),
+    /// A worker: operations arrive from PID 1 over the channel. `front` is the front
+    /// executor's pid, whose descriptors it takes when its credentials ask for them.
+    Worker {
+        creds: &'a Credentials,
+        front: Option<libc::pid_t>,
+    },
     /// The front executor: requests arrive straight from the host on `link`.
     Front {
         link: (RawFd, RawFd),
@@ -51,7 +57,7 @@ pub fn spawn(role: Role<'_>) -> io::Result<Executor> {
         // failed early, the write below fails harmlessly).
         let mut chan = unsafe { File::from_raw_fd(fds.channel) };
         let kept: Vec<RawFd> = match role {
-            Role::Worker(_) => vec![fds.channel],
+            Role::Worker { .. } => vec![fds.channel],
             Role::Front { .. } => vec![fds.channel, fds.link_read, fds.link_write],
         };
         let setup = setup.and_then(|()| Guard::record(fds, &kept));
@@ -62,7 +68,7 @@ pub fn spawn(role: Role<'_>) -> io::Result<Executor> {
             unsafe { libc::_exit(127) };
         };
         match role {
-            Role::Worker(_) => executor::serve(chan, &guard),
+            Role::Worker { .. } => executor::serve(chan, &guard),
             Role::Front {
                 control, serial, ..
             } => front::serve(chan, fds, &guard, control, serial),
@@ -110,13 +116,21 @@ fn prepare_child(chan_fd: RawFd, role: &Role<'_>, fds: AgentFds) -> io::Result<(
             libc::close(null);
         }
         clean::reset_signals(true);
-        // Its own session: a test's kill(0, …) or setpgid reaches only the executor.
-        libc::setsid();
         libc::chdir(c"/".as_ptr());
     }
     match role {
-        Role::Worker(creds) => creds::apply(creds),
-        Role::Front { .. } => Ok(()),
+        Role::Worker { creds, front } => {
+            if creds.descriptors == Descriptors::Inherit {
+                let front = front.ok_or_else(|| io::Error::other("no executor to inherit from"))?;
+                inherit::descriptors_from(front, &[fds.link_read, fds.link_write, fds.channel])?;
+            }
+            creds::take_place(creds.session);
+            creds::apply(creds)
+        }
+        Role::Front { .. } => {
+            creds::take_place(SessionPlace::Leader);
+            Ok(())
+        }
     }
 }
 

@@ -423,7 +423,8 @@ impl Supervisor {
             return Err(Failure::Unavailable(format!("no worker {worker}")));
         };
         if slot.is_none() {
-            match spawn::spawn(Role::Worker(creds)) {
+            let front = self.front.as_ref().map(|f| f.exe.pid);
+            match spawn::spawn(Role::Worker { creds, front }) {
                 Ok(e) => *slot = Some(e),
                 Err(e) => {
                     return Err(Failure::Unavailable(format!(
@@ -498,7 +499,11 @@ impl Supervisor {
     }
 
     fn spawn_worker(&mut self, creds: Credentials) -> Response {
-        match spawn::spawn(Role::Worker(&creds)) {
+        let front = self.front.as_ref().map(|f| f.exe.pid);
+        match spawn::spawn(Role::Worker {
+            creds: &creds,
+            front,
+        }) {
             Ok(exe) => {
                 let id = self.next_worker;
                 self.next_worker += 1;

@@ -177,9 +177,9 @@ impl Checker<'_> {
         }
     }
 
-    /// `as: {uid, gid, euid, egid, groups, caps, umask, cwd, rlimits}`.
+    /// `as: {uid, gid, euid, egid, groups, caps, drop_caps, umask, cwd, rlimits, session}`.
     pub(super) fn creds(&mut self, node: &Node) -> Creds {
-        const KEYS: [&str; 10] = [
+        const KEYS: [&str; 11] = [
             "uid",
             "gid",
             "euid",
@@ -190,6 +190,7 @@ impl Checker<'_> {
             "umask",
             "cwd",
             "rlimits",
+            "session",
         ];
         let mut c = Creds::default();
         let Some(map) = node.as_map() else {
@@ -265,6 +266,15 @@ impl Checker<'_> {
                     None => self.error(v.pos, "`cwd` is a path in the guest"),
                 },
                 "rlimits" => self.rlimits(v, &mut c),
+                "session" => match v.as_str() {
+                    Some("own") => c.inherit_session = false,
+                    Some("inherit") => c.inherit_session = true,
+                    _ => self.error(
+                        v.pos,
+                        "`session` is `own` (the case's process leads a session, the default) or \
+                         `inherit` (it leads a process group in the agent's session)",
+                    ),
+                },
                 other => {
                     let hint = did_you_mean(other, KEYS);
                     self.error_help(k.pos, format!("unknown `as:` key `{other}`"), hint);

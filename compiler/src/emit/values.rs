@@ -279,8 +279,19 @@ pub(super) fn requires_table(r: &Requires) -> String {
 }
 
 /// Credentials as the table `vm:spawn` and `vm:isolated` take.
+///
+/// Every `as:` process has the file's descriptors (`descriptors = "inherit"`): a one-call case
+/// runs in a child forked from the executor, which has them anyway, and a worker for steps takes
+/// them, so adding a step never changes what `$fd` names.
 pub(super) fn creds_table(c: &Creds) -> String {
-    let mut parts = vec![format!("uid = {}", c.uid), format!("gid = {}", c.gid)];
+    let mut parts = vec![
+        format!("uid = {}", c.uid),
+        format!("gid = {}", c.gid),
+        "descriptors = \"inherit\"".to_string(),
+    ];
+    if c.inherit_session {
+        parts.push("session = \"inherit\"".to_string());
+    }
     if !c.groups.is_empty() {
         let g: Vec<String> = c.groups.iter().map(u32::to_string).collect();
         parts.push(format!("groups = {{{}}}", g.join(", ")));

@@ -264,6 +264,21 @@ pub struct ProcessShape {
     /// for RLIM_INFINITY.
     #[serde(default)]
     rlimits: BTreeMap<String, serde_json::Value>,
+    /// `own` (the default: the case's process leads a session of its own, so `setpgid(0, 0)`
+    /// answers EPERM) or `inherit` (it leads a process group in the agent's session, like
+    /// LTP's test process).
+    #[serde(default)]
+    session: Option<SessionShape>,
+}
+
+/// Where an `as:` case's process stands among sessions.
+#[derive(JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionShape {
+    /// It leads a session of its own.
+    Own,
+    /// It leads a process group in the agent's session.
+    Inherit,
 }
 
 /// `{until: EMFILE, at_most: 4096}`.

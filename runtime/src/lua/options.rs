@@ -6,7 +6,7 @@ use super::errors;
 use crate::machine::error::BadValue;
 use crate::machine::profile::{parse_memory, TransportChoice};
 use crate::machine::vm::BootOptions;
-use crate::protocol::{Credentials, ExecCall, Termination};
+use crate::protocol::{Credentials, Descriptors, ExecCall, SessionPlace, Termination};
 use mlua::{Lua, Table, Value};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -150,6 +150,33 @@ pub(super) fn credentials(lua: &Lua, opts: Option<&Table>) -> mlua::Result<Crede
             "euid" => c.euid = Some(int(lua, &value, "spawn: euid")? as u32),
             "egid" => c.egid = Some(int(lua, &value, "spawn: egid")? as u32),
             "umask" | "cwd" | "rlimits" => {}
+            "descriptors" => {
+                let v: String = lua.unpack(value)?;
+                c.descriptors =
+                    match v.as_str() {
+                        "fresh" => Descriptors::Fresh,
+                        "inherit" => Descriptors::Inherit,
+                        other => return Err(errors::error(
+                            lua,
+                            format!(
+                                "spawn: descriptors `{other}` (expected \"fresh\" or \"inherit\")"
+                            ),
+                        )),
+                    };
+            }
+            "session" => {
+                let v: String = lua.unpack(value)?;
+                c.session = match v.as_str() {
+                    "own" => SessionPlace::Leader,
+                    "inherit" => SessionPlace::Member,
+                    other => {
+                        return Err(errors::error(
+                            lua,
+                            format!("spawn: session `{other}` (expected \"own\" or \"inherit\")"),
+                        ))
+                    }
+                };
+            }
             "groups" => {
                 let groups: Vec<i64> = lua.unpack(value)?;
                 c.groups = groups.into_iter().map(|g| g as u32).collect();
@@ -190,7 +217,17 @@ pub(super) fn credentials(lua: &Lua, opts: Option<&Table>) -> mlua::Result<Crede
                 let hint = provium_compiler::diag::did_you_mean_suffix(
                     other,
                     [
-                        "uid", "gid", "euid", "egid", "groups", "caps", "umask", "cwd", "rlimits",
+                        "uid",
+                        "gid",
+                        "euid",
+                        "egid",
+                        "groups",
+                        "caps",
+                        "umask",
+                        "cwd",
+                        "rlimits",
+                        "descriptors",
+                        "session",
                     ],
                 );
                 return Err(errors::error(
