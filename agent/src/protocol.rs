@@ -321,6 +321,12 @@ pub struct ProcessSetup {
     pub cwd: Option<String>,
     /// Resource limits: resource number (`RLIMIT_NOFILE` is 7), soft and hard.
     pub rlimits: Vec<(u32, u64, u64)>,
+    /// Signals caught by an empty handler: the number, and whether the handler has
+    /// `SA_RESTART` (an interrupted call is restarted instead of answering EINTR).
+    pub catch: Vec<(i32, bool)>,
+    /// A signal the process is sent this many microseconds after its setup, by a one-shot
+    /// `CLOCK_MONOTONIC` timer of its own (LTP's "sleep, get interrupted" cases).
+    pub timer: Option<(i32, u64)>,
 }
 
 /// The result of an [`ExecCall`].

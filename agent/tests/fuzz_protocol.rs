@@ -80,6 +80,8 @@ fn frames() -> Vec<Vec<u8>> {
                 umask: Some(0o077),
                 cwd: Some("/tmp".into()),
                 rlimits: vec![(7, 16, 16)],
+                catch: vec![(14, false), (10, true)],
+                timer: Some((14, 50_000)),
             },
             descriptors: provium_agent::protocol::Descriptors::Inherit,
             session: provium_agent::protocol::SessionPlace::Member,

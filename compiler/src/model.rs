@@ -84,6 +84,10 @@ pub struct Creds {
     /// `session: inherit`: the case's process leads a process group in the agent's session
     /// instead of a session of its own.
     pub inherit_session: bool,
+    /// Signals caught by an empty handler: number, and whether it has `SA_RESTART`.
+    pub catch: Vec<(i64, bool)>,
+    /// A signal sent to the case's process after a delay: number and microseconds.
+    pub timer: Option<(i64, u64)>,
 }
 
 /// One test case.
@@ -145,6 +149,15 @@ pub enum StepKind {
         /// Values read from its output: a name and the Lua pattern whose capture is the
         /// integer (`{ncpus: "0%-(%d+)"}` on `cat /sys/devices/system/cpu/possible`).
         saves: Vec<(String, String)>,
+    },
+    /// An integer written into the case's process memory.
+    Store {
+        /// The address.
+        at: Int,
+        /// The integer's type (`u32`).
+        kind: String,
+        /// The value.
+        value: Int,
     },
 }
 

@@ -299,6 +299,7 @@ impl Renderer<'_> {
                 as_: self.opt(&v.as_)?,
                 timeout: v.timeout.clone(),
                 exec: self.at(&v.exec)?,
+                store: self.opt(&v.store)?,
                 // Lua is code, not a template: `{{` in it is Lua (the row is `row` there).
                 lua: v.lua.clone(),
             },
@@ -340,6 +341,7 @@ pub fn has_templates(case: &types::Case) -> bool {
                     || s.value.args.iter().any(|a| node(a))
                     || opt(&s.value.expect)
                     || text(&s.value.exec)
+                    || opt(&s.value.store)
             })
         })
 }

@@ -195,7 +195,7 @@ function Vm:dmesg(pattern) end
 ---@param lines integer|nil
 ---@return string
 function Vm:console(lines) end
----@param creds {uid: integer|nil, gid: integer|nil, euid: integer|nil, egid: integer|nil, groups: integer[]|nil, caps: (string|integer)[]|nil, umask: integer|nil, cwd: string|nil, rlimits: table[]|nil, descriptors: "fresh"|"inherit"|nil, session: "own"|"inherit"|nil}|nil
+---@param creds {uid: integer|nil, gid: integer|nil, euid: integer|nil, egid: integer|nil, groups: integer[]|nil, caps: (string|integer)[]|nil, umask: integer|nil, cwd: string|nil, rlimits: table[]|nil, descriptors: "fresh"|"inherit"|nil, session: "own"|"inherit"|nil, catch: (string|integer|table)[]|nil, timer: {after: number, signal: string|integer|nil}|nil}|nil
 ---@return ProviumWorker
 function Vm:spawn(creds) end
 ---Mounts debugfs, tracefs, securityfs, configfs, bpf, pstore, mqueue, hugetlbfs and
@@ -276,6 +276,13 @@ function provium.strerror(n) end
 ---@param len integer
 ---@return string
 function provium.pad(s, len) end
+---Writes an integer at an address of the process `target` makes its calls in.
+---@param target ProviumVm|ProviumWorker
+---@param address integer
+---@param type "u8"|"u16"|"u32"|"u64"|"i8"|"i16"|"i32"|"i64"
+---@param value integer
+function provium.store(target, address, type, value) end
+
 ---Checks conditions against a booted VM: nil when met, else the reason (for `skip`).
 ---@param vm ProviumVm
 ---@param conditions {kernel: string|nil, arch: string|nil, syscalls: {[1]: string, [2]: integer}[]|nil, root: boolean|nil, config: string|string[]|nil, path: string|string[]|nil}

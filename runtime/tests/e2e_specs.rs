@@ -413,3 +413,32 @@ cases:
         "{stdout}"
     );
 }
+
+/// `store:` at an address nothing maps fails its own case with EFAULT, and the executor (and
+/// the next case) goes on; a `store:` missing a key is refused at check time.
+#[test]
+fn a_store_at_a_bad_address_costs_only_its_case() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = r#"suite: stores
+cases:
+  - name: bad address
+    steps:
+      - store: {at: 16, type: u64, value: 1}
+  - name: the next case runs
+    syscall: getpid
+    expect: {ret: {gt: 0}}
+"#;
+    let (code, text) = run_spec(dir.path(), "stores.yaml", spec, "test");
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("EFAULT"), "{text}");
+    assert!(text.contains("1 passed"), "{text}");
+    let (code, text) = run_spec(
+        dir.path(),
+        "half.yaml",
+        "cases:\n  - name: x\n    steps:\n      - store: {at: 16, typ: u32}\n",
+        "check",
+    );
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("did you mean `type`"), "{text}");
+    assert!(text.contains("needs `value`"), "{text}");
+}

@@ -49,6 +49,58 @@ pub fn set_up(s: &ProcessSetup) -> Result<(), String> {
             ));
         }
     }
+    for &(signal, restart) in &s.catch {
+        catch(signal, restart).map_err(|e| format!("a handler for signal {signal}: {e}"))?;
+    }
+    if let Some((signal, after_us)) = s.timer {
+        arm_timer(signal, after_us).map_err(|e| format!("a timer for signal {signal}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// The handler of caught signals: it only interrupts.
+extern "C" fn interrupted(_: libc::c_int) {}
+
+/// Catches `signal` with [`interrupted`] (the C library's `sigaction` supplies the restorer).
+fn catch(signal: i32, restart: bool) -> io::Result<()> {
+    // SAFETY: a zeroed sigaction is a valid empty one; the handler is an extern "C" function
+    // that touches nothing.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = interrupted as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        action.sa_flags = if restart { libc::SA_RESTART } else { 0 };
+        libc::sigemptyset(&mut action.sa_mask);
+        cvt(libc::sigaction(signal, &action, std::ptr::null_mut()))?;
+    }
+    Ok(())
+}
+
+/// Arms a one-shot timer that sends `signal` to this (single-threaded) process.
+fn arm_timer(signal: i32, after_us: u64) -> io::Result<()> {
+    // SAFETY: a zeroed sigevent with SIGEV_SIGNAL and a number is a valid request; the timer id
+    // and the itimerspec are valid for the calls.
+    unsafe {
+        let mut event: libc::sigevent = std::mem::zeroed();
+        event.sigev_notify = libc::SIGEV_SIGNAL;
+        event.sigev_signo = signal;
+        let mut id: libc::timer_t = std::mem::zeroed();
+        cvt(libc::timer_create(
+            libc::CLOCK_MONOTONIC,
+            &mut event,
+            &mut id,
+        ))?;
+        let value = libc::itimerspec {
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: libc::timespec {
+                tv_sec: (after_us / 1_000_000) as libc::time_t,
+                tv_nsec: (after_us % 1_000_000 * 1000) as libc::c_long,
+            },
+        };
+        cvt(libc::timer_settime(id, 0, &value, std::ptr::null_mut()))?;
+    }
     Ok(())
 }
 

@@ -191,6 +191,8 @@ fn set_up(case: &IsolatedCase) -> Result<(), String> {
         cwd: Some(s.cwd.clone().unwrap_or_else(|| "/".into())),
         umask: Some(s.umask.unwrap_or(0o022)),
         rlimits: s.rlimits.clone(),
+        catch: s.catch.clone(),
+        timer: s.timer,
     })?;
     if let Some(c) = &case.creds {
         creds::apply(c).map_err(|e| format!("taking uid {} gid {}: {e}", c.uid, c.gid))?;

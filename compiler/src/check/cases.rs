@@ -179,7 +179,7 @@ impl Checker<'_> {
 
     /// `as: {uid, gid, euid, egid, groups, caps, drop_caps, umask, cwd, rlimits, session}`.
     pub(super) fn creds(&mut self, node: &Node) -> Creds {
-        const KEYS: [&str; 11] = [
+        const KEYS: [&str; 13] = [
             "uid",
             "gid",
             "euid",
@@ -191,6 +191,8 @@ impl Checker<'_> {
             "cwd",
             "rlimits",
             "session",
+            "catch",
+            "timer",
         ];
         let mut c = Creds::default();
         let Some(map) = node.as_map() else {
@@ -275,6 +277,8 @@ impl Checker<'_> {
                          `inherit` (it leads a process group in the agent's session)",
                     ),
                 },
+                "catch" => self.catch(v, &mut c),
+                "timer" => self.timer(v, &mut c),
                 other => {
                     let hint = did_you_mean(other, KEYS);
                     self.error_help(k.pos, format!("unknown `as:` key `{other}`"), hint);
@@ -283,6 +287,138 @@ impl Checker<'_> {
         }
         c.gid = gid.unwrap_or(c.uid);
         c
+    }
+
+    /// `catch: [SIGALRM]` (an empty handler: an interrupted call answers EINTR) or
+    /// `catch: {SIGALRM: restart, SIGUSR1: interrupt}` (`restart`: with `SA_RESTART`).
+    fn catch(&mut self, node: &Node, c: &mut Creds) {
+        const USAGE: &str = "`catch:` lists signals (`[SIGALRM]`) or maps each to `restart` or \
+                             `interrupt` (`{SIGALRM: restart}`)";
+        match &node.value {
+            Value::Map(pairs) => {
+                for (k, v) in pairs {
+                    let restart = match v.as_str() {
+                        Some("restart") => true,
+                        Some("interrupt") => false,
+                        _ => {
+                            self.error(v.pos, USAGE);
+                            continue;
+                        }
+                    };
+                    if let Some(n) = self.catchable(k) {
+                        c.catch.push((n, restart));
+                    }
+                }
+            }
+            Value::Seq(_) | Value::Str(_) | Value::Int(_) => {
+                for item in one_or_many(node) {
+                    if let Some(n) = self.catchable(item) {
+                        c.catch.push((n, false));
+                    }
+                }
+            }
+            _ => self.error(node.pos, USAGE),
+        }
+    }
+
+    /// A signal a handler can be installed for (not SIGKILL or SIGSTOP).
+    fn catchable(&mut self, node: &Node) -> Option<i64> {
+        let n = self.signal(node)?;
+        if n == 9 || n == 19 {
+            self.error(node.pos, "SIGKILL and SIGSTOP cannot be caught");
+            return None;
+        }
+        Some(n)
+    }
+
+    /// `timer: 0.05` (SIGALRM after 50 ms) or `timer: {after: 0.05, signal: SIGUSR1}`.
+    fn timer(&mut self, node: &Node, c: &mut Creds) {
+        const USAGE: &str =
+            "`timer:` is seconds (`0.05`, SIGALRM) or `{after: 0.05, signal: SIGUSR1}`";
+        let seconds = |n: &Node| match n.value {
+            Value::Int(i) => Some(i as f64),
+            Value::Float(f) => Some(f),
+            _ => None,
+        };
+        let (after, signal) = match &node.value {
+            Value::Map(pairs) => {
+                let mut after = None;
+                let mut signal = Some(14); // SIGALRM
+                for (k, v) in pairs {
+                    match k.as_str() {
+                        Some("after") => after = seconds(v),
+                        Some("signal") => signal = self.signal(v),
+                        _ => {
+                            let hint = did_you_mean(k.as_str().unwrap_or(""), ["after", "signal"]);
+                            self.error_help(k.pos, USAGE, hint);
+                            return;
+                        }
+                    }
+                }
+                (after, signal)
+            }
+            _ => (seconds(node), Some(14)),
+        };
+        match (after, signal) {
+            (Some(after), Some(signal)) if after > 0.0 && after <= 3600.0 => {
+                c.timer = Some((signal, (after * 1e6).round() as u64))
+            }
+            (Some(_), Some(_)) => self.error(node.pos, "`timer:` fires after 0 to 3600 seconds"),
+            (None, _) => self.error(node.pos, USAGE),
+            (_, None) => {} // the signal's own error is reported
+        }
+    }
+
+    /// `store: {at: "$addr + 4", type: u32, value: 1}`.
+    fn store(&mut self, node: &Node) -> Option<StepKind> {
+        const TYPES: [&str; 8] = ["u8", "u16", "u32", "u64", "i8", "i16", "i32", "i64"];
+        let Some(map) = node.as_map() else {
+            self.error(
+                node.pos,
+                "`store:` is `{at: \"$addr + 4\", type: u32, value: 1}`",
+            );
+            return None;
+        };
+        let (mut at, mut kind, mut value) = (None, None, None);
+        for (k, v) in map {
+            match k.as_str().unwrap_or("") {
+                "at" => at = self.int(v, "store: at"),
+                "value" => value = self.int(v, "store: value"),
+                "type" => match v.as_str().filter(|t| TYPES.contains(t)) {
+                    Some(t) => kind = Some(t.to_string()),
+                    None => {
+                        let hint = did_you_mean(v.as_str().unwrap_or(""), TYPES);
+                        self.error_help(
+                            v.pos,
+                            "`type:` is u8, u16, u32, u64, i8, i16, i32 or i64",
+                            hint,
+                        );
+                    }
+                },
+                other => {
+                    let hint = did_you_mean(other, ["at", "type", "value"]);
+                    self.error_help(k.pos, format!("unknown `store:` key `{other}`"), hint);
+                }
+            }
+        }
+        match (at, kind, value) {
+            (Some(at), Some(kind), Some(value)) => Some(StepKind::Store { at, kind, value }),
+            _ => {
+                for (key, missing) in [
+                    ("at", !map.iter().any(|(k, _)| k.as_str() == Some("at"))),
+                    ("type", !map.iter().any(|(k, _)| k.as_str() == Some("type"))),
+                    (
+                        "value",
+                        !map.iter().any(|(k, _)| k.as_str() == Some("value")),
+                    ),
+                ] {
+                    if missing {
+                        self.error(node.pos, format!("`store:` needs `{key}`"));
+                    }
+                }
+                None
+            }
+        }
     }
 
     /// `rlimits: {RLIMIT_NOFILE: [soft, hard], RLIMIT_FSIZE: 4096}`.
@@ -408,11 +544,16 @@ impl Checker<'_> {
 
     pub(super) fn step(&mut self, step: &At<types::Step>, expect_ok: bool) -> Option<Step> {
         let s = &step.value;
-        let kinds = [s.syscall.is_some(), s.lua.is_some(), s.exec.is_some()];
+        let kinds = [
+            s.syscall.is_some(),
+            s.lua.is_some(),
+            s.exec.is_some(),
+            s.store.is_some(),
+        ];
         if kinds.iter().filter(|k| **k).count() != 1 {
             self.error(
                 step.pos,
-                "a step has exactly one of `syscall`, `lua` or `exec`",
+                "a step has exactly one of `syscall`, `lua`, `exec` or `store`",
             );
             return None;
         }
@@ -438,6 +579,8 @@ impl Checker<'_> {
             let mut block = self.lua_block(code);
             block.saves = self.lua_saves(s.save.as_deref());
             StepKind::Lua(block)
+        } else if let Some(store) = &s.store {
+            self.store(store)?
         } else {
             StepKind::Exec {
                 command: s.exec.as_ref()?.value.clone(),

@@ -490,6 +490,30 @@ fn step_with(out: &mut Out, indent: usize, s: &Step, who: Who<'_>) {
             out.line(indent, "end", 0);
         }
         StepKind::Lua(block) => lua_block(out, indent, block, creds),
+        StepKind::Store { at, kind, value } => {
+            let target = match &who {
+                Who::Spawn(cr) => {
+                    out.line(
+                        indent,
+                        &format!("local w = vm:spawn{}", creds_table(cr)),
+                        s.line,
+                    );
+                    "w"
+                }
+                Who::Worker(name) => name,
+                Who::Vm => "vm",
+            };
+            out.line(
+                indent,
+                &format!(
+                    "provium.store({target}, {}, {}, {})",
+                    values::int(at),
+                    lua::str(kind),
+                    values::int(value)
+                ),
+                s.line,
+            );
+        }
         StepKind::Exec {
             command: cmd,
             saves,

@@ -292,6 +292,18 @@ pub(super) fn creds_table(c: &Creds) -> String {
     if c.inherit_session {
         parts.push("session = \"inherit\"".to_string());
     }
+    if !c.catch.is_empty() {
+        let l: Vec<String> = c
+            .catch
+            .iter()
+            .map(|(n, restart)| format!("{{{n}, restart = {restart}}}"))
+            .collect();
+        parts.push(format!("catch = {{{}}}", l.join(", ")));
+    }
+    if let Some((signal, after_us)) = c.timer {
+        let after = after_us as f64 / 1e6;
+        parts.push(format!("timer = {{signal = {signal}, after = {after:?}}}"));
+    }
     if !c.groups.is_empty() {
         let g: Vec<String> = c.groups.iter().map(u32::to_string).collect();
         parts.push(format!("groups = {{{}}}", g.join(", ")));

@@ -269,6 +269,50 @@ pub struct ProcessShape {
     /// LTP's test process).
     #[serde(default)]
     session: Option<SessionShape>,
+    /// Signals caught by an empty handler: a list (an interrupted call answers EINTR), or a
+    /// map of each to `restart` (with `SA_RESTART`) or `interrupt`.
+    #[serde(default)]
+    catch: Option<CatchShape>,
+    /// A signal sent to the case's process after a delay: seconds (SIGALRM), or `{after,
+    /// signal}`.
+    #[serde(default)]
+    timer: Option<TimerShape>,
+}
+
+/// `catch: [SIGALRM]` or `catch: {SIGALRM: restart}`.
+#[derive(JsonSchema)]
+#[serde(untagged)]
+pub enum CatchShape {
+    /// Signals whose handler interrupts.
+    List(Vec<IntOrText>),
+    /// Each signal to `restart` or `interrupt`.
+    Map(BTreeMap<String, CatchMode>),
+}
+
+/// What an interrupted call does.
+#[derive(JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CatchMode {
+    /// It is restarted (`SA_RESTART`).
+    Restart,
+    /// It answers EINTR.
+    Interrupt,
+}
+
+/// `timer: 0.05` or `timer: {after: 0.05, signal: SIGUSR1}`.
+#[derive(JsonSchema)]
+#[serde(untagged)]
+pub enum TimerShape {
+    /// Seconds until SIGALRM.
+    Seconds(f64),
+    /// Seconds until the given signal.
+    Signal {
+        /// Seconds.
+        after: f64,
+        /// The signal (default SIGALRM).
+        #[serde(default)]
+        signal: Option<IntOrText>,
+    },
 }
 
 /// Where an `as:` case's process stands among sessions.
@@ -279,6 +323,41 @@ pub enum SessionShape {
     Own,
     /// It leads a process group in the agent's session.
     Inherit,
+}
+
+/// `{at: "$addr + 4", type: u32, value: 1}`.
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StoreShape {
+    /// The address: an integer expression over saved values.
+    at: IntOrText,
+    /// The integer's type: `u8`, `u16`, `u32`, `u64`, `i8`, `i16`, `i32` or `i64`.
+    #[serde(rename = "type")]
+    kind: StoreType,
+    /// The value: an integer expression.
+    value: IntOrText,
+}
+
+/// The integer types a `store:` writes.
+#[derive(JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreType {
+    /// 1 byte.
+    U8,
+    /// 2 bytes.
+    U16,
+    /// 4 bytes.
+    U32,
+    /// 8 bytes.
+    U64,
+    /// 1 byte, signed.
+    I8,
+    /// 2 bytes, signed.
+    I16,
+    /// 4 bytes, signed.
+    I32,
+    /// 8 bytes, signed.
+    I64,
 }
 
 /// `{until: EMFILE, at_most: 4096}`.

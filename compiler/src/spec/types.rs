@@ -171,12 +171,16 @@ runs_a_call! {
         {"required": ["syscall"]},
         {"required": ["exec"]},
         {"required": ["lua"]},
+        {"required": ["store"]},
     ]))]
     pub struct Step {
         /// A label for messages.
         pub name: Option<At<String>>,
         /// A shell command in the guest (busybox); it must exit 0.
         pub exec: Option<At<String>>,
+        /// Write an integer into the case's memory at an address a step saved
+        /// (`{at: "$addr + 4", type: u32, value: 1}`), as C's `*(uint32_t *)(addr + 4) = 1`.
+        pub store: Option<Store>,
     }
 }
 
@@ -262,6 +266,13 @@ shaped!(
     /// be a template (`uid: "{{ uid }}"`).
     Process,
     super::shapes::ProcessShape
+);
+
+shaped!(
+    /// `{at: "$addr + 4", type: u32, value: 1}`: an integer of that type written at that
+    /// address of the case's process.
+    Store,
+    super::shapes::StoreShape
 );
 
 shaped!(

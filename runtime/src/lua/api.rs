@@ -181,6 +181,7 @@ fn module(lua: &Lua) -> mlua::Result<Table> {
         })?,
     )?;
     m.set("requires", lua.create_function(super::requires::requires)?)?;
+    m.set("store", lua.create_function(super::store::store)?)?;
     m.set(
         "pad",
         lua.create_function(|lua, (s, len): (mlua::LuaString, i64)| {

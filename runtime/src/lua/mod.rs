@@ -20,6 +20,7 @@ mod ready;
 mod requires;
 pub mod session;
 pub mod slot;
+mod store;
 mod target;
 mod use_vm;
 pub mod vm;

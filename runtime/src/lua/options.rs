@@ -149,20 +149,21 @@ pub(super) fn credentials(lua: &Lua, opts: Option<&Table>) -> mlua::Result<Crede
             "gid" => c.gid = int(lua, &value, "spawn: gid")? as u32,
             "euid" => c.euid = Some(int(lua, &value, "spawn: euid")? as u32),
             "egid" => c.egid = Some(int(lua, &value, "spawn: egid")? as u32),
-            "umask" | "cwd" | "rlimits" => {}
+            "umask" | "cwd" | "rlimits" | "catch" | "timer" => {}
             "descriptors" => {
                 let v: String = lua.unpack(value)?;
-                c.descriptors =
-                    match v.as_str() {
-                        "fresh" => Descriptors::Fresh,
-                        "inherit" => Descriptors::Inherit,
-                        other => return Err(errors::error(
+                c.descriptors = match v.as_str() {
+                    "fresh" => Descriptors::Fresh,
+                    "inherit" => Descriptors::Inherit,
+                    other => {
+                        return Err(errors::error(
                             lua,
                             format!(
                                 "spawn: descriptors `{other}` (expected \"fresh\" or \"inherit\")"
                             ),
-                        )),
-                    };
+                        ))
+                    }
+                };
             }
             "session" => {
                 let v: String = lua.unpack(value)?;
@@ -226,6 +227,8 @@ pub(super) fn credentials(lua: &Lua, opts: Option<&Table>) -> mlua::Result<Crede
                         "umask",
                         "cwd",
                         "rlimits",
+                        "catch",
+                        "timer",
                         "descriptors",
                         "session",
                     ],
@@ -357,5 +360,54 @@ pub(super) fn process_setup(
                 .push((resource as u32, field(2)? as u64, field(3)? as u64));
         }
     }
+    if let Some(list) = t.get::<Option<Table>>("catch")? {
+        for item in list.sequence_values::<Value>() {
+            let (signal, restart) = match item? {
+                Value::Table(pair) => (
+                    signal_number(lua, &pair.get::<Value>(1)?, what)?,
+                    pair.get::<Option<bool>>("restart")?.unwrap_or(false),
+                ),
+                other => (signal_number(lua, &other, what)?, false),
+            };
+            setup.catch.push((signal, restart));
+        }
+    }
+    if let Some(timer) = t.get::<Option<Table>>("timer")? {
+        let signal = match timer.get::<Value>("signal")? {
+            Value::Nil => libc::SIGALRM,
+            v => signal_number(lua, &v, what)?,
+        };
+        let after: f64 = timer
+            .get::<Option<f64>>("after")?
+            .ok_or_else(|| errors::error(lua, format!("{what}: timer needs `after` (seconds)")))?;
+        let after = super::control::timeout_from_secs(after)
+            .map_err(|e| errors::error(lua, format!("{what}: timer: {e}")))?;
+        setup.timer = Some((signal, after.as_micros() as u64));
+    }
     Ok(setup)
+}
+
+/// A signal by name (`"SIGALRM"`, `"ALRM"`) or number.
+fn signal_number(lua: &Lua, v: &Value, what: &str) -> mlua::Result<i32> {
+    let n = match v {
+        Value::String(s) => {
+            let name = s.to_string_lossy().to_ascii_uppercase();
+            let full = if name.starts_with("SIG") {
+                name
+            } else {
+                format!("SIG{name}")
+            };
+            provium_compiler::linux::constant(&full)
+                .filter(|_| full.starts_with("SIG") && !full.starts_with("SIG_"))
+                .ok_or_else(|| errors::error(lua, format!("{what}: unknown signal `{full}`")))?
+        }
+        other => int(lua, other, &format!("{what}: signal"))?,
+    };
+    if !(1..=64).contains(&n) || n == libc::SIGKILL as i64 || n == libc::SIGSTOP as i64 {
+        return Err(errors::error(
+            lua,
+            format!("{what}: signal {n} cannot be caught"),
+        ));
+    }
+    Ok(n as i32)
 }
