@@ -251,6 +251,9 @@ function provium.shutdown_all() end
 ---@param name string
 ---@return ProviumVm
 function provium.fixture(name) end
+---True while the file is only listed (`provium test --list`), without VMs.
+---@return boolean
+function provium.listing() end
 ---Sets this file's timeout in seconds (default 300, or `provium test --timeout`).
 ---@param seconds number
 function provium.timeout(seconds) end

@@ -536,7 +536,7 @@ fn step_with(out: &mut Out, indent: usize, s: &Step, who: Who<'_>) {
                 out.line(
                     indent + 1,
                     &format!(
-                        "do local m = x.stdout.value:match({p}) local v = m and math.tointeger(tonumber(m)) if not v then error({what} .. \"\\\"\" .. (x.stdout.value:sub(1, 200):gsub(\"\\n\", \"\\\\n\")) .. \"\\\"\", 0) end {target} = v end",
+                        "do local m = x.stdout.value:match({p}) local v = m and math.tointeger(tonumber(m)) if not v and provium.listing() then v = 0 end if not v then error({what} .. \"\\\"\" .. (x.stdout.value:sub(1, 200):gsub(\"\\n\", \"\\\\n\")) .. \"\\\"\", 0) end {target} = v end",
                         p = lua::str(pattern),
                         what = lua::str(&format!(
                             "`{cmd}`: save {name}: pattern {pattern} found no integer in "

@@ -183,6 +183,10 @@ fn module(lua: &Lua) -> mlua::Result<Table> {
     m.set("requires", lua.create_function(super::requires::requires)?)?;
     m.set("store", lua.create_function(super::store::store)?)?;
     m.set(
+        "listing",
+        lua.create_function(|lua, ()| Ok(Session::get(lua).config.settings.list_only))?,
+    )?;
+    m.set(
         "pad",
         lua.create_function(|lua, (s, len): (mlua::LuaString, i64)| {
             let mut bytes = s.as_bytes().to_vec();
