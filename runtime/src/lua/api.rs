@@ -162,8 +162,22 @@ fn module(lua: &Lua) -> mlua::Result<Table> {
             Ok(())
         })?,
     )?;
-    m.set("pack", lua.create_function(pack_fn)?)?;
-    m.set("unpack", lua.create_function(unpack_fn)?)?;
+    let packer = pack::Packer::of(lua)?;
+    let p = packer.clone();
+    m.set(
+        "pack",
+        lua.create_function(move |lua, args: MultiValue| {
+            let mut args = args.into_iter();
+            let fmt = args.next().unwrap_or(Value::Nil);
+            pack_fn(lua, &p, fmt, args.collect())
+        })?,
+    )?;
+    m.set(
+        "unpack",
+        lua.create_function(move |lua, (fmt, data): (String, mlua::LuaString)| {
+            unpack_fn(lua, &packer, fmt, data)
+        })?,
+    )?;
     m.set(
         "sizeof",
         lua.create_function(|lua, fmt: String| {
@@ -271,10 +285,14 @@ fn module(lua: &Lua) -> mlua::Result<Table> {
     Ok(m)
 }
 
-fn pack_fn(lua: &Lua, args: MultiValue) -> mlua::Result<mlua::LuaString> {
-    let mut args = args.into_iter();
-    let fmt = match args.next() {
-        Some(Value::String(s)) => s.to_string_lossy().to_string(),
+fn pack_fn(
+    lua: &Lua,
+    packer: &pack::Packer,
+    fmt: Value,
+    args: MultiValue,
+) -> mlua::Result<mlua::LuaString> {
+    let fmt = match fmt {
+        Value::String(s) => s.to_string_lossy().to_string(),
         _ => {
             return Err(errors::error(
                 lua,
@@ -284,7 +302,7 @@ fn pack_fn(lua: &Lua, args: MultiValue) -> mlua::Result<mlua::LuaString> {
     };
     let fields = pack::parse(&fmt).map_err(|e| errors::error(lua, format!("provium.pack: {e}")))?;
     let mut values = Vec::new();
-    for (i, v) in args.enumerate() {
+    for (i, v) in args.into_iter().enumerate() {
         values.push(match v {
             Value::String(s) => pack::Value::Bytes(s.as_bytes().to_vec()),
             other => pack::Value::Int(super::convert::int(
@@ -294,15 +312,22 @@ fn pack_fn(lua: &Lua, args: MultiValue) -> mlua::Result<mlua::LuaString> {
             )?),
         });
     }
-    let bytes = pack::pack(&fields, &values)
+    let bytes = packer
+        .pack(lua, &fields, &values)
         .map_err(|e| errors::error(lua, format!("provium.pack: {e}")))?;
     lua.create_string(&bytes)
 }
 
-fn unpack_fn(lua: &Lua, (fmt, data): (String, mlua::LuaString)) -> mlua::Result<MultiValue> {
+fn unpack_fn(
+    lua: &Lua,
+    packer: &pack::Packer,
+    fmt: String,
+    data: mlua::LuaString,
+) -> mlua::Result<MultiValue> {
     let fields =
         pack::parse(&fmt).map_err(|e| errors::error(lua, format!("provium.unpack: {e}")))?;
-    let values = pack::unpack(&fields, &data.as_bytes())
+    let values = packer
+        .unpack(&fields, &data.as_bytes())
         .map_err(|e| errors::error(lua, format!("provium.unpack: {e}")))?;
     values
         .into_iter()

@@ -12,7 +12,14 @@
 //! | `zN` | N | a C string, zero-padded on pack, cut at the first NUL on unpack |
 //!
 //! A count in brackets repeats a field: `u32[4]` is four `u32` values.
+//!
+//! The bytes are Lua 5.4's own `string.pack`/`string.unpack` (each field becomes one of their
+//! options: `u32` is `<I4`, `be16` is `>I2`, `z8` is `c8`). What they do not do is what is here:
+//! the kernel's type names (the spec language's and the struct layouts'), repeat counts,
+//! fixed-width C strings cut at their NUL, and errors that name the field and the argument
+//! (`value 256 (argument 1) is out of range for u8`, not `integer overflow`).
 
+use mlua::{Function, Lua, MultiValue};
 use std::fmt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,7 +191,25 @@ pub fn size(fields: &[Field]) -> usize {
     fields.iter().map(|f| f.size()).sum()
 }
 
-pub fn pack(fields: &[Field], values: &[Value]) -> Result<Vec<u8>, FormatError> {
+/// The `string.pack` format of `fields`, little-endian unless a field says otherwise.
+fn lua_format(fields: &[Field]) -> String {
+    let mut f = String::new();
+    for field in fields {
+        match *field {
+            Field::Int { bytes, signed, big } => {
+                let order = if big { '>' } else { '<' };
+                let kind = if signed { 'i' } else { 'I' };
+                f.push_str(&format!("{order}{kind}{bytes}"));
+            }
+            // Padding packs an empty string into `cN` (zero-filled) and unpacks into nothing.
+            Field::Pad(n) | Field::Bytes(n) | Field::CString(n) => f.push_str(&format!("c{n}")),
+        }
+    }
+    f
+}
+
+/// What `string.pack` would refuse, said in the format's terms.
+fn check(fields: &[Field], values: &[Value]) -> Result<(), FormatError> {
     let want = value_count(fields);
     if values.len() != want {
         return Err(FormatError(format!(
@@ -192,44 +217,26 @@ pub fn pack(fields: &[Field], values: &[Value]) -> Result<Vec<u8>, FormatError> 
             values.len()
         )));
     }
-    let mut out = Vec::with_capacity(size(fields));
-    let mut values = values.iter().enumerate();
-    for &field in fields {
-        if let Field::Pad(n) = field {
-            out.resize(out.len() + n, 0);
-            continue;
-        }
-        let Some((i, value)) = values.next() else {
-            break;
-        };
+    let fields = fields.iter().filter(|f| !matches!(f, Field::Pad(_)));
+    for (i, (&field, value)) in fields.zip(values).enumerate() {
         match (field, value) {
-            (Field::Int { bytes, signed, big }, Value::Int(v)) => {
-                check_range(*v, bytes, signed).map_err(|why| {
+            (Field::Int { bytes, signed, .. }, Value::Int(v)) => check_range(*v, bytes, signed)
+                .map_err(|why| {
                     FormatError(format!(
-                        "value {} (argument {}) {why} for {}",
-                        v,
+                        "value {v} (argument {}) {why} for {}",
                         i + 1,
                         field.name()
                     ))
-                })?;
-                let mut le = v.to_le_bytes();
-                if big {
-                    le[..bytes].reverse();
-                }
-                out.extend_from_slice(&le[..bytes]);
+                })?,
+            (Field::Bytes(n) | Field::CString(n), Value::Bytes(b)) if b.len() > n => {
+                return Err(FormatError(format!(
+                    "string of {} bytes (argument {}) does not fit {}",
+                    b.len(),
+                    i + 1,
+                    field.name()
+                )))
             }
-            (Field::Bytes(n) | Field::CString(n), Value::Bytes(b)) => {
-                if b.len() > n {
-                    return Err(FormatError(format!(
-                        "string of {} bytes (argument {}) does not fit {}",
-                        b.len(),
-                        i + 1,
-                        field.name()
-                    )));
-                }
-                out.extend_from_slice(b);
-                out.resize(out.len() + n - b.len(), 0);
-            }
+            (Field::Bytes(_) | Field::CString(_), Value::Bytes(_)) => {}
             (f, v) => {
                 return Err(FormatError(format!(
                     "argument {} for {} must be {}, got {}",
@@ -248,7 +255,96 @@ pub fn pack(fields: &[Field], values: &[Value]) -> Result<Vec<u8>, FormatError> 
             }
         }
     }
-    Ok(out)
+    Ok(())
+}
+
+/// The packer and unpacker of the Lua state, taken when the API is installed (a test that
+/// replaces `string.pack` does not change `provium.pack`).
+#[derive(Clone)]
+pub struct Packer {
+    pack: Function,
+    unpack: Function,
+}
+
+impl Packer {
+    pub fn of(lua: &Lua) -> mlua::Result<Packer> {
+        let string: mlua::Table = lua.globals().get("string")?;
+        Ok(Packer {
+            pack: string.get("pack")?,
+            unpack: string.get("unpack")?,
+        })
+    }
+
+    pub fn pack(
+        &self,
+        lua: &Lua,
+        fields: &[Field],
+        values: &[Value],
+    ) -> Result<Vec<u8>, FormatError> {
+        check(fields, values)?;
+        let lua_error = |e: mlua::Error| FormatError(e.to_string());
+        let mut args = vec![mlua::Value::String(
+            lua.create_string(lua_format(fields)).map_err(lua_error)?,
+        )];
+        let mut values = values.iter();
+        for field in fields {
+            let value = match field {
+                Field::Pad(_) => None,
+                _ => values.next(),
+            };
+            args.push(match value {
+                Some(Value::Int(i)) => mlua::Value::Integer(*i),
+                Some(Value::Bytes(b)) => {
+                    mlua::Value::String(lua.create_string(b).map_err(lua_error)?)
+                }
+                None => mlua::Value::String(lua.create_string("").map_err(lua_error)?),
+            });
+        }
+        let packed: mlua::LuaString = self
+            .pack
+            .call(MultiValue::from_vec(args))
+            .map_err(lua_error)?;
+        Ok(packed.as_bytes().to_vec())
+    }
+
+    pub fn unpack(&self, fields: &[Field], data: &[u8]) -> Result<Vec<Value>, FormatError> {
+        let need = size(fields);
+        if data.len() < need {
+            return Err(FormatError(format!(
+                "the format needs {need} bytes but the data has {}",
+                data.len()
+            )));
+        }
+        let lua_error = |e: mlua::Error| FormatError(e.to_string());
+        let data = mlua::BString::from(&data[..need]);
+        let mut unpacked: Vec<mlua::Value> = self
+            .unpack
+            .call::<MultiValue>((lua_format(fields), data))
+            .map_err(lua_error)?
+            .into_vec();
+        unpacked.truncate(fields.len()); // the position after the data
+        let mut out = Vec::with_capacity(fields.len());
+        for (field, value) in fields.iter().zip(unpacked) {
+            match (field, value) {
+                (Field::Pad(_), _) => {}
+                (Field::Int { .. }, mlua::Value::Integer(i)) => out.push(Value::Int(i)),
+                (Field::CString(_), mlua::Value::String(s)) => {
+                    let bytes = s.as_bytes();
+                    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+                    out.push(Value::Bytes(bytes[..end].to_vec()));
+                }
+                (_, mlua::Value::String(s)) => out.push(Value::Bytes(s.as_bytes().to_vec())),
+                (f, v) => {
+                    return Err(FormatError(format!(
+                        "string.unpack gave a {} for {}",
+                        v.type_name(),
+                        f.name()
+                    )))
+                }
+            }
+        }
+        Ok(out)
+    }
 }
 
 fn check_range(v: i64, bytes: usize, signed: bool) -> Result<(), &'static str> {
@@ -269,50 +365,18 @@ fn check_range(v: i64, bytes: usize, signed: bool) -> Result<(), &'static str> {
     }
 }
 
-pub fn unpack(fields: &[Field], data: &[u8]) -> Result<Vec<Value>, FormatError> {
-    let need = size(fields);
-    if data.len() < need {
-        return Err(FormatError(format!(
-            "the format needs {need} bytes but the data has {}",
-            data.len()
-        )));
-    }
-    let mut at = 0;
-    let mut out = Vec::with_capacity(fields.len());
-    for &field in fields {
-        let n = field.size();
-        let chunk = &data[at..at + n];
-        at += n;
-        match field {
-            Field::Pad(_) => {}
-            Field::Int { bytes, signed, big } => {
-                let mut buf = [0u8; 8];
-                buf[..bytes].copy_from_slice(chunk);
-                if big {
-                    buf[..bytes].reverse();
-                }
-                let raw = u64::from_le_bytes(buf);
-                let v = if signed && bytes < 8 {
-                    let shift = 64 - bytes as u32 * 8;
-                    ((raw << shift) as i64) >> shift
-                } else {
-                    raw as i64
-                };
-                out.push(Value::Int(v));
-            }
-            Field::Bytes(_) => out.push(Value::Bytes(chunk.to_vec())),
-            Field::CString(_) => {
-                let end = chunk.iter().position(|&b| b == 0).unwrap_or(n);
-                out.push(Value::Bytes(chunk[..end].to_vec()));
-            }
-        }
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pack(fields: &[Field], values: &[Value]) -> Result<Vec<u8>, FormatError> {
+        let lua = Lua::new();
+        Packer::of(&lua).unwrap().pack(&lua, fields, values)
+    }
+
+    fn unpack(fields: &[Field], data: &[u8]) -> Result<Vec<Value>, FormatError> {
+        Packer::of(&Lua::new()).unwrap().unpack(fields, data)
+    }
 
     #[test]
     fn round_trip_with_padding_and_strings() {
