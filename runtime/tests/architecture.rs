@@ -26,15 +26,17 @@ const LAYERS: &[(&str, &[&str])] = &[
 fn compiler_allowed(layer: &str, module: &str) -> bool {
     match layer {
         "run" | "cli" => true,
-        // The Lua API refuses what the compiler refuses (timeouts, version ranges, config
-        // conditions) by the same functions, and knows the names specs know: the ready-made
-        // values (`$unused_pid`) and a kernel's own syscall names; a compiled chunk's source
-        // map, to say a failure's spec line; and the one verdict on an expectation.
+        // The Lua API refuses what the compiler refuses (timeouts) by the same functions, and
+        // knows the names specs know: the ready-made values (`$unused_pid`) and a kernel's own
+        // syscall names; a compiled chunk's source map, to say a failure's spec line; the one
+        // verdict on an expectation, and the typed requirements (version ranges, config
+        // conditions) it parses and decides as the compiler does.
         "lua" => [
             "linux",
             "diag",
             "check",
             "verdict",
+            "requirement",
             "KernelNames",
             "READY_MADE",
             "SourceMap",

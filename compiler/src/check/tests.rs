@@ -35,7 +35,10 @@ fn the_tour_compiles() {
     assert!(out.contains("test(\"fsync on fd 9999 is EBADF\""), "{out}");
     // A one-call case with credentials runs isolated, in a forked child.
     assert!(out.contains("vm:isolated{"), "{out}");
-    assert!(out.contains("{as = {uid = 1000, gid = 1000}"), "{out}");
+    assert!(
+        out.contains("{as = {uid = 1000, gid = 1000, descriptors = \"inherit\"}"),
+        "{out}"
+    );
     assert!(
         out.contains("vm:batch{"),
         "independent cases are batched:\n{out}"
