@@ -205,6 +205,19 @@ pub struct SyscallCall {
     pub patches: Vec<PointerPatch>,
     /// Kill the executor if the call has not returned after this long; 0 means no limit.
     pub timeout_ms: u32,
+    /// The system call ABI: the native one, or i386's through `int $0x80` (32-bit arguments
+    /// and result, every buffer below 4 GiB, pointers inside buffers 4 bytes wide).
+    pub abi: Abi,
+}
+
+/// A system call ABI of the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub enum Abi {
+    /// The guest's own (x86_64's `syscall`, aarch64's `svc 0`).
+    #[default]
+    Native,
+    /// i386 on an x86_64 kernel (`CONFIG_IA32_EMULATION`): `int $0x80`.
+    I386,
 }
 
 /// A buffer in guest memory for the duration of one syscall.
@@ -222,8 +235,8 @@ pub struct Buffer {
     pub output: bool,
 }
 
-/// Write the guest address of `buffers[target]` (a little-endian u64) at `offset` in
-/// `buffers[buffer]`.
+/// Write the guest address of `buffers[target]` (a little-endian u64; a u32 under
+/// [`Abi::I386`]) at `offset` in `buffers[buffer]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PointerPatch {
     /// The buffer the address is written into.

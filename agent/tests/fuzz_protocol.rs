@@ -33,6 +33,7 @@ fn frames() -> Vec<Vec<u8>> {
             target: 1,
         }],
         timeout_ms: 100,
+        abi: provium_agent::protocol::Abi::I386,
     };
     let exec = ExecCall {
         argv: vec!["sh".into(), "-c".into(), "true".into()],

@@ -25,6 +25,8 @@ pub struct Model {
     pub share_vm: bool,
     /// Cases with credentials run isolated in forked children (see `check::Options`).
     pub fork_isolated: bool,
+    /// The ABI every call is made under.
+    pub abi: crate::linux::Abi,
     /// Conditions for the whole spec.
     pub requires: Option<Requires>,
     /// Every struct layout it knows (declared, or from headers).
@@ -109,6 +111,8 @@ pub struct Case {
     pub body: Body,
     /// Steps run after it whatever happened (`finally:`).
     pub finally: Vec<Step>,
+    /// The ABI its calls are made under (the spec's).
+    pub abi: crate::linux::Abi,
 }
 
 /// What a case does.
@@ -204,6 +208,8 @@ pub struct Call {
     /// Skip the case when the answer meets this (`skip_if:`, LTP's TCONF): the kernel or file
     /// system cannot do what the case needs.
     pub skip_if: Option<Box<Expect>>,
+    /// The ABI it is made under.
+    pub abi: crate::linux::Abi,
 }
 
 /// A buffer reached through a pointer inside another buffer.

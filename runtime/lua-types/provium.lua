@@ -209,12 +209,20 @@ function Vm:mount_vfs() end
 function Vm:wait_until(fn, opts) end
 function Vm:shutdown() end
 function Vm:kill() end
+---@class ProviumAbiView: ProviumExecutor
+---@field abi string
+---@field nr table<string, integer> the view's own syscall numbers
+---A view of the same executor whose calls use another ABI ("i386": `int $0x80`).
+---@param name "x86_64"|"i386"
+---@return ProviumAbiView
+function Executor:abi(name) end
 
 ---@class provium
 ---@field version string
 ---@field arch string
 ---@field errno table<string, integer>
 ---@field nr table<string, integer>
+---@field nr_i386 table<string, integer> i386's syscall numbers (for `vm:abi("i386")`)
 ---@field bad_ptr integer an address that is never mapped (for EFAULT)
 ---@field c table<string, integer> the built-in constants by name (`provium headers constants`)
 provium = {}

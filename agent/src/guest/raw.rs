@@ -4,7 +4,7 @@
 //! kernel's return value reaches the host untouched: a negative errno on failure, never `-1` plus
 //! `errno`.
 
-use provium_agent::protocol::{SyscallCall, SyscallOutcome};
+use provium_agent::protocol::{Abi, SyscallCall, SyscallOutcome};
 use std::alloc::{alloc_zeroed, dealloc, Layout};
 
 /// The largest single buffer the agent allocates; larger requests are rejected rather than
@@ -52,30 +52,104 @@ pub unsafe fn syscall6(nr: i64, a: [i64; 6]) -> i64 {
     ret
 }
 
+/// An i386 call (`int $0x80` from a 64-bit process): the kernel takes eax and ebx, ecx, edx,
+/// esi, edi, ebp, each 32 bits, and answers in eax. rbx and rbp cannot be named as operands
+/// (LLVM reserves them), so they are saved on the stack and loaded inside the block; r8–r11
+/// are clobbered by the compat entry.
+///
+/// # Safety
+/// As [`syscall6`]; every pointer argument must be below 4 GiB.
+#[cfg(target_arch = "x86_64")]
+pub unsafe fn syscall6_i386(nr: i64, a: [i64; 6]) -> i64 {
+    let ret: u64;
+    // SAFETY: as syscall6's; the block restores rbx and rbp before it ends.
+    unsafe {
+        core::arch::asm!(
+            "push rbp",
+            "push rbx",
+            "mov ebx, {a0:e}",
+            "mov ebp, {a5:e}",
+            "int 0x80",
+            "pop rbx",
+            "pop rbp",
+            a0 = in(reg) a[0],
+            a5 = in(reg) a[5],
+            inlateout("rax") nr as u32 as u64 => ret,
+            in("rcx") a[1] as u32 as u64,
+            in("rdx") a[2] as u32 as u64,
+            in("rsi") a[3] as u32 as u64,
+            in("rdi") a[4] as u32 as u64,
+            lateout("r8") _, lateout("r9") _, lateout("r10") _, lateout("r11") _,
+        )
+    };
+    // The result is eax: -4095..-1 is an errno.
+    ret as u32 as i32 as i64
+}
+
+/// # Safety
+/// There is no i386 ABI beside aarch64's: every call is refused before it gets here.
+#[cfg(target_arch = "aarch64")]
+pub unsafe fn syscall6_i386(_nr: i64, _a: [i64; 6]) -> i64 {
+    -(libc::ENOSYS as i64)
+}
+
+/// Where a buffer lives: the allocator's memory, or (for i386 calls, whose pointers are 32 bits)
+/// a mapping below 4 GiB.
+enum Memory {
+    Heap(Layout),
+    Low(usize),
+}
+
 /// Zeroed, aligned memory that lives for one call.
 struct GuestBuffer {
     ptr: *mut u8,
-    layout: Layout,
+    memory: Memory,
 }
 
 impl GuestBuffer {
-    fn new(len: usize, data: &[u8]) -> Result<Self, String> {
+    fn new(len: usize, data: &[u8], abi: Abi) -> Result<Self, String> {
         if len > MAX_BUFFER {
             return Err(format!(
                 "buffer of {len} bytes exceeds the {MAX_BUFFER}-byte limit"
             ));
         }
-        // A zero-length buffer still gets a unique, valid address.
-        let layout = Layout::from_size_align(len.max(1), BUFFER_ALIGN)
-            .map_err(|e| format!("bad buffer layout: {e}"))?;
-        // SAFETY: the layout has a non-zero size.
-        let ptr = unsafe { alloc_zeroed(layout) };
+        let (ptr, memory) = match abi {
+            Abi::Native => {
+                // A zero-length buffer still gets a unique, valid address.
+                let layout = Layout::from_size_align(len.max(1), BUFFER_ALIGN)
+                    .map_err(|e| format!("bad buffer layout: {e}"))?;
+                // SAFETY: the layout has a non-zero size.
+                let ptr = unsafe { alloc_zeroed(layout) };
+                (ptr, Memory::Heap(layout))
+            }
+            Abi::I386 => {
+                let size = len.max(1);
+                // SAFETY: a fresh anonymous mapping; MAP_32BIT puts it in the low 2 GiB.
+                let ptr = unsafe {
+                    libc::mmap(
+                        std::ptr::null_mut(),
+                        size,
+                        libc::PROT_READ | libc::PROT_WRITE,
+                        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_32BIT,
+                        -1,
+                        0,
+                    )
+                };
+                if ptr == libc::MAP_FAILED {
+                    return Err(format!(
+                        "a buffer of {len} bytes below 4 GiB: {}",
+                        std::io::Error::last_os_error()
+                    ));
+                }
+                (ptr as *mut u8, Memory::Low(size))
+            }
+        };
         if ptr.is_null() {
             return Err(format!("out of memory allocating {len} bytes"));
         }
         // SAFETY: `data.len() <= len` was checked by the caller; the region is ours.
         unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), ptr, data.len()) };
-        Ok(GuestBuffer { ptr, layout })
+        Ok(GuestBuffer { ptr, memory })
     }
 
     fn address(&self) -> u64 {
@@ -91,12 +165,31 @@ impl GuestBuffer {
         // SAFETY: the caller checked `offset + 8 <= len`; unaligned writes are allowed.
         unsafe { (self.ptr.add(offset) as *mut u64).write_unaligned(value.to_le()) };
     }
+
+    fn write_u32(&mut self, offset: usize, value: u32) {
+        // SAFETY: the caller checked `offset + 4 <= len`; unaligned writes are allowed.
+        unsafe { (self.ptr.add(offset) as *mut u32).write_unaligned(value.to_le()) };
+    }
 }
 
 impl Drop for GuestBuffer {
     fn drop(&mut self) {
-        // SAFETY: allocated with this layout in `new`.
-        unsafe { dealloc(self.ptr, self.layout) };
+        match self.memory {
+            // SAFETY: allocated with this layout in `new`.
+            Memory::Heap(layout) => unsafe { dealloc(self.ptr, layout) },
+            // SAFETY: mapped with this size in `new`.
+            Memory::Low(size) => unsafe {
+                libc::munmap(self.ptr as *mut libc::c_void, size);
+            },
+        }
+    }
+}
+
+/// The bytes a pointer takes inside a buffer under `abi`.
+fn pointer_size(abi: Abi) -> u64 {
+    match abi {
+        Abi::Native => 8,
+        Abi::I386 => 4,
     }
 }
 
@@ -132,12 +225,16 @@ fn validate(call: &SyscallCall) -> Result<(), String> {
                 p.target
             ));
         }
-        if p.offset as u64 + 8 > holder.len as u64 {
+        let width = pointer_size(call.abi);
+        if p.offset as u64 + width > holder.len as u64 {
             return Err(format!(
-                "pointer patch {i}: offset {} does not leave 8 bytes in buffer {} of {} bytes",
+                "pointer patch {i}: offset {} does not leave {width} bytes in buffer {} of {} bytes",
                 p.offset, p.buffer, holder.len
             ));
         }
+    }
+    if call.abi == Abi::I386 && !cfg!(target_arch = "x86_64") {
+        return Err("the i386 ABI exists only on x86_64 guests".into());
     }
     Ok(())
 }
@@ -150,14 +247,18 @@ pub fn perform(call: &SyscallCall, executor_pid: u32) -> SyscallOutcome {
     }
     let mut memory = Vec::with_capacity(call.buffers.len());
     for b in &call.buffers {
-        match GuestBuffer::new(b.len as usize, &b.data) {
+        match GuestBuffer::new(b.len as usize, &b.data, call.abi) {
             Ok(m) => memory.push(m),
             Err(why) => return SyscallOutcome::Rejected(why),
         }
     }
     for p in &call.patches {
         let address = memory[p.target as usize].address();
-        memory[p.buffer as usize].write_u64(p.offset as usize, address);
+        match call.abi {
+            Abi::Native => memory[p.buffer as usize].write_u64(p.offset as usize, address),
+            // Below 4 GiB by construction (MAP_32BIT).
+            Abi::I386 => memory[p.buffer as usize].write_u32(p.offset as usize, address as u32),
+        }
     }
     let mut args = call.args;
     for (b, m) in call.buffers.iter().zip(&memory) {
@@ -166,7 +267,12 @@ pub fn perform(call: &SyscallCall, executor_pid: u32) -> SyscallOutcome {
         }
     }
     // SAFETY: see `syscall6`; this is the executor's whole purpose.
-    let ret = unsafe { syscall6(call.nr, args) };
+    let ret = unsafe {
+        match call.abi {
+            Abi::Native => syscall6(call.nr, args),
+            Abi::I386 => syscall6_i386(call.nr, args),
+        }
+    };
     if std::process::id() != executor_pid {
         // A child of a raw fork/clone/vfork: it must not touch the executor's channel.
         // SAFETY: _exit is always safe to call.
@@ -204,6 +310,81 @@ mod tests {
                 buffers: vec![]
             }
         );
+    }
+
+    /// i386 calls through `int $0x80` on the host's kernel (Debian's have IA32 emulation):
+    /// getpid (20) is the process's pid, close(-1) (6) is EBADF with the result sign-extended,
+    /// and a writev (146) through an iovec whose 4-byte base the agent patched below 4 GiB
+    /// writes the bytes.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn i386_calls_take_32_bit_arguments_and_low_buffers() {
+        let i386 = |nr: i64, args: [i64; 6]| SyscallCall {
+            nr,
+            args,
+            abi: Abi::I386,
+            ..Default::default()
+        };
+        if !std::path::Path::new("/proc/sys/abi").exists() {
+            return; // a host kernel without IA32 emulation
+        }
+        let pid = std::process::id() as i64;
+        assert_eq!(
+            run(i386(20, [0; 6])),
+            SyscallOutcome::Returned {
+                ret: pid,
+                buffers: vec![]
+            }
+        );
+        assert_eq!(
+            run(i386(6, [-1, 0, 0, 0, 0, 0])),
+            SyscallOutcome::Returned {
+                ret: -(libc::EBADF as i64),
+                buffers: vec![]
+            }
+        );
+        let mut fds = [0i32; 2];
+        // SAFETY: a valid two-int array.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        let call = SyscallCall {
+            buffers: vec![
+                // struct iovec (i386): a 4-byte base, then a 4-byte length of 5.
+                Buffer {
+                    arg: Some(1),
+                    len: 8,
+                    data: vec![0, 0, 0, 0, 5, 0, 0, 0],
+                    output: false,
+                },
+                Buffer {
+                    arg: None,
+                    len: 5,
+                    data: b"hello".to_vec(),
+                    output: false,
+                },
+            ],
+            patches: vec![PointerPatch {
+                buffer: 0,
+                offset: 0,
+                target: 1,
+            }],
+            ..i386(146, [fds[1] as i64, 0, 1, 0, 0, 0])
+        };
+        assert_eq!(
+            run(call),
+            SyscallOutcome::Returned {
+                ret: 5,
+                buffers: vec![None, None]
+            }
+        );
+        let mut got = [0u8; 5];
+        // SAFETY: reading into a valid buffer from our pipe.
+        assert_eq!(unsafe { libc::read(fds[0], got.as_mut_ptr().cast(), 5) }, 5);
+        assert_eq!(&got, b"hello");
+        // SAFETY: closing our pipe.
+        unsafe {
+            libc::close(fds[0]);
+            libc::close(fds[1]);
+        }
     }
 
     #[test]
@@ -268,7 +449,7 @@ mod tests {
                     target: 2,
                 },
             ],
-            timeout_ms: 0,
+            ..Default::default()
         };
         assert!(matches!(run(call), SyscallOutcome::Returned { ret: 5, .. }));
         let mut got = [0u8; 5];

@@ -199,6 +199,7 @@ impl Checker<'_> {
                 reads: Vec::new(),
                 repeat: None,
                 skip_if: None,
+                abi: self.opts.abi,
             };
             let mut ok = true;
             for (i, a) in args.iter().enumerate() {

@@ -759,6 +759,7 @@ impl Checker<'_> {
                 .flatten()
                 .filter_map(|s| self.step(s, true))
                 .collect(),
+            abi: self.opts.abi,
         })
     }
 }

@@ -37,6 +37,9 @@ pub struct Options {
     /// The kernel the spec is compiled for, when it has names of its own (a build tree's
     /// syscall table), or when other kernels of the run have names it lacks.
     pub kernel: Option<std::sync::Arc<KernelNames>>,
+    /// The system call ABI the spec's calls are made under: names resolve in its table, and a
+    /// case calling a name it lacks is skipped with why.
+    pub abi: crate::linux::Abi,
 }
 
 /// The syscall names one kernel of a run knows, and those only other kernels of the run know.
@@ -61,6 +64,7 @@ impl Options {
             profiles: None,
             fork_isolated: true,
             kernel: None,
+            abi: crate::linux::Abi::X86_64,
         }
     }
 }
@@ -359,6 +363,7 @@ impl<'a> Checker<'a> {
             skip: self.unavailable_here.take(),
             share_vm: spec.share_vm.map(|s| s.value).unwrap_or(false),
             fork_isolated: self.opts.fork_isolated,
+            abi: self.opts.abi,
             requires,
             layouts: self.layouts.clone(),
             setup,

@@ -55,6 +55,37 @@ impl Checker<'_> {
     }
 
     pub(super) fn resolve_syscall(&mut self, node: &Node) -> Option<(i64, String)> {
+        let abi = self.opts.abi;
+        // `{x86_64: newfstatat, i386: fstatat64}`: the name this ABI calls it.
+        if let Value::Map(pairs) = &node.value {
+            let mut mine = None;
+            for (k, v) in pairs {
+                match k.as_str().map(str::parse::<linux::Abi>) {
+                    Some(Ok(a)) if a == abi => mine = Some(v),
+                    Some(Ok(_)) => {}
+                    _ => {
+                        let hint = did_you_mean(k.as_str().unwrap_or(""), ["x86_64", "i386"]);
+                        self.error_help(
+                            k.pos,
+                            "a syscall per ABI is `{x86_64: NAME, i386: NAME}`",
+                            hint,
+                        );
+                        return None;
+                    }
+                }
+            }
+            return match mine {
+                Some(v) => self.resolve_syscall(v),
+                None => {
+                    self.case_unavailable
+                        .get_or_insert(format!("no syscall is given for {abi}"));
+                    Some((-1, "syscall".into()))
+                }
+            };
+        }
+        if abi != linux::Abi::X86_64 {
+            return self.resolve_in_abi(node, abi);
+        }
         let arch = self.opts.arch;
         match &node.value {
             Value::Int(n) => Some((*n, arch.syscall_name(*n).unwrap_or("syscall").to_string())),
@@ -99,6 +130,46 @@ impl Checker<'_> {
                     format!("unknown syscall `{s}` for {arch} (add it under `syscalls:` if a module provides it)"),
                 )
                 .len(s.len());
+                d.help = hint;
+                self.diags.push(d);
+                None
+            }
+            _ => {
+                self.error(
+                    node.pos,
+                    format!("a syscall is a name or a number, not {}", node.kind()),
+                );
+                None
+            }
+        }
+    }
+
+    /// A syscall under another ABI than the kernel's own: its table only (a kernel's own table
+    /// is x86_64's). A name only x86_64 has skips the case here, with why.
+    fn resolve_in_abi(&mut self, node: &Node, abi: linux::Abi) -> Option<(i64, String)> {
+        match &node.value {
+            Value::Int(n) => Some((*n, abi.syscall_name(*n).unwrap_or("syscall").to_string())),
+            Value::Str(s) => {
+                let s = s.trim();
+                if let Some((_, nr)) = self.syscalls.iter().find(|(n, _)| n == s) {
+                    return Some((*nr, s.to_string()));
+                }
+                if let Some(nr) = abi.syscall_number(s) {
+                    return Some((nr as i64, s.to_string()));
+                }
+                if let Ok(n) = s.parse::<i64>() {
+                    return Some((n, abi.syscall_name(n).unwrap_or("syscall").to_string()));
+                }
+                if let Some(nr) = linux::Abi::X86_64.syscall_number(s) {
+                    self.case_unavailable.get_or_insert(format!(
+                        "`{s}` is not in the {abi} syscall table (give the case \
+                         `syscall: {{x86_64: {s}, {abi}: NAME}}`)"
+                    ));
+                    return Some((nr as i64, s.to_string()));
+                }
+                let hint = did_you_mean(s, abi.syscalls().iter().map(|(n, _)| *n));
+                let mut d = Diagnostic::new(node.pos, format!("unknown syscall `{s}` for {abi}"))
+                    .len(s.len());
                 d.help = hint;
                 self.diags.push(d);
                 None

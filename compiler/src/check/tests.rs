@@ -566,3 +566,44 @@ fn merge_keys_reuse_a_case() {
         "{out}"
     );
 }
+
+/// Under i386 names resolve in i386's table, calls carry the ABI, the spec asks for the ABI,
+/// a name only x86_64 has skips its case with why, and `{x86_64: A, i386: B}` picks per ABI.
+#[test]
+fn specs_compile_per_abi() {
+    let src = "cases:\n  - name: getpid\n    syscall: getpid\n    expect: ok\n  - name: stat\n    syscall: {x86_64: newfstatat, i386: fstatat64}\n    args: [AT_FDCWD, {cstr: /}, {out: 144}, 0]\n    expect: 0\n  - name: only64\n    syscall: newfstatat\n    args: [AT_FDCWD, {cstr: /}, {out: 144}, 0]\n    expect: 0\n";
+    let mut opts = Options::new("t.yaml");
+    opts.abi = crate::linux::Abi::I386;
+    let i386 = crate::compile(src, &opts).unwrap_or_else(|d| panic!("{}", d[0]));
+    let native = compile(src).unwrap_or_else(|d| panic!("{}", d[0]));
+    let nr = |c: &crate::Compiled, i: usize| match &c.model.cases[i].body {
+        crate::model::Body::Call(call) => (call.nr, call.abi),
+        _ => panic!("a call"),
+    };
+    assert_eq!(nr(&i386, 0), (20, crate::linux::Abi::I386));
+    assert_eq!(nr(&native, 0), (39, crate::linux::Abi::X86_64));
+    assert_eq!(nr(&i386, 1).0, 300); // fstatat64
+    assert_eq!(nr(&native, 1).0, 262); // newfstatat
+    assert!(i386.model.cases[2]
+        .skip
+        .as_deref()
+        .is_some_and(|s| s.contains("`newfstatat` is not in the i386 syscall table")));
+    assert!(native.model.cases[2].skip.is_none());
+    assert!(i386.lua.contains("abi = \"i386\""), "{}", i386.lua);
+    assert!(
+        i386.lua.contains("provium.requires(vm, {abi = \"i386\"})"),
+        "{}",
+        i386.lua
+    );
+    assert!(!native.lua.contains("abi ="), "{}", native.lua);
+    let e = crate::compile(
+        "cases:\n  - name: x\n    syscall: {arm: getpid}\n    expect: ok\n",
+        &opts,
+    )
+    .unwrap_err();
+    assert!(
+        e[0].message.contains("a syscall per ABI"),
+        "{}",
+        e[0].message
+    );
+}

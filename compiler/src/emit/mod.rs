@@ -96,7 +96,7 @@ pub fn emit(model: &Model) -> Result<(String, crate::SourceMap), String> {
             fixture => model.fixture.as_deref().map(lua::str),
             timeout => model.timeout.map(|t| format!("{t}")),
             share_vm => model.share_vm && model.fork_isolated,
-            requires => requires_expr(model.skip.as_deref(), model.requires.as_ref()),
+            requires => requires_expr(model.skip.as_deref(), model.requires.as_ref(), model.abi),
             requires_line => model.requires.as_ref().map(|r| r.line).unwrap_or(0),
             setup => setup.text,
             teardown => teardown.text,
@@ -107,11 +107,17 @@ pub fn emit(model: &Model) -> Result<(String, crate::SourceMap), String> {
     Ok((chunk, map))
 }
 
-fn requires_expr(skip: Option<&str>, r: Option<&Requires>) -> String {
+/// The spec's conditions; under another ABI than x86_64 the kernel must also have that ABI
+/// (a kernel without `CONFIG_IA32_EMULATION` skips the i386 half of a run).
+fn requires_expr(skip: Option<&str>, r: Option<&Requires>, abi: crate::linux::Abi) -> String {
+    let table = |r: &Requires| requires_table(r, abi);
     match (skip, r) {
         // A header the kernel lacks: every case skips, before any condition is asked.
         (Some(why), _) => lua::str(why),
-        (None, Some(r)) => format!("provium.requires(vm, {})", requires_table(r)),
+        (None, Some(r)) => format!("provium.requires(vm, {})", table(r)),
+        (None, None) if abi != crate::linux::Abi::X86_64 => {
+            format!("provium.requires(vm, {})", table(&Requires::default()))
+        }
         (None, None) => "nil".into(),
     }
 }
@@ -315,7 +321,10 @@ fn single_case(out: &mut Out, c: &Case) {
     if let Some(r) = &c.requires {
         out.line(
             2,
-            &format!("local unmet = provium.requires(vm, {})", requires_table(r)),
+            &format!(
+                "local unmet = provium.requires(vm, {})",
+                requires_table(r, c.abi)
+            ),
             r.line,
         );
         out.line(2, "if unmet then skip(unmet) end", r.line);

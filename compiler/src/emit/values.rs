@@ -91,6 +91,9 @@ pub(super) fn data(d: &Data) -> String {
 /// A call as the Lua table `vm:call` and `vm:batch` take.
 pub(super) fn call_table(call: &Call) -> String {
     let mut parts = vec![format!("nr = {}", call.nr)];
+    if call.abi != crate::linux::Abi::X86_64 {
+        parts.push(format!("abi = {}", lua::str(call.abi.name())));
+    }
     if !call.args.is_empty() {
         let args: Vec<String> = call.args.iter().map(int).collect();
         parts.push(format!("args = {{{}}}", args.join(", ")));
@@ -243,8 +246,13 @@ pub(super) fn row_table(row: &[(String, RowValue)]) -> String {
 }
 
 /// Conditions as the table `provium.requires` takes.
-pub(super) fn requires_table(r: &Requires) -> String {
+///
+/// Under another ABI than x86_64, `abi` is a condition too, and the `syscalls` probes use it.
+pub(super) fn requires_table(r: &Requires, abi: crate::linux::Abi) -> String {
     let mut parts = Vec::new();
+    if abi != crate::linux::Abi::X86_64 {
+        parts.push(format!("abi = {}", lua::str(abi.name())));
+    }
     if let Some(k) = &r.kernel {
         parts.push(format!("kernel = {}", lua::str(&k.to_string())));
     }

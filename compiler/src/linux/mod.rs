@@ -13,11 +13,90 @@ mod uapi_constants;
 #[rustfmt::skip]
 mod x86_64_syscalls;
 #[rustfmt::skip]
+mod i386_syscalls;
+#[rustfmt::skip]
 mod later_syscalls;
 
 pub use headers_version::HEADERS_VERSION;
 use std::fmt;
 use std::str::FromStr;
+
+/// A system call ABI of an x86_64 guest: its own, or i386's (`int $0x80`, the compat table,
+/// ILP32 layouts) on a kernel with `CONFIG_IA32_EMULATION`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
+pub enum Abi {
+    /// x86_64's `syscall`.
+    #[default]
+    X86_64,
+    /// i386's `int $0x80`.
+    I386,
+}
+
+impl Abi {
+    /// Every ABI, native first.
+    pub const ALL: [Abi; 2] = [Abi::X86_64, Abi::I386];
+
+    /// `x86_64`, `i386`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Abi::X86_64 => "x86_64",
+            Abi::I386 => "i386",
+        }
+    }
+
+    /// Syscall names and numbers, in number order.
+    pub fn syscalls(self) -> &'static [(&'static str, u32)] {
+        match self {
+            Abi::X86_64 => x86_64_syscalls::SYSCALLS,
+            Abi::I386 => i386_syscalls::SYSCALLS,
+        }
+    }
+
+    /// A syscall's number by name.
+    pub fn syscall_number(self, name: &str) -> Option<u32> {
+        self.syscalls()
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, nr)| *nr)
+    }
+
+    /// A syscall's name by number (x86_64's also knows the syscalls newer than the headers).
+    pub fn syscall_name(self, nr: i64) -> Option<&'static str> {
+        match self {
+            Abi::X86_64 => Arch::X86_64.syscall_name(nr),
+            Abi::I386 => self
+                .syscalls()
+                .iter()
+                .find(|(_, n)| *n as i64 == nr)
+                .map(|(name, _)| *name),
+        }
+    }
+
+    /// The size of a pointer and of `long`.
+    pub fn pointer_size(self) -> u64 {
+        match self {
+            Abi::X86_64 => 8,
+            Abi::I386 => 4,
+        }
+    }
+}
+
+impl fmt::Display for Abi {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Abi {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Abi, String> {
+        match s {
+            "x86_64" | "amd64" | "64" => Ok(Abi::X86_64),
+            "i386" | "x86" | "ia32" | "32" => Ok(Abi::I386),
+            other => Err(format!("unknown ABI `{other}` (expected x86_64 or i386)")),
+        }
+    }
+}
 
 /// A guest architecture. Syscall numbers differ per architecture; errnos do not (on the
 /// architectures Provium supports, which use `asm-generic/errno.h`).

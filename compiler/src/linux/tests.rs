@@ -106,6 +106,38 @@ fn syscall_table_matches_system_headers() {
     );
 }
 
+/// The checked-in i386 syscall table is what the system's `asm/unistd_32.h` says (the amd64
+/// uapi headers carry it: no multilib needed).
+#[test]
+fn i386_syscall_table_matches_system_headers() {
+    let Some((_, text)) = system_header(&[
+        "/usr/include/x86_64-linux-gnu/asm/unistd_32.h",
+        "/usr/include/asm/unistd_32.h",
+    ]) else {
+        panic!("asm/unistd_32.h not found: install linux-libc-dev (scripts/setup does)");
+    };
+    let table = tables::syscalls(&text);
+    assert!(table.len() > 400, "parsed only {} syscalls", table.len());
+    let (shared, wrong) =
+        disagreements(table.iter().map(|(n, nr)| (n.as_str(), *nr as i64)), |n| {
+            Abi::I386.syscall_number(n).map(i64::from)
+        });
+    assert!(
+        shared > 400 && wrong.is_empty(),
+        "{shared} shared; {wrong:?}"
+    );
+    check_or_bless(
+        "src/linux/i386_syscalls.rs",
+        &tables::render_syscalls("i386", "asm/unistd_32.h", &table),
+    );
+    // Where the ABIs differ: names only one has, numbers that differ.
+    assert_eq!(Abi::I386.syscall_number("getpid"), Some(20));
+    assert_eq!(Abi::I386.syscall_number("stat64"), Some(195));
+    assert_eq!(Abi::I386.syscall_number("newfstatat"), None);
+    assert_eq!(Abi::X86_64.syscall_number("stat64"), None);
+    assert_eq!(Abi::I386.syscall_name(6), Some("close"));
+}
+
 #[test]
 fn errno_table_matches_system_headers() {
     let base = std::fs::read_to_string("/usr/include/asm-generic/errno-base.h")

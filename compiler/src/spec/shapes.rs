@@ -41,10 +41,31 @@ pub struct BadPtr {
     bad_ptr: serde_json::Value,
 }
 
-/// A syscall name (openat) or number.
+/// A syscall name (openat) or number, or one per ABI (`{x86_64: newfstatat, i386: fstatat64}`).
 #[derive(JsonSchema)]
 #[serde(untagged)]
 pub enum SyscallShape {
+    Name(String),
+    Number(i64),
+    PerAbi(PerAbiShape),
+}
+
+/// The syscall each ABI calls: an ABI without one skips the case there.
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PerAbiShape {
+    /// Under x86_64.
+    #[serde(default)]
+    x86_64: Option<OneSyscallShape>,
+    /// Under i386 (`int $0x80`).
+    #[serde(default)]
+    i386: Option<OneSyscallShape>,
+}
+
+/// A syscall name or number.
+#[derive(JsonSchema)]
+#[serde(untagged)]
+pub enum OneSyscallShape {
     Name(String),
     Number(i64),
 }

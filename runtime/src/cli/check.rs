@@ -49,7 +49,12 @@ pub fn check(args: CheckArgs) -> Result<u8> {
     for f in &files {
         match f.kind {
             FileKind::Spec => {
-                match crate::run::specs::compile_on(&f.path, &f.display, naming.as_deref()) {
+                match crate::run::specs::compile_on(
+                    &f.path,
+                    &f.display,
+                    naming.as_deref(),
+                    provium_compiler::linux::Abi::X86_64,
+                ) {
                     Ok(c) => {
                         cases += c.model.cases.len();
                         writeln!(

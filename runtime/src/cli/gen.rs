@@ -424,7 +424,9 @@ fn write_recorded(
     }
     crate::machine::paths::write_output(path, recorded.as_bytes())
         .map_err(|e| format!("writing it: {e}"))?;
-    if let Err(e) = crate::run::specs::compile_on(path, display, naming) {
+    if let Err(e) =
+        crate::run::specs::compile_on(path, display, naming, provium_compiler::linux::Abi::X86_64)
+    {
         let restored = crate::machine::paths::write_output(path, read.as_bytes());
         return Err(format!(
             "the recorded spec does not check ({}); {} (a bug in provium record: please \

@@ -67,6 +67,11 @@ pub struct Args {
     /// installed in the cache (`6.12`), a kernel image, or a kernel build tree.
     #[arg(add = crate::cli::complete::kernel(), long, value_name = "KERNEL")]
     kernel: Vec<String>,
+    /// Run every spec under this system call ABI (repeat for several, compared in one run like
+    /// kernels): x86_64, or i386 (`int $0x80`, on a kernel with CONFIG_IA32_EMULATION). Lua
+    /// files choose theirs with `vm:abi()` and run once per kernel.
+    #[arg(long, value_name = "ABI", value_parser = parse_abi)]
+    abi: Vec<provium_compiler::linux::Abi>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -155,6 +160,7 @@ pub fn run(args: Args, verbose: bool) -> Result<u8> {
             defaults,
             record: false,
             naming: None,
+            abi: provium_compiler::linux::Abi::X86_64,
         },
         filter,
         jobs,
@@ -163,7 +169,8 @@ pub fn run(args: Args, verbose: bool) -> Result<u8> {
         timeout,
         kernels: Vec::new(),
     }
-    .with_kernels(kernels);
+    .with_kernels(kernels)
+    .with_abis(&args.abi)?;
     // From here a signal stops the run and its reports are still written (planning included).
     let _in_progress = crate::machine::signals::RunInProgress::begin();
     let plan = {
@@ -339,4 +346,8 @@ fn list(plans: &[crate::event::PlannedFile], format: Format) -> Result<u8> {
     } else {
         super::EXIT_FAILED
     })
+}
+
+fn parse_abi(s: &str) -> Result<provium_compiler::linux::Abi, String> {
+    s.parse()
 }

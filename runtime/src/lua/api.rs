@@ -235,6 +235,11 @@ fn module(lua: &Lua) -> mlua::Result<Table> {
             Ok(linux::errno_name(n).map(str::to_string))
         })?,
     )?;
+    let nr_i386 = lua.create_table()?;
+    for (name, number) in linux::Abi::I386.syscalls() {
+        nr_i386.set(*name, *number)?;
+    }
+    m.set("nr_i386", nr_i386)?;
     let nr = lua.create_table()?;
     // Without a session (a Lua state made for checking names), the built-in table.
     let naming = lua

@@ -194,10 +194,11 @@ pub fn add_pointer_specs(
             ));
         }
         let holder_len = call.buffers[holder].len as i64;
-        if offset < 0 || offset + 8 > holder_len {
+        // 4 bytes: an i386 pointer's (the agent checks the call's own ABI's width).
+        if offset < 0 || offset + 4 > holder_len {
             return Err(errors::error(
                 lua,
-                format!("{what}: ptr_offset {offset} does not leave 8 bytes in a buffer of {holder_len}"),
+                format!("{what}: ptr_offset {offset} does not leave room for a pointer in a buffer of {holder_len}"),
             ));
         }
         let output = spec.get::<Option<bool>>("output")?.unwrap_or(false);
@@ -321,5 +322,19 @@ pub fn call_from_table(
     if let Some(secs) = t.get::<Option<f64>>("timeout")? {
         call.timeout_ms = (secs * 1000.0).clamp(1.0, u32::MAX as f64) as u32;
     }
+    if let Some(name) = t.get::<Option<String>>("abi")? {
+        call.abi = wire_abi(
+            name.parse()
+                .map_err(|e: String| errors::error(lua, format!("{method}: {e}")))?,
+        );
+    }
     Ok((call, outputs))
+}
+
+/// The protocol's name for an ABI: x86_64 is the guest's own.
+pub fn wire_abi(abi: provium_compiler::linux::Abi) -> crate::protocol::Abi {
+    match abi {
+        provium_compiler::linux::Abi::X86_64 => crate::protocol::Abi::Native,
+        provium_compiler::linux::Abi::I386 => crate::protocol::Abi::I386,
+    }
 }

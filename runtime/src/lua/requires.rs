@@ -76,6 +76,27 @@ pub fn requires(lua: &Lua, (vm, req): (mlua::AnyUserData, Table)) -> mlua::Resul
             return Ok(Some(format!("needs arch {arch}, running {have}")));
         }
     }
+    // Another ABI than the kernel's own (`abi = "i386"`): it must answer a getpid, and the
+    // syscall probes below use it.
+    let abi: Option<String> = req.get("abi")?;
+    if let Some(name) = &abi {
+        let parsed: provium_compiler::linux::Abi = name
+            .parse()
+            .map_err(|e: String| errors::error(lua, format!("provium.requires: {e}")))?;
+        if parsed != provium_compiler::linux::Abi::X86_64 {
+            let probe = lua.create_table()?;
+            probe.set("nr", parsed.syscall_number("getpid").unwrap_or(20))?;
+            probe.set("abi", name.as_str())?;
+            probe.set("timeout", 2.0)?;
+            let outcome: Table = call.call((vm.clone(), probe))?;
+            if outcome.get::<Option<i64>>("ret")?.is_none_or(|r| r <= 0) {
+                return Ok(Some(format!(
+                    "needs the {name} ABI, which this kernel lacks (built without \
+                     CONFIG_IA32_EMULATION, or booted with ia32_emulation=0)"
+                )));
+            }
+        }
+    }
     if let Some(syscalls) = req.get::<Option<Table>>("syscalls")? {
         for s in syscalls.sequence_values::<Table>() {
             let s = s?;
@@ -87,6 +108,9 @@ pub fn requires(lua: &Lua, (vm, req): (mlua::AnyUserData, Table)) -> mlua::Resul
             probe.set("nr", nr)?;
             probe.set("args", vec![-1i64; 6])?;
             probe.set("timeout", 2.0)?;
+            if let Some(a) = &abi {
+                probe.set("abi", a.as_str())?;
+            }
             let outcome: Table = call.call((vm.clone(), probe))?;
             if outcome.get::<Option<i64>>("ret")? == Some(-38) {
                 return Ok(Some(format!(

@@ -66,6 +66,8 @@ pub struct Settings {
     /// The names of the kernel the files run on, when they are not the built-in ones (a build
     /// tree's new syscalls and headers), or other kernels of the run have names it lacks.
     pub naming: Option<Arc<KernelNaming>>,
+    /// The system call ABI specs are compiled for (`--abi i386`).
+    pub abi: provium_compiler::linux::Abi,
 }
 
 /// A kernel's names: its syscall table (and those only other kernels of the run have), its uapi
@@ -90,6 +92,7 @@ impl Settings {
             record: false,
             fixtures: None,
             naming: None,
+            abi: provium_compiler::linux::Abi::X86_64,
         }
     }
 }

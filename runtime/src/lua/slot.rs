@@ -86,6 +86,32 @@ pub trait Target {
     fn slot(&self) -> &Rc<RefCell<VmSlot>>;
     fn worker(&self) -> WorkerId;
     fn label(&self) -> &'static str;
+    /// The ABI calls made through this object use (`vm:abi("i386")` gives another view).
+    fn abi(&self) -> provium_compiler::linux::Abi {
+        provium_compiler::linux::Abi::X86_64
+    }
+}
+
+/// `vm:abi("i386")` (or a worker's): the same executor, its calls made under another ABI.
+pub struct LuaAbiView {
+    pub slot: Rc<RefCell<VmSlot>>,
+    pub worker: WorkerId,
+    pub abi: provium_compiler::linux::Abi,
+}
+
+impl Target for LuaAbiView {
+    fn slot(&self) -> &Rc<RefCell<VmSlot>> {
+        &self.slot
+    }
+    fn worker(&self) -> WorkerId {
+        self.worker
+    }
+    fn label(&self) -> &'static str {
+        "vm:abi"
+    }
+    fn abi(&self) -> provium_compiler::linux::Abi {
+        self.abi
+    }
 }
 
 #[derive(Clone)]

@@ -13,7 +13,12 @@ use mlua::{Lua, MultiValue, Table, UserData, UserDataMethods, Value};
 use std::time::Duration;
 
 pub(super) fn syscall_label(nr: i64) -> String {
-    match provium_compiler::linux::Arch::X86_64.syscall_name(nr) {
+    abi_syscall_label(provium_compiler::linux::Abi::X86_64, nr)
+}
+
+/// `syscall 195 (stat64)` under i386's table.
+pub(super) fn abi_syscall_label(abi: provium_compiler::linux::Abi, nr: i64) -> String {
+    match abi.syscall_name(nr) {
         Some(name) => format!("syscall {nr} ({name})"),
         None => format!("syscall {nr}"),
     }
@@ -72,13 +77,21 @@ pub(super) fn run_call<T: Target + ?Sized>(
     lua: &Lua,
     target: &T,
     method: &str,
-    call: SyscallCall,
+    mut call: SyscallCall,
 ) -> mlua::Result<SyscallOutcome> {
+    under_abi(target, &mut call);
     if Session::get(lua).config.settings.list_only {
         Session::get(lua).invented();
         return Ok(super::dry::dry_outcome(&call));
     }
     with_vm(lua, target, method, |vm, w| vm.worker(w).syscall(call))
+}
+
+/// A call made through an ABI view takes its ABI (a call table's own `abi` stays).
+pub(super) fn under_abi<T: Target + ?Sized>(target: &T, call: &mut SyscallCall) {
+    if call.abi == crate::protocol::Abi::Native {
+        call.abi = convert::wire_abi(target.abi());
+    }
 }
 
 /// Runs a call that must return, and answers what the buffer methods return: the return value,
@@ -264,7 +277,14 @@ pub(super) fn add_target_methods<T: Target + UserData + 'static, M: UserDataMeth
                 &t,
             )?);
         }
-        let requests: Vec<SyscallCall> = built.iter().map(|(c, _)| c.clone()).collect();
+        let requests: Vec<SyscallCall> = built
+            .iter()
+            .map(|(c, _)| {
+                let mut c = c.clone();
+                under_abi(this, &mut c);
+                c
+            })
+            .collect();
         let started = std::time::Instant::now();
         let outcomes = if Session::get(lua).config.settings.list_only {
             Session::get(lua).invented();

@@ -3,7 +3,7 @@
 use super::errors;
 use super::options::{apply_boot_options, credentials};
 use super::session::Session;
-use super::slot::{LuaVm, LuaWorker};
+use super::slot::{LuaAbiView, LuaVm, LuaWorker, Target};
 use super::target::add_target_methods;
 use super::use_vm::{vm_error, with_vm};
 use crate::machine::vm::Vm;
@@ -26,6 +26,7 @@ impl UserData for LuaVm {
 
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
         add_target_methods(methods);
+        methods.add_method("abi", |lua, this, name: String| abi_view(lua, this, &name));
 
         methods.add_method("boot", |lua, this, opts: Option<Table>| {
             let mut slot = this.0.borrow_mut();
@@ -221,6 +222,7 @@ impl UserData for LuaWorker {
 
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
         add_target_methods(methods);
+        methods.add_method("abi", |lua, this, name: String| abi_view(lua, this, &name));
         methods.add_method("kill", |lua, this, ()| {
             with_vm(lua, this, "kill", |vm, w| vm.kill_worker(w))
         });
@@ -228,3 +230,33 @@ impl UserData for LuaWorker {
 }
 
 use mlua::LuaSerdeExt;
+
+/// `vm:abi(name)`: a view of the same executor whose calls use that ABI.
+fn abi_view<T: Target>(lua: &mlua::Lua, this: &T, name: &str) -> mlua::Result<LuaAbiView> {
+    let abi = name
+        .parse()
+        .map_err(|e: String| errors::error(lua, format!("vm:abi: {e}")))?;
+    Ok(LuaAbiView {
+        slot: this.slot().clone(),
+        worker: this.worker(),
+        abi,
+    })
+}
+
+impl UserData for LuaAbiView {
+    fn add_fields<F: mlua::UserDataFields<Self>>(fields: &mut F) {
+        fields.add_field_method_get("abi", |_, this| Ok(this.abi.name()));
+        // The view's own numbers: `v:syscall(v.nr.getpid)`.
+        fields.add_field_method_get("nr", |lua, this| {
+            let provium: Table = lua.globals().get("provium")?;
+            match this.abi {
+                provium_compiler::linux::Abi::X86_64 => provium.get::<Table>("nr"),
+                provium_compiler::linux::Abi::I386 => provium.get::<Table>("nr_i386"),
+            }
+        });
+    }
+
+    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
+        add_target_methods(methods);
+    }
+}

@@ -336,8 +336,14 @@ impl Terminal {
             return;
         }
         let rows: Vec<&super::matrix::Row> = m.differing().collect();
+        // A column is a kernel, or a kernel under an ABI (`6.1.0-57-cloud-amd64 i386`).
+        let columns = if m.kernels.iter().any(|k| k.ends_with(" i386")) {
+            "kernels and ABIs"
+        } else {
+            "kernels"
+        };
         self.line(&format!(
-            "{} {} of {} tests differ between {} kernels",
+            "{} {} of {} tests differ between {} {columns}",
             paint(if rows.is_empty() { OK } else { WARN }, " Differences"),
             rows.len(),
             m.rows.len(),

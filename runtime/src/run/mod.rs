@@ -45,12 +45,24 @@ pub struct RunConfig {
     pub kernels: Vec<KernelRun>,
 }
 
-/// One kernel of a run over several: the target, and the settings whose profiles and fixtures
-/// boot it (fixtures are kept per kernel, as their keys include the kernel).
+/// One kernel (and ABI) of a run over several: the target, and the settings whose profiles and
+/// fixtures boot it (fixtures are kept per kernel, as their keys include the kernel) and whose
+/// ABI specs are compiled for.
 #[derive(Clone)]
 pub struct KernelRun {
     pub target: KernelTarget,
     pub settings: Settings,
+}
+
+impl KernelRun {
+    /// What reports call this column: the kernel, and the ABI when it is not the kernel's own
+    /// (`6.1.0-57-cloud-amd64 i386`).
+    pub fn label(&self) -> String {
+        match self.settings.abi {
+            provium_compiler::linux::Abi::X86_64 => self.target.label.clone(),
+            abi => format!("{} {abi}", self.target.label),
+        }
+    }
 }
 
 impl RunConfig {
@@ -91,6 +103,30 @@ impl RunConfig {
         self
     }
 
+    /// Runs every spec under each of `abis` too (kernels × ABIs, kernel by kernel): on the
+    /// default kernel when no kernel was given. x86_64 alone changes nothing.
+    pub fn with_abis(mut self, abis: &[provium_compiler::linux::Abi]) -> anyhow::Result<RunConfig> {
+        if abis.is_empty() || abis == [provium_compiler::linux::Abi::X86_64] {
+            return Ok(self);
+        }
+        if self.kernels.is_empty() {
+            let target = crate::machine::kernels::default_target()?;
+            self = self.with_kernels(vec![target]);
+        }
+        self.kernels = self
+            .kernels
+            .iter()
+            .flat_map(|k| {
+                abis.iter().map(move |&abi| {
+                    let mut k = k.clone();
+                    k.settings.abi = abi;
+                    k
+                })
+            })
+            .collect();
+        Ok(self)
+    }
+
     /// The same run in list mode, on every kernel: VM calls answer invented values, nothing
     /// boots, test bodies do not run.
     pub fn listing(&self) -> RunConfig {
@@ -115,15 +151,23 @@ impl RunConfig {
     }
 
     /// The files of the run: each once, or once per kernel (file by file, so that every
-    /// kernel's run of a file starts early).
+    /// kernel's run of a file starts early). A spec runs under every ABI of the run; a Lua
+    /// file chooses its ABI itself (`vm:abi`), so it runs once per kernel, under its own ABI.
     pub fn expand(&self, files: Vec<TestFile>) -> Vec<TestFile> {
         if self.kernels.is_empty() {
             return files;
         }
+        let native = |k: &KernelRun| k.settings.abi == provium_compiler::linux::Abi::X86_64;
+        let any_native = self.kernels.iter().any(native);
         files
             .into_iter()
             .flat_map(|f| {
-                (0..self.kernels.len()).map(move |k| TestFile {
+                let kernels: Vec<usize> = (0..self.kernels.len())
+                    .filter(|&k| {
+                        f.kind == FileKind::Spec || !any_native || native(&self.kernels[k])
+                    })
+                    .collect();
+                kernels.into_iter().map(move |k| TestFile {
                     kernel: Some(k),
                     ..f.clone()
                 })
@@ -248,6 +292,7 @@ pub fn run_file(
             &file.path,
             &file.display,
             config.settings_for(file).naming.as_deref(),
+            config.settings_for(file).abi,
         ) {
             Ok(compiled) => {
                 let chunk = format!("{}.lua", file.display);

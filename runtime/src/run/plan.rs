@@ -76,7 +76,7 @@ pub fn plan(files: &[TestFile], config: &RunConfig) -> Vec<PlannedFile> {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let Some(file) = files.get(i) else { break };
                 let mut p = plan_file(file, &listing);
-                p.kernel = config.kernel_of(file).map(|k| k.target.label.clone());
+                p.kernel = config.kernel_of(file).map(super::KernelRun::label);
                 crate::machine::sync::lock(&slots)[i] = Some(p);
             });
         }
@@ -94,7 +94,7 @@ pub fn plan(files: &[TestFile], config: &RunConfig) -> Vec<PlannedFile> {
         .map(|(f, p)| {
             p.unwrap_or_else(|| {
                 let mut p = unplanned(f, &why);
-                p.kernel = config.kernel_of(f).map(|k| k.target.label.clone());
+                p.kernel = config.kernel_of(f).map(super::KernelRun::label);
                 p
             })
         })
@@ -122,6 +122,10 @@ fn plan_file(file: &TestFile, listing: &RunConfig) -> PlannedFile {
             listing
                 .kernel_of(file)
                 .and_then(|k| k.settings.naming.as_deref()),
+            listing
+                .kernel_of(file)
+                .map(|k| k.settings.abi)
+                .unwrap_or_default(),
         ) {
             Ok(c) => c.model.suite.clone(),
             Err(e) => return unplanned(file, &e.problem().message),

@@ -3,6 +3,7 @@
 
 use crate::event::{Location, Problem};
 use crate::lua::session::KernelNaming;
+use provium_compiler::linux::Abi;
 use provium_compiler::{Compiled, Diagnostic, Options};
 use std::path::Path;
 use std::sync::Arc;
@@ -10,12 +11,14 @@ use std::sync::Arc;
 /// Compiler options for a spec file: its profiles are those of the `provium.toml` nearest to
 /// it (a spec in another project is checked against that project's profiles).
 pub fn options(path: &Path, display: &str) -> Options {
-    options_on(path, display, None)
+    options_on(path, display, None, Abi::X86_64)
 }
 
-/// Compiler options for a spec compiled for one kernel of a run: its names and headers.
-pub fn options_on(path: &Path, display: &str, naming: Option<&KernelNaming>) -> Options {
+/// Compiler options for a spec compiled for one kernel and ABI of a run: its names and
+/// headers.
+pub fn options_on(path: &Path, display: &str, naming: Option<&KernelNaming>, abi: Abi) -> Options {
     let mut o = Options::new(display);
+    o.abi = abi;
     o.headers = match naming {
         Some(n) => super::headers::provider_on(n),
         None => super::headers::provider(),
@@ -67,14 +70,15 @@ impl SpecErrors {
 
 /// Compiles a spec file, or returns its problems.
 pub fn compile_file(path: &Path, display: &str) -> Result<Compiled, SpecErrors> {
-    compile_on(path, display, None)
+    compile_on(path, display, None, Abi::X86_64)
 }
 
-/// Compiles a spec file for one kernel of a run (its names and headers).
+/// Compiles a spec file for one kernel and ABI of a run (its names and headers).
 pub fn compile_on(
     path: &Path,
     display: &str,
     naming: Option<&KernelNaming>,
+    abi: Abi,
 ) -> Result<Compiled, SpecErrors> {
     let source = crate::run::discover::read_test_file(path).map_err(|e| SpecErrors {
         diagnostics: vec![{
@@ -84,12 +88,11 @@ pub fn compile_on(
         }],
         source: String::new(),
     })?;
-    let compiled = provium_compiler::compile(&source, &options_on(path, display, naming)).map_err(
-        |diagnostics| SpecErrors {
+    let compiled = provium_compiler::compile(&source, &options_on(path, display, naming, abi))
+        .map_err(|diagnostics| SpecErrors {
             diagnostics,
             source: source.clone(),
-        },
-    )?;
+        })?;
     // What `check` accepts must also run: the Lua it compiles to must parse (a `lua:` block is
     // spliced in as written).
     let chunk = format!("{display}.lua");
@@ -164,8 +167,9 @@ pub fn render(diags: &[Diagnostic], source: &str, color: bool) -> String {
 
 /// Compiles a YAML spec into the Lua chunk that runs it (the runner's hook, replaceable in
 /// tests and benchmarks).
-pub type SpecCompiler =
-    Arc<dyn Fn(&Path, &str, Option<&KernelNaming>) -> Result<Compiled, SpecErrors> + Send + Sync>;
+pub type SpecCompiler = Arc<
+    dyn Fn(&Path, &str, Option<&KernelNaming>, Abi) -> Result<Compiled, SpecErrors> + Send + Sync,
+>;
 
 /// The compiler hook for `provium test`.
 pub fn compiler() -> SpecCompiler {

@@ -1,0 +1,125 @@
+//! The i386 compat ABI as a run dimension: `--abi x86_64 --abi i386` runs every spec under
+//! both (`int $0x80` in the guest, i386's syscall numbers), each column named by kernel and
+//! ABI; a kernel built without CONFIG_IA32_EMULATION (the kacs tinyconfig tree `scripts/setup`
+//! builds) skips the i386 half with why, and still runs the x86_64 one.
+
+mod common;
+
+use common::{provium_in as provium, root, show};
+use std::path::PathBuf;
+use std::process::Command;
+
+#[test]
+fn a_spec_runs_under_both_abis_in_one_run() {
+    let out = provium(&root())
+        .args([
+            "test",
+            "specs/close.yaml",
+            "--abi",
+            "x86_64",
+            "--abi",
+            "i386",
+        ])
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let mut columns = std::collections::BTreeMap::<String, usize>::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let event: serde_json::Value = serde_json::from_str(line).unwrap();
+        if event["type"] == "test" {
+            assert_eq!(event["status"], "passed", "{event}");
+            let kernel = event["kernel"].as_str().unwrap_or_default().to_string();
+            *columns.entry(kernel).or_default() += 1;
+        }
+    }
+    let labels: Vec<&String> = columns.keys().collect();
+    assert_eq!(labels.len(), 2, "{columns:?}");
+    assert!(
+        labels[1].ends_with(" i386") && !labels[0].ends_with(" i386"),
+        "{columns:?}"
+    );
+    assert_eq!(columns[labels[0]], columns[labels[1]], "{columns:?}");
+    // An unknown ABI is refused before anything boots.
+    let out = provium(&root())
+        .args(["test", "specs/close.yaml", "--abi", "x32"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("expected x86_64 or i386"));
+}
+
+/// The kacs tree `scripts/setup` built (its tinyconfig has no IA32 emulation).
+fn kacs_tree() -> PathBuf {
+    let out = Command::new(root().join("examples/custom-syscall/build.sh"))
+        .arg("--check")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+#[test]
+fn a_kernel_without_ia32_emulation_skips_the_i386_half() {
+    let tree = kacs_tree();
+    let config = std::fs::read_to_string(tree.join(".config")).unwrap();
+    assert!(config.contains("# CONFIG_IA32_EMULATION is not set"));
+    let out = provium(&root())
+        .args([
+            "test",
+            "specs/close.yaml",
+            "--abi",
+            "x86_64",
+            "--abi",
+            "i386",
+            "--kernel",
+        ])
+        .arg(&tree)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(stdout.contains("16 passed, 16 skipped"), "{}", show(&out));
+    assert!(
+        stdout.contains("needs the i386 ABI, which this kernel lacks"),
+        "{}",
+        show(&out)
+    );
+}
+
+/// The manual's example: passes under both ABIs, the x86_64-only name skipped under i386.
+#[test]
+fn the_manual_example_runs_under_both_abis() {
+    let out = provium(&root())
+        .args([
+            "test",
+            "examples/specs/abi.yaml",
+            "--abi",
+            "x86_64",
+            "--abi",
+            "i386",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        stdout.contains("7 tests run: 7 passed, 1 skipped"),
+        "{}",
+        show(&out)
+    );
+    assert!(
+        stdout.contains("`newfstatat` is not in the i386 syscall table"),
+        "{}",
+        show(&out)
+    );
+    assert!(
+        stdout.contains("differ between 2 kernels and ABIs"),
+        "{}",
+        show(&out)
+    );
+}
