@@ -285,8 +285,9 @@ pub enum Piece {
         /// The text.
         text: String,
     },
-    /// A pointer field: its value (`0` where a sub-buffer's address goes, see [`Ptr`]).
-    Ptr(Int),
+    /// A pointer field: its value (`0` where a sub-buffer's address goes, see [`Ptr`]), and its
+    /// size (8, or 4 under i386).
+    Ptr(Int, usize),
 }
 
 /// What a call must return.

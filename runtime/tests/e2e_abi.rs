@@ -123,3 +123,39 @@ fn the_manual_example_runs_under_both_abis() {
         show(&out)
     );
 }
+
+/// Provium's own specs (specs/ and specs/ltp) under both ABIs: nothing fails or errors; what
+/// i386 cannot do as written (old_mmap, a header struct, a 64-bit argument, a number) skips
+/// with its reason.
+#[test]
+fn the_bundled_specs_pass_or_skip_with_why_under_i386() {
+    let out = provium(&root())
+        .args([
+            "test", "specs/", "-j", "2", "--abi", "x86_64", "--abi", "i386",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", show(&out));
+    let summary = stdout
+        .lines()
+        .find(|l| l.contains("Summary"))
+        .unwrap_or_default();
+    assert!(
+        !summary.contains("failed") && !summary.contains("errored"),
+        "{summary}"
+    );
+    for why in [
+        "`mmap` under i386 is old_mmap",
+        "is not in the i386 syscall table",
+        "takes a 64-bit argument in two registers",
+        "comes from headers, laid out for x86_64",
+    ] {
+        assert!(stdout.contains(why), "no skip says {why:?}:\n{stdout}");
+    }
+    // The i386 half really ran: fstat64's struct stat64 (st_size at 44) passed there.
+    assert!(
+        stdout.contains("i386]::fstat64 reports the size in i386's struct stat64"),
+        "{stdout}"
+    );
+}

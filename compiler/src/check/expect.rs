@@ -341,6 +341,7 @@ impl Checker<'_> {
                             );
                             return None;
                         };
+                        self.header_layout_used(name);
                         let Some(fm) = cv.as_map() else {
                             self.error(cv.pos, "`fields:` maps field names (or dotted paths) to values or comparisons");
                             return None;
@@ -401,7 +402,9 @@ impl Checker<'_> {
             let last = i == parts.len() - 1;
             match (&f.ty, last) {
                 (ty @ FieldType::Int { .. }, true) => return Some((offset, ty.to_string())),
-                (FieldType::Ptr, true) => return Some((offset, "u64".into())),
+                (FieldType::Ptr, true) => {
+                    return Some((offset, format!("u{}", self.layouts.model.pointer() * 8)))
+                }
                 (FieldType::Struct(s), false) => {
                     current = self.layouts.get(s)?.clone();
                 }
@@ -456,6 +459,7 @@ impl Checker<'_> {
                                     self.error_help(v.pos, format!("unknown struct `{sn}`"), hint);
                                     return None;
                                 };
+                                self.header_layout_used(sn);
                                 let field = v.get("field").and_then(Node::as_str).unwrap_or("");
                                 self.field_path(&layout, field, v.pos)?
                             } else {

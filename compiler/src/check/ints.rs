@@ -3,7 +3,6 @@
 use super::*;
 use crate::diag::{did_you_mean, Diagnostic};
 use crate::expr::{self, Expr};
-use crate::layout::parse_type;
 use crate::spec::node::{Node, Pos, Value};
 
 impl Checker<'_> {
@@ -47,7 +46,7 @@ impl Checker<'_> {
         if let Some(l) = self.layouts.get(name) {
             return Some(l.size as i64);
         }
-        if let Ok(t) = parse_type(name, &|_| false) {
+        if let Ok(t) = crate::layout::parse_type_in(name, &|_| false, self.layouts.model) {
             if let Ok((s, _)) = self.layouts.size_align(&t) {
                 return Some(s as i64);
             }

@@ -147,6 +147,8 @@ struct Checker<'a> {
     unavailable_here: Option<String>,
     /// Why the case being checked cannot run there (a syscall it lacks).
     case_unavailable: Option<String>,
+    /// Structs whose layout came from headers (x86_64's: they are not read for i386 yet).
+    header_structs: std::collections::BTreeSet<String>,
 }
 
 /// The most problems one spec reports: the rest are counted, not listed (a 100,000-row table
@@ -181,7 +183,7 @@ pub fn check(source: &str, opts: &Options) -> Result<Model, Vec<Diagnostic>> {
         constants: HashMap::new(),
         const_order: Vec::new(),
         syscalls: Vec::new(),
-        layouts: Layouts::default(),
+        layouts: Layouts::empty(crate::layout::c::DataModel::of(opts.abi)),
         saved: BTreeSet::new(),
         reads: Vec::new(),
         profile: "minimal".into(),
@@ -190,6 +192,7 @@ pub fn check(source: &str, opts: &Options) -> Result<Model, Vec<Diagnostic>> {
         in_call: None,
         unavailable_here: None,
         case_unavailable: None,
+        header_structs: Default::default(),
     };
     let model = c.spec(spec);
     let mut diags = c.diags;
@@ -306,6 +309,11 @@ impl<'a> Checker<'a> {
             .iter()
             .filter_map(|s| self.step(s, true))
             .collect();
+        // A setup call this ABI cannot make as written (`mmap` under i386): no case can run.
+        if let Some(why) = self.case_unavailable.take() {
+            self.unavailable_here
+                .get_or_insert(format!("its setup: {why}"));
+        }
         let mut cases = Vec::new();
         for case in &spec.cases {
             cases.extend(self.case(case));
@@ -390,6 +398,7 @@ impl<'a> Checker<'a> {
                     self.constants.entry(k).or_insert(v);
                 }
                 for l in set.layouts {
+                    self.header_structs.insert(l.name.clone());
                     self.layouts.insert(l);
                 }
             }

@@ -144,17 +144,44 @@ impl Checker<'_> {
         }
     }
 
+    /// Under another ABI than x86_64, a struct from headers has x86_64's layout: the case that
+    /// uses it skips, with why.
+    pub(super) fn header_layout_used(&mut self, name: &str) {
+        if self.opts.abi != linux::Abi::X86_64 && self.header_structs.contains(name) {
+            self.case_unavailable.get_or_insert(format!(
+                "`struct {name}` comes from headers, laid out for x86_64 (their {} layouts are \
+                 not read yet)",
+                self.opts.abi
+            ));
+        }
+    }
+
     /// A syscall under another ABI than the kernel's own: its table only (a kernel's own table
     /// is x86_64's). A name only x86_64 has skips the case here, with why.
     fn resolve_in_abi(&mut self, node: &Node, abi: linux::Abi) -> Option<(i64, String)> {
         match &node.value {
-            Value::Int(n) => Some((*n, abi.syscall_name(*n).unwrap_or("syscall").to_string())),
+            Value::Int(n) => {
+                // A number is the x86_64 syscall the spec was written for.
+                self.case_unavailable.get_or_insert(format!(
+                    "syscall {n} is given by number, which names another syscall under {abi} \
+                     (give it per ABI: `syscall: {{x86_64: {n}, {abi}: N}}`)"
+                ));
+                // Not named: its signature is not the one the spec was written against.
+                Some((*n, "syscall".to_string()))
+            }
             Value::Str(s) => {
                 let s = s.trim();
                 if let Some((_, nr)) = self.syscalls.iter().find(|(n, _)| n == s) {
+                    self.case_unavailable.get_or_insert(format!(
+                        "`{s}` is the spec's own syscall number, which is x86_64's"
+                    ));
                     return Some((*nr, s.to_string()));
                 }
                 if let Some(nr) = abi.syscall_number(s) {
+                    if let Some(why) = linux::i386_differs(s) {
+                        self.case_unavailable
+                            .get_or_insert(format!("`{s}` under i386 {why}"));
+                    }
                     return Some((nr as i64, s.to_string()));
                 }
                 if let Ok(n) = s.parse::<i64>() {

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::diag::did_you_mean;
-use crate::layout::{parse_type, FieldType, Layout, Layouts, StructDecl};
+use crate::layout::{parse_type_in, FieldType, Layout, Layouts, StructDecl};
 use crate::model::Piece;
 use crate::spec::node::{Entries, Node, Pos, Value};
 use std::collections::{HashMap, HashSet};
@@ -91,7 +91,7 @@ impl Checker<'_> {
                     );
                     continue;
                 };
-                match parse_type(ttext, &known) {
+                match parse_type_in(ttext, &known, self.layouts.model) {
                     Ok(t) => decl.fields.push((fname_s, t)),
                     Err(e) => {
                         let hint = did_you_mean(
@@ -107,7 +107,7 @@ impl Checker<'_> {
             }
             decls.push(decl);
         }
-        match Layouts::build(&decls) {
+        match Layouts::build_in(&decls, self.layouts.model) {
             Ok(ls) => {
                 for n in ls.names().map(String::from).collect::<Vec<_>>() {
                     if let Some(l) = ls.get(&n) {
@@ -318,7 +318,8 @@ impl Checker<'_> {
             }
             FieldType::Ptr => match value {
                 None => {
-                    out.pieces.push(Piece::Ptr(Int::Const(0)));
+                    out.pieces
+                        .push(Piece::Ptr(Int::Const(0), self.layouts.model.pointer()));
                     true
                 }
                 Some(n)
@@ -328,7 +329,8 @@ impl Checker<'_> {
                 {
                     match self.buffer(n) {
                         Some(b) => {
-                            out.pieces.push(Piece::Ptr(Int::Const(0)));
+                            out.pieces
+                                .push(Piece::Ptr(Int::Const(0), self.layouts.model.pointer()));
                             out.subs.push((offset, b));
                             true
                         }
@@ -337,7 +339,7 @@ impl Checker<'_> {
                 }
                 Some(n) => match self.int(n, label) {
                     Some(v) => {
-                        out.pieces.push(Piece::Ptr(v));
+                        out.pieces.push(Piece::Ptr(v, self.layouts.model.pointer()));
                         true
                     }
                     None => false,

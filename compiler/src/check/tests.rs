@@ -607,3 +607,26 @@ fn specs_compile_per_abi() {
         e[0].message
     );
 }
+
+/// Under i386 a spec struct takes C's i386 layout: `long` and pointers are 4 bytes, `u64` is
+/// 4-aligned; a pointer field is packed as 4 bytes.
+#[test]
+fn spec_structs_take_the_abis_layout() {
+    let src = "structs:\n  s: [{a: u32}, {b: u64}, {p: ptr}, {l: long}]\ncases:\n  - name: x\n    syscall: write\n    args: [1, {struct: s, set: {p: {str: hi}}}, {sizeof: s}]\n    expect: any\n";
+    let mut opts = Options::new("t.yaml");
+    opts.abi = crate::linux::Abi::I386;
+    let i386 = crate::compile(src, &opts).unwrap_or_else(|d| panic!("{}", d[0]));
+    let native = compile(src).unwrap_or_else(|d| panic!("{}", d[0]));
+    assert_eq!(i386.model.layouts.get("s").unwrap().size, 20);
+    assert_eq!(native.model.layouts.get("s").unwrap().size, 32);
+    assert!(
+        i386.lua.contains("provium.pack(\"u32 u64 u32 i32\""),
+        "{}",
+        i386.lua
+    );
+    assert!(
+        native.lua.contains("provium.pack(\"u32 x4 u64 ptr i64\""),
+        "{}",
+        native.lua
+    );
+}

@@ -74,8 +74,12 @@ pub(super) fn data(d: &Data) -> String {
                         format.push(format!("z{size}"));
                         args.push(lua::str(text));
                     }
-                    Piece::Ptr(value) => {
+                    Piece::Ptr(value, 8) => {
                         format.push("ptr".into());
+                        args.push(int(value));
+                    }
+                    Piece::Ptr(value, bytes) => {
+                        format.push(format!("u{}", bytes * 8));
                         args.push(int(value));
                     }
                 }

@@ -4,6 +4,43 @@
 //! (`headers::cparse`) and structs declared in specs ([`super::Layouts`]) are both laid out
 //! here, so the two cannot disagree.
 
+/// How the C compiler sizes scalars: x86_64's LP64, or i386's ILP32 (4-byte pointers and
+/// `long`; 8-byte integers and doubles only 4-aligned inside structs, as `gcc -m32` does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub enum DataModel {
+    /// x86_64.
+    #[default]
+    Lp64,
+    /// i386.
+    Ilp32,
+}
+
+impl DataModel {
+    /// The data model of a system call ABI.
+    pub fn of(abi: crate::linux::Abi) -> DataModel {
+        match abi {
+            crate::linux::Abi::X86_64 => DataModel::Lp64,
+            crate::linux::Abi::I386 => DataModel::Ilp32,
+        }
+    }
+
+    /// `sizeof(void *)`, `sizeof(long)`.
+    pub fn pointer(self) -> usize {
+        match self {
+            DataModel::Lp64 => 8,
+            DataModel::Ilp32 => 4,
+        }
+    }
+
+    /// The largest alignment a scalar gets (i386 aligns 8-byte scalars to 4 in structs).
+    fn scalar_align(self, size: usize) -> usize {
+        match self {
+            DataModel::Lp64 => size,
+            DataModel::Ilp32 => size.min(4),
+        }
+    }
+}
+
 /// A C type as far as layout is concerned.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CType {
@@ -114,17 +151,18 @@ pub struct RecordLayout {
     pub origin: String,
 }
 
-/// Records that refer to each other by index: what a layout needs.
+/// Records that refer to each other by index, and the data model: what a layout needs.
 #[derive(Debug, Clone, Copy)]
-pub struct Records<'a>(pub &'a [Record]);
+pub struct Records<'a>(pub &'a [Record], pub DataModel);
 
 impl Records<'_> {
     /// `sizeof` and `_Alignof` of a type.
     pub fn size_align(&self, ty: &CType) -> (usize, usize) {
+        let model = self.1;
         match ty {
-            CType::Int { size, .. } => (*size, *size),
-            CType::Float { size, align } => (*size, *align),
-            CType::Ptr | CType::Func => (8, 8),
+            CType::Int { size, .. } => (*size, model.scalar_align(*size)),
+            CType::Float { size, align } => (*size, model.scalar_align(*align)),
+            CType::Ptr | CType::Func => (model.pointer(), model.pointer()),
             CType::Sized { size, align } => (*size, *align),
             CType::Void => (1, 1),
             CType::Array(t, n) => {

@@ -47,8 +47,17 @@ impl fmt::Display for FieldType {
     }
 }
 
-/// Parses a field type. `known` says whether a name is a struct.
+/// Parses a field type under x86_64's data model. `known` says whether a name is a struct.
 pub fn parse_type(text: &str, known: &dyn Fn(&str) -> bool) -> Result<FieldType, String> {
+    parse_type_in(text, known, c::DataModel::Lp64)
+}
+
+/// Parses a field type; `long`, `size_t` and friends take `model`'s size.
+pub fn parse_type_in(
+    text: &str,
+    known: &dyn Fn(&str) -> bool,
+    model: c::DataModel,
+) -> Result<FieldType, String> {
     let t = text.trim();
     if let Some(open) = t.rfind('[') {
         let inner = &t[..open];
@@ -61,7 +70,7 @@ pub fn parse_type(text: &str, known: &dyn Fn(&str) -> bool) -> Result<FieldType,
         }
         return Ok(match inner.trim() {
             "char" | "u8_str" => FieldType::Chars(n),
-            other => FieldType::Array(Box::new(parse_type(other, known)?), n),
+            other => FieldType::Array(Box::new(parse_type_in(other, known, model)?), n),
         });
     }
     let int = |bytes, signed| {
@@ -85,8 +94,10 @@ pub fn parse_type(text: &str, known: &dyn Fn(&str) -> bool) -> Result<FieldType,
         "i16" | "__s16" | "s16" | "short" => int(2, true),
         "u32" | "__u32" | "unsigned int" | "unsigned" => int(4, false),
         "i32" | "__s32" | "s32" | "int" => int(4, true),
-        "u64" | "__u64" | "__aligned_u64" | "unsigned long" | "size_t" => int(8, false),
-        "i64" | "__s64" | "s64" | "long" | "ssize_t" => int(8, true),
+        "u64" | "__u64" | "__aligned_u64" => int(8, false),
+        "i64" | "__s64" | "s64" => int(8, true),
+        "unsigned long" | "size_t" => int(model.pointer(), false),
+        "long" | "ssize_t" => int(model.pointer(), true),
         "be16" | "__be16" => be(2),
         "be32" | "__be32" => be(4),
         "be64" | "__be64" => be(8),
@@ -150,9 +161,19 @@ pub struct StructDecl {
 #[derive(Debug, Clone, Default)]
 pub struct Layouts {
     map: BTreeMap<String, Layout>,
+    /// The data model structs are laid out under (pointers are 4 bytes under i386).
+    pub model: c::DataModel,
 }
 
 impl Layouts {
+    /// No structs yet, laid out under `model`.
+    pub fn empty(model: c::DataModel) -> Layouts {
+        Layouts {
+            map: BTreeMap::new(),
+            model,
+        }
+    }
+
     /// A layout by struct name.
     pub fn get(&self, name: &str) -> Option<&Layout> {
         self.map.get(name)
@@ -170,7 +191,15 @@ impl Layouts {
 
     /// Lays out declarations, nested structs first. Errors name the struct.
     pub fn build(decls: &[StructDecl]) -> Result<Layouts, (String, String)> {
-        let mut layouts = Layouts::default();
+        Layouts::build_in(decls, c::DataModel::Lp64)
+    }
+
+    /// Lays out declarations under `model`.
+    pub fn build_in(
+        decls: &[StructDecl],
+        model: c::DataModel,
+    ) -> Result<Layouts, (String, String)> {
+        let mut layouts = Layouts::empty(model);
         let mut pending: Vec<&StructDecl> = decls.iter().collect();
         while !pending.is_empty() {
             let before = pending.len();
@@ -202,7 +231,7 @@ impl Layouts {
     /// `sizeof` and `_Alignof` of a field type (natural alignment; as a packed struct's member
     /// its alignment is 1).
     pub fn size_align(&self, ty: &FieldType) -> Result<(usize, usize), String> {
-        Ok(c::Records(&[]).size_align(&self.c_type(ty)?))
+        Ok(c::Records(&[], self.model).size_align(&self.c_type(ty)?))
     }
 
     /// The C type of a field, structs already laid out standing in by size and alignment.
@@ -260,7 +289,7 @@ impl Layouts {
             complete: true,
             origin: String::new(),
         };
-        let laid = c::Records(std::slice::from_ref(&record)).layout_record(0);
+        let laid = c::Records(std::slice::from_ref(&record), self.model).layout_record(0);
         // Every member is named and none is a bitfield, so fields map one to one, in order.
         let fields = d
             .fields
@@ -394,5 +423,136 @@ mod tests {
             .unwrap_err()
             .contains("unknown type `u33`"));
         assert!(parse_type("u8[x]", &|_| false).is_err());
+    }
+}
+
+/// Spec structs under i386's data model are laid out as `gcc -m32` lays out the same C (no
+/// multilib needed: nothing is included or linked).
+#[cfg(test)]
+mod ilp32_tests {
+    use super::*;
+
+    fn decl(name: &str, fields: &[(&str, &str)], known: &[&str]) -> StructDecl {
+        StructDecl {
+            name: name.into(),
+            fields: fields
+                .iter()
+                .map(|(n, t)| {
+                    let ty = parse_type_in(t, &|s| known.contains(&s), c::DataModel::Ilp32);
+                    (n.to_string(), ty.unwrap())
+                })
+                .collect(),
+            packed: false,
+            align: None,
+        }
+    }
+
+    /// The C spelling of a spec type, for gcc.
+    fn c_type(t: &str) -> String {
+        match t {
+            "u8" => "unsigned char".into(),
+            "i32" => "int".into(),
+            "u32" => "unsigned int".into(),
+            "u64" => "unsigned long long".into(),
+            "i64" => "long long".into(),
+            "ptr" => "void *".into(),
+            other => other.into(),
+        }
+    }
+
+    #[test]
+    fn spec_structs_match_gcc_m32() {
+        let decls = [
+            decl(
+                "mixed",
+                &[
+                    ("a", "u32"),
+                    ("b", "u64"),
+                    ("p", "ptr"),
+                    ("l", "long"),
+                    ("c", "u8"),
+                ],
+                &[],
+            ),
+            decl("iovec32", &[("base", "ptr"), ("len", "size_t")], &[]),
+            decl("timespec32", &[("sec", "long"), ("nsec", "long")], &[]),
+            decl(
+                "stat_size",
+                &[("dev", "u64"), ("pad", "u32"), ("size", "i64")],
+                &[],
+            ),
+            decl(
+                "outer",
+                &[("c", "u8"), ("inner", "mixed"), ("tail", "i64")],
+                &["mixed"],
+            ),
+        ];
+        let layouts = Layouts::build_in(&decls, c::DataModel::Ilp32).unwrap();
+        let mut c = String::new();
+        let mut probes = Vec::new();
+        for d in &decls {
+            c.push_str(&format!("struct {} {{", d.name));
+            for (name, _) in &d.fields {
+                let spelled = decls
+                    .iter()
+                    .find(|x| x.name == d.name)
+                    .and_then(|x| x.fields.iter().find(|(n, _)| n == name))
+                    .map(|(_, t)| match t {
+                        FieldType::Struct(s) => format!("struct {s}"),
+                        other => c_type(&other.to_string()),
+                    })
+                    .unwrap();
+                c.push_str(&format!(" {spelled} {name};"));
+            }
+            c.push_str(" };\n");
+            probes.push((
+                format!("sizeof(struct {})", d.name),
+                layouts.get(&d.name).unwrap().size,
+            ));
+            for f in &layouts.get(&d.name).unwrap().fields {
+                probes.push((
+                    format!("__builtin_offsetof(struct {}, {})", d.name, f.name),
+                    f.offset,
+                ));
+            }
+        }
+        for (i, (expr, _)) in probes.iter().enumerate() {
+            c.push_str(&format!("int probe{i} = {expr};\n"));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("m32.c");
+        std::fs::write(&src, &c).unwrap();
+        let out = std::process::Command::new("gcc")
+            .args(["-m32", "-S", "-o", "-"])
+            .arg(&src)
+            .output()
+            .expect("gcc (scripts/setup installs it)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let asm = String::from_utf8_lossy(&out.stdout);
+        let lines: Vec<&str> = asm.lines().collect();
+        for (i, (expr, ours)) in probes.iter().enumerate() {
+            let at = lines
+                .iter()
+                .position(|l| *l == format!("probe{i}:"))
+                .unwrap_or_else(|| panic!("probe{i} not in:\n{asm}"));
+            // A zero lands in .bss as `.zero 4`.
+            let value = lines[at + 1].trim();
+            let gcc: usize = match value.strip_prefix(".long") {
+                Some(n) => n.trim().parse().unwrap(),
+                None if value.starts_with(".zero") => 0,
+                None => panic!("probe{i}: {value}"),
+            };
+            assert_eq!(
+                gcc, *ours,
+                "{expr}: gcc -m32 says {gcc}, Provium {ours}\n{c}"
+            );
+        }
+        // And the same structs under LP64 differ where i386 does.
+        assert_eq!(layouts.get("mixed").unwrap().size, 24);
+        assert_eq!(layouts.get("iovec32").unwrap().size, 8);
     }
 }

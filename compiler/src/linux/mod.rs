@@ -98,6 +98,22 @@ impl FromStr for Abi {
     }
 }
 
+/// Why an i386 syscall of the same name as x86_64's cannot be called as a spec writes it:
+/// its arguments differ (`mmap` is `old_mmap`), or a 64-bit argument travels in two registers,
+/// which specs do not split yet.
+pub fn i386_differs(name: &str) -> Option<&'static str> {
+    match name {
+        "mmap" => Some("is old_mmap, which takes one pointer to its six arguments (mmap2 takes them, its offset in pages)"),
+        "select" => Some("is the old select, which takes one pointer to its five arguments (_newselect takes them)"),
+        "pread64" | "pwrite64" | "truncate64" | "ftruncate64" | "fallocate" | "fadvise64"
+        | "fadvise64_64" | "sync_file_range" | "readahead" | "fanotify_mark" | "preadv2"
+        | "pwritev2" | "preadv" | "pwritev" => Some(
+            "takes a 64-bit argument in two registers, which specs do not split yet",
+        ),
+        _ => None,
+    }
+}
+
 /// A guest architecture. Syscall numbers differ per architecture; errnos do not (on the
 /// architectures Provium supports, which use `asm-generic/errno.h`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]

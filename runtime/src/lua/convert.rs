@@ -245,6 +245,9 @@ pub fn outcome_table(
     let t = lua.create_table()?;
     // Which call this was, so that a failed expectation can name it.
     t.set("nr", call.nr)?;
+    if call.abi == crate::protocol::Abi::I386 {
+        t.set("abi", "i386")?;
+    }
     t.set("died", false)?;
     t.set("timed_out", false)?;
     match outcome {

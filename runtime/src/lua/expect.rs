@@ -50,8 +50,12 @@ pub fn expect(lua: &Lua, (outcome, spec): (Value, Table)) -> mlua::Result<()> {
         None => Ok(()),
         // Named by the call it is about: "cachestat (451): expected -9 (EBADF), got -38 …".
         Some(m) => {
+            let abi = outcome
+                .get::<Option<String>>("abi")?
+                .and_then(|a| a.parse().ok())
+                .unwrap_or_default();
             let m = match outcome.get::<Option<i64>>("nr")? {
-                Some(nr) => format!("{}: {m}", super::target::call_label(lua, nr)),
+                Some(nr) => format!("{}: {m}", super::target::call_label(lua, nr, abi)),
                 None => m,
             };
             Err(errors::assertion(lua, m, ""))

@@ -63,18 +63,13 @@ pub fn isolated<T: Target + ?Sized>(lua: &Lua, this: &T, cases: Value) -> mlua::
     };
     let mut built = Vec::new();
     for (i, c) in list.sequence_values::<Table>().enumerate() {
-        built.push(case_from_table(lua, i + 1, &c?)?);
+        let (mut case, outputs) = case_from_table(lua, i + 1, &c?)?;
+        for call in &mut case.calls {
+            super::target::under_abi(this, call);
+        }
+        built.push((case, outputs));
     }
-    let requests: Vec<IsolatedCase> = built
-        .iter()
-        .map(|(c, _)| {
-            let mut c = c.clone();
-            for call in &mut c.calls {
-                super::target::under_abi(this, call);
-            }
-            c
-        })
-        .collect();
+    let requests: Vec<IsolatedCase> = built.iter().map(|(c, _)| c.clone()).collect();
     let started = std::time::Instant::now();
     let results = if Session::get(lua).config.settings.list_only {
         Session::get(lua).invented();

@@ -25,8 +25,15 @@ pub(super) fn abi_syscall_label(abi: provium_compiler::linux::Abi, nr: i64) -> S
 }
 
 /// `cachestat (451)`: a call as a failure names it, by the kernel's own table when it is a
-/// build tree's (a new syscall by its name), else by the known x86_64 tables.
-pub(super) fn call_label(lua: &Lua, nr: i64) -> String {
+/// build tree's (a new syscall by its name), else by the known x86_64 tables; an i386 call by
+/// i386's table (`stat64 (195, i386)`).
+pub(super) fn call_label(lua: &Lua, nr: i64, abi: provium_compiler::linux::Abi) -> String {
+    if abi != provium_compiler::linux::Abi::X86_64 {
+        return match abi.syscall_name(nr) {
+            Some(name) => format!("{name} ({nr}, {abi})"),
+            None => format!("syscall {nr} ({abi})"),
+        };
+    }
     let own = lua
         .app_data_ref::<std::rc::Rc<Session>>()
         .and_then(|s| s.config.settings.naming.clone())
@@ -250,7 +257,8 @@ pub(super) fn add_target_methods<T: Target + UserData + 'static, M: UserDataMeth
                 "call{nr=, args=, bufs=, ptrs=, timeout=}: expected a table",
             ));
         };
-        let (call, outputs) = convert::call_from_table(lua, "call", &spec)?;
+        let (mut call, outputs) = convert::call_from_table(lua, "call", &spec)?;
+        under_abi(this, &mut call);
         let c = call.clone();
         let outcome = run_call(lua, this, "call", call)?;
         outcome_table(lua, &c, &outcome, &outputs)
@@ -271,20 +279,12 @@ pub(super) fn add_target_methods<T: Target + UserData + 'static, M: UserDataMeth
                     format!("batch: call {} must be a table", i + 1),
                 ));
             };
-            built.push(convert::call_from_table(
-                lua,
-                &format!("batch: call {}", i + 1),
-                &t,
-            )?);
+            let (mut call, outputs) =
+                convert::call_from_table(lua, &format!("batch: call {}", i + 1), &t)?;
+            under_abi(this, &mut call);
+            built.push((call, outputs));
         }
-        let requests: Vec<SyscallCall> = built
-            .iter()
-            .map(|(c, _)| {
-                let mut c = c.clone();
-                under_abi(this, &mut c);
-                c
-            })
-            .collect();
+        let requests: Vec<SyscallCall> = built.iter().map(|(c, _)| c.clone()).collect();
         let started = std::time::Instant::now();
         let outcomes = if Session::get(lua).config.settings.list_only {
             Session::get(lua).invented();
