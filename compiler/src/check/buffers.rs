@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::diag::did_you_mean;
+use crate::expr::BinOp;
 use crate::model::{Call, Condition, Data, Expect, Ptr};
 use crate::spec::node::{At, Node, Value};
 
@@ -218,6 +219,10 @@ impl Checker<'_> {
                     None => ok = false,
                 }
             }
+            if self.opts.abi == crate::linux::Abi::I386 {
+                let wide = crate::linux::i386_wide_args(&call.name);
+                split_wide_args(&mut call, wide);
+            }
             call.reads = self.reads[reads_before..]
                 .iter()
                 .map(|(n, _)| n.clone())
@@ -286,4 +291,43 @@ pub(super) fn hex(text: &str) -> Result<Vec<u8>, String> {
                 .map_err(|_| format!("`{}` is not hex", &digits[i..i + 2]))
         })
         .collect()
+}
+
+/// Passes each 64-bit argument at `wide` (x86_64 indices, in order) as two 32-bit ones, low
+/// half first, as i386 does; the arguments and buffers after it move along.
+fn split_wide_args(call: &mut Call, wide: &[usize]) {
+    for (moved, &at) in wide.iter().enumerate() {
+        let i = at + moved;
+        let Some(value) = call.args.get(i).cloned() else {
+            continue;
+        };
+        let (lo, hi) = match value.as_const() {
+            Some(v) => (
+                Int::Const(v & 0xffff_ffff),
+                Int::Const((v >> 32) & 0xffff_ffff),
+            ),
+            None => (
+                Int::Binary(
+                    BinOp::And,
+                    Box::new(value.clone()),
+                    Box::new(Int::Const(0xffff_ffff)),
+                ),
+                Int::Binary(BinOp::Shr, Box::new(value), Box::new(Int::Const(32))),
+            ),
+        };
+        call.args[i] = lo;
+        call.args.insert(i + 1, hi);
+        for (index, _) in &mut call.bufs {
+            if *index > i {
+                *index += 1;
+            }
+        }
+        for p in &mut call.ptrs {
+            if let Some(b) = &mut p.buf_idx {
+                if *b > i {
+                    *b += 1;
+                }
+            }
+        }
+    }
 }

@@ -630,3 +630,36 @@ fn spec_structs_take_the_abis_layout() {
         native.lua
     );
 }
+
+/// Under i386 a 64-bit argument travels as two: pread64's offset is its low and high halves,
+/// and the buffers after it keep their arguments.
+#[test]
+fn i386_splits_64_bit_arguments() {
+    let src = "cases:\n  - name: x\n    syscall: pread64\n    args: [3, {out: 8}, 8, -1]\n    expect: any\n  - name: y\n    syscall: fallocate\n    args: [3, 0, 0x100000000, \"$unused_fd + 1\"]\n    expect: any\n";
+    let mut opts = Options::new("t.yaml");
+    opts.abi = crate::linux::Abi::I386;
+    let c = crate::compile(src, &opts).unwrap_or_else(|d| panic!("{}", d[0]));
+    let call = |i: usize| match &c.model.cases[i].body {
+        crate::model::Body::Call(call) => call.clone(),
+        _ => panic!("a call"),
+    };
+    let pread = call(0);
+    let consts: Vec<Option<i64>> = pread.args.iter().map(Int::as_const).collect();
+    assert_eq!(
+        consts,
+        [
+            Some(3),
+            Some(0),
+            Some(8),
+            Some(0xffff_ffff),
+            Some(0xffff_ffff)
+        ]
+    );
+    assert_eq!(pread.bufs[0].0, 1);
+    let fallocate = call(1);
+    assert_eq!(fallocate.args.len(), 6);
+    assert_eq!(fallocate.args[2].as_const(), Some(0));
+    assert_eq!(fallocate.args[3].as_const(), Some(1));
+    assert!(fallocate.args[4].as_const().is_none() && fallocate.args[5].as_const().is_none());
+    assert!(c.lua.contains("& 4294967295"), "{}", c.lua);
+}

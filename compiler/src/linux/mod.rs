@@ -98,19 +98,28 @@ impl FromStr for Abi {
     }
 }
 
-/// Why an i386 syscall of the same name as x86_64's cannot be called as a spec writes it:
-/// its arguments differ (`mmap` is `old_mmap`), or a 64-bit argument travels in two registers,
-/// which specs do not split yet.
+/// Why an i386 syscall of the same name as x86_64's cannot be called as a spec writes it: its
+/// arguments differ (`mmap` is `old_mmap`).
 pub fn i386_differs(name: &str) -> Option<&'static str> {
     match name {
         "mmap" => Some("is old_mmap, which takes one pointer to its six arguments (mmap2 takes them, its offset in pages)"),
         "select" => Some("is the old select, which takes one pointer to its five arguments (_newselect takes them)"),
-        "pread64" | "pwrite64" | "truncate64" | "ftruncate64" | "fallocate" | "fadvise64"
-        | "fadvise64_64" | "sync_file_range" | "readahead" | "fanotify_mark" | "preadv2"
-        | "pwritev2" | "preadv" | "pwritev" => Some(
-            "takes a 64-bit argument in two registers, which specs do not split yet",
-        ),
         _ => None,
+    }
+}
+
+/// The arguments (by their x86_64 index) that are 64 bits wide in a syscall i386 passes them to
+/// in two registers, low half first (`pread64(fd, buf, count, pos)` is `pread64(fd, buf,
+/// count, pos_lo, pos_hi)` there; arch/x86/kernel/sys_ia32.c). `preadv` and its kin split
+/// their offset on x86_64 too, so a spec already writes both halves.
+pub fn i386_wide_args(name: &str) -> &'static [usize] {
+    match name {
+        "pread64" | "pwrite64" => &[3],
+        "truncate64" | "ftruncate64" | "readahead" | "fadvise64" => &[1],
+        "fallocate" => &[2, 3],
+        "fadvise64_64" | "sync_file_range" => &[1, 2],
+        "fanotify_mark" => &[2],
+        _ => &[],
     }
 }
 
