@@ -122,6 +122,35 @@ fn the_manual_example_runs_under_both_abis() {
         "{}",
         show(&out)
     );
+
+    // The HTML matrix has a column per kernel × ABI, as a browser renders it.
+    let dir = tempfile::tempdir().unwrap();
+    let html = dir.path().join("abi.html");
+    let out = provium(&root())
+        .args([
+            "test",
+            "examples/specs/abi.yaml",
+            "--abi",
+            "x86_64",
+            "--abi",
+            "i386",
+        ])
+        .arg("--html")
+        .arg(&html)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let dom = Command::new("chromium")
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--dump-dom"])
+        .arg(format!("file://{}", html.display()))
+        .output()
+        .expect("chromium (scripts/setup installs it)");
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    assert!(dom.contains(r#"<b id="differing">1</b>"#), "{dom}");
+    assert!(
+        dom.contains(r#" i386<span class="counts">3 passed · 0 failed · 1 skipped"#),
+        "{dom}"
+    );
 }
 
 /// Provium's own specs (specs/ and specs/ltp) under both ABIs: nothing fails or errors; what

@@ -191,10 +191,21 @@ pub fn boot(
 pub struct RoundTrip {
     pub ping: Stats,
     pub getpid: Stats,
+    /// getpid through i386's `int $0x80` (20), when the kernel has IA32 emulation.
+    pub getpid_i386: Option<Stats>,
     pub calls: usize,
 }
 
 pub fn roundtrip(vm: &mut Vm, calls: usize) -> Result<RoundTrip> {
+    let i386_getpid = || SyscallCall {
+        nr: 20,
+        abi: crate::protocol::Abi::I386,
+        ..Default::default()
+    };
+    let has_i386 = matches!(
+        vm.root().syscall(i386_getpid())?,
+        crate::protocol::SyscallOutcome::Returned { ret, .. } if ret > 0
+    );
     let mut time = |f: &mut dyn FnMut(&mut Vm) -> Result<()>| -> Result<Stats> {
         for _ in 0..100 {
             f(vm)?;
@@ -212,9 +223,18 @@ pub fn roundtrip(vm: &mut Vm, calls: usize) -> Result<RoundTrip> {
         vm.root().syscall_args(39, &[])?;
         Ok(())
     })?;
+    let getpid_i386 = if has_i386 {
+        Some(time(&mut |vm| {
+            vm.root().syscall(i386_getpid())?;
+            Ok(())
+        })?)
+    } else {
+        None
+    };
     Ok(RoundTrip {
         ping,
         getpid,
+        getpid_i386,
         calls,
     })
 }
@@ -223,6 +243,8 @@ pub struct BatchResult {
     pub calls: usize,
     pub single: Duration,
     pub batched: Duration,
+    /// The same batch of i386 `close(-1)` (6, `int $0x80`, each call's buffers below 4 GiB).
+    pub batched_i386: Duration,
 }
 
 pub fn batch(vm: &mut Vm, calls: usize) -> Result<BatchResult> {
@@ -244,10 +266,27 @@ pub fn batch(vm: &mut Vm, calls: usize) -> Result<BatchResult> {
         "batch answered {} outcomes",
         outcomes.len()
     );
+    let close_i386 = || SyscallCall {
+        nr: 6,
+        args: [-1, 0, 0, 0, 0, 0],
+        abi: crate::protocol::Abi::I386,
+        ..Default::default()
+    };
+    let t = Instant::now();
+    let outcomes = vm
+        .root()
+        .batch((0..calls).map(|_| close_i386()).collect())?;
+    let batched_i386 = t.elapsed();
+    anyhow::ensure!(
+        outcomes.len() == calls,
+        "the i386 batch answered {} outcomes",
+        outcomes.len()
+    );
     Ok(BatchResult {
         calls,
         single,
         batched,
+        batched_i386,
     })
 }
 

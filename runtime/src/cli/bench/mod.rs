@@ -412,6 +412,16 @@ pub fn run(args: Args) -> Result<u8> {
                 us(r.getpid.p99),
                 r.getpid.p50.as_secs_f64() / r.ping.p50.as_secs_f64()
             )?;
+            match &r.getpid_i386 {
+                Some(i) => writeln!(
+                    out,
+                    "  getpid, i386 (int $0x80)      p50 {:>7}  p99 {:>7}  ({:.2}× x86_64's)",
+                    us(i.p50),
+                    us(i.p99),
+                    i.p50.as_secs_f64() / r.getpid.p50.as_secs_f64()
+                )?,
+                None => writeln!(out, "  getpid, i386: skipped (no IA32 emulation)")?,
+            }
         }
         if all || args.what == What::Batch {
             let b = bench::batch(&mut vm, 1000)?;
@@ -429,6 +439,12 @@ pub fn run(args: Args) -> Result<u8> {
                 ms(b.single),
                 ms(b.batched),
                 b.single.as_secs_f64() / b.batched.as_secs_f64()
+            )?;
+            writeln!(
+                out,
+                "  one batch of i386 calls {:>8}   {:.2}× the x86_64 batch",
+                ms(b.batched_i386),
+                b.batched_i386.as_secs_f64() / b.batched.as_secs_f64()
             )?;
         }
         if all || args.what == What::Isolated {
