@@ -116,7 +116,6 @@ impl Checker<'_> {
                     self.error_help(v.pos, format!("unknown struct `{name}`"), hint);
                     return None;
                 };
-                self.header_layout_used(name);
                 let p = self.pack_struct(&layout, node.get("set"), 0)?;
                 (Data::Packed(p.pieces), p.subs)
             }

@@ -341,7 +341,6 @@ impl Checker<'_> {
                             );
                             return None;
                         };
-                        self.header_layout_used(name);
                         let Some(fm) = cv.as_map() else {
                             self.error(cv.pos, "`fields:` maps field names (or dotted paths) to values or comparisons");
                             return None;
@@ -459,7 +458,6 @@ impl Checker<'_> {
                                     self.error_help(v.pos, format!("unknown struct `{sn}`"), hint);
                                     return None;
                                 };
-                                self.header_layout_used(sn);
                                 let field = v.get("field").and_then(Node::as_str).unwrap_or("");
                                 self.field_path(&layout, field, v.pos)?
                             } else {

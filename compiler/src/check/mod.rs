@@ -72,8 +72,14 @@ impl Options {
 /// Kernel headers as a source of constants and struct layouts (see `headers::`).
 pub trait HeaderProvider: std::fmt::Debug + Send + Sync {
     /// Loads headers by include name; an error is reported at the `headers:` entry.
-    /// `profile` is the spec's profile, which may name its own include tree.
-    fn load(&self, profile: &str, names: &[String]) -> Result<HeaderSet, String>;
+    /// `profile` is the spec's profile, which may name its own include tree; `model` the data
+    /// model the spec is compiled for (i386's: the headers preprocessed with `-m32`).
+    fn load(
+        &self,
+        profile: &str,
+        names: &[String],
+        model: crate::layout::c::DataModel,
+    ) -> Result<HeaderSet, String>;
 
     /// The parameters of a syscall by name (`["fd", "buf", "count"]`; a parameter the header
     /// leaves unnamed is given by its type), from the kernel's `include/linux/syscalls.h` when
@@ -147,8 +153,6 @@ struct Checker<'a> {
     unavailable_here: Option<String>,
     /// Why the case being checked cannot run there (a syscall it lacks).
     case_unavailable: Option<String>,
-    /// Structs whose layout came from headers (x86_64's: they are not read for i386 yet).
-    header_structs: std::collections::BTreeSet<String>,
 }
 
 /// The most problems one spec reports: the rest are counted, not listed (a 100,000-row table
@@ -192,7 +196,6 @@ pub fn check(source: &str, opts: &Options) -> Result<Model, Vec<Diagnostic>> {
         in_call: None,
         unavailable_here: None,
         case_unavailable: None,
-        header_structs: Default::default(),
     };
     let model = c.spec(spec);
     let mut diags = c.diags;
@@ -389,7 +392,7 @@ impl<'a> Checker<'a> {
             return;
         };
         let names: Vec<String> = headers.iter().map(|h| h.value.clone()).collect();
-        match provider.load(&self.profile, &names) {
+        match provider.load(&self.profile, &names, self.layouts.model) {
             Ok(set) => {
                 if let Some(why) = set.absent {
                     self.unavailable_here.get_or_insert(why);
@@ -398,7 +401,6 @@ impl<'a> Checker<'a> {
                     self.constants.entry(k).or_insert(v);
                 }
                 for l in set.layouts {
-                    self.header_structs.insert(l.name.clone());
                     self.layouts.insert(l);
                 }
             }

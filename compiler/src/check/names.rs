@@ -144,18 +144,6 @@ impl Checker<'_> {
         }
     }
 
-    /// Under another ABI than x86_64, a struct from headers has x86_64's layout: the case that
-    /// uses it skips, with why.
-    pub(super) fn header_layout_used(&mut self, name: &str) {
-        if self.opts.abi != linux::Abi::X86_64 && self.header_structs.contains(name) {
-            self.case_unavailable.get_or_insert(format!(
-                "`struct {name}` comes from headers, laid out for x86_64 (their {} layouts are \
-                 not read yet)",
-                self.opts.abi
-            ));
-        }
-    }
-
     /// A syscall under another ABI than the kernel's own: its table only (a kernel's own table
     /// is x86_64's). A name only x86_64 has skips the case here, with why.
     fn resolve_in_abi(&mut self, node: &Node, abi: linux::Abi) -> Option<(i64, String)> {

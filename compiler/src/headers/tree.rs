@@ -121,13 +121,22 @@ impl HeaderTree {
 
     /// Preprocesses and parses `headers` (include names such as `linux/openat2.h`).
     pub fn parse(&self, headers: &[String]) -> Result<Parsed, String> {
+        self.parse_in(headers, crate::layout::c::DataModel::Lp64)
+    }
+
+    /// The same, preprocessed and laid out for `model` (i386's: `gcc -E -m32`, ILP32).
+    pub fn parse_in(
+        &self,
+        headers: &[String],
+        model: crate::layout::c::DataModel,
+    ) -> Result<Parsed, String> {
         for h in headers {
             self.find(h)?;
         }
-        let text =
-            cparse::preprocess_with_defines(&self.root, headers).map_err(|e| e.to_string())?;
+        let text = cparse::preprocess_with_defines_in(&self.root, headers, model)
+            .map_err(|e| e.to_string())?;
         let (code, defines) = cparse::split_defines(&text, &self.root);
-        let types = cparse::parse(&code, &self.root).map_err(|e| e.to_string())?;
+        let types = cparse::parse_in(&code, &self.root, model).map_err(|e| e.to_string())?;
         let mut macros = MacroTable::default();
         let mut order = Vec::new();
         // Enumerators first: they give self-referring defines (`#define X X`) their value.

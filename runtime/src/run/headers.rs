@@ -6,6 +6,7 @@
 //! `scripts/setup` unpacked beside the default kernel in the cache.
 
 use provium_compiler::headers::tree::HeaderTree;
+use provium_compiler::layout::c::DataModel;
 use provium_compiler::{HeaderProvider, HeaderSet};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -75,7 +76,7 @@ pub fn tree() -> HeaderTree {
 struct Provider {
     /// The kernel a run compiles for, when it has headers of its own or the run has others.
     kernel: Option<Kernel>,
-    cache: Mutex<HashMap<(PathBuf, Vec<String>), HeaderSet>>,
+    cache: Mutex<HashMap<(PathBuf, Vec<String>, DataModel), HeaderSet>>,
     /// Syscall parameters by name, from the kernel tree's `include/linux/syscalls.h`.
     params: std::sync::OnceLock<HashMap<String, Vec<String>>>,
     /// Which uapi header defines each macro name, built the first time a name is unknown.
@@ -157,7 +158,13 @@ struct Kernel {
 impl Provider {
     /// `names` from this kernel's headers; a header it lacks that another kernel of the run has
     /// is read from that one, and the set says why the spec cannot run here.
-    fn load_on(&self, k: &Kernel, profile: &str, names: &[String]) -> Result<HeaderSet, String> {
+    fn load_on(
+        &self,
+        k: &Kernel,
+        profile: &str,
+        names: &[String],
+        model: DataModel,
+    ) -> Result<HeaderSet, String> {
         let own = k.include.clone().unwrap_or_else(|| root_for(profile));
         let lacks: Vec<&String> = names
             .iter()
@@ -167,7 +174,7 @@ impl Provider {
             })
             .collect();
         if lacks.is_empty() {
-            return self.load_from(&own, names);
+            return self.load_from(&own, names, model);
         }
         let elsewhere = k.others.iter().find_map(|(_, inc)| {
             let root = inc.clone().unwrap_or_else(|| root_for(profile));
@@ -180,9 +187,9 @@ impl Provider {
                 .then_some(root)
         });
         let Some(root) = elsewhere else {
-            return self.load_from(&own, names);
+            return self.load_from(&own, names, model);
         };
-        let mut set = self.load_from(&root, names)?;
+        let mut set = self.load_from(&root, names, model)?;
         set.absent = Some(format!(
             "{} {} not among {}'s headers",
             lacks
@@ -199,13 +206,18 @@ impl Provider {
 
 impl Provider {
     /// `names` parsed from the include tree `root`, once per tree and list.
-    fn load_from(&self, root: &std::path::Path, names: &[String]) -> Result<HeaderSet, String> {
+    fn load_from(
+        &self,
+        root: &std::path::Path,
+        names: &[String],
+        model: DataModel,
+    ) -> Result<HeaderSet, String> {
         let root = root.to_path_buf();
-        let key = (root.clone(), names.to_vec());
+        let key = (root.clone(), names.to_vec(), model);
         if let Some(hit) = self.cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
             return Ok(hit);
         }
-        let parsed = HeaderTree::new(&root).parse(names)?;
+        let parsed = HeaderTree::new(&root).parse_in(names, model)?;
         let mut set = HeaderSet::default();
         for c in parsed.constants() {
             if let Ok(v) = c.value {
@@ -225,10 +237,10 @@ impl Provider {
 }
 
 impl HeaderProvider for Provider {
-    fn load(&self, profile: &str, names: &[String]) -> Result<HeaderSet, String> {
+    fn load(&self, profile: &str, names: &[String], model: DataModel) -> Result<HeaderSet, String> {
         match &self.kernel {
-            Some(k) => self.load_on(k, profile, names),
-            None => self.load_from(&root_for(profile), names),
+            Some(k) => self.load_on(k, profile, names, model),
+            None => self.load_from(&root_for(profile), names, model),
         }
     }
 

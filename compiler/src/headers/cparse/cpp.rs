@@ -1,6 +1,7 @@
 //! Preprocessing headers with gcc (`gcc -E`) and mapping the output back to `file:line`.
 
 use super::ParseError;
+use crate::layout::c::DataModel;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -17,12 +18,36 @@ pub fn include_dirs(root: &Path) -> Vec<PathBuf> {
 
 /// The preprocessed code with every `#define` left in place (`gcc -E -dD`).
 pub fn preprocess_with_defines(root: &Path, headers: &[String]) -> Result<String, ParseError> {
-    run_cpp(root, headers, "-dD")
+    preprocess_with_defines_in(root, headers, DataModel::Lp64)
+}
+
+/// The same under a data model: `gcc -m32` for i386's (the uapi headers choose their i386
+/// definitions, `__i386__` set; no multilib is needed to preprocess).
+pub fn preprocess_with_defines_in(
+    root: &Path,
+    headers: &[String],
+    model: DataModel,
+) -> Result<String, ParseError> {
+    match model {
+        DataModel::Lp64 => run_cpp(root, headers, &["-dD"]),
+        DataModel::Ilp32 => {
+            // A header that reaches glibc's features.h includes gnu/stubs-32.h, which only a
+            // 32-bit libc (multilib, which conflicts with the cross compilers) installs. It
+            // lists functions glibc lacks; for layouts an empty one is the same.
+            let shim = tempfile::tempdir().map_err(|e| ParseError::Gcc(e.to_string()))?;
+            let gnu = shim.path().join("gnu");
+            std::fs::create_dir(&gnu)
+                .and_then(|()| std::fs::write(gnu.join("stubs-32.h"), ""))
+                .map_err(|e| ParseError::Gcc(e.to_string()))?;
+            let shim_dir = shim.path().to_string_lossy().into_owned();
+            run_cpp(root, headers, &["-dD", "-m32", "-idirafter", &shim_dir])
+        }
+    }
 }
 
 /// Runs `gcc -E` over `#include` lines for `headers`; `-dM` gives the macros instead.
 pub fn preprocess(root: &Path, headers: &[String], macros: bool) -> Result<String, ParseError> {
-    run_cpp(root, headers, if macros { "-dM" } else { "" })
+    run_cpp(root, headers, if macros { &["-dM"] } else { &[] })
 }
 
 /// Separates `#define`s (with their `file:line`) from the code; their lines become blank so
@@ -55,7 +80,7 @@ pub fn split_defines(
     (code, defines)
 }
 
-fn run_cpp(root: &Path, headers: &[String], mode: &str) -> Result<String, ParseError> {
+fn run_cpp(root: &Path, headers: &[String], flags: &[&str]) -> Result<String, ParseError> {
     let mut source = String::new();
     for h in headers {
         source.push_str(&format!("#include <{h}>\n"));
@@ -63,9 +88,7 @@ fn run_cpp(root: &Path, headers: &[String], mode: &str) -> Result<String, ParseE
     let program = std::env::var("PROVIUM_CC").unwrap_or_else(|_| "gcc".into());
     let mut cmd = Command::new(&program);
     cmd.args(["-E", "-nostdinc", "-x", "c"]);
-    if !mode.is_empty() {
-        cmd.arg(mode);
-    }
+    cmd.args(flags);
     for d in include_dirs(root) {
         cmd.arg("-I").arg(d);
     }

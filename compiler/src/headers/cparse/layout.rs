@@ -1,19 +1,19 @@
 //! Spec layouts of header records: what a spec may set in a struct it takes from headers.
 
 use super::{CType, CTypes};
-use crate::layout::c::{DataModel, RecordLayout, Records};
+use crate::layout::c::{RecordLayout, Records};
 use crate::layout::{FieldType, Layout};
 use std::collections::BTreeMap;
 
 impl CTypes {
     /// `sizeof` and `_Alignof` of a type.
     pub fn size_align(&self, ty: &CType) -> (usize, usize) {
-        Records(&self.records, DataModel::Lp64).size_align(ty)
+        Records(&self.records, self.model).size_align(ty)
     }
 
     /// The layout of a record, anonymous members flattened.
     pub fn layout_record(&self, id: usize) -> RecordLayout {
-        Records(&self.records, DataModel::Lp64).layout_record(id)
+        Records(&self.records, self.model).layout_record(id)
     }
 
     /// Named records with their layouts.

@@ -20,6 +20,8 @@ pub struct CTypes {
     pub by_name: HashMap<String, usize>,
     /// `typedef`s: the type and its alignment attribute.
     pub typedefs: HashMap<String, (CType, Option<usize>)>,
+    /// The data model the headers were preprocessed and are laid out for.
+    pub model: crate::layout::c::DataModel,
 }
 
 /// Why headers could not be read.
@@ -49,6 +51,15 @@ const MAX_NESTING: usize = 64;
 
 /// Parses preprocessed C and collects records and typedefs.
 pub fn parse(preprocessed: &str, root: &Path) -> Result<CTypes, ParseError> {
+    parse_in(preprocessed, root, crate::layout::c::DataModel::Lp64)
+}
+
+/// Parses C preprocessed for `model` (`gcc -E -m32` for i386): `long` takes its size.
+pub fn parse_in(
+    preprocessed: &str,
+    root: &Path,
+    model: crate::layout::c::DataModel,
+) -> Result<CTypes, ParseError> {
     let mut depth = 0usize;
     for (i, b) in preprocessed.bytes().enumerate() {
         match b {
@@ -76,7 +87,10 @@ pub fn parse(preprocessed: &str, root: &Path) -> Result<CTypes, ParseError> {
             ))
         })?;
     let lines = LineMap::new(&parse.source);
-    let mut types = CTypes::default();
+    let mut types = CTypes {
+        model,
+        ..CTypes::default()
+    };
     for decl in &parse.unit.0 {
         if let ast::ExternalDeclaration::Declaration(d) = &decl.node {
             types.declaration(&d.node, &lines, root);
@@ -293,6 +307,7 @@ impl CTypes {
             (Some("char"), _) => 1,
             (Some("short"), _) => 2,
             (_, 0) => 4,
+            (_, 1) => self.model.pointer(),
             _ => 8,
         };
         Base {
@@ -500,7 +515,9 @@ mod cpp;
 mod layout;
 
 use cpp::LineMap;
-pub use cpp::{include_dirs, preprocess, preprocess_with_defines, split_defines};
+pub use cpp::{
+    include_dirs, preprocess, preprocess_with_defines, preprocess_with_defines_in, split_defines,
+};
 
 #[cfg(test)]
 mod tests;

@@ -188,3 +188,97 @@ struct ptrs { void (*fn)(int); char *s; int arr[2][3]; };
     assert_eq!(l["flex"].size, 4);
     assert_eq!(l["ptrs"].size, 40);
 }
+
+/// The same structs under i386's data model (`gcc -E -m32`, ILP32 layouts) against `gcc -m32`'s
+/// own sizeof/offsetof, read from its assembly (no 32-bit libc is needed: nothing is linked).
+/// asm/stat.h's `struct stat` is i386's own there; `stat64` is added for it.
+#[test]
+fn layouts_agree_with_gcc_m32() {
+    use crate::layout::c::DataModel;
+    let root = Path::new("/usr/include");
+    let mut probed: Vec<(&str, &str)> = PROBED.to_vec();
+    probed.push(("asm/stat.h", "stat64"));
+    let headers: Vec<String> = probed.iter().map(|(h, _)| h.to_string()).collect();
+    let text = crate::headers::cparse::preprocess_with_defines_in(root, &headers, DataModel::Ilp32)
+        .expect("gcc -m32 preprocesses the uapi headers");
+    let (code, _) = split_defines(&text, root);
+    let types = parse_in(&code, root, DataModel::Ilp32).expect("lang-c parses them");
+    let layouts = types.layouts();
+    let mut c = String::from("#include <stddef.h>\n");
+    let mut seen = std::collections::BTreeSet::new();
+    for (h, _) in &probed {
+        if seen.insert(*h) {
+            c.push_str(&format!("#include <{h}>\n"));
+        }
+    }
+    let mut probes: Vec<(String, usize)> = Vec::new();
+    for (_, s) in &probed {
+        let l = layouts
+            .get(*s)
+            .unwrap_or_else(|| panic!("struct {s} was not parsed under -m32"));
+        let tag = match l.kind {
+            Kind::Struct => "struct",
+            Kind::Union => "union",
+        };
+        probes.push((format!("sizeof({tag} {s})"), l.size));
+        probes.push((format!("_Alignof({tag} {s})"), l.align));
+        for f in l.fields.iter().filter(|f| f.bits.is_none()) {
+            probes.push((format!("offsetof({tag} {s}, {})", f.name), f.offset));
+        }
+    }
+    for (i, (expr, _)) in probes.iter().enumerate() {
+        c.push_str(&format!("int probe{i} = {expr};\n"));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("probe.c");
+    std::fs::write(&src, &c).unwrap();
+    // As the preprocessing does: an empty gnu/stubs-32.h stands in for multilib's.
+    std::fs::create_dir(dir.path().join("gnu")).unwrap();
+    std::fs::write(dir.path().join("gnu/stubs-32.h"), "").unwrap();
+    let mut cmd = Command::new("gcc");
+    cmd.args(["-m32", "-S", "-o", "-", "-nostdinc", "-idirafter"]);
+    cmd.arg(dir.path());
+    for d in include_dirs(root) {
+        cmd.arg("-I").arg(d);
+    }
+    let gcc_include = Command::new("gcc")
+        .arg("-print-file-name=include")
+        .output()
+        .unwrap();
+    cmd.arg("-I")
+        .arg(String::from_utf8_lossy(&gcc_include.stdout).trim());
+    let out = cmd.arg(&src).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let asm = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = asm.lines().collect();
+    assert!(probes.len() > 250, "{} probes", probes.len());
+    for (i, (expr, ours)) in probes.iter().enumerate() {
+        let at = lines
+            .iter()
+            .position(|l| *l == format!("probe{i}:"))
+            .unwrap_or_else(|| panic!("probe{i} ({expr}) not in the assembly"));
+        let value = lines[at + 1].trim();
+        let gcc: usize = match value.strip_prefix(".long") {
+            Some(n) => n.trim().parse().unwrap(),
+            None if value.starts_with(".zero") => 0,
+            None => panic!("probe{i}: {value}"),
+        };
+        assert_eq!(gcc, *ours, "{expr}: gcc -m32 says {gcc}, Provium {ours}");
+    }
+    // Where i386 differs: its own struct stat, stat64's st_size at 44, a 4-byte iovec_len.
+    assert_eq!(
+        layouts["stat64"]
+            .fields
+            .iter()
+            .find(|f| f.name == "st_size")
+            .unwrap()
+            .offset,
+        44
+    );
+    assert_eq!(layouts["iovec"].size, 8);
+    assert_eq!(layouts["stat"].size, 64);
+}
