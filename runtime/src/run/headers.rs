@@ -71,12 +71,15 @@ pub fn tree() -> HeaderTree {
     t
 }
 
-/// Loads headers for specs, once per include tree and header list.
+/// A parsed header set: its include tree, the headers, and the data model (i386's differs).
+type HeaderKey = (PathBuf, Vec<String>, DataModel);
+
+/// Loads headers for specs, once per include tree, header list and data model.
 #[derive(Debug, Default)]
 struct Provider {
     /// The kernel a run compiles for, when it has headers of its own or the run has others.
     kernel: Option<Kernel>,
-    cache: Mutex<HashMap<(PathBuf, Vec<String>, DataModel), HeaderSet>>,
+    cache: Mutex<HashMap<HeaderKey, HeaderSet>>,
     /// Syscall parameters by name, from the kernel tree's `include/linux/syscalls.h`.
     params: std::sync::OnceLock<HashMap<String, Vec<String>>>,
     /// Which uapi header defines each macro name, built the first time a name is unknown.
