@@ -295,6 +295,11 @@ pub(super) fn hex(text: &str) -> Result<Vec<u8>, String> {
 /// Passes each 64-bit argument at `wide` (x86_64 indices, in order) as two 32-bit ones, low
 /// half first, as i386 does; the arguments and buffers after it move along.
 fn split_wide_args(call: &mut Call, wide: &[usize]) {
+    // A call already written in halves (from a signature that splits them, as 32-bit
+    // architectures' include/linux/syscalls.h does for fanotify_mark) has no room left.
+    if call.args.len() + wide.len() > 6 {
+        return;
+    }
     for (moved, &at) in wide.iter().enumerate() {
         let i = at + moved;
         let Some(value) = call.args.get(i).cloned() else {

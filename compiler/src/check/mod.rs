@@ -40,6 +40,9 @@ pub struct Options {
     /// The system call ABI the spec's calls are made under: names resolve in its table, and a
     /// case calling a name it lacks is skipped with why.
     pub abi: crate::linux::Abi,
+    /// Whether the run named `abi` (`--abi`): then a spec whose `abi:` does not list it skips;
+    /// otherwise the spec's first `abi:` is used.
+    pub abi_chosen: bool,
 }
 
 /// The syscall names one kernel of a run knows, and those only other kernels of the run know.
@@ -65,6 +68,7 @@ impl Options {
             fork_isolated: true,
             kernel: None,
             abi: crate::linux::Abi::X86_64,
+            abi_chosen: false,
         }
     }
 }
@@ -180,6 +184,36 @@ pub fn check(source: &str, opts: &Options) -> Result<Model, Vec<Diagnostic>> {
         Ok(s) => s,
         Err(e) => return Err(vec![crate::diag::from_yaml_error(&opts.file, source, &e)]),
     };
+    // The spec's `abi:` (the ABIs it is written for) against the run's.
+    let (abi_opts, not_for_this_abi) = match spec.abi.as_deref() {
+        None => (None, None),
+        Some(node) => match spec_abis(node) {
+            Err(mut d) => {
+                d.file = opts.file.clone();
+                return Err(vec![d]);
+            }
+            Ok(list) if list.contains(&opts.abi) => (None, None),
+            // Checked as written (under its own ABI), and skipped in this run.
+            Ok(list) if opts.abi_chosen => (
+                Some(Options {
+                    abi: list[0],
+                    ..opts.clone()
+                }),
+                Some(format!(
+                    "the spec is written for {} (`abi:`)",
+                    list.iter().map(|a| a.name()).collect::<Vec<_>>().join(", ")
+                )),
+            ),
+            Ok(list) => (
+                Some(Options {
+                    abi: list[0],
+                    ..opts.clone()
+                }),
+                None,
+            ),
+        },
+    };
+    let opts = abi_opts.as_ref().unwrap_or(opts);
     let mut c = Checker {
         opts,
         source,
@@ -194,7 +228,7 @@ pub fn check(source: &str, opts: &Options) -> Result<Model, Vec<Diagnostic>> {
         expanded: 0,
         row: Vec::new(),
         in_call: None,
-        unavailable_here: None,
+        unavailable_here: not_for_this_abi,
         case_unavailable: None,
     };
     let model = c.spec(spec);
@@ -218,6 +252,27 @@ pub fn check(source: &str, opts: &Options) -> Result<Model, Vec<Diagnostic>> {
         Some(m) if diags.is_empty() => Ok(m),
         _ => Err(diags),
     }
+}
+
+/// The ABIs a spec's `abi:` names (`i386`, or `[x86_64, i386]`).
+fn spec_abis(node: &crate::spec::node::Node) -> Result<Vec<crate::linux::Abi>, Diagnostic> {
+    let mut out = Vec::new();
+    for item in one_or_many(node) {
+        match item.as_str().map(str::parse::<crate::linux::Abi>) {
+            Some(Ok(a)) => out.push(a),
+            Some(Err(e)) => return Err(Diagnostic::new(item.pos, e)),
+            None => {
+                return Err(Diagnostic::new(
+                    item.pos,
+                    "`abi:` is an ABI name or a list of them (`x86_64`, `i386`)",
+                ))
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err(Diagnostic::new(node.pos, "`abi:` names no ABI"));
+    }
+    Ok(out)
 }
 
 /// A value that may be one item or a list of them (`caps: CAP_X` or `caps: [CAP_X, CAP_Y]`).

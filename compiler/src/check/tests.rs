@@ -668,3 +668,21 @@ fn i386_splits_64_bit_arguments() {
     assert!(fallocate.args[4].as_const().is_none() && fallocate.args[5].as_const().is_none());
     assert!(c.lua.contains("& 4294967295"), "{}", c.lua);
 }
+
+/// A spec's `abi:` picks its ABI in a run that names none, and skips it in a run under another.
+#[test]
+fn a_specs_abi_key_picks_or_skips() {
+    let src = "abi: i386\ncases:\n  - name: x\n    syscall: stat64\n    args: [{cstr: /}, {out: 96}]\n    expect: 0\n";
+    let plain = compile(src).unwrap_or_else(|d| panic!("{}", d[0]));
+    assert_eq!(plain.model.abi, crate::linux::Abi::I386);
+    assert!(plain.model.skip.is_none());
+    let mut x86 = Options::new("t.yaml");
+    x86.abi_chosen = true;
+    let skipped = crate::compile(src, &x86).unwrap_or_else(|d| panic!("{}", d[0]));
+    assert_eq!(
+        skipped.model.skip.as_deref(),
+        Some("the spec is written for i386 (`abi:`)")
+    );
+    let e = errors("abi: [x86_64, arm]\ncases:\n  - {name: x, syscall: getpid, expect: ok}\n");
+    assert!(e[0].contains("unknown ABI `arm`"), "{e:?}");
+}

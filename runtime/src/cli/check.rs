@@ -49,12 +49,7 @@ pub fn check(args: CheckArgs) -> Result<u8> {
     for f in &files {
         match f.kind {
             FileKind::Spec => {
-                match crate::run::specs::compile_on(
-                    &f.path,
-                    &f.display,
-                    naming.as_deref(),
-                    provium_compiler::linux::Abi::X86_64,
-                ) {
+                match crate::run::specs::compile_on(&f.path, &f.display, naming.as_deref(), None) {
                     Ok(c) => {
                         cases += c.model.cases.len();
                         writeln!(

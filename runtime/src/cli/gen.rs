@@ -39,6 +39,10 @@ pub struct GenArgs {
     /// Seconds each probe may block before it is killed.
     #[arg(long, default_value_t = 2.0)]
     timeout: f64,
+    /// Generate for this system call ABI: i386 takes its syscall table (asm/unistd_32.h) and
+    /// the headers read with `-m32`, and every spec says `abi: i386`.
+    #[arg(long, value_name = "ABI", value_parser = parse_abi, default_value = "x86_64")]
+    abi: provium_compiler::linux::Abi,
     /// Probe only what changed between two include trees: new syscalls, new flags, grown
     /// structs.
     #[arg(long, num_args = 2, value_names = ["OLD_INCLUDE", "NEW_INCLUDE"])]
@@ -118,6 +122,7 @@ pub fn gen(args: GenArgs) -> Result<u8> {
         deny: args.deny.clone(),
         include: tree.root.display().to_string(),
         timeout: args.timeout,
+        abi: args.abi,
         // The specs' `$schema` line names the project's own copy (refreshed below).
         schema: super::project::relative(&args.out, &super::project::schema_path(&project))
             .display()
@@ -142,6 +147,17 @@ pub fn gen(args: GenArgs) -> Result<u8> {
                 provium_compiler::gen::diff::generate(&diff, &signatures, &numbers, &parsed, &o),
                 Vec::new(),
             )
+        }
+        None if args.abi != provium_compiler::linux::Abi::X86_64 => {
+            let model = provium_compiler::layout::c::DataModel::of(args.abi);
+            let parsed = tree.parse_in(&headers, model).map_err(anyhow::Error::msg)?;
+            let numbers: Vec<(String, u32)> = args
+                .abi
+                .syscalls()
+                .iter()
+                .map(|(n, nr)| (n.to_string(), *nr))
+                .collect();
+            gen::generate(&signatures, &numbers, &parsed, &opts)
         }
         None => {
             let parsed = tree.parse(&headers).map_err(anyhow::Error::msg)?;
@@ -424,9 +440,7 @@ fn write_recorded(
     }
     crate::machine::paths::write_output(path, recorded.as_bytes())
         .map_err(|e| format!("writing it: {e}"))?;
-    if let Err(e) =
-        crate::run::specs::compile_on(path, display, naming, provium_compiler::linux::Abi::X86_64)
-    {
+    if let Err(e) = crate::run::specs::compile_on(path, display, naming, None) {
         let restored = crate::machine::paths::write_output(path, read.as_bytes());
         return Err(format!(
             "the recorded spec does not check ({}); {} (a bug in provium record: please \
@@ -439,4 +453,8 @@ fn write_recorded(
         ));
     }
     Ok(())
+}
+
+fn parse_abi(s: &str) -> Result<provium_compiler::linux::Abi, String> {
+    s.parse()
 }

@@ -160,7 +160,7 @@ pub fn run(args: Args, verbose: bool) -> Result<u8> {
             defaults,
             record: false,
             naming: None,
-            abi: provium_compiler::linux::Abi::X86_64,
+            abi: None,
         },
         filter,
         jobs,

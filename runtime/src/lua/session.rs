@@ -66,8 +66,9 @@ pub struct Settings {
     /// The names of the kernel the files run on, when they are not the built-in ones (a build
     /// tree's new syscalls and headers), or other kernels of the run have names it lacks.
     pub naming: Option<Arc<KernelNaming>>,
-    /// The system call ABI specs are compiled for (`--abi i386`).
-    pub abi: provium_compiler::linux::Abi,
+    /// The system call ABI specs are compiled for, when the run names one (`--abi i386`);
+    /// `None`: each spec's own (`abi:`), else x86_64.
+    pub abi: Option<provium_compiler::linux::Abi>,
 }
 
 /// A kernel's names: its syscall table (and those only other kernels of the run have), its uapi
@@ -92,7 +93,7 @@ impl Settings {
             record: false,
             fixtures: None,
             naming: None,
-            abi: provium_compiler::linux::Abi::X86_64,
+            abi: None,
         }
     }
 }

@@ -59,8 +59,8 @@ impl KernelRun {
     /// (`6.1.0-57-cloud-amd64 i386`).
     pub fn label(&self) -> String {
         match self.settings.abi {
-            provium_compiler::linux::Abi::X86_64 => self.target.label.clone(),
-            abi => format!("{} {abi}", self.target.label),
+            None | Some(provium_compiler::linux::Abi::X86_64) => self.target.label.clone(),
+            Some(abi) => format!("{} {abi}", self.target.label),
         }
     }
 }
@@ -106,7 +106,7 @@ impl RunConfig {
     /// Runs every spec under each of `abis` too (kernels × ABIs, kernel by kernel): on the
     /// default kernel when no kernel was given. x86_64 alone changes nothing.
     pub fn with_abis(mut self, abis: &[provium_compiler::linux::Abi]) -> anyhow::Result<RunConfig> {
-        if abis.is_empty() || abis == [provium_compiler::linux::Abi::X86_64] {
+        if abis.is_empty() {
             return Ok(self);
         }
         if self.kernels.is_empty() {
@@ -119,7 +119,7 @@ impl RunConfig {
             .flat_map(|k| {
                 abis.iter().map(move |&abi| {
                     let mut k = k.clone();
-                    k.settings.abi = abi;
+                    k.settings.abi = Some(abi);
                     k
                 })
             })
@@ -157,7 +157,7 @@ impl RunConfig {
         if self.kernels.is_empty() {
             return files;
         }
-        let native = |k: &KernelRun| k.settings.abi == provium_compiler::linux::Abi::X86_64;
+        let native = |k: &KernelRun| k.settings.abi != Some(provium_compiler::linux::Abi::I386);
         let any_native = self.kernels.iter().any(native);
         files
             .into_iter()

@@ -122,10 +122,7 @@ fn plan_file(file: &TestFile, listing: &RunConfig) -> PlannedFile {
             listing
                 .kernel_of(file)
                 .and_then(|k| k.settings.naming.as_deref()),
-            listing
-                .kernel_of(file)
-                .map(|k| k.settings.abi)
-                .unwrap_or_default(),
+            listing.kernel_of(file).and_then(|k| k.settings.abi),
         ) {
             Ok(c) => c.model.suite.clone(),
             Err(e) => return unplanned(file, &e.problem().message),

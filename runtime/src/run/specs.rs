@@ -11,14 +11,21 @@ use std::sync::Arc;
 /// Compiler options for a spec file: its profiles are those of the `provium.toml` nearest to
 /// it (a spec in another project is checked against that project's profiles).
 pub fn options(path: &Path, display: &str) -> Options {
-    options_on(path, display, None, Abi::X86_64)
+    options_on(path, display, None, None)
 }
 
 /// Compiler options for a spec compiled for one kernel and ABI of a run: its names and
 /// headers.
-pub fn options_on(path: &Path, display: &str, naming: Option<&KernelNaming>, abi: Abi) -> Options {
+pub fn options_on(
+    path: &Path,
+    display: &str,
+    naming: Option<&KernelNaming>,
+    abi: Option<Abi>,
+) -> Options {
     let mut o = Options::new(display);
-    o.abi = abi;
+    // The run's ABI, when it names one; else the spec's own `abi:` decides.
+    o.abi = abi.unwrap_or_default();
+    o.abi_chosen = abi.is_some();
     o.headers = match naming {
         Some(n) => super::headers::provider_on(n),
         None => super::headers::provider(),
@@ -70,7 +77,7 @@ impl SpecErrors {
 
 /// Compiles a spec file, or returns its problems.
 pub fn compile_file(path: &Path, display: &str) -> Result<Compiled, SpecErrors> {
-    compile_on(path, display, None, Abi::X86_64)
+    compile_on(path, display, None, None)
 }
 
 /// Compiles a spec file for one kernel and ABI of a run (its names and headers).
@@ -78,7 +85,7 @@ pub fn compile_on(
     path: &Path,
     display: &str,
     naming: Option<&KernelNaming>,
-    abi: Abi,
+    abi: Option<Abi>,
 ) -> Result<Compiled, SpecErrors> {
     let source = crate::run::discover::read_test_file(path).map_err(|e| SpecErrors {
         diagnostics: vec![{
@@ -168,7 +175,9 @@ pub fn render(diags: &[Diagnostic], source: &str, color: bool) -> String {
 /// Compiles a YAML spec into the Lua chunk that runs it (the runner's hook, replaceable in
 /// tests and benchmarks).
 pub type SpecCompiler = Arc<
-    dyn Fn(&Path, &str, Option<&KernelNaming>, Abi) -> Result<Compiled, SpecErrors> + Send + Sync,
+    dyn Fn(&Path, &str, Option<&KernelNaming>, Option<Abi>) -> Result<Compiled, SpecErrors>
+        + Send
+        + Sync,
 >;
 
 /// The compiler hook for `provium test`.
