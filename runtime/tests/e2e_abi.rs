@@ -195,3 +195,45 @@ fn the_bundled_specs_pass_or_skip_with_why_under_i386() {
         "{stdout}"
     );
 }
+
+/// A profile written for i386 (`abi = "i386"`) makes its specs' calls under i386 without
+/// `--abi`; a bad value is refused, naming the profile.
+#[test]
+fn a_profile_can_be_written_for_i386() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("provium.toml"),
+        "[profile.compat]\nabi = \"i386\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("stat64.yaml"),
+        "profile: compat\ncases:\n  - name: stat64 of / succeeds\n    syscall: stat64\n    args: [{cstr: /}, {out: 96}]\n    expect: 0\n",
+    )
+    .unwrap();
+    let out = provium(dir.path())
+        .args(["test", "stat64.yaml"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("1 test run: 1 passed"),
+        "{}",
+        show(&out)
+    );
+    std::fs::write(
+        dir.path().join("provium.toml"),
+        "[profile.compat]\nabi = \"i686\"\n",
+    )
+    .unwrap();
+    let out = provium(dir.path())
+        .args(["test", "stat64.yaml"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{}", show(&out));
+    assert!(
+        show(&out).contains("profile `compat`: bad abi `i686`"),
+        "{}",
+        show(&out)
+    );
+}

@@ -43,6 +43,11 @@ pub struct Options {
     /// Whether the run named `abi` (`--abi`): then a spec whose `abi:` does not list it skips;
     /// otherwise the spec's first `abi:` is used.
     pub abi_chosen: bool,
+    /// Profiles written for ABIs (`abi = "i386"` in provium.toml): a spec booting one without
+    /// its own `abi:` takes the profile's.
+    pub profile_abis: std::collections::BTreeMap<String, Vec<crate::linux::Abi>>,
+    /// Profiles that do not resolve, and why: a spec naming one is refused at `profile:`.
+    pub profile_problems: std::collections::BTreeMap<String, String>,
 }
 
 /// The syscall names one kernel of a run knows, and those only other kernels of the run know.
@@ -69,6 +74,8 @@ impl Options {
             kernel: None,
             abi: crate::linux::Abi::X86_64,
             abi_chosen: false,
+            profile_abis: Default::default(),
+            profile_problems: Default::default(),
         }
     }
 }
@@ -184,10 +191,18 @@ pub fn check(source: &str, opts: &Options) -> Result<Model, Vec<Diagnostic>> {
         Ok(s) => s,
         Err(e) => return Err(vec![crate::diag::from_yaml_error(&opts.file, source, &e)]),
     };
-    // The spec's `abi:` (the ABIs it is written for) against the run's.
-    let (abi_opts, not_for_this_abi) = match spec.abi.as_deref() {
+    // The spec's `abi:` (the ABIs it is written for), or its profile's, against the run's.
+    let profile = spec
+        .profile
+        .as_ref()
+        .map_or("minimal", |p| p.value.as_str());
+    let written_for = match spec.abi.as_deref() {
+        Some(node) => Some(spec_abis(node)),
+        None => opts.profile_abis.get(profile).cloned().map(Ok),
+    };
+    let (abi_opts, not_for_this_abi) = match written_for {
         None => (None, None),
-        Some(node) => match spec_abis(node) {
+        Some(list) => match list {
             Err(mut d) => {
                 d.file = opts.file.clone();
                 return Err(vec![d]);
@@ -341,6 +356,11 @@ impl<'a> Checker<'a> {
                     help,
                 );
             }
+        }
+        let profile = spec.profile.as_ref().map_or("minimal", |p| p.value.as_str());
+        if let Some(why) = self.opts.profile_problems.get(profile) {
+            let pos = spec.profile.as_ref().map_or(Pos { line: 1, col: 1 }, |p| p.pos);
+            self.error(pos, why.clone());
         }
         if !spec.headers.is_empty() {
             self.profile = spec

@@ -150,6 +150,9 @@ pub struct Profile {
     pub include: Option<PathBuf>,
     /// What a test during which the kernel becomes tainted or reports a WARNING or BUG gets.
     pub taint: TaintPolicy,
+    /// The system call ABIs specs booting this profile are written for (`abi = "i386"`):
+    /// empty, each spec's own (x86_64 by default).
+    pub abis: Vec<provium_compiler::linux::Abi>,
 }
 
 /// `taint` in a profile.
@@ -188,6 +191,7 @@ impl Profile {
             boot_timeout_s: 60,
             include: None,
             taint: TaintPolicy::Fail,
+            abis: Vec::new(),
         }
     }
 
@@ -294,6 +298,16 @@ pub struct ProfileConfig {
     pub boot_timeout: Option<u64>,
     pub include: Option<PathBuf>,
     pub taint: Option<TaintPolicy>,
+    /// `abi = "i386"` or `abi = ["x86_64", "i386"]`.
+    pub abi: Option<AbiSetting>,
+}
+
+/// A profile's `abi`: one name or a list.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum AbiSetting {
+    One(String),
+    Many(Vec<String>),
 }
 
 /// The parts of `provium.toml` this module reads; other tables belong to other modules.
@@ -488,6 +502,23 @@ impl Profiles {
         }
         if let Some(t) = cfg.taint {
             p.taint = t;
+        }
+        if let Some(a) = &cfg.abi {
+            let names: Vec<&str> = match a {
+                AbiSetting::One(n) => vec![n.as_str()],
+                AbiSetting::Many(ns) => ns.iter().map(String::as_str).collect(),
+            };
+            p.abis = names
+                .into_iter()
+                .map(|n| {
+                    n.parse().map_err(|_| {
+                        ProfileError::setting(
+                            name,
+                            BadValue::new("abi", n, "expected x86_64 or i386"),
+                        )
+                    })
+                })
+                .collect::<Result<_, _>>()?;
         }
         if let Some(t) = cfg.boot_timeout {
             p.boot_timeout_s = t;

@@ -39,6 +39,19 @@ pub fn options_on(
         .and_then(|p| p.parent().map(Path::to_path_buf));
     if let Some(profiles) = dir.and_then(|d| crate::machine::profile::Profiles::discover(&d).ok()) {
         o.profiles = Some(profiles.names());
+        // A profile written for an ABI (`abi = "i386"`) is a spec's `abi:` for the specs that
+        // boot it.
+        for name in profiles.names() {
+            match profiles.get(&name) {
+                Ok(p) if !p.abis.is_empty() => {
+                    o.profile_abis.insert(name, p.abis);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    o.profile_problems.insert(name, e.to_string());
+                }
+            }
+        }
     }
     o
 }
