@@ -237,3 +237,32 @@ fn a_profile_can_be_written_for_i386() {
         show(&out)
     );
 }
+
+/// `gen --abi i386` writes i386's whole suite (its table, the headers read with -m32), every
+/// spec marked `abi: i386`, and `check` accepts every one (the docs' block records and re-runs
+/// a part of it on a VM).
+#[test]
+fn gen_for_i386_covers_its_table_and_every_spec_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = provium(dir.path())
+        .args(["gen", "--abi", "i386", "--out", "gen32"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let stat64 = std::fs::read_to_string(dir.path().join("gen32/stat64.yaml")).unwrap();
+    assert!(stat64.contains("\nabi: i386\n"), "{stat64}");
+    assert!(dir.path().join("gen32/fstatat64.yaml").is_file());
+    assert!(!dir.path().join("gen32/newfstatat.yaml").exists());
+    let specs = std::fs::read_dir(dir.path().join("gen32")).unwrap().count();
+    assert!(specs > 300, "{specs} specs");
+    let out = provium(dir.path())
+        .args(["check", "gen32"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(" 0 problems"),
+        "{}",
+        show(&out)
+    );
+}

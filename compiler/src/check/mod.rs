@@ -357,9 +357,15 @@ impl<'a> Checker<'a> {
                 );
             }
         }
-        let profile = spec.profile.as_ref().map_or("minimal", |p| p.value.as_str());
+        let profile = spec
+            .profile
+            .as_ref()
+            .map_or("minimal", |p| p.value.as_str());
         if let Some(why) = self.opts.profile_problems.get(profile) {
-            let pos = spec.profile.as_ref().map_or(Pos { line: 1, col: 1 }, |p| p.pos);
+            let pos = spec
+                .profile
+                .as_ref()
+                .map_or(Pos { line: 1, col: 1 }, |p| p.pos);
             self.error(pos, why.clone());
         }
         if !spec.headers.is_empty() {
