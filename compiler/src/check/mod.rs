@@ -16,6 +16,7 @@ mod cases;
 mod expect;
 mod ints;
 mod names;
+mod process;
 mod structs;
 
 /// How to check a spec.

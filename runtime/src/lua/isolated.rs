@@ -65,7 +65,7 @@ pub fn isolated<T: Target + ?Sized>(lua: &Lua, this: &T, cases: Value) -> mlua::
     for (i, c) in list.sequence_values::<Table>().enumerate() {
         let (mut case, outputs) = case_from_table(lua, i + 1, &c?)?;
         for call in &mut case.calls {
-            super::target::under_abi(this, call);
+            this.under_abi(call);
         }
         built.push((case, outputs));
     }

@@ -90,6 +90,15 @@ pub trait Target {
     fn abi(&self) -> provium_compiler::linux::Abi {
         provium_compiler::linux::Abi::X86_64
     }
+
+    /// A call made through an ABI view takes its ABI (a call table's own `abi` stays).
+    fn under_abi(&self, call: &mut crate::protocol::SyscallCall) {
+        if call.abi == crate::protocol::Abi::Native
+            && self.abi() == provium_compiler::linux::Abi::I386
+        {
+            call.abi = crate::protocol::Abi::I386;
+        }
+    }
 }
 
 /// `vm:abi("i386")` (or a worker's): the same executor, its calls made under another ABI.

@@ -86,19 +86,12 @@ pub(super) fn run_call<T: Target + ?Sized>(
     method: &str,
     mut call: SyscallCall,
 ) -> mlua::Result<SyscallOutcome> {
-    under_abi(target, &mut call);
+    target.under_abi(&mut call);
     if Session::get(lua).config.settings.list_only {
         Session::get(lua).invented();
         return Ok(super::dry::dry_outcome(&call));
     }
     with_vm(lua, target, method, |vm, w| vm.worker(w).syscall(call))
-}
-
-/// A call made through an ABI view takes its ABI (a call table's own `abi` stays).
-pub(super) fn under_abi<T: Target + ?Sized>(target: &T, call: &mut SyscallCall) {
-    if call.abi == crate::protocol::Abi::Native {
-        call.abi = convert::wire_abi(target.abi());
-    }
 }
 
 /// Runs a call that must return, and answers what the buffer methods return: the return value,
@@ -258,7 +251,7 @@ pub(super) fn add_target_methods<T: Target + UserData + 'static, M: UserDataMeth
             ));
         };
         let (mut call, outputs) = convert::call_from_table(lua, "call", &spec)?;
-        under_abi(this, &mut call);
+        this.under_abi(&mut call);
         let c = call.clone();
         let outcome = run_call(lua, this, "call", call)?;
         outcome_table(lua, &c, &outcome, &outputs)
@@ -281,7 +274,7 @@ pub(super) fn add_target_methods<T: Target + UserData + 'static, M: UserDataMeth
             };
             let (mut call, outputs) =
                 convert::call_from_table(lua, &format!("batch: call {}", i + 1), &t)?;
-            under_abi(this, &mut call);
+            this.under_abi(&mut call);
             built.push((call, outputs));
         }
         let requests: Vec<SyscallCall> = built.iter().map(|(c, _)| c.clone()).collect();
