@@ -239,6 +239,25 @@ fn json_events_validate_against_their_schema() {
             .starts_with("Kernel panic - not syncing: sysrq triggered crash ("),
         "{crash}"
     );
+    // Each VM record says where its boot (or resume) time went.
+    let vms: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["type"] == "file-finished")
+        .flat_map(|l| l["vms"].as_array().into_iter().flatten())
+        .collect();
+    assert!(!vms.is_empty(), "{text}");
+    for vm in vms {
+        let phases: Vec<&str> = vm["phases"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no phases in {vm}"))
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        assert!(
+            phases.contains(&"kernel to init") || phases.contains(&"QMP: incoming migration"),
+            "{vm}"
+        );
+    }
     let schema = common::root().join("schemas/events.schema.json");
     let check = Command::new("check-jsonschema")
         .arg("--schemafile")

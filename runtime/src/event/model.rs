@@ -414,6 +414,28 @@ pub struct VmInfo {
     /// Its run directory (console log, sockets), when kept with `--keep`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_dir: Option<String>,
+    /// Where the boot (or resume) time went, phase by phase, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub phases: Vec<BootPhase>,
+}
+
+/// One phase of a boot or a resume: host work (planning, the resource gate, starting QEMU) or
+/// the guest's (the kernel to init, the agent's mounts, modules and transport), as wall time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct BootPhase {
+    /// `plan`, `gate`, `qemu start`, `kernel to init`, `agent modules`, `handshake`, …
+    pub name: String,
+    /// Milliseconds.
+    pub ms: f64,
+}
+
+impl BootPhase {
+    pub fn new(name: &str, d: std::time::Duration) -> BootPhase {
+        BootPhase {
+            name: name.to_string(),
+            ms: d.as_secs_f64() * 1e3,
+        }
+    }
 }
 
 pub fn unix_now() -> u64 {

@@ -2,6 +2,7 @@
 
 use crate::report::style::{paint, BOLD};
 mod measure;
+mod phases;
 mod suites;
 
 use crate::machine::profile::{Profiles, TransportChoice};
@@ -35,6 +36,10 @@ pub struct Args {
     /// Cold boots and resumes for `fixture`.
     #[arg(long, default_value_t = 10)]
     resumes: usize,
+    /// With `boot`: where a cold boot's and a resume's time goes, phase by phase (host and
+    /// guest), with one syscall and the shutdown, median of `--boots` runs.
+    #[arg(long)]
+    phases: bool,
     /// The spec suite for `suite`.
     #[arg(long, default_value = "specs")]
     suite: std::path::PathBuf,
@@ -81,6 +86,44 @@ pub fn run(args: Args) -> Result<u8> {
     let profile = profiles.get(&args.profile)?;
     let mut out = anstream::stdout();
     let all = args.what == What::All;
+    if args.phases {
+        let steps = step_line();
+        let p = phases::phases(&profile, args.boots, &mut |step| {
+            steps.set_message(step.to_string())
+        });
+        steps.finish_and_clear();
+        let p = p?;
+        writeln!(
+            out,
+            "{}",
+            paint(
+                BOLD,
+                &format!(
+                    "Where the time goes: a cold boot and a resume (median of {})",
+                    p.runs
+                )
+            )
+        )?;
+        for (title, rows) in [
+            ("cold boot", &p.cold),
+            ("resume from the fixture", &p.resume),
+        ] {
+            writeln!(out, "  {title}")?;
+            let total: f64 = rows.iter().map(|(_, ms)| ms).sum();
+            for (name, ms) in rows.iter() {
+                writeln!(
+                    out,
+                    "    {name:<44} {ms:>9.1} ms  {:>5.1} %",
+                    ms / total * 100.0
+                )?;
+            }
+            writeln!(out, "    {:<44} {total:>9.1} ms", "total")?;
+        }
+        writeln!(out)?;
+        if args.what == What::Boot {
+            return Ok(0);
+        }
+    }
     if all || args.what == What::Boot {
         // The default variant's median per kernel, compared at the end.
         let mut defaults: Vec<(String, Duration)> = Vec::new();

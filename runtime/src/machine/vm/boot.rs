@@ -6,6 +6,7 @@ use super::{
     console, gate, StartError, State, Vm, VmError, VmInfo, CONSOLE_TAIL_LINES,
     DEFAULT_SYSCALL_TIMEOUT,
 };
+use crate::event::BootPhase;
 use crate::machine::cleanup::{self, RunDir, Supervised};
 use crate::machine::client::AgentClient;
 use crate::machine::error::{IoContext, IoError};
@@ -22,13 +23,22 @@ impl Vm {
     pub fn boot(profile: &Profile, opts: &BootOptions) -> Result<Vm, VmError> {
         crate::machine::signals::install();
         sweep_once();
+        let started = Instant::now();
         let plan = plan::plan(profile, opts)?;
-        Vm::launch(&plan)
+        let planned = started.elapsed();
+        let mut vm = Vm::launch(&plan)?;
+        vm.info.phases.insert(
+            0,
+            BootPhase::new("plan (kernel, modules, initramfs)", planned),
+        );
+        Ok(vm)
     }
 
     /// Starts QEMU for a decided plan.
     pub fn launch(plan: &BootPlan) -> Result<Vm, VmError> {
+        let launched = Instant::now();
         let ticket = gate::admit(plan.memory_mib, plan.cpus);
+        let admitted = Instant::now();
         let mut run_dir = RunDir::create()
             .map_err(|e| StartError::from(IoError::new("creating a run directory", e)))?;
         if plan.keep_run_dir {
@@ -84,6 +94,7 @@ impl Vm {
             }
             terminal
         })?;
+        let spawned = Instant::now();
         let deadline = started + plan.timeout;
 
         let boot_failure = |qemu: &mut Supervised, reason: String| {
@@ -125,6 +136,7 @@ impl Vm {
             }
         };
         let boot_ms = started.elapsed().as_millis() as u64;
+        let greeted = Instant::now();
         let hello = match decode_hello(&payload) {
             Ok(h) => h,
             Err(e) => return Err(boot_failure(&mut qemu, e.to_string())),
@@ -132,6 +144,14 @@ impl Vm {
         if !hello.module_errors.is_empty() {
             tracing::warn!(errors = ?hello.module_errors, "guest modules failed to load");
         }
+        let mut phases = vec![
+            BootPhase::new("resource gate", admitted - launched),
+            BootPhase::new("run directory and transport", started - admitted),
+            BootPhase::new("spawning QEMU", spawned - started),
+        ];
+        // QEMU connects the host's socket as it starts, so the guest's part ends with the
+        // hello, not with the connection.
+        phases.extend(guest_phases(&hello.timeline, greeted - spawned));
         let info = VmInfo {
             profile: plan.profile.clone(),
             kernel_release: hello.release.clone(),
@@ -146,6 +166,7 @@ impl Vm {
             run_dir: run_dir
                 .is_kept()
                 .then(|| run_dir.path().display().to_string()),
+            phases,
         };
         Ok(Vm {
             state: State::Running(client),
@@ -226,4 +247,32 @@ pub(super) fn sweep_once() {
             tracing::info!("removed {n} run directories left by killed runs");
         }
     });
+}
+
+/// The guest's part of a boot, from QEMU's start to the agent's hello (`between`), split by the
+/// agent's timeline (guest time since the kernel started: `init`, `mounted`, `modules`, `link`):
+/// before the kernel's clock starts (QEMU, firmware, loading the kernel; and the hello's trip
+/// back), the kernel to init, then the agent's mounts, modules and transport.
+fn guest_phases(timeline: &[(String, u64)], between: Duration) -> Vec<BootPhase> {
+    let at = |stage: &str| {
+        timeline
+            .iter()
+            .find(|(s, _)| s == stage)
+            .map(|(_, us)| Duration::from_micros(*us))
+    };
+    let (Some(init), Some(mounted), Some(modules), Some(link)) =
+        (at("init"), at("mounted"), at("modules"), at("link"))
+    else {
+        return vec![BootPhase::new("QEMU start to the agent's hello", between)];
+    };
+    vec![
+        BootPhase::new(
+            "QEMU, firmware, kernel loading",
+            between.saturating_sub(link),
+        ),
+        BootPhase::new("kernel to init", init),
+        BootPhase::new("agent mounts", mounted.saturating_sub(init)),
+        BootPhase::new("agent modules", modules.saturating_sub(mounted)),
+        BootPhase::new("agent transport", link.saturating_sub(modules)),
+    ]
 }

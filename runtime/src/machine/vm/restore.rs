@@ -3,6 +3,7 @@
 
 use super::boot::{exited, failed_start, spawn_qemu, sweep_once};
 use super::{gate, SnapshotError, StartError, State, Vm, VmError, VmInfo, DEFAULT_SYSCALL_TIMEOUT};
+use crate::event::BootPhase;
 use crate::machine::cleanup::{RunDir, Supervised};
 use crate::machine::client::AgentClient;
 use crate::machine::error::{IoContext, IoError};
@@ -84,7 +85,9 @@ impl Vm {
     pub fn resume(snapshot: &Snapshot) -> Result<Vm, VmError> {
         crate::machine::signals::install();
         sweep_once();
+        let launched = Instant::now();
         let ticket = gate::admit(snapshot.launch.memory_mib, snapshot.launch.cpus);
+        let admitted = Instant::now();
         let run_dir = RunDir::create()
             .map_err(|e| StartError::from(IoError::new("creating a run directory", e)))?;
         let dir = run_dir.path().to_path_buf();
@@ -127,6 +130,7 @@ impl Vm {
         });
         drop(state);
         let mut qemu = spawned?;
+        let spawned = Instant::now();
         tracing::debug!(
             ms = started.elapsed().as_secs_f64() * 1e3,
             "resume: QEMU spawned"
@@ -158,6 +162,7 @@ impl Vm {
         if let Err(e) = incoming {
             return Err(failure(&mut qemu, e.to_string()));
         }
+        let migrating = Instant::now();
         tracing::debug!(
             ms = started.elapsed().as_secs_f64() * 1e3,
             "resume: incoming started"
@@ -213,6 +218,16 @@ impl Vm {
         }
         tracing::debug!(ms = started.elapsed().as_secs_f64() * 1e3, "resume: ready");
         vm.info.boot_ms = started.elapsed().as_millis() as u64;
+        vm.info.phases = vec![
+            BootPhase::new("resource gate", admitted - launched),
+            BootPhase::new("run directory, transport, console", started - admitted),
+            BootPhase::new("spawning QEMU", spawned - started),
+            BootPhase::new("QMP: incoming migration", migrating - spawned),
+            BootPhase::new(
+                "guest resumes, first answer (ping, clock)",
+                migrating.elapsed(),
+            ),
+        ];
         Ok(vm)
     }
 }

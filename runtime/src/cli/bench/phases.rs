@@ -1,0 +1,92 @@
+//! `provium bench boot --phases`: where a cold boot's and a resume's time goes, phase by phase
+//! (the VM's own `VmInfo::phases`, host and guest), then one syscall and the shutdown, each the
+//! median of several runs interleaved so that a change in host load affects both alike.
+
+use super::measure::stats;
+use crate::machine::profile::{Profile, TransportChoice};
+use crate::machine::vm::{BootOptions, Vm};
+use anyhow::Result;
+use std::time::{Duration, Instant};
+
+/// Median milliseconds per phase, in the order the phases come.
+pub struct Phases {
+    pub runs: usize,
+    pub cold: Vec<(String, f64)>,
+    pub resume: Vec<(String, f64)>,
+}
+
+/// Medians per phase name, keeping the first run's order.
+fn medians(runs: &[Vec<(String, Duration)>]) -> Vec<(String, f64)> {
+    let Some(first) = runs.first() else {
+        return Vec::new();
+    };
+    first
+        .iter()
+        .map(|(name, _)| {
+            let mut samples: Vec<Duration> = runs
+                .iter()
+                .filter_map(|r| r.iter().find(|(n, _)| n == name).map(|(_, d)| *d))
+                .collect();
+            (name.clone(), stats(&mut samples).p50.as_secs_f64() * 1e3)
+        })
+        .collect()
+}
+
+/// What one VM's life costs: its boot (or resume) phases, a getpid, the shutdown.
+fn life(mut vm: Vm, since: Instant) -> Result<Vec<(String, Duration)>> {
+    let started = since.elapsed();
+    let mut out: Vec<(String, Duration)> = vm
+        .info()
+        .phases
+        .iter()
+        .map(|p| (p.name.clone(), Duration::from_secs_f64(p.ms / 1e3)))
+        .collect();
+    let accounted: Duration = out.iter().map(|(_, d)| *d).sum();
+    out.push((
+        "the rest (host bookkeeping)".into(),
+        started.saturating_sub(accounted),
+    ));
+    let t = Instant::now();
+    vm.root().syscall_args(39, &[])?;
+    out.push(("one syscall (getpid)".into(), t.elapsed()));
+    let t = Instant::now();
+    vm.shutdown()?;
+    out.push(("shutdown".into(), t.elapsed()));
+    Ok(out)
+}
+
+pub fn phases(profile: &Profile, runs: usize, progress: &mut dyn FnMut(&str)) -> Result<Phases> {
+    use crate::fixture::{Definition, Source};
+    let runs = runs.max(1);
+    let opts = BootOptions {
+        transport: Some(TransportChoice::VirtioSerial),
+        ..Default::default()
+    };
+    let cwd = std::env::current_dir()?;
+    let profiles = crate::machine::profile::Profiles::discover(&cwd)?;
+    let fixtures = crate::lua::fixture_script::discover(&cwd, profiles, true)?.fixtures;
+    let def = Definition {
+        name: format!("bench-{}", profile.name),
+        source: Source::Profile {
+            profile: profile.name.clone(),
+            opts: opts.clone(),
+        },
+    };
+    progress("building the fixture (when it is not built)");
+    let meta = fixtures.ensure(&def)?;
+    let mut cold = Vec::new();
+    let mut resume = Vec::new();
+    for i in 0..runs {
+        progress(&format!("cold boot {}/{runs}", i + 1));
+        let t = Instant::now();
+        cold.push(life(Vm::boot(profile, &opts)?, t)?);
+        progress(&format!("resume {}/{runs}", i + 1));
+        let t = Instant::now();
+        resume.push(life(Vm::resume(&meta.snapshot)?, t)?);
+    }
+    Ok(Phases {
+        runs,
+        cold: medians(&cold),
+        resume: medians(&resume),
+    })
+}
