@@ -88,3 +88,40 @@ fn a_snapshot_resumes_twice_independently() {
     );
     eprintln!("resume to ready: {resume_time:?}");
 }
+
+/// `bench boot --phases` splits a cold boot and a resume into their phases (the VM's own
+/// records), measures the bare boot beside them and prints the two ratios; no figure is
+/// asserted, only that every part is there and each phase took some time.
+#[test]
+fn bench_boot_phases_splits_a_boot_and_a_resume() {
+    let out = common::provium_in(&common::root())
+        .args(["bench", "boot", "--phases", "--boots", "1"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", common::show(&out));
+    for phase in [
+        "plan (kernel, modules, initramfs)",
+        "kernel to init",
+        "agent modules",
+        "QMP: incoming migration",
+        "one syscall (getpid)",
+        "shutdown",
+        "bare boot (same kernel and command line, init powers off at once)",
+        "cold boot + one syscall + shutdown",
+        "resume to a ready agent",
+    ] {
+        assert!(text.contains(phase), "no `{phase}` in:\n{text}");
+    }
+    let line = |name: &str| {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(name))
+            .unwrap_or_else(|| panic!("{name}:\n{text}"))
+            .to_string()
+    };
+    assert!(!line("kernel to init").contains(" 0.0 ms"), "{text}");
+    assert!(
+        line("cold boot to a ready agent").contains("× the bare boot"),
+        "{text}"
+    );
+}

@@ -30,6 +30,11 @@ pub fn main() {
         return;
     }
     if std::process::id() == 1 {
+        // `provium_poweroff` on the kernel command line (handed to init as an argument): the
+        // bare boot a cold boot is measured against, init doing nothing but power off.
+        if args.iter().any(|a| a == "provium_poweroff") {
+            sys::power_off();
+        }
         install_pid1_panic_hook();
         jobs::set_root("/run/provium/jobs");
         supervisor::run_as_init();

@@ -119,6 +119,24 @@ pub fn run(args: Args) -> Result<u8> {
             }
             writeln!(out, "    {:<44} {total:>9.1} ms", "total")?;
         }
+        writeln!(
+            out,
+            "  bare boot (same kernel and command line, init powers off at once)  {:>8.1} ms",
+            p.bare_ms
+        )?;
+        let total = |rows: &[(String, f64)]| rows.iter().map(|(_, ms)| ms).sum::<f64>();
+        for (what, ms) in [
+            ("cold boot to a ready agent", p.cold_ready_ms),
+            ("cold boot + one syscall + shutdown", total(&p.cold)),
+            ("resume to a ready agent", p.resume_ready_ms),
+            ("resume + one syscall + shutdown", total(&p.resume)),
+        ] {
+            writeln!(
+                out,
+                "  {what:<36} {ms:>8.1} ms  {:.3}× the bare boot",
+                ms / p.bare_ms
+            )?;
+        }
         writeln!(out)?;
         if args.what == What::Boot {
             return Ok(0);

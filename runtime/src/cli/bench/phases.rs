@@ -8,9 +8,15 @@ use crate::machine::vm::{BootOptions, Vm};
 use anyhow::Result;
 use std::time::{Duration, Instant};
 
-/// Median milliseconds per phase, in the order the phases come.
+/// Median milliseconds per phase, in the order the phases come, and the bare boot's.
 pub struct Phases {
     pub runs: usize,
+    /// The same kernel and command line with an init that powers off at once: QEMU's start to
+    /// its exit (the physical limit).
+    pub bare_ms: f64,
+    /// A cold boot to a ready agent (its phases' sum), and a resume's.
+    pub cold_ready_ms: f64,
+    pub resume_ready_ms: f64,
     pub cold: Vec<(String, f64)>,
     pub resume: Vec<(String, f64)>,
 }
@@ -74,18 +80,32 @@ pub fn phases(profile: &Profile, runs: usize, progress: &mut dyn FnMut(&str)) ->
     };
     progress("building the fixture (when it is not built)");
     let meta = fixtures.ensure(&def)?;
+    let plan = crate::machine::vm::plan::plan(profile, &opts)?;
+    let mut bare = Vec::new();
+    let mut cold_ready = Vec::new();
+    let mut resume_ready = Vec::new();
     let mut cold = Vec::new();
     let mut resume = Vec::new();
     for i in 0..runs {
+        progress(&format!("bare boot {}/{runs}", i + 1));
+        bare.push(crate::machine::vm::bare_boot(&plan)?);
         progress(&format!("cold boot {}/{runs}", i + 1));
         let t = Instant::now();
-        cold.push(life(Vm::boot(profile, &opts)?, t)?);
+        let vm = Vm::boot(profile, &opts)?;
+        cold_ready.push(t.elapsed());
+        cold.push(life(vm, t)?);
         progress(&format!("resume {}/{runs}", i + 1));
         let t = Instant::now();
-        resume.push(life(Vm::resume(&meta.snapshot)?, t)?);
+        let vm = Vm::resume(&meta.snapshot)?;
+        resume_ready.push(t.elapsed());
+        resume.push(life(vm, t)?);
     }
+    let ms = |samples: &mut Vec<Duration>| stats(samples).p50.as_secs_f64() * 1e3;
     Ok(Phases {
         runs,
+        bare_ms: ms(&mut bare),
+        cold_ready_ms: ms(&mut cold_ready),
+        resume_ready_ms: ms(&mut resume_ready),
         cold: medians(&cold),
         resume: medians(&resume),
     })

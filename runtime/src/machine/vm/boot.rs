@@ -12,7 +12,7 @@ use crate::machine::client::AgentClient;
 use crate::machine::error::{IoContext, IoError};
 use crate::machine::profile::Profile;
 use crate::machine::qemu::{LaunchPlan, SharedMemory};
-use crate::machine::transport::{self, QemuExited, TransportError};
+use crate::machine::transport::{self, QemuExited, Transport, TransportError};
 use provium_agent::protocol::decode_hello;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -46,36 +46,8 @@ impl Vm {
         }
         let dir = run_dir.path().to_path_buf();
         let mut transport = transport::prepare(plan.transport, &dir).map_err(StartError::from)?;
-        let mut kernel_args = plan.kernel_args.clone();
-        kernel_args.extend(transport.kernel_args());
         let console_log = dir.join("console.log");
-        let launch = LaunchPlan {
-            qemu: plan.qemu.clone(),
-            machine: plan.machine,
-            accel: plan.accel,
-            cpu: plan.cpu.clone(),
-            cpus: plan.cpus,
-            memory_mib: plan.memory_mib,
-            kernel: plan.boot_file.clone(),
-            initrd: plan.initrd.clone(),
-            cmdline: kernel_args.join(" "),
-            console_log: console_log.clone(),
-            qmp_socket: Some(dir.join("qmp.sock")),
-            shared_memory: match &plan.snapshot_memory {
-                Some(path) => Some(SharedMemory::File {
-                    path: path.clone(),
-                    share: true,
-                }),
-                None => transport
-                    .needs_shared_memory()
-                    .then_some(SharedMemory::Memfd),
-            },
-            firmware: plan.firmware.clone(),
-            devices: transport.qemu_args(plan.machine),
-            incoming: None,
-            acpi: plan.acpi,
-        };
-        let mut launch = launch;
+        let mut launch = launch_plan(plan, &dir, transport.as_ref());
         if plan.terminal {
             // `signal=off`: Ctrl-C goes to the guest's shell, not to QEMU.
             launch.devices.extend([
@@ -182,6 +154,68 @@ impl Vm {
             held: Vec::new(),
             requests: 0,
         })
+    }
+}
+
+/// QEMU's command line for `plan` in the run directory `dir`, with `transport`'s devices.
+fn launch_plan(plan: &BootPlan, dir: &Path, transport: &dyn Transport) -> LaunchPlan {
+    let mut kernel_args = plan.kernel_args.clone();
+    kernel_args.extend(transport.kernel_args());
+    LaunchPlan {
+        qemu: plan.qemu.clone(),
+        machine: plan.machine,
+        accel: plan.accel,
+        cpu: plan.cpu.clone(),
+        cpus: plan.cpus,
+        memory_mib: plan.memory_mib,
+        kernel: plan.boot_file.clone(),
+        initrd: plan.initrd.clone(),
+        cmdline: kernel_args.join(" "),
+        console_log: dir.join("console.log"),
+        qmp_socket: Some(dir.join("qmp.sock")),
+        shared_memory: match &plan.snapshot_memory {
+            Some(path) => Some(SharedMemory::File {
+                path: path.clone(),
+                share: true,
+            }),
+            None => transport
+                .needs_shared_memory()
+                .then_some(SharedMemory::Memfd),
+        },
+        firmware: plan.firmware.clone(),
+        devices: transport.qemu_args(plan.machine),
+        incoming: None,
+        acpi: plan.acpi,
+    }
+}
+
+/// The physical limit a cold boot is measured against (`provium bench boot --phases`): the
+/// same command line, kernel and initramfs, with the agent as init powering the VM off at once
+/// (`provium_poweroff`, which the kernel hands init as an argument): QEMU's start to its exit.
+pub fn bare_boot(plan: &BootPlan) -> Result<Duration, VmError> {
+    let _ticket = gate::admit(plan.memory_mib, plan.cpus);
+    let run_dir = RunDir::create()
+        .map_err(|e| StartError::from(IoError::new("creating a run directory", e)))?;
+    let dir = run_dir.path().to_path_buf();
+    let transport = transport::prepare(plan.transport, &dir).map_err(StartError::from)?;
+    let mut plan = plan.clone();
+    plan.kernel_args.push("provium_poweroff".into());
+    let launch = launch_plan(&plan, &dir, transport.as_ref());
+    let started = Instant::now();
+    let mut qemu = spawn_qemu(&launch, &dir.join("qemu.log"), |_| false)?;
+    loop {
+        if qemu.try_wait().is_some() {
+            return Ok(started.elapsed());
+        }
+        if started.elapsed() > plan.timeout {
+            return Err(failed_start(
+                &mut qemu,
+                "the bare boot did not power off within the boot timeout".into(),
+                &dir.join("qemu.log"),
+                &dir.join("console.log"),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(1));
     }
 }
 

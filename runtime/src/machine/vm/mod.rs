@@ -12,6 +12,7 @@
 //! ```
 
 mod boot;
+pub use boot::bare_boot;
 pub mod console;
 pub mod dump;
 pub mod gate;
