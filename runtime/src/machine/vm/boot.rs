@@ -190,9 +190,19 @@ fn launch_plan(plan: &BootPlan, dir: &Path, transport: &dyn Transport) -> Launch
 }
 
 /// The physical limit a cold boot is measured against (`provium bench boot --phases`): the
-/// same command line, kernel and initramfs, with the agent as init powering the VM off at once
-/// (`provium_poweroff`, which the kernel hands init as an argument): QEMU's start to its exit.
+/// same command line and kernel, an initramfs holding only the agent as init, which powers the
+/// VM off at once (`provium_poweroff`, which the kernel hands init as an argument): QEMU's
+/// start to its exit.
 pub fn bare_boot(plan: &BootPlan) -> Result<Duration, VmError> {
+    let agent = crate::machine::agent_binary::bytes()
+        .map_err(plan::PlanError::Agent)?
+        .into_owned();
+    let (initrd, _lease) =
+        crate::machine::initramfs::build_cached(&crate::machine::initramfs::InitramfsSpec {
+            agent,
+            ..Default::default()
+        })
+        .map_err(plan::PlanError::from)?;
     let _ticket = gate::admit(plan.memory_mib, plan.cpus);
     let run_dir = RunDir::create()
         .map_err(|e| StartError::from(IoError::new("creating a run directory", e)))?;
@@ -200,6 +210,7 @@ pub fn bare_boot(plan: &BootPlan) -> Result<Duration, VmError> {
     let transport = transport::prepare(plan.transport, &dir).map_err(StartError::from)?;
     let mut plan = plan.clone();
     plan.kernel_args.push("provium_poweroff".into());
+    plan.initrd = initrd;
     let launch = launch_plan(&plan, &dir, transport.as_ref());
     let started = Instant::now();
     let mut qemu = spawn_qemu(&launch, &dir.join("qemu.log"), |_| false)?;
