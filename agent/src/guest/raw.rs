@@ -93,6 +93,13 @@ pub unsafe fn syscall6_i386(_nr: i64, _a: [i64; 6]) -> i64 {
     -(libc::ENOSYS as i64)
 }
 
+/// The mapping flag that places i386 buffers below 4 GiB; other guests have no i386 calls
+/// (`validate` refuses them).
+#[cfg(target_arch = "x86_64")]
+const LOW_MAPPING: libc::c_int = libc::MAP_32BIT;
+#[cfg(not(target_arch = "x86_64"))]
+const LOW_MAPPING: libc::c_int = 0;
+
 /// Where a buffer lives: the allocator's memory, or (for i386 calls, whose pointers are 32 bits)
 /// a mapping below 4 GiB.
 enum Memory {
@@ -130,7 +137,7 @@ impl GuestBuffer {
                         std::ptr::null_mut(),
                         size,
                         libc::PROT_READ | libc::PROT_WRITE,
-                        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_32BIT,
+                        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | LOW_MAPPING,
                         -1,
                         0,
                     )

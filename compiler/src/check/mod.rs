@@ -84,13 +84,14 @@ impl Options {
 /// Kernel headers as a source of constants and struct layouts (see `headers::`).
 pub trait HeaderProvider: std::fmt::Debug + Send + Sync {
     /// Loads headers by include name; an error is reported at the `headers:` entry.
-    /// `profile` is the spec's profile, which may name its own include tree; `model` the data
-    /// model the spec is compiled for (i386's: the headers preprocessed with `-m32`).
+    /// `profile` is the spec's profile, which may name its own include tree; `abi` the ABI the
+    /// spec is compiled for (i386's: the headers preprocessed with `-m32`; arm64's: its own
+    /// `asm/` headers).
     fn load(
         &self,
         profile: &str,
         names: &[String],
-        model: crate::layout::c::DataModel,
+        abi: crate::linux::Abi,
     ) -> Result<HeaderSet, String>;
 
     /// The parameters of a syscall by name (`["fd", "buf", "count"]`; a parameter the header
@@ -474,7 +475,7 @@ impl<'a> Checker<'a> {
             return;
         };
         let names: Vec<String> = headers.iter().map(|h| h.value.clone()).collect();
-        match provider.load(&self.profile, &names, self.layouts.model) {
+        match provider.load(&self.profile, &names, self.opts.abi) {
             Ok(set) => {
                 if let Some(why) = set.absent {
                     self.unavailable_here.get_or_insert(why);

@@ -12,7 +12,7 @@ impl Checker<'_> {
         self.constants
             .get(name)
             .copied()
-            .or_else(|| linux::constant(name))
+            .or_else(|| self.opts.abi.constant(name))
             .or_else(|| linux::errno_number(name).map(i64::from))
     }
 
@@ -64,10 +64,13 @@ impl Checker<'_> {
                     Some(Ok(a)) if a == abi => mine = Some(v),
                     Some(Ok(_)) => {}
                     _ => {
-                        let hint = did_you_mean(k.as_str().unwrap_or(""), ["x86_64", "i386"]);
+                        let hint = did_you_mean(
+                            k.as_str().unwrap_or(""),
+                            linux::Abi::ALL.iter().map(|a| a.name()),
+                        );
                         self.error_help(
                             k.pos,
-                            "a syscall per ABI is `{x86_64: NAME, i386: NAME}`",
+                            "a syscall per ABI is `{x86_64: NAME, i386: NAME, aarch64: NAME}`",
                             hint,
                         );
                         return None;
@@ -166,7 +169,8 @@ impl Checker<'_> {
                     return Some((*nr, s.to_string()));
                 }
                 if let Some(nr) = abi.syscall_number(s) {
-                    if let Some(why) = linux::i386_differs(s) {
+                    if let Some(why) = linux::i386_differs(s).filter(|_| abi == linux::Abi::I386)
+                    {
                         self.case_unavailable
                             .get_or_insert(format!("`{s}` under i386 {why}"));
                     }
@@ -176,10 +180,15 @@ impl Checker<'_> {
                     return Some((n, abi.syscall_name(n).unwrap_or("syscall").to_string()));
                 }
                 if let Some(nr) = linux::Abi::X86_64.syscall_number(s) {
-                    self.case_unavailable.get_or_insert(format!(
-                        "`{s}` is not in the {abi} syscall table (give the case \
-                         `syscall: {{x86_64: {s}, {abi}: NAME}}`)"
-                    ));
+                    self.case_unavailable.get_or_insert(if abi.is_native() {
+                        // arm64 never had the calls the *at family replaced.
+                        format!("{abi} has no `{s}` syscall")
+                    } else {
+                        format!(
+                            "`{s}` is not in the {abi} syscall table (give the case \
+                             `syscall: {{x86_64: {s}, {abi}: NAME}}`)"
+                        )
+                    });
                     return Some((nr as i64, s.to_string()));
                 }
                 let hint = did_you_mean(s, abi.syscalls().iter().map(|(n, _)| *n));

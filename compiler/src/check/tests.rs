@@ -496,7 +496,7 @@ fn a_provider_that_knows_the_declarations_counts_arguments() {
             &self,
             _: &str,
             _: &[String],
-            _: crate::layout::c::DataModel,
+            _: crate::linux::Abi,
         ) -> Result<HeaderSet, String> {
             Ok(HeaderSet::default())
         }

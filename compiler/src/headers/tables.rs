@@ -4,17 +4,37 @@
 use super::defines::{self, Define};
 use std::collections::BTreeMap;
 
-/// `__NR_name N` definitions, in number order.
+/// `__NR_name N` definitions, in number order. A number given by another macro, as the
+/// asm-generic table does (`#define __NR_fcntl __NR3264_fcntl`), is followed; the table's
+/// bookkeeping (`__NR_syscalls`, `__NR_arch_specific_syscall`) is not a syscall.
 pub fn syscalls(unistd: &str) -> Vec<(String, u32)> {
-    let mut out: Vec<(String, u32)> = defines::parse(unistd)
-        .into_iter()
+    let defs = defines::parse(unistd);
+    let bodies: BTreeMap<&str, &str> = defs
+        .iter()
+        .map(|d| (d.name.as_str(), d.body.trim()))
+        .collect();
+    fn value<'a>(bodies: &BTreeMap<&'a str, &'a str>, mut body: &'a str) -> Option<u32> {
+        for _ in 0..4 {
+            let b = body.trim_matches(|c| c == '(' || c == ')' || c == ' ');
+            if let Ok(n) = b.parse() {
+                return Some(n);
+            }
+            body = bodies.get(b)?;
+        }
+        None
+    }
+    let mut out: Vec<(String, u32)> = defs
+        .iter()
         .filter_map(|d| {
             let name = d.name.strip_prefix("__NR_")?;
-            let nr = d.body.parse().ok()?;
-            Some((name.to_string(), nr))
+            if matches!(name, "syscalls" | "arch_specific_syscall") {
+                return None;
+            }
+            Some((name.to_string(), value(&bodies, &d.body)?))
         })
         .collect();
     out.sort_by_key(|(_, nr)| *nr);
+    out.dedup();
     out
 }
 
@@ -199,7 +219,16 @@ pub fn builtin_constants(
     let mut table = super::constants::MacroTable::default();
     let mut sources: Vec<(String, Vec<String>)> = Vec::new();
     for header in BUILTIN_HEADERS {
+        // glibc's `bits/socket.h` is the generic Linux one on every architecture Provium
+        // supports; another architecture's uapi headers (linux-libc-dev:arm64) come without
+        // it, so the host's is read.
         let path = find_header(root, arch_triple, header)
+            .or_else(|| {
+                header
+                    .starts_with("bits/")
+                    .then(|| find_header(root, "x86_64-linux-gnu", header))
+                    .flatten()
+            })
             .ok_or_else(|| format!("{header} not found under {}", root.display()))?;
         let text =
             std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -261,6 +290,23 @@ pub fn render_constants(table: &[(String, i64, String)]) -> String {
     );
     for (name, v, header) in table {
         s.push_str(&format!("    (\"{name}\", {v}, \"{header}\"),\n"));
+    }
+    s.push_str("];\n");
+    s
+}
+
+/// The Rust source of an architecture's differences from x86_64's constants: each name whose
+/// value differs there, or that it lacks (`None`).
+pub fn render_constant_differences(arch: &str, differences: &[(String, Option<i64>)]) -> String {
+    let mut s = format!(
+        "// Generated from {arch}'s uapi headers (see headers::tables::BUILTIN_HEADERS) against\n\
+         // x86_64's. Do not edit: `cargo test -p provium-compiler` checks it against the system\n\
+         // headers, and PROVIUM_BLESS=1 regenerates it.\n\n\
+         /// Name and {arch}'s value, where it differs from x86_64's (`None`: {arch} lacks it).\n\
+         pub const DIFFERENT: &[(&str, Option<i64>)] = &[\n"
+    );
+    for (name, v) in differences {
+        s.push_str(&format!("    (\"{name}\", {v:?}),\n"));
     }
     s.push_str("];\n");
     s

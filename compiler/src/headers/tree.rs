@@ -91,7 +91,11 @@ impl HeaderTree {
     }
 
     fn find(&self, header: &str) -> Result<PathBuf, String> {
-        tables::find_header(&self.root, "x86_64-linux-gnu", header)
+        self.find_for(header, "x86_64-linux-gnu")
+    }
+
+    fn find_for(&self, header: &str, multiarch: &str) -> Result<PathBuf, String> {
+        tables::find_header(&self.root, multiarch, header)
             .ok_or_else(|| {
                 format!(
                     "{header} not found under {} (a kernel tree's own headers are read with --kernel TREE)",
@@ -121,19 +125,17 @@ impl HeaderTree {
 
     /// Preprocesses and parses `headers` (include names such as `linux/openat2.h`).
     pub fn parse(&self, headers: &[String]) -> Result<Parsed, String> {
-        self.parse_in(headers, crate::layout::c::DataModel::Lp64)
+        self.parse_in(headers, crate::linux::Abi::X86_64)
     }
 
-    /// The same, preprocessed and laid out for `model` (i386's: `gcc -E -m32`, ILP32).
-    pub fn parse_in(
-        &self,
-        headers: &[String],
-        model: crate::layout::c::DataModel,
-    ) -> Result<Parsed, String> {
+    /// The same, preprocessed and laid out for `abi` (i386's: `gcc -E -m32`, ILP32; arm64's:
+    /// its `asm/` headers).
+    pub fn parse_in(&self, headers: &[String], abi: crate::linux::Abi) -> Result<Parsed, String> {
+        let model = crate::layout::c::DataModel::of(abi);
         for h in headers {
-            self.find(h)?;
+            self.find_for(h, abi.arch().multiarch())?;
         }
-        let text = cparse::preprocess_with_defines_in(&self.root, headers, model)
+        let text = cparse::preprocess_with_defines_in(&self.root, headers, abi)
             .map_err(|e| e.to_string())?;
         let (code, defines) = cparse::split_defines(&text, &self.root);
         let types = cparse::parse_in(&code, &self.root, model).map_err(|e| e.to_string())?;

@@ -19,7 +19,8 @@ impl DataModel {
     /// The data model of a system call ABI.
     pub fn of(abi: crate::linux::Abi) -> DataModel {
         match abi {
-            crate::linux::Abi::X86_64 => DataModel::Lp64,
+            // arm64's `char` is unsigned, which no layout depends on.
+            crate::linux::Abi::X86_64 | crate::linux::Abi::Aarch64 => DataModel::Lp64,
             crate::linux::Abi::I386 => DataModel::Ilp32,
         }
     }

@@ -16,13 +16,18 @@ mod x86_64_syscalls;
 mod i386_syscalls;
 #[rustfmt::skip]
 mod later_syscalls;
+#[rustfmt::skip]
+mod aarch64_syscalls;
+#[rustfmt::skip]
+mod aarch64_constants;
 
 pub use headers_version::HEADERS_VERSION;
 use std::fmt;
 use std::str::FromStr;
 
-/// A system call ABI of an x86_64 guest: its own, or i386's (`int $0x80`, the compat table,
-/// ILP32 layouts) on a kernel with `CONFIG_IA32_EMULATION`.
+/// A system call ABI: a guest's own (x86_64's, aarch64's), or i386's on an x86_64 guest
+/// (`int $0x80`, the compat table, ILP32 layouts) with `CONFIG_IA32_EMULATION`. It decides the
+/// syscall table, the layouts and the constants a spec compiles with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
 pub enum Abi {
     /// x86_64's `syscall`.
@@ -30,18 +35,34 @@ pub enum Abi {
     X86_64,
     /// i386's `int $0x80`.
     I386,
+    /// arm64's `svc 0` (the asm-generic table, LP64).
+    Aarch64,
 }
 
 impl Abi {
-    /// Every ABI, native first.
-    pub const ALL: [Abi; 2] = [Abi::X86_64, Abi::I386];
+    /// Every ABI, native ones first.
+    pub const ALL: [Abi; 3] = [Abi::X86_64, Abi::Aarch64, Abi::I386];
 
-    /// `x86_64`, `i386`.
+    /// `x86_64`, `i386`, `aarch64`.
     pub fn name(self) -> &'static str {
         match self {
             Abi::X86_64 => "x86_64",
             Abi::I386 => "i386",
+            Abi::Aarch64 => "aarch64",
         }
+    }
+
+    /// The architecture whose guests have this ABI.
+    pub fn arch(self) -> Arch {
+        match self {
+            Abi::X86_64 | Abi::I386 => Arch::X86_64,
+            Abi::Aarch64 => Arch::Aarch64,
+        }
+    }
+
+    /// Whether this is its architecture's own ABI (not a compat one).
+    pub fn is_native(self) -> bool {
+        self == self.arch().native_abi()
     }
 
     /// Syscall names and numbers, in number order.
@@ -49,6 +70,23 @@ impl Abi {
         match self {
             Abi::X86_64 => x86_64_syscalls::SYSCALLS,
             Abi::I386 => i386_syscalls::SYSCALLS,
+            Abi::Aarch64 => aarch64_syscalls::SYSCALLS,
+        }
+    }
+
+    /// A uapi constant as this ABI's headers define it: most are the same everywhere, but
+    /// arm64's `fcntl.h` moves `O_DIRECTORY`, `O_NOFOLLOW`, `O_DIRECT` and `O_LARGEFILE`, and
+    /// some names exist on one architecture only (`MAP_32BIT`).
+    pub fn constant(self, name: &str) -> Option<i64> {
+        match self {
+            Abi::Aarch64 => match aarch64_constants::DIFFERENT
+                .iter()
+                .find(|(n, _)| *n == name)
+            {
+                Some((_, v)) => *v,
+                None => constant(name),
+            },
+            Abi::X86_64 | Abi::I386 => constant(name),
         }
     }
 
@@ -64,7 +102,7 @@ impl Abi {
     pub fn syscall_name(self, nr: i64) -> Option<&'static str> {
         match self {
             Abi::X86_64 => Arch::X86_64.syscall_name(nr),
-            Abi::I386 => self
+            Abi::I386 | Abi::Aarch64 => self
                 .syscalls()
                 .iter()
                 .find(|(_, n)| *n as i64 == nr)
@@ -75,7 +113,7 @@ impl Abi {
     /// The size of a pointer and of `long`.
     pub fn pointer_size(self) -> u64 {
         match self {
-            Abi::X86_64 => 8,
+            Abi::X86_64 | Abi::Aarch64 => 8,
             Abi::I386 => 4,
         }
     }
@@ -93,7 +131,10 @@ impl FromStr for Abi {
         match s {
             "x86_64" | "amd64" | "64" => Ok(Abi::X86_64),
             "i386" | "x86" | "ia32" | "32" => Ok(Abi::I386),
-            other => Err(format!("unknown ABI `{other}` (expected x86_64 or i386)")),
+            "aarch64" | "arm64" => Ok(Abi::Aarch64),
+            other => Err(format!(
+                "unknown ABI `{other}` (expected x86_64, i386 or aarch64)"
+            )),
         }
     }
 }
@@ -125,26 +166,62 @@ pub fn i386_wide_args(name: &str) -> &'static [usize] {
 
 /// A guest architecture. Syscall numbers differ per architecture; errnos do not (on the
 /// architectures Provium supports, which use `asm-generic/errno.h`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
 pub enum Arch {
     /// x86-64.
     #[default]
     X86_64,
+    /// arm64.
+    Aarch64,
 }
 
 impl Arch {
-    /// `x86_64`.
+    /// Every architecture, the host's first.
+    pub const ALL: [Arch; 2] = [Arch::X86_64, Arch::Aarch64];
+
+    /// `x86_64`, `aarch64` (as `uname -m` says).
     pub fn name(self) -> &'static str {
         match self {
             Arch::X86_64 => "x86_64",
+            Arch::Aarch64 => "aarch64",
+        }
+    }
+
+    /// Debian's name for it (`amd64`, `arm64`): its packages' and kernels' suffix.
+    pub fn debian_name(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "amd64",
+            Arch::Aarch64 => "arm64",
+        }
+    }
+
+    /// Debian's multiarch include directory (`x86_64-linux-gnu`): its `asm/` headers.
+    pub fn multiarch(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x86_64-linux-gnu",
+            Arch::Aarch64 => "aarch64-linux-gnu",
+        }
+    }
+
+    /// Its own system call ABI.
+    pub fn native_abi(self) -> Abi {
+        match self {
+            Arch::X86_64 => Abi::X86_64,
+            Arch::Aarch64 => Abi::Aarch64,
+        }
+    }
+
+    /// The ABIs its guests can call: its own, then compat ones.
+    pub fn abis(self) -> &'static [Abi] {
+        match self {
+            Arch::X86_64 => &[Abi::X86_64, Abi::I386],
+            Arch::Aarch64 => &[Abi::Aarch64],
         }
     }
 
     /// Syscall names and numbers, in number order.
     pub fn syscalls(self) -> &'static [(&'static str, u32)] {
-        match self {
-            Arch::X86_64 => x86_64_syscalls::SYSCALLS,
-        }
+        self.native_abi().syscalls()
     }
 
     /// A syscall's number by name.
@@ -162,6 +239,7 @@ impl Arch {
     pub fn syscall_name(self, nr: i64) -> Option<&'static str> {
         let later = match self {
             Arch::X86_64 => later_syscalls::LATER_SYSCALLS,
+            Arch::Aarch64 => &[],
         };
         self.syscalls()
             .iter()
@@ -187,8 +265,9 @@ impl FromStr for Arch {
     fn from_str(s: &str) -> Result<Arch, String> {
         match s {
             "x86_64" | "amd64" => Ok(Arch::X86_64),
+            "aarch64" | "arm64" => Ok(Arch::Aarch64),
             other => Err(format!(
-                "unsupported architecture `{other}` (supported: x86_64)"
+                "unsupported architecture `{other}` (supported: x86_64, aarch64)"
             )),
         }
     }

@@ -138,6 +138,132 @@ fn i386_syscall_table_matches_system_headers() {
     assert_eq!(Abi::I386.syscall_name(6), Some("close"));
 }
 
+/// The arm64 uapi headers (linux-libc-dev:arm64, which `scripts/setup --arch arm64` installs)
+/// as gcc sees them for that target: `asm/unistd.h` includes the asm-generic table under
+/// arm64's `__ARCH_WANT_*` choices.
+fn arm64_macros() -> Option<String> {
+    let dir = Path::new("/usr/include/aarch64-linux-gnu");
+    if !dir.join("asm/unistd.h").is_file() {
+        return None;
+    }
+    let out = std::process::Command::new("gcc")
+        .args(["-E", "-dM", "-nostdinc", "-U__x86_64__", "-D__aarch64__", "-I"])
+        .arg(dir)
+        .args(["-I", "/usr/include", "-include", "asm/unistd.h", "-x", "c", "/dev/null"])
+        .output()
+        .expect("gcc");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    Some(String::from_utf8(out.stdout).unwrap())
+}
+
+/// The checked-in arm64 syscall table is what arm64's headers say; without them (no
+/// `--arch arm64` setup) the table is only checked for what arm64 is known to have.
+#[test]
+fn aarch64_syscall_table_matches_arm64_headers() {
+    let a = Abi::Aarch64;
+    if let Some(text) = arm64_macros() {
+        let table = tables::syscalls(&text);
+        check_or_bless(
+            "src/linux/aarch64_syscalls.rs",
+            &tables::render_syscalls(
+                "aarch64",
+                "arm64's asm/unistd.h (asm-generic/unistd.h)",
+                &table,
+            ),
+        );
+        assert!(table.len() > 300, "parsed only {} syscalls", table.len());
+        let (shared, wrong) =
+            disagreements(table.iter().map(|(n, nr)| (n.as_str(), *nr as i64)), |n| {
+                a.syscall_number(n).map(i64::from)
+            });
+        assert!(
+            shared > 300 && wrong.is_empty(),
+            "{shared} shared; {wrong:?}"
+        );
+    } else {
+        eprintln!("linux-libc-dev:arm64 is not installed: the table is not compared");
+    }
+    assert_eq!(a.syscall_number("close"), Some(57));
+    assert_eq!(a.syscall_number("openat"), Some(56));
+    assert_eq!(a.syscall_number("getpid"), Some(172));
+    assert_eq!(a.syscall_number("newfstatat"), Some(79));
+    assert_eq!(a.syscall_number("clone3"), Some(435));
+    // What arm64 never had: the old calls the *at family replaced.
+    for old in ["open", "stat", "fork", "dup2", "pipe", "poll", "select"] {
+        assert_eq!(a.syscall_number(old), None, "{old}");
+    }
+    assert_eq!(Arch::Aarch64.native_abi(), a);
+}
+
+/// arm64's constants are x86_64's but where its headers say otherwise (the checked-in
+/// differences, regenerated from linux-libc-dev:arm64).
+#[test]
+fn aarch64_constants_match_arm64_headers() {
+    let a = Abi::Aarch64;
+    let root = Path::new("/usr/include");
+    if root.join("aarch64-linux-gnu/asm/unistd.h").is_file() {
+        aarch64_constants_against(root);
+    } else {
+        eprintln!("linux-libc-dev:arm64 is not installed: the differences are not compared");
+    }
+    assert_eq!(a.constant("O_DIRECTORY"), Some(0o40000));
+    assert_eq!(Abi::X86_64.constant("O_DIRECTORY"), Some(0o200000));
+    assert_eq!(a.constant("O_NOFOLLOW"), Some(0o100000));
+    assert_eq!(a.constant("O_CREAT"), Some(0o100));
+    assert_eq!(a.constant("AT_FDCWD"), Some(-100));
+    assert_eq!(a.constant("MAP_32BIT"), None);
+}
+
+/// The built-in constants as gcc sees them on one architecture: its own `asm/` headers first
+/// (they define what differs, then include asm-generic's), then the built-in list. glibc's
+/// `bits/` headers are left out: arm64's uapi package has none, and they are the generic Linux
+/// files on both.
+fn gcc_constants(root: &Path, multiarch: &str, flags: &[&str]) -> crate::headers::constants::MacroTable {
+    let mut cmd = std::process::Command::new("gcc");
+    cmd.args(["-E", "-dM", "-nostdinc"])
+        .args(flags)
+        .arg("-I")
+        .arg(root.join(multiarch))
+        .arg("-I")
+        .arg(root);
+    for h in ["asm/fcntl.h", "asm/mman.h", "asm/signal.h", "asm/socket.h", "asm/sockios.h"]
+        .into_iter()
+        .chain(tables::BUILTIN_HEADERS.iter().copied())
+        .filter(|h| !h.starts_with("bits/"))
+    {
+        cmd.args(["-include", h]);
+    }
+    let out = cmd.args(["-x", "c", "/dev/null"]).output().expect("gcc");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut macros = crate::headers::constants::MacroTable::default();
+    macros.add(multiarch, crate::headers::defines::parse(&String::from_utf8_lossy(&out.stdout)));
+    macros
+}
+
+/// arm64's differences: each built-in constant whose value gcc gives differently for arm64's
+/// headers than for x86_64's, both preprocessed alike (a name one header `#undef`s or an
+/// enumerator is absent from both, so it is not a difference).
+fn aarch64_constants_against(root: &Path) {
+    let a = Abi::Aarch64;
+    let x86 = gcc_constants(root, "x86_64-linux-gnu", &[]);
+    let arm = gcc_constants(root, "aarch64-linux-gnu", &["-U__x86_64__", "-D__aarch64__"]);
+    let none = |_: &str| None;
+    let mut differences: Vec<(String, Option<i64>)> = Vec::new();
+    for (name, _, _) in constants() {
+        let theirs = arm.eval(name, &none).ok();
+        if x86.eval(name, &none).ok() != theirs {
+            differences.push((name.to_string(), theirs));
+        }
+    }
+    check_or_bless(
+        "src/linux/aarch64_constants.rs",
+        &tables::render_constant_differences("aarch64", &differences),
+    );
+    for (name, v) in &differences {
+        assert_eq!(a.constant(name), *v, "{name}");
+    }
+}
+
 #[test]
 fn errno_table_matches_system_headers() {
     let base = std::fs::read_to_string("/usr/include/asm-generic/errno-base.h")

@@ -149,8 +149,7 @@ pub fn gen(args: GenArgs) -> Result<u8> {
             )
         }
         None if args.abi != provium_compiler::linux::Abi::X86_64 => {
-            let model = provium_compiler::layout::c::DataModel::of(args.abi);
-            let parsed = tree.parse_in(&headers, model).map_err(anyhow::Error::msg)?;
+            let parsed = tree.parse_in(&headers, args.abi).map_err(anyhow::Error::msg)?;
             let numbers: Vec<(String, u32)> = args
                 .abi
                 .syscalls()

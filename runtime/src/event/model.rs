@@ -392,6 +392,8 @@ impl Summary {
 pub enum LoadedAs {
     Pvh,
     Bzimage,
+    /// An arm64 `Image`, loaded as it is.
+    Image,
 }
 
 /// Facts about a running VM, reported with test results.

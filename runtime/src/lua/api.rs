@@ -119,7 +119,6 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
 fn module(lua: &Lua) -> mlua::Result<Table> {
     let m = lua.create_table()?;
     m.set("version", env!("CARGO_PKG_VERSION"))?;
-    m.set("arch", Arch::X86_64.name())?;
     m.set(
         "create",
         lua.create_function(|lua, profile: Option<String>| {
@@ -235,11 +234,49 @@ fn module(lua: &Lua) -> mlua::Result<Table> {
             Ok(linux::errno_name(n).map(str::to_string))
         })?,
     )?;
-    let nr_i386 = lua.create_table()?;
-    for (name, number) in linux::Abi::I386.syscalls() {
-        nr_i386.set(*name, *number)?;
+    // Every ABI's numbers by name (`provium.nr_i386`, `provium.nr_aarch64`), and `provium.nr`,
+    // the run's guest's own: the run's ABI's architecture (an `--arch aarch64` run's files
+    // get arm64's numbers), x86_64 otherwise.
+    for abi in linux::Abi::ALL {
+        let t = lua.create_table()?;
+        for (name, number) in abi.syscalls() {
+            t.set(*name, *number)?;
+        }
+        m.set(format!("nr_{}", abi.name()), t)?;
     }
-    m.set("nr_i386", nr_i386)?;
+    let session_abi = lua
+        .app_data_ref::<std::rc::Rc<Session>>()
+        .and_then(|s| s.config.settings.abi);
+    let guest = session_abi.map(|a| a.arch()).unwrap_or_default();
+    m.set("arch", guest.name())?;
+    if guest != Arch::X86_64 {
+        let nr = lua.create_table()?;
+        for (name, number) in guest.syscalls() {
+            nr.set(*name, *number)?;
+        }
+        // A name x86_64 has and this architecture lacks (`open` on arm64) skips the test
+        // that asks for it, rather than giving nil to a call.
+        let meta = lua.create_table()?;
+        meta.set(
+            "__index",
+            lua.create_function(move |_, (_t, key): (Value, Value)| {
+                let Value::String(k) = key else {
+                    return Ok(Value::Nil);
+                };
+                let k = k.to_string_lossy();
+                if Arch::X86_64.syscall_number(&k).is_some() {
+                    return Err(errors::skip_error(format!("{guest} has no `{k}` syscall")));
+                }
+                Ok(Value::Nil)
+            })?,
+        )?;
+        nr.set_metatable(Some(meta))?;
+        m.set("nr", nr)?;
+        m.set("c", constants_table(lua, guest.native_abi())?)?;
+        super::ready::install(lua, &m)?;
+        super::patterns::install(lua, &m)?;
+        return Ok(m);
+    }
     let nr = lua.create_table()?;
     // Without a session (a Lua state made for checking names), the built-in table.
     let naming = lua
@@ -280,14 +317,21 @@ fn module(lua: &Lua) -> mlua::Result<Table> {
         nr.set_metatable(Some(meta))?;
     }
     m.set("nr", nr)?;
-    let c = lua.create_table()?;
-    for (name, value, _) in linux::constants() {
-        c.set(*name, *value)?;
-    }
-    m.set("c", c)?;
+    m.set("c", constants_table(lua, linux::Abi::X86_64)?)?;
     super::ready::install(lua, &m)?;
     super::patterns::install(lua, &m)?;
     Ok(m)
+}
+
+/// `provium.c`: the uapi constants as `abi`'s headers define them.
+fn constants_table(lua: &Lua, abi: linux::Abi) -> mlua::Result<Table> {
+    let c = lua.create_table()?;
+    for (name, _, _) in linux::constants() {
+        if let Some(value) = abi.constant(name) {
+            c.set(*name, value)?;
+        }
+    }
+    Ok(c)
 }
 
 fn pack_fn(

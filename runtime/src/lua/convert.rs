@@ -334,10 +334,12 @@ pub fn call_from_table(
     Ok((call, outputs))
 }
 
-/// The protocol's name for an ABI: x86_64 is the guest's own.
+/// The protocol's name for an ABI: an architecture's own is the guest's own.
 pub fn wire_abi(abi: provium_compiler::linux::Abi) -> crate::protocol::Abi {
     match abi {
-        provium_compiler::linux::Abi::X86_64 => crate::protocol::Abi::Native,
+        provium_compiler::linux::Abi::X86_64 | provium_compiler::linux::Abi::Aarch64 => {
+            crate::protocol::Abi::Native
+        }
         provium_compiler::linux::Abi::I386 => crate::protocol::Abi::I386,
     }
 }

@@ -249,10 +249,7 @@ impl UserData for LuaAbiView {
         // The view's own numbers: `v:syscall(v.nr.getpid)`.
         fields.add_field_method_get("nr", |lua, this| {
             let provium: Table = lua.globals().get("provium")?;
-            match this.abi {
-                provium_compiler::linux::Abi::X86_64 => provium.get::<Table>("nr"),
-                provium_compiler::linux::Abi::I386 => provium.get::<Table>("nr_i386"),
-            }
+            provium.get::<Table>(format!("nr_{}", this.abi.name()))
         });
     }
 

@@ -260,6 +260,20 @@ fn busybox_applets(busybox: &Path) -> Vec<String> {
 
 /// Finds a statically linked busybox on the host: a dynamic one would not run in the guest.
 pub fn find_static_busybox() -> Option<PathBuf> {
+    find_static_busybox_for(provium_compiler::linux::Arch::host().unwrap_or_default())
+}
+
+/// A static busybox for guests of `arch`: the host's own for the host's architecture, else the
+/// one `scripts/setup --arch arm64` unpacked (`$PROVIUM_HOME/arch/aarch64/busybox`; Debian's
+/// busybox-static:arm64 cannot be installed beside the amd64 one).
+pub fn find_static_busybox_for(arch: provium_compiler::linux::Arch) -> Option<PathBuf> {
+    if Some(arch) != provium_compiler::linux::Arch::host() {
+        let own = crate::machine::paths::home()
+            .join("arch")
+            .join(arch.name())
+            .join("busybox");
+        return (own.is_file() && is_static_elf(&own)).then_some(own);
+    }
     let candidates = [
         std::env::var_os("PROVIUM_BUSYBOX").map(PathBuf::from),
         Some(PathBuf::from("/bin/busybox")),

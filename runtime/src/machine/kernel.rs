@@ -7,6 +7,7 @@
 
 use crate::machine::error::IoError;
 use crate::machine::paths;
+use provium_compiler::linux::Arch;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -15,7 +16,7 @@ use std::path::{Path, PathBuf};
 pub enum KernelImageError {
     #[error(transparent)]
     Io(#[from] IoError),
-    #[error("{} is neither a bzImage nor an ELF kernel", .0.display())]
+    #[error("{} is neither a bzImage, an ELF kernel nor an arm64 Image", .0.display())]
     NotAKernel(PathBuf),
     #[error(
         "the kernel image is damaged: its payload ({length} bytes at {offset}) lies outside the \
@@ -71,6 +72,38 @@ pub struct KernelImage {
     pub pvh_unavailable: Option<String>,
     /// The image's content hash (hex): a rebuilt kernel at the same path is another kernel.
     pub content_hash: String,
+    /// The architecture it runs on.
+    pub arch: Arch,
+}
+
+/// arm64's `Image` header: the magic at 0x38 (Documentation/arch/arm64/booting.rst).
+const ARM64_MAGIC: &[u8; 4] = b"ARM\x64";
+
+/// Whether `image` starts like an arm64 `Image`.
+fn is_arm64_image(image: &[u8]) -> bool {
+    image.get(0x38..0x3c) == Some(ARM64_MAGIC)
+}
+
+/// An arm64 `Image` is uncompressed: its banner (`Linux version 6.1.0-57-cloud-arm64 (…`)
+/// gives the release.
+fn banner_release(image: &[u8]) -> Option<String> {
+    const BANNER: &[u8] = b"Linux version ";
+    let at = memchr::memmem::find(image, BANNER)? + BANNER.len();
+    let rest = image.get(at..at + 256.min(image.len() - at))?;
+    let end = rest.iter().position(|&b| b == b' ' || b == 0)?;
+    Some(String::from_utf8_lossy(&rest[..end]).into_owned())
+}
+
+/// The architecture of the kernel image at `path`, from its first bytes (an unreadable or
+/// unknown image is x86_64's: the boot reports what is wrong with it).
+pub fn arch_of(path: &Path) -> Arch {
+    let mut head = [0u8; 64];
+    let read = std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut head));
+    if read.is_ok() && is_arm64_image(&head) {
+        Arch::Aarch64
+    } else {
+        Arch::X86_64
+    }
 }
 
 const SETUP_HEADER_MAGIC: &[u8; 4] = b"HdrS";
@@ -243,6 +276,9 @@ pub fn release_of(path: &Path) -> Option<String> {
         .take(64 << 10)
         .read_to_end(&mut head)
         .ok()?;
+    if is_arm64_image(&head) {
+        return banner_release(&std::fs::read(path).ok()?);
+    }
     SetupHeader::parse(&head)?.release()
 }
 
@@ -253,6 +289,16 @@ impl KernelImage {
         let image = std::fs::read(path)
             .map_err(|e| IoError::new(format!("reading kernel {}", path.display()), e))?;
         let hash = blake3::hash(&image).to_hex();
+        if is_arm64_image(&image) {
+            return Ok(KernelImage {
+                path: path.to_path_buf(),
+                release: banner_release(&image),
+                pvh_elf: None,
+                pvh_unavailable: Some("an arm64 Image boots as itself".into()),
+                content_hash: hash.to_string(),
+                arch: Arch::Aarch64,
+            });
+        }
         if image.starts_with(b"\x7fELF") {
             let pvh = has_pvh_note(&image);
             return Ok(KernelImage {
@@ -261,6 +307,7 @@ impl KernelImage {
                 pvh_elf: pvh.then(|| path.to_path_buf()),
                 pvh_unavailable: (!pvh).then(|| "the ELF kernel has no PVH note".to_string()),
                 content_hash: hash.to_string(),
+                arch: Arch::X86_64,
             });
         }
         let header = SetupHeader::parse(&image)
@@ -285,6 +332,7 @@ impl KernelImage {
             pvh_elf,
             pvh_unavailable,
             content_hash: hash.to_string(),
+            arch: Arch::X86_64,
         })
     }
 }

@@ -39,6 +39,15 @@ pub enum ProfileError {
         .0.display()
     )]
     NoKernel(PathBuf),
+    #[error(
+        "profile `{profile}` boots {arch}, and no {arch} kernel is installed: run \
+         `scripts/setup --arch {}` or give the profile a `kernel`",
+        arch.debian_name()
+    )]
+    NoKernelFor {
+        profile: String,
+        arch: provium_compiler::linux::Arch,
+    },
 }
 
 impl ProfileError {
@@ -153,6 +162,9 @@ pub struct Profile {
     /// The system call ABIs specs booting this profile are written for (`abi = "i386"`):
     /// empty, each spec's own (x86_64 by default).
     pub abis: Vec<provium_compiler::linux::Abi>,
+    /// The guest's architecture when the profile names one (`arch = "aarch64"`): without a
+    /// `kernel`, it boots that architecture's default kernel. `None`: the host's.
+    pub arch: Option<provium_compiler::linux::Arch>,
 }
 
 /// `taint` in a profile.
@@ -192,6 +204,7 @@ impl Profile {
             include: None,
             taint: TaintPolicy::Fail,
             abis: Vec::new(),
+            arch: None,
         }
     }
 
@@ -200,7 +213,15 @@ impl Profile {
         if let Some(k) = &self.kernel {
             return Ok((k.clone(), self.modules.clone()));
         }
-        let found = find_default_kernel()?;
+        let found = match self.arch {
+            Some(arch) if Some(arch) != provium_compiler::linux::Arch::host() => {
+                cached_kernel_for(arch).ok_or_else(|| ProfileError::NoKernelFor {
+                    profile: self.name.clone(),
+                    arch,
+                })?
+            }
+            _ => find_default_kernel()?,
+        };
         Ok((found.0, self.modules.clone().or(found.1)))
     }
 }
@@ -232,8 +253,23 @@ pub fn find_default_kernel() -> Result<(PathBuf, Option<PathBuf>), ProfileError>
 
 /// The kernel installed by `scripts/setup`: `kernels/default` names the release directory.
 pub fn cached_kernel() -> Option<(PathBuf, Option<PathBuf>)> {
+    cached_kernel_named("default")
+}
+
+/// The default kernel of another architecture than the host's, as `scripts/setup --arch
+/// arm64` installs it: `kernels/default-aarch64` names its release directory.
+pub fn cached_kernel_for(
+    arch: provium_compiler::linux::Arch,
+) -> Option<(PathBuf, Option<PathBuf>)> {
+    if Some(arch) == provium_compiler::linux::Arch::host() {
+        return cached_kernel();
+    }
+    cached_kernel_named(&format!("default-{arch}"))
+}
+
+fn cached_kernel_named(file: &str) -> Option<(PathBuf, Option<PathBuf>)> {
     let base = paths::kernels();
-    let release = std::fs::read_to_string(base.join("default"))
+    let release = std::fs::read_to_string(base.join(file))
         .ok()
         .map(|s| s.trim().to_string())?;
     let dir = base.join(&release);
@@ -300,6 +336,8 @@ pub struct ProfileConfig {
     pub taint: Option<TaintPolicy>,
     /// `abi = "i386"` or `abi = ["x86_64", "i386"]`.
     pub abi: Option<AbiSetting>,
+    /// `arch = "aarch64"`: the guest's architecture (its default kernel, QEMU and agent).
+    pub arch: Option<String>,
 }
 
 /// A profile's `abi`: one name or a list.
@@ -503,6 +541,11 @@ impl Profiles {
         if let Some(t) = cfg.taint {
             p.taint = t;
         }
+        if let Some(a) = &cfg.arch {
+            p.arch = Some(a.parse().map_err(|_| {
+                ProfileError::setting(name, BadValue::new("arch", a, "expected x86_64 or aarch64"))
+            })?);
+        }
         if let Some(a) = &cfg.abi {
             let names: Vec<&str> = match a {
                 AbiSetting::One(n) => vec![n.as_str()],
@@ -514,7 +557,7 @@ impl Profiles {
                     n.parse().map_err(|_| {
                         ProfileError::setting(
                             name,
-                            BadValue::new("abi", n, "expected x86_64 or i386"),
+                            BadValue::new("abi", n, "expected x86_64, i386 or aarch64"),
                         )
                     })
                 })

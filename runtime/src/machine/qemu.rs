@@ -14,6 +14,8 @@ pub enum MachineKind {
     Microvm,
     Q35,
     Pc,
+    /// arm64's `virt` board (virtio-mmio transports described in its device tree).
+    Virt,
 }
 
 impl MachineKind {
@@ -22,13 +24,19 @@ impl MachineKind {
             MachineKind::Microvm => "microvm",
             MachineKind::Q35 => "q35",
             MachineKind::Pc => "pc",
+            MachineKind::Virt => "virt",
         }
+    }
+
+    /// Whether its virtio devices sit on virtio-mmio (`virtio-serial-device`) rather than PCI.
+    pub fn mmio(self) -> bool {
+        self.virtio_bus_module() == "virtio_mmio"
     }
 
     /// The virtio transport module the guest needs to see devices on this machine.
     pub fn virtio_bus_module(self) -> &'static str {
         match self {
-            MachineKind::Microvm => "virtio_mmio",
+            MachineKind::Microvm | MachineKind::Virt => "virtio_mmio",
             MachineKind::Q35 | MachineKind::Pc => "virtio_pci",
         }
     }
@@ -160,6 +168,13 @@ impl LaunchPlan {
 
 /// Kernel arguments every Provium VM gets.
 pub fn base_kernel_args(machine: MachineKind, tsc_khz: Option<u64>) -> Vec<String> {
+    if machine == MachineKind::Virt {
+        // virt's PL011 UART; a reboot there is PSCI's, which -no-reboot turns into an exit.
+        return ["console=ttyAMA0", "panic=-1", "rdinit=/init"]
+            .into_iter()
+            .map(String::from)
+            .collect();
+    }
     let mut args: Vec<String> = [
         "console=ttyS0",
         // A panic ends the VM at once (with -no-reboot) instead of hanging until the timeout.
@@ -180,8 +195,11 @@ pub fn base_kernel_args(machine: MachineKind, tsc_khz: Option<u64>) -> Vec<Strin
     args
 }
 
-/// Arguments that cut boot work, each measured (see `BENCHMARKS.md`).
-pub fn fast_kernel_args() -> Vec<String> {
+/// Arguments that cut boot work, each measured (see `BENCHMARKS.md`); x86's own (the TSC, the
+/// 8250 UART) only on x86 machines.
+pub fn fast_kernel_args(machine: MachineKind) -> Vec<String> {
+    const X86_ONLY: [&str; 3] = ["no_timer_check", "tsc=reliable", "8250.nr_uarts=1"];
+    let x86 = machine != MachineKind::Virt;
     [
         // Boot messages through an emulated UART are slow; the agent raises the console log
         // level again once it runs, so oopses and panics during tests are printed in full.
@@ -197,6 +215,7 @@ pub fn fast_kernel_args() -> Vec<String> {
         "random.trust_cpu=on",
     ]
     .into_iter()
+    .filter(|a| x86 || !X86_ONLY.contains(a))
     .map(String::from)
     .collect()
 }
@@ -205,8 +224,11 @@ pub fn fast_kernel_args() -> Vec<String> {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum QemuError {
     #[error(
-        "{0} not found: install it (`sudo apt-get install qemu-system-x86`, or run \
-         scripts/setup), or set PROVIUM_QEMU"
+        "{name} not found: install it (`sudo apt-get install {package}`, or run \
+         scripts/setup{setup}), or set PROVIUM_QEMU",
+        name = .0,
+        package = if .0.ends_with("aarch64") { "qemu-system-arm" } else { "qemu-system-x86" },
+        setup = if .0.ends_with("aarch64") { " --arch arm64" } else { "" }
     )]
     NotFound(String),
     #[error("PROVIUM_QEMU={}: {cause}", path.display())]
@@ -222,12 +244,23 @@ pub enum QemuError {
 
 /// The QEMU binary for the host architecture: `PROVIUM_QEMU`, or `qemu-system-<arch>` on PATH.
 pub fn find_qemu() -> Result<PathBuf, QemuError> {
-    if let Some(q) = std::env::var_os("PROVIUM_QEMU").filter(|v| !v.is_empty()) {
+    find_qemu_for(std::env::consts::ARCH)
+}
+
+/// The QEMU binary for guests of `arch` (`x86_64`, `aarch64`): `PROVIUM_QEMU` for the host's
+/// architecture (`PROVIUM_QEMU_AARCH64` for aarch64's), or `qemu-system-<arch>` on PATH.
+pub fn find_qemu_for(arch: &str) -> Result<PathBuf, QemuError> {
+    let var = if arch == std::env::consts::ARCH {
+        "PROVIUM_QEMU".to_string()
+    } else {
+        format!("PROVIUM_QEMU_{}", arch.to_uppercase())
+    };
+    if let Some(q) = std::env::var_os(&var).filter(|v| !v.is_empty()) {
         let q = PathBuf::from(q);
         check_qemu(&q)?;
         return Ok(q);
     }
-    let name = format!("qemu-system-{}", std::env::consts::ARCH);
+    let name = format!("qemu-system-{arch}");
     match which::which(&name) {
         Ok(p) => Ok(p),
         Err(_) => Err(QemuError::NotFound(name)),

@@ -6,7 +6,7 @@
 //! `scripts/setup` unpacked beside the default kernel in the cache.
 
 use provium_compiler::headers::tree::HeaderTree;
-use provium_compiler::layout::c::DataModel;
+use provium_compiler::linux::Abi;
 use provium_compiler::{HeaderProvider, HeaderSet};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -71,10 +71,10 @@ pub fn tree() -> HeaderTree {
     t
 }
 
-/// A parsed header set: its include tree, the headers, and the data model (i386's differs).
-type HeaderKey = (PathBuf, Vec<String>, DataModel);
+/// A parsed header set: its include tree, the headers, and the ABI (i386's and arm64's differ).
+type HeaderKey = (PathBuf, Vec<String>, Abi);
 
-/// Loads headers for specs, once per include tree, header list and data model.
+/// Loads headers for specs, once per include tree, header list and ABI.
 #[derive(Debug, Default)]
 struct Provider {
     /// The kernel a run compiles for, when it has headers of its own or the run has others.
@@ -166,33 +166,33 @@ impl Provider {
         k: &Kernel,
         profile: &str,
         names: &[String],
-        model: DataModel,
+        abi: Abi,
     ) -> Result<HeaderSet, String> {
         let own = k.include.clone().unwrap_or_else(|| root_for(profile));
         let lacks: Vec<&String> = names
             .iter()
             .filter(|n| {
-                provium_compiler::headers::tables::find_header(&own, "x86_64-linux-gnu", n)
+                provium_compiler::headers::tables::find_header(&own, abi.arch().multiarch(), n)
                     .is_none()
             })
             .collect();
         if lacks.is_empty() {
-            return self.load_from(&own, names, model);
+            return self.load_from(&own, names, abi);
         }
         let elsewhere = k.others.iter().find_map(|(_, inc)| {
             let root = inc.clone().unwrap_or_else(|| root_for(profile));
             lacks
                 .iter()
                 .all(|n| {
-                    provium_compiler::headers::tables::find_header(&root, "x86_64-linux-gnu", n)
+                    provium_compiler::headers::tables::find_header(&root, abi.arch().multiarch(), n)
                         .is_some()
                 })
                 .then_some(root)
         });
         let Some(root) = elsewhere else {
-            return self.load_from(&own, names, model);
+            return self.load_from(&own, names, abi);
         };
-        let mut set = self.load_from(&root, names, model)?;
+        let mut set = self.load_from(&root, names, abi)?;
         set.absent = Some(format!(
             "{} {} not among {}'s headers",
             lacks
@@ -213,14 +213,14 @@ impl Provider {
         &self,
         root: &std::path::Path,
         names: &[String],
-        model: DataModel,
+        abi: Abi,
     ) -> Result<HeaderSet, String> {
         let root = root.to_path_buf();
-        let key = (root.clone(), names.to_vec(), model);
+        let key = (root.clone(), names.to_vec(), abi);
         if let Some(hit) = self.cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
             return Ok(hit);
         }
-        let parsed = HeaderTree::new(&root).parse_in(names, model)?;
+        let parsed = HeaderTree::new(&root).parse_in(names, abi)?;
         let mut set = HeaderSet::default();
         for c in parsed.constants() {
             if let Ok(v) = c.value {
@@ -240,10 +240,10 @@ impl Provider {
 }
 
 impl HeaderProvider for Provider {
-    fn load(&self, profile: &str, names: &[String], model: DataModel) -> Result<HeaderSet, String> {
+    fn load(&self, profile: &str, names: &[String], abi: Abi) -> Result<HeaderSet, String> {
         match &self.kernel {
-            Some(k) => self.load_on(k, profile, names, model),
-            None => self.load_from(&root_for(profile), names, model),
+            Some(k) => self.load_on(k, profile, names, abi),
+            None => self.load_from(&root_for(profile), names, abi),
         }
     }
 

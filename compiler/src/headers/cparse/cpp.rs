@@ -1,13 +1,18 @@
 //! Preprocessing headers with gcc (`gcc -E`) and mapping the output back to `file:line`.
 
 use super::ParseError;
-use crate::layout::c::DataModel;
+use crate::linux::Abi;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The include directories for a root such as `/usr/include`: the multiarch directory first.
 pub fn include_dirs(root: &Path) -> Vec<PathBuf> {
-    let arch = root.join("x86_64-linux-gnu");
+    include_dirs_for(root, "x86_64-linux-gnu")
+}
+
+/// The same for another architecture's multiarch directory (`aarch64-linux-gnu`).
+pub fn include_dirs_for(root: &Path, multiarch: &str) -> Vec<PathBuf> {
+    let arch = root.join(multiarch);
     let mut dirs = Vec::new();
     if arch.is_dir() {
         dirs.push(arch);
@@ -18,7 +23,7 @@ pub fn include_dirs(root: &Path) -> Vec<PathBuf> {
 
 /// The preprocessed code with every `#define` left in place (`gcc -E -dD`).
 pub fn preprocess_with_defines(root: &Path, headers: &[String]) -> Result<String, ParseError> {
-    preprocess_with_defines_in(root, headers, DataModel::Lp64)
+    preprocess_with_defines_in(root, headers, Abi::X86_64)
 }
 
 /// The same under a data model: `gcc -m32` for i386's (the uapi headers choose their i386
@@ -26,11 +31,20 @@ pub fn preprocess_with_defines(root: &Path, headers: &[String]) -> Result<String
 pub fn preprocess_with_defines_in(
     root: &Path,
     headers: &[String],
-    model: DataModel,
+    abi: Abi,
 ) -> Result<String, ParseError> {
-    match model {
-        DataModel::Lp64 => run_cpp(root, headers, &["-dD"]),
-        DataModel::Ilp32 => {
+    let multiarch = abi.arch().multiarch();
+    match abi {
+        Abi::X86_64 => run_cpp(root, multiarch, headers, &["-dD"]),
+        // arm64's `asm/` headers (linux-libc-dev:arm64) under arm64's predefined macros; the
+        // host's gcc preprocesses them as well as a cross compiler would.
+        Abi::Aarch64 => run_cpp(
+            root,
+            multiarch,
+            headers,
+            &["-dD", "-U__x86_64__", "-U__amd64__", "-D__aarch64__", "-D__AARCH64EL__"],
+        ),
+        Abi::I386 => {
             // A header that reaches glibc's features.h includes gnu/stubs-32.h, which only a
             // 32-bit libc (multilib, which conflicts with the cross compilers) installs. It
             // lists functions glibc lacks; for layouts an empty one is the same.
@@ -40,14 +54,24 @@ pub fn preprocess_with_defines_in(
                 .and_then(|()| std::fs::write(gnu.join("stubs-32.h"), ""))
                 .map_err(|e| ParseError::Gcc(e.to_string()))?;
             let shim_dir = shim.path().to_string_lossy().into_owned();
-            run_cpp(root, headers, &["-dD", "-m32", "-idirafter", &shim_dir])
+            run_cpp(
+                root,
+                multiarch,
+                headers,
+                &["-dD", "-m32", "-idirafter", &shim_dir],
+            )
         }
     }
 }
 
 /// Runs `gcc -E` over `#include` lines for `headers`; `-dM` gives the macros instead.
 pub fn preprocess(root: &Path, headers: &[String], macros: bool) -> Result<String, ParseError> {
-    run_cpp(root, headers, if macros { &["-dM"] } else { &[] })
+    run_cpp(
+        root,
+        "x86_64-linux-gnu",
+        headers,
+        if macros { &["-dM"] } else { &[] },
+    )
 }
 
 /// Separates `#define`s (with their `file:line`) from the code; their lines become blank so
@@ -80,7 +104,12 @@ pub fn split_defines(
     (code, defines)
 }
 
-fn run_cpp(root: &Path, headers: &[String], flags: &[&str]) -> Result<String, ParseError> {
+fn run_cpp(
+    root: &Path,
+    multiarch: &str,
+    headers: &[String],
+    flags: &[&str],
+) -> Result<String, ParseError> {
     let mut source = String::new();
     for h in headers {
         source.push_str(&format!("#include <{h}>\n"));
@@ -89,7 +118,7 @@ fn run_cpp(root: &Path, headers: &[String], flags: &[&str]) -> Result<String, Pa
     let mut cmd = Command::new(&program);
     cmd.args(["-E", "-nostdinc", "-x", "c"]);
     cmd.args(flags);
-    for d in include_dirs(root) {
+    for d in include_dirs_for(root, multiarch) {
         cmd.arg("-I").arg(d);
     }
     // glibc's headers pull in the compiler's own (stddef.h and friends).

@@ -43,9 +43,10 @@ impl Transport for VirtioSerial {
     }
 
     fn qemu_args(&self, machine: MachineKind) -> Vec<String> {
-        let bus = match machine {
-            MachineKind::Microvm => "virtio-serial-device",
-            MachineKind::Q35 | MachineKind::Pc => "virtio-serial-pci",
+        let bus = if machine.mmio() {
+            "virtio-serial-device"
+        } else {
+            "virtio-serial-pci"
         };
         vec![
             "-chardev".into(),

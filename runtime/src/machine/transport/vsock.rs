@@ -162,7 +162,7 @@ impl Transport for Vsock {
     }
 
     fn qemu_args(&self, machine: MachineKind) -> Vec<String> {
-        let mmio = machine == MachineKind::Microvm;
+        let mmio = machine.mmio();
         match &self.mode {
             Mode::Kernel { cid, .. } => vec![
                 "-device".into(),

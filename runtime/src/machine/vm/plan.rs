@@ -39,6 +39,26 @@ pub enum PlanError {
     Tools { profile: String, cause: ToolError },
     #[error("the agent: {0}")]
     Agent(IoError),
+    #[error(transparent)]
+    NoAgent(#[from] crate::machine::agent_binary::AgentMissing),
+    #[error(
+        "profile `{profile}` asks for the {machine:?} machine, which is x86's: an {arch} kernel \
+         boots on `virt` (leave `machine` unset)"
+    )]
+    MachineForArch {
+        profile: String,
+        machine: Machine,
+        arch: provium_compiler::linux::Arch,
+    },
+    #[error(
+        "profile `{profile}` puts host tools ({tools}) into an {arch} guest, whose binaries \
+         they are not: give them with `files` built for {arch}"
+    )]
+    ForeignTools {
+        profile: String,
+        tools: String,
+        arch: provium_compiler::linux::Arch,
+    },
     #[error("building the initramfs: {0}")]
     Initramfs(#[from] InitramfsError),
     #[error("{}", missing.explain(&format!("the kernel {}", kernel.display())))]
@@ -127,6 +147,8 @@ impl BootOptions {
 #[derive(Debug, Clone)]
 pub struct BootPlan {
     pub profile: String,
+    /// The guest's architecture (the kernel's).
+    pub arch: provium_compiler::linux::Arch,
     pub qemu: PathBuf,
     pub kernel_image: PathBuf,
     pub kernel_release: Option<String>,
@@ -221,7 +243,9 @@ fn preflight_builtin_transport(
     path: &Path,
     transport: TransportKind,
 ) -> Result<(), PlanError> {
-    let Some(elf) = &kernel.pvh_elf else {
+    // An arm64 Image is not compressed: it is searched as it is.
+    let uncompressed = (kernel.arch == provium_compiler::linux::Arch::Aarch64).then_some(path);
+    let Some(elf) = kernel.pvh_elf.as_deref().or(uncompressed) else {
         // Not decompressed (no PVH entry): nothing to look into cheaply.
         return Ok(());
     };
@@ -246,9 +270,11 @@ fn modules_dir(given: Option<PathBuf>, release: Option<&str>) -> Option<PathBuf>
 }
 
 pub fn plan(profile: &Profile, opts: &BootOptions) -> Result<BootPlan, PlanError> {
-    let qemu = qemu::find_qemu()?;
     let (kernel_path, modules) = profile.resolve_kernel()?;
     let kernel = open_kernel(&kernel_path)?;
+    let arch = kernel.arch;
+    let foreign = Some(arch) != provium_compiler::linux::Arch::host();
+    let qemu = qemu::find_qemu_for(arch.name())?;
     let modules = modules_dir(modules, kernel.release.as_deref());
     let tree = match &modules {
         Some(dir) => Some(open_modules(dir)?),
@@ -282,6 +308,7 @@ pub fn plan(profile: &Profile, opts: &BootOptions) -> Result<BootPlan, PlanError
 
     let boot = opts.boot.unwrap_or(profile.boot);
     let loaded_as = match (boot, &kernel.pvh_elf) {
+        _ if arch == provium_compiler::linux::Arch::Aarch64 => LoadedAs::Image,
         (BootMethod::Bzimage, _) => LoadedAs::Bzimage,
         (_, Some(_)) => LoadedAs::Pvh,
         (BootMethod::Pvh, None) => {
@@ -297,6 +324,15 @@ pub fn plan(profile: &Profile, opts: &BootOptions) -> Result<BootPlan, PlanError
         (BootMethod::Auto, None) => LoadedAs::Bzimage,
     };
     let machine = match opts.machine.unwrap_or(profile.machine) {
+        // arm64's one board: virt (virtio-mmio in its device tree).
+        Machine::Auto if arch == provium_compiler::linux::Arch::Aarch64 => MachineKind::Virt,
+        other if arch == provium_compiler::linux::Arch::Aarch64 => {
+            return Err(PlanError::MachineForArch {
+                profile: profile.name.clone(),
+                machine: other,
+                arch,
+            })
+        }
         Machine::Auto if loaded_as == LoadedAs::Pvh && has_module("virtio_mmio") => {
             MachineKind::Microvm
         }
@@ -352,15 +388,25 @@ pub fn plan(profile: &Profile, opts: &BootOptions) -> Result<BootPlan, PlanError
     };
     let (accel, accel_reason) = match opts.accel.or(profile.accel) {
         Some(a) => (a, "chosen by the profile or the command line".to_string()),
+        None if foreign => (
+            Accel::Tcg,
+            format!(
+                "an {arch} guest on an {} host is emulated",
+                std::env::consts::ARCH
+            ),
+        ),
         None => accel::detect(),
     };
     let cpu = opts
         .cpu
         .clone()
         .or_else(|| profile.cpu.clone())
-        .unwrap_or_else(|| match accel {
-            Accel::Kvm => "host".into(),
-            Accel::Tcg => "max".into(),
+        .unwrap_or_else(|| match (accel, arch) {
+            // `max` emulates pointer authentication with QARMA, most of an arm64 boot under
+            // TCG (12.6-16 s against 6-7.6 s with QEMU's own cheaper algorithm; BENCHMARKS.md).
+            (Accel::Tcg, provium_compiler::linux::Arch::Aarch64) => "max,pauth-impdef=on".into(),
+            (Accel::Kvm, _) => "host".into(),
+            (Accel::Tcg, _) => "max".into(),
         });
 
     let mut wanted: Vec<String> = vec![machine.virtio_bus_module().to_string()];
@@ -378,7 +424,14 @@ pub fn plan(profile: &Profile, opts: &BootOptions) -> Result<BootPlan, PlanError
         None => Vec::new(),
     };
 
-    let agent = crate::machine::agent_binary::bytes().map_err(PlanError::Agent)?;
+    let agent = crate::machine::agent_binary::bytes_for(arch)?;
+    if foreign && !profile.tools.is_empty() {
+        return Err(PlanError::ForeignTools {
+            profile: profile.name.clone(),
+            tools: profile.tools.join(", "),
+            arch,
+        });
+    }
     let mut files: Vec<ExtraFile> = Vec::new();
     for (guest, host) in profile.files.iter().chain(&opts.files) {
         if !guest.starts_with('/') {
@@ -405,7 +458,7 @@ pub fn plan(profile: &Profile, opts: &BootOptions) -> Result<BootPlan, PlanError
     let spec = InitramfsSpec {
         agent: agent.into_owned(),
         busybox: if profile.busybox {
-            initramfs::find_static_busybox()
+            initramfs::find_static_busybox_for(arch)
         } else {
             None
         },
@@ -417,7 +470,7 @@ pub fn plan(profile: &Profile, opts: &BootOptions) -> Result<BootPlan, PlanError
 
     let mut kernel_args = qemu::base_kernel_args(machine, crate::machine::tsc::host_tsc_khz());
     if opts.fast_boot.unwrap_or(profile.fast_boot) {
-        kernel_args.extend(qemu::fast_kernel_args());
+        kernel_args.extend(qemu::fast_kernel_args(machine));
     }
     kernel_args.extend(profile.kernel_args.iter().cloned());
     kernel_args.extend(opts.kernel_args.iter().cloned());
@@ -427,14 +480,15 @@ pub fn plan(profile: &Profile, opts: &BootOptions) -> Result<BootPlan, PlanError
             .pvh_elf
             .clone()
             .unwrap_or_else(|| kernel_path.clone()),
-        LoadedAs::Bzimage => kernel_path.clone(),
+        LoadedAs::Bzimage | LoadedAs::Image => kernel_path.clone(),
     };
     let firmware = match loaded_as {
         LoadedAs::Pvh => qemu::find_qboot(&qemu),
-        LoadedAs::Bzimage => None,
+        LoadedAs::Bzimage | LoadedAs::Image => None,
     };
     Ok(BootPlan {
         profile: profile.name.clone(),
+        arch,
         qemu,
         kernel_image: kernel_path,
         kernel_release: kernel.release.clone(),
