@@ -152,7 +152,14 @@ impl Checker<'_> {
     fn resolve_in_abi(&mut self, node: &Node, abi: linux::Abi) -> Option<(i64, String)> {
         match &node.value {
             Value::Int(n) => {
-                // A number is the x86_64 syscall the spec was written for.
+                // A number is the x86_64 syscall the spec was written for. It means the same
+                // here when it names the same syscall in both tables (424 on are shared by
+                // every architecture), or none in either (1000 is ENOSYS everywhere).
+                let x86 = linux::Abi::X86_64.syscall_name(*n);
+                let here = abi.syscall_name(*n);
+                if x86 == here {
+                    return Some((*n, here.unwrap_or("syscall").to_string()));
+                }
                 self.case_unavailable.get_or_insert(format!(
                     "syscall {n} is given by number, which names another syscall under {abi} \
                      (give it per ABI: `syscall: {{x86_64: {n}, {abi}: N}}`)"

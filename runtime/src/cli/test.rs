@@ -72,6 +72,47 @@ pub struct Args {
     /// files choose theirs with `vm:abi()` and run once per kernel.
     #[arg(long, value_name = "ABI", value_parser = parse_abi)]
     abi: Vec<provium_compiler::linux::Abi>,
+    /// Run every test on this architecture's guests (repeat for several, compared in one run
+    /// like kernels): x86_64, or aarch64 (Debian's arm64 kernel, `scripts/setup --arch arm64`,
+    /// emulated). With `--kernel`, each kernel is looked for among each architecture's.
+    #[arg(long, value_name = "ARCH", value_parser = parse_arch)]
+    arch: Vec<provium_compiler::linux::Arch>,
+}
+
+fn parse_arch(s: &str) -> Result<provium_compiler::linux::Arch, String> {
+    s.parse()
+}
+
+/// The kernels of `--kernel` × `--arch`: each kernel among each architecture's installed ones,
+/// or each architecture's default kernel when no kernel is named.
+pub fn kernel_targets(
+    kernels: &[String],
+    arches: &[provium_compiler::linux::Arch],
+) -> Result<Vec<crate::machine::kernels::KernelTarget>> {
+    use crate::machine::kernels;
+    let targets = if arches.is_empty() {
+        kernels
+            .iter()
+            .map(|k| kernels::resolve(k).with_context(|| format!("--kernel {k}")))
+            .collect::<Result<Vec<_>>>()?
+    } else {
+        let mut targets = Vec::new();
+        for &arch in arches {
+            if kernels.is_empty() {
+                targets.push(
+                    kernels::default_target_for(arch).with_context(|| format!("--arch {arch}"))?,
+                );
+            }
+            for k in kernels {
+                targets.push(
+                    kernels::resolve_for(k, arch)
+                        .with_context(|| format!("--kernel {k} --arch {arch}"))?,
+                );
+            }
+        }
+        targets
+    };
+    Ok(kernels::distinct_labels(targets))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -109,12 +150,7 @@ pub fn run(args: Args, verbose: bool) -> Result<u8> {
     if let Some(p) = &args.partition {
         files = p.select(files);
     }
-    let kernels = args
-        .kernel
-        .iter()
-        .map(|k| crate::machine::kernels::resolve(k).with_context(|| format!("--kernel {k}")))
-        .collect::<Result<Vec<_>>>()?;
-    let kernels = crate::machine::kernels::distinct_labels(kernels);
+    let kernels = kernel_targets(&args.kernel, &args.arch)?;
     let outputs: Vec<(&str, &std::path::Path)> = [("--junit", &args.junit), ("--html", &args.html)]
         .into_iter()
         .filter_map(|(flag, p)| p.as_deref().map(|p| (flag, p)))

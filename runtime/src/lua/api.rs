@@ -244,10 +244,7 @@ fn module(lua: &Lua) -> mlua::Result<Table> {
         }
         m.set(format!("nr_{}", abi.name()), t)?;
     }
-    let session_abi = lua
-        .app_data_ref::<std::rc::Rc<Session>>()
-        .and_then(|s| s.config.settings.abi);
-    let guest = session_abi.map(|a| a.arch()).unwrap_or_default();
+    let guest = super::session::guest_arch(lua);
     m.set("arch", guest.name())?;
     if guest != Arch::X86_64 {
         let nr = lua.create_table()?;

@@ -83,7 +83,7 @@ pub fn requires(lua: &Lua, (vm, req): (mlua::AnyUserData, Table)) -> mlua::Resul
         let parsed: provium_compiler::linux::Abi = name
             .parse()
             .map_err(|e: String| errors::error(lua, format!("provium.requires: {e}")))?;
-        if parsed != provium_compiler::linux::Abi::X86_64 {
+        if !parsed.is_native() {
             let probe = lua.create_table()?;
             probe.set("nr", parsed.syscall_number("getpid").unwrap_or(20))?;
             probe.set("abi", name.as_str())?;

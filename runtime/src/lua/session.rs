@@ -130,6 +130,15 @@ impl SessionConfig {
     }
 }
 
+/// The architecture of the run's guests: its ABI's (an `--arch aarch64` run compiles for and
+/// names arm64's calls), else x86_64 (also without a session: a state made to check names).
+pub fn guest_arch(lua: &mlua::Lua) -> provium_compiler::linux::Arch {
+    lua.app_data_ref::<std::rc::Rc<Session>>()
+        .and_then(|s| s.config.settings.abi)
+        .map(|a| a.arch())
+        .unwrap_or_default()
+}
+
 impl Session {
     pub fn new(c: SessionConfig) -> Session {
         Session {

@@ -6,9 +6,8 @@
 
 use super::errors;
 use mlua::{AnyUserData, Function, Lua, ObjectLike, Table};
-use provium_compiler::linux::Arch;
 
-/// The bytes of `value` as a `kind` (`u32`), little-endian (x86_64).
+/// The bytes of `value` as a `kind` (`u32`), little-endian (x86_64 and aarch64 both).
 fn encode(kind: &str, value: i64) -> Option<Vec<u8>> {
     let size = match kind {
         "u8" | "i8" => 1,
@@ -32,7 +31,7 @@ pub fn store(
         )
     })?;
     let nr = |name: &str| {
-        Arch::X86_64
+        super::session::guest_arch(lua)
             .syscall_number(name)
             .map(i64::from)
             .ok_or_else(|| errors::error(lua, format!("{what}: no syscall {name}")))

@@ -28,6 +28,11 @@ pub(super) fn abi_syscall_label(abi: provium_compiler::linux::Abi, nr: i64) -> S
 /// build tree's (a new syscall by its name), else by the known x86_64 tables; an i386 call by
 /// i386's table (`stat64 (195, i386)`).
 pub(super) fn call_label(lua: &Lua, nr: i64, abi: provium_compiler::linux::Abi) -> String {
+    // A native call is named by the guest's own table (arm64's in an `--arch aarch64` run).
+    let abi = match abi {
+        provium_compiler::linux::Abi::X86_64 => super::session::guest_arch(lua).native_abi(),
+        other => other,
+    };
     if abi != provium_compiler::linux::Abi::X86_64 {
         return match abi.syscall_name(nr) {
             Some(name) => format!("{name} ({nr}, {abi})"),

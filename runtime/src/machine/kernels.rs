@@ -7,6 +7,7 @@ use crate::machine::error::IoError;
 pub use crate::machine::kconfig::Config;
 use crate::machine::paths;
 use crate::machine::requirements::Missing;
+use provium_compiler::linux::Arch;
 use std::path::{Path, PathBuf};
 
 /// Why `--kernel` names no kernel Provium can run.
@@ -55,6 +56,8 @@ pub struct KernelTarget {
     /// the syscall table and headers specs compile with on it. `None`: the host's
     /// `/usr/include` and the built-in tables.
     pub include: Option<PathBuf>,
+    /// The architecture it runs on (read from the image).
+    pub arch: Arch,
 }
 
 /// A build tree's installed uapi headers, when `make headers_install` wrote them.
@@ -68,16 +71,25 @@ fn tree_include(tree: &Path) -> Option<PathBuf> {
 pub struct Installed {
     pub release: String,
     pub dir: PathBuf,
-    /// The one `minimal` boots when nothing else is said.
+    /// The one `minimal` boots when nothing else is said (for its architecture).
     pub default: bool,
+    /// The architecture it runs on.
+    pub arch: Arch,
 }
 
 /// The kernels in the cache, the default first, then by release.
 pub fn installed() -> Vec<Installed> {
     let base = paths::kernels();
-    let default = std::fs::read_to_string(base.join("default"))
+    // `default`, and `default-aarch64` for another architecture's.
+    let defaults: Vec<String> = Arch::ALL
+        .iter()
+        .map(|a| match Some(*a) == Arch::host() {
+            true => "default".to_string(),
+            false => format!("default-{a}"),
+        })
+        .filter_map(|f| std::fs::read_to_string(base.join(f)).ok())
         .map(|s| s.trim().to_string())
-        .unwrap_or_default();
+        .collect();
     let mut out: Vec<Installed> = std::fs::read_dir(&base)
         .into_iter()
         .flatten()
@@ -85,17 +97,18 @@ pub fn installed() -> Vec<Installed> {
         .filter_map(|e| {
             let release = e.file_name().to_string_lossy().to_string();
             let dir = e.path();
-            dir.join("boot")
-                .join(format!("vmlinuz-{release}"))
-                .is_file()
-                .then(|| Installed {
-                    default: release == default,
-                    release,
-                    dir,
-                })
+            let image = dir.join("boot").join(format!("vmlinuz-{release}"));
+            image.is_file().then(|| Installed {
+                default: defaults.contains(&release),
+                arch: crate::machine::kernel::arch_of(&image),
+                release,
+                dir,
+            })
         })
         .collect();
-    out.sort_by(|a, b| b.default.cmp(&a.default).then(a.release.cmp(&b.release)));
+    out.sort_by(|a, b| {
+        (a.arch, !a.default, &a.release).cmp(&(b.arch, !b.default, &b.release))
+    });
     out
 }
 
@@ -108,6 +121,7 @@ fn from_installed(k: &Installed) -> KernelTarget {
         modules: modules.is_dir().then_some(modules),
         config: config.is_file().then_some(config),
         include: None,
+        arch: k.arch,
     }
 }
 
@@ -126,7 +140,7 @@ pub fn check_config(config: &Config, source: &Path, modules: Option<&Path>) -> R
 }
 
 fn from_tree(tree: &Path) -> Result<KernelTarget> {
-    let image = ["arch/x86/boot/bzImage", "vmlinux"]
+    let image = ["arch/x86/boot/bzImage", "arch/arm64/boot/Image", "vmlinux"]
         .iter()
         .map(|p| tree.join(p))
         .find(|p| p.is_file())
@@ -142,6 +156,7 @@ fn from_tree(tree: &Path) -> Result<KernelTarget> {
             .map(|n| n.to_string_lossy().to_string())
             .unwrap_or_else(|| tree.display().to_string())
     });
+    let arch = crate::machine::kernel::arch_of(&image);
     Ok(KernelTarget {
         label,
         image,
@@ -150,6 +165,7 @@ fn from_tree(tree: &Path) -> Result<KernelTarget> {
         modules: config.enabled("CONFIG_MODULES").then(|| tree.to_path_buf()),
         config: Some(config_path),
         include: tree_include(tree),
+        arch,
     })
 }
 
@@ -175,6 +191,7 @@ fn from_image(image: &Path) -> KernelTarget {
     // An image inside a build tree (arch/x86/boot/bzImage) has the tree's headers.
     let include = image.ancestors().nth(4).and_then(tree_include);
     KernelTarget {
+        arch: crate::machine::kernel::arch_of(image),
         label: release.unwrap_or_else(|| image.display().to_string()),
         image: image.to_path_buf(),
         modules,
@@ -184,8 +201,14 @@ fn from_image(image: &Path) -> KernelTarget {
 }
 
 /// Resolves what `--kernel` names: a build tree (a directory with a `Makefile`), a kernel image,
-/// or an installed release, exactly or by prefix (`6.12`).
+/// or an installed release, exactly or by prefix (`6.12`) among the host architecture's.
 pub fn resolve(spec: &str) -> Result<KernelTarget> {
+    resolve_for(spec, Arch::host().unwrap_or_default())
+}
+
+/// The same, a prefix (`6.1`) naming one of `arch`'s installed kernels: `--arch aarch64
+/// --kernel 6.1` is Debian's arm64 6.1. An exact release, a file or a tree is what it is.
+pub fn resolve_for(spec: &str, arch: Arch) -> Result<KernelTarget> {
     let path = Path::new(spec);
     if path.is_dir() {
         if path.join("Makefile").is_file() || path.join(".config").is_file() {
@@ -203,9 +226,10 @@ pub fn resolve(spec: &str) -> Result<KernelTarget> {
     let matching: Vec<&Installed> = all
         .iter()
         .filter(|k| {
-            k.release
-                .strip_prefix(spec)
-                .is_some_and(|rest| rest.starts_with(['.', '-', '+']))
+            k.arch == arch
+                && k.release
+                    .strip_prefix(spec)
+                    .is_some_and(|rest| rest.starts_with(['.', '-', '+']))
         })
         .collect();
     match matching.as_slice() {
@@ -231,6 +255,25 @@ pub fn distinct_labels(mut targets: Vec<KernelTarget>) -> Vec<KernelTarget> {
         }
     }
     targets
+}
+
+/// The default kernel of `arch` as a target: the host's default, or the one `scripts/setup
+/// --arch arm64` installed.
+pub fn default_target_for(arch: Arch) -> Result<KernelTarget> {
+    if Some(arch) == Arch::host() {
+        return default_target();
+    }
+    let (image, modules) = crate::machine::profile::cached_kernel_for(arch).ok_or_else(|| {
+        crate::machine::profile::ProfileError::NoKernelFor {
+            profile: "minimal".into(),
+            arch,
+        }
+    })?;
+    let mut t = from_image(&image);
+    if modules.is_some() {
+        t.modules = modules;
+    }
+    Ok(t)
 }
 
 /// The default kernel as a target (what `minimal` boots).

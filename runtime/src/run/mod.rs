@@ -55,8 +55,9 @@ pub struct KernelRun {
 }
 
 impl KernelRun {
-    /// What reports call this column: the kernel, and the ABI when it is not the kernel's own
-    /// (`6.1.0-57-cloud-amd64 i386`).
+    /// What reports call this column: the kernel, and the ABI when it is not x86_64's
+    /// (`6.1.0-57-cloud-amd64 i386`, `6.1.0-57-cloud-arm64 aarch64`): columns are arch ×
+    /// kernel × ABI.
     pub fn label(&self) -> String {
         match self.settings.abi {
             None | Some(provium_compiler::linux::Abi::X86_64) => self.target.label.clone(),
@@ -91,6 +92,11 @@ impl RunConfig {
             .map(|(target, naming)| {
                 let mut settings = self.settings.clone();
                 settings.naming = naming;
+                // Another architecture's kernel: specs compile for its own ABI, and Lua files
+                // get its numbers as `provium.nr`.
+                if Some(target.arch) != provium_compiler::linux::Arch::host() {
+                    settings.abi = Some(target.arch.native_abi());
+                }
                 settings.profiles = settings
                     .profiles
                     .with_kernel(&target.image, target.modules.as_deref());
@@ -104,7 +110,9 @@ impl RunConfig {
     }
 
     /// Runs every spec under each of `abis` too (kernels × ABIs, kernel by kernel): on the
-    /// default kernel when no kernel was given. x86_64 alone changes nothing.
+    /// default kernel when no kernel was given. x86_64 alone changes nothing. A kernel of
+    /// another architecture runs the ABIs it has (its own stands for x86_64's: `--abi x86_64
+    /// --abi i386 --arch aarch64` runs arm64's own once).
     pub fn with_abis(mut self, abis: &[provium_compiler::linux::Abi]) -> anyhow::Result<RunConfig> {
         if abis.is_empty() {
             return Ok(self);
@@ -117,7 +125,17 @@ impl RunConfig {
             .kernels
             .iter()
             .flat_map(|k| {
-                abis.iter().map(move |&abi| {
+                let arch = k.target.arch;
+                let mut own: Vec<provium_compiler::linux::Abi> = abis
+                    .iter()
+                    .map(|&a| if a.is_native() { arch.native_abi() } else { a })
+                    .filter(|a| arch.abis().contains(a))
+                    .collect();
+                own.dedup();
+                if own.is_empty() {
+                    own.push(arch.native_abi());
+                }
+                own.into_iter().map(move |abi| {
                     let mut k = k.clone();
                     k.settings.abi = Some(abi);
                     k
@@ -157,7 +175,7 @@ impl RunConfig {
         if self.kernels.is_empty() {
             return files;
         }
-        let native = |k: &KernelRun| k.settings.abi != Some(provium_compiler::linux::Abi::I386);
+        let native = |k: &KernelRun| k.settings.abi.is_none_or(|a| a.is_native());
         let any_native = self.kernels.iter().any(native);
         files
             .into_iter()
