@@ -221,6 +221,19 @@ pub fn check(source: &str, opts: &Options) -> Result<Model, Vec<Diagnostic>> {
                     list.iter().map(|a| a.name()).collect::<Vec<_>>().join(", ")
                 )),
             ),
+            // Written for another architecture's guests (`abi: aarch64` on an x86_64 run):
+            // checked as written, and skipped here.
+            Ok(list) if list.iter().all(|a| a.arch() != opts.abi.arch()) => (
+                Some(Options {
+                    abi: list[0],
+                    ..opts.clone()
+                }),
+                Some(format!(
+                    "the spec is written for {} guests (`abi:`), and this one is {}",
+                    list[0].arch(),
+                    opts.abi.arch()
+                )),
+            ),
             Ok(list) => (
                 Some(Options {
                     abi: list[0],

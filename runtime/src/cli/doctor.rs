@@ -14,6 +14,39 @@ pub struct Args {
     /// a build tree, as `provium test --kernel` takes it.
     #[arg(add = crate::cli::complete::kernel(), long, value_name = "KERNEL")]
     kernel: Option<String>,
+    /// Also check what guests of this architecture need (aarch64: its QEMU, agent, busybox
+    /// and kernel).
+    #[arg(long, value_parser = |s: &str| s.parse::<provium_compiler::linux::Arch>())]
+    arch: Option<provium_compiler::linux::Arch>,
+}
+
+/// What a guest of another architecture than the host's needs, each with the command that
+/// installs it.
+fn arch_findings(arch: provium_compiler::linux::Arch) -> Vec<Finding> {
+    let setup = format!("scripts/setup --arch {}", arch.debian_name());
+    let mut f = Vec::new();
+    f.push(match crate::machine::qemu::find_qemu_for(arch.name()) {
+        Ok(path) => ok("qemu", path.display().to_string()),
+        Err(e) => bad("qemu", Level::Missing, e.to_string(), setup.clone()),
+    });
+    f.push(match crate::machine::agent_binary::bytes_for(arch) {
+        Ok(bytes) => ok("agent", format!("{} KiB, for {arch}", bytes.len() / 1024)),
+        Err(e) => bad("agent", Level::Missing, e.to_string(), setup.clone()),
+    });
+    f.push(match crate::machine::initramfs::find_static_busybox_for(arch) {
+        Some(path) => ok("busybox", path.display().to_string()),
+        None => bad(
+            "busybox",
+            Level::Missing,
+            format!("no static busybox for {arch}"),
+            setup.clone(),
+        ),
+    });
+    f.push(match crate::machine::kernels::default_target_for(arch) {
+        Ok(t) => ok("kernel", format!("{} ({})", t.label, t.image.display())),
+        Err(e) => bad("kernel", Level::Missing, e.to_string(), setup),
+    });
+    f
 }
 
 #[derive(PartialEq)]
@@ -138,6 +171,12 @@ fn gcc() -> Finding {
 
 fn collect(args: &Args) -> Vec<Finding> {
     let mut f = Vec::new();
+    if let Some(arch) = args
+        .arch
+        .filter(|a| Some(*a) != provium_compiler::linux::Arch::host())
+    {
+        return arch_findings(arch);
+    }
     f.push(match crate::machine::qemu::find_qemu() {
         Ok(path) => {
             let version = std::process::Command::new(&path)

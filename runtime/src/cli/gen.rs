@@ -43,6 +43,10 @@ pub struct GenArgs {
     /// the headers read with `-m32`, and every spec says `abi: i386`.
     #[arg(long, value_name = "ABI", value_parser = parse_abi, default_value = "x86_64")]
     abi: provium_compiler::linux::Abi,
+    /// Generate for this architecture's guests: aarch64 takes arm64's syscall table and its
+    /// headers (linux-libc-dev:arm64's `asm/`), and every spec says `abi: aarch64`.
+    #[arg(long, value_name = "ARCH", value_parser = |s: &str| s.parse::<provium_compiler::linux::Arch>(), conflicts_with = "abi")]
+    arch: Option<provium_compiler::linux::Arch>,
     /// Probe only what changed between two include trees: new syscalls, new flags, grown
     /// structs.
     #[arg(long, num_args = 2, value_names = ["OLD_INCLUDE", "NEW_INCLUDE"])]
@@ -94,7 +98,10 @@ fn changed_since_gen(
         .collect()
 }
 
-pub fn gen(args: GenArgs) -> Result<u8> {
+pub fn gen(mut args: GenArgs) -> Result<u8> {
+    if let Some(arch) = args.arch {
+        args.abi = arch.native_abi();
+    }
     let mut out = anstream::stdout();
     if args.list_denied {
         for (name, why) in gen::DENY {
@@ -259,6 +266,10 @@ pub struct RecordArgs {
     /// image, or a build tree (default: the profiles' own).
     #[arg(add = crate::cli::complete::kernel(), long, value_name = "KERNEL")]
     kernel: Option<String>,
+    /// Record on this architecture's guests (a suite `provium gen --arch aarch64` wrote):
+    /// its default kernel, or `--kernel` among its own.
+    #[arg(long, value_name = "ARCH", value_parser = |s: &str| s.parse::<provium_compiler::linux::Arch>())]
+    arch: Option<provium_compiler::linux::Arch>,
 }
 
 /// A spec being recorded: locked against other `provium record` runs from before the first run
@@ -300,11 +311,12 @@ pub fn record(args: RecordArgs) -> Result<u8> {
     }
     let cwd = std::env::current_dir()?;
     let profiles = Profiles::discover(&cwd)?;
-    let reference = args
-        .kernel
-        .as_ref()
-        .map(|k| crate::machine::kernels::resolve(k).with_context(|| format!("--kernel {k}")))
-        .transpose()?;
+    let reference = super::test::kernel_targets(
+        args.kernel.as_slice(),
+        args.arch.as_slice(),
+    )?
+    .into_iter()
+    .next();
     // Locked from before the first run until written: two records of one spec, or a record
     // and an edit, never mix.
     let _in_progress = crate::machine::signals::RunInProgress::begin();

@@ -1,4 +1,5 @@
-//! `provium kernels`: the kernels installed in the cache, which `--kernel` can name.
+//! `provium kernels`: the kernels installed in the cache, which `--kernel` can name, with
+//! their architecture (each architecture has its default; `--arch` picks among them).
 
 use crate::machine::kernels;
 use crate::report::style::{paint, DIM, OK};
@@ -34,12 +35,13 @@ pub fn run() -> Result<u8> {
         .join(", ");
         writeln!(
             out,
-            "{} {:<32} {}",
+            "{} {:<8} {:<32} {}",
             if k.default {
                 paint(OK, "default")
             } else {
                 "       ".to_string()
             },
+            k.arch.name(),
             k.release,
             paint(DIM, &format!("{details}  {}", k.dir.display()))
         )?;

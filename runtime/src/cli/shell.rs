@@ -138,6 +138,10 @@ pub struct ShellArgs {
     /// Another kernel: an installed release (`6.12`), an image, or a build tree.
     #[arg(add = crate::cli::complete::kernel(), long)]
     kernel: Option<String>,
+    /// The guest's architecture: aarch64 boots Debian's arm64 kernel (`scripts/setup --arch
+    /// arm64`), or `--kernel` among arm64's.
+    #[arg(long, value_parser = |s: &str| s.parse::<provium_compiler::linux::Arch>())]
+    arch: Option<provium_compiler::linux::Arch>,
     /// Run this command through the guest's shell, print what it prints, and exit with its
     /// status (the VM is resumed from the profile's fixture).
     #[arg(short = 'c', value_name = "COMMAND")]
@@ -155,8 +159,13 @@ fn profile_for(
 )> {
     let cwd = std::env::current_dir()?;
     let mut profiles = crate::machine::profile::Profiles::discover(&cwd)?;
-    if let Some(k) = &args.kernel {
-        let target = crate::machine::kernels::resolve(k)?;
+    let target = match (&args.kernel, args.arch) {
+        (Some(k), None) => Some(crate::machine::kernels::resolve(k)?),
+        (Some(k), Some(arch)) => Some(crate::machine::kernels::resolve_for(k, arch)?),
+        (None, Some(arch)) => Some(crate::machine::kernels::default_target_for(arch)?),
+        (None, None) => None,
+    };
+    if let Some(target) = target {
         profiles = profiles.with_kernel(&target.image, target.modules.as_deref());
     }
     let profile = profiles.get(&args.profile)?;
