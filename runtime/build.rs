@@ -46,7 +46,10 @@ fn main() {
             (empty, why)
         }
     };
-    println!("cargo:rustc-env=PROVIUM_AGENT_AARCH64_PATH={}", path.display());
+    println!(
+        "cargo:rustc-env=PROVIUM_AGENT_AARCH64_PATH={}",
+        path.display()
+    );
     println!("cargo:rustc-env=PROVIUM_AGENT_AARCH64_MISSING={missing}");
     commit_info(&workspace);
 }
@@ -85,8 +88,10 @@ fn build_aarch64_agent(
     // Its own directory: another rustc's artifacts would make each build undo the other's.
     let target_dir = out_dir.join("agent-target-aarch64");
     let mut cmd = agent_cargo(workspace, target, &target_dir);
-    cmd.env("RUSTC", AARCH64_RUSTC)
-        .env("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER", AARCH64_LINKER);
+    cmd.env("RUSTC", AARCH64_RUSTC).env(
+        "CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER",
+        AARCH64_LINKER,
+    );
     let status = cmd
         .status()
         .map_err(|e| format!("cannot run cargo to build the aarch64 agent: {e}"))?;

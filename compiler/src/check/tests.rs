@@ -492,12 +492,7 @@ fn a_provider_that_knows_the_declarations_counts_arguments() {
     #[derive(Debug)]
     struct Declared;
     impl HeaderProvider for Declared {
-        fn load(
-            &self,
-            _: &str,
-            _: &[String],
-            _: crate::linux::Abi,
-        ) -> Result<HeaderSet, String> {
+        fn load(&self, _: &str, _: &[String], _: crate::linux::Abi) -> Result<HeaderSet, String> {
             Ok(HeaderSet::default())
         }
         fn syscall_params(&self, syscall: &str) -> Option<Vec<String>> {

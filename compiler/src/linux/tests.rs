@@ -147,12 +147,31 @@ fn arm64_macros() -> Option<String> {
         return None;
     }
     let out = std::process::Command::new("gcc")
-        .args(["-E", "-dM", "-nostdinc", "-U__x86_64__", "-D__aarch64__", "-I"])
+        .args([
+            "-E",
+            "-dM",
+            "-nostdinc",
+            "-U__x86_64__",
+            "-D__aarch64__",
+            "-I",
+        ])
         .arg(dir)
-        .args(["-I", "/usr/include", "-include", "asm/unistd.h", "-x", "c", "/dev/null"])
+        .args([
+            "-I",
+            "/usr/include",
+            "-include",
+            "asm/unistd.h",
+            "-x",
+            "c",
+            "/dev/null",
+        ])
         .output()
         .expect("gcc");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     Some(String::from_utf8(out.stdout).unwrap())
 }
 
@@ -218,7 +237,11 @@ fn aarch64_constants_match_arm64_headers() {
 /// (they define what differs, then include asm-generic's), then the built-in list. glibc's
 /// `bits/` headers are left out: arm64's uapi package has none, and they are the generic Linux
 /// files on both.
-fn gcc_constants(root: &Path, multiarch: &str, flags: &[&str]) -> crate::headers::constants::MacroTable {
+fn gcc_constants(
+    root: &Path,
+    multiarch: &str,
+    flags: &[&str],
+) -> crate::headers::constants::MacroTable {
     let mut cmd = std::process::Command::new("gcc");
     cmd.args(["-E", "-dM", "-nostdinc"])
         .args(flags)
@@ -226,17 +249,30 @@ fn gcc_constants(root: &Path, multiarch: &str, flags: &[&str]) -> crate::headers
         .arg(root.join(multiarch))
         .arg("-I")
         .arg(root);
-    for h in ["asm/fcntl.h", "asm/mman.h", "asm/signal.h", "asm/socket.h", "asm/sockios.h"]
-        .into_iter()
-        .chain(tables::BUILTIN_HEADERS.iter().copied())
-        .filter(|h| !h.starts_with("bits/"))
+    for h in [
+        "asm/fcntl.h",
+        "asm/mman.h",
+        "asm/signal.h",
+        "asm/socket.h",
+        "asm/sockios.h",
+    ]
+    .into_iter()
+    .chain(tables::BUILTIN_HEADERS.iter().copied())
+    .filter(|h| !h.starts_with("bits/"))
     {
         cmd.args(["-include", h]);
     }
     let out = cmd.args(["-x", "c", "/dev/null"]).output().expect("gcc");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut macros = crate::headers::constants::MacroTable::default();
-    macros.add(multiarch, crate::headers::defines::parse(&String::from_utf8_lossy(&out.stdout)));
+    macros.add(
+        multiarch,
+        crate::headers::defines::parse(&String::from_utf8_lossy(&out.stdout)),
+    );
     macros
 }
 
@@ -246,7 +282,11 @@ fn gcc_constants(root: &Path, multiarch: &str, flags: &[&str]) -> crate::headers
 fn aarch64_constants_against(root: &Path) {
     let a = Abi::Aarch64;
     let x86 = gcc_constants(root, "x86_64-linux-gnu", &[]);
-    let arm = gcc_constants(root, "aarch64-linux-gnu", &["-U__x86_64__", "-D__aarch64__"]);
+    let arm = gcc_constants(
+        root,
+        "aarch64-linux-gnu",
+        &["-U__x86_64__", "-D__aarch64__"],
+    );
     let none = |_: &str| None;
     let mut differences: Vec<(String, Option<i64>)> = Vec::new();
     for (name, _, _) in constants() {

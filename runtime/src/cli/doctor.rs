@@ -33,15 +33,17 @@ fn arch_findings(arch: provium_compiler::linux::Arch) -> Vec<Finding> {
         Ok(bytes) => ok("agent", format!("{} KiB, for {arch}", bytes.len() / 1024)),
         Err(e) => bad("agent", Level::Missing, e.to_string(), setup.clone()),
     });
-    f.push(match crate::machine::initramfs::find_static_busybox_for(arch) {
-        Some(path) => ok("busybox", path.display().to_string()),
-        None => bad(
-            "busybox",
-            Level::Missing,
-            format!("no static busybox for {arch}"),
-            setup.clone(),
-        ),
-    });
+    f.push(
+        match crate::machine::initramfs::find_static_busybox_for(arch) {
+            Some(path) => ok("busybox", path.display().to_string()),
+            None => bad(
+                "busybox",
+                Level::Missing,
+                format!("no static busybox for {arch}"),
+                setup.clone(),
+            ),
+        },
+    );
     f.push(match crate::machine::kernels::default_target_for(arch) {
         Ok(t) => ok("kernel", format!("{} ({})", t.label, t.image.display())),
         Err(e) => bad("kernel", Level::Missing, e.to_string(), setup),

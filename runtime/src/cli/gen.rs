@@ -156,7 +156,9 @@ pub fn gen(mut args: GenArgs) -> Result<u8> {
             )
         }
         None if args.abi != provium_compiler::linux::Abi::X86_64 => {
-            let parsed = tree.parse_in(&headers, args.abi).map_err(anyhow::Error::msg)?;
+            let parsed = tree
+                .parse_in(&headers, args.abi)
+                .map_err(anyhow::Error::msg)?;
             let numbers: Vec<(String, u32)> = args
                 .abi
                 .syscalls()
@@ -311,12 +313,9 @@ pub fn record(args: RecordArgs) -> Result<u8> {
     }
     let cwd = std::env::current_dir()?;
     let profiles = Profiles::discover(&cwd)?;
-    let reference = super::test::kernel_targets(
-        args.kernel.as_slice(),
-        args.arch.as_slice(),
-    )?
-    .into_iter()
-    .next();
+    let reference = super::test::kernel_targets(args.kernel.as_slice(), args.arch.as_slice())?
+        .into_iter()
+        .next();
     // Locked from before the first run until written: two records of one spec, or a record
     // and an edit, never mix.
     let _in_progress = crate::machine::signals::RunInProgress::begin();

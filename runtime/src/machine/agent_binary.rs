@@ -20,8 +20,8 @@ pub fn bytes_for(arch: Arch) -> Result<Cow<'static, [u8]>, AgentMissing> {
     match arch {
         Arch::X86_64 => bytes().map_err(AgentMissing::Io),
         Arch::Aarch64 => {
-            let agent = from_env("PROVIUM_AGENT_AARCH64", EMBEDDED_AARCH64)
-                .map_err(AgentMissing::Io)?;
+            let agent =
+                from_env("PROVIUM_AGENT_AARCH64", EMBEDDED_AARCH64).map_err(AgentMissing::Io)?;
             if agent.is_empty() {
                 return Err(AgentMissing::NotBuilt {
                     arch,

@@ -106,9 +106,7 @@ pub fn installed() -> Vec<Installed> {
             })
         })
         .collect();
-    out.sort_by(|a, b| {
-        (a.arch, !a.default, &a.release).cmp(&(b.arch, !b.default, &b.release))
-    });
+    out.sort_by(|a, b| (a.arch, !a.default, &a.release).cmp(&(b.arch, !b.default, &b.release)));
     out
 }
 

@@ -42,7 +42,13 @@ pub fn preprocess_with_defines_in(
             root,
             multiarch,
             headers,
-            &["-dD", "-U__x86_64__", "-U__amd64__", "-D__aarch64__", "-D__AARCH64EL__"],
+            &[
+                "-dD",
+                "-U__x86_64__",
+                "-U__amd64__",
+                "-D__aarch64__",
+                "-D__AARCH64EL__",
+            ],
         ),
         Abi::I386 => {
             // A header that reaches glibc's features.h includes gnu/stubs-32.h, which only a

@@ -199,8 +199,9 @@ fn layouts_agree_with_gcc_m32() {
     let mut probed: Vec<(&str, &str)> = PROBED.to_vec();
     probed.push(("asm/stat.h", "stat64"));
     let headers: Vec<String> = probed.iter().map(|(h, _)| h.to_string()).collect();
-    let text = crate::headers::cparse::preprocess_with_defines_in(root, &headers, crate::linux::Abi::I386)
-        .expect("gcc -m32 preprocesses the uapi headers");
+    let text =
+        crate::headers::cparse::preprocess_with_defines_in(root, &headers, crate::linux::Abi::I386)
+            .expect("gcc -m32 preprocesses the uapi headers");
     let (code, _) = split_defines(&text, root);
     let types = parse_in(&code, root, DataModel::Ilp32).expect("lang-c parses them");
     let layouts = types.layouts();
