@@ -35,7 +35,7 @@ fn doctor_finds_what_aarch64_guests_need() {
     for part in [
         "qemu-system-aarch64",
         "for aarch64",
-        "arch/aarch64/busybox",
+        "kernels/aarch64/busybox",
         "cloud-arm64",
     ] {
         assert!(text.contains(part), "{part}:\n{text}");
@@ -146,6 +146,7 @@ fn both_architectures_in_one_run() {
     let events = events(&[
         "specs/close.yaml",
         "specs/files.yaml",
+        "examples/specs/arch.yaml",
         "--arch",
         "x86_64",
         "--arch",
@@ -174,6 +175,17 @@ fn both_architectures_in_one_run() {
             statuses.keys().all(|s| s == "passed" || s == "skipped"),
             "{label}: {statuses:?}"
         );
+    }
+    // The documented example: every case passes on x86_64; on arm64 the one that needs dup2
+    // skips, and the one naming epoll_pwait for arm64 passes.
+    for e in events
+        .iter()
+        .filter(|e| e["type"] == "test" && e["file"] == "examples/specs/arch.yaml")
+    {
+        let arm = e["kernel"].as_str().unwrap().ends_with(" aarch64");
+        let dup2 = e["name"].as_str().unwrap().contains("never had");
+        let expected = if arm && dup2 { "skipped" } else { "passed" };
+        assert_eq!(e["status"], expected, "{e}");
     }
 }
 

@@ -264,12 +264,12 @@ pub fn find_static_busybox() -> Option<PathBuf> {
 }
 
 /// A static busybox for guests of `arch`: the host's own for the host's architecture, else the
-/// one `scripts/setup --arch arm64` unpacked (`$PROVIUM_HOME/arch/aarch64/busybox`; Debian's
+/// one `scripts/setup --arch arm64` unpacked (`$PROVIUM_HOME/kernels/aarch64/busybox`, beside
+/// the kernels, so that a cache made of only `kernels/` has it too; Debian's
 /// busybox-static:arm64 cannot be installed beside the amd64 one).
 pub fn find_static_busybox_for(arch: provium_compiler::linux::Arch) -> Option<PathBuf> {
     if Some(arch) != provium_compiler::linux::Arch::host() {
-        let own = crate::machine::paths::home()
-            .join("arch")
+        let own = crate::machine::paths::kernels()
             .join(arch.name())
             .join("busybox");
         return (own.is_file() && is_static_elf(&own)).then_some(own);

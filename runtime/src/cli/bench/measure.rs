@@ -28,7 +28,7 @@ pub struct BootVariant {
     pub cpu: Option<&'static str>,
 }
 
-pub fn boot_variants() -> Vec<BootVariant> {
+pub fn boot_variants(arch: provium_compiler::linux::Arch) -> Vec<BootVariant> {
     let v = |name, machine, boot, fast_boot, cpu| BootVariant {
         name,
         machine,
@@ -36,6 +36,42 @@ pub fn boot_variants() -> Vec<BootVariant> {
         fast_boot,
         cpu,
     };
+    if arch == provium_compiler::linux::Arch::Aarch64 {
+        // arm64 has one board (virt) and boots its Image as it is: what varies is the CPU
+        // model, whose pointer authentication TCG emulates (QARMA5 for `max`, cheaper with
+        // QEMU's own algorithm or none).
+        let auto = (Machine::Auto, BootMethod::Auto);
+        return vec![
+            v(
+                "virt, -cpu max (baseline)",
+                auto.0,
+                auto.1,
+                false,
+                Some("max"),
+            ),
+            v(
+                "virt, -cpu max,pauth=off",
+                auto.0,
+                auto.1,
+                false,
+                Some("max,pauth=off"),
+            ),
+            v(
+                "virt, -cpu max,pauth-impdef=on",
+                auto.0,
+                auto.1,
+                false,
+                Some("max,pauth-impdef=on"),
+            ),
+            v(
+                "virt, -cpu max,pauth-impdef=on + fast args (default)",
+                auto.0,
+                auto.1,
+                true,
+                None,
+            ),
+        ];
+    }
     vec![
         v(
             "pc + bzImage (baseline)",
@@ -139,7 +175,11 @@ pub fn boot(
     progress: &mut dyn FnMut(&str),
 ) -> Result<Vec<BootResult>> {
     let mut results = Vec::new();
-    for variant in boot_variants() {
+    let arch = profile
+        .resolve_kernel()
+        .map(|(k, _)| crate::machine::kernel::arch_of(&k))
+        .unwrap_or_default();
+    for variant in boot_variants(arch) {
         let mut wall = Vec::new();
         let mut guest = Vec::new();
         let mut failed = 0;
@@ -188,6 +228,12 @@ pub fn boot(
     Ok(results)
 }
 
+/// A syscall's number on the VM's own architecture (arm64's getpid is 172, x86_64's 39).
+fn nr(vm: &Vm, name: &str) -> i64 {
+    let arch: provium_compiler::linux::Arch = vm.info().arch.parse().unwrap_or_default();
+    arch.syscall_number(name).map(i64::from).unwrap_or(-1)
+}
+
 pub struct RoundTrip {
     pub ping: Stats,
     pub getpid: Stats,
@@ -220,7 +266,8 @@ pub fn roundtrip(vm: &mut Vm, calls: usize) -> Result<RoundTrip> {
     };
     let ping = time(&mut |vm| Ok(vm.ping()?))?;
     let getpid = time(&mut |vm| {
-        vm.root().syscall_args(39, &[])?;
+        let getpid = nr(vm, "getpid");
+        vm.root().syscall_args(getpid, &[])?;
         Ok(())
     })?;
     let getpid_i386 = if has_i386 {
@@ -248,8 +295,9 @@ pub struct BatchResult {
 }
 
 pub fn batch(vm: &mut Vm, calls: usize) -> Result<BatchResult> {
+    let close_nr = nr(vm, "close");
     let close = || SyscallCall {
-        nr: 3,
+        nr: close_nr,
         args: [-1, 0, 0, 0, 0, 0],
         ..Default::default()
     };
@@ -303,8 +351,9 @@ pub struct IsolatedResult {
 
 pub fn isolated(vm: &mut Vm, cases: usize) -> Result<IsolatedResult> {
     use crate::protocol::{Credentials, IsolatedCase};
+    let getuid_nr = nr(vm, "getuid");
     let getuid = || SyscallCall {
-        nr: 102,
+        nr: getuid_nr,
         ..Default::default()
     };
     let t = Instant::now();
@@ -352,11 +401,12 @@ pub fn buffer(vm: &mut Vm, runs: usize) -> Result<BufferResult> {
     let large_bytes = 1 << 20;
     let data = vec![0x5a; large_bytes];
     vm.root().write_file("/tmp/bench-buffer", &data, 0o644)?;
+    let pread = nr(vm, "pread64");
     let mut measure = |size: usize| -> Result<Stats> {
         let mut samples = Vec::new();
         for _ in 0..runs {
             let call = SyscallCall {
-                nr: 17, // pread64(fd, buf, count, 0)
+                nr: pread, // pread64(fd, buf, count, 0)
                 args: [0, 0, size as i64, 0, 0, 0],
                 buffers: vec![Buffer {
                     arg: Some(1),
@@ -388,11 +438,12 @@ fn bench_fd(vm: &mut Vm) -> Result<i64> {
     let mut path = b"/tmp/bench-buffer".to_vec();
     path.push(0);
     // F_GETFD on fd 100 tells whether it is already ours.
-    if vm.root().syscall_args(72, &[100, 1])? >= 0 {
+    let fcntl = nr(vm, "fcntl");
+    if vm.root().syscall_args(fcntl, &[100, 1])? >= 0 {
         return Ok(100);
     }
     let open = SyscallCall {
-        nr: 257,
+        nr: nr(vm, "openat"),
         args: [-100, 0, 0, 0, 0, 0],
         buffers: vec![Buffer {
             arg: Some(1),

@@ -194,8 +194,8 @@ fn launch_plan(plan: &BootPlan, dir: &Path, transport: &dyn Transport) -> Launch
 /// VM off at once (`provium_poweroff`, which the kernel hands init as an argument): QEMU's
 /// start to its exit.
 pub fn bare_boot(plan: &BootPlan) -> Result<Duration, VmError> {
-    let agent = crate::machine::agent_binary::bytes()
-        .map_err(plan::PlanError::Agent)?
+    let agent = crate::machine::agent_binary::bytes_for(plan.arch)
+        .map_err(plan::PlanError::from)?
         .into_owned();
     let (initrd, _lease) =
         crate::machine::initramfs::build_cached(&crate::machine::initramfs::InitramfsSpec {
