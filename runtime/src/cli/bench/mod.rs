@@ -87,57 +87,12 @@ pub fn run(args: Args) -> Result<u8> {
     let mut out = anstream::stdout();
     let all = args.what == What::All;
     if args.phases {
-        let steps = step_line();
-        let p = phases::phases(&profile, args.boots, &mut |step| {
-            steps.set_message(step.to_string())
-        });
-        steps.finish_and_clear();
-        let p = p?;
-        writeln!(
-            out,
-            "{}",
-            paint(
-                BOLD,
-                &format!(
-                    "Where the time goes: a cold boot and a resume (median of {})",
-                    p.runs
-                )
-            )
-        )?;
-        for (title, rows) in [
-            ("cold boot", &p.cold),
-            ("resume from the fixture", &p.resume),
-        ] {
-            writeln!(out, "  {title}")?;
-            let total: f64 = rows.iter().map(|(_, ms)| ms).sum();
-            for (name, ms) in rows.iter() {
-                writeln!(
-                    out,
-                    "    {name:<44} {ms:>9.1} ms  {:>5.1} %",
-                    ms / total * 100.0
-                )?;
-            }
-            writeln!(out, "    {:<44} {total:>9.1} ms", "total")?;
+        // Each kernel's split in one run (`--kernel` twice: x86_64's and arm64's side by side),
+        // each against its own bare boot, with a syscall's round trip on a resumed VM.
+        for (label, kernel_profiles) in &kernels {
+            let profile = kernel_profiles.get(&args.profile)?;
+            phases::print(&mut out, label.as_deref(), &profile, args.boots, args.calls)?;
         }
-        writeln!(
-            out,
-            "  bare boot (same kernel and command line, init powers off at once)  {:>8.1} ms",
-            p.bare_ms
-        )?;
-        let total = |rows: &[(String, f64)]| rows.iter().map(|(_, ms)| ms).sum::<f64>();
-        for (what, ms) in [
-            ("cold boot to a ready agent", p.cold_ready_ms),
-            ("cold boot + one syscall + shutdown", total(&p.cold)),
-            ("resume to a ready agent", p.resume_ready_ms),
-            ("resume + one syscall + shutdown", total(&p.resume)),
-        ] {
-            writeln!(
-                out,
-                "  {what:<36} {ms:>8.1} ms  {:.3}× the bare boot",
-                ms / p.bare_ms
-            )?;
-        }
-        writeln!(out)?;
         if args.what == What::Boot {
             return Ok(0);
         }
@@ -564,7 +519,7 @@ pub fn run(args: Args) -> Result<u8> {
 }
 
 /// A line on stderr that shows the step being measured (hidden when stderr is not a terminal).
-fn step_line() -> indicatif::ProgressBar {
+pub(super) fn step_line() -> indicatif::ProgressBar {
     let p = indicatif::ProgressBar::new_spinner();
     p.set_style(
         indicatif::ProgressStyle::with_template("  {spinner} {msg}")

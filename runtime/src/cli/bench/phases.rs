@@ -110,3 +110,79 @@ pub fn phases(profile: &Profile, runs: usize, progress: &mut dyn FnMut(&str)) ->
         resume: medians(&resume),
     })
 }
+
+/// `bench boot --phases` for one kernel: the split of a cold boot and a resume, the bare boot
+/// beside them, and a syscall's round trip on a resumed VM (getpid against the agent's ping).
+pub fn print(
+    out: &mut impl std::io::Write,
+    label: Option<&str>,
+    profile: &Profile,
+    boots: usize,
+    calls: usize,
+) -> Result<()> {
+    use crate::report::style::{paint, BOLD};
+    let on = label.map(|l| format!(" on {l}")).unwrap_or_default();
+    let steps = super::step_line();
+    let p = phases(profile, boots, &mut |step| {
+        steps.set_message(step.to_string())
+    });
+    steps.finish_and_clear();
+    let p = p?;
+    writeln!(
+        out,
+        "{}",
+        paint(
+            BOLD,
+            &format!(
+                "Where the time goes{on}: a cold boot and a resume (median of {})",
+                p.runs
+            )
+        )
+    )?;
+    for (title, rows) in [
+        ("cold boot", &p.cold),
+        ("resume from the fixture", &p.resume),
+    ] {
+        writeln!(out, "  {title}")?;
+        let total: f64 = rows.iter().map(|(_, ms)| ms).sum();
+        for (name, ms) in rows.iter() {
+            writeln!(
+                out,
+                "    {name:<44} {ms:>9.1} ms  {:>5.1} %",
+                ms / total * 100.0
+            )?;
+        }
+        writeln!(out, "    {:<44} {total:>9.1} ms", "total")?;
+    }
+    writeln!(
+        out,
+        "  bare boot (same kernel and command line, init powers off at once)  {:>8.1} ms",
+        p.bare_ms
+    )?;
+    let total = |rows: &[(String, f64)]| rows.iter().map(|(_, ms)| ms).sum::<f64>();
+    for (what, ms) in [
+        ("cold boot to a ready agent", p.cold_ready_ms),
+        ("cold boot + one syscall + shutdown", total(&p.cold)),
+        ("resume to a ready agent", p.resume_ready_ms),
+        ("resume + one syscall + shutdown", total(&p.resume)),
+    ] {
+        writeln!(
+            out,
+            "  {what:<36} {ms:>8.1} ms  {:.3}× the bare boot",
+            ms / p.bare_ms
+        )?;
+    }
+    let mut vm = Vm::boot(profile, &BootOptions::default())?;
+    let r = super::measure::roundtrip(&mut vm, calls.min(2_000))?;
+    vm.kill();
+    writeln!(
+        out,
+        "  round trip ({} calls): ping p50 {}, getpid p50 {} ({:.2}× the ping)",
+        r.calls,
+        super::measure::us(r.ping.p50),
+        super::measure::us(r.getpid.p50),
+        r.getpid.p50.as_secs_f64() / r.ping.p50.as_secs_f64()
+    )?;
+    writeln!(out)?;
+    Ok(())
+}

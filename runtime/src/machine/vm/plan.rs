@@ -402,8 +402,9 @@ pub fn plan(profile: &Profile, opts: &BootOptions) -> Result<BootPlan, PlanError
         .clone()
         .or_else(|| profile.cpu.clone())
         .unwrap_or_else(|| match (accel, arch) {
-            // `max` emulates pointer authentication with QARMA, most of an arm64 boot under
-            // TCG (12.6-16 s against 6-7.6 s with QEMU's own cheaper algorithm; BENCHMARKS.md).
+            // `max` emulates pointer authentication with QARMA5, most of an arm64 boot under
+            // TCG: 9.0 s to a ready agent against 2.8 s with QEMU's own cheaper algorithm,
+            // which keeps the feature (`pauth=off` drops it; BENCHMARKS.md).
             (Accel::Tcg, provium_compiler::linux::Arch::Aarch64) => "max,pauth-impdef=on".into(),
             (Accel::Kvm, _) => "host".into(),
             (Accel::Tcg, _) => "max".into(),
