@@ -219,9 +219,11 @@ function Executor:abi(name) end
 
 ---@class provium
 ---@field version string
----@field arch string
+---@field arch string the guest architecture of the run (`x86_64`, `aarch64`)
 ---@field errno table<string, integer>
----@field nr table<string, integer>
+---@field nr table<string, integer> the guest architecture's syscall numbers
+---@field nr_x86_64 table<string, integer> x86_64's syscall numbers
+---@field nr_aarch64 table<string, integer> arm64's syscall numbers (asm-generic)
 ---@field nr_i386 table<string, integer> i386's syscall numbers (for `vm:abi("i386")`)
 ---@field bad_ptr integer an address that is never mapped (for EFAULT)
 ---@field c table<string, integer> the built-in constants by name (`provium headers constants`)

@@ -139,18 +139,24 @@ end)
     assert!(text.contains("aarch64 has no `open` syscall"), "{text}");
 }
 
-/// Both architectures in one run: each spec once per architecture, columns named by kernel
-/// and arch, the differences being what arm64 lacks.
+/// Both architectures in one run over specs/: each spec once per architecture, columns named
+/// by kernel and arch, the differences being what arm64 lacks; one HTML matrix of them, as a
+/// browser renders it, and one terminal table.
 #[test]
 fn both_architectures_in_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let html = dir.path().join("arch.html");
     let events = events(&[
-        "specs/close.yaml",
-        "specs/files.yaml",
+        "specs/",
         "examples/specs/arch.yaml",
+        "-j",
+        "2",
         "--arch",
         "x86_64",
         "--arch",
         "aarch64",
+        "--html",
+        html.to_str().unwrap(),
     ]);
     let mut columns = BTreeMap::<String, BTreeMap<String, usize>>::new();
     for e in events.iter().filter(|e| e["type"] == "test") {
@@ -187,6 +193,48 @@ fn both_architectures_in_one_run() {
         let expected = if arm && dup2 { "skipped" } else { "passed" };
         assert_eq!(e["status"], expected, "{e}");
     }
+    let dom = std::process::Command::new("chromium")
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--dump-dom"])
+        .arg(format!("file://{}", html.display()))
+        .output()
+        .expect("chromium (scripts/setup installs it)");
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    assert!(
+        dom.contains(r#"-cloud-arm64 aarch64<span class="counts">"#)
+            && dom.contains(r#"-cloud-amd64<span class="counts">"#),
+        "{dom}"
+    );
+    assert!(!dom.contains(r#"<b id="differing">0</b>"#), "{dom}");
+    // The terminal's table of what differs, a column per architecture.
+    let out = provium(&root())
+        .args([
+            "test",
+            "examples/specs/arch.yaml",
+            "--arch",
+            "x86_64",
+            "--arch",
+            "aarch64",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let table: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.contains("Differences"))
+        .collect();
+    assert!(
+        table
+            .iter()
+            .any(|l| l.contains("-cloud-amd64") && l.contains("-cloud-arm64 aarch64")),
+        "{text}"
+    );
+    assert!(
+        table
+            .iter()
+            .any(|l| l.contains("never had") && l.contains("PASS 0") && l.contains("SKIP")),
+        "{text}"
+    );
 }
 
 /// A regression suite generated from arm64's table and headers, recorded on the arm64 kernel
@@ -231,4 +279,33 @@ fn a_generated_suite_for_arm64_records_and_passes() {
     assert!(run_n > 10 && run_n == passed, "{summary}");
     let text = run(&["test", suite_arg]);
     assert!(text.contains("written for aarch64 guests"), "{text}");
+}
+
+/// `vm:abi` names only the guest's own ABIs: i386's on an arm64 guest skips the test that
+/// asks for it, rather than sending i386's numbers to arm64's entry.
+#[test]
+fn an_abi_of_another_architecture_skips() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "abi.lua",
+        r#"
+local vm = provium.create("minimal")
+vm:boot()
+test("i386 on arm64", function()
+  local i386 = vm:abi("i386")
+  i386:syscall(provium.nr_i386.getpid)
+end)
+"#,
+    );
+    let out = provium(dir.path())
+        .args(["test", "abi.lua", "--arch", "aarch64"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("i386 is not an ABI of this aarch64 guest") && text.contains("1 skipped"),
+        "{text}"
+    );
 }
