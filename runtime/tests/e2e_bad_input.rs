@@ -148,7 +148,7 @@ fn bad_configurations_and_environments_are_named() {
         (
             "PROVIUM_KERNEL",
             "/etc/passwd",
-            "/etc/passwd is neither a bzImage nor an ELF kernel",
+            "/etc/passwd is neither a bzImage, an ELF kernel nor an arm64 Image",
         ),
         ("PROVIUM_QEMU", "/nonexistent", "/nonexistent"),
         (

@@ -41,7 +41,8 @@ pub struct BadPtr {
     bad_ptr: serde_json::Value,
 }
 
-/// A syscall name (openat) or number, or one per ABI (`{x86_64: newfstatat, i386: fstatat64}`).
+/// A syscall name (openat) or number, or one per ABI (`{x86_64: newfstatat, i386: fstatat64}`,
+/// `{x86_64: pipe, aarch64: pipe2}`).
 #[derive(JsonSchema)]
 #[serde(untagged)]
 pub enum SyscallShape {
@@ -60,6 +61,9 @@ pub struct PerAbiShape {
     /// Under i386 (`int $0x80`).
     #[serde(default)]
     i386: Option<OneSyscallShape>,
+    /// On arm64 guests (`--arch aarch64`).
+    #[serde(default)]
+    aarch64: Option<OneSyscallShape>,
 }
 
 /// A syscall name or number.

@@ -29,8 +29,8 @@ pub struct Spec {
     /// with its own paths): the next file on the same runner thread that resumes the same VM
     /// may reuse this one instead of resuming another. `provium gen` sets it.
     pub share_vm: Option<At<bool>>,
-    /// The system call ABIs the spec is written for (`i386`, or `[x86_64, i386]`): a run
-    /// without `--abi` makes its calls under the first; a run under another skips it.
+    /// The system call ABIs the spec is written for (`i386`, or `[x86_64, i386]`, `aarch64`):
+    /// a run without `--abi` makes its calls under the first; a run under another skips it.
     pub abi: Option<Names>,
     /// When the spec applies; otherwise every case is skipped with the reason.
     pub requires: Option<Requires>,
