@@ -309,7 +309,9 @@ mod tests {
     #[test]
     fn terminate_escalates() {
         let mut cmd = Command::new("sh");
-        cmd.args(["-c", "trap '' TERM; sleep 30"]);
+        // `exec`: the ignored SIGTERM is inherited by sleep, and no grandchild outlives the
+        // test holding its output open.
+        cmd.args(["-c", "trap '' TERM; exec sleep 30"]);
         let mut child = Supervised::spawn(cmd, "stubborn").unwrap();
         std::thread::sleep(Duration::from_millis(100));
         let status = child.terminate(Duration::from_millis(200));
