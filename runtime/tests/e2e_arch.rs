@@ -309,3 +309,40 @@ end)
         "{text}"
     );
 }
+
+/// Without the arm64 parts, an aarch64 run stops before anything boots and says what installs
+/// them; an architecture Provium does not know is a usage error naming the ones it does.
+#[test]
+fn a_missing_or_unknown_architecture_is_said_at_once() {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir(home.path().join("kernels")).unwrap();
+    let out = provium(&root())
+        .env("PROVIUM_HOME", home.path())
+        .args(["test", "specs/close.yaml", "--arch", "aarch64"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("scripts/setup --arch arm64"), "{text}");
+    let out = provium(&root())
+        .env("PROVIUM_HOME", home.path())
+        .args(["doctor", "--arch", "aarch64"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("no aarch64 kernel is installed"),
+        "{}",
+        show(&out)
+    );
+    let out = provium(&root())
+        .args(["test", "specs/close.yaml", "--arch", "sparc"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("supported: x86_64, aarch64"),
+        "{}",
+        show(&out)
+    );
+}
