@@ -7,3 +7,6 @@ pub mod enums;
 pub mod signatures;
 pub mod tables;
 pub mod tree;
+
+#[cfg(test)]
+mod table_checks;

@@ -447,5 +447,4 @@ pub fn describe_ret(ret: i64) -> String {
     ret.to_string()
 }
 
-#[cfg(test)]
-mod tests;
+// Checked against the system's headers by `headers::table_checks`.
