@@ -176,7 +176,7 @@ impl Checker<'_> {
                     return Some((*nr, s.to_string()));
                 }
                 if let Some(nr) = abi.syscall_number(s) {
-                    if let Some(why) = linux::i386_differs(s).filter(|_| abi == linux::Abi::I386) {
+                    if let Some(why) = linux::differs_under(abi, s) {
                         self.case_unavailable
                             .get_or_insert(format!("`{s}` under i386 {why}"));
                     }

@@ -139,9 +139,12 @@ impl FromStr for Abi {
     }
 }
 
-/// Why an i386 syscall of the same name as x86_64's cannot be called as a spec writes it: its
-/// arguments differ (`mmap` is `old_mmap`).
-pub fn i386_differs(name: &str) -> Option<&'static str> {
+/// Why `abi`'s syscall of the same name as x86_64's cannot be called as a spec writes it: its
+/// arguments differ (i386's `mmap` is `old_mmap`). Only i386's old calls do.
+pub fn differs_under(abi: Abi, name: &str) -> Option<&'static str> {
+    if abi != Abi::I386 {
+        return None;
+    }
     match name {
         "mmap" => Some("is old_mmap, which takes one pointer to its six arguments (mmap2 takes them, its offset in pages)"),
         "select" => Some("is the old select, which takes one pointer to its five arguments (_newselect takes them)"),
@@ -226,10 +229,7 @@ impl Arch {
 
     /// A syscall's number by name.
     pub fn syscall_number(self, name: &str) -> Option<u32> {
-        self.syscalls()
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, nr)| *nr)
+        self.native_abi().syscall_number(name)
     }
 
     /// A syscall's name by number.

@@ -246,78 +246,65 @@ fn module(lua: &Lua) -> mlua::Result<Table> {
     }
     let guest = super::session::guest_arch(lua);
     m.set("arch", guest.name())?;
-    if guest != Arch::X86_64 {
-        let nr = lua.create_table()?;
-        for (name, number) in guest.syscalls() {
-            nr.set(*name, *number)?;
-        }
-        // A name x86_64 has and this architecture lacks (`open` on arm64) skips the test
-        // that asks for it, rather than giving nil to a call.
-        let meta = lua.create_table()?;
-        meta.set(
-            "__index",
-            lua.create_function(move |_, (_t, key): (Value, Value)| {
-                let Value::String(k) = key else {
-                    return Ok(Value::Nil);
-                };
-                let k = k.to_string_lossy();
-                if Arch::X86_64.syscall_number(&k).is_some() {
-                    return Err(errors::skip_error(format!("{guest} has no `{k}` syscall")));
-                }
-                Ok(Value::Nil)
-            })?,
-        )?;
-        nr.set_metatable(Some(meta))?;
-        m.set("nr", nr)?;
-        m.set("c", constants_table(lua, guest.native_abi())?)?;
-        super::ready::install(lua, &m)?;
-        super::patterns::install(lua, &m)?;
-        return Ok(m);
-    }
+    m.set("nr", guest_numbers(lua, guest)?)?;
+    m.set("c", constants_table(lua, guest.native_abi())?)?;
+    super::ready::install(lua, &m)?;
+    super::patterns::install(lua, &m)?;
+    Ok(m)
+}
+
+/// `provium.nr`: the guest's numbers by name. An x86_64 guest's are its kernel's own table when
+/// the run has one (a build tree's new syscalls), else the built-in one. A name that exists
+/// elsewhere but not here (only another kernel of the run has it; x86_64 has it and arm64 never
+/// had it) skips the test that asks for it, rather than giving nil to a call.
+fn guest_numbers(lua: &Lua, guest: Arch) -> mlua::Result<Table> {
     let nr = lua.create_table()?;
     // Without a session (a Lua state made for checking names), the built-in table.
     let naming = lua
         .app_data_ref::<std::rc::Rc<Session>>()
-        .and_then(|s| s.config.settings.naming.clone());
+        .and_then(|s| s.config.settings.naming.clone())
+        .filter(|_| guest == Arch::X86_64);
     match naming.as_ref().and_then(|n| n.names.syscalls.as_ref()) {
-        // The kernel's own table: a build tree's new syscalls by name.
         Some(table) => {
             for (name, number) in table {
                 nr.set(name.as_str(), *number)?;
             }
         }
         None => {
-            for (name, number) in Arch::X86_64.syscalls() {
+            for (name, number) in guest.syscalls() {
                 nr.set(*name, *number)?;
             }
         }
     }
-    if let Some(n) = naming.filter(|n| !n.names.elsewhere.is_empty()) {
-        // A name only another kernel of the run has: the test that asks for it skips here.
-        let meta = lua.create_table()?;
-        meta.set(
-            "__index",
-            lua.create_function(move |_, (_t, key): (Value, Value)| {
-                let Value::String(k) = key else {
-                    return Ok(Value::Nil);
-                };
-                let k = k.to_string_lossy();
-                if n.names.elsewhere.contains_key(k.as_str()) {
-                    return Err(errors::skip_error(format!(
-                        "`{k}` is not in {}'s syscall table",
-                        n.names.label
-                    )));
-                }
-                Ok(Value::Nil)
-            })?,
-        )?;
-        nr.set_metatable(Some(meta))?;
-    }
-    m.set("nr", nr)?;
-    m.set("c", constants_table(lua, linux::Abi::X86_64)?)?;
-    super::ready::install(lua, &m)?;
-    super::patterns::install(lua, &m)?;
-    Ok(m)
+    let lacking: Box<dyn Fn(&str) -> Option<String>> = match naming {
+        _ if guest != Arch::X86_64 => Box::new(move |k: &str| {
+            Arch::X86_64
+                .syscall_number(k)
+                .map(|_| format!("{guest} has no `{k}` syscall"))
+        }),
+        Some(n) if !n.names.elsewhere.is_empty() => Box::new(move |k: &str| {
+            n.names
+                .elsewhere
+                .contains_key(k)
+                .then(|| format!("`{k}` is not in {}'s syscall table", n.names.label))
+        }),
+        _ => return Ok(nr),
+    };
+    let meta = lua.create_table()?;
+    meta.set(
+        "__index",
+        lua.create_function(move |_, (_t, key): (Value, Value)| {
+            let Value::String(k) = key else {
+                return Ok(Value::Nil);
+            };
+            match lacking(&k.to_string_lossy()) {
+                Some(why) => Err(errors::skip_error(why)),
+                None => Ok(Value::Nil),
+            }
+        })?,
+    )?;
+    nr.set_metatable(Some(meta))?;
+    Ok(nr)
 }
 
 /// `provium.c`: the uapi constants as `abi`'s headers define them.

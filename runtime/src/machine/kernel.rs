@@ -267,7 +267,9 @@ pub fn has_pvh_note(elf: &[u8]) -> bool {
 }
 
 /// The release a bzImage says it is (`uname -r`), from its setup header alone (the first
-/// 64 KiB): cheap enough to ask before a run. `None` for ELF kernels and unreadable files.
+/// 64 KiB): cheap enough to ask before a run. An arm64 Image has no such header: its banner
+/// is searched once per process and file version (the whole image, tens of MiB, is read; every
+/// boot's plan asks). `None` for ELF kernels and unreadable files.
 pub fn release_of(path: &Path) -> Option<String> {
     use std::io::Read;
     let mut head = Vec::with_capacity(64 << 10);
@@ -277,7 +279,21 @@ pub fn release_of(path: &Path) -> Option<String> {
         .read_to_end(&mut head)
         .ok()?;
     if is_arm64_image(&head) {
-        return banner_release(&std::fs::read(path).ok()?);
+        type Seen = std::sync::Mutex<
+            std::collections::HashMap<(PathBuf, Option<std::time::SystemTime>), Option<String>>,
+        >;
+        static SEEN: std::sync::OnceLock<Seen> = std::sync::OnceLock::new();
+        let key = (
+            path.to_path_buf(),
+            std::fs::metadata(path).and_then(|m| m.modified()).ok(),
+        );
+        let seen = SEEN.get_or_init(Default::default);
+        if let Some(hit) = crate::machine::sync::lock(seen).get(&key) {
+            return hit.clone();
+        }
+        let release = banner_release(&std::fs::read(path).ok()?);
+        crate::machine::sync::lock(seen).insert(key, release.clone());
+        return release;
     }
     SetupHeader::parse(&head)?.release()
 }
