@@ -258,6 +258,8 @@ fn module(lua: &Lua) -> mlua::Result<Table> {
 /// elsewhere but not here (only another kernel of the run has it; x86_64 has it and arm64 never
 /// had it) skips the test that asks for it, rather than giving nil to a call.
 fn guest_numbers(lua: &Lua, guest: Arch) -> mlua::Result<Table> {
+    /// Why a name is missing here, when it exists elsewhere.
+    type Lacking = dyn Fn(&str) -> Option<String>;
     let nr = lua.create_table()?;
     // Without a session (a Lua state made for checking names), the built-in table.
     let naming = lua
@@ -276,7 +278,7 @@ fn guest_numbers(lua: &Lua, guest: Arch) -> mlua::Result<Table> {
             }
         }
     }
-    let lacking: Box<dyn Fn(&str) -> Option<String>> = match naming {
+    let lacking: Box<Lacking> = match naming {
         _ if guest != Arch::X86_64 => Box::new(move |k: &str| {
             Arch::X86_64
                 .syscall_number(k)
