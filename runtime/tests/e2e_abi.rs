@@ -5,8 +5,7 @@
 
 mod common;
 
-use common::{provium_in as provium, root, show};
-use std::path::PathBuf;
+use common::{kacs_tree, provium_in as provium, root, show};
 use std::process::Command;
 
 #[test]
@@ -47,20 +46,6 @@ fn a_spec_runs_under_both_abis_in_one_run() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("expected x86_64, i386 or aarch64"));
-}
-
-/// The kacs tree `scripts/setup` built (its tinyconfig has no IA32 emulation).
-fn kacs_tree() -> PathBuf {
-    let out = Command::new(root().join("examples/custom-syscall/build.sh"))
-        .arg("--check")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
 #[test]

@@ -8,23 +8,9 @@
 
 mod common;
 
-use common::{provium_in as provium, root, show, write_file as write};
+use common::{kacs_tree, provium_in as provium, root, show, write_file as write};
 use std::path::PathBuf;
 use std::process::Command;
-
-/// The kacs tree `scripts/setup` built (a missing one fails, saying how to build it).
-fn kacs_tree() -> PathBuf {
-    let out = Command::new(root().join("examples/custom-syscall/build.sh"))
-        .arg("--check")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-}
 
 #[test]
 fn the_founding_example_passes_on_its_kernel_and_skips_elsewhere() {

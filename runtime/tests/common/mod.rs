@@ -183,3 +183,18 @@ pub fn lines_in(path: &std::path::Path) -> usize {
         .map(|t| t.lines().count())
         .unwrap_or(0)
 }
+
+/// The kacs tree `scripts/setup` built (examples/custom-syscall; its tinyconfig has no IA32
+/// emulation); a missing one fails, saying how to build it.
+pub fn kacs_tree() -> std::path::PathBuf {
+    let out = std::process::Command::new(root().join("examples/custom-syscall/build.sh"))
+        .arg("--check")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
