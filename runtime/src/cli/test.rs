@@ -39,6 +39,10 @@ pub struct Args {
     /// Seconds a file may run before its VMs are killed (a file or spec can set its own).
     #[arg(long, value_name = "SECS", default_value_t = 300.0)]
     timeout: f64,
+    /// Seconds listing a file's tests may take before it runs (a loop at its top level that
+    /// waits for a VM's answer cannot end while planning invents answers).
+    #[arg(long, value_name = "SECS", default_value_t = crate::lua::PLAN_TIME_LIMIT.as_secs_f64())]
+    plan_timeout: f64,
     /// Run one shard of the files: `count:K/N` (round-robin) or `hash:K/N` (by path).
     #[arg(long, value_name = "KIND:K/N")]
     partition: Option<Partition>,
@@ -158,6 +162,8 @@ pub fn run(args: Args, verbose: bool) -> Result<u8> {
     check_outputs(&outputs, &files)?;
     let timeout = crate::lua::control::timeout_from_secs(args.timeout)
         .map_err(|e| anyhow::anyhow!("--timeout: {e}"))?;
+    let plan_limit = crate::lua::control::timeout_from_secs(args.plan_timeout)
+        .map_err(|e| anyhow::anyhow!("--plan-timeout: {e}"))?;
     if args.keep {
         // Resumed VMs too, not only booted ones; each kept directory is printed.
         crate::machine::cleanup::keep_run_dirs();
@@ -187,6 +193,7 @@ pub fn run(args: Args, verbose: bool) -> Result<u8> {
         settings: crate::lua::Settings {
             capture: !args.no_capture,
             list_only: false,
+            plan_limit,
             fixtures: Some(crate::lua::fixture_script::discover(
                 &cwd,
                 profiles.clone(),

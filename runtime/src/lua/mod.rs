@@ -34,8 +34,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 /// A script may not use more memory than this on the host.
 const LUA_MEMORY_LIMIT: usize = 2 << 30;
 
-/// How long planning (a list-mode run) may take for one file. Planning answers VM calls with
-/// invented values, so a loop that waits for a real answer would never end.
+/// How long planning (a list-mode run) may take for one file by default (`--plan-timeout`).
+/// Planning answers VM calls with invented values, so a loop that waits for a real answer would
+/// never end.
 pub const PLAN_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Runs Lua `code` as the test file `config.file`. Errors never escape: they are in the report.
@@ -86,7 +87,7 @@ pub fn run_chunk(config: SessionConfig, chunk_name: &str, code: &str) -> FileRep
     if let Some(control) = session.config.control.clone() {
         install_cancel_hook(&lua, control);
     } else if session.config.settings.list_only {
-        install_plan_limit(&lua, started);
+        install_plan_limit(&lua, started, session.config.settings.plan_limit);
     }
     let file_error = match api::install(&lua) {
         Ok(()) => execute(&lua, &session, chunk_name, code),
@@ -115,12 +116,12 @@ pub fn run_chunk(config: SessionConfig, chunk_name: &str, code: &str) -> FileRep
 /// Error raised when planning a file runs out of time.
 const PLAN_STOPPED: &str = "planning stopped";
 
-/// Planning stops at [`PLAN_TIME_LIMIT`]: the report then says so (`listing_stopped`) and keeps
-/// the tests listed until then.
-fn install_plan_limit(lua: &Lua, started: Instant) {
+/// Planning stops at `limit`: the report then says so (`listing_stopped`) and keeps the tests
+/// listed until then.
+fn install_plan_limit(lua: &Lua, started: Instant, limit: std::time::Duration) {
     let triggers = mlua::HookTriggers::new().every_nth_instruction(1000);
     let _ = lua.set_hook(triggers, move |lua, _| {
-        if started.elapsed() < PLAN_TIME_LIMIT {
+        if started.elapsed() < limit {
             return Ok(mlua::VmState::Continue);
         }
         if let Some(s) = lua.app_data_ref::<Rc<Session>>() {
@@ -128,7 +129,7 @@ fn install_plan_limit(lua: &Lua, started: Instant) {
         }
         Err(mlua::Error::RuntimeError(format!(
             "{PLAN_STOPPED} after {} s",
-            PLAN_TIME_LIMIT.as_secs()
+            limit.as_secs_f64()
         )))
     });
 }

@@ -56,6 +56,10 @@ pub struct Settings {
     pub capture: bool,
     /// Tests are listed, not run: no VM boots (`--list`, and the runner's plan pass).
     pub list_only: bool,
+    /// How long listing a file's tests may take (`--plan-timeout`; [`super::PLAN_TIME_LIMIT`]
+    /// by default): planning answers VM calls with invented values, so a loop waiting for a real
+    /// answer would never end.
+    pub plan_limit: std::time::Duration,
     pub profiles: Profiles,
     /// Boot options every VM starts from.
     pub defaults: BootOptions,
@@ -88,6 +92,7 @@ impl Settings {
         Settings {
             capture: true,
             list_only: false,
+            plan_limit: super::PLAN_TIME_LIMIT,
             profiles,
             defaults: BootOptions::default(),
             record: false,
