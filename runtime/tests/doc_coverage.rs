@@ -186,12 +186,11 @@ fn check_ci(b: &Block) {
                                     .find(|p| p[0] == "-p")
                                     .map(|p| p[1].trim_start_matches("provium-"))
                                     .unwrap_or("runtime");
-                                let file = root()
-                                    .join(package)
-                                    .join("tests")
-                                    .join(format!("{}.rs", pair[1]));
+                                // A test binary is `tests/NAME.rs` or `tests/NAME/main.rs`.
+                                let tests = root().join(package).join("tests");
+                                let file = tests.join(format!("{}.rs", pair[1]));
                                 assert!(
-                                    file.is_file(),
+                                    file.is_file() || tests.join(pair[1]).join("main.rs").is_file(),
                                     "{}:{}: no {}",
                                     b.doc,
                                     b.line,

@@ -28,13 +28,24 @@ pub fn boot_with(opts: BootOptions) -> Vm {
     }
 }
 
-/// One VM per transport, shared by the tests of a binary; rebooted if a test lost it.
+/// One VM per transport, shared by the tests of a module; rebooted if a test lost it. A VM holds
+/// a ticket at the machine-wide gate (one CPU) while it lives, so one that no test has used for
+/// [`Shared::IDLE`] is shut down: the `provium` processes other tests start would otherwise wait
+/// at the gate for VMs nobody uses until the binary ends.
 pub struct Shared {
-    slot: OnceLock<Mutex<Option<Vm>>>,
+    slot: OnceLock<std::sync::Arc<Mutex<Slot>>>,
     transport: TransportChoice,
 }
 
+#[derive(Default)]
+struct Slot {
+    vm: Option<Vm>,
+    last_used: Option<std::time::Instant>,
+}
+
 impl Shared {
+    const IDLE: std::time::Duration = std::time::Duration::from_secs(2);
+
     pub const fn new(transport: TransportChoice) -> Shared {
         Shared {
             slot: OnceLock::new(),
@@ -54,27 +65,47 @@ impl Shared {
         AT_EXIT.call_once(|| unsafe {
             libc::atexit(clean_up);
         });
-        let m = self.slot.get_or_init(|| Mutex::new(None));
+        let m = self.slot.get_or_init(|| {
+            let slot = std::sync::Arc::new(Mutex::new(Slot::default()));
+            let watched = std::sync::Arc::downgrade(&slot);
+            std::thread::spawn(move || shut_down_when_idle(watched));
+            slot
+        });
         let mut guard = m.lock().unwrap_or_else(|p| p.into_inner());
-        if !guard.as_ref().is_some_and(|vm| vm.is_running()) {
-            *guard = Some(boot(self.transport));
+        if !guard.vm.as_ref().is_some_and(|vm| vm.is_running()) {
+            guard.vm = Some(boot(self.transport));
         }
+        guard.last_used = Some(std::time::Instant::now());
         VmGuard(guard)
     }
 }
 
-pub struct VmGuard<'a>(MutexGuard<'a, Option<Vm>>);
+/// Drops the slot's VM once it has been idle for [`Shared::IDLE`] (a test holding it is not
+/// idle: the lock is held).
+fn shut_down_when_idle(slot: std::sync::Weak<Mutex<Slot>>) {
+    while let Some(slot) = slot.upgrade() {
+        if let Ok(mut s) = slot.try_lock() {
+            if s.vm.is_some() && s.last_used.is_some_and(|t| t.elapsed() > Shared::IDLE) {
+                s.vm = None;
+            }
+        }
+        drop(slot);
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+pub struct VmGuard<'a>(MutexGuard<'a, Slot>);
 
 impl std::ops::Deref for VmGuard<'_> {
     type Target = Vm;
     fn deref(&self) -> &Vm {
-        self.0.as_ref().expect("booted")
+        self.0.vm.as_ref().expect("booted")
     }
 }
 
 impl std::ops::DerefMut for VmGuard<'_> {
     fn deref_mut(&mut self) -> &mut Vm {
-        self.0.as_mut().expect("booted")
+        self.0.vm.as_mut().expect("booted")
     }
 }
 

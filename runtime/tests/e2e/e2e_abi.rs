@@ -3,9 +3,7 @@
 //! ABI; a kernel built without CONFIG_IA32_EMULATION (the kacs tinyconfig tree `scripts/setup`
 //! builds) skips the i386 half with why, and still runs the x86_64 one.
 
-mod common;
-
-use common::{kacs_tree, provium_in as provium, root, show};
+use crate::common::{kacs_tree, provium_in as provium, root, show};
 use std::process::Command;
 
 #[test]

@@ -3,9 +3,7 @@
 //! output with tabs and escape sequences) is read by junitparser and rendered by junit2html
 //! (JUnit) and parsed by the kernel's own KTAP parser (`--format ktap`).
 
-mod common;
-
-use common::{provium_in as provium, show, write_file as write};
+use crate::common::{provium_in as provium, show, write_file as write};
 use std::process::Command;
 
 const OUTCOMES: &str = r#"
@@ -258,7 +256,7 @@ fn json_events_validate_against_their_schema() {
             "{vm}"
         );
     }
-    let schema = common::root().join("schemas/events.schema.json");
+    let schema = crate::common::root().join("schemas/events.schema.json");
     let check = Command::new("check-jsonschema")
         .arg("--schemafile")
         .arg(&schema)

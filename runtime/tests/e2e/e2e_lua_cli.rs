@@ -4,11 +4,9 @@
 
 use std::process::Command;
 
-mod common;
+use crate::common::{provium, write_file as write};
 
-use common::{provium, write_file as write};
-
-const EXAMPLE: &str = include_str!("../../examples/syscalls.lua");
+const EXAMPLE: &str = include_str!("../../../examples/syscalls.lua");
 
 #[test]
 fn a_run_with_a_pass_a_failure_and_a_syntax_error() {

@@ -3,9 +3,7 @@
 //! whatever a test did to its executor. Requests over the protocol's limits are refused before
 //! they are sent. All against the real kernel.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use provium::machine::profile::TransportChoice;
 use provium::machine::vm::{Vm, VmError};
 use provium::protocol::{Credentials, ExecCall, SyscallOutcome};

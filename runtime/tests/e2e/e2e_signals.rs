@@ -2,9 +2,7 @@
 //! seconds with 128 + the signal, writes the reports of what finished with the rest not run,
 //! and leaves no QEMU process and no run directory. Writes to a closed stdout end quietly.
 
-mod common;
-
-use common::show;
+use crate::common::show;
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
@@ -36,7 +34,7 @@ test("{name} never reached", function() end)
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn provium(dir: &Path, runtime: &Path) -> Command {
-    let mut c = common::provium_in(dir);
+    let mut c = crate::common::provium_in(dir);
     // These runs need both files' VMs at once: they tell the gate so by counting only their
     // own VMs (a gate of their own), so another provium run on the machine (a CI job beside
     // this one) cannot hold one file back past the test's patience.
@@ -211,7 +209,7 @@ fn a_closed_terminal_stops_the_run_and_writes_its_report() {
 
 #[test]
 fn a_closed_stdout_ends_quietly() {
-    let spec = common::root().join("specs/close.yaml");
+    let spec = crate::common::root().join("specs/close.yaml");
     // A pipe whose reading end is already closed: the first write meets EPIPE.
     let mut fds = [0; 2];
     // SAFETY: a valid array of two descriptors.

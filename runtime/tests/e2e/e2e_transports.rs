@@ -1,8 +1,6 @@
 //! Issue acceptance: the same raw-syscall checks against the real kernel, over both transports.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use provium::machine::profile::TransportChoice;
 use provium::protocol::{
     ExecCall, PointerPatch, Response, SyscallCall, SyscallOutcome, Termination,

@@ -1,9 +1,7 @@
 //! `provium shell`: one command with `-c` (its output and exit status), and an interactive shell
 //! on a terminal (a pseudo-terminal from `script`), typed into like a person would.
 
-mod common;
-
-use common::{provium, show};
+use crate::common::{provium, show};
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};

@@ -1,9 +1,7 @@
 //! Bad command lines, bad files and bad environments: each ends within seconds with exit 1 or 2
 //! and says what is wrong and where, never a panic or a hang; a bad file costs only itself.
 
-mod common;
-
-use common::{provium_in as provium, show};
+use crate::common::{provium_in as provium, show};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -300,7 +298,7 @@ fn check_counts_arguments_against_the_kernels_declarations() {
 #[test]
 fn a_name_from_a_header_says_which_header_and_libc_spellings_work() {
     let dir = tempfile::tempdir().unwrap();
-    common::write_file(
+    crate::common::write_file(
         dir.path(),
         "ipc.yaml",
         "cases:\n  - name: shmget\n    syscall: shmget\n    args: [IPC_PRIVATE, 4096, 0]\n    expect: ok\n",
@@ -313,7 +311,7 @@ fn a_name_from_a_header_says_which_header_and_libc_spellings_work() {
         "`IPC_PRIVATE` is defined in linux/ipc.h: add `headers: [linux/ipc.h]`",
         FAST,
     );
-    common::write_file(
+    crate::common::write_file(
         dir.path(),
         "libc.yaml",
         "cases:\n  - name: libc\n    syscall: close\n    args: [\"UTIME_NOW + UTIME_OMIT + MNT_FORCE + MNT_DETACH + MNT_EXPIRE + UMOUNT_NOFOLLOW + SCHED_OTHER\"]\n    expect: [EBADF, ENOTSUP]\n",

@@ -4,9 +4,7 @@
 //! exits 128 + the signal, `gen` never overwrites a spec it did not write as it is now, and
 //! `record --kernel` records the answers of the kernel named.
 
-mod common;
-
-use common::{provium_in as provium, show, write_file as write};
+use crate::common::{provium_in as provium, show, write_file as write};
 
 const SPEC: &str = r#"cases:
   - {name: "what to expect: EBADF", syscall: close, args: [-1], expect: 0}

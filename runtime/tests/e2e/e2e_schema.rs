@@ -3,9 +3,7 @@
 //! example and what `provium gen` writes validate, and invalid specs are rejected, as editors
 //! with the YAML language server show them.
 
-mod common;
-
-use common::{provium_in, root, show};
+use crate::common::{provium_in, root, show};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

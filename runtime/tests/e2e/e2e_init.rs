@@ -2,9 +2,7 @@
 //! it wrote, whose editor files point at what exists, and whose first `provium test` passes;
 //! `provium gen` there points its `$schema` lines at the project's copy.
 
-mod common;
-
-use common::{provium_in, show};
+use crate::common::{provium_in, show};
 use std::process::Command;
 
 #[test]

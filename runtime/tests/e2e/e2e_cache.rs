@@ -3,9 +3,7 @@
 //! in progress, a read-only cache is used, a full one is said. Each test has a private
 //! `PROVIUM_HOME` with only the kernels linked in.
 
-mod common;
-
-use common::show;
+use crate::common::show;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -21,7 +19,7 @@ fn fresh_home() -> tempfile::TempDir {
 }
 
 fn provium(home: &Path, dir: &Path) -> Command {
-    let mut c = common::provium_in(dir);
+    let mut c = crate::common::provium_in(dir);
     c.env("PROVIUM_HOME", home);
     c
 }

@@ -1,9 +1,7 @@
 //! A guest that crashes, hangs or misbehaves is reported with its console, and nothing is left
 //! behind. All against the real kernel.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use provium::machine::profile::TransportChoice;
 use provium::machine::vm::{BootOptions, VmError};
 use provium::protocol::{Credentials, SyscallCall, SyscallOutcome, Termination};
@@ -239,7 +237,7 @@ fn helper_boot_and_wait() {
 fn killing_the_host_kills_qemu() {
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
-            "helper_boot_and_wait",
+            "e2e_robustness::helper_boot_and_wait",
             "--exact",
             "--ignored",
             "--nocapture",

@@ -2,9 +2,7 @@
 //! partitions, and its shard and merge commands, run for real against `specs/`, produce a merged
 //! report with every test of the suite exactly once.
 
-mod common;
-
-use common::root;
+use crate::common::root;
 
 use std::collections::BTreeMap;
 use std::path::Path;

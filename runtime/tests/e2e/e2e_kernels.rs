@@ -3,9 +3,7 @@
 //! ends with the table of differing tests, and the HTML report, rendered in headless chromium,
 //! shows the differing row first.
 
-mod common;
-
-use common::{provium_in as provium, show, write_file as write};
+use crate::common::{provium_in as provium, show, write_file as write};
 use std::process::Command;
 
 /// 451 became cachestat in 6.5: ENOSYS on 6.1, a real answer on 6.12.

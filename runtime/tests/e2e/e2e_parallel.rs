@@ -2,9 +2,7 @@
 //! cover every file once and merge back into the whole, a file that hangs is killed at its
 //! timeout while the others complete, and `--rerun-failed` runs only what failed.
 
-mod common;
-
-use common::{provium_in as provium, root, show};
+use crate::common::{provium_in as provium, root, show};
 
 use std::collections::BTreeSet;
 use std::path::Path;

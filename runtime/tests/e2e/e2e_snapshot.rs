@@ -1,7 +1,5 @@
 //! Snapshots of a booted VM, and resumes from them: copy-on-write, independent, fast.
 
-mod common;
-
 use provium::machine::vm::{BootOptions, Vm};
 use provium::protocol::{Buffer, SyscallCall, SyscallOutcome};
 use std::time::Instant;
@@ -9,7 +7,7 @@ use std::time::Instant;
 #[test]
 fn a_snapshot_resumes_twice_independently() {
     let dir = tempfile::tempdir().unwrap();
-    let mut vm = common::boot_with(BootOptions {
+    let mut vm = crate::common::boot_with(BootOptions {
         snapshot_memory: Some(dir.path().join("ram")),
         ..Default::default()
     });
@@ -94,12 +92,12 @@ fn a_snapshot_resumes_twice_independently() {
 /// asserted, only that every part is there and each phase took some time.
 #[test]
 fn bench_boot_phases_splits_a_boot_and_a_resume() {
-    let out = common::provium_in(&common::root())
+    let out = crate::common::provium_in(&crate::common::root())
         .args(["bench", "boot", "--phases", "--boots", "1"])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", common::show(&out));
+    assert!(out.status.success(), "{}", crate::common::show(&out));
     for phase in [
         "plan (kernel, modules, initramfs)",
         "kernel to init",

@@ -2,9 +2,7 @@
 //! each resume is private, a resumed VM answers syscalls, commands and file operations, and an
 //! edited fixture script is rebuilt.
 
-mod common;
-
-use common::{provium_in as provium, show, write_file as write};
+use crate::common::{provium_in as provium, show, write_file as write};
 
 use std::path::Path;
 
@@ -131,7 +129,8 @@ cases:
     // Pasting the provium.toml example of docs/profiles.md (profiles this fixture does not
     // boot, one with a kernel that does not exist here) rebuilds nothing: a fixture depends
     // only on the profile it boots.
-    let profiles_doc = std::fs::read_to_string(common::root().join("docs/profiles.md")).unwrap();
+    let profiles_doc =
+        std::fs::read_to_string(crate::common::root().join("docs/profiles.md")).unwrap();
     let example = profiles_doc
         .split("```toml example\n")
         .nth(1)

@@ -4,9 +4,7 @@
 //! and a file whose tests depend on VM answers still runs; a wait at the machine-wide gate is
 //! never charged to a file's time limit.
 
-mod common;
-
-use common::{lines_in, provium_in as provium, qemu_counter, show, write_file as write};
+use crate::common::{lines_in, provium_in as provium, qemu_counter, show, write_file as write};
 use std::path::Path;
 
 /// A test whose body appends a line to a host file each time it runs.

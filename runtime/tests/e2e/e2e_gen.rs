@@ -4,9 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-mod common;
-
-use common::provium;
+use crate::common::provium;
 
 fn run(cmd: &mut Command) -> (i32, String) {
     let out = cmd.output().unwrap();
