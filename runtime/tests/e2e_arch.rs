@@ -2,6 +2,9 @@
 //! aarch64 agent, arm64's syscall table and constants. `scripts/setup --arch arm64` (which
 //! `.ci/run` and the README's test command run) installs what they need; a missing part fails
 //! here with the command that installs it, as `provium doctor --arch aarch64` says.
+//!
+//! Emulated arm64 guests are slow under TCG: these tests are ignored by a plain `cargo test` and
+//! run as their own step (`cargo test --workspace --test e2e_arch -- --ignored`, README, .ci/run).
 
 mod common;
 
@@ -25,7 +28,7 @@ fn events(args: &[&str]) -> Vec<Value> {
 }
 
 #[test]
-#[ignore = "arm64 guests: their own CI step (README), `cargo test -p provium-runtime --test e2e_arch -- --ignored`"]
+#[ignore = "arm64 guests: their own step, --test e2e_arch -- --ignored (README)"]
 fn doctor_finds_what_aarch64_guests_need() {
     let out = provium(&root())
         .args(["doctor", "--arch", "aarch64"])
@@ -47,7 +50,7 @@ fn doctor_finds_what_aarch64_guests_need() {
 /// arm64 lacks (`dup2`, `epoll_wait`, numbers given for x86_64) skips with that reason, and
 /// nothing errors. The VM is arm64's: virt, an Image, resumed from its own fixture.
 #[test]
-#[ignore = "arm64 guests: their own CI step (README), `cargo test -p provium-runtime --test e2e_arch -- --ignored`"]
+#[ignore = "arm64 guests: their own step, --test e2e_arch -- --ignored (README)"]
 fn specs_run_on_an_arm64_kernel() {
     let events = events(&["specs/", "--arch", "aarch64"]);
     let mut statuses = BTreeMap::<String, usize>::new();
@@ -94,7 +97,7 @@ fn specs_run_on_an_arm64_kernel() {
 }
 
 #[test]
-#[ignore = "arm64 guests: their own CI step (README), `cargo test -p provium-runtime --test e2e_arch -- --ignored`"]
+#[ignore = "arm64 guests: their own step, --test e2e_arch -- --ignored (README)"]
 fn shell_runs_a_command_in_an_arm64_guest() {
     let out = provium(&root())
         .args(["shell", "--arch", "aarch64", "-c", "uname -m"])
@@ -108,7 +111,7 @@ fn shell_runs_a_command_in_an_arm64_guest() {
 /// io_cancel there), and a name arm64 never had skips the test instead of calling a wrong
 /// number.
 #[test]
-#[ignore = "arm64 guests: their own CI step (README), `cargo test -p provium-runtime --test e2e_arch -- --ignored`"]
+#[ignore = "arm64 guests: their own step, --test e2e_arch -- --ignored (README)"]
 fn lua_calls_arm64_numbers_through_provium_nr() {
     let dir = tempfile::tempdir().unwrap();
     write(
@@ -147,7 +150,7 @@ end)
 /// by kernel and arch, the differences being what arm64 lacks; one HTML matrix of them, as a
 /// browser renders it, and one terminal table.
 #[test]
-#[ignore = "arm64 guests: their own CI step (README), `cargo test -p provium-runtime --test e2e_arch -- --ignored`"]
+#[ignore = "arm64 guests: their own step, --test e2e_arch -- --ignored (README)"]
 fn both_architectures_in_one_run() {
     let dir = tempfile::tempdir().unwrap();
     let html = dir.path().join("arch.html");
@@ -245,7 +248,7 @@ fn both_architectures_in_one_run() {
 /// A regression suite generated from arm64's table and headers, recorded on the arm64 kernel
 /// and checked on it; on an x86_64 run the same specs skip, saying for which guests they are.
 #[test]
-#[ignore = "arm64 guests: their own CI step (README), `cargo test -p provium-runtime --test e2e_arch -- --ignored`"]
+#[ignore = "arm64 guests: their own step, --test e2e_arch -- --ignored (README)"]
 fn a_generated_suite_for_arm64_records_and_passes() {
     let dir = tempfile::tempdir().unwrap();
     let suite = dir.path().join("gen");
@@ -290,7 +293,7 @@ fn a_generated_suite_for_arm64_records_and_passes() {
 /// `vm:abi` names only the guest's own ABIs: i386's on an arm64 guest skips the test that
 /// asks for it, rather than sending i386's numbers to arm64's entry.
 #[test]
-#[ignore = "arm64 guests: their own CI step (README), `cargo test -p provium-runtime --test e2e_arch -- --ignored`"]
+#[ignore = "arm64 guests: their own step, --test e2e_arch -- --ignored (README)"]
 fn an_abi_of_another_architecture_skips() {
     let dir = tempfile::tempdir().unwrap();
     write(
@@ -320,7 +323,7 @@ end)
 /// Without the arm64 parts, an aarch64 run stops before anything boots and says what installs
 /// them; an architecture Provium does not know is a usage error naming the ones it does.
 #[test]
-#[ignore = "arm64 guests: their own CI step (README), `cargo test -p provium-runtime --test e2e_arch -- --ignored`"]
+#[ignore = "arm64 guests: their own step, --test e2e_arch -- --ignored (README)"]
 fn a_missing_or_unknown_architecture_is_said_at_once() {
     let home = tempfile::tempdir().unwrap();
     std::fs::create_dir(home.path().join("kernels")).unwrap();

@@ -5,6 +5,9 @@
 //! with why and the matrix shows the difference, `gen --kernel` generates cases for the new
 //! syscalls; Provium's kernel fragment survives kconfig on the 6.1 and 6.12 sources; a tree that
 //! lacks what Provium needs is refused at once, naming the option.
+//!
+//! Ignored by a plain `cargo test`: they run as their own step, after the kernel build
+//! (`cargo test --workspace --test e2e_custom_kernel -- --ignored`, README, .ci/run).
 
 mod common;
 
@@ -13,7 +16,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 #[test]
-#[ignore = "the custom kernel: its own CI step (README), `cargo test -p provium-runtime --test e2e_custom_kernel -- --ignored`"]
+#[ignore = "the custom kernel: its own step, --test e2e_custom_kernel -- --ignored (README)"]
 fn the_founding_example_passes_on_its_kernel_and_skips_elsewhere() {
     let tree = kacs_tree();
     let example = root().join("examples/custom-syscall");
@@ -78,7 +81,7 @@ fn the_founding_example_passes_on_its_kernel_and_skips_elsewhere() {
 }
 
 #[test]
-#[ignore = "the custom kernel: its own CI step (README), `cargo test -p provium-runtime --test e2e_custom_kernel -- --ignored`"]
+#[ignore = "the custom kernel: its own step, --test e2e_custom_kernel -- --ignored (README)"]
 fn gen_and_headers_read_the_trees_new_syscalls() {
     let tree = kacs_tree();
     let dir = tempfile::tempdir().unwrap();
@@ -142,7 +145,7 @@ fn kconfig_tree(version: &str) -> PathBuf {
 }
 
 #[test]
-#[ignore = "the custom kernel: its own CI step (README), `cargo test -p provium-runtime --test e2e_custom_kernel -- --ignored`"]
+#[ignore = "the custom kernel: its own step, --test e2e_custom_kernel -- --ignored (README)"]
 fn the_fragment_survives_kconfig_on_6_1_and_6_12_and_a_tree_lacking_an_option_is_refused() {
     for version in ["6.1", "6.12"] {
         let source = kconfig_tree(version);
