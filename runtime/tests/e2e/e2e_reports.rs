@@ -1,7 +1,8 @@
 //! Reports as the tools that read them see them. A run with every outcome kind (pass, failure,
 //! error, skip, todo, xfail, a kernel panic, a timeout, tests never reached, batched spec cases,
 //! output with tabs and escape sequences) is read by junitparser and rendered by junit2html
-//! (JUnit) and parsed by the kernel's own KTAP parser (`--format ktap`).
+//! (JUnit), validated against the events schema by check-jsonschema (`--format json`, the same
+//! run) and parsed by the kernel's own KTAP parser (`--format ktap`).
 
 use crate::common::{provium_in as provium, show, write_file as write};
 use std::process::Command;
@@ -52,16 +53,18 @@ fn project() -> tempfile::TempDir {
 }
 
 #[test]
-fn a_junit_report_with_every_outcome_reads_right_in_real_consumers() {
+fn a_junit_report_and_json_events_with_every_outcome_read_right_in_real_consumers() {
+    // One run writes both (the timeout file waits out 8 s: one wait, not two).
     let dir = project();
     let junit = dir.path().join("report.xml");
     let out = provium(dir.path())
-        .args(["test", "-j", "2", "--junit"])
+        .args(["test", "-j", "2", "--format", "json", "--junit"])
         .arg(&junit)
         .args(FILES)
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    json_events_validate_against_their_schema(dir.path(), &out.stdout);
     let check = Command::new("python3")
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -191,25 +194,19 @@ fn ktap_output_passes_the_kernels_own_parser() {
     }
 }
 
-#[test]
-fn json_events_validate_against_their_schema() {
-    let dir = project();
-    let out = provium(dir.path())
-        .args(["test", "-j", "2", "--format", "json"])
-        .args(FILES)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
-    let listed = provium(dir.path())
+/// The events of a run of the project (`stdout`), and of its `--list`, are what the schema says
+/// and what happened.
+fn json_events_validate_against_their_schema(dir: &std::path::Path, stdout: &[u8]) {
+    let listed = provium(dir)
         .args(["test", "--list", "--format", "json"])
         .args(FILES)
         .output()
         .unwrap();
     let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&listed.stdout);
+        String::from_utf8_lossy(stdout).to_string() + &String::from_utf8_lossy(&listed.stdout);
     let mut instances = Vec::new();
     for (i, line) in text.lines().enumerate() {
-        let path = dir.path().join(format!("event-{i:03}.json"));
+        let path = dir.join(format!("event-{i:03}.json"));
         std::fs::write(&path, line).unwrap();
         instances.push(path);
     }
