@@ -160,34 +160,80 @@ impl Budget {
     }
 }
 
-/// Runs `target` on one input in a thread of its own, with a deadline; the input is written to
+/// Runs `target` on inputs in a thread of its own (a runner's worker stack), each with a
+/// deadline. The thread is reused until an input misses its deadline (then left behind, and a
+/// new one started): a thread per input cost more than most targets. Each input is written to
 /// `current` first, so that an abort (a stack overflow cannot be caught) leaves it behind.
-pub fn run_one<F>(target: F, input: Vec<u8>, current: &Path, limit: Duration) -> Result<(), String>
+pub struct Runner<F> {
+    target: F,
+    current: std::fs::File,
+    limit: Duration,
+    worker: Option<Worker>,
+}
+
+struct Worker {
+    inputs: std::sync::mpsc::Sender<Vec<u8>>,
+    results: std::sync::mpsc::Receiver<Result<(), String>>,
+}
+
+impl<F> Runner<F>
 where
-    F: Fn(&[u8]) -> Result<(), String> + Send + Sync + 'static + Clone,
+    F: Fn(&[u8]) -> Result<(), String> + Send + 'static + Clone,
 {
-    let _ = std::fs::write(current, &input);
-    let (tx, rx) = std::sync::mpsc::channel();
-    let t = target.clone();
-    std::thread::Builder::new()
-        .stack_size(2 << 20) // what a runner's worker thread has
-        .spawn(move || {
-            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| t(&input)));
-            let _ = tx.send(match r {
-                Ok(r) => r,
-                Err(p) => Err(format!(
-                    "panicked: {}",
-                    p.downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| p.downcast_ref::<String>().cloned())
-                        .unwrap_or_default()
-                )),
-            });
-        })
-        .map_err(|e| e.to_string())?;
-    match rx.recv_timeout(limit) {
-        Ok(r) => r,
-        Err(_) => Err(format!("did not end within {limit:?}")),
+    pub fn new(target: F, current: &Path, limit: Duration) -> Runner<F> {
+        Runner {
+            target,
+            current: std::fs::File::create(current).expect("the fuzzer's current-input file"),
+            limit,
+            worker: None,
+        }
+    }
+
+    pub fn run(&mut self, input: &[u8]) -> Result<(), String> {
+        use std::os::unix::fs::FileExt;
+        let _ = self.current.set_len(0);
+        let _ = self.current.write_all_at(input, 0);
+        let worker = match self.worker.take() {
+            Some(w) => w,
+            None => self.spawn()?,
+        };
+        if worker.inputs.send(input.to_vec()).is_err() {
+            return Err("the worker thread is gone".to_string());
+        }
+        match worker.results.recv_timeout(self.limit) {
+            Ok(r) => {
+                self.worker = Some(worker);
+                r
+            }
+            Err(_) => Err(format!("did not end within {:?}", self.limit)),
+        }
+    }
+
+    fn spawn(&self) -> Result<Worker, String> {
+        let (inputs, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        let (tx, results) = std::sync::mpsc::channel();
+        let t = self.target.clone();
+        std::thread::Builder::new()
+            .stack_size(2 << 20) // what a runner's worker thread has
+            .spawn(move || {
+                for input in rx {
+                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| t(&input)));
+                    let r = r.unwrap_or_else(|p| {
+                        Err(format!(
+                            "panicked: {}",
+                            p.downcast_ref::<&str>()
+                                .map(|s| s.to_string())
+                                .or_else(|| p.downcast_ref::<String>().cloned())
+                                .unwrap_or_default()
+                        ))
+                    });
+                    if tx.send(r).is_err() {
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| e.to_string())?;
+        Ok(Worker { inputs, results })
     }
 }
 
@@ -205,19 +251,19 @@ where
     F: Fn(&[u8]) -> Result<(), String> + Send + Sync + 'static + Clone,
 {
     let current = std::env::temp_dir().join(format!("provium-fuzz-{name}-current"));
-    let limit = Duration::from_secs(2);
+    let mut runner = Runner::new(target, &current, Duration::from_secs(2));
     let mut failures = Vec::new();
     let mut execs = 0u64;
     let replay: Vec<(PathBuf, Vec<u8>)> = corpus_files(crashers);
     for (path, input) in &replay {
         execs += 1;
-        if let Err(e) = run_one(target.clone(), input.clone(), &current, limit) {
+        if let Err(e) = runner.run(input) {
             failures.push(format!("{}: {e}", path.display()));
         }
     }
     for input in corpus {
         execs += 1;
-        if let Err(e) = run_one(target.clone(), input.clone(), &current, limit) {
+        if let Err(e) = runner.run(input) {
             failures.push(format!("corpus input: {e}"));
         }
     }
@@ -233,7 +279,7 @@ where
         let base = &corpus[rng.below(corpus.len())];
         let input = mutate(&mut rng, base, tokens, corpus);
         mutated += 1;
-        if let Err(e) = run_one(target.clone(), input.clone(), &current, limit) {
+        if let Err(e) = runner.run(&input) {
             let _ = std::fs::create_dir_all(crashers);
             let path = crashers.join(format!("{name}-{:016x}", rng.next()));
             let _ = std::fs::write(&path, &input);
