@@ -16,7 +16,7 @@ pub struct Args {
     kernel: Option<String>,
     /// Also check what guests of this architecture need (aarch64: its QEMU, agent, busybox
     /// and kernel).
-    #[arg(long, value_parser = |s: &str| s.parse::<provium_compiler::linux::Arch>())]
+    #[arg(long, value_parser = super::parse_arch)]
     arch: Option<provium_compiler::linux::Arch>,
 }
 

@@ -41,11 +41,11 @@ pub struct GenArgs {
     timeout: f64,
     /// Generate for this system call ABI: i386 takes its syscall table (asm/unistd_32.h) and
     /// the headers read with `-m32`, and every spec says `abi: i386`.
-    #[arg(long, value_name = "ABI", value_parser = parse_abi, default_value = "x86_64")]
+    #[arg(long, value_name = "ABI", value_parser = super::parse_abi, default_value = "x86_64")]
     abi: provium_compiler::linux::Abi,
     /// Generate for this architecture's guests: aarch64 takes arm64's syscall table and its
     /// headers (linux-libc-dev:arm64's `asm/`), and every spec says `abi: aarch64`.
-    #[arg(long, value_name = "ARCH", value_parser = |s: &str| s.parse::<provium_compiler::linux::Arch>(), conflicts_with = "abi")]
+    #[arg(long, value_name = "ARCH", value_parser = super::parse_arch, conflicts_with = "abi")]
     arch: Option<provium_compiler::linux::Arch>,
     /// Probe only what changed between two include trees: new syscalls, new flags, grown
     /// structs.
@@ -270,7 +270,7 @@ pub struct RecordArgs {
     kernel: Option<String>,
     /// Record on this architecture's guests (a suite `provium gen --arch aarch64` wrote):
     /// its default kernel, or `--kernel` among its own.
-    #[arg(long, value_name = "ARCH", value_parser = |s: &str| s.parse::<provium_compiler::linux::Arch>())]
+    #[arg(long, value_name = "ARCH", value_parser = super::parse_arch)]
     arch: Option<provium_compiler::linux::Arch>,
 }
 
@@ -463,8 +463,4 @@ fn write_recorded(
         ));
     }
     Ok(())
-}
-
-fn parse_abi(s: &str) -> Result<provium_compiler::linux::Abi, String> {
-    s.parse()
 }

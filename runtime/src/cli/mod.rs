@@ -87,6 +87,16 @@ pub const EXIT_USAGE: u8 = 2;
 /// cargo-nextest's exit code 4.
 pub const EXIT_NO_TESTS: u8 = 4;
 
+/// `--arch`: x86_64 or aarch64 (or their Debian names, amd64 and arm64).
+pub fn parse_arch(text: &str) -> Result<provium_compiler::linux::Arch, String> {
+    text.parse()
+}
+
+/// `--abi`: x86_64, i386 or aarch64 (and their other names).
+pub fn parse_abi(text: &str) -> Result<provium_compiler::linux::Abi, String> {
+    text.parse()
+}
+
 /// `-j N`: at least one.
 pub fn parse_jobs(text: &str) -> Result<usize, String> {
     match text.parse::<usize>() {

@@ -140,7 +140,7 @@ pub struct ShellArgs {
     kernel: Option<String>,
     /// The guest's architecture: aarch64 boots Debian's arm64 kernel (`scripts/setup --arch
     /// arm64`), or `--kernel` among arm64's.
-    #[arg(long, value_parser = |s: &str| s.parse::<provium_compiler::linux::Arch>())]
+    #[arg(long, value_parser = super::parse_arch)]
     arch: Option<provium_compiler::linux::Arch>,
     /// Run this command through the guest's shell, print what it prints, and exit with its
     /// status (the VM is resumed from the profile's fixture).

@@ -74,17 +74,13 @@ pub struct Args {
     /// Run every spec under this system call ABI (repeat for several, compared in one run like
     /// kernels): x86_64, or i386 (`int $0x80`, on a kernel with CONFIG_IA32_EMULATION). Lua
     /// files choose theirs with `vm:abi()` and run once per kernel.
-    #[arg(long, value_name = "ABI", value_parser = parse_abi)]
+    #[arg(long, value_name = "ABI", value_parser = super::parse_abi)]
     abi: Vec<provium_compiler::linux::Abi>,
     /// Run every test on this architecture's guests (repeat for several, compared in one run
     /// like kernels): x86_64, or aarch64 (Debian's arm64 kernel, `scripts/setup --arch arm64`,
     /// emulated). With `--kernel`, each kernel is looked for among each architecture's.
-    #[arg(long, value_name = "ARCH", value_parser = parse_arch)]
+    #[arg(long, value_name = "ARCH", value_parser = super::parse_arch)]
     arch: Vec<provium_compiler::linux::Arch>,
-}
-
-fn parse_arch(s: &str) -> Result<provium_compiler::linux::Arch, String> {
-    s.parse()
 }
 
 /// The kernels of `--kernel` × `--arch`: each kernel among each architecture's installed ones,
@@ -389,8 +385,4 @@ fn list(plans: &[crate::event::PlannedFile], format: Format) -> Result<u8> {
     } else {
         super::EXIT_FAILED
     })
-}
-
-fn parse_abi(s: &str) -> Result<provium_compiler::linux::Abi, String> {
-    s.parse()
 }

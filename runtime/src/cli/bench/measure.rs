@@ -40,33 +40,17 @@ pub fn boot_variants(arch: provium_compiler::linux::Arch) -> Vec<BootVariant> {
         // arm64 has one board (virt) and boots its Image as it is: what varies is the CPU
         // model, whose pointer authentication TCG emulates (QARMA5 for `max`, cheaper with
         // QEMU's own algorithm or none).
-        let auto = (Machine::Auto, BootMethod::Auto);
+        let virt = |name, fast_boot, cpu| v(name, Machine::Auto, BootMethod::Auto, fast_boot, cpu);
         return vec![
-            v(
-                "virt, -cpu max (baseline)",
-                auto.0,
-                auto.1,
-                false,
-                Some("max"),
-            ),
-            v(
-                "virt, -cpu max,pauth=off",
-                auto.0,
-                auto.1,
-                false,
-                Some("max,pauth=off"),
-            ),
-            v(
+            virt("virt, -cpu max (baseline)", false, Some("max")),
+            virt("virt, -cpu max,pauth=off", false, Some("max,pauth=off")),
+            virt(
                 "virt, -cpu max,pauth-impdef=on",
-                auto.0,
-                auto.1,
                 false,
                 Some("max,pauth-impdef=on"),
             ),
-            v(
+            virt(
                 "virt, -cpu max,pauth-impdef=on + fast args (default)",
-                auto.0,
-                auto.1,
                 true,
                 None,
             ),
@@ -252,6 +236,7 @@ pub fn roundtrip(vm: &mut Vm, calls: usize) -> Result<RoundTrip> {
         vm.root().syscall(i386_getpid())?,
         crate::protocol::SyscallOutcome::Returned { ret, .. } if ret > 0
     );
+    let getpid_nr = nr(vm, "getpid");
     let mut time = |f: &mut dyn FnMut(&mut Vm) -> Result<()>| -> Result<Stats> {
         for _ in 0..100 {
             f(vm)?;
@@ -266,8 +251,7 @@ pub fn roundtrip(vm: &mut Vm, calls: usize) -> Result<RoundTrip> {
     };
     let ping = time(&mut |vm| Ok(vm.ping()?))?;
     let getpid = time(&mut |vm| {
-        let getpid = nr(vm, "getpid");
-        vm.root().syscall_args(getpid, &[])?;
+        vm.root().syscall_args(getpid_nr, &[])?;
         Ok(())
     })?;
     let getpid_i386 = if has_i386 {

@@ -114,12 +114,7 @@ pub fn run(args: Args) -> Result<u8> {
                     &format!("Cold boot to a ready agent{on} (median of {})", args.boots)
                 )
             )?;
-            let steps = step_line();
-            let results = bench::boot(&profile, args.boots, &mut |step| {
-                steps.set_message(step.to_string())
-            });
-            steps.finish_and_clear();
-            let results = results?;
+            let results = with_steps(|progress| bench::boot(&profile, args.boots, progress))?;
             let baseline = results[0].wall.p50;
             writeln!(
                 out,
@@ -171,12 +166,7 @@ pub fn run(args: Args) -> Result<u8> {
         }
     }
     if all || args.what == What::Fixture {
-        let steps = step_line();
-        let f = suites::fixture(&profile, args.resumes, &mut |step| {
-            steps.set_message(step.to_string())
-        });
-        steps.finish_and_clear();
-        let f = f?;
+        let f = with_steps(|progress| suites::fixture(&profile, args.resumes, progress))?;
         writeln!(
             out,
             "{}",
@@ -518,8 +508,16 @@ pub fn run(args: Args) -> Result<u8> {
     Ok(super::EXIT_OK)
 }
 
-/// A line on stderr that shows the step being measured (hidden when stderr is not a terminal).
-pub(super) fn step_line() -> indicatif::ProgressBar {
+/// Runs `work` with a line on stderr showing the step it reports (hidden when stderr is not a
+/// terminal), cleared when it ends.
+pub(super) fn with_steps<T>(work: impl FnOnce(&mut dyn FnMut(&str)) -> T) -> T {
+    let steps = step_line();
+    let result = work(&mut |step| steps.set_message(step.to_string()));
+    steps.finish_and_clear();
+    result
+}
+
+fn step_line() -> indicatif::ProgressBar {
     let p = indicatif::ProgressBar::new_spinner();
     p.set_style(
         indicatif::ProgressStyle::with_template("  {spinner} {msg}")

@@ -122,12 +122,7 @@ pub fn print(
 ) -> Result<()> {
     use crate::report::style::{paint, BOLD};
     let on = label.map(|l| format!(" on {l}")).unwrap_or_default();
-    let steps = super::step_line();
-    let p = phases(profile, boots, &mut |step| {
-        steps.set_message(step.to_string())
-    });
-    steps.finish_and_clear();
-    let p = p?;
+    let p = super::with_steps(|progress| phases(profile, boots, progress))?;
     writeln!(
         out,
         "{}",
