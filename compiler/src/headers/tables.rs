@@ -226,7 +226,7 @@ pub fn builtin_constants(
             .or_else(|| {
                 header
                     .starts_with("bits/")
-                    .then(|| find_header(root, "x86_64-linux-gnu", header))
+                    .then(|| find_header(root, crate::linux::Arch::X86_64.multiarch(), header))
                     .flatten()
             })
             .ok_or_else(|| format!("{header} not found under {}", root.display()))?;

@@ -91,7 +91,7 @@ impl HeaderTree {
     }
 
     fn find(&self, header: &str) -> Result<PathBuf, String> {
-        self.find_for(header, "x86_64-linux-gnu")
+        self.find_for(header, crate::linux::Arch::X86_64.multiarch())
     }
 
     fn find_for(&self, header: &str, multiarch: &str) -> Result<PathBuf, String> {

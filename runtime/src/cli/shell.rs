@@ -159,13 +159,8 @@ fn profile_for(
 )> {
     let cwd = std::env::current_dir()?;
     let mut profiles = crate::machine::profile::Profiles::discover(&cwd)?;
-    let target = match (&args.kernel, args.arch) {
-        (Some(k), None) => Some(crate::machine::kernels::resolve(k)?),
-        (Some(k), Some(arch)) => Some(crate::machine::kernels::resolve_for(k, arch)?),
-        (None, Some(arch)) => Some(crate::machine::kernels::default_target_for(arch)?),
-        (None, None) => None,
-    };
-    if let Some(target) = target {
+    let target = super::test::kernel_targets(args.kernel.as_slice(), args.arch.as_slice())?;
+    if let Some(target) = target.into_iter().next() {
         profiles = profiles.with_kernel(&target.image, target.modules.as_deref());
     }
     let profile = profiles.get(&args.profile)?;

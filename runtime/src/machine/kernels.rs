@@ -80,13 +80,9 @@ pub struct Installed {
 /// The kernels in the cache, the default first, then by release.
 pub fn installed() -> Vec<Installed> {
     let base = paths::kernels();
-    // `default`, and `default-aarch64` for another architecture's.
     let defaults: Vec<String> = Arch::ALL
         .iter()
-        .map(|a| match Some(*a) == Arch::host() {
-            true => "default".to_string(),
-            false => format!("default-{a}"),
-        })
+        .map(|a| crate::machine::profile::default_file(*a))
         .filter_map(|f| std::fs::read_to_string(base.join(f)).ok())
         .map(|s| s.trim().to_string())
         .collect();

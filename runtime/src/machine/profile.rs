@@ -256,15 +256,21 @@ pub fn cached_kernel() -> Option<(PathBuf, Option<PathBuf>)> {
     cached_kernel_named("default")
 }
 
-/// The default kernel of another architecture than the host's, as `scripts/setup --arch
-/// arm64` installs it: `kernels/default-aarch64` names its release directory.
+/// The file under `kernels/` naming `arch`'s default release: `default` for the host's,
+/// `default-aarch64` for another architecture's, as `scripts/setup --arch arm64` writes it.
+pub fn default_file(arch: provium_compiler::linux::Arch) -> String {
+    if Some(arch) == provium_compiler::linux::Arch::host() {
+        "default".to_string()
+    } else {
+        format!("default-{arch}")
+    }
+}
+
+/// The default kernel of `arch` in the cache (see [`default_file`]).
 pub fn cached_kernel_for(
     arch: provium_compiler::linux::Arch,
 ) -> Option<(PathBuf, Option<PathBuf>)> {
-    if Some(arch) == provium_compiler::linux::Arch::host() {
-        return cached_kernel();
-    }
-    cached_kernel_named(&format!("default-{arch}"))
+    cached_kernel_named(&default_file(arch))
 }
 
 fn cached_kernel_named(file: &str) -> Option<(PathBuf, Option<PathBuf>)> {

@@ -1,13 +1,13 @@
 //! Preprocessing headers with gcc (`gcc -E`) and mapping the output back to `file:line`.
 
 use super::ParseError;
-use crate::linux::Abi;
+use crate::linux::{Abi, Arch};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The include directories for a root such as `/usr/include`: the multiarch directory first.
 pub fn include_dirs(root: &Path) -> Vec<PathBuf> {
-    include_dirs_for(root, "x86_64-linux-gnu")
+    include_dirs_for(root, Arch::X86_64.multiarch())
 }
 
 /// The same for another architecture's multiarch directory (`aarch64-linux-gnu`).
@@ -74,7 +74,7 @@ pub fn preprocess_with_defines_in(
 pub fn preprocess(root: &Path, headers: &[String], macros: bool) -> Result<String, ParseError> {
     run_cpp(
         root,
-        "x86_64-linux-gnu",
+        Arch::X86_64.multiarch(),
         headers,
         if macros { &["-dM"] } else { &[] },
     )
