@@ -201,12 +201,7 @@ fn both_architectures_in_one_run() {
         let expected = if arm && dup2 { "skipped" } else { "passed" };
         assert_eq!(e["status"], expected, "{e}");
     }
-    let dom = std::process::Command::new("chromium")
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--dump-dom"])
-        .arg(format!("file://{}", html.display()))
-        .output()
-        .expect("chromium (scripts/setup installs it)");
-    let dom = String::from_utf8_lossy(&dom.stdout);
+    let dom = common::rendered_dom(&html);
     assert!(
         dom.contains(r#"-cloud-arm64 aarch64<span class="counts">"#)
             && dom.contains(r#"-cloud-amd64<span class="counts">"#),

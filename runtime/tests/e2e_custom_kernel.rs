@@ -13,7 +13,6 @@ mod common;
 
 use common::{kacs_tree, provium_in as provium, root, show, write_file as write};
 use std::path::PathBuf;
-use std::process::Command;
 
 #[test]
 #[ignore = "the custom kernel: its own step, --test e2e_custom_kernel -- --ignored (README)"]
@@ -51,12 +50,7 @@ fn the_founding_example_passes_on_its_kernel_and_skips_elsewhere() {
         "{}",
         show(&out)
     );
-    let dom = Command::new("chromium")
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--dump-dom"])
-        .arg(format!("file://{}", html.display()))
-        .output()
-        .expect("chromium (scripts/setup installs it)");
-    let dom = String::from_utf8_lossy(&dom.stdout);
+    let dom = common::rendered_dom(&html);
     assert!(dom.contains(r#"<b id="differing">10</b>"#), "{dom}");
 
     // A spec that names only the tree's syscalls, without its header: skipped on Debian's

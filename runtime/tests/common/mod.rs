@@ -229,3 +229,13 @@ pub fn kacs_tree() -> std::path::PathBuf {
     );
     std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
+
+/// The DOM of an HTML report as headless chromium renders it (scripts/setup installs it).
+pub fn rendered_dom(html: &std::path::Path) -> String {
+    let out = std::process::Command::new("chromium")
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--dump-dom"])
+        .arg(format!("file://{}", html.display()))
+        .output()
+        .expect("chromium (scripts/setup installs it)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

@@ -4,7 +4,6 @@
 //! builds) skips the i386 half with why, and still runs the x86_64 one.
 
 use crate::common::{kacs_tree, provium_in as provium, root, show};
-use std::process::Command;
 
 #[test]
 fn a_spec_runs_under_both_abis_in_one_run() {
@@ -123,12 +122,7 @@ fn the_manual_example_runs_under_both_abis() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", show(&out));
-    let dom = Command::new("chromium")
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--dump-dom"])
-        .arg(format!("file://{}", html.display()))
-        .output()
-        .expect("chromium (scripts/setup installs it)");
-    let dom = String::from_utf8_lossy(&dom.stdout);
+    let dom = crate::common::rendered_dom(&html);
     assert!(dom.contains(r#"<b id="differing">1</b>"#), "{dom}");
     assert!(
         dom.contains(r#" i386<span class="counts">3 passed · 0 failed · 1 skipped"#),

@@ -89,12 +89,7 @@ fn one_suite_on_two_kernels_shows_what_differs() {
     // The HTML report as a browser renders it: the differing row first, highlighted, and the
     // page's script ran (it fills in how many rows are shown).
     let html = dir.path().join("report.html");
-    let dom = Command::new("chromium")
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--dump-dom"])
-        .arg(format!("file://{}", html.display()))
-        .output()
-        .expect("chromium (scripts/setup installs it)");
-    let dom = String::from_utf8_lossy(&dom.stdout).to_string();
+    let dom = crate::common::rendered_dom(&html);
     assert!(dom.contains(r#"<b id="differing">1</b>"#), "{dom}");
     assert!(
         dom.contains(r#"<span id="shown">2</span>"#),
@@ -165,12 +160,7 @@ fn the_html_report_on_one_kernel_puts_failures_first() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
-    let dom = Command::new("chromium")
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--dump-dom"])
-        .arg(format!("file://{}", dir.path().join("r.html").display()))
-        .output()
-        .expect("chromium (scripts/setup installs it)");
-    let dom = String::from_utf8_lossy(&dom.stdout).to_string();
+    let dom = crate::common::rendered_dom(&dir.path().join("r.html"));
     assert!(!dom.contains("differ between the kernels"), "{dom}");
     assert!(dom.contains(r#"<b id="bad">2</b> of 3 tests"#), "{dom}");
     let body = dom.split("<tbody>").nth(1).unwrap_or_default();
