@@ -333,6 +333,13 @@ mod tests {
         std::fs::write(stale.join(".lock"), b"").unwrap();
         let live = RunDir::create().unwrap();
         sweep_stale();
+        // Another test's sweeper may hold the stale lock, removing the directory itself: it is
+        // gone once that sweep ends.
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while stale.exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+            sweep_stale();
+        }
         assert!(!stale.exists());
         assert!(live.path().exists(), "a live directory is never swept");
     }
