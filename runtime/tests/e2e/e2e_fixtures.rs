@@ -262,3 +262,35 @@ end)
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("`exit 3` failed"));
 }
+
+/// Under TCG an x86_64 guest's CPU is `max` without the ERMS and FSRM speed hints, resumed or
+/// booted: a fixture taken under older launch defaults is not resumed in its place.
+#[test]
+fn the_default_tcg_cpu_hides_only_erms_and_fsrm_resumed_or_booted() {
+    if provium::machine::accel::detect().0 != provium::machine::accel::Accel::Tcg {
+        return; // under KVM the guest gets the host's CPU
+    }
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "cpu.lua",
+        r#"
+local vm = provium.create("minimal")
+vm:boot()
+test("flags", function()
+  local flags = " " .. vm:exec("grep -m1 '^flags' /proc/cpuinfo").stdout:trim() .. " "
+  for _, hidden in ipairs({"erms", "fsrm"}) do
+    assert_eq(nil, string.find(flags, " " .. hidden .. " ", 1, true), hidden)
+  end
+  -- what makes `max` max is still there
+  for _, kept in ipairs({"avx2", "pku", "rep_good"}) do
+    assert(string.find(flags, " " .. kept .. " ", 1, true), kept .. " missing: " .. flags)
+  end
+end)
+"#,
+    );
+    for args in [&["test", "cpu.lua"][..], &["test", "--cold", "cpu.lua"]] {
+        let out = provium(dir.path()).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}\n{}", show(&out));
+    }
+}

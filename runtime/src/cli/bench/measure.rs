@@ -92,6 +92,14 @@ pub fn boot_variants(arch: provium_compiler::linux::Arch) -> Vec<BootVariant> {
             true,
             None,
         ),
+        // The default before ERMS and FSRM were hidden (see `plan::TCG_X86_64_CPU`).
+        v(
+            "microvm + PVH + fast args, -cpu max",
+            Machine::Microvm,
+            BootMethod::Pvh,
+            true,
+            Some("max"),
+        ),
         v(
             "microvm + PVH + fast args, -cpu qemu64",
             Machine::Microvm,
