@@ -55,6 +55,10 @@ pub const DUMP_END: &str = "provium-agent: end of the task dump";
 /// Default vsock port the agent connects to on the host (CID 2).
 pub const DEFAULT_VSOCK_PORT: u32 = 10_240;
 
+/// An argument on the kernel command line, which the kernel hands init: the kernel cannot
+/// power off (x86 without ACPI), so the agent reboots where it would power off.
+pub const INIT_ARG_REBOOT: &str = "provium_reboot";
+
 /// A guest address that is never mapped in the executor: below `vm.mmap_min_addr`, and not NULL,
 /// so that `EFAULT` paths are exercised rather than NULL checks.
 pub const BAD_POINTER: u64 = 0x1000;

@@ -68,9 +68,15 @@ pub fn sync() {
 /// Powers the VM off. QEMU runs with `-no-reboot`, so the reboot fallback also ends it.
 pub fn power_off() -> ! {
     sync();
+    // A kernel that cannot power off (x86 without ACPI) halts on RB_POWER_OFF and never comes
+    // back; the host then says so with `INIT_ARG_REBOOT` (the kernel hands init the word), and a
+    // reboot, which QEMU runs with -no-reboot, ends the VM instead.
+    let reboot = std::env::args().any(|a| a == provium_agent::protocol::INIT_ARG_REBOOT);
     // SAFETY: plain reboot(2) commands; PID 1 holds CAP_SYS_BOOT.
     unsafe {
-        libc::reboot(libc::RB_POWER_OFF);
+        if !reboot {
+            libc::reboot(libc::RB_POWER_OFF);
+        }
         libc::reboot(libc::RB_AUTOBOOT);
     }
     // Only reached outside a VM (the --stdio mode).

@@ -353,6 +353,9 @@ impl Vm {
         let answered = self.request(&Request::Shutdown, HOST_MARGIN);
         self.state = State::Stopped;
         if self.qemu.wait_timeout(Duration::from_secs(5)).is_none() {
+            tracing::warn!(
+                "the guest did not power off within 5 s of its shutdown; QEMU was stopped"
+            );
             self.qemu.terminate(Duration::from_secs(1));
         }
         match answered {

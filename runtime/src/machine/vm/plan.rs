@@ -493,6 +493,12 @@ pub fn plan(profile: &Profile, opts: &BootOptions) -> Result<BootPlan, PlanError
     let (initrd, initrd_lease) = initramfs::build_cached(&spec)?;
 
     let mut kernel_args = qemu::base_kernel_args(machine, crate::machine::tsc::host_tsc_khz());
+    // An x86 kernel without ACPI cannot power off: `reboot(POWER_OFF)` halts it, and QEMU would
+    // wait to be killed (5 s for every VM). Told so (an argument the kernel hands init), the
+    // agent reboots instead, which `reboot=t` and `-no-reboot` turn into QEMU's exit.
+    if matches!(&config, Some(c) if machine != MachineKind::Virt && !c.enabled("CONFIG_ACPI")) {
+        kernel_args.push(provium_agent::protocol::INIT_ARG_REBOOT.into());
+    }
     if opts.fast_boot.unwrap_or(profile.fast_boot) {
         kernel_args.extend(qemu::fast_kernel_args(machine));
     }
