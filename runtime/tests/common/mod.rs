@@ -171,6 +171,15 @@ pub fn write_file(dir: &std::path::Path, name: &str, text: &str) {
     std::fs::write(path, text).unwrap();
 }
 
+/// Removes a temporary project's fixture builds from the cache however the test ends (they
+/// live under the project's name, which no later run has: nothing else would remove them).
+pub struct FixtureCleanup<'a>(pub &'a std::path::Path);
+impl Drop for FixtureCleanup<'_> {
+    fn drop(&mut self) {
+        let _ = provium_in(self.0).args(["fixture", "clean"]).output();
+    }
+}
+
 /// This build's `provium`, run in `dir`, without colours.
 pub fn provium_in(dir: &std::path::Path) -> std::process::Command {
     let mut c = provium();

@@ -2,17 +2,9 @@
 //! each resume is private, a resumed VM answers syscalls, commands and file operations, and an
 //! edited fixture script is rebuilt.
 
-use crate::common::{provium_in as provium, show, write_file as write};
+use crate::common::{provium_in as provium, show, write_file as write, FixtureCleanup as Cleanup};
 
 use std::path::Path;
-
-/// Removes the project's fixture builds however the test ends.
-struct Cleanup<'a>(&'a Path);
-impl Drop for Cleanup<'_> {
-    fn drop(&mut self) {
-        let _ = provium(self.0).args(["fixture", "clean"]).output();
-    }
-}
 
 const FIXTURE: &str = r#"
 -- A VM prepared once: a file written, a directory made, a worker-visible mode.

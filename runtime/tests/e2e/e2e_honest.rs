@@ -83,6 +83,7 @@ fn kernel_starts_the_qemus_a_plain_run_starts_and_runs_each_test_once() {
 #[test]
 fn a_fixture_script_runs_each_kernels_column_on_that_kernel() {
     let dir = tempfile::tempdir().unwrap();
+    let _cleanup = crate::common::FixtureCleanup(dir.path());
     write(
         dir.path(),
         "fixtures/prepared.lua",
