@@ -4,8 +4,6 @@
 
 use crate::common::{provium_in as provium, show, write_file as write, FixtureCleanup as Cleanup};
 
-use std::path::Path;
-
 const FIXTURE: &str = r#"
 -- A VM prepared once: a file written, a directory made, a worker-visible mode.
 local vm = provium.create()

@@ -32,11 +32,12 @@ pub const TCG_AARCH64_CPU: &str = "max,pauth-impdef=on";
 /// arguments), as one string: fixtures are keyed by it, so that changing a default rebuilds
 /// the snapshots taken under the old one.
 pub fn launch_defaults() -> String {
-    use crate::machine::qemu::fast_kernel_args;
+    use crate::machine::qemu::{base_kernel_args, fast_kernel_args};
+    let args = |m| (base_kernel_args(m, None), fast_kernel_args(m));
     format!(
-        "cpu tcg x86_64={TCG_X86_64_CPU} aarch64={TCG_AARCH64_CPU}; fast args {:?} {:?}",
-        fast_kernel_args(MachineKind::Microvm),
-        fast_kernel_args(MachineKind::Virt),
+        "cpu tcg x86_64={TCG_X86_64_CPU} aarch64={TCG_AARCH64_CPU}; args {:?} {:?}",
+        args(MachineKind::Microvm),
+        args(MachineKind::Virt),
     )
 }
 
