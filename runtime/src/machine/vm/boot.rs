@@ -295,9 +295,10 @@ pub(super) fn sweep_once() {
 }
 
 /// The guest's part of a boot, from QEMU's start to the agent's hello (`between`), split by the
-/// agent's timeline (guest time since the kernel started: `init`, `mounted`, `modules`, `link`):
-/// before the kernel's clock starts (QEMU, firmware, loading the kernel; and the hello's trip
-/// back), the kernel to init, then the agent's mounts, modules and transport.
+/// agent's timeline (guest time since the kernel's clock started: `init`, `mounted`, `modules`,
+/// `link`): before that clock starts (QEMU, firmware, loading the kernel, and the kernel's own
+/// early boot up to its timekeeping, a third of a boot under TCG; and the hello's trip back),
+/// the kernel to init, then the agent's mounts, modules and transport.
 fn guest_phases(timeline: &[(String, u64)], between: Duration) -> Vec<BootPhase> {
     let at = |stage: &str| {
         timeline
@@ -312,7 +313,7 @@ fn guest_phases(timeline: &[(String, u64)], between: Duration) -> Vec<BootPhase>
     };
     vec![
         BootPhase::new(
-            "QEMU, firmware, kernel loading",
+            "QEMU, firmware, the kernel before its clock",
             between.saturating_sub(link),
         ),
         BootPhase::new("kernel to init", init),
