@@ -151,8 +151,7 @@ impl Supervised {
     /// SIGTERM, then SIGKILL after `grace`.
     pub fn terminate(&mut self, grace: Duration) -> Option<ExitStatus> {
         if self.try_wait().is_none() {
-            // SAFETY: signalling our own child.
-            unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+            registry::signal_child(self.child.id() as i32, libc::SIGTERM);
             if self.wait_timeout(grace).is_none() {
                 self.kill();
             }
@@ -162,7 +161,7 @@ impl Supervised {
 
     pub fn kill(&mut self) {
         if self.try_wait().is_none() {
-            let _ = self.child.kill();
+            registry::signal_child(self.child.id() as i32, libc::SIGKILL);
             if let Ok(s) = self.child.wait() {
                 self.exited(s);
             }
@@ -285,6 +284,51 @@ mod tests {
         assert!(!live_pids().contains(&pid));
         // SAFETY: probing with signal 0.
         assert_ne!(unsafe { libc::kill(pid, 0) }, 0, "the child was reaped");
+    }
+
+    /// A wrapper that runs its program as a child (a `PROVIUM_QEMU` script without `exec`):
+    /// killing the wrapper's handle kills the program too.
+    #[test]
+    fn a_wrappers_own_child_dies_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("pid");
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c").arg(format!(
+            "sleep 30 & echo $! > '{}'; wait",
+            pid_file.display()
+        ));
+        let child = Supervised::spawn(cmd, "wrapper").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let grandchild: i32 = loop {
+            if let Some(pid) = std::fs::read_to_string(&pid_file)
+                .ok()
+                .and_then(|t| t.trim().parse().ok())
+            {
+                break pid;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the wrapper never started its child"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        drop(child);
+        // Killed; reaped by whoever adopted it, or left a zombie: either way not running.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let state = std::fs::read_to_string(format!("/proc/{grandchild}/stat"))
+                .ok()
+                .and_then(|s| s.rsplit(')').next().map(|r| r.trim().to_string()));
+            match state {
+                None => break,
+                Some(s) if s.starts_with('Z') => break,
+                Some(s) => assert!(
+                    Instant::now() < deadline,
+                    "the wrapper's child still runs: {s}"
+                ),
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     #[test]

@@ -24,6 +24,21 @@ fn with_registry<T>(f: impl FnOnce(&mut Registry) -> T) -> T {
     f(&mut crate::machine::sync::lock(registry()))
 }
 
+/// Sends `sig` to a registered child and, when it leads a process group of its own (QEMU is
+/// started in one), to that whole group: a wrapper named by `PROVIUM_QEMU` that runs QEMU as
+/// its child instead of exec'ing it would otherwise leave QEMU running when the wrapper dies.
+/// Only for children not yet reaped: their pid, and the group they lead, are still ours.
+pub fn signal_child(pid: i32, sig: libc::c_int) {
+    // SAFETY: signalling a child we started (or its own group), which is not yet reaped.
+    unsafe {
+        if libc::getpgid(pid) == pid {
+            libc::kill(-pid, sig);
+        } else {
+            libc::kill(pid, sig);
+        }
+    }
+}
+
 /// Kills every registered process and removes every registered directory.
 pub fn cleanup_all() {
     let (pids, dirs) = with_registry(|r| {
@@ -33,8 +48,7 @@ pub fn cleanup_all() {
         )
     });
     for pid in pids {
-        // SAFETY: signalling a child we started.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
+        signal_child(pid, libc::SIGKILL);
     }
     for dir in dirs {
         // Directories, and the temporary files of writes in progress (`paths::write_output`).
@@ -65,8 +79,7 @@ pub fn kill_group(group: u64) -> usize {
         let mut n = 0;
         for (&pid, &g) in &r.pids {
             if g == group {
-                // SAFETY: a registered child is not yet reaped, so its pid is still ours.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
+                signal_child(pid, libc::SIGKILL);
                 n += 1;
             }
         }
@@ -78,8 +91,7 @@ pub fn kill_group(group: u64) -> usize {
 pub fn kill_all_processes() {
     let pids: Vec<i32> = with_registry(|r| r.pids.keys().copied().collect());
     for pid in pids {
-        // SAFETY: a registered child is not yet reaped, so its pid is still ours.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
+        signal_child(pid, libc::SIGKILL);
     }
 }
 

@@ -268,3 +268,62 @@ fn killing_the_host_kills_qemu() {
     provium::machine::cleanup::sweep_stale();
     assert!(!run_dir.exists());
 }
+
+/// A `PROVIUM_QEMU` wrapper that runs QEMU as its child instead of exec'ing it (a shell script
+/// adding `nice` or logging, say): the QEMUs of a fixture build and of a resumed file are
+/// stopped with the wrapper, not left running.
+#[test]
+fn a_qemu_wrapper_that_does_not_exec_leaves_no_qemu_behind() {
+    let home = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(
+        provium::machine::paths::kernels(),
+        home.path().join("kernels"),
+    )
+    .unwrap();
+    let qemu = which::which("qemu-system-x86_64").unwrap();
+    let wrapper = home.path().join("qemu-wrapper");
+    std::fs::write(
+        &wrapper,
+        format!("#!/bin/sh\n'{}' \"$@\"\n", qemu.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write_file(
+        dir.path(),
+        "t.lua",
+        "local vm = provium.create()\nvm:boot()\ntest(\"answers\", function() assert(vm:syscall(provium.nr.getpid) > 0) end)\n",
+    );
+    let out = provium_in(dir.path())
+        .args(["test", "t.lua"])
+        .env("PROVIUM_HOME", home.path())
+        .env("PROVIUM_QEMU", &wrapper)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    // Every QEMU this run started names the home (its initramfs, its fixture's RAM).
+    let marker = home.path().display().to_string();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let left: Vec<String> = std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+            .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+            .filter(|c| c.contains("qemu-system") && c.contains(&marker))
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "QEMU left running: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
