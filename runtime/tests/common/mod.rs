@@ -171,6 +171,19 @@ pub fn write_file(dir: &std::path::Path, name: &str, text: &str) {
     std::fs::write(path, text).unwrap();
 }
 
+/// An empty cache (`PROVIUM_HOME`) that shares the installed kernels: what a fresh machine
+/// builds (vmlinux, initramfs, fixtures) is built again there.
+pub fn fresh_home() -> tempfile::TempDir {
+    let home = tempfile::tempdir().unwrap();
+    link_kernels(home.path());
+    home
+}
+
+/// Links the installed kernels into the cache at `home`.
+pub fn link_kernels(home: &std::path::Path) {
+    std::os::unix::fs::symlink(provium::machine::paths::kernels(), home.join("kernels")).unwrap();
+}
+
 /// Removes a temporary project's fixture builds from the cache however the test ends (they
 /// live under the project's name, which no later run has: nothing else would remove them).
 pub struct FixtureCleanup<'a>(pub &'a std::path::Path);

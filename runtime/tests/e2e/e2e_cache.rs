@@ -3,20 +3,9 @@
 //! in progress, a read-only cache is used, a full one is said. Each test has a private
 //! `PROVIUM_HOME` with only the kernels linked in.
 
-use crate::common::show;
+use crate::common::{fresh_home, show};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-/// A fresh cache: only the kernels of the user's cache, linked.
-fn fresh_home() -> tempfile::TempDir {
-    let home = tempfile::tempdir().unwrap();
-    std::os::unix::fs::symlink(
-        provium::machine::paths::kernels(),
-        home.path().join("kernels"),
-    )
-    .unwrap();
-    home
-}
 
 fn provium(home: &Path, dir: &Path) -> Command {
     let mut c = crate::common::provium_in(dir);
@@ -361,11 +350,7 @@ fn a_read_only_cache_is_used_and_a_full_one_is_said() {
         &full.path().to_string_lossy()
     ]));
     let _tmpfs = Mounted(full.path().to_path_buf());
-    std::os::unix::fs::symlink(
-        provium::machine::paths::kernels(),
-        full.path().join("kernels"),
-    )
-    .unwrap();
+    crate::common::link_kernels(full.path());
     let cold = r#"
 local vm = provium.create()
 vm:boot()

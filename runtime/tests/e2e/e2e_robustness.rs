@@ -274,12 +274,7 @@ fn killing_the_host_kills_qemu() {
 /// stopped with the wrapper, not left running.
 #[test]
 fn a_qemu_wrapper_that_does_not_exec_leaves_no_qemu_behind() {
-    let home = tempfile::tempdir().unwrap();
-    std::os::unix::fs::symlink(
-        provium::machine::paths::kernels(),
-        home.path().join("kernels"),
-    )
-    .unwrap();
+    let home = fresh_home();
     let qemu = which::which("qemu-system-x86_64").unwrap();
     let wrapper = home.path().join("qemu-wrapper");
     std::fs::write(
