@@ -59,6 +59,33 @@ fn qemus_under(runtime: &Path) -> Vec<String> {
     found
 }
 
+/// Reads what the run prints until both files are past their first test (`a passes` printed,
+/// both QEMUs running), failing after two minutes. It polls the output rather than blocking on
+/// it: the second QEMU may start after the last line before the blocking tests, and a blocked
+/// read would then wait for the file timeout (300 s) instead of seeing it.
+fn until_both_files_started(output: &mut (impl Read + AsRawFd), runtime: &Path) -> String {
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut buf = [0u8; 4096];
+    while !(seen.contains("a passes") && qemus_under(runtime).len() == 2) {
+        assert!(Instant::now() < deadline, "the run did not start: {seen}");
+        let mut pfd = libc::pollfd {
+            fd: output.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(&mut pfd, 1, 50) } <= 0 {
+            continue;
+        }
+        match output.read(&mut buf) {
+            Ok(0) | Err(_) => panic!("provium ended early: {seen}"),
+            Ok(n) => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+        }
+    }
+    seen
+}
+
 fn wait_with_deadline(child: &mut std::process::Child, limit: Duration) -> Option<i32> {
     let deadline = Instant::now() + limit;
     loop {
@@ -114,17 +141,8 @@ fn sigterm_stops_the_run_and_writes_its_report() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait until both files are past their first test.
     let mut stdout = child.stdout.take().unwrap();
-    let mut seen = String::new();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut buf = [0u8; 4096];
-    while !(seen.contains("a passes") && qemus_under(runtime.path()).len() == 2) {
-        assert!(Instant::now() < deadline, "the run did not start: {seen}");
-        let n = stdout.read(&mut buf).unwrap();
-        assert!(n > 0, "provium ended early: {seen}");
-        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
+    let seen = until_both_files_started(&mut stdout, runtime.path());
     std::thread::sleep(Duration::from_millis(300));
     let stopped = Instant::now();
     // SAFETY: signalling our own child.
@@ -187,16 +205,7 @@ fn a_closed_terminal_stops_the_run_and_writes_its_report() {
     let mut child = cmd.spawn().unwrap();
     drop(slave_fd);
     let mut terminal = std::fs::File::from(master_fd);
-    let mut seen = String::new();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut buf = [0u8; 4096];
-    while !(seen.contains("a passes") && qemus_under(runtime.path()).len() == 2) {
-        assert!(Instant::now() < deadline, "the run did not start: {seen}");
-        match terminal.read(&mut buf) {
-            Ok(0) | Err(_) => panic!("provium ended early: {seen}"),
-            Ok(n) => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
-        }
-    }
+    let seen = until_both_files_started(&mut terminal, runtime.path());
     std::thread::sleep(Duration::from_millis(300));
     let stopped = Instant::now();
     // Closing the terminal hangs it up: the session leader gets SIGHUP, and its writes to the
