@@ -120,6 +120,8 @@ fn generate(doc_path: &Path, dir: &Path) -> usize {
 fn run_docs(doc: &str) {
     let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
     let dir = tempfile::tempdir().unwrap();
+    // The temporary project's own fixture builds go with it (plain-boot builds are shared).
+    let _cleanup = crate::common::FixtureCleanup(dir.path());
     let n = generate(&root.join(doc), dir.path());
     assert!(n > 0, "{doc} has no examples");
     let out = Command::new(env!("CARGO_BIN_EXE_provium"))
@@ -128,13 +130,6 @@ fn run_docs(doc: &str) {
         .env("NO_COLOR", "1")
         .output()
         .unwrap();
-    // The temporary project's own fixture builds go with it (plain-boot builds are shared).
-    if dir.path().join("provium.toml").exists() || dir.path().join("fixtures").exists() {
-        let _ = Command::new(env!("CARGO_BIN_EXE_provium"))
-            .current_dir(dir.path())
-            .args(["fixture", "clean"])
-            .output();
-    }
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
