@@ -5,8 +5,8 @@ use super::errors;
 use super::session::Session;
 use super::slot::{LuaVm, VmSlot};
 use super::use_vm::vm_error;
-use crate::fixture::{Definition, FixtureError, FixtureUse, Fixtures, Source};
-use crate::machine::profile::{Profile, TransportChoice};
+use crate::fixture::{Definition, FixtureError, FixtureUse, Fixtures};
+use crate::machine::profile::Profile;
 use crate::machine::vm::{BootOptions, Vm};
 use mlua::Lua;
 use std::cell::RefCell;
@@ -57,7 +57,7 @@ fn warn_once(e: &FixtureError) {
 }
 
 /// A fixture's failure as a Lua error: its VM's, with the console, when the VM failed.
-fn fixture_error(lua: &Lua, what: &str, e: &FixtureError) -> mlua::Error {
+pub fn fixture_error(lua: &Lua, what: &str, e: &FixtureError) -> mlua::Error {
     match e {
         FixtureError::Vm(vm) => vm_error(lua, what, vm),
         other => errors::vm_failure(lua, format!("{what}: {other}"), None),
@@ -116,28 +116,13 @@ pub fn resume_plain_boot(
         .fixtures
         .as_ref()
         .filter(|f| f.snapshots)?;
-    let vsock = |t: Option<TransportChoice>| t == Some(TransportChoice::Vsock);
-    if !options.files.is_empty()
-        || !options.kernel_args.is_empty()
-        || options.keep_run_dir
-        || options.snapshot_memory.is_some()
-        || vsock(options.transport)
-        || profile.transport == TransportChoice::Vsock
-    {
+    // A boot inside a fixture build keeps its RAM in the build: it cannot be a copy-on-write
+    // resume (it may be one built on a plain boot's build, see `Fixtures::derive`).
+    if options.snapshot_memory.is_some() {
         return None;
     }
-    // The boot timeout only bounds the build; it does not make another VM.
-    let opts = BootOptions {
-        timeout: None,
-        ..options.clone()
-    };
-    let def = Definition {
-        name: profile.name.clone(),
-        source: Source::Profile {
-            profile: profile.name.clone(),
-            opts,
-        },
-    };
+    // One build stands for every such boot (the boot timeout only bounds the build).
+    let def = Definition::plain_boot(profile, options)?;
     let key = match uses.fixtures.key(&def) {
         Ok(k) => k,
         Err(e) => return Some(Err(fixture_error(lua, "vm:boot", &e))),

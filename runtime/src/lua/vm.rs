@@ -5,7 +5,8 @@ use super::options::{apply_boot_options, credentials};
 use super::session::Session;
 use super::slot::{LuaAbiView, LuaVm, LuaWorker, Target};
 use super::target::add_target_methods;
-use super::use_vm::{vm_error, with_vm};
+use super::use_vm::with_vm;
+use crate::fixture::FixtureError;
 use crate::machine::vm::Vm;
 use mlua::{MultiValue, Table, UserData, UserDataMethods, Value};
 use std::time::Duration;
@@ -49,15 +50,21 @@ impl UserData for LuaVm {
                 slot.pool_key = Some(key);
                 return Ok(());
             }
-            if let Some(dir) = &session.config.snapshot_dir {
+            // In a fixture script's build every VM keeps its RAM in the build, and a plain boot
+            // starts from the profile's plain boot build (`Fixtures::derive`).
+            let builder = session.config.snapshot_dir.as_ref().and_then(|dir| {
                 static NEXT: std::sync::atomic::AtomicUsize =
                     std::sync::atomic::AtomicUsize::new(0);
                 let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 options.snapshot_memory = Some(dir.join(format!("ram-{n}")));
-            }
+                session.config.settings.fixtures.as_ref()
+            });
             slot.pushed = options.host_files(&slot.profile);
             session.boot_started(&format!("`{}`", slot.profile.name));
-            let result = Vm::boot(&slot.profile, &options);
+            let result = match builder {
+                Some(uses) => uses.fixtures.boot_for_build(&slot.profile, &options),
+                None => Vm::boot(&slot.profile, &options).map_err(FixtureError::from),
+            };
             session.boot_finished();
             match result {
                 Ok(vm) => {
@@ -68,7 +75,7 @@ impl UserData for LuaVm {
                 Err(e) => {
                     slot.gone = Some(format!("its boot failed ({e})"));
                     slot.lost = true;
-                    Err(vm_error(lua, "vm:boot", &e))
+                    Err(super::fixture::fixture_error(lua, "vm:boot", &e))
                 }
             }
         });

@@ -284,3 +284,83 @@ end)
         assert!(out.status.success(), "{args:?}\n{}", show(&out));
     }
 }
+
+/// A table fixture and a fixture script that prepare a plain boot are built on the profile's
+/// plain boot build: QEMU starts for them resume that build (`-incoming`) instead of booting
+/// the kernel again, and each build holds what it prepared on top of the whole boot. A fixture
+/// with files of its own (another initramfs) still boots.
+#[test]
+fn fixtures_that_prepare_a_plain_boot_start_from_its_build_instead_of_a_boot() {
+    let home = crate::common::fresh_home();
+    let dir = tempfile::tempdir().unwrap();
+    let (qemu, starts) = crate::common::qemu_counter(home.path());
+    write(dir.path(), "payload.txt", "from the host\n");
+    write(
+        dir.path(),
+        "provium.toml",
+        r#"
+[fixture.prepared]
+setup = ["mkdir -p /srv && echo table > /srv/from-table"]
+
+[fixture.with-files]
+files = { "/srv/payload.txt" = "payload.txt" }
+"#,
+    );
+    write(
+        dir.path(),
+        "fixtures/scripted.lua",
+        "local vm = provium.create()\nvm:boot()\nassert(vm:exec('echo script > /root/from-script').ok)\nreturn vm\n",
+    );
+    write(
+        dir.path(),
+        "t.lua",
+        r#"
+local table_vm = provium.fixture("prepared")
+local script_vm = provium.fixture("scripted")
+local files_vm = provium.fixture("with-files")
+test("each build holds what it prepared", function()
+  assert_eq("table", table_vm:exec("cat /srv/from-table").stdout:trim())
+  assert_eq("script", script_vm:exec("cat /root/from-script").stdout:trim())
+  assert_eq("from the host", files_vm:exec("cat /srv/payload.txt").stdout:trim())
+end)
+test("under it is the whole boot", function()
+  for _, vm in ipairs({table_vm, script_vm}) do
+    assert(#vm:dmesg("Linux version") > 0, "no boot in the kernel log")
+    assert(vm:exec("test -e /dev/null && test -d /proc/self").ok)
+    assert_errno(vm:syscall(provium.nr.close, -1), "EBADF")
+  end
+end)
+"#,
+    );
+    let run = || {
+        provium(dir.path())
+            .args(["test", "-v", "t.lua"])
+            .env("PROVIUM_HOME", home.path())
+            .env("PROVIUM_QEMU", &qemu)
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    assert!(out.status.success(), "{}", show(&out));
+    let said = show(&out);
+    for name in ["prepared", "scripted", "with-files", "minimal"] {
+        assert!(
+            said.contains(&format!("fixture `{name}`")),
+            "{name} was not built\n{}",
+            show(&out)
+        );
+    }
+    let started = std::fs::read_to_string(&starts).unwrap();
+    let boots: Vec<&str> = started
+        .lines()
+        .filter(|l| !l.contains(" -incoming "))
+        .collect();
+    // The plain boot's build and the fixture with files of its own; nothing else boots.
+    assert_eq!(boots.len(), 2, "{started}");
+    // Three builds' resumes plus the test file's three.
+    assert_eq!(started.lines().count(), 2 + 2 + 3, "{started}");
+    // Built once: a second run resumes all three.
+    let again = run();
+    assert!(again.status.success(), "{}", show(&again));
+    assert!(!show(&again).contains("BUILDING"), "{}", show(&again));
+}

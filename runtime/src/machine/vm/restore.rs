@@ -83,6 +83,29 @@ impl Vm {
     /// Starts a VM from a snapshot. The guest RAM file is mapped copy-on-write: the snapshot is
     /// never changed, and every resume is independent of the others.
     pub fn resume(snapshot: &Snapshot) -> Result<Vm, VmError> {
+        Self::resume_with_ram(
+            snapshot,
+            SharedMemory::File {
+                path: snapshot.ram.clone(),
+                share: false,
+            },
+        )
+    }
+
+    /// Starts a VM from a snapshot whose RAM was copied to `ram`, mapped shared: the guest
+    /// writes into that file, so the VM can be saved again as a snapshot of its own (a fixture
+    /// built on top of a plain boot's build instead of a boot of its own).
+    pub fn resume_into(snapshot: &Snapshot, ram: &Path) -> Result<Vm, VmError> {
+        Self::resume_with_ram(
+            snapshot,
+            SharedMemory::File {
+                path: ram.to_path_buf(),
+                share: true,
+            },
+        )
+    }
+
+    fn resume_with_ram(snapshot: &Snapshot, ram: SharedMemory) -> Result<Vm, VmError> {
         crate::machine::signals::install();
         sweep_once();
         let launched = Instant::now();
@@ -99,10 +122,7 @@ impl Vm {
         launch.console_log = console_log.clone();
         launch.qmp_socket = Some(dir.join("qmp.sock"));
         launch.devices = transport.qemu_args(launch.machine);
-        launch.shared_memory = Some(SharedMemory::File {
-            path: snapshot.ram.clone(),
-            share: false,
-        });
+        launch.shared_memory = Some(ram);
         launch.incoming = Some("defer".into());
         seed_console(&console_log, snapshot)?;
         // The initramfs is read when QEMU starts: a lease keeps it from collection until this
