@@ -391,12 +391,19 @@ fn kernel_findings(
             profile.name
         ),
     ));
-    f.push(match &image.pvh_elf {
+    let pvh = match image.pvh() {
+        Ok(pvh) => pvh,
+        Err(e) => crate::machine::kernel::PvhBoot {
+            elf: None,
+            unavailable: Some(e.to_string()),
+        },
+    };
+    f.push(match &pvh.elf {
         Some(p) => ok("pvh", format!("fast boot through {}", p.display())),
         None => bad(
             "pvh",
             Level::Warn,
-            image.pvh_unavailable.clone().unwrap_or_default(),
+            pvh.unavailable.clone().unwrap_or_default(),
             "boots the bzImage instead (slower under TCG); a kernel with CONFIG_PVH=y boots faster",
         ),
     });

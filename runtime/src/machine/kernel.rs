@@ -29,6 +29,8 @@ pub enum KernelImageError {
     },
     #[error("the kernel image is damaged: its payload does not decompress ({0})")]
     Damaged(DecompressError),
+    #[error("{} changed while provium was using it", .0.display())]
+    Changed(PathBuf),
 }
 
 /// Why a kernel payload (or a module) did not decompress.
@@ -66,14 +68,32 @@ pub struct KernelImage {
     pub path: PathBuf,
     /// `uname -r` as embedded in the image, when it could be read.
     pub release: Option<String>,
-    /// An uncompressed ELF kernel with a PVH entry point, ready for `-kernel`.
-    pub pvh_elf: Option<PathBuf>,
-    /// Why PVH is not used, when it is not.
-    pub pvh_unavailable: Option<String>,
+    /// How the kernel boots PVH, or why it cannot: see [`KernelImage::pvh`].
+    pvh: Pvh,
     /// The image's content hash (hex): a rebuilt kernel at the same path is another kernel.
     pub content_hash: String,
     /// The architecture it runs on.
     pub arch: Arch,
+}
+
+/// A kernel's PVH entry as far as opening the image tells.
+#[derive(Debug, Clone)]
+enum Pvh {
+    /// Decided from the image itself (an ELF kernel, an arm64 Image).
+    Known(PvhBoot),
+    /// A bzImage: its decompressed ELF is (to be) cached at this path. It is checked, and made
+    /// when missing or damaged, only when a boot asks ([`KernelImage::pvh`]): a resume and
+    /// everything that only asks what the kernel is never read the 50 MB file.
+    Extracted(PathBuf),
+}
+
+/// How a kernel boots through its PVH entry point.
+#[derive(Debug, Clone, Default)]
+pub struct PvhBoot {
+    /// An uncompressed ELF kernel with a PVH entry point, ready for `-kernel`.
+    pub elf: Option<PathBuf>,
+    /// Why PVH is not used, when it is not.
+    pub unavailable: Option<String>,
 }
 
 /// arm64's `Image` header: the magic at 0x38 (Documentation/arch/arm64/booting.rst).
@@ -299,18 +319,20 @@ pub fn release_of(path: &Path) -> Option<String> {
 }
 
 impl KernelImage {
-    /// Inspects `path`. For a bzImage with a PVH-capable payload the `vmlinux` is extracted once
-    /// into the cache, keyed by the image's content hash.
+    /// Inspects `path`: its architecture, release and content hash. A bzImage's PVH-bootable
+    /// ELF is only located here ([`KernelImage::pvh`] checks or makes it).
     pub fn open(path: &Path) -> Result<KernelImage, KernelImageError> {
         let image = std::fs::read(path)
             .map_err(|e| IoError::new(format!("reading kernel {}", path.display()), e))?;
         let hash = blake3::hash(&image).to_hex();
+        let known = |elf: Option<PathBuf>, unavailable: Option<String>| {
+            Pvh::Known(PvhBoot { elf, unavailable })
+        };
         if is_arm64_image(&image) {
             return Ok(KernelImage {
                 path: path.to_path_buf(),
                 release: banner_release(&image),
-                pvh_elf: None,
-                pvh_unavailable: Some("an arm64 Image boots as itself".into()),
+                pvh: known(None, Some("an arm64 Image boots as itself".into())),
                 content_hash: hash.to_string(),
                 arch: Arch::Aarch64,
             });
@@ -320,37 +342,80 @@ impl KernelImage {
             return Ok(KernelImage {
                 path: path.to_path_buf(),
                 release: None,
-                pvh_elf: pvh.then(|| path.to_path_buf()),
-                pvh_unavailable: (!pvh).then(|| "the ELF kernel has no PVH note".to_string()),
+                pvh: known(
+                    pvh.then(|| path.to_path_buf()),
+                    (!pvh).then(|| "the ELF kernel has no PVH note".to_string()),
+                ),
                 content_hash: hash.to_string(),
                 arch: Arch::X86_64,
             });
         }
         let header = SetupHeader::parse(&image)
             .ok_or_else(|| KernelImageError::NotAKernel(path.to_path_buf()))?;
-        let release = header.release();
         let cached = paths::vmlinux_cache().join(format!("{}.elf", &hash[..32]));
-        let (pvh_elf, pvh_unavailable) = if paths::cached_intact(&cached) {
-            (Some(cached), None)
+        // A kernel seen before has its ELF in the cache, checked when a boot uses it. A new
+        // one is decompressed now: a damaged image is refused before anything is planned.
+        let pvh = if cached.is_file() && paths::sidecar(&cached).is_file() {
+            Pvh::Extracted(cached)
         } else {
-            match extract_pvh_elf(&header, &image)? {
-                Ok(elf) => {
-                    let written = paths::write_cached_anywhere(&cached, &elf)
-                        .map_err(|e| IoError::new(format!("caching {}", cached.display()), e))?;
-                    (Some(written), None)
-                }
-                Err(why) => (None, Some(why.to_string())),
-            }
+            Pvh::Known(extract_into(&header, &image, &cached)?)
         };
         Ok(KernelImage {
             path: path.to_path_buf(),
-            release,
-            pvh_elf,
-            pvh_unavailable,
+            release: header.release(),
+            pvh,
             content_hash: hash.to_string(),
             arch: Arch::X86_64,
         })
     }
+
+    /// How the kernel boots PVH. For a bzImage the cached ELF is checked against its content
+    /// hash (once per process and file version) and extracted again when it is missing or
+    /// damaged: a boot never loads a damaged copy.
+    pub fn pvh(&self) -> Result<PvhBoot, KernelImageError> {
+        let cached = match &self.pvh {
+            Pvh::Known(boot) => return Ok(boot.clone()),
+            Pvh::Extracted(cached) => cached,
+        };
+        if paths::cached_intact(cached) {
+            return Ok(PvhBoot {
+                elf: Some(cached.clone()),
+                unavailable: None,
+            });
+        }
+        let image = std::fs::read(&self.path)
+            .map_err(|e| IoError::new(format!("reading kernel {}", self.path.display()), e))?;
+        // The image changed since it was opened: another kernel, which the caller must open.
+        if blake3::hash(&image).to_hex().as_str() != self.content_hash {
+            return Err(KernelImageError::Changed(self.path.clone()));
+        }
+        let header = SetupHeader::parse(&image)
+            .ok_or_else(|| KernelImageError::NotAKernel(self.path.clone()))?;
+        extract_into(&header, &image, cached)
+    }
+}
+
+/// Decompresses a bzImage's PVH-bootable ELF into the cache at `cached` (or a private place
+/// when the cache is read-only).
+fn extract_into(
+    header: &SetupHeader,
+    image: &[u8],
+    cached: &Path,
+) -> Result<PvhBoot, KernelImageError> {
+    Ok(match extract_pvh_elf(header, image)? {
+        Ok(elf) => {
+            let written = paths::write_cached_anywhere(cached, &elf)
+                .map_err(|e| IoError::new(format!("caching {}", cached.display()), e))?;
+            PvhBoot {
+                elf: Some(written),
+                unavailable: None,
+            }
+        }
+        Err(why) => PvhBoot {
+            elf: None,
+            unavailable: Some(why.to_string()),
+        },
+    })
 }
 
 /// The PVH-bootable ELF inside a bzImage; `Ok(Err(why))` when the kernel simply cannot boot

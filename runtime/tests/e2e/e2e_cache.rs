@@ -157,6 +157,47 @@ fn damaged_cache_files_are_named_and_made_again() {
     let stderr = passes(&out);
     assert!(stderr.contains("did not resume"), "{}", show(&out));
     assert!(started.elapsed().as_secs() < 30, "{:?}", started.elapsed());
+
+    // The extracted kernel damaged the same way: a resume does not need it (the guest's kernel
+    // is in its RAM) and does not read it; a boot checks its content first and makes it again.
+    let vmlinux = only_file(&home.path().join("vmlinux"), "elf");
+    let mtime = std::fs::metadata(&vmlinux).unwrap().modified().unwrap();
+    {
+        use std::io::{Seek, Write};
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&vmlinux)
+            .unwrap();
+        f.seek(std::io::SeekFrom::Start(1 << 20)).unwrap();
+        f.write_all(&[0xccu8; 4096]).unwrap();
+        f.set_times(std::fs::FileTimes::new().set_modified(mtime))
+            .unwrap();
+    }
+    let named = |out: &std::process::Output| {
+        String::from_utf8_lossy(&out.stderr).contains(&vmlinux.display().to_string())
+    };
+    let resumed = provium(home.path(), dir.path())
+        .args(["test", "-v"])
+        .output()
+        .unwrap();
+    passes(&resumed);
+    assert!(!named(&resumed), "{}", show(&resumed));
+    // (t.lua checks that its VM was resumed; this one boots.)
+    std::fs::write(
+        dir.path().join("cold.lua"),
+        "local vm = provium.create()\nvm:boot()\ntest('boots', function() assert(vm:syscall(provium.nr.getpid) > 0) end)\n",
+    )
+    .unwrap();
+    let booted = provium(home.path(), dir.path())
+        .args(["test", "-v", "--cold", "cold.lua"])
+        .output()
+        .unwrap();
+    passes(&booted);
+    assert!(
+        named(&booted),
+        "a boot checks the kernel it loads\n{}",
+        show(&booted)
+    );
 }
 
 /// Several processes at once, each with another environment (another QEMU), sharing one cache,

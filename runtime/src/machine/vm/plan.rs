@@ -6,8 +6,8 @@ use crate::machine::accel::{self, Accel};
 use crate::machine::error::IoError;
 use crate::machine::initramfs::InitramfsError;
 use crate::machine::initramfs::{self, ExtraFile, InitramfsSpec};
-use crate::machine::kernel::KernelImage;
 use crate::machine::kernel::KernelImageError;
+use crate::machine::kernel::{KernelImage, PvhBoot};
 use crate::machine::modules::ModuleError;
 use crate::machine::modules::ModuleTree;
 use crate::machine::profile::ProfileError;
@@ -259,12 +259,13 @@ fn kernel_contains(elf: &Path, marker: &'static [u8]) -> bool {
 /// decompressed kernel before QEMU starts.
 fn preflight_builtin_transport(
     kernel: &KernelImage,
+    pvh: &PvhBoot,
     path: &Path,
     transport: TransportKind,
 ) -> Result<(), PlanError> {
     // An arm64 Image is not compressed: it is searched as it is.
     let uncompressed = (kernel.arch == provium_compiler::linux::Arch::Aarch64).then_some(path);
-    let Some(elf) = kernel.pvh_elf.as_deref().or(uncompressed) else {
+    let Some(elf) = pvh.elf.as_deref().or(uncompressed) else {
         // Not decompressed (no PVH entry): nothing to look into cheaply.
         return Ok(());
     };
@@ -326,7 +327,12 @@ pub fn plan(profile: &Profile, opts: &BootOptions) -> Result<BootPlan, PlanError
     };
 
     let boot = opts.boot.unwrap_or(profile.boot);
-    let loaded_as = match (boot, &kernel.pvh_elf) {
+    // Checked (and the ELF made) here, for a boot, not whenever the kernel is looked at.
+    let pvh = match arch {
+        provium_compiler::linux::Arch::Aarch64 => PvhBoot::default(),
+        _ => kernel.pvh()?,
+    };
+    let loaded_as = match (boot, &pvh.elf) {
         _ if arch == provium_compiler::linux::Arch::Aarch64 => LoadedAs::Image,
         (BootMethod::Bzimage, _) => LoadedAs::Bzimage,
         (_, Some(_)) => LoadedAs::Pvh,
@@ -334,8 +340,8 @@ pub fn plan(profile: &Profile, opts: &BootOptions) -> Result<BootPlan, PlanError
             return Err(PlanError::NoPvh {
                 profile: profile.name.clone(),
                 kernel: kernel_path,
-                why: kernel
-                    .pvh_unavailable
+                why: pvh
+                    .unavailable
                     .clone()
                     .unwrap_or_else(|| "no PVH entry point".into()),
             })
@@ -392,7 +398,7 @@ pub fn plan(profile: &Profile, opts: &BootOptions) -> Result<BootPlan, PlanError
         }
     }
     if tree.is_none() && config.is_none() {
-        preflight_builtin_transport(&kernel, &kernel_path, transport)?;
+        preflight_builtin_transport(&kernel, &pvh, &kernel_path, transport)?;
     }
     // microvm describes its virtio-mmio devices in ACPI tables: a kernel without ACPI needs
     // them on its command line (`acpi=off` makes QEMU put them there).
@@ -507,10 +513,7 @@ pub fn plan(profile: &Profile, opts: &BootOptions) -> Result<BootPlan, PlanError
     kernel_args.extend(opts.kernel_args.iter().cloned());
 
     let boot_file = match loaded_as {
-        LoadedAs::Pvh => kernel
-            .pvh_elf
-            .clone()
-            .unwrap_or_else(|| kernel_path.clone()),
+        LoadedAs::Pvh => pvh.elf.clone().unwrap_or_else(|| kernel_path.clone()),
         LoadedAs::Bzimage | LoadedAs::Image => kernel_path.clone(),
     };
     let firmware = match loaded_as {
