@@ -261,3 +261,30 @@ pub fn rendered_dom(html: &std::path::Path) -> String {
         .expect("chromium (scripts/setup installs it)");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// One run of the bundled specs, `provium test specs/ -j 2 --junit FILE` from the repository
+/// root, shared by the tests that read it (the run is 19 resumed VMs).
+pub struct SpecsRun {
+    pub output: std::process::Output,
+    /// The JUnit report it wrote.
+    pub junit: String,
+}
+
+/// The bundled specs' run at `-j 2`, made by the first test that asks.
+pub fn bundled_specs_at_j2() -> &'static SpecsRun {
+    static RUN: std::sync::OnceLock<SpecsRun> = std::sync::OnceLock::new();
+    RUN.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let junit = dir.path().join("specs.xml");
+        let output = provium()
+            .current_dir(root())
+            .args(["test", "specs/", "-j", "2", "--junit"])
+            .arg(&junit)
+            .output()
+            .unwrap();
+        SpecsRun {
+            junit: std::fs::read_to_string(&junit).unwrap_or_default(),
+            output,
+        }
+    })
+}
