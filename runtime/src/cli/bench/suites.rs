@@ -270,6 +270,9 @@ pub struct FixtureBench {
     pub runs: usize,
     /// Building the fixture: one boot plus the snapshot.
     pub build: Duration,
+    /// Building a fixture that prepares the plain boot (one command): a resume of the plain
+    /// boot's build, the command and a snapshot (`Fixtures::derive`).
+    pub derived_build: Duration,
     pub cold: Stats,
     pub resume: Stats,
 }
@@ -306,6 +309,26 @@ pub fn fixture(
     let started = Instant::now();
     let meta = fixtures.ensure(&def)?;
     let build = started.elapsed();
+    // A fixture that prepares the plain boot, built as a run builds it: on the plain boot's
+    // own build, made first (untimed) when missing.
+    let prepared = Definition {
+        name: format!("bench-{}-prepared", profile.name),
+        source: Source::Table(crate::fixture::FixtureTable {
+            profile: profile.name.clone(),
+            setup: vec!["mkdir -p /srv/prepared".into()],
+            ..Default::default()
+        }),
+    };
+    if let Some((dir, _)) = fixtures.cached(&prepared)? {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    if let Some(plain) = Definition::plain_boot(profile, &BootOptions::default()) {
+        fixtures.ensure(&plain)?;
+    }
+    progress("building a fixture on the plain boot's build");
+    let started = Instant::now();
+    fixtures.ensure(&prepared)?;
+    let derived_build = started.elapsed();
     let mut cold = Vec::new();
     let mut resume = Vec::new();
     // Interleaved, so that a change in host load affects both alike.
@@ -324,6 +347,7 @@ pub fn fixture(
     Ok(FixtureBench {
         runs,
         build,
+        derived_build,
         cold: stats(&mut cold),
         resume: stats(&mut resume),
     })
