@@ -13,6 +13,14 @@ fn provium(home: &Path, dir: &Path) -> Command {
     c
 }
 
+const PREPARED: &str = r#"
+local vm = provium.fixture("prepared")
+test("answers", function()
+  assert_eq("ready", vm:exec("cat /srv-ready").stdout:trim())
+  assert_eq("prepared", vm.info.fixture)
+end)
+"#;
+
 const BOOTS: &str = r#"
 local vm = provium.create()
 vm:boot()
@@ -37,13 +45,28 @@ fn passes(out: &Output) -> String {
 
 /// The newest build of the shared `minimal` fixture.
 fn boot_build(home: &Path) -> PathBuf {
-    let mut builds: Vec<PathBuf> = std::fs::read_dir(home.join("fixtures/boot"))
+    newest_build(&[home.join("fixtures/boot")], "minimal")
+}
+
+/// The newest build of a project's fixture `name` (in the project's store: any but `boot`).
+fn project_build(home: &Path, name: &str) -> PathBuf {
+    let stores: Vec<PathBuf> = std::fs::read_dir(home.join("fixtures"))
         .unwrap()
         .flatten()
+        .filter(|e| e.file_name() != "boot" && e.path().is_dir())
+        .map(|e| e.path())
+        .collect();
+    newest_build(&stores, name)
+}
+
+fn newest_build(stores: &[PathBuf], name: &str) -> PathBuf {
+    let mut builds: Vec<PathBuf> = stores
+        .iter()
+        .flat_map(|store| std::fs::read_dir(store).unwrap().flatten())
         .map(|e| e.path())
         .filter(|p| {
             let n = p.file_name().unwrap().to_string_lossy().to_string();
-            n.starts_with("minimal-") && p.join("meta.json").exists()
+            n.starts_with(&format!("{name}-")) && p.join("meta.json").exists()
         })
         .collect();
     builds.sort_by_key(|p| {
@@ -52,7 +75,9 @@ fn boot_build(home: &Path) -> PathBuf {
             .modified()
             .unwrap()
     });
-    builds.pop().expect("a build of `minimal`")
+    builds
+        .pop()
+        .unwrap_or_else(|| panic!("a build of `{name}`"))
 }
 
 fn only_file(dir: &Path, ext: &str) -> PathBuf {
@@ -91,7 +116,16 @@ fn damage(path: &Path, how: &str) {
 #[test]
 fn damaged_cache_files_are_named_and_made_again() {
     let home = fresh_home();
-    let dir = project(&[("t.lua", BOOTS)]);
+    // A plain boot, and a table fixture built on the plain boot's build: damage to either is
+    // named and made again (the table's rebuilds resume the plain build instead of booting).
+    let dir = project(&[
+        ("p.lua", BOOTS),
+        ("t.lua", PREPARED),
+        (
+            "provium.toml",
+            "[fixture.prepared]\nsetup = [\"echo ready > /srv-ready\"]\n",
+        ),
+    ]);
     passes(
         &provium(home.path(), dir.path())
             .args(["test"])
@@ -100,21 +134,23 @@ fn damaged_cache_files_are_named_and_made_again() {
     );
     // Every kind of cache file, each damaged a different way (the ways are all checked on
     // every kind by the unit tests of `Identity` and `cached_intact`).
-    let cases: [(&str, &str); 8] = [
-        ("ram", "truncate"),
-        ("state", "empty"),
-        ("console.log", "garble"),
-        ("meta.json", "garble"),
-        ("lock", "delete"),
-        ("state", "directory"),
-        ("vmlinux", "truncate"),
-        ("initramfs", "garble"),
+    let cases: [(&str, &str, &str); 9] = [
+        ("plain", "ram", "truncate"),
+        ("table", "state", "empty"),
+        ("table", "ram", "truncate"),
+        ("table", "console.log", "garble"),
+        ("table", "meta.json", "garble"),
+        ("table", "lock", "delete"),
+        ("table", "state", "directory"),
+        ("", "vmlinux", "truncate"),
+        ("", "initramfs", "garble"),
     ];
-    for (kind, how) in cases {
-        let path = match kind {
-            "vmlinux" => only_file(&home.path().join("vmlinux"), "elf"),
-            "initramfs" => only_file(&home.path().join("initramfs"), "cpio"),
-            file => boot_build(home.path()).join(file),
+    for (build, kind, how) in cases {
+        let path = match (build, kind) {
+            (_, "vmlinux") => only_file(&home.path().join("vmlinux"), "elf"),
+            (_, "initramfs") => only_file(&home.path().join("initramfs"), "cpio"),
+            ("plain", file) => boot_build(home.path()).join(file),
+            (_, file) => project_build(home.path(), "prepared").join(file),
         };
         damage(&path, how);
         let out = provium(home.path(), dir.path())
@@ -126,12 +162,12 @@ fn damaged_cache_files_are_named_and_made_again() {
             // Without readable metadata or a lock, the directory is no usable build at all.
             "meta.json" | "lock" => assert!(
                 stderr.contains("building the fixture"),
-                "{kind} {how}\n{}",
+                "{build} {kind} {how}\n{}",
                 show(&out)
             ),
             _ => assert!(
                 stderr.contains(&path.display().to_string()),
-                "{kind} {how}: the message names the file\n{}",
+                "{build} {kind} {how}: the message names the file\n{}",
                 show(&out)
             ),
         }
@@ -139,7 +175,7 @@ fn damaged_cache_files_are_named_and_made_again() {
 
     // Damage that keeps size, inode and mtime is not seen before the resume: the resume fails,
     // and the build is set aside and made again.
-    let ram = boot_build(home.path()).join("ram");
+    let ram = project_build(home.path(), "prepared").join("ram");
     let mtime = std::fs::metadata(&ram).unwrap().modified().unwrap();
     {
         use std::io::{Seek, Write};
