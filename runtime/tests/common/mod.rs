@@ -288,3 +288,16 @@ pub fn bundled_specs_at_j2() -> &'static SpecsRun {
         }
     })
 }
+
+/// Builds the `minimal` fixture, if the cache lacks it, through a file without a short time
+/// limit: on an empty cache a loaded machine may not boot and save it within the few seconds
+/// that the files under test allow themselves.
+pub fn warm_fixture(dir: &std::path::Path) {
+    write_file(
+        dir,
+        "warm.lua",
+        "local vm = provium.create()\nvm:boot()\ntest(\"boots\", function() end)\n",
+    );
+    let out = provium_in(dir).args(["test", "warm.lua"]).output().unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+}

@@ -4,7 +4,9 @@
 //! and a file whose tests depend on VM answers still runs; a wait at the machine-wide gate is
 //! never charged to a file's time limit.
 
-use crate::common::{lines_in, provium_in as provium, qemu_counter, show, write_file as write};
+use crate::common::{
+    lines_in, provium_in as provium, qemu_counter, show, warm_fixture, write_file as write,
+};
 use std::path::Path;
 
 /// A test whose body appends a line to a host file each time it runs.
@@ -220,19 +222,6 @@ end
         "{}",
         show(&out)
     );
-}
-
-/// Builds the `minimal` fixture, if the cache lacks it, through a file without a short time
-/// limit: on an empty cache a loaded machine may not boot and save it within the few seconds
-/// that the files under test allow themselves.
-fn warm_fixture(dir: &Path) {
-    write(
-        dir,
-        "warm.lua",
-        "local vm = provium.create()\nvm:boot()\ntest(\"boots\", function() end)\n",
-    );
-    let out = provium(dir).args(["test", "warm.lua"]).output().unwrap();
-    assert!(out.status.success(), "{}", show(&out));
 }
 
 #[test]
