@@ -52,13 +52,14 @@ impl UserData for LuaVm {
             }
             // In a fixture script's build every VM keeps its RAM in the build, and a plain boot
             // starts from the profile's plain boot build (`Fixtures::derive`).
-            let builder = session.config.snapshot_dir.as_ref().and_then(|dir| {
+            let mut builder = None;
+            if let Some(dir) = &session.config.snapshot_dir {
                 static NEXT: std::sync::atomic::AtomicUsize =
                     std::sync::atomic::AtomicUsize::new(0);
                 let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 options.snapshot_memory = Some(dir.join(format!("ram-{n}")));
-                session.config.settings.fixtures.as_ref()
-            });
+                builder = session.config.settings.fixtures.as_ref();
+            }
             slot.pushed = options.host_files(&slot.profile);
             session.boot_started(&format!("`{}`", slot.profile.name));
             let result = match builder {

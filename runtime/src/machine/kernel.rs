@@ -88,7 +88,7 @@ enum Pvh {
 }
 
 /// How a kernel boots through its PVH entry point.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct PvhBoot {
     /// An uncompressed ELF kernel with a PVH entry point, ready for `-kernel`.
     pub elf: Option<PathBuf>,

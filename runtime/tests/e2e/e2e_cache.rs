@@ -113,6 +113,18 @@ fn damage(path: &Path, how: &str) {
     }
 }
 
+/// Damage that keeps what a build records of a file (size, inode, mtime): `bytes` written over
+/// `path` at `offset`, and the mtime put back.
+fn overwrite_keeping_identity(path: &Path, offset: u64, bytes: &[u8]) {
+    use std::io::{Seek, Write};
+    let mtime = std::fs::metadata(path).unwrap().modified().unwrap();
+    let mut f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.seek(std::io::SeekFrom::Start(offset)).unwrap();
+    f.write_all(bytes).unwrap();
+    f.set_times(std::fs::FileTimes::new().set_modified(mtime))
+        .unwrap();
+}
+
 #[test]
 fn damaged_cache_files_are_named_and_made_again() {
     let home = fresh_home();
@@ -176,15 +188,7 @@ fn damaged_cache_files_are_named_and_made_again() {
     // Damage that keeps size, inode and mtime is not seen before the resume: the resume fails,
     // and the build is set aside and made again.
     let ram = project_build(home.path(), "prepared").join("ram");
-    let mtime = std::fs::metadata(&ram).unwrap().modified().unwrap();
-    {
-        use std::io::{Seek, Write};
-        let mut f = std::fs::OpenOptions::new().write(true).open(&ram).unwrap();
-        f.seek(std::io::SeekFrom::Start(0)).unwrap();
-        f.write_all(&vec![0xf4u8; 64 << 20]).unwrap(); // hlt, everywhere
-        f.set_times(std::fs::FileTimes::new().set_modified(mtime))
-            .unwrap();
-    }
+    overwrite_keeping_identity(&ram, 0, &vec![0xf4u8; 64 << 20]); // hlt, everywhere
     let started = std::time::Instant::now();
     let out = provium(home.path(), dir.path())
         .args(["test"])
@@ -197,18 +201,7 @@ fn damaged_cache_files_are_named_and_made_again() {
     // The extracted kernel damaged the same way: a resume does not need it (the guest's kernel
     // is in its RAM) and does not read it; a boot checks its content first and makes it again.
     let vmlinux = only_file(&home.path().join("vmlinux"), "elf");
-    let mtime = std::fs::metadata(&vmlinux).unwrap().modified().unwrap();
-    {
-        use std::io::{Seek, Write};
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&vmlinux)
-            .unwrap();
-        f.seek(std::io::SeekFrom::Start(1 << 20)).unwrap();
-        f.write_all(&[0xccu8; 4096]).unwrap();
-        f.set_times(std::fs::FileTimes::new().set_modified(mtime))
-            .unwrap();
-    }
+    overwrite_keeping_identity(&vmlinux, 1 << 20, &[0xccu8; 4096]);
     let named = |out: &std::process::Output| {
         String::from_utf8_lossy(&out.stderr).contains(&vmlinux.display().to_string())
     };

@@ -328,10 +328,7 @@ pub fn plan(profile: &Profile, opts: &BootOptions) -> Result<BootPlan, PlanError
 
     let boot = opts.boot.unwrap_or(profile.boot);
     // Checked (and the ELF made) here, for a boot, not whenever the kernel is looked at.
-    let pvh = match arch {
-        provium_compiler::linux::Arch::Aarch64 => PvhBoot::default(),
-        _ => kernel.pvh()?,
-    };
+    let pvh = kernel.pvh()?;
     let loaded_as = match (boot, &pvh.elf) {
         _ if arch == provium_compiler::linux::Arch::Aarch64 => LoadedAs::Image,
         (BootMethod::Bzimage, _) => LoadedAs::Bzimage,
