@@ -2,14 +2,64 @@
 //!
 //! microvm has no HPET or PM timer, and PIT calibration under TCG is flaky: about one boot in four
 //! hung in our measurements. With the frequency given, 0 hangs in over 100 boots. Under TCG the
-//! guest TSC runs at the host's rate, so the host measures it once per process.
+//! guest TSC runs at the host's rate. Measuring it busy-waits 24 ms, which every process that
+//! boots a kernel paid before QEMU could start; the frequency cannot change while the host runs,
+//! so it is measured once per host boot and kept in `$PROVIUM_HOME/host/tsc_khz` with the host's
+//! boot id (a stale or unreadable file is measured again and replaced).
 
+use std::path::Path;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+/// Frequencies outside this range are not a TSC's (a damaged file, a broken measurement).
+const PLAUSIBLE_KHZ: std::ops::RangeInclusive<u64> = 100_000..=20_000_000;
+
 pub fn host_tsc_khz() -> Option<u64> {
     static KHZ: OnceLock<Option<u64>> = OnceLock::new();
-    *KHZ.get_or_init(measure)
+    *KHZ.get_or_init(|| {
+        let file = crate::machine::paths::host_facts().join("tsc_khz");
+        let Some(boot) = host_boot_id() else {
+            return measure();
+        };
+        if let Some(khz) = remembered(&file, &boot) {
+            return Some(khz);
+        }
+        let khz = measure()?;
+        // A read-only or full cache only costs the next process the measurement again.
+        if let Err(e) = remember(&file, &boot, khz) {
+            tracing::debug!("{} not written: {e}", file.display());
+        }
+        Some(khz)
+    })
+}
+
+/// The host's boot id: a new one after every reboot (and on another machine sharing the cache).
+fn host_boot_id() -> Option<String> {
+    let id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let id = id.trim();
+    (!id.is_empty() && !id.contains(char::is_whitespace)).then(|| id.to_string())
+}
+
+/// The frequency kept in `file`, when it was measured during the boot `boot`.
+fn remembered(file: &Path, boot: &str) -> Option<u64> {
+    // The file is a line; anything longer is not ours (and is not read whole).
+    let mut text = Vec::new();
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(std::fs::File::open(file).ok()?, 129),
+        &mut text,
+    )
+    .ok()?;
+    if text.len() > 128 {
+        return None;
+    }
+    let text = std::str::from_utf8(&text).ok()?;
+    let (id, khz) = text.trim_end().split_once(' ')?;
+    let khz: u64 = khz.parse().ok()?;
+    (id == boot && PLAUSIBLE_KHZ.contains(&khz)).then_some(khz)
+}
+
+fn remember(file: &Path, boot: &str, khz: u64) -> std::io::Result<()> {
+    crate::machine::paths::write_atomically(file, format!("{boot} {khz}\n").as_bytes())
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -28,10 +78,51 @@ fn measure() -> Option<u64> {
         .collect();
     samples.sort_unstable();
     let khz = samples[1];
-    (khz > 100_000).then_some(khz)
+    PLAUSIBLE_KHZ.contains(&khz).then_some(khz)
 }
 
 #[cfg(not(target_arch = "x86_64"))]
 fn measure() -> Option<u64> {
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frequency_is_kept_for_its_boot_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("host").join("tsc_khz");
+        assert_eq!(remembered(&file, "boot-a"), None, "nothing kept yet");
+        remember(&file, "boot-a", 2_596_256).unwrap();
+        assert_eq!(remembered(&file, "boot-a"), Some(2_596_256));
+        assert_eq!(
+            remembered(&file, "boot-b"),
+            None,
+            "another boot measures again"
+        );
+        for damaged in [
+            "",
+            "boot-a",
+            "boot-a \n",
+            "boot-a 2596256x\n",
+            "boot-a 12\n",
+            "boot-a 99999999999\n",
+            "boot-a  2596256\n",
+        ] {
+            std::fs::write(&file, damaged).unwrap();
+            assert_eq!(remembered(&file, "boot-a"), None, "{damaged:?}");
+        }
+        std::fs::write(&file, vec![b'1'; 4096]).unwrap();
+        assert_eq!(remembered(&file, "boot-a"), None);
+    }
+
+    #[test]
+    fn this_host_has_a_boot_id_and_a_plausible_tsc() {
+        assert!(host_boot_id().is_some());
+        if cfg!(target_arch = "x86_64") {
+            assert!(measure().is_some_and(|k| PLAUSIBLE_KHZ.contains(&k)));
+        }
+    }
 }

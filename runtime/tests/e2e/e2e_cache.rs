@@ -229,6 +229,44 @@ fn damaged_cache_files_are_named_and_made_again() {
     );
 }
 
+/// The host's TSC frequency (every microvm guest's `tsc_early_khz`) is measured once per host
+/// boot and kept in the cache: a later boot takes the kept value instead of measuring again.
+#[test]
+fn the_host_tsc_frequency_is_measured_once_per_host_boot() {
+    let home = fresh_home();
+    let dir = project(&[(
+        "cold.lua",
+        "local vm = provium.create()\nvm:boot()\ntest('boots', function() assert(vm:syscall(provium.nr.getpid) > 0) end)\n",
+    )]);
+    let cold = |file: &str| {
+        passes(
+            &provium(home.path(), dir.path())
+                .args(["test", "--cold", file])
+                .output()
+                .unwrap(),
+        )
+    };
+    cold("cold.lua");
+    let file = home.path().join("host").join("tsc_khz");
+    let kept = std::fs::read_to_string(&file).unwrap();
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    let (id, khz) = kept.trim_end().split_once(' ').unwrap();
+    assert_eq!(id, boot.trim(), "{kept:?}");
+    // One kHz more than measured: only the kept value can reach the guest's command line.
+    let planted = khz.parse::<u64>().unwrap() + 1;
+    std::fs::write(&file, format!("{id} {planted}\n")).unwrap();
+    std::fs::write(
+        dir.path().join("cmdline.lua"),
+        format!(
+            "local vm = provium.create()\nvm:boot()\ntest('the kept frequency', function()\n  \
+             assert_eq('{planted}', vm:exec('cat /proc/cmdline').stdout.value:match('tsc_early_khz=(%d+)'))\n\
+             end)\n"
+        ),
+    )
+    .unwrap();
+    cold("cmdline.lua");
+}
+
 /// Several processes at once, each with another environment (another QEMU), sharing one cache,
 /// with superseded builds removed as soon as they are unused: not one error.
 #[test]
