@@ -1,6 +1,8 @@
 //! The CI configurations in docs/ci.md work: each YAML block parses, its matrix matches its
-//! partitions, and its shard and merge commands, run for real against `specs/`, produce a merged
-//! report with every test of the suite exactly once.
+//! partitions, and its shard and merge commands, run for real, produce a merged report with every
+//! test of the suite exactly once. The suite they run is a sample of `specs/`: the smallest file
+//! of each hash shard, under the same paths, so that every shard of either partition has files
+//! (the sharding and merging are the subject here; e2e_specs runs the whole suite).
 
 use crate::common::root;
 
@@ -78,19 +80,60 @@ fn run(dir: &Path, command: &str, vars: &BTreeMap<&str, String>) -> std::process
     out
 }
 
-fn workdir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::os::unix::fs::symlink(root().join("specs"), dir.path().join("specs")).unwrap();
-    dir
-}
+/// Three shards, as both configurations have them (checked against their matrices below).
+const SHARDS: usize = 3;
 
-fn suite_size() -> usize {
+/// Files of `specs/` (relative to the repository) with their number of tests, as `--list` gives.
+fn listed(args: &[&str]) -> BTreeMap<String, usize> {
     let out = Command::new(env!("CARGO_BIN_EXE_provium"))
         .args(["test", "specs/", "--list"])
+        .args(args)
         .current_dir(root())
         .output()
         .unwrap();
-    String::from_utf8_lossy(&out.stdout).lines().count()
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut files = BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        *files
+            .entry(line.split("::").next().unwrap().to_string())
+            .or_insert(0) += 1;
+    }
+    files
+}
+
+/// A directory whose `specs/` holds the smallest file of each of the suite's hash shards (by
+/// symlink, under its own path, so that it stays in its shard).
+fn workdir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for k in 1..=SHARDS {
+        let shard = listed(&["--partition", &format!("hash:{k}/{SHARDS}")]);
+        let (file, _) = shard.iter().min_by_key(|(_, n)| **n).unwrap();
+        let to = dir.path().join(file);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(root().join(file), to).unwrap();
+    }
+    dir
+}
+
+/// The number of tests the sample in `dir` holds.
+fn suite_size(dir: &Path) -> usize {
+    let out = Command::new(env!("CARGO_BIN_EXE_provium"))
+        .args(["test", "specs/", "--list"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let n = String::from_utf8_lossy(&out.stdout).lines().count();
+    assert!(n > 0);
+    n
 }
 
 fn merged_cases(dir: &Path) -> usize {
@@ -113,7 +156,7 @@ fn github_actions_workflow_runs_its_shards_and_merges_them() {
         .iter()
         .map(|v| v.as_u64().unwrap())
         .collect();
-    assert_eq!(shards, (1..=shards.len() as u64).collect::<Vec<_>>());
+    assert_eq!(shards, (1..=SHARDS as u64).collect::<Vec<_>>());
     let steps = |job: &serde_json::Value| -> Vec<String> {
         job["steps"]
             .as_array()
@@ -135,7 +178,7 @@ fn github_actions_workflow_runs_its_shards_and_merges_them() {
         run(dir.path(), &shard_cmds[0], &vars);
     }
     run(dir.path(), &merge_cmds[0], &BTreeMap::new());
-    assert_eq!(merged_cases(dir.path()), suite_size());
+    assert_eq!(merged_cases(dir.path()), suite_size(dir.path()));
 }
 
 #[test]
@@ -148,6 +191,7 @@ fn gitlab_pipeline_runs_its_shards_and_merges_them() {
         .expect("a GitLab pipeline in docs/ci.md");
     let job = &gl["kernel-tests"];
     let total = job["parallel"].as_u64().unwrap();
+    assert_eq!(total, SHARDS as u64);
     let shard_cmds = provium_commands(&shell_lines(&job["script"]));
     assert_eq!(shard_cmds.len(), 1, "{shard_cmds:?}");
     assert_eq!(gl["merge-reports"]["needs"][0], "kernel-tests");
@@ -163,5 +207,5 @@ fn gitlab_pipeline_runs_its_shards_and_merges_them() {
         run(dir.path(), &shard_cmds[0], &vars);
     }
     run(dir.path(), &merge_cmds[0], &BTreeMap::new());
-    assert_eq!(merged_cases(dir.path()), suite_size());
+    assert_eq!(merged_cases(dir.path()), suite_size(dir.path()));
 }
