@@ -328,20 +328,14 @@ impl KernelImage {
     pub fn open(path: &Path) -> Result<KernelImage, KernelImageError> {
         let reading = |e| IoError::new(format!("reading kernel {}", path.display()), e);
         // Every process opens its kernel, a resume too; only a new kernel needs the whole image
-        // in memory (streaming the hash costs 4 ms for Debian's 14 MB bzImage, reading it 13).
-        let (head, hash) = {
-            use std::io::{Read, Seek};
-            let mut file = std::fs::File::open(path).map_err(reading)?;
-            let mut head = Vec::new();
-            (&mut file)
-                .take(HEAD_BYTES)
-                .read_to_end(&mut head)
-                .map_err(reading)?;
-            file.rewind().map_err(reading)?;
-            let mut hasher = blake3::Hasher::new();
-            hasher.update_reader(&mut file).map_err(reading)?;
-            (head, hasher.finalize().to_hex())
-        };
+        // in memory (its hash is remembered across processes: `content_hash`).
+        let hash = crate::machine::content_hash::of(path)
+            .map_err(reading)?
+            .to_hex();
+        let mut head = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(HEAD_BYTES).read_to_end(&mut head))
+            .map_err(reading)?;
         let bzimage = !is_arm64_image(&head) && !head.starts_with(b"\x7fELF");
         if let Some(header) = SetupHeader::parse(&head).filter(|_| bzimage) {
             let cached = paths::vmlinux_cache().join(format!("{}.elf", &hash[..32]));

@@ -10,6 +10,7 @@ pub mod agent_binary;
 pub mod cache_lease;
 pub mod cleanup;
 pub mod client;
+pub mod content_hash;
 pub mod error;
 pub mod initramfs;
 pub mod kconfig;

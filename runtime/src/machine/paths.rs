@@ -5,7 +5,8 @@
 //!   kernels/<release>/         kernels installed by scripts/setup (boot/, lib/modules/)
 //!   vmlinux/<hash>.elf         uncompressed kernels cut out of bzImages, for PVH boots
 //!   initramfs/<hash>.cpio      generated initramfs archives, by content hash
-//!   host/tsc_khz               the host's measured TSC frequency
+//!   host/tsc_khz               the host's measured TSC frequency, with the host's boot id
+//!   host/hashes/<boot id>/     content hashes of files by identity, for this host boot
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -37,6 +38,14 @@ pub fn initramfs_cache() -> PathBuf {
 
 pub fn host_facts() -> PathBuf {
     home().join("host")
+}
+
+/// The host's boot id: a new one after every reboot (and on another machine sharing the cache).
+/// What is kept in [`host_facts`] holds for one boot.
+pub fn host_boot_id() -> Option<String> {
+    let id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let id = id.trim();
+    (!id.is_empty() && id.chars().all(|c| c.is_ascii_hexdigit() || c == '-')).then(|| id.to_string())
 }
 
 /// Where per-VM runtime directories (sockets, console logs) are created. Unix socket paths are
@@ -101,15 +110,6 @@ pub fn write_cached_anywhere(path: &Path, data: &[u8]) -> std::io::Result<PathBu
     }
 }
 
-/// A file's BLAKE3 hash, streamed: reading a 55 MB kernel into one buffer first took 52 ms
-/// (faulting in and zeroing the buffer, then copying into it) where streaming takes 19 ms, on
-/// every cold boot's check of its kernel.
-pub fn content_hash(path: &Path) -> std::io::Result<blake3::Hash> {
-    let mut hasher = blake3::Hasher::new();
-    hasher.update_reader(std::fs::File::open(path)?)?;
-    Ok(hasher.finalize())
-}
-
 /// The file beside a cache file that holds its content hash (`KEY.cpio.b3`).
 pub(crate) fn sidecar(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
@@ -141,7 +141,7 @@ pub fn cached_intact(path: &Path) -> bool {
     }
     let recorded = std::fs::read_to_string(sidecar(path)).unwrap_or_default();
     let intact = meta.is_file()
-        && content_hash(path)
+        && crate::machine::content_hash::of(path)
             .map(|hash| hash.to_hex().as_str() == recorded.trim())
             .unwrap_or(false);
     if intact {

@@ -18,7 +18,7 @@ pub fn host_tsc_khz() -> Option<u64> {
     static KHZ: OnceLock<Option<u64>> = OnceLock::new();
     *KHZ.get_or_init(|| {
         let file = crate::machine::paths::host_facts().join("tsc_khz");
-        let Some(boot) = host_boot_id() else {
+        let Some(boot) = crate::machine::paths::host_boot_id() else {
             return measure();
         };
         if let Some(khz) = remembered(&file, &boot) {
@@ -31,13 +31,6 @@ pub fn host_tsc_khz() -> Option<u64> {
         }
         Some(khz)
     })
-}
-
-/// The host's boot id: a new one after every reboot (and on another machine sharing the cache).
-fn host_boot_id() -> Option<String> {
-    let id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
-    let id = id.trim();
-    (!id.is_empty() && !id.contains(char::is_whitespace)).then(|| id.to_string())
 }
 
 /// The frequency kept in `file`, when it was measured during the boot `boot`.
@@ -120,7 +113,7 @@ mod tests {
 
     #[test]
     fn this_host_has_a_boot_id_and_a_plausible_tsc() {
-        assert!(host_boot_id().is_some());
+        assert!(crate::machine::paths::host_boot_id().is_some());
         if cfg!(target_arch = "x86_64") {
             assert!(measure().is_some_and(|k| PLAUSIBLE_KHZ.contains(&k)));
         }
