@@ -45,7 +45,8 @@ pub fn host_facts() -> PathBuf {
 pub fn host_boot_id() -> Option<String> {
     let id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
     let id = id.trim();
-    (!id.is_empty() && id.chars().all(|c| c.is_ascii_hexdigit() || c == '-')).then(|| id.to_string())
+    (!id.is_empty() && id.chars().all(|c| c.is_ascii_hexdigit() || c == '-'))
+        .then(|| id.to_string())
 }
 
 /// Where per-VM runtime directories (sockets, console logs) are created. Unix socket paths are
