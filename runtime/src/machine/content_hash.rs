@@ -11,6 +11,7 @@
 //! hashed again once. A file changed less than [`SETTLED`] ago is not remembered, so that a file
 //! system with coarse timestamps cannot hide a second write in the same tick.
 
+use crate::machine::paths;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -22,6 +23,48 @@ pub const SETTLED: Duration = Duration::from_secs(2);
 /// The content hash of the file at `path`, from the memo when its identity is the one hashed.
 pub fn of(path: &Path) -> std::io::Result<blake3::Hash> {
     of_in(memo_dir().as_deref(), path, SETTLED)
+}
+
+/// Whether a derived cache file exists and is what was written: its content hash is checked
+/// once per process and file version. A damaged file (truncated, emptied, overwritten,
+/// replaced) is named in a warning and removed, so that the caller makes it again.
+pub fn cached_intact(path: &Path) -> bool {
+    use std::collections::HashMap;
+    /// Files verified in this process, with their (inode, size, mtime) when they were.
+    type Verified = HashMap<PathBuf, (u64, u64, i64)>;
+    static VERIFIED: std::sync::Mutex<Option<Verified>> = std::sync::Mutex::new(None);
+    let Ok(meta) = std::fs::metadata(path) else {
+        return false;
+    };
+    let identity = (
+        meta.ino(),
+        meta.len(),
+        meta.mtime_nsec() + meta.mtime() * 1_000_000_000,
+    );
+    if let Some(known) = crate::machine::sync::lock(&VERIFIED).as_ref() {
+        if known.get(path) == Some(&identity) {
+            return true;
+        }
+    }
+    let recorded = std::fs::read_to_string(paths::sidecar(path)).unwrap_or_default();
+    let intact = meta.is_file()
+        && of(path)
+            .map(|hash| hash.to_hex().as_str() == recorded.trim())
+            .unwrap_or(false);
+    if intact {
+        crate::machine::sync::lock(&VERIFIED)
+            .get_or_insert_with(HashMap::new)
+            .insert(path.to_path_buf(), identity);
+    } else {
+        tracing::warn!(
+            "{} is damaged (its content does not match the hash recorded when it was written); \
+             it is made again",
+            path.display()
+        );
+        let _ = std::fs::remove_file(path);
+        let _ = std::fs::remove_file(paths::sidecar(path));
+    }
+    intact
 }
 
 /// What a file is, as far as telling whether it changed goes.
@@ -76,8 +119,8 @@ impl Identity {
 /// This host boot's memo directory (older boots' are removed when it is made); None when the
 /// boot id cannot be read, and then nothing is remembered.
 fn memo_dir() -> Option<PathBuf> {
-    let boot = crate::machine::paths::host_boot_id()?;
-    let hashes = crate::machine::paths::host_facts().join("hashes");
+    let boot = paths::host_boot_id()?;
+    let hashes = paths::host_facts().join("hashes");
     let dir = hashes.join(&boot);
     if !dir.is_dir() && std::fs::create_dir_all(&dir).is_ok() {
         for old in std::fs::read_dir(&hashes).into_iter().flatten().flatten() {
@@ -127,7 +170,7 @@ fn of_in(memo: Option<&Path>, path: &Path, settled: Duration) -> std::io::Result
     if let Some(file) = file {
         if after == before && changed_ns >= settled.as_nanos() as i128 {
             // A read-only or full cache only costs the next process the hash again.
-            let _ = crate::machine::paths::write_atomically(&file, after.line(&hash).as_bytes());
+            let _ = paths::write_atomically(&file, after.line(&hash).as_bytes());
         }
     }
     Ok(hash)
@@ -176,6 +219,66 @@ mod tests {
         let (identity, hash) = remembered(&memo_file(&memo, &file)).unwrap();
         assert_eq!(hash, blake3::hash(b"first content"));
         assert_ne!(identity, Identity::of(&std::fs::metadata(&file).unwrap()));
+    }
+
+    /// A reader that checks a new cache entry while another thread or process writes it must
+    /// never take the half-written entry for a damaged one and remove it under the writer.
+    #[test]
+    fn a_cache_file_being_written_is_never_taken_for_a_damaged_one() {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let d = tempfile::tempdir().unwrap();
+        let entry = {
+            let dir = d.path().to_path_buf();
+            move |n: usize| dir.join(format!("entry-{n}.cpio"))
+        };
+        let (stop, current) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicUsize::new(0)),
+        );
+        let reader = {
+            let (stop, current, entry) = (stop.clone(), current.clone(), entry.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    cached_intact(&entry(current.load(Ordering::Relaxed)));
+                }
+            })
+        };
+        let started = std::time::Instant::now();
+        let mut n = 0;
+        while started.elapsed() < std::time::Duration::from_secs(2) {
+            n += 1;
+            // A new key each time, as a miss writes one; the reader looks at it at once.
+            current.store(n, Ordering::Relaxed);
+            paths::write_cached(&entry(n), format!("content {n}").as_bytes()).unwrap();
+            assert!(
+                entry(n).exists(),
+                "write {n} was removed as damaged while it was written"
+            );
+        }
+        stop.store(true, Ordering::Relaxed);
+        reader.join().unwrap();
+    }
+
+    #[test]
+    fn damaged_cache_files_are_told_apart() {
+        let d = tempfile::tempdir().unwrap();
+        for damage in ["empty", "truncate", "garble", "delete", "directory"] {
+            let p = d.path().join(format!("{damage}.elf"));
+            paths::write_cached(&p, &vec![7u8; 8192]).unwrap();
+            assert!(cached_intact(&p), "{damage}: intact after writing");
+            match damage {
+                "empty" => std::fs::write(&p, b"").unwrap(),
+                "truncate" => std::fs::write(&p, vec![7u8; 100]).unwrap(),
+                "garble" => std::fs::write(&p, vec![8u8; 8192]).unwrap(),
+                "delete" => std::fs::remove_file(&p).unwrap(),
+                _ => {
+                    std::fs::remove_file(&p).unwrap();
+                    std::fs::create_dir(&p).unwrap();
+                }
+            }
+            assert!(!cached_intact(&p), "{damage}: seen as damaged");
+        }
     }
 
     #[test]

@@ -51,7 +51,7 @@ pub struct InitramfsSpec {
 pub fn build_cached(spec: &InitramfsSpec) -> Result<(PathBuf, Option<CacheLease>)> {
     let key = cache_key(spec)?;
     let path = paths::initramfs_cache().join(format!("{key}.cpio"));
-    if paths::cached_intact(&path) {
+    if crate::machine::content_hash::cached_intact(&path) {
         // Gone since the check (collected): made again below.
         if let Some(lease) = CacheLease::take(&path) {
             return Ok((path, Some(lease)));

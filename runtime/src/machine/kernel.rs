@@ -401,7 +401,7 @@ impl KernelImage {
             Pvh::Known(boot) => return Ok(boot.clone()),
             Pvh::Extracted(cached) => cached,
         };
-        if paths::cached_intact(cached) {
+        if crate::machine::content_hash::cached_intact(cached) {
             return Ok(PvhBoot {
                 elf: Some(cached.clone()),
                 unavailable: None,

@@ -71,7 +71,7 @@ pub fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
 }
 
 /// Writes a derived cache file (an extracted vmlinux, an initramfs) with a `.b3` file beside
-/// it holding its content hash, so that [`cached_intact`] can tell a damaged copy.
+/// it holding its content hash, so that `content_hash::cached_intact` can tell a damaged copy.
 pub fn write_cached(path: &Path, data: &[u8]) -> std::io::Result<()> {
     // The hash goes first: a reader between the two sees no file yet (a miss), never a file
     // without its hash, which it would take for a damaged one and remove under the writer.
@@ -116,49 +116,6 @@ pub(crate) fn sidecar(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(".b3");
     path.with_file_name(name)
-}
-
-/// Whether a derived cache file exists and is what was written: its content hash is checked
-/// once per process and file version. A damaged file (truncated, emptied, overwritten,
-/// replaced) is named in a warning and removed, so that the caller makes it again.
-pub fn cached_intact(path: &Path) -> bool {
-    use std::collections::HashMap;
-    use std::os::unix::fs::MetadataExt;
-    /// Files verified in this process, with their (inode, size, mtime) when they were.
-    type Verified = HashMap<PathBuf, (u64, u64, i64)>;
-    static VERIFIED: std::sync::Mutex<Option<Verified>> = std::sync::Mutex::new(None);
-    let Ok(meta) = std::fs::metadata(path) else {
-        return false;
-    };
-    let identity = (
-        meta.ino(),
-        meta.len(),
-        meta.mtime_nsec() + meta.mtime() * 1_000_000_000,
-    );
-    if let Some(known) = crate::machine::sync::lock(&VERIFIED).as_ref() {
-        if known.get(path) == Some(&identity) {
-            return true;
-        }
-    }
-    let recorded = std::fs::read_to_string(sidecar(path)).unwrap_or_default();
-    let intact = meta.is_file()
-        && crate::machine::content_hash::of(path)
-            .map(|hash| hash.to_hex().as_str() == recorded.trim())
-            .unwrap_or(false);
-    if intact {
-        crate::machine::sync::lock(&VERIFIED)
-            .get_or_insert_with(HashMap::new)
-            .insert(path.to_path_buf(), identity);
-    } else {
-        tracing::warn!(
-            "{} is damaged (its content does not match the hash recorded when it was written); \
-             it is made again",
-            path.display()
-        );
-        let _ = std::fs::remove_file(path);
-        let _ = std::fs::remove_file(sidecar(path));
-    }
-    intact
 }
 
 /// Writes a file a user named (`--junit`, `--html`, `record --update`, the last-run record):
@@ -385,66 +342,6 @@ mod tests {
 
     fn mode(p: &Path) -> u32 {
         std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
-    }
-
-    /// A reader that checks a new cache entry while another thread or process writes it must
-    /// never take the half-written entry for a damaged one and remove it under the writer.
-    #[test]
-    fn a_cache_file_being_written_is_never_taken_for_a_damaged_one() {
-        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-        use std::sync::Arc;
-        let d = tempfile::tempdir().unwrap();
-        let entry = {
-            let dir = d.path().to_path_buf();
-            move |n: usize| dir.join(format!("entry-{n}.cpio"))
-        };
-        let (stop, current) = (
-            Arc::new(AtomicBool::new(false)),
-            Arc::new(AtomicUsize::new(0)),
-        );
-        let reader = {
-            let (stop, current, entry) = (stop.clone(), current.clone(), entry.clone());
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    cached_intact(&entry(current.load(Ordering::Relaxed)));
-                }
-            })
-        };
-        let started = std::time::Instant::now();
-        let mut n = 0;
-        while started.elapsed() < std::time::Duration::from_secs(2) {
-            n += 1;
-            // A new key each time, as a miss writes one; the reader looks at it at once.
-            current.store(n, Ordering::Relaxed);
-            write_cached(&entry(n), format!("content {n}").as_bytes()).unwrap();
-            assert!(
-                entry(n).exists(),
-                "write {n} was removed as damaged while it was written"
-            );
-        }
-        stop.store(true, Ordering::Relaxed);
-        reader.join().unwrap();
-    }
-
-    #[test]
-    fn damaged_cache_files_are_told_apart() {
-        let d = tempfile::tempdir().unwrap();
-        for damage in ["empty", "truncate", "garble", "delete", "directory"] {
-            let p = d.path().join(format!("{damage}.elf"));
-            write_cached(&p, &vec![7u8; 8192]).unwrap();
-            assert!(cached_intact(&p), "{damage}: intact after writing");
-            match damage {
-                "empty" => std::fs::write(&p, b"").unwrap(),
-                "truncate" => std::fs::write(&p, vec![7u8; 100]).unwrap(),
-                "garble" => std::fs::write(&p, vec![8u8; 8192]).unwrap(),
-                "delete" => std::fs::remove_file(&p).unwrap(),
-                _ => {
-                    std::fs::remove_file(&p).unwrap();
-                    std::fs::create_dir(&p).unwrap();
-                }
-            }
-            assert!(!cached_intact(&p), "{damage}: seen as damaged");
-        }
     }
 
     #[test]
