@@ -37,12 +37,16 @@ fn kernel_starts_the_qemus_a_plain_run_starts_and_runs_each_test_once() {
         "cases:\n  - {name: close, syscall: close, args: [-1], expect: EBADF}\n",
     );
     let (qemu, starts) = qemu_counter(dir.path());
+    // A cache of its own: another test's `provium fixture clean` in the shared one could remove
+    // a build between two runs, and a rebuild would count as a start.
+    let home = crate::common::fresh_home();
     let run = |extra: &[&str]| {
         let _ = std::fs::remove_file(&starts);
         let _ = std::fs::remove_file(&marker);
         let out = provium(dir.path())
             .args(["test", "t", "-j", "1"])
             .args(extra)
+            .env("PROVIUM_HOME", home.path())
             .env("PROVIUM_QEMU", &qemu)
             .output()
             .unwrap();
@@ -72,6 +76,7 @@ fn kernel_starts_the_qemus_a_plain_run_starts_and_runs_each_test_once() {
     let _ = std::fs::remove_file(&marker);
     let out = provium(dir.path())
         .args(["test", "t", "--list", "--kernel", "6.1", "--kernel", "6.12"])
+        .env("PROVIUM_HOME", home.path())
         .env("PROVIUM_QEMU", &qemu)
         .output()
         .unwrap();
@@ -145,11 +150,14 @@ fn filter_boots_only_the_files_with_a_selected_test() {
         );
     }
     let (qemu, starts) = qemu_counter(dir.path());
+    // Its own cache, as above: starts are counted.
+    let home = crate::common::fresh_home();
     let run = |args: &[&str]| {
         let _ = std::fs::remove_file(&starts);
         let out = provium(dir.path())
             .args(["test", "-j", "1", "--junit", "r.xml"])
             .args(args)
+            .env("PROVIUM_HOME", home.path())
             .env("PROVIUM_QEMU", &qemu)
             .output()
             .unwrap();
