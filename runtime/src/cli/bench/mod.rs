@@ -89,9 +89,17 @@ pub fn run(args: Args) -> Result<u8> {
     if args.phases {
         // Each kernel's split in one run (`--kernel` twice: x86_64's and arm64's side by side),
         // each against its own bare boot, with a syscall's round trip on a resumed VM.
-        for (label, kernel_profiles) in &kernels {
+        for (i, (label, kernel_profiles)) in kernels.iter().enumerate() {
             let profile = kernel_profiles.get(&args.profile)?;
-            phases::print(&mut out, label.as_deref(), &profile, args.boots, args.calls)?;
+            let kernel = args.kernel.get(i).map(String::as_str);
+            phases::print(
+                &mut out,
+                label.as_deref(),
+                kernel,
+                &profile,
+                args.boots,
+                args.calls,
+            )?;
         }
         if args.what == What::Boot {
             return Ok(0);

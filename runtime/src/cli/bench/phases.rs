@@ -1,6 +1,8 @@
 //! `provium bench boot --phases`: where a cold boot's and a resume's time goes, phase by phase
 //! (the VM's own `VmInfo::phases`, host and guest), then one syscall and the shutdown, each the
-//! median of several runs interleaved so that a change in host load affects both alike.
+//! median of several runs interleaved so that a change in host load affects both alike. These
+//! VMs boot in this process, whose caches are warm after the first; a whole `provium test
+//! --cold` process beside them is what a user's cold run costs.
 
 use super::measure::stats;
 use crate::machine::profile::{Profile, TransportChoice};
@@ -19,6 +21,45 @@ pub struct Phases {
     pub resume_ready_ms: f64,
     pub cold: Vec<(String, f64)>,
     pub resume: Vec<(String, f64)>,
+    /// `provium test --cold` of a one-test file, the whole process (its start, planning, the
+    /// boot, the test, the VM stopped, its exit), as a user runs it; None when the profile comes
+    /// from a `provium.toml` (the child runs in a scratch directory, not to touch the project's
+    /// last-run record, where only the built-in profiles are found).
+    pub process_ms: Option<f64>,
+}
+
+/// Runs `provium test --cold` on a file that boots `profile` and makes one call.
+fn whole_process(
+    profile: &str,
+    kernel: Option<&str>,
+    scratch: &std::path::Path,
+) -> Result<Duration> {
+    let file = scratch.join("one-call.lua");
+    std::fs::write(
+        &file,
+        format!(
+            "local vm = provium.create({profile:?})\nvm:boot()\n\
+             test(\"getpid\", function() assert(vm:syscall(provium.nr.getpid) > 0) end)\n"
+        ),
+    )?;
+    let mut cmd = std::process::Command::new(std::env::current_exe()?);
+    cmd.args(["test", "--cold", "--color", "never"])
+        .args(kernel.map(|k| ["--kernel", k]).into_iter().flatten())
+        .arg(&file)
+        .current_dir(scratch)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let t = Instant::now();
+    let out = cmd.output()?;
+    let took = t.elapsed();
+    anyhow::ensure!(
+        out.status.success(),
+        "provium test --cold {} failed: {}",
+        file.display(),
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(took)
 }
 
 /// Medians per phase name, keeping the first run's order.
@@ -61,7 +102,12 @@ fn life(mut vm: Vm, since: Instant) -> Result<Vec<(String, Duration)>> {
     Ok(out)
 }
 
-pub fn phases(profile: &Profile, runs: usize, progress: &mut dyn FnMut(&str)) -> Result<Phases> {
+pub fn phases(
+    profile: &Profile,
+    kernel: Option<&str>,
+    runs: usize,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Phases> {
     use crate::fixture::{Definition, Source};
     let runs = runs.max(1);
     let opts = BootOptions {
@@ -70,6 +116,9 @@ pub fn phases(profile: &Profile, runs: usize, progress: &mut dyn FnMut(&str)) ->
     };
     let cwd = std::env::current_dir()?;
     let profiles = crate::machine::profile::Profiles::discover(&cwd)?;
+    let builtin = profiles.source.is_none();
+    let scratch = tempfile::tempdir()?;
+    let mut process = Vec::new();
     let fixtures = crate::lua::fixture_script::discover(&cwd, profiles, true)?.fixtures;
     let def = Definition {
         name: format!("bench-{}", profile.name),
@@ -99,6 +148,10 @@ pub fn phases(profile: &Profile, runs: usize, progress: &mut dyn FnMut(&str)) ->
         let vm = Vm::resume(&meta.snapshot)?;
         resume_ready.push(t.elapsed());
         resume.push(life(vm, t)?);
+        if builtin {
+            progress(&format!("provium test --cold {}/{runs}", i + 1));
+            process.push(whole_process(&profile.name, kernel, scratch.path())?);
+        }
     }
     let ms = |samples: &mut Vec<Duration>| stats(samples).p50.as_secs_f64() * 1e3;
     Ok(Phases {
@@ -108,6 +161,7 @@ pub fn phases(profile: &Profile, runs: usize, progress: &mut dyn FnMut(&str)) ->
         resume_ready_ms: ms(&mut resume_ready),
         cold: medians(&cold),
         resume: medians(&resume),
+        process_ms: (!process.is_empty()).then(|| ms(&mut process)),
     })
 }
 
@@ -116,13 +170,14 @@ pub fn phases(profile: &Profile, runs: usize, progress: &mut dyn FnMut(&str)) ->
 pub fn print(
     out: &mut impl std::io::Write,
     label: Option<&str>,
+    kernel: Option<&str>,
     profile: &Profile,
     boots: usize,
     calls: usize,
 ) -> Result<()> {
     use crate::report::style::{paint, BOLD};
     let on = label.map(|l| format!(" on {l}")).unwrap_or_default();
-    let p = super::with_steps(|progress| phases(profile, boots, progress))?;
+    let p = super::with_steps(|progress| phases(profile, kernel, boots, progress))?;
     writeln!(
         out,
         "{}",
@@ -166,6 +221,18 @@ pub fn print(
             "  {what:<36} {ms:>8.1} ms  {:.3}× the bare boot",
             ms / p.bare_ms
         )?;
+    }
+    match p.process_ms {
+        Some(ms) => writeln!(
+            out,
+            "  {:<36} {ms:>8.1} ms  {:.3}× the bare boot",
+            "provium test --cold, whole process",
+            ms / p.bare_ms
+        )?,
+        None => writeln!(
+            out,
+            "  provium test --cold, whole process: not measured (the profile is a provium.toml's)"
+        )?,
     }
     let mut vm = Vm::boot(profile, &BootOptions::default())?;
     let r = super::measure::roundtrip(&mut vm, calls.min(2_000))?;
