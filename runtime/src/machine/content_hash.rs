@@ -12,7 +12,6 @@
 //! system with coarse timestamps cannot hide a second write in the same tick.
 
 use crate::machine::paths;
-use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -139,14 +138,7 @@ fn memo_file(memo: &Path, path: &Path) -> PathBuf {
 }
 
 fn remembered(file: &Path) -> Option<(Identity, blake3::Hash)> {
-    // A memo is one short line; anything longer is not one (and is not read whole).
-    let mut text = String::new();
-    std::fs::File::open(file)
-        .ok()?
-        .take(256)
-        .read_to_string(&mut text)
-        .ok()?;
-    Identity::parse(&text)
+    Identity::parse(&paths::read_small(file, 256)?)
 }
 
 fn of_in(memo: Option<&Path>, path: &Path, settled: Duration) -> std::io::Result<blake3::Hash> {

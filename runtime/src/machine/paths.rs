@@ -49,6 +49,21 @@ pub fn host_boot_id() -> Option<String> {
         .then(|| id.to_string())
 }
 
+/// A small file Provium keeps (a fact about the host, a remembered hash) as text, when it is at
+/// most `max` bytes: a longer one is not one of ours, and is not read whole.
+pub fn read_small(path: &Path, max: u64) -> Option<String> {
+    let mut text = Vec::new();
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(std::fs::File::open(path).ok()?, max + 1),
+        &mut text,
+    )
+    .ok()?;
+    if text.len() as u64 > max {
+        return None;
+    }
+    String::from_utf8(text).ok()
+}
+
 /// Where per-VM runtime directories (sockets, console logs) are created. Unix socket paths are
 /// limited to 107 bytes, so this stays short.
 pub fn runtime_base() -> PathBuf {

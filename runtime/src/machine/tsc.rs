@@ -35,17 +35,7 @@ pub fn host_tsc_khz() -> Option<u64> {
 
 /// The frequency kept in `file`, when it was measured during the boot `boot`.
 fn remembered(file: &Path, boot: &str) -> Option<u64> {
-    // The file is a line; anything longer is not ours (and is not read whole).
-    let mut text = Vec::new();
-    std::io::Read::read_to_end(
-        &mut std::io::Read::take(std::fs::File::open(file).ok()?, 129),
-        &mut text,
-    )
-    .ok()?;
-    if text.len() > 128 {
-        return None;
-    }
-    let text = std::str::from_utf8(&text).ok()?;
+    let text = crate::machine::paths::read_small(file, 128)?;
     let (id, khz) = text.trim_end().split_once(' ')?;
     let khz: u64 = khz.parse().ok()?;
     (id == boot && PLAUSIBLE_KHZ.contains(&khz)).then_some(khz)
