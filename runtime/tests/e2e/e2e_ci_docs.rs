@@ -83,12 +83,12 @@ fn run(dir: &Path, command: &str, vars: &BTreeMap<&str, String>) -> std::process
 /// Three shards, as both configurations have them (checked against their matrices below).
 const SHARDS: usize = 3;
 
-/// Files of `specs/` (relative to the repository) with their number of tests, as `--list` gives.
-fn listed(args: &[&str]) -> BTreeMap<String, usize> {
+/// The files of `specs/` in `dir` with their number of tests, as `provium test --list` gives.
+fn listed(dir: &Path, args: &[&str]) -> BTreeMap<String, usize> {
     let out = Command::new(env!("CARGO_BIN_EXE_provium"))
         .args(["test", "specs/", "--list"])
         .args(args)
-        .current_dir(root())
+        .current_dir(dir)
         .output()
         .unwrap();
     assert!(
@@ -110,7 +110,7 @@ fn listed(args: &[&str]) -> BTreeMap<String, usize> {
 fn workdir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     for k in 1..=SHARDS {
-        let shard = listed(&["--partition", &format!("hash:{k}/{SHARDS}")]);
+        let shard = listed(&root(), &["--partition", &format!("hash:{k}/{SHARDS}")]);
         let (file, _) = shard.iter().min_by_key(|(_, n)| **n).unwrap();
         let to = dir.path().join(file);
         std::fs::create_dir_all(to.parent().unwrap()).unwrap();
@@ -121,17 +121,7 @@ fn workdir() -> tempfile::TempDir {
 
 /// The number of tests the sample in `dir` holds.
 fn suite_size(dir: &Path) -> usize {
-    let out = Command::new(env!("CARGO_BIN_EXE_provium"))
-        .args(["test", "specs/", "--list"])
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let n = String::from_utf8_lossy(&out.stdout).lines().count();
+    let n = listed(dir, &[]).values().sum();
     assert!(n > 0);
     n
 }
