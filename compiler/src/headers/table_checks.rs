@@ -452,3 +452,22 @@ fn later_syscall_names_match_linux_6_12() {
     }
     assert_eq!(Arch::X86_64.syscall_name(451), Some("cachestat"));
 }
+
+#[test]
+fn each_abis_constants_are_what_it_answers_name_by_name() {
+    for abi in [Abi::X86_64, Abi::I386, Abi::Aarch64] {
+        let all = abi.constants();
+        let names: std::collections::BTreeSet<&str> = all.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names.len(), all.len(), "{abi:?}: a name twice");
+        for (name, value) in &all {
+            assert_eq!(abi.constant(name), Some(*value), "{abi:?} {name}");
+        }
+        for (name, _, _) in constants() {
+            assert_eq!(
+                names.contains(name),
+                abi.constant(name).is_some(),
+                "{abi:?} {name}"
+            );
+        }
+    }
+}

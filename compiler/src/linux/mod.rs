@@ -90,6 +90,28 @@ impl Abi {
         }
     }
 
+    /// Every uapi constant as this ABI's headers define it, each name once with what
+    /// [`Abi::constant`] answers for it, in the table's order: one pass, where asking
+    /// [`Abi::constant`] name by name searched the whole table for each (1,700 names, every
+    /// process that builds `provium.c`).
+    pub fn constants(self) -> Vec<(&'static str, i64)> {
+        let mut seen = std::collections::HashSet::new();
+        uapi_constants::CONSTANTS
+            .iter()
+            .filter(|(name, _, _)| seen.insert(*name))
+            .filter_map(|&(name, value, _)| match self {
+                Abi::Aarch64 => match aarch64_constants::DIFFERENT
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                {
+                    Some((_, v)) => v.map(|v| (name, v)),
+                    None => Some((name, value)),
+                },
+                Abi::X86_64 | Abi::I386 => Some((name, value)),
+            })
+            .collect()
+    }
+
     /// A syscall's number by name.
     pub fn syscall_number(self, name: &str) -> Option<u32> {
         self.syscalls()

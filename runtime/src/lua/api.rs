@@ -312,10 +312,8 @@ fn guest_numbers(lua: &Lua, guest: Arch) -> mlua::Result<Table> {
 /// `provium.c`: the uapi constants as `abi`'s headers define them.
 fn constants_table(lua: &Lua, abi: linux::Abi) -> mlua::Result<Table> {
     let c = lua.create_table()?;
-    for (name, _, _) in linux::constants() {
-        if let Some(value) = abi.constant(name) {
-            c.set(*name, value)?;
-        }
+    for (name, value) in abi.constants() {
+        c.set(name, value)?;
     }
     Ok(c)
 }

@@ -286,24 +286,62 @@ pub fn find_static_busybox_for(arch: provium_compiler::linux::Arch) -> Option<Pa
         .find(|p| p.is_file() && is_static_elf(p))
 }
 
-/// True for an ELF executable without a program interpreter.
+/// True for an ELF executable without a program interpreter. Its program headers sit near the
+/// start: every process asks this of busybox (2 MB), which is read whole only when they do not.
 pub fn is_static_elf(path: &Path) -> bool {
-    use object::read::elf::{ElfFile64, ProgramHeader};
-    let Ok(data) = std::fs::read(path) else {
+    use std::io::Read;
+    const HEAD: u64 = 64 << 10;
+    let mut head = Vec::new();
+    let read = std::fs::File::open(path).and_then(|f| f.take(HEAD).read_to_end(&mut head));
+    if read.is_err() {
         return false;
-    };
-    let Ok(elf) = ElfFile64::<object::Endianness>::parse(&*data) else {
-        return false;
-    };
-    let endian = elf.endian();
-    !elf.elf_program_headers()
-        .iter()
-        .any(|ph| ph.p_type(endian) == object::elf::PT_INTERP)
+    }
+    match interpreter_in(&head) {
+        Some(has) => !has,
+        None if head.len() as u64 == HEAD => {
+            std::fs::read(path).is_ok_and(|data| interpreter_in(&data) == Some(false))
+        }
+        None => false,
+    }
+}
+
+/// Whether the 64-bit ELF file starting with `data` names a program interpreter; None when
+/// `data` is not one, or does not hold its program headers.
+fn interpreter_in(data: &[u8]) -> Option<bool> {
+    use object::read::elf::{FileHeader, ProgramHeader};
+    let header = object::elf::FileHeader64::<object::Endianness>::parse(data).ok()?;
+    let endian = header.endian().ok()?;
+    let headers = header.program_headers(endian, data).ok()?;
+    Some(
+        headers
+            .iter()
+            .any(|ph| ph.p_type(endian) == object::elf::PT_INTERP),
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn static_executables_are_told_from_dynamic_ones_by_their_head() {
+        let dir = tempfile::tempdir().unwrap();
+        // The dynamic one: this test binary. A static one: the agent.
+        let dynamic = std::env::current_exe().unwrap();
+        assert!(!is_static_elf(&dynamic));
+        let agent = dir.path().join("agent");
+        std::fs::write(&agent, &*crate::machine::agent_binary::bytes().unwrap()).unwrap();
+        assert!(is_static_elf(&agent));
+        // Its first 64 bytes alone (no program headers), or no ELF at all: not one.
+        let bytes = std::fs::read(&agent).unwrap();
+        let cut = dir.path().join("cut");
+        std::fs::write(&cut, &bytes[..64]).unwrap();
+        assert!(!is_static_elf(&cut));
+        let text = dir.path().join("text");
+        std::fs::write(&text, b"#!/bin/sh\n").unwrap();
+        assert!(!is_static_elf(&text));
+        assert!(!is_static_elf(&dir.path().join("missing")));
+    }
 
     #[test]
     fn archive_reads_back_with_parents_and_console() {
