@@ -25,12 +25,23 @@ pub fn host_tsc_khz() -> Option<u64> {
             return Some(khz);
         }
         let khz = measure()?;
+        // A value kept for the whole host boot must not be one disturbed measurement (a
+        // preemption at the wrong moment): it is kept only when a second one agrees.
+        if !agree(khz, measure()?) {
+            tracing::debug!("two TSC measurements disagree; not kept");
+            return Some(khz);
+        }
         // A read-only or full cache only costs the next process the measurement again.
         if let Err(e) = remember(&file, &boot, khz) {
             tracing::debug!("{} not written: {e}", file.display());
         }
         Some(khz)
     })
+}
+
+/// Two measurements of one frequency, within 0.1 % of each other.
+fn agree(a: u64, b: u64) -> bool {
+    a.abs_diff(b) * 1000 <= a.max(b)
 }
 
 /// The frequency kept in `file`, when it was measured during the boot `boot`.
@@ -99,6 +110,14 @@ mod tests {
         }
         std::fs::write(&file, vec![b'1'; 4096]).unwrap();
         assert_eq!(remembered(&file, "boot-a"), None);
+    }
+
+    #[test]
+    fn only_agreeing_measurements_are_kept() {
+        assert!(agree(2_596_256, 2_596_256));
+        assert!(agree(2_596_256, 2_598_000));
+        assert!(!agree(2_596_256, 2_600_000));
+        assert!(!agree(2_596_256, 1_298_128));
     }
 
     #[test]
