@@ -43,10 +43,15 @@ pub fn host_facts() -> PathBuf {
 /// The host's boot id: a new one after every reboot (and on another machine sharing the cache).
 /// What is kept in [`host_facts`] holds for one boot.
 pub fn host_boot_id() -> Option<String> {
-    let id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
-    let id = id.trim();
-    (!id.is_empty() && id.chars().all(|c| c.is_ascii_hexdigit() || c == '-'))
-        .then(|| id.to_string())
+    // Read once per process: it cannot change while the process runs.
+    static ID: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        let id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+        let id = id.trim();
+        (!id.is_empty() && id.chars().all(|c| c.is_ascii_hexdigit() || c == '-'))
+            .then(|| id.to_string())
+    })
+    .clone()
 }
 
 /// A small file Provium keeps (a fact about the host, a remembered hash) as text, when it is at
