@@ -24,9 +24,10 @@ pub fn of(path: &Path) -> std::io::Result<blake3::Hash> {
     of_in(memo_dir().as_deref(), path, SETTLED)
 }
 
-/// Whether a derived cache file exists and is what was written: its content hash is checked
-/// once per process and file version. A damaged file (truncated, emptied, overwritten,
-/// replaced) is named in a warning and removed, so that the caller makes it again.
+/// Whether a derived cache file exists and is what was written: its content hash (remembered as
+/// above) against the one recorded beside it, once per process and file version. A damaged file
+/// (truncated, emptied, overwritten, replaced) is named in a warning and removed, so that the
+/// caller makes it again.
 pub fn cached_intact(path: &Path) -> bool {
     use std::collections::HashMap;
     /// Files verified in this process, with their (inode, size, mtime) when they were.
