@@ -633,7 +633,7 @@ end)
     );
     warm_fixture(dir.path());
     let junit = dir.path().join("out.xml");
-    let out = provium(dir.path())
+    let out = crate::common::own_gate(&mut provium(dir.path()), dir.path())
         .args(["test", "-j", "1", "a_front.lua", "b_worker.lua", "--junit"])
         .arg(&junit)
         .output()

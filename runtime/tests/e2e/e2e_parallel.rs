@@ -165,7 +165,7 @@ test("works", function() assert(vm:syscall(provium.nr.getpid) > 0) end)
     );
     let junit = dir.path().join("out.xml");
     let started = std::time::Instant::now();
-    let out = provium(dir.path())
+    let out = crate::common::own_gate(&mut provium(dir.path()), dir.path())
         .args(["test", "-j", "2", "--timeout", "6", "--junit"])
         .arg(&junit)
         .output()

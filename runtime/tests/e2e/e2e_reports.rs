@@ -59,7 +59,7 @@ fn a_junit_report_and_json_events_with_every_outcome_read_right_in_real_consumer
     // One run writes both (the timeout file waits out 4 s: one wait, not two).
     let dir = project();
     let junit = dir.path().join("report.xml");
-    let out = provium(dir.path())
+    let out = crate::common::own_gate(&mut provium(dir.path()), dir.path())
         .args(["test", "-j", "2", "--format", "json", "--junit"])
         .arg(&junit)
         .args(FILES)
