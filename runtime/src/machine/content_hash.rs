@@ -30,17 +30,14 @@ pub fn of(path: &Path) -> std::io::Result<blake3::Hash> {
 /// caller makes it again.
 pub fn cached_intact(path: &Path) -> bool {
     use std::collections::HashMap;
-    /// Files verified in this process, with their (inode, size, mtime) when they were.
-    type Verified = HashMap<PathBuf, (u64, u64, i64)>;
-    static VERIFIED: std::sync::Mutex<Option<Verified>> = std::sync::Mutex::new(None);
+    /// Files verified in this process, with their identity when they were (a file too fresh
+    /// to be remembered, or a read-only cache, is then not hashed again at every boot).
+    static VERIFIED: std::sync::Mutex<Option<HashMap<PathBuf, Identity>>> =
+        std::sync::Mutex::new(None);
     let Ok(meta) = std::fs::metadata(path) else {
         return false;
     };
-    let identity = (
-        meta.ino(),
-        meta.len(),
-        meta.mtime_nsec() + meta.mtime() * 1_000_000_000,
-    );
+    let identity = Identity::of(&meta);
     if let Some(known) = crate::machine::sync::lock(&VERIFIED).as_ref() {
         if known.get(path) == Some(&identity) {
             return true;

@@ -327,19 +327,19 @@ impl KernelImage {
     /// ELF is only located here ([`KernelImage::pvh`] checks or makes it).
     pub fn open(path: &Path) -> Result<KernelImage, KernelImageError> {
         let reading = |e| IoError::new(format!("reading kernel {}", path.display()), e);
-        // Every process opens its kernel, a resume too; only a new kernel needs the whole image
-        // in memory (its hash is remembered across processes: `content_hash`).
-        let hash = crate::machine::content_hash::of(path)
-            .map_err(reading)?
-            .to_hex();
         let mut head = Vec::new();
         std::fs::File::open(path)
             .and_then(|f| f.take(HEAD_BYTES).read_to_end(&mut head))
             .map_err(reading)?;
+        // Every process opens its kernel, a resume too: a bzImage whose ELF is cached is known
+        // by its head and its content hash (remembered across processes: `content_hash`), and
+        // is never read whole; the ELF is checked when a boot uses it.
         let bzimage = !is_arm64_image(&head) && !head.starts_with(b"\x7fELF");
         if let Some(header) = SetupHeader::parse(&head).filter(|_| bzimage) {
+            let hash = crate::machine::content_hash::of(path)
+                .map_err(reading)?
+                .to_hex();
             let cached = paths::vmlinux_cache().join(format!("{}.elf", &hash[..32]));
-            // A kernel seen before has its ELF in the cache, checked when a boot uses it.
             if cached.is_file() && paths::sidecar(&cached).is_file() {
                 return Ok(KernelImage {
                     path: path.to_path_buf(),
@@ -351,9 +351,7 @@ impl KernelImage {
             }
         }
         let image = std::fs::read(path).map_err(reading)?;
-        if blake3::hash(&image).to_hex() != hash {
-            return Err(KernelImageError::Changed(path.to_path_buf()));
-        }
+        let hash = blake3::hash(&image).to_hex();
         let known = |elf: Option<PathBuf>, unavailable: Option<String>| {
             Pvh::Known(PvhBoot { elf, unavailable })
         };

@@ -319,9 +319,8 @@ pub fn fixture(
             ..Default::default()
         }),
     };
-    if let Some((dir, _)) = fixtures.cached(&prepared)? {
-        let _ = std::fs::remove_dir_all(dir);
-    }
+    // Removed the way `provium fixture clean` removes a build (not one a process is using).
+    fixtures.clean(std::slice::from_ref(&prepared.name), false);
     if let Some(plain) = Definition::plain_boot(profile, &BootOptions::default()) {
         fixtures.ensure(&plain)?;
     }
