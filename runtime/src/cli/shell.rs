@@ -177,19 +177,7 @@ pub fn shell(args: ShellArgs) -> Result<u8> {
     }
     if let Some(command) = &args.command {
         // One command: the profile's fixture is resumed, as a test's VM would be.
-        let cwd = std::env::current_dir()?;
-        let uses = crate::lua::fixture_script::discover(&cwd, profiles, true)?;
-        let def = crate::fixture::Definition {
-            name: profile.name.clone(),
-            source: crate::fixture::Source::Profile {
-                profile: profile.name.clone(),
-                opts: Default::default(),
-            },
-        };
-        let mut vm = match uses.fixtures.resume_def(&def) {
-            Ok(vm) => vm,
-            Err(_) => crate::machine::vm::Vm::boot(&profile, &Default::default())?,
-        };
+        let (mut vm, _) = resumed_or_booted(profiles, &profile, false, args.keep)?;
         let result = vm.root().exec(crate::protocol::ExecCall {
             argv: vec![command.clone()],
             shell: true,
@@ -201,7 +189,8 @@ pub fn shell(args: ShellArgs) -> Result<u8> {
         std::io::stdout().write_all(&result.stdout)?;
         std::io::stderr().write_all(&result.stderr)?;
         print_kept(&vm);
-        let _ = vm.shutdown();
+        // Its RAM is a private copy and it has no disk: a power-off would save nothing.
+        vm.kill();
         let status = match result.termination {
             Some(crate::protocol::Termination::Exited(code)) => code.clamp(0, 255) as u8,
             Some(_) | None => super::EXIT_FAILED,
@@ -220,28 +209,33 @@ pub fn shell(args: ShellArgs) -> Result<u8> {
     if !std::io::stdin().is_terminal() || !std::io::stdout().is_terminal() {
         anyhow::bail!("an interactive shell needs a terminal; run one command with `provium shell -c COMMAND`");
     }
-    // A cold boot with the guest's /dev/hvc0 on this terminal (QEMU puts it in raw mode).
-    let opts = crate::machine::vm::BootOptions {
-        terminal: true,
-        keep_run_dir: args.keep,
-        ..Default::default()
-    };
+    // The profile's fixture resumed with the guest's /dev/hvc0 on this terminal (QEMU puts it
+    // in raw mode): every VM has that console port, so no boot is needed.
     super::say(&format!(
-        "provium shell: booting `{}`; `exit` or Ctrl-D leaves",
+        "provium shell: starting `{}`; `exit` or Ctrl-D leaves",
         profile.name
     ));
-    let mut vm = crate::machine::vm::Vm::boot(&profile, &opts)?;
+    let (mut vm, resumed) = resumed_or_booted(profiles, &profile, true, args.keep)?;
     let info = vm.info().clone();
     super::say(&format!(
-        "provium shell: {} ({}, {})",
-        info.kernel_release, info.accel, info.transport
+        "provium shell: {} ({}, {}), {} in {:.2} s",
+        info.kernel_release,
+        info.accel,
+        info.transport,
+        if resumed { "resumed" } else { "booted" },
+        info.boot_ms as f64 / 1e3
     ));
     let term = std::env::var("TERM").unwrap_or_else(|_| "vt100".into());
     // The shell owns /dev/hvc0 as its controlling terminal, so job control and Ctrl-C work.
     // setsid runs as a child of this shell (not exec'd: as a process group leader it would
     // fork and return at once), and the job lasts as long as the interactive shell.
     let job = vm.root().background(crate::protocol::ExecCall {
-        argv: vec!["setsid -c sh -i </dev/hvc0 >/dev/hvc0 2>&1; status=$?; exit $status".into()],
+        // A resumed VM's console port was hot-added: its device node appears a moment later.
+        argv: vec![concat!(
+            "n=0; while [ ! -e /dev/hvc0 ] && [ $n -lt 500 ]; do sleep 0.01; n=$((n+1)); done; ",
+            "setsid -c sh -i </dev/hvc0 >/dev/hvc0 2>&1; status=$?; exit $status"
+        )
+        .into()],
         shell: true,
         env: vec![
             ("PATH".into(), "/bin:/sbin:/usr/bin:/usr/sbin".into()),
@@ -266,8 +260,48 @@ pub fn shell(args: ShellArgs) -> Result<u8> {
         }
     };
     print_kept(&vm);
-    let _ = vm.shutdown();
+    vm.kill();
     Ok(code)
+}
+
+/// The VM a shell runs in, and whether it was resumed: the profile's fixture resumed (built
+/// first if needed), or, when no build can be made or resumed here, a boot, with the reason
+/// said.
+fn resumed_or_booted(
+    profiles: crate::machine::profile::Profiles,
+    profile: &crate::machine::profile::Profile,
+    terminal: bool,
+    keep: bool,
+) -> Result<(crate::machine::vm::Vm, bool)> {
+    let cwd = std::env::current_dir()?;
+    let uses = crate::lua::fixture_script::discover(&cwd, profiles, true)?;
+    let def = crate::fixture::Definition {
+        name: profile.name.clone(),
+        source: crate::fixture::Source::Profile {
+            profile: profile.name.clone(),
+            opts: Default::default(),
+        },
+    };
+    let resumed = if terminal {
+        uses.fixtures.resume_def_on_terminal(&def)
+    } else {
+        uses.fixtures.resume_def(&def)
+    };
+    match resumed {
+        Ok(vm) => Ok((vm, true)),
+        Err(e) => {
+            super::say(&format!(
+                "provium shell: the fixture of `{}` did not resume ({e:#}); booting instead",
+                profile.name
+            ));
+            let opts = crate::machine::vm::BootOptions {
+                terminal,
+                keep_run_dir: keep,
+                ..Default::default()
+            };
+            Ok((crate::machine::vm::Vm::boot(profile, &opts)?, false))
+        }
+    }
 }
 
 fn print_kept(vm: &crate::machine::vm::Vm) {

@@ -1,5 +1,6 @@
 //! `provium shell`: one command with `-c` (its output and exit status), and an interactive shell
-//! on a terminal (a pseudo-terminal from `script`), typed into like a person would.
+//! on a terminal (a pseudo-terminal from `script`), typed into like a person would, both in the
+//! profile's fixture resumed.
 
 use crate::common::{provium, show};
 use std::io::{Read, Write};
@@ -74,6 +75,8 @@ fn an_interactive_shell_runs_on_the_terminal() {
         panic!("no {what:?} in:\n{}", seen.lock().unwrap());
     };
     let mut stdin = child.stdin.take().unwrap();
+    // The profile's fixture is resumed with the console port on this terminal: no boot.
+    wait_for("resumed in");
     wait_for(" # ");
     stdin.write_all(b"echo hello-$((6*7)); tty\n").unwrap();
     wait_for("hello-42");

@@ -14,6 +14,10 @@ use provium_agent::protocol::{Hello, Request, Response};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+/// The chardev of the console port a resume on the host's terminal adds (the guest's
+/// `/dev/hvc0`, as a boot with a terminal has it).
+const TERMINAL: &str = "terminal";
+
 /// How long a resumed agent may take to answer its first ping.
 const RESUME_ANSWER: Duration = Duration::from_secs(5);
 
@@ -89,6 +93,20 @@ impl Vm {
                 path: snapshot.ram.clone(),
                 share: false,
             },
+            false,
+        )
+    }
+
+    /// [`Vm::resume`] with the guest's `/dev/hvc0` on the host's terminal (`provium shell`): the
+    /// console port is hot-added once the guest runs, and its device node appears shortly after.
+    pub fn resume_on_terminal(snapshot: &Snapshot) -> Result<Vm, VmError> {
+        Self::resume_with_ram(
+            snapshot,
+            SharedMemory::File {
+                path: snapshot.ram.clone(),
+                share: false,
+            },
+            true,
         )
     }
 
@@ -102,10 +120,15 @@ impl Vm {
                 path: ram.to_path_buf(),
                 share: true,
             },
+            false,
         )
     }
 
-    fn resume_with_ram(snapshot: &Snapshot, ram: SharedMemory) -> Result<Vm, VmError> {
+    fn resume_with_ram(
+        snapshot: &Snapshot,
+        ram: SharedMemory,
+        terminal: bool,
+    ) -> Result<Vm, VmError> {
         crate::machine::signals::install();
         sweep_once();
         let launched = Instant::now();
@@ -122,6 +145,14 @@ impl Vm {
         launch.console_log = console_log.clone();
         launch.qmp_socket = Some(dir.join("qmp.sock"));
         launch.devices = transport.qemu_args(launch.machine);
+        if terminal {
+            // The console port is added once the guest runs (below): a snapshot's devices are
+            // those of its boot, and a port in every VM would cost every boot its setup.
+            launch.devices.extend([
+                "-chardev".to_string(),
+                format!("stdio,id={TERMINAL},signal=off"),
+            ]);
+        }
         launch.shared_memory = Some(ram);
         launch.incoming = Some("defer".into());
         seed_console(&console_log, snapshot)?;
@@ -137,6 +168,10 @@ impl Vm {
         let state_fd = std::os::fd::AsRawFd::as_raw_fd(&state);
         let started = Instant::now();
         let spawned = spawn_qemu(&launch, &qemu_log, |cmd| {
+            if terminal {
+                cmd.stdin(std::process::Stdio::inherit())
+                    .stdout(std::process::Stdio::inherit());
+            }
             // SAFETY: fcntl on a descriptor that stays open until QEMU has started.
             unsafe {
                 std::os::unix::process::CommandExt::pre_exec(cmd, move || {
@@ -146,7 +181,7 @@ impl Vm {
                     Ok(())
                 });
             }
-            false
+            terminal
         });
         drop(state);
         let mut qemu = spawned?;
@@ -235,6 +270,28 @@ impl Vm {
             Ok(a) if matches!(a.as_slice(), [Response::Pong, Response::Done]) => {}
             Ok(a) => return Err(VmError::Protocol(format!("resume: {a:?}"))),
             Err(e) => return Err(vm.lost(e)),
+        }
+        if terminal {
+            let added = crate::machine::qmp::Qmp::connect(
+                vm.launch.qmp_socket.as_deref().unwrap_or(Path::new("")),
+                deadline,
+            )
+            .and_then(|mut qmp| {
+                qmp.execute(
+                    "device_add",
+                    serde_json::json!({
+                        "driver": "virtconsole", "bus": "vs0.0", "nr": 0, "chardev": TERMINAL
+                    }),
+                )
+            });
+            if let Err(e) = added {
+                return Err(failed_start(
+                    &mut vm.qemu,
+                    format!("adding the terminal's console port: {e}"),
+                    &qemu_log,
+                    &vm.console_log,
+                ));
+            }
         }
         tracing::debug!(ms = started.elapsed().as_secs_f64() * 1e3, "resume: ready");
         vm.info.boot_ms = started.elapsed().as_millis() as u64;
