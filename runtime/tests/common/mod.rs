@@ -28,7 +28,27 @@ pub fn boot_with(opts: BootOptions) -> Vm {
     }
 }
 
-/// One VM per transport, shared by the tests of a module; rebooted if a test lost it. A VM holds
+/// The `minimal` profile's fixture resumed (built first if needed): the VM a test's
+/// `provium.create("minimal")` and `vm:boot()` get by default.
+pub fn resume_minimal() -> Vm {
+    use provium::fixture::{Definition, Fixtures, Source};
+    let def = Definition {
+        name: "minimal".into(),
+        source: Source::Profile {
+            profile: "minimal".into(),
+            opts: BootOptions::default(),
+        },
+    };
+    let cwd = std::env::current_dir().expect("a working directory");
+    match Fixtures::discover(&cwd, Profiles::builtin()).and_then(|f| f.resume_def(&def)) {
+        Ok(vm) => vm,
+        Err(e) => panic!("resuming the minimal fixture failed: {e:#}"),
+    }
+}
+
+/// One VM per transport, shared by the tests of a module, made again if a test lost it:
+/// resumed from the `minimal` fixture over virtio-serial (the default path, and a resume costs
+/// a tenth of a boot), booted over vsock (which QEMU cannot snapshot). A VM holds
 /// a ticket at the machine-wide gate (one CPU) while it lives, so one that no test has used for
 /// [`Shared::IDLE`] is shut down: the `provium` processes other tests start would otherwise wait
 /// at the gate for VMs nobody uses until the binary ends.
@@ -73,7 +93,10 @@ impl Shared {
         });
         let mut guard = m.lock().unwrap_or_else(|p| p.into_inner());
         if !guard.vm.as_ref().is_some_and(|vm| vm.is_running()) {
-            guard.vm = Some(boot(self.transport));
+            guard.vm = Some(match self.transport {
+                TransportChoice::VirtioSerial => resume_minimal(),
+                other => boot(other),
+            });
         }
         guard.last_used = Some(std::time::Instant::now());
         VmGuard(guard)
