@@ -209,10 +209,23 @@ pub fn link_kernels(home: &std::path::Path) {
 
 /// Removes a temporary project's fixture builds from the cache however the test ends (they
 /// live under the project's name, which no later run has: nothing else would remove them).
+/// Only the fixtures the project defines: `provium fixture clean` with no name would also take
+/// the plain-boot builds every project with the built-in profiles shares, and the other tests'
+/// next runs would boot to build them again.
 pub struct FixtureCleanup<'a>(pub &'a std::path::Path);
 impl Drop for FixtureCleanup<'_> {
     fn drop(&mut self) {
-        let _ = provium_in(self.0).args(["fixture", "clean"]).output();
+        let names = provium::machine::profile::Profiles::discover(self.0)
+            .ok()
+            .and_then(|p| provium::fixture::Fixtures::discover(self.0, p).ok())
+            .map(|f| f.names())
+            .unwrap_or_default();
+        if !names.is_empty() {
+            let _ = provium_in(self.0)
+                .args(["fixture", "clean"])
+                .args(names)
+                .output();
+        }
     }
 }
 

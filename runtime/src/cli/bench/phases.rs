@@ -120,13 +120,15 @@ pub fn phases(
     let scratch = tempfile::tempdir()?;
     let mut process = Vec::new();
     let fixtures = crate::lua::fixture_script::discover(&cwd, profiles, true)?.fixtures;
-    let def = Definition {
+    // The profile's plain boot, the build every `vm:boot()` of it resumes: already built
+    // wherever the profile has run, and not a build of the bench's own to make and keep.
+    let def = Definition::plain_boot(profile, &opts).unwrap_or_else(|| Definition {
         name: format!("bench-{}", profile.name),
         source: Source::Profile {
             profile: profile.name.clone(),
             opts: opts.clone(),
         },
-    };
+    });
     progress("building the fixture (when it is not built)");
     let meta = fixtures.ensure(&def)?;
     let plan = crate::machine::vm::plan::plan(profile, &opts)?;
