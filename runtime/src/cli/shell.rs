@@ -210,7 +210,7 @@ pub fn shell(args: ShellArgs) -> Result<u8> {
         anyhow::bail!("an interactive shell needs a terminal; run one command with `provium shell -c COMMAND`");
     }
     // The profile's fixture resumed with the guest's /dev/hvc0 on this terminal (QEMU puts it
-    // in raw mode): every VM has that console port, so no boot is needed.
+    // in raw mode): the console port is hot-added once the guest runs, so no boot is needed.
     super::say(&format!(
         "provium shell: starting `{}`; `exit` or Ctrl-D leaves",
         profile.name

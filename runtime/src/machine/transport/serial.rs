@@ -10,6 +10,12 @@ use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+/// The virtio-serial bus's id: ports added later (`device_add`) name it as `vs0.0`.
+pub const BUS: &str = "vs0";
+/// The chardev of the console port on the host's terminal (`provium shell`), the guest's
+/// `/dev/hvc0`: on a boot's command line, or hot-added to a resumed VM.
+pub const TERMINAL_CHARDEV: &str = "terminal";
+
 pub struct VirtioSerial {
     socket: PathBuf,
     listener: UnixListener,
@@ -52,13 +58,13 @@ impl Transport for VirtioSerial {
             "-chardev".into(),
             format!("socket,id=agent,path={}", self.socket.display()),
             "-device".into(),
-            format!("{bus},id=vs0,max_ports=3"),
+            format!("{bus},id={BUS},max_ports=3"),
             "-device".into(),
-            format!("virtserialport,bus=vs0.0,nr=1,chardev=agent,name={SERIAL_PORT_NAME}"),
+            format!("virtserialport,bus={BUS}.0,nr=1,chardev=agent,name={SERIAL_PORT_NAME}"),
             "-chardev".into(),
             format!("socket,id=dump,path={}", self.dump_socket.display()),
             "-device".into(),
-            format!("virtserialport,bus=vs0.0,nr=2,chardev=dump,name={DUMP_PORT_NAME}"),
+            format!("virtserialport,bus={BUS}.0,nr=2,chardev=dump,name={DUMP_PORT_NAME}"),
         ]
     }
 

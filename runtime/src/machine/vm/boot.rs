@@ -13,6 +13,7 @@ use crate::machine::client::AgentClient;
 use crate::machine::error::{IoContext, IoError};
 use crate::machine::profile::Profile;
 use crate::machine::qemu::{LaunchPlan, SharedMemory};
+use crate::machine::transport::serial::TERMINAL_CHARDEV;
 use crate::machine::transport::{self, QemuExited, Transport, TransportError};
 use provium_agent::protocol::decode_hello;
 use std::path::Path;
@@ -53,9 +54,9 @@ impl Vm {
             // `signal=off`: Ctrl-C goes to the guest's shell, not to QEMU.
             launch.devices.extend([
                 "-chardev".to_string(),
-                "stdio,id=terminal,signal=off".to_string(),
+                format!("stdio,id={TERMINAL_CHARDEV},signal=off"),
                 "-device".to_string(),
-                "virtconsole,chardev=terminal".to_string(),
+                format!("virtconsole,chardev={TERMINAL_CHARDEV}"),
             ]);
         }
         let qemu_log = dir.join("qemu.log");

@@ -10,13 +10,10 @@ use crate::machine::error::{IoContext, IoError};
 use crate::machine::qemu::{LaunchPlan, SharedMemory};
 use crate::machine::qmp::QmpError;
 use crate::machine::transport;
+use crate::machine::transport::serial::{BUS, TERMINAL_CHARDEV};
 use provium_agent::protocol::{Hello, Request, Response};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-/// The chardev of the console port a resume on the host's terminal adds (the guest's
-/// `/dev/hvc0`, as a boot with a terminal has it).
-const TERMINAL: &str = "terminal";
 
 /// How long a resumed agent may take to answer its first ping.
 const RESUME_ANSWER: Duration = Duration::from_secs(5);
@@ -150,7 +147,7 @@ impl Vm {
             // those of its boot, and a port in every VM would cost every boot its setup.
             launch.devices.extend([
                 "-chardev".to_string(),
-                format!("stdio,id={TERMINAL},signal=off"),
+                format!("stdio,id={TERMINAL_CHARDEV},signal=off"),
             ]);
         }
         launch.shared_memory = Some(ram);
@@ -280,7 +277,10 @@ impl Vm {
                 qmp.execute(
                     "device_add",
                     serde_json::json!({
-                        "driver": "virtconsole", "bus": "vs0.0", "nr": 0, "chardev": TERMINAL
+                        "driver": "virtconsole",
+                        "bus": format!("{BUS}.0"),
+                        "nr": 0,
+                        "chardev": TERMINAL_CHARDEV,
                     }),
                 )
             });
