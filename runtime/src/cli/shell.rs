@@ -132,7 +132,7 @@ pub fn man(args: ManArgs) -> Result<u8> {
 
 #[derive(Debug, clap::Args)]
 pub struct ShellArgs {
-    /// The profile to boot.
+    /// The profile whose VM the shell runs in.
     #[arg(add = crate::cli::complete::profile(), long, default_value = "minimal")]
     profile: String,
     /// Another kernel: an installed release (`6.12`), an image, or a build tree.
@@ -143,9 +143,13 @@ pub struct ShellArgs {
     #[arg(long, value_parser = super::parse_arch)]
     arch: Option<provium_compiler::linux::Arch>,
     /// Run this command through the guest's shell, print what it prints, and exit with its
-    /// status (the VM is resumed from the profile's fixture).
+    /// status.
     #[arg(short = 'c', value_name = "COMMAND")]
     command: Option<String>,
+    /// Boot the kernel instead of resuming the profile's fixture (a fresh boot: its own
+    /// boot log, boot id and clocks).
+    #[arg(long)]
+    cold: bool,
     /// Keep the VM's run directory (console log) and print it.
     #[arg(long)]
     keep: bool,
@@ -177,7 +181,7 @@ pub fn shell(args: ShellArgs) -> Result<u8> {
     }
     if let Some(command) = &args.command {
         // One command: the profile's fixture is resumed, as a test's VM would be.
-        let (mut vm, _) = resumed_or_booted(profiles, &profile, false, args.keep)?;
+        let (mut vm, _) = resumed_or_booted(profiles, &profile, false, &args)?;
         let result = vm.root().exec(crate::protocol::ExecCall {
             argv: vec![command.clone()],
             shell: true,
@@ -215,7 +219,7 @@ pub fn shell(args: ShellArgs) -> Result<u8> {
         "provium shell: starting `{}`; `exit` or Ctrl-D leaves",
         profile.name
     ));
-    let (mut vm, resumed) = resumed_or_booted(profiles, &profile, true, args.keep)?;
+    let (mut vm, resumed) = resumed_or_booted(profiles, &profile, true, &args)?;
     let info = vm.info().clone();
     super::say(&format!(
         "provium shell: {} ({}, {}), {} in {:.2} s",
@@ -265,14 +269,25 @@ pub fn shell(args: ShellArgs) -> Result<u8> {
 }
 
 /// The VM a shell runs in, and whether it was resumed: the profile's fixture resumed (built
-/// first if needed), or, when no build can be made or resumed here, a boot, with the reason
-/// said.
+/// first if needed), or booted with `--cold` or, with the reason said, when no build can be made
+/// or resumed here.
 fn resumed_or_booted(
     profiles: crate::machine::profile::Profiles,
     profile: &crate::machine::profile::Profile,
     terminal: bool,
-    keep: bool,
+    args: &ShellArgs,
 ) -> Result<(crate::machine::vm::Vm, bool)> {
+    let boot = || {
+        let opts = crate::machine::vm::BootOptions {
+            terminal,
+            keep_run_dir: args.keep,
+            ..Default::default()
+        };
+        crate::machine::vm::Vm::boot(profile, &opts)
+    };
+    if args.cold {
+        return Ok((boot()?, false));
+    }
     let cwd = std::env::current_dir()?;
     let uses = crate::lua::fixture_script::discover(&cwd, profiles, true)?;
     let def = crate::fixture::Definition {
@@ -294,12 +309,7 @@ fn resumed_or_booted(
                 "provium shell: the fixture of `{}` did not resume ({e:#}); booting instead",
                 profile.name
             ));
-            let opts = crate::machine::vm::BootOptions {
-                terminal,
-                keep_run_dir: keep,
-                ..Default::default()
-            };
-            Ok((crate::machine::vm::Vm::boot(profile, &opts)?, false))
+            Ok((boot()?, false))
         }
     }
 }

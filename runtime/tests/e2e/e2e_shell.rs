@@ -34,6 +34,42 @@ fn one_command_prints_and_exits_with_its_status() {
     assert!(String::from_utf8_lossy(&no_tty.stderr).contains("provium shell -c"));
 }
 
+/// The shell resumes the profile's fixture (its kept console log starts with the snapshot's boot
+/// and says where it resumed); `--cold` boots.
+#[test]
+fn the_shell_resumes_the_fixture_unless_told_to_boot() {
+    let console = |extra: &[&str]| {
+        let out = provium()
+            .args(["shell", "--keep"])
+            .args(extra)
+            .args(["-c", "echo ran; echo provium-shell-mark > /dev/kmsg"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", show(&out));
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ran");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let dir = stderr
+            .lines()
+            .find_map(|l| l.strip_prefix("provium shell: kept "))
+            .and_then(|l| l.strip_suffix(" (its console.log)"))
+            .unwrap_or_else(|| panic!("no kept directory in:\n{}", show(&out)))
+            .to_string();
+        let log = std::fs::read_to_string(std::path::Path::new(&dir).join("console.log"));
+        std::fs::remove_dir_all(&dir).unwrap();
+        log.unwrap()
+    };
+    // Both logs are the VM's own (the command's kernel message is in them).
+    let resumed = console(&[]);
+    assert!(resumed.contains("provium-shell-mark"), "{resumed}");
+    assert!(
+        resumed.contains("--- provium: resumed from the snapshot of `minimal` ---"),
+        "{resumed}"
+    );
+    let booted = console(&["--cold"]);
+    assert!(booted.contains("provium-shell-mark"), "{booted}");
+    assert!(!booted.contains("resumed from the snapshot"), "{booted}");
+}
+
 #[test]
 fn an_interactive_shell_runs_on_the_terminal() {
     let mut child = Command::new("script")
