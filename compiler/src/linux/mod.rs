@@ -78,16 +78,7 @@ impl Abi {
     /// arm64's `fcntl.h` moves `O_DIRECTORY`, `O_NOFOLLOW`, `O_DIRECT` and `O_LARGEFILE`, and
     /// some names exist on one architecture only (`MAP_32BIT`).
     pub fn constant(self, name: &str) -> Option<i64> {
-        match self {
-            Abi::Aarch64 => match aarch64_constants::DIFFERENT
-                .iter()
-                .find(|(n, _)| *n == name)
-            {
-                Some((_, v)) => *v,
-                None => constant(name),
-            },
-            Abi::X86_64 | Abi::I386 => constant(name),
-        }
+        self.own_value(name, constant(name))
     }
 
     /// Every uapi constant as this ABI's headers define it, each name once with what
@@ -99,17 +90,22 @@ impl Abi {
         uapi_constants::CONSTANTS
             .iter()
             .filter(|(name, _, _)| seen.insert(*name))
-            .filter_map(|&(name, value, _)| match self {
-                Abi::Aarch64 => match aarch64_constants::DIFFERENT
-                    .iter()
-                    .find(|(n, _)| *n == name)
-                {
-                    Some((_, v)) => v.map(|v| (name, v)),
-                    None => Some((name, value)),
-                },
-                Abi::X86_64 | Abi::I386 => Some((name, value)),
-            })
+            .filter_map(|&(name, value, _)| self.own_value(name, Some(value)).map(|v| (name, v)))
             .collect()
+    }
+
+    /// `name`'s value for this ABI, given x86_64's: aarch64 differs for a few (or lacks them).
+    fn own_value(self, name: &str, x86_64: Option<i64>) -> Option<i64> {
+        match self {
+            Abi::Aarch64 => match aarch64_constants::DIFFERENT
+                .iter()
+                .find(|(n, _)| *n == name)
+            {
+                Some((_, v)) => *v,
+                None => x86_64,
+            },
+            Abi::X86_64 | Abi::I386 => x86_64,
+        }
     }
 
     /// A syscall's number by name.

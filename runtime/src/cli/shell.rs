@@ -268,9 +268,9 @@ pub fn shell(args: ShellArgs) -> Result<u8> {
     Ok(code)
 }
 
-/// The VM a shell runs in, and whether it was resumed: the profile's fixture resumed (built
-/// first if needed), or booted with `--cold` or, with the reason said, when no build can be made
-/// or resumed here.
+/// The VM a shell runs in, and whether it was resumed: the profile's plain-boot build resumed
+/// (built first if needed), or booted with `--cold`, for a profile without one, or, with the
+/// reason said, when no build can be made or resumed here.
 fn resumed_or_booted(
     profiles: crate::machine::profile::Profiles,
     profile: &crate::machine::profile::Profile,
@@ -285,18 +285,14 @@ fn resumed_or_booted(
         };
         crate::machine::vm::Vm::boot(profile, &opts)
     };
-    if args.cold {
+    // The build every `vm:boot()` of the profile resumes; a profile whose boots are one of a
+    // kind (vsock, which QEMU cannot snapshot) has none and boots.
+    let plain = crate::fixture::Definition::plain_boot(profile, &Default::default());
+    let Some(def) = plain.filter(|_| !args.cold) else {
         return Ok((boot()?, false));
-    }
+    };
     let cwd = std::env::current_dir()?;
     let uses = crate::lua::fixture_script::discover(&cwd, profiles, true)?;
-    let def = crate::fixture::Definition {
-        name: profile.name.clone(),
-        source: crate::fixture::Source::Profile {
-            profile: profile.name.clone(),
-            opts: Default::default(),
-        },
-    };
     let resumed = if terminal {
         uses.fixtures.resume_def_on_terminal(&def)
     } else {

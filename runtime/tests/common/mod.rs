@@ -31,16 +31,12 @@ pub fn boot_with(opts: BootOptions) -> Vm {
 /// The `minimal` profile's fixture resumed (built first if needed): the VM a test's
 /// `provium.create("minimal")` and `vm:boot()` get by default.
 pub fn resume_minimal() -> Vm {
-    use provium::fixture::{Definition, Fixtures, Source};
-    let def = Definition {
-        name: "minimal".into(),
-        source: Source::Profile {
-            profile: "minimal".into(),
-            opts: BootOptions::default(),
-        },
-    };
+    use provium::fixture::{Definition, Fixtures};
+    let profiles = Profiles::builtin();
+    let minimal = profiles.get("minimal").expect("built-in profile");
+    let def = Definition::plain_boot(&minimal, &BootOptions::default()).expect("a plain boot");
     let cwd = std::env::current_dir().expect("a working directory");
-    match Fixtures::discover(&cwd, Profiles::builtin()).and_then(|f| f.resume_def(&def)) {
+    match Fixtures::discover(&cwd, profiles).and_then(|f| f.resume_def(&def)) {
         Ok(vm) => vm,
         Err(e) => panic!("resuming the minimal fixture failed: {e:#}"),
     }

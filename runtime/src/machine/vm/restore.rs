@@ -84,26 +84,23 @@ impl Vm {
     /// Starts a VM from a snapshot. The guest RAM file is mapped copy-on-write: the snapshot is
     /// never changed, and every resume is independent of the others.
     pub fn resume(snapshot: &Snapshot) -> Result<Vm, VmError> {
-        Self::resume_with_ram(
-            snapshot,
-            SharedMemory::File {
-                path: snapshot.ram.clone(),
-                share: false,
-            },
-            false,
-        )
+        Self::resume_copy_on_write(snapshot, false)
     }
 
     /// [`Vm::resume`] with the guest's `/dev/hvc0` on the host's terminal (`provium shell`): the
     /// console port is hot-added once the guest runs, and its device node appears shortly after.
     pub fn resume_on_terminal(snapshot: &Snapshot) -> Result<Vm, VmError> {
+        Self::resume_copy_on_write(snapshot, true)
+    }
+
+    fn resume_copy_on_write(snapshot: &Snapshot, terminal: bool) -> Result<Vm, VmError> {
         Self::resume_with_ram(
             snapshot,
             SharedMemory::File {
                 path: snapshot.ram.clone(),
                 share: false,
             },
-            true,
+            terminal,
         )
     }
 
