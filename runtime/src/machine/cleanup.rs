@@ -195,11 +195,16 @@ pub fn keep_run_dirs() {
 
 impl RunDir {
     pub fn create() -> io::Result<RunDir> {
-        let base = crate::machine::paths::runtime_base();
-        std::fs::create_dir_all(&base)?;
+        Self::create_in(&crate::machine::paths::runtime_base())
+    }
+
+    /// A run directory under `base`, which [`sweep_stale`] knows (the runtime base, or the
+    /// RAM-backed directory where fixture builds keep their guests' RAM).
+    pub fn create_in(base: &Path) -> io::Result<RunDir> {
+        std::fs::create_dir_all(base)?;
         let dir = tempfile::Builder::new()
             .prefix(RUN_DIR_PREFIX)
-            .tempdir_in(&base)?
+            .tempdir_in(base)?
             .keep();
         // Locked before it has its name: another run's sweep could take the lock of a new
         // directory otherwise, and remove it. A directory without `.lock` is never swept.
@@ -245,25 +250,31 @@ impl Drop for RunDir {
 
 /// Removes run directories left by hosts that were killed outright (their lock is free).
 pub fn sweep_stale() -> usize {
-    let base = crate::machine::paths::runtime_base();
-    let Ok(entries) = std::fs::read_dir(&base) else {
-        return 0;
-    };
+    let mut bases = vec![crate::machine::paths::runtime_base()];
+    let ram = crate::machine::paths::ram_dir();
+    if !bases.contains(&ram) {
+        bases.push(ram);
+    }
     let mut removed = 0;
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        if !name.to_string_lossy().starts_with(RUN_DIR_PREFIX) {
-            continue;
-        }
-        let dir = entry.path();
-        let Ok(lock) = std::fs::File::open(dir.join(".lock")) else {
+    for base in bases {
+        let Ok(entries) = std::fs::read_dir(&base) else {
             continue;
         };
-        // SAFETY: flock on an open file; released when `lock` closes.
-        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0
-            && std::fs::remove_dir_all(&dir).is_ok()
-        {
-            removed += 1;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            if !name.to_string_lossy().starts_with(RUN_DIR_PREFIX) {
+                continue;
+            }
+            let dir = entry.path();
+            let Ok(lock) = std::fs::File::open(dir.join(".lock")) else {
+                continue;
+            };
+            // SAFETY: flock on an open file; released when `lock` closes.
+            if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0
+                && std::fs::remove_dir_all(&dir).is_ok()
+            {
+                removed += 1;
+            }
         }
     }
     removed

@@ -259,14 +259,15 @@ fn open_fifo(path: &Path, patience: std::time::Duration) -> std::io::Result<std:
     }
 }
 
-/// Copies a sparse file (a guest RAM file): only its data extents are read and written, so a
-/// 256 MiB RAM file with 90 MiB of data costs 90 MiB.
+/// Copies a sparse file (a guest RAM file) to a new file: only its data extents are read, and
+/// blocks of zeros in them are not written, so a 256 MiB RAM file with 90 MiB of data costs 90
+/// MiB to read and less to keep.
 pub fn copy_sparse(from: &Path, to: &Path) -> std::io::Result<()> {
-    use std::io::{Read, Seek, SeekFrom, Write};
     use std::os::fd::AsRawFd;
-    let mut src = std::fs::File::open(from)?;
+    use std::os::unix::fs::FileExt;
+    let src = std::fs::File::open(from)?;
     let len = src.metadata()?.len();
-    let mut dst = std::fs::File::create(to)?;
+    let dst = std::fs::File::create(to)?;
     dst.set_len(len)?;
     let mut offset: i64 = 0;
     let mut buf = vec![0u8; 1 << 20];
@@ -280,41 +281,114 @@ pub fn copy_sparse(from: &Path, to: &Path) -> std::io::Result<()> {
         let hole = unsafe { libc::lseek(src.as_raw_fd(), data, libc::SEEK_HOLE) };
         let end = if hole < 0 { len as i64 } else { hole };
         let mut left = (end - data) as u64;
-        // In the kernel first (no trip through this process's memory; a reflink where the
-        // file system can); by hand where it cannot (another file system, an old kernel).
+        // In the kernel first where it is a reflink or stays in one file system; by hand
+        // across file systems (a build's RAM in /dev/shm copied into the cache), where the
+        // kernel would write every zero page the guest touched.
         let (mut at_src, mut at_dst) = (data, data);
-        while left > 0 {
-            // SAFETY: copy_file_range between two open descriptors, offsets passed by pointer.
-            let n = unsafe {
-                libc::copy_file_range(
-                    src.as_raw_fd(),
-                    &mut at_src,
-                    dst.as_raw_fd(),
-                    &mut at_dst,
-                    left as usize,
-                    0,
-                )
-            };
-            if n <= 0 {
-                break;
+        if same_file_system(&src, &dst) {
+            while left > 0 {
+                // SAFETY: copy_file_range between two open descriptors, offsets by pointer.
+                let n = unsafe {
+                    libc::copy_file_range(
+                        src.as_raw_fd(),
+                        &mut at_src,
+                        dst.as_raw_fd(),
+                        &mut at_dst,
+                        left as usize,
+                        0,
+                    )
+                };
+                if n <= 0 {
+                    break;
+                }
+                left -= n as u64;
             }
-            left -= n as u64;
         }
-        let data = end - left as i64;
-        src.seek(SeekFrom::Start(data as u64))?;
-        dst.seek(SeekFrom::Start(data as u64))?;
+        let mut at = (end - left as i64) as u64;
         while left > 0 {
             let want = left.min(buf.len() as u64) as usize;
-            let n = src.read(&mut buf[..want])?;
+            let n = src.read_at(&mut buf[..want], at)?;
             if n == 0 {
                 break;
             }
-            dst.write_all(&buf[..n])?;
+            write_nonzero_blocks(&dst, &buf[..n], at)?;
+            at += n as u64;
             left -= n as u64;
         }
         offset = end;
     }
-    dst.flush()
+    Ok(())
+}
+
+/// Writes `data` at `at`, leaving out the 4 KiB blocks that are all zeros: the destination was
+/// sized with `set_len`, so they read as zeros from its holes.
+fn write_nonzero_blocks(dst: &std::fs::File, data: &[u8], at: u64) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    const BLOCK: usize = 4096;
+    let mut run: Option<usize> = None; // start of the current run of non-zero blocks
+    for (i, block) in data.chunks(BLOCK).enumerate() {
+        let zero = block.iter().all(|&b| b == 0);
+        match (zero, run) {
+            (false, None) => run = Some(i * BLOCK),
+            (true, Some(start)) => {
+                dst.write_all_at(&data[start..i * BLOCK], at + start as u64)?;
+                run = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(start) = run {
+        dst.write_all_at(&data[start..], at + start as u64)?;
+    }
+    Ok(())
+}
+
+fn same_file_system(a: &std::fs::File, b: &std::fs::File) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (a.metadata(), b.metadata()) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev(),
+        _ => false,
+    }
+}
+
+/// Where a fixture build keeps its guest's RAM while the guest runs: a RAM-backed file system
+/// (`/dev/shm`) when there is one with room for it. Under TCG every first write to a page of a
+/// file on a disk file system is a page fault through that file system's `page_mkwrite` (block
+/// reservation, journal): a build in the cache took about 0.2 to 0.4 CPU-seconds more than one
+/// in `/dev/shm`, whose RAM is then copied into the cache (BENCHMARKS.md, "Fixture builds").
+/// `None`: build in the cache, as on a machine without a usable `/dev/shm`.
+pub fn build_ram_base(memory_mib: u32) -> Option<PathBuf> {
+    ram_backed_with_room(&ram_dir(), memory_mib)
+}
+
+/// The RAM-backed directory builds use when they can (see [`build_ram_base`]):
+/// `$PROVIUM_RAM_DIR` if set (a directory that is no tmpfs turns this off), else `/dev/shm`.
+pub fn ram_dir() -> PathBuf {
+    match std::env::var_os("PROVIUM_RAM_DIR").filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(RAM_BACKED_DIR),
+    }
+}
+
+pub const RAM_BACKED_DIR: &str = "/dev/shm";
+
+/// `dir` if it is a tmpfs with room for twice `memory_mib` and 64 MiB more. Its files grow as
+/// the guest touches memory, and a tmpfs that fills up under a guest kills it (`SIGBUS`), so
+/// the margin covers other builds and other users of the directory.
+pub fn ram_backed_with_room(dir: &Path, memory_mib: u32) -> Option<PathBuf> {
+    let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).ok()?;
+    // SAFETY: statfs fills a plain struct for a valid path.
+    let mut s: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { libc::statfs(c.as_ptr(), &mut s) } != 0 || s.f_type != libc::TMPFS_MAGIC {
+        return None;
+    }
+    let free_mib = (s.f_bavail as u64).saturating_mul(s.f_bsize as u64) >> 20;
+    let writable = {
+        // SAFETY: access with a valid path.
+        unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) == 0 }
+    };
+    (writable && free_mib >= 2 * memory_mib as u64 + 64).then(|| dir.to_path_buf())
 }
 
 /// The process's umask (read by setting it and putting it back).
@@ -358,6 +432,51 @@ mod tests {
             allocated < 16 << 20,
             "holes were filled: {allocated} bytes allocated"
         );
+    }
+
+    /// Across file systems (a build's RAM from /dev/shm into the cache), blocks of zeros inside
+    /// data extents are left as holes too.
+    #[test]
+    fn zero_blocks_in_data_are_not_written() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let to = dir.path().join("to");
+        // 8 MiB of data: zeros, with one non-zero byte in every 64th block and in the last.
+        let mut data = vec![0u8; 8 << 20];
+        for (i, b) in data.chunks_mut(4096).enumerate() {
+            if i % 64 == 0 || i == 2047 {
+                b[100] = i as u8 | 1;
+            }
+        }
+        let dst = std::fs::File::create(&to).unwrap();
+        dst.set_len(16 << 20).unwrap();
+        write_nonzero_blocks(&dst, &data, 4 << 20).unwrap();
+        drop(dst);
+        let mut expected = vec![0u8; 16 << 20];
+        expected[4 << 20..12 << 20].copy_from_slice(&data);
+        assert!(std::fs::read(&to).unwrap() == expected, "content differs");
+        let allocated = std::fs::metadata(&to).unwrap().blocks() * 512;
+        assert!(
+            allocated <= 1 << 20,
+            "zeros were written: {allocated} bytes"
+        );
+    }
+
+    #[test]
+    fn only_a_tmpfs_with_room_holds_a_builds_ram() {
+        assert_eq!(
+            ram_backed_with_room(Path::new("/proc"), 256),
+            None,
+            "not a tmpfs"
+        );
+        assert_eq!(ram_backed_with_room(Path::new("/no/such/dir"), 256), None);
+        if ram_backed_with_room(Path::new(RAM_BACKED_DIR), 1).is_some() {
+            assert_eq!(
+                ram_backed_with_room(Path::new(RAM_BACKED_DIR), u32::MAX),
+                None,
+                "no room"
+            );
+        }
     }
 
     fn mode(p: &Path) -> u32 {

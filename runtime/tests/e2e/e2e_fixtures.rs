@@ -364,3 +364,180 @@ end)
     assert!(again.status.success(), "{}", show(&again));
     assert!(!show(&again).contains("BUILDING"), "{}", show(&again));
 }
+
+/// QEMU processes whose command line names `path`.
+fn qemus_naming(path: &std::path::Path) -> Vec<u32> {
+    let needle = path.to_string_lossy().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            (text.contains("qemu-system") && text.contains(&needle)).then_some(pid)
+        })
+        .collect()
+}
+
+/// The run directories (`provium-run-*`) in `dir`.
+fn run_dirs_in(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("provium-run-")
+        })
+        .collect()
+}
+
+/// A build keeps its guest's RAM in a RAM-backed directory while the guest runs (`/dev/shm`,
+/// here one of the test's own in it) and copies it into the cache without its blocks of zeros;
+/// a build killed outright leaves its RAM there only until the next run sweeps it; where the
+/// directory is no tmpfs, the build keeps its RAM in the cache from the start.
+#[test]
+fn builds_keep_their_ram_in_dev_shm_until_saved_and_a_killed_one_is_swept() {
+    assert!(
+        provium::machine::paths::ram_backed_with_room(std::path::Path::new("/dev/shm"), 256)
+            .is_some(),
+        "this machine has no tmpfs /dev/shm with room for a 256 MiB guest"
+    );
+    let shm = tempfile::tempdir_in("/dev/shm").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let _cleanup = Cleanup(dir.path());
+    write(
+        dir.path(),
+        "provium.toml",
+        // Each with a file of its own: they boot (a table without files is built on the plain
+        // boot's build, whose RAM stays in the cache).
+        "[fixture.slow]\nfiles = { \"/srv-ready\" = \"ready.txt\" }\nsetup = [\"sleep 600\"]\n\n\
+         [fixture.quick]\nfiles = { \"/srv-ready\" = \"ready.txt\" }\n\n\
+         [fixture.on-disk]\nfiles = { \"/srv-ready\" = \"ready.txt\" }\nsetup = [\"true\"]\n",
+    );
+    write(dir.path(), "ready.txt", "ready\n");
+    write(
+        dir.path(),
+        "t.lua",
+        "for _, name in ipairs({'quick', 'on-disk'}) do\n  local vm = provium.fixture(name)\n  test(name, function() assert(#vm:read_file('/srv-ready') > 0) end)\nend\n",
+    );
+    let build = |name: &str, ram_dir: &std::path::Path| {
+        let mut c = provium(dir.path());
+        c.args(["fixture", "build", name])
+            .env("PROVIUM_RAM_DIR", ram_dir);
+        c
+    };
+
+    // Killed while its guest runs: no destructor and no handler, so its RAM stays behind.
+    let mut slow = build("slow", shm.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let guest_ram_there = || {
+        !qemus_naming(shm.path()).is_empty()
+            && run_dirs_in(shm.path())
+                .iter()
+                .any(|d| d.join("ram").is_file())
+    };
+    while !guest_ram_there() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no QEMU with its RAM in {}",
+            shm.path().display()
+        );
+        assert!(slow.try_wait().unwrap().is_none(), "the build ended early");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    slow.kill().unwrap();
+    slow.wait().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !qemus_naming(shm.path()).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "QEMU outlived its killed build"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let orphans = run_dirs_in(shm.path());
+    assert_eq!(orphans.len(), 1, "{orphans:?}");
+    assert!(orphans[0].join("ram").is_file(), "{:?}", orphans[0]);
+
+    // The next build sweeps it and leaves nothing of its own.
+    let out = build("quick", shm.path()).output().unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let left = run_dirs_in(shm.path());
+    assert!(
+        left.is_empty(),
+        "left in {}: {left:?}",
+        shm.path().display()
+    );
+
+    // Where the directory is no tmpfs, the build keeps its RAM in the cache from the start.
+    let out = build("on-disk", dir.path()).output().unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(run_dirs_in(dir.path()).is_empty());
+
+    // Both builds resume, and the copied RAM left its blocks of zeros out.
+    let out = provium(dir.path())
+        .args(["test", "t.lua"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let listed = provium(dir.path())
+        .args(["fixture", "list"])
+        .output()
+        .unwrap();
+    assert!(listed.status.success(), "{}", show(&listed));
+    let ram = ram_of_build(&String::from_utf8_lossy(&listed.stdout), "quick");
+    let (data, zero_blocks) = data_and_zero_blocks(&ram);
+    assert!(
+        data > 16 << 20,
+        "{} holds {data} bytes of data",
+        ram.display()
+    );
+    assert_eq!(zero_blocks, 0, "{} keeps blocks of zeros", ram.display());
+}
+
+/// The RAM file of the current build of `fixture`, from `provium fixture list`'s lines (name,
+/// kind, state, directory).
+fn ram_of_build(listed: &str, fixture: &str) -> std::path::PathBuf {
+    let line = listed
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|w| w.len() == 4 && w[0] == fixture && w[2] == "built")
+        .unwrap_or_else(|| panic!("no current build of {fixture}:\n{listed}"));
+    std::path::Path::new(line[3]).join("ram")
+}
+
+/// Bytes in the data extents of `path`, and how many of their 4 KiB blocks are all zeros.
+fn data_and_zero_blocks(path: &std::path::Path) -> (u64, usize) {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::open(path).unwrap();
+    let len = f.metadata().unwrap().len() as i64;
+    let (mut at, mut data, mut zeros) = (0i64, 0u64, 0usize);
+    let mut block = vec![0u8; 4096];
+    while at < len {
+        // SAFETY: lseek on an open descriptor.
+        let start = unsafe { libc::lseek(f.as_raw_fd(), at, libc::SEEK_DATA) };
+        if start < 0 {
+            break;
+        }
+        // SAFETY: as above.
+        let end = unsafe { libc::lseek(f.as_raw_fd(), start, libc::SEEK_HOLE) };
+        let mut b = start;
+        while b < end {
+            f.read_exact_at(&mut block, b as u64).unwrap();
+            zeros += block.iter().all(|&x| x == 0) as usize;
+            b += 4096;
+        }
+        data += (end - start) as u64;
+        at = end;
+    }
+    (data, zeros)
+}
