@@ -501,6 +501,16 @@ fn builds_keep_their_ram_in_dev_shm_until_saved_and_a_killed_one_is_swept() {
         ram.display()
     );
     assert_eq!(zero_blocks, 0, "{} keeps blocks of zeros", ram.display());
+
+    // Cleaning the project's fixtures by name leaves nothing of the project in the cache: no
+    // build, no lock file, no store directory.
+    let store = ram.parent().and_then(|b| b.parent()).unwrap().to_path_buf();
+    let out = provium(dir.path())
+        .args(["fixture", "clean", "slow", "quick", "on-disk"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(!store.exists(), "{} is left", store.display());
 }
 
 /// The RAM file of the current build of `fixture`, from `provium fixture list`'s lines (name,
