@@ -7,6 +7,26 @@ use std::io;
 /// The host writes the modules to load, in dependency order, one path per line.
 const MODULE_LIST: &str = "/etc/provium/modules";
 
+/// The `modprobe` link the host's initramfs keeps out of `/sbin` while the kernel boots (the
+/// kernel would run it, in vain, for every module its initcalls ask for) and where it goes now.
+const MODPROBE_DEFERRED: &str = "/etc/provium/modprobe";
+const MODPROBE: &str = "/sbin/modprobe";
+
+/// Puts `modprobe` in place, so that the kernel loads modules on demand from here on (a socket
+/// of a family built as a module, say) as on any system. One the initramfs already has at
+/// `/sbin/modprobe` (a user's archive, a pushed file) is kept.
+pub fn install_modprobe() {
+    if std::fs::symlink_metadata(MODPROBE).is_ok()
+        || std::fs::symlink_metadata(MODPROBE_DEFERRED).is_err()
+    {
+        return;
+    }
+    let _ = std::fs::create_dir_all("/sbin");
+    if let Err(e) = std::fs::rename(MODPROBE_DEFERRED, MODPROBE) {
+        super::log(format_args!("modprobe: {e}"));
+    }
+}
+
 /// Makes room at the top of the descriptor table for the agent's own descriptors: the hard
 /// limit becomes at least 4096 (the kernel's default for init), the soft limit stays 1024, where
 /// tests allocate from.

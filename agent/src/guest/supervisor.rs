@@ -60,6 +60,7 @@ struct Supervisor {
 
 pub fn run_as_init() -> ! {
     let mut timeline = vec![("init".to_string(), sys::monotonic_us())];
+    boot::install_modprobe();
     boot::raise_descriptor_limit();
     clean::capture_defaults();
     boot::mount_filesystems();

@@ -35,18 +35,26 @@ fn one_command_prints_and_exits_with_its_status() {
 }
 
 /// The shell resumes the profile's fixture (its kept console log starts with the snapshot's boot
-/// and says where it resumed); `--cold` boots.
+/// and says where it resumed); `--cold` boots. Either way busybox's `modprobe` is in `/sbin`,
+/// where the agent put it once the kernel had booted without it.
 #[test]
 fn the_shell_resumes_the_fixture_unless_told_to_boot() {
     let console = |extra: &[&str]| {
         let out = provium()
             .args(["shell", "--keep"])
             .args(extra)
-            .args(["-c", "echo ran; echo provium-shell-mark > /dev/kmsg"])
+            .args([
+                "-c",
+                "echo ran $(readlink /sbin/modprobe) $(ls /etc/provium/modprobe 2>/dev/null); \
+                 echo provium-shell-mark > /dev/kmsg",
+            ])
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", show(&out));
-        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ran");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "ran /bin/busybox"
+        );
         let stderr = String::from_utf8_lossy(&out.stderr);
         let dir = stderr
             .lines()
