@@ -59,6 +59,15 @@ pub const DEFAULT_VSOCK_PORT: u32 = 10_240;
 /// power off (x86 without ACPI), so the agent reboots where it would power off.
 pub const INIT_ARG_REBOOT: &str = "provium_reboot";
 
+/// In the initramfs the host builds: the modules the agent loads, in dependency order, one
+/// path per line.
+pub const MODULE_LIST_PATH: &str = "/etc/provium/modules";
+
+/// In the initramfs the host builds: busybox's `modprobe` link, kept out of `/sbin` while the
+/// kernel boots (the kernel would run it, in vain, for every module its initcalls ask for) and
+/// moved to `/sbin/modprobe` by the agent as it starts.
+pub const MODPROBE_DEFERRED_PATH: &str = "/etc/provium/modprobe";
+
 /// A guest address that is never mapped in the executor: below `vm.mmap_min_addr`, and not NULL,
 /// so that `EFAULT` paths are exercised rather than NULL checks.
 pub const BAD_POINTER: u64 = 0x1000;

@@ -1,15 +1,11 @@
 //! Turning a bare initramfs into a usable userland: file systems, kernel modules, loopback.
 
 use super::sys;
+use provium_agent::protocol::{MODPROBE_DEFERRED_PATH as MODPROBE_DEFERRED, MODULE_LIST_PATH};
 use std::collections::HashMap;
 use std::io;
 
-/// The host writes the modules to load, in dependency order, one path per line.
-const MODULE_LIST: &str = "/etc/provium/modules";
-
-/// The `modprobe` link the host's initramfs keeps out of `/sbin` while the kernel boots (the
-/// kernel would run it, in vain, for every module its initcalls ask for) and where it goes now.
-const MODPROBE_DEFERRED: &str = "/etc/provium/modprobe";
+/// Where `modprobe` goes once the kernel has booted.
 const MODPROBE: &str = "/sbin/modprobe";
 
 /// Puts `modprobe` in place, so that the kernel loads modules on demand from here on (a socket
@@ -76,7 +72,7 @@ pub fn mount_filesystems() {
 
 /// Loads the modules the host listed. Returns one line per module that failed.
 pub fn load_modules() -> Vec<String> {
-    let Ok(list) = std::fs::read_to_string(MODULE_LIST) else {
+    let Ok(list) = std::fs::read_to_string(MODULE_LIST_PATH) else {
         return Vec::new();
     };
     let mut errors = Vec::new();

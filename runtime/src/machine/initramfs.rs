@@ -8,6 +8,7 @@ use crate::machine::cache_lease::{self, CacheLease};
 use crate::machine::error::{IoContext, IoError};
 use crate::machine::modules::ModuleFile;
 use crate::machine::paths;
+use crate::protocol::{MODPROBE_DEFERRED_PATH, MODULE_LIST_PATH};
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -196,7 +197,7 @@ pub fn build(spec: &InitramfsSpec) -> Result<Vec<u8>> {
                 // (crypto lookups), and busybox finds none of them: 70 ms of a boot under TCG
                 // that a guest without it does not spend. The agent moves the link into place
                 // as it starts, so tests and shells have it.
-                a.symlink(MODPROBE_DEFERRED, "/bin/busybox")?;
+                a.symlink(MODPROBE_DEFERRED_PATH, "/bin/busybox")?;
             } else if applet != "bin/busybox" {
                 a.symlink(&format!("/{applet}"), "/bin/busybox")?;
             }
@@ -208,7 +209,7 @@ pub fn build(spec: &InitramfsSpec) -> Result<Vec<u8>> {
         list.push_str(&m.guest_path);
         list.push('\n');
     }
-    a.file("/etc/provium/modules", 0o644, list.as_bytes())?;
+    a.file(MODULE_LIST_PATH, 0o644, list.as_bytes())?;
     for f in &spec.files {
         let data = read(&f.host)?;
         let mode = match f.mode {
@@ -236,9 +237,6 @@ fn host_mode(path: &Path) -> u32 {
 
 /// busybox's `modprobe` applet, which the kernel runs to load modules it asks for.
 const MODPROBE_APPLET: &str = "sbin/modprobe";
-/// Where the initramfs keeps the `modprobe` link until the agent starts (see
-/// the agent's `boot::install_modprobe`).
-const MODPROBE_DEFERRED: &str = "/etc/provium/modprobe";
 
 /// Applet paths (`bin/sh`, `usr/bin/awk`, …) that the host's busybox provides.
 fn busybox_applets(busybox: &Path) -> Vec<String> {
