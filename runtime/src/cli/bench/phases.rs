@@ -1,8 +1,8 @@
 //! `provium bench boot --phases`: where a cold boot's and a resume's time goes, phase by phase
 //! (the VM's own `VmInfo::phases`, host and guest), then one syscall and the shutdown, each the
 //! median of several runs interleaved so that a change in host load affects both alike. These
-//! VMs boot in this process, whose caches are warm after the first; a whole `provium test
-//! --cold` process beside them is what a user's cold run costs.
+//! VMs boot in this process, whose caches are warm after the first; whole `provium test
+//! --cold` and `provium test` processes beside them are what a user's runs cost.
 
 use super::measure::stats;
 use crate::machine::profile::{Profile, TransportChoice};
@@ -22,17 +22,25 @@ pub struct Phases {
     pub cold: Vec<(String, f64)>,
     pub resume: Vec<(String, f64)>,
     /// `provium test --cold` of a one-test file, the whole process (its start, planning, the
-    /// boot, the test, the VM stopped, its exit), as a user runs it; None when the profile comes
-    /// from a `provium.toml` (the child runs in a scratch directory, not to touch the project's
-    /// last-run record, where only the built-in profiles are found).
-    pub process_ms: Option<f64>,
+    /// boot, the test, the VM stopped, its exit), as a user runs it, and `provium test` of the
+    /// same file (resumed from the fixture); None when the profile comes from a `provium.toml`
+    /// (the child runs in a scratch directory, not to touch the project's last-run record,
+    /// where only the built-in profiles are found).
+    pub process_ms: Option<WholeProcess>,
 }
 
-/// Runs `provium test --cold` on a file that boots `profile` and makes one call.
+/// Medians of whole `provium test` processes, in milliseconds.
+pub struct WholeProcess {
+    pub cold: f64,
+    pub resumed: f64,
+}
+
+/// Runs `provium test` (`--cold`: booting) on a file that boots `profile` and makes one call.
 fn whole_process(
     profile: &str,
     kernel: Option<&str>,
     scratch: &std::path::Path,
+    cold: bool,
 ) -> Result<Duration> {
     let file = scratch.join("one-call.lua");
     std::fs::write(
@@ -43,7 +51,8 @@ fn whole_process(
         ),
     )?;
     let mut cmd = std::process::Command::new(std::env::current_exe()?);
-    cmd.args(["test", "--cold", "--color", "never"])
+    cmd.args(["test", "--color", "never"])
+        .args(cold.then_some("--cold"))
         .args(kernel.map(|k| ["--kernel", k]).into_iter().flatten())
         .arg(&file)
         .current_dir(scratch)
@@ -55,7 +64,8 @@ fn whole_process(
     let took = t.elapsed();
     anyhow::ensure!(
         out.status.success(),
-        "provium test --cold {} failed: {}",
+        "provium test{} {} failed: {}",
+        if cold { " --cold" } else { "" },
         file.display(),
         String::from_utf8_lossy(&out.stderr).trim()
     );
@@ -118,7 +128,7 @@ pub fn phases(
     let profiles = crate::machine::profile::Profiles::discover(&cwd)?;
     let builtin = profiles.source.is_none();
     let scratch = tempfile::tempdir()?;
-    let mut process = Vec::new();
+    let (mut process_cold, mut process_resumed) = (Vec::new(), Vec::new());
     let fixtures = crate::lua::fixture_script::discover(&cwd, profiles, true)?.fixtures;
     // The profile's plain boot, the build every `vm:boot()` of it resumes: already built
     // wherever the profile has run, and not a build of the bench's own to make and keep.
@@ -137,6 +147,10 @@ pub fn phases(
     let mut resume_ready = Vec::new();
     let mut cold = Vec::new();
     let mut resume = Vec::new();
+    if builtin {
+        // The resumed process's fixture (built now when it is not yet), outside the medians.
+        whole_process(&profile.name, kernel, scratch.path(), false)?;
+    }
     for i in 0..runs {
         progress(&format!("bare boot {}/{runs}", i + 1));
         bare.push(crate::machine::vm::bare_boot(&plan)?);
@@ -152,7 +166,9 @@ pub fn phases(
         resume.push(life(vm, t)?);
         if builtin {
             progress(&format!("provium test --cold {}/{runs}", i + 1));
-            process.push(whole_process(&profile.name, kernel, scratch.path())?);
+            process_cold.push(whole_process(&profile.name, kernel, scratch.path(), true)?);
+            progress(&format!("provium test {}/{runs}", i + 1));
+            process_resumed.push(whole_process(&profile.name, kernel, scratch.path(), false)?);
         }
     }
     let ms = |samples: &mut Vec<Duration>| stats(samples).p50.as_secs_f64() * 1e3;
@@ -163,7 +179,10 @@ pub fn phases(
         resume_ready_ms: ms(&mut resume_ready),
         cold: medians(&cold),
         resume: medians(&resume),
-        process_ms: (!process.is_empty()).then(|| ms(&mut process)),
+        process_ms: builtin.then(|| WholeProcess {
+            cold: ms(&mut process_cold),
+            resumed: ms(&mut process_resumed),
+        }),
     })
 }
 
@@ -220,20 +239,26 @@ pub fn print(
     ] {
         writeln!(
             out,
-            "  {what:<36} {ms:>8.1} ms  {:.3}× the bare boot",
+            "  {what:<38} {ms:>8.1} ms  {:.3}× the bare boot",
             ms / p.bare_ms
         )?;
     }
     match p.process_ms {
-        Some(ms) => writeln!(
-            out,
-            "  {:<36} {ms:>8.1} ms  {:.3}× the bare boot",
-            "provium test --cold, whole process",
-            ms / p.bare_ms
-        )?,
+        Some(whole) => {
+            for (what, ms) in [
+                ("provium test --cold, whole process", whole.cold),
+                ("provium test (resumed), whole process", whole.resumed),
+            ] {
+                writeln!(
+                    out,
+                    "  {what:<38} {ms:>8.1} ms  {:.3}× the bare boot",
+                    ms / p.bare_ms
+                )?;
+            }
+        }
         None => writeln!(
             out,
-            "  provium test --cold, whole process: not measured (the profile is a provium.toml's)"
+            "  provium test, whole processes: not measured (the profile is a provium.toml's)"
         )?,
     }
     let mut vm = Vm::boot(profile, &BootOptions::default())?;
