@@ -293,12 +293,7 @@ fn resumed_or_booted(
     };
     let cwd = std::env::current_dir()?;
     let uses = crate::lua::fixture_script::discover(&cwd, profiles, true)?;
-    let resumed = if terminal {
-        uses.fixtures.resume_def_on_terminal(&def)
-    } else {
-        uses.fixtures.resume_def(&def)
-    };
-    match resumed {
+    match uses.fixtures.resume_def_on(&def, terminal) {
         Ok(vm) => Ok((vm, true)),
         Err(e) => {
             super::say(&format!(

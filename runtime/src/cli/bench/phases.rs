@@ -231,35 +231,28 @@ pub fn print(
         p.bare_ms
     )?;
     let total = |rows: &[(String, f64)]| rows.iter().map(|(_, ms)| ms).sum::<f64>();
-    for (what, ms) in [
+    let mut ratios = vec![
         ("cold boot to a ready agent", p.cold_ready_ms),
         ("cold boot + one syscall + shutdown", total(&p.cold)),
         ("resume to a ready agent", p.resume_ready_ms),
         ("resume + one syscall + shutdown", total(&p.resume)),
-    ] {
+    ];
+    if let Some(whole) = &p.process_ms {
+        ratios.push(("provium test --cold, whole process", whole.cold));
+        ratios.push(("provium test (resumed), whole process", whole.resumed));
+    }
+    for (what, ms) in ratios {
         writeln!(
             out,
             "  {what:<38} {ms:>8.1} ms  {:.3}× the bare boot",
             ms / p.bare_ms
         )?;
     }
-    match p.process_ms {
-        Some(whole) => {
-            for (what, ms) in [
-                ("provium test --cold, whole process", whole.cold),
-                ("provium test (resumed), whole process", whole.resumed),
-            ] {
-                writeln!(
-                    out,
-                    "  {what:<38} {ms:>8.1} ms  {:.3}× the bare boot",
-                    ms / p.bare_ms
-                )?;
-            }
-        }
-        None => writeln!(
+    if p.process_ms.is_none() {
+        writeln!(
             out,
             "  provium test, whole processes: not measured (the profile is a provium.toml's)"
-        )?,
+        )?;
     }
     let mut vm = Vm::boot(profile, &BootOptions::default())?;
     let r = super::measure::roundtrip(&mut vm, calls.min(2_000))?;

@@ -193,7 +193,8 @@ impl Vm {
                 &console_log,
             )
         };
-        let incoming = (|| -> Result<(), QmpError> {
+        // The connection stays open for the terminal's console port (below).
+        let incoming = (|| -> Result<crate::machine::qmp::Qmp, QmpError> {
             let qmp_path = launch.qmp_socket.clone().unwrap_or_default();
             let mut qmp = crate::machine::qmp::Qmp::connect(&qmp_path, deadline)?;
             qmp.execute_pipelined(&[
@@ -206,11 +207,12 @@ impl Vm {
                     serde_json::json!({"uri": format!("fd:{state_fd}")}),
                 ),
             ])?;
-            Ok(())
+            Ok(qmp)
         })();
-        if let Err(e) = incoming {
-            return Err(failure(&mut qemu, e.to_string()));
-        }
+        let mut qmp = match incoming {
+            Ok(qmp) => qmp,
+            Err(e) => return Err(failure(&mut qemu, e.to_string())),
+        };
         let migrating = Instant::now();
         tracing::debug!(
             ms = started.elapsed().as_secs_f64() * 1e3,
@@ -266,21 +268,15 @@ impl Vm {
             Err(e) => return Err(vm.lost(e)),
         }
         if terminal {
-            let added = crate::machine::qmp::Qmp::connect(
-                vm.launch.qmp_socket.as_deref().unwrap_or(Path::new("")),
-                deadline,
-            )
-            .and_then(|mut qmp| {
-                qmp.execute(
-                    "device_add",
-                    serde_json::json!({
-                        "driver": "virtconsole",
-                        "bus": format!("{BUS}.0"),
-                        "nr": 0,
-                        "chardev": TERMINAL_CHARDEV,
-                    }),
-                )
-            });
+            let added = qmp.execute(
+                "device_add",
+                serde_json::json!({
+                    "driver": "virtconsole",
+                    "bus": format!("{BUS}.0"),
+                    "nr": 0,
+                    "chardev": TERMINAL_CHARDEV,
+                }),
+            );
             if let Err(e) = added {
                 return Err(failed_start(
                     &mut vm.qemu,
